@@ -1,0 +1,44 @@
+# trainyard: `make run` and `make test` are the two commands; each does its own set-up.
+SHELL := /bin/bash
+TORCH_VERSION := 2.11.0
+VENV := $(CURDIR)/.venv
+STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+PYTHON ?= python3
+# torch-sys finds libtorch in the venv's torch wheel through VIRTUAL_ENV and PATH.
+CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH"
+CARGO ?= cargo
+BIN := target/release/trainyard
+DATA_DIR ?= $(CURDIR)/var/data/cifar-10-batches-bin
+
+.PHONY: all setup build run test bench demo clean fmt clippy
+
+all: build
+
+setup: $(STAMP)
+
+# The PyPI wheel of torch carries libtorch (and its CUDA libraries); nothing else is downloaded.
+$(STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.10+ with venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { echo "error: python venv failed; on Debian: apt-get install -y python3-venv" >&2; exit 1; }
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(VENV)/bin/python -c 'import torch; assert torch.__version__.startswith("$(TORCH_VERSION)"), torch.__version__'
+	touch $@
+
+build: $(STAMP)
+	$(CARGO_ENV) $(CARGO) build --release
+
+test: $(STAMP)
+	$(CARGO_ENV) $(CARGO) test --release -- --test-threads=2
+
+run: build
+	./$(BIN) demo --data-dir "$(DATA_DIR)"
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy: $(STAMP)
+	$(CARGO_ENV) $(CARGO) clippy --release --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,423 @@
+//! The experiment spec: one flat JSON object, every field optional with the PyTorch
+//! tutorial's value as default. `Spec::parse` is the only way in; it reports every
+//! problem at once, each naming its field and what is allowed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Largest seed drawn at submission: 2^53, so it survives a round trip through any JSON client.
+const DRAWN_SEED_LIMIT: u64 = 1 << 53;
+
+pub const FIELDS: &[&str] = &[
+    "name",
+    "model",
+    "hidden",
+    "activation",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "loss",
+    "augment",
+    "seed",
+    "dataset",
+    "train_limit",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Cnn,
+    Linear,
+    Mlp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    CrossEntropy,
+    Mse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Augmentation {
+    RandomResizedCrop,
+    HorizontalFlip,
+}
+
+impl Augmentation {
+    pub const ALL: [Augmentation; 2] = [Augmentation::RandomResizedCrop, Augmentation::HorizontalFlip];
+
+    fn name(self) -> &'static str {
+        match self {
+            Augmentation::RandomResizedCrop => "random_resized_crop",
+            Augmentation::HorizontalFlip => "horizontal_flip",
+        }
+    }
+}
+
+/// A validated experiment with every default filled in (the seed included), so the
+/// stored spec alone repeats the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub name: Option<String>,
+    pub model: ModelKind,
+    /// Hidden layer widths; used by `mlp` only (empty for the other models).
+    pub hidden: Vec<i64>,
+    pub activation: Activation,
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub loss: LossKind,
+    /// Training-time augmentations, in a fixed order; empty means none.
+    pub augment: Vec<Augmentation>,
+    pub seed: u64,
+    pub dataset: String,
+    pub train_limit: Option<u32>,
+}
+
+/// One invalid field: which, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpecErrors(pub Vec<FieldError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid experiment spec: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+impl Default for Spec {
+    /// The tutorial's experiment, with seed 0.
+    fn default() -> Self {
+        Spec {
+            name: None,
+            model: ModelKind::Cnn,
+            hidden: Vec::new(),
+            activation: Activation::Relu,
+            epochs: 50,
+            batch_size: 4,
+            lr: 0.001,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            loss: LossKind::CrossEntropy,
+            augment: Vec::new(),
+            seed: 0,
+            dataset: "cifar10".into(),
+            train_limit: None,
+        }
+    }
+}
+
+/// Collects field errors while a spec is read.
+struct Reader<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    fn present(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field).filter(|v| !v.is_null())
+    }
+
+    fn int(&mut self, field: &str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(v) = self.present(field) else { return default };
+        match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.fail(field, format!("must be an integer from {min} to {max}, got {v}"));
+                default
+            }
+        }
+    }
+
+    fn float(&mut self, field: &str, default: f64, ok: impl Fn(f64) -> bool, allowed: &str) -> f64 {
+        let Some(v) = self.present(field) else { return default };
+        match v.as_f64() {
+            Some(x) if x.is_finite() && ok(x) => x,
+            _ => {
+                self.fail(field, format!("must be {allowed}, got {v}"));
+                default
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, field: &str, default: T, options: &[(&str, T)]) -> T {
+        let Some(v) = self.present(field) else { return default };
+        if let Some(s) = v.as_str() {
+            if let Some((_, t)) = options.iter().find(|(name, _)| *name == s) {
+                return *t;
+            }
+        }
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.fail(field, format!("must be one of {}, got {v}", names.join(", ")));
+        default
+    }
+}
+
+impl Spec {
+    /// Parses and validates a spec; a missing seed is drawn here, so it is recorded.
+    pub fn parse(value: &Value) -> Result<Spec, SpecErrors> {
+        Self::parse_with_seed(value, || rand_seed() % DRAWN_SEED_LIMIT)
+    }
+
+    /// As `parse`, with the seed to use when the spec names none.
+    pub fn parse_with_seed(value: &Value, draw_seed: impl FnOnce() -> u64) -> Result<Spec, SpecErrors> {
+        let Some(obj) = value.as_object() else {
+            return Err(SpecErrors(vec![FieldError {
+                field: "(body)".into(),
+                message: format!("the experiment spec must be a JSON object, got {}", json_type(value)),
+            }]));
+        };
+        let mut r = Reader { obj, errors: Vec::new() };
+        for key in obj.keys() {
+            if !FIELDS.contains(&key.as_str()) {
+                r.fail(key, format!("unknown field; allowed fields: {}", FIELDS.join(", ")));
+            }
+        }
+        let d = Spec::default();
+
+        let name = match r.present("name") {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => Some(s.clone()),
+            Some(v) => {
+                r.fail("name", format!("must be a non-empty string of at most 200 characters, got {v}"));
+                None
+            }
+        };
+        let model = r.choice(
+            "model",
+            d.model,
+            &[("cnn", ModelKind::Cnn), ("linear", ModelKind::Linear), ("mlp", ModelKind::Mlp)],
+        );
+        let hidden = match (r.present("hidden"), model) {
+            (None, ModelKind::Mlp) => vec![120, 84],
+            (None, _) => Vec::new(),
+            (Some(_), ModelKind::Cnn | ModelKind::Linear) => {
+                r.fail("hidden", "applies only to model \"mlp\"; leave it out for \"cnn\" and \"linear\"");
+                Vec::new()
+            }
+            (Some(v), ModelKind::Mlp) => {
+                let widths: Option<Vec<i64>> = v
+                    .as_array()
+                    .and_then(|a| a.iter().map(|w| w.as_i64().filter(|w| (1..=65_536).contains(w))).collect());
+                match widths {
+                    Some(w) if (1..=8).contains(&w.len()) => w,
+                    _ => {
+                        r.fail(
+                            "hidden",
+                            format!("must be a list of 1 to 8 layer widths, each from 1 to 65536, got {v}"),
+                        );
+                        vec![120, 84]
+                    }
+                }
+            }
+        };
+        let activation =
+            r.choice("activation", d.activation, &[("relu", Activation::Relu), ("none", Activation::None)]);
+        if model == ModelKind::Linear && r.present("activation").is_some() {
+            r.fail("activation", "applies only to models \"mlp\" and \"cnn\"; a linear model has no hidden layer");
+        }
+        let epochs = r.int("epochs", d.epochs.into(), 1, 1000) as u32;
+        let batch_size = r.int("batch_size", d.batch_size.into(), 1, 50_000) as u32;
+        let lr = r.float("lr", d.lr, |x| x > 0.0, "a finite number > 0");
+        let momentum = r.float("momentum", d.momentum, |x| (0.0..1.0).contains(&x), "a number from 0 to below 1");
+        let weight_decay = r.float("weight_decay", d.weight_decay, |x| x >= 0.0, "a finite number >= 0");
+        let loss = r.choice("loss", d.loss, &[("cross_entropy", LossKind::CrossEntropy), ("mse", LossKind::Mse)]);
+        let augment = match r.present("augment") {
+            None | Some(Value::Bool(false)) => Vec::new(),
+            Some(Value::Bool(true)) => Augmentation::ALL.to_vec(),
+            Some(v) => {
+                let list: Option<Vec<Augmentation>> = v.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|s| s.as_str().and_then(|s| Augmentation::ALL.into_iter().find(|g| g.name() == s)))
+                        .collect()
+                });
+                match list {
+                    Some(mut l) => {
+                        l.sort();
+                        l.dedup();
+                        l
+                    }
+                    None => {
+                        r.fail(
+                            "augment",
+                            format!("must be true, false or a list of \"random_resized_crop\", \"horizontal_flip\"; got {v}"),
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let seed = match r.present("seed") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(s) => Some(s),
+                None => {
+                    r.fail("seed", format!("must be an integer from 0 to {}, got {v}", u64::MAX));
+                    Some(0)
+                }
+            },
+        };
+        let dataset = r.choice("dataset", "cifar10", &[("cifar10", "cifar10")]).to_string();
+        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, 1_000_000) as u32);
+
+        if !r.errors.is_empty() {
+            return Err(SpecErrors(r.errors));
+        }
+        Ok(Spec {
+            name,
+            model,
+            hidden,
+            activation,
+            epochs,
+            batch_size,
+            lr,
+            momentum,
+            weight_decay,
+            loss,
+            augment,
+            seed: seed.unwrap_or_else(draw_seed),
+            dataset,
+            train_limit,
+        })
+    }
+
+    /// The spec as stored and shown: every field, defaults included.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a spec always serializes")
+    }
+
+    pub fn has(&self, aug: Augmentation) -> bool {
+        self.augment.contains(&aug)
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A seed from the OS's randomness (through std's hasher keys) mixed with the clock.
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(v: Value) -> Vec<FieldError> {
+        Spec::parse(&v).unwrap_err().0
+    }
+
+    #[test]
+    fn an_empty_object_is_the_tutorial_experiment_with_a_drawn_seed() {
+        let s = Spec::parse_with_seed(&json!({}), || 42).unwrap();
+        assert_eq!(s, Spec { seed: 42, ..Spec::default() });
+        let a = Spec::parse(&json!({})).unwrap();
+        let b = Spec::parse(&json!({})).unwrap();
+        assert_ne!(a.seed, b.seed, "seeds are drawn afresh");
+        assert!(a.seed < DRAWN_SEED_LIMIT);
+    }
+
+    #[test]
+    fn mlp_gets_the_default_hidden_widths_and_the_filled_spec_round_trips() {
+        let s = Spec::parse(&json!({"model": "mlp", "augment": true, "seed": 7})).unwrap();
+        assert_eq!(s.hidden, vec![120, 84]);
+        assert_eq!(s.augment, Augmentation::ALL.to_vec());
+        let again = Spec::parse(&s.to_json()).unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let e = errors(json!({"learning_rate": 0.1}));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "learning_rate");
+        assert!(e[0].message.contains("allowed fields"), "{}", e[0].message);
+        assert!(e[0].message.contains("lr"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_allowed_range() {
+        let e = errors(json!({
+            "model": "resnet", "epochs": 0, "batch_size": 50001, "lr": -1, "momentum": 1.0,
+            "loss": "hinge", "augment": ["rotate"], "seed": -3, "dataset": "mnist", "train_limit": 0,
+            "weight_decay": -0.1
+        }));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "model",
+                "epochs",
+                "batch_size",
+                "lr",
+                "momentum",
+                "weight_decay",
+                "loss",
+                "augment",
+                "seed",
+                "dataset",
+                "train_limit"
+            ]
+        );
+        let msg = |f: &str| e.iter().find(|x| x.field == f).unwrap().message.clone();
+        assert!(msg("epochs").contains("from 1 to 1000"));
+        assert!(msg("batch_size").contains("from 1 to 50000"));
+        assert!(msg("model").contains("\"cnn\", \"linear\", \"mlp\""));
+        assert!(msg("lr").contains("> 0"));
+    }
+
+    #[test]
+    fn non_finite_and_wrongly_typed_values_are_rejected() {
+        assert_eq!(errors(json!({"lr": "0.1"}))[0].field, "lr");
+        assert_eq!(errors(json!({"epochs": 2.5}))[0].field, "epochs");
+        assert_eq!(errors(json!({"hidden": [120, 0], "model": "mlp"}))[0].field, "hidden");
+        assert_eq!(errors(json!({"hidden": [10]}))[0].field, "hidden", "hidden needs model mlp");
+        assert_eq!(errors(json!({"model": "linear", "activation": "none"}))[0].field, "activation");
+        assert_eq!(errors(json!([1, 2]))[0].field, "(body)");
+    }
+}

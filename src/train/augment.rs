@@ -1,0 +1,90 @@
+//! Training-time augmentation, batched on the device: one affine grid per batch does every
+//! image's RandomResizedCrop (torchvision's defaults: scale 0.08–1, ratio 3/4–4/3, back to
+//! 32×32, bilinear) and RandomHorizontalFlip (p = 0.5) in a single `grid_sample`.
+
+use super::rng::EpochRng;
+use tch::{Kind, Tensor};
+
+pub const SIZE: i64 = 32;
+pub const SCALE: (f64, f64) = (0.08, 1.0);
+pub const RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
+
+/// Which augmentations a job uses.
+#[derive(Debug, Clone, Copy)]
+pub struct AugmentParams {
+    pub crop: bool,
+    pub flip: bool,
+}
+
+/// One image's crop box (in pixels of the 32×32 input) and flip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImagePlan {
+    pub top: i64,
+    pub left: i64,
+    pub height: i64,
+    pub width: i64,
+    pub flip: bool,
+}
+
+impl ImagePlan {
+    pub const IDENTITY: ImagePlan = ImagePlan { top: 0, left: 0, height: SIZE, width: SIZE, flip: false };
+}
+
+impl AugmentParams {
+    /// Draws a plan for `n` images.
+    pub fn sample(&self, rng: &mut EpochRng, n: usize) -> Vec<ImagePlan> {
+        (0..n)
+            .map(|_| {
+                let mut plan = if self.crop { random_resized_crop(rng) } else { ImagePlan::IDENTITY };
+                plan.flip = self.flip && rng.uniform() < 0.5;
+                plan
+            })
+            .collect()
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params` for a 32×32 image.
+pub fn random_resized_crop(rng: &mut EpochRng) -> ImagePlan {
+    let area = (SIZE * SIZE) as f64;
+    let (lo, hi) = (RATIO.0.ln(), RATIO.1.ln());
+    for _ in 0..10 {
+        let target = area * (SCALE.0 + (SCALE.1 - SCALE.0) * rng.uniform_f64());
+        let aspect = (lo + (hi - lo) * rng.uniform_f64()).exp();
+        let width = (target * aspect).sqrt().round() as i64;
+        let height = (target / aspect).sqrt().round() as i64;
+        if 0 < width && width <= SIZE && 0 < height && height <= SIZE {
+            let top = rng.below((SIZE - height + 1) as u64) as i64;
+            let left = rng.below((SIZE - width + 1) as u64) as i64;
+            return ImagePlan { top, left, height, width, flip: false };
+        }
+    }
+    // A square image always fits the ratio range, so the fallback is the whole image.
+    ImagePlan::IDENTITY
+}
+
+/// Applies each image's plan to a normalised float batch [B, 3, 32, 32].
+pub fn apply(images: &Tensor, plan: &[ImagePlan]) -> Tensor {
+    let size = SIZE as f32;
+    // N.B.: with align_corners = false, normalised -1 and 1 are the outer edges of the
+    // border pixels, so a box maps to x_in = x_out * w/W + (2·left + w)/W - 1.
+    let theta: Vec<f32> = plan
+        .iter()
+        .flat_map(|p| {
+            let sx = p.width as f32 / size * if p.flip { -1.0 } else { 1.0 };
+            let tx = (2 * p.left + p.width) as f32 / size - 1.0;
+            let sy = p.height as f32 / size;
+            let ty = (2 * p.top + p.height) as f32 / size - 1.0;
+            [sx, 0.0, tx, 0.0, sy, ty]
+        })
+        .collect();
+    let b = plan.len() as i64;
+    let theta = Tensor::from_slice(&theta).view([b, 2, 3]).to_device(images.device()).to_kind(images.kind());
+    let grid = Tensor::affine_grid_generator(&theta, [b, 3, SIZE, SIZE], false);
+    // interpolation 0 = bilinear, padding 1 = border (crops lie inside the image anyway).
+    images.grid_sampler_2d(&grid, 0, 1, false)
+}
+
+/// Convenience for tests and tools: a float copy of a uint8 batch, augmented with `plan`.
+pub fn apply_u8(images_u8: &Tensor, plan: &[ImagePlan]) -> Tensor {
+    apply(&images_u8.to_kind(Kind::Float), plan)
+}

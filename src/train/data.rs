@@ -1,0 +1,214 @@
+//! CIFAR-10 in its binary format, loaded once onto the training device as uint8, and the
+//! batch source that turns it into normalised mini-batches in a seeded order.
+
+use super::augment::{self, AugmentParams};
+use super::rng::EpochRng;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+pub const CLASSES: i64 = 10;
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+pub const TEST_FILE: &str = "test_batch.bin";
+pub const WHERE_TO_GET: &str = "get the CIFAR-10 binary version (cifar-10-binary.tar.gz) from \
+https://www.cs.toronto.edu/~kriz/cifar.html and unpack its cifar-10-batches-bin files there";
+
+/// What is wrong with a data directory; each names the file and the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file the dataset needs is not there.
+    #[error("CIFAR-10 file {file} is missing from {dir}; {WHERE_TO_GET}", dir = .dir.display())]
+    Missing { file: String, dir: PathBuf },
+    /// The file's size is not a whole number of 3,073-byte records, or it holds none.
+    #[error("CIFAR-10 file {file} in {dir} is {size} bytes, not a whole number of {RECORD_BYTES}-byte records (it may be truncated); {WHERE_TO_GET}", dir = .dir.display())]
+    Truncated { file: String, dir: PathBuf, size: u64 },
+    /// A record's label byte is not a class 0..=9.
+    #[error("CIFAR-10 file {file} in {dir} has label {label} in record {record}; labels are 0 to 9, so this is not a CIFAR-10 binary file", dir = .dir.display())]
+    BadLabel { file: String, dir: PathBuf, record: usize, label: u8 },
+    /// The file exists but could not be read.
+    #[error("could not read CIFAR-10 file {file} in {dir}: {source}", dir = .dir.display())]
+    Io { file: String, dir: PathBuf, source: std::io::Error },
+}
+
+/// Raw images ([N, 3, 32, 32] uint8) and labels ([N] int64) of one split.
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn to_device(&self, device: Device) -> Split {
+        Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
+    }
+
+    fn shallow_clone(&self) -> Split {
+        Split { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }
+    }
+}
+
+/// The dataset, resident on one device.
+pub struct Cifar10 {
+    pub train: Split,
+    pub test: Split,
+    pub device: Device,
+}
+
+impl Cifar10 {
+    /// Loads `dir` (data_batch_1..5.bin and test_batch.bin) onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Cifar10, DataError> {
+        let train = read_split(dir, &TRAIN_FILES)?;
+        let test = read_split(dir, &[TEST_FILE])?;
+        Ok(Cifar10 { train: train.to_device(device), test: test.to_device(device), device })
+    }
+
+    /// Another handle on the same tensors, for another thread that trains on this device.
+    pub fn shallow_clone(&self) -> Cifar10 {
+        Cifar10 { train: self.train.shallow_clone(), test: self.test.shallow_clone(), device: self.device }
+    }
+}
+
+fn read_split(dir: &Path, files: &[&str]) -> Result<Split, DataError> {
+    let mut images: Vec<u8> = Vec::new();
+    let mut labels: Vec<i64> = Vec::new();
+    for file in files {
+        let path = dir.join(file);
+        let err_ctx = || (file.to_string(), dir.to_path_buf());
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (file, dir) = err_ctx();
+                return Err(DataError::Missing { file, dir });
+            }
+            Err(source) => {
+                let (file, dir) = err_ctx();
+                return Err(DataError::Io { file, dir, source });
+            }
+        };
+        if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+            let (file, dir) = err_ctx();
+            return Err(DataError::Truncated { file, dir, size: bytes.len() as u64 });
+        }
+        images.reserve(bytes.len());
+        for (record, chunk) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+            let label = chunk[0];
+            if i64::from(label) >= CLASSES {
+                let (file, dir) = err_ctx();
+                return Err(DataError::BadLabel { file, dir, record, label });
+            }
+            labels.push(label.into());
+            images.extend_from_slice(&chunk[1..]);
+        }
+    }
+    let n = labels.len() as i64;
+    Ok(Split { images: Tensor::from_slice(&images).view([n, 3, 32, 32]), labels: Tensor::from_slice(&labels) })
+}
+
+/// Turns uint8 images into the tutorial's normalisation, (x/255 - 0.5)/0.5, in float.
+pub fn normalise(images_u8: &Tensor) -> Tensor {
+    images_u8.to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0)
+}
+
+/// One mini-batch, normalised (and augmented when asked), on the training device.
+pub struct Batch {
+    pub images: Tensor,
+    pub labels: Tensor,
+    pub len: usize,
+}
+
+/// Yields one epoch's mini-batches of the training split in a seeded order.
+///
+/// N.B.: everything random here (the order, the crops, the flips) comes from the epoch's
+/// `EpochRng`, so an epoch is a pure function of (seed, epoch) and a resumed run repeats it.
+pub struct BatchSource<'a> {
+    split: &'a Split,
+    order: Tensor,
+    n: usize,
+    batch_size: usize,
+    next: usize,
+    augment: Option<AugmentParams>,
+    rng: EpochRng,
+}
+
+impl<'a> BatchSource<'a> {
+    pub fn new(
+        split: &'a Split,
+        limit: usize,
+        batch_size: usize,
+        augment: Option<AugmentParams>,
+        mut rng: EpochRng,
+    ) -> Self {
+        let n = limit.min(split.len());
+        let perm = rng.permutation(n);
+        let order = Tensor::from_slice(&perm).to_device(split.images.device());
+        BatchSource { split, order, n, batch_size, next: 0, augment, rng }
+    }
+
+    pub fn batches(&self) -> usize {
+        self.n.div_ceil(self.batch_size)
+    }
+
+    pub fn samples(&self) -> usize {
+        self.n
+    }
+}
+
+impl Iterator for BatchSource<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.next >= self.n {
+            return None;
+        }
+        let len = self.batch_size.min(self.n - self.next);
+        let idx = self.order.narrow(0, self.next as i64, len as i64);
+        self.next += len;
+        let mut images = normalise(&self.split.images.index_select(0, &idx));
+        if let Some(params) = &self.augment {
+            let plan = params.sample(&mut self.rng, len);
+            images = augment::apply(&images, &plan);
+        }
+        Some(Batch { images, labels: self.split.labels.index_select(0, &idx), len })
+    }
+}
+
+/// Writes a small learnable dataset in the CIFAR-10 binary format: each class has its own
+/// colour and stripe direction, plus noise. For tests and the demo; the real data never
+/// comes from here.
+pub fn write_synthetic(dir: &Path, train_per_file: usize, test: usize, seed: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = EpochRng::new(seed, 0);
+    let mut write = |name: &str, count: usize| -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(count * RECORD_BYTES);
+        for i in 0..count {
+            let class = ((i + rng.below(3) as usize) % CLASSES as usize) as u8;
+            out.push(class);
+            for c in 0..3usize {
+                // A colour per class and channel, and a stripe pattern whose period depends on the class.
+                let base = 40.0 + 170.0 * (((class as usize * 7 + c * 3) % 10) as f32 / 9.0);
+                for y in 0..32usize {
+                    for x in 0..32usize {
+                        let stripe = if class % 2 == 0 { x } else { y };
+                        let wave = if (stripe / (2 + class as usize / 2)) % 2 == 0 { 25.0 } else { -25.0 };
+                        let noise = (rng.uniform() - 0.5) * 60.0;
+                        out.push((base + wave + noise).clamp(0.0, 255.0) as u8);
+                    }
+                }
+            }
+        }
+        std::fs::write(dir.join(name), out)
+    };
+    for file in TRAIN_FILES {
+        write(file, train_per_file)?;
+    }
+    write(TEST_FILE, test)
+}
