@@ -315,8 +315,19 @@ impl Spec {
     }
 
     /// The spec as stored and shown: every field, defaults included.
+    ///
+    /// Fields that do not apply to the model (`hidden` but for mlp, `activation` for linear)
+    /// are left out, so the result parses back to the same spec.
     pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a spec always serializes")
+        let mut v = serde_json::to_value(self).expect("a spec always serializes");
+        let obj = v.as_object_mut().expect("a spec is an object");
+        if self.model != ModelKind::Mlp {
+            obj.remove("hidden");
+        }
+        if self.model == ModelKind::Linear {
+            obj.remove("activation");
+        }
+        v
     }
 
     pub fn has(&self, aug: Augmentation) -> bool {
@@ -363,12 +374,17 @@ mod tests {
     }
 
     #[test]
-    fn mlp_gets_the_default_hidden_widths_and_the_filled_spec_round_trips() {
+    fn mlp_gets_the_default_hidden_widths_and_every_filled_spec_round_trips() {
         let s = Spec::parse(&json!({"model": "mlp", "augment": true, "seed": 7})).unwrap();
         assert_eq!(s.hidden, vec![120, 84]);
         assert_eq!(s.augment, Augmentation::ALL.to_vec());
-        let again = Spec::parse(&s.to_json()).unwrap();
-        assert_eq!(again, s);
+        for model in ["mlp", "cnn", "linear"] {
+            let s = Spec::parse(&json!({"model": model, "name": "x", "train_limit": 9})).unwrap();
+            let shown = s.to_json();
+            assert_eq!(Spec::parse(&shown).unwrap(), s, "{shown}");
+            assert_eq!(shown["seed"], json!(s.seed));
+            assert_eq!(shown["momentum"], json!(0.9));
+        }
     }
 
     #[test]

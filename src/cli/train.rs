@@ -123,7 +123,11 @@ impl MetricSink for FileSink {
         }
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
-        let loss = |l: Option<f64>| l.map_or("   n/a".to_string(), |l| format!("{l:.4}"));
+        let loss = |l: Option<f64>| match l {
+            None => "   n/a".to_string(),
+            Some(l) if l.abs() < 1e4 => format!("{l:.4}"),
+            Some(l) => format!("{l:.2e}"),
+        };
         println!(
             "epoch {:>3}  train loss {}  train acc {:5.1}%  test loss {}  test acc {:5.1}%  {:6.1}s  {:>7.0} samples/s{}",
             m.epoch,

@@ -63,24 +63,34 @@ pub fn random_resized_crop(rng: &mut EpochRng) -> ImagePlan {
 }
 
 /// Applies each image's plan to a normalised float batch [B, 3, 32, 32].
+///
+/// The result equals torchvision's crop followed by a bilinear resize to 32×32: sample points
+/// are clamped to the centres of the box's border pixels, so no pixel outside the box leaks
+/// in (crops never shrink the image, so antialiasing would change nothing).
 pub fn apply(images: &Tensor, plan: &[ImagePlan]) -> Tensor {
     let size = SIZE as f32;
-    // N.B.: with align_corners = false, normalised -1 and 1 are the outer edges of the
-    // border pixels, so a box maps to x_in = x_out * w/W + (2·left + w)/W - 1.
-    let theta: Vec<f32> = plan
-        .iter()
-        .flat_map(|p| {
-            let sx = p.width as f32 / size * if p.flip { -1.0 } else { 1.0 };
-            let tx = (2 * p.left + p.width) as f32 / size - 1.0;
-            let sy = p.height as f32 / size;
-            let ty = (2 * p.top + p.height) as f32 / size - 1.0;
-            [sx, 0.0, tx, 0.0, sy, ty]
-        })
-        .collect();
+    // Normalised coordinate of pixel k's centre, with align_corners = false.
+    let centre = |k: i64| (2 * k + 1) as f32 / size - 1.0;
     let b = plan.len() as i64;
-    let theta = Tensor::from_slice(&theta).view([b, 2, 3]).to_device(images.device()).to_kind(images.kind());
-    let grid = Tensor::affine_grid_generator(&theta, [b, 3, SIZE, SIZE], false);
-    // interpolation 0 = bilinear, padding 1 = border (crops lie inside the image anyway).
+    // N.B.: -1 and 1 are the outer edges of the border pixels, so a box maps to
+    // x_in = x_out * w/W + (2·left + w)/W - 1 (x_out negated for a flip).
+    let mut values: Vec<f32> = Vec::with_capacity(plan.len() * 10);
+    for p in plan {
+        let sx = p.width as f32 / size * if p.flip { -1.0 } else { 1.0 };
+        let tx = (2 * p.left + p.width) as f32 / size - 1.0;
+        let sy = p.height as f32 / size;
+        let ty = (2 * p.top + p.height) as f32 / size - 1.0;
+        values.extend([sx, 0.0, tx, 0.0, sy, ty]);
+    }
+    for p in plan {
+        values.extend([centre(p.left), centre(p.top), centre(p.left + p.width - 1), centre(p.top + p.height - 1)]);
+    }
+    let all = Tensor::from_slice(&values).to_device(images.device()).to_kind(images.kind());
+    let theta = all.narrow(0, 0, 6 * b).view([b, 2, 3]);
+    let bounds = all.narrow(0, 6 * b, 4 * b).view([b, 1, 1, 4]);
+    let grid = Tensor::affine_grid_generator(&theta, [b, 3, SIZE, SIZE], false)
+        .clamp_tensor(Some(bounds.narrow(3, 0, 2)), Some(bounds.narrow(3, 2, 2)));
+    // interpolation 0 = bilinear, padding 1 = border.
     images.grid_sampler_2d(&grid, 0, 1, false)
 }
 

@@ -197,8 +197,8 @@ pub fn write_synthetic(dir: &Path, train_per_file: usize, test: usize, seed: u64
                 let base = 40.0 + 170.0 * (((class as usize * 7 + c * 3) % 10) as f32 / 9.0);
                 for y in 0..32usize {
                     for x in 0..32usize {
-                        let stripe = if class % 2 == 0 { x } else { y };
-                        let wave = if (stripe / (2 + class as usize / 2)) % 2 == 0 { 25.0 } else { -25.0 };
+                        let stripe = if class.is_multiple_of(2) { x } else { y };
+                        let wave = if (stripe / (2 + class as usize / 2)).is_multiple_of(2) { 25.0 } else { -25.0 };
                         let noise = (rng.uniform() - 0.5) * 60.0;
                         out.push((base + wave + noise).clamp(0.0, 255.0) as u8);
                     }

@@ -1,0 +1,102 @@
+//! The `trainyard` binary as a student runs it.
+
+use std::process::Command;
+
+fn trainyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trainyard"))
+}
+
+#[test]
+fn train_writes_a_metrics_line_per_epoch_and_a_rerun_resumes_without_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    trainyard::train::data::write_synthetic(&data, 40, 40, 5).unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, r#"{"name": "cli", "model": "linear", "epochs": 3, "batch_size": 10}"#).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "train",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+
+    let first = trainyard().args(args).arg("--threads").arg("1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("30730 trainable parameters"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("epoch ")).count(), 3, "{stdout}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.iter().map(|l| l["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    for key in ["train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_second"] {
+        assert!(lines[2][key].is_number(), "{key} in {}", lines[2]);
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
+    assert!(saved["seed"].is_u64(), "the drawn seed is recorded: {saved}");
+    assert_eq!(saved["lr"], 0.001);
+
+    // The spec has no seed; the rerun takes the saved one, finds the run complete, trains nothing.
+    let again = trainyard().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("epoch ")).count(), 0, "{stdout}");
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn train_explains_an_invalid_spec_and_missing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, r#"{"learning_rate": 0.1, "epochs": 0}"#).unwrap();
+    let out = trainyard().args(["train", "--spec", spec.to_str().unwrap(), "--data-dir", "/nowhere"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("learning_rate: unknown field") && stderr.contains("epochs: must be an integer from 1 to 1000"),
+        "{stderr}"
+    );
+
+    std::fs::write(&spec, r#"{"epochs": 1}"#).unwrap();
+    let out = trainyard()
+        .args(["train", "--spec", spec.to_str().unwrap(), "--data-dir", "/nowhere", "--out"])
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("data_batch_1.bin is missing from /nowhere"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn train_rejects_a_device_this_machine_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, "{}").unwrap();
+    let out = trainyard()
+        .args(["train", "--spec", spec.to_str().unwrap(), "--data-dir", "/nowhere", "--device", "cuda:99"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cuda:99 is not available"), "{stderr}");
+}
+
+/// The brief's tch trap: unless the binary links libtorch_cuda.so, CUDA is never found.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_binary_links_libtorch_cuda_and_needs_no_ld_library_path() {
+    let out = Command::new("ldd").arg(env!("CARGO_BIN_EXE_trainyard")).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("libtorch_cuda.so")).unwrap_or_else(|| panic!("not linked:\n{text}"));
+    assert!(!line.contains("not found"), "{line}");
+    assert!(!text.contains("libtorch_cpu.so => not found"), "{text}");
+}

@@ -1,0 +1,423 @@
+//! The training engine, end to end on the tests' own small dataset.
+
+use serde_json::json;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{Device, Kind, Tensor};
+use trainyard::spec::Spec;
+use trainyard::train::augment::{self, AugmentParams, ImagePlan};
+use trainyard::train::data::{self, Cifar10, DataError, RECORD_BYTES};
+use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
+use trainyard::train::model::Net;
+use trainyard::train::rng::EpochRng;
+use trainyard::train::sgd::Sgd;
+use trainyard::train::{self, Outcome, TrainError, TrainOptions};
+
+/// 5 × 100 training and 200 test images of the synthetic, learnable classes.
+fn small_data() -> (tempfile::TempDir, Cifar10) {
+    let dir = tempfile::tempdir().unwrap();
+    data::write_synthetic(dir.path(), 100, 200, 3).unwrap();
+    let data = Cifar10::load(dir.path(), Device::Cpu).unwrap();
+    (dir, data)
+}
+
+fn spec(v: serde_json::Value) -> Spec {
+    let mut v = v;
+    v.as_object_mut().unwrap().entry("seed").or_insert(json!(11));
+    Spec::parse(&v).unwrap()
+}
+
+fn run(spec: &Spec, data: &Cifar10, ckpt: Option<&Path>) -> Vec<EpochMetrics> {
+    let mut sink = VecSink::default();
+    let opts = TrainOptions { checkpoint_dir: ckpt, threads: Some(1) };
+    let outcome = train::train(spec, data, &opts, &mut sink, &AtomicBool::new(false)).unwrap();
+    assert_eq!(outcome, Outcome::Finished { epochs: spec.epochs });
+    sink.0
+}
+
+fn timeless(m: &[EpochMetrics]) -> Vec<EpochMetrics> {
+    m.iter().map(EpochMetrics::without_timings).collect()
+}
+
+#[test]
+fn each_model_learns_well_above_chance_in_a_few_epochs() {
+    let (_dir, data) = small_data();
+    for model in ["linear", "mlp", "cnn"] {
+        let m = run(&spec(json!({"model": model, "epochs": 4, "batch_size": 8, "lr": 0.01})), &data, None);
+        assert_eq!(m.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let last = m.last().unwrap();
+        eprintln!("{model}: test accuracy {:.3} after 4 epochs", last.test_acc);
+        assert!(last.test_acc > 0.6, "{model} reached only {} test accuracy (chance is 0.1)", last.test_acc);
+        assert!(last.train_loss.unwrap() < m[0].train_loss.unwrap(), "{model}: loss did not fall: {m:?}");
+        assert!(last.samples_per_second > 0.0 && last.seconds >= last.train_seconds);
+    }
+}
+
+#[test]
+fn the_three_models_have_the_assignments_parameter_counts() {
+    assert_eq!(train::parameter_count(&spec(json!({"model": "linear"}))), 30_730);
+    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp"}))), 379_774);
+    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "activation": "none"}))), 379_774);
+    assert_eq!(train::parameter_count(&spec(json!({"model": "cnn"}))), 62_006);
+    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "hidden": [10]}))), 3072 * 10 + 10 + 10 * 10 + 10);
+}
+
+#[test]
+fn relu_and_no_activation_give_different_networks_from_the_same_weights() {
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let with = Net::new(&spec(json!({"model": "mlp"})), Device::Cpu).forward_t(&x, false);
+    let without = Net::new(&spec(json!({"model": "mlp", "activation": "none"})), Device::Cpu).forward_t(&x, false);
+    assert!(with.allclose(&with.copy(), 0.0, 0.0, false));
+    assert!(!with.allclose(&without, 1e-4, 1e-4, false), "activation none must remove the ReLUs");
+}
+
+/// A 1×3×32×32 image whose value at (y, x) is x + 32·y, channel-independent.
+fn coordinates_image() -> Tensor {
+    Tensor::arange(32 * 32, (Kind::Float, Device::Cpu)).view([1, 1, 32, 32]).repeat([1, 3, 1, 1])
+}
+
+#[test]
+fn a_full_box_with_flip_mirrors_the_image_exactly() {
+    let img = coordinates_image();
+    let flipped = augment::apply(&img, &[ImagePlan { flip: true, ..ImagePlan::IDENTITY }]);
+    assert_eq!(flipped.size(), [1, 3, 32, 32]);
+    let expected = img.flip([3]);
+    assert!(flipped.allclose(&expected, 1e-4, 1e-3, false), "max diff {}", (flipped - expected).abs().max());
+    let same = augment::apply(&img, &[ImagePlan::IDENTITY]);
+    assert!(same.allclose(&img, 1e-4, 1e-3, false));
+}
+
+#[test]
+fn a_crop_box_is_scaled_back_to_32_by_32_from_inside_the_box() {
+    // Top-left 20×20 is +1, the rest -1: a 16×16 box at the corner sees only +1.
+    let img = Tensor::full([1, 3, 32, 32], -1.0, (Kind::Float, Device::Cpu));
+    let _ = img.narrow(2, 0, 20).narrow(3, 0, 20).fill_(1.0);
+    let plan = ImagePlan { top: 0, left: 0, height: 16, width: 16, flip: false };
+    let out = augment::apply(&img, &[plan]);
+    assert_eq!(out.size(), [1, 3, 32, 32]);
+    assert!(out.allclose(&Tensor::ones_like(&out), 1e-5, 1e-5, false), "min {}", out.min());
+    // A box on the bottom-right corner sees only -1, though +1 pixels border it.
+    let out = augment::apply(&img, &[ImagePlan { top: 20, left: 20, height: 12, width: 12, flip: false }]);
+    assert_eq!(out.max().double_value(&[]), -1.0);
+    // Two images in one batch, each with its own box.
+    let two = Tensor::cat(&[&img, &img], 0);
+    let out = augment::apply(&two, &[plan, ImagePlan { top: 20, left: 20, height: 12, width: 12, flip: true }]);
+    assert_eq!(out.get(0).min().double_value(&[]), 1.0);
+    assert_eq!(out.get(1).max().double_value(&[]), -1.0);
+    // On the coordinates image, a crop of columns 8..24 starts near column 8 and ends near 23.
+    let out =
+        augment::apply(&coordinates_image(), &[ImagePlan { top: 0, left: 8, height: 32, width: 16, flip: false }]);
+    // As torchvision's resize of the crop: output column d samples crop column (d + 0.5)/2 - 0.5,
+    // clamped to the crop's first and last pixel.
+    let row0 = out.get(0).get(0).get(0);
+    for d in 0..32 {
+        let expected = 8.0 + ((d as f64 + 0.5) / 2.0 - 0.5).clamp(0.0, 15.0);
+        assert!((row0.double_value(&[d]) - expected).abs() < 1e-4, "column {d}: {row0}");
+    }
+}
+
+#[test]
+fn random_crops_follow_torchvisions_scale_and_ratio_and_flips_are_fair() {
+    let params = AugmentParams { crop: true, flip: true };
+    let plans = params.sample(&mut EpochRng::new(1, 1), 4000);
+    let mut flips = 0;
+    let mut small = 0;
+    for p in &plans {
+        let area = (p.width * p.height) as f64 / 1024.0;
+        let ratio = p.width as f64 / p.height as f64;
+        assert!((0.06..=1.0).contains(&area), "{p:?}");
+        assert!((0.6..=1.45).contains(&ratio), "{p:?}");
+        assert!(p.top >= 0 && p.left >= 0 && p.top + p.height <= 32 && p.left + p.width <= 32, "{p:?}");
+        flips += p.flip as usize;
+        small += (area < 0.5) as usize;
+    }
+    assert!((1800..2200).contains(&flips), "{flips} flips of 4000");
+    assert!(small > 1000, "scale 0.08–1 makes many small crops, got {small}");
+}
+
+#[test]
+fn augmented_batches_keep_shape_and_value_range_and_differ_from_the_input() {
+    let (_dir, data) = small_data();
+    let x = data::normalise(&data.train.images.narrow(0, 0, 64));
+    let plans = AugmentParams { crop: true, flip: true }.sample(&mut EpochRng::new(2, 1), 64);
+    let y = augment::apply(&x, &plans);
+    assert_eq!(y.size(), x.size());
+    assert!(y.min().double_value(&[]) >= -1.0 - 1e-5 && y.max().double_value(&[]) <= 1.0 + 1e-5);
+    assert!((&y - &x).abs().mean(Kind::Float).double_value(&[]) > 0.01);
+}
+
+#[test]
+fn augmentation_trains_and_changes_the_run() {
+    let (_dir, data) = small_data();
+    let plain = run(&spec(json!({"epochs": 2, "batch_size": 16})), &data, None);
+    let aug = run(&spec(json!({"epochs": 2, "batch_size": 16, "augment": true})), &data, None);
+    assert_ne!(timeless(&plain), timeless(&aug));
+    assert!(aug.iter().all(|m| m.train_loss.is_some() && !m.diverged));
+}
+
+#[test]
+fn both_losses_compute_what_they_should_and_train() {
+    let labels = Tensor::from_slice(&[3i64, 7]);
+    let zeros = Tensor::zeros([2, 10], (Kind::Float, Device::Cpu));
+    let ce = train::loss_fn(trainyard::spec::LossKind::CrossEntropy, &zeros, &labels).double_value(&[]);
+    assert!((ce - 10f64.ln()).abs() < 1e-6, "uniform logits give ln 10, got {ce}");
+    let mse = train::loss_fn(trainyard::spec::LossKind::Mse, &zeros, &labels).double_value(&[]);
+    assert!((mse - 0.1).abs() < 1e-7, "zero outputs against one-hot: 2 ones in 20 values, got {mse}");
+
+    let (_dir, data) = small_data();
+    let m = run(&spec(json!({"model": "mlp", "loss": "mse", "epochs": 3, "batch_size": 8, "lr": 0.05})), &data, None);
+    assert!(m[2].train_loss.unwrap() < m[0].train_loss.unwrap(), "{m:?}");
+    assert!(m[2].test_acc > 0.5, "{m:?}");
+}
+
+#[test]
+fn learning_rate_10_diverges_but_runs_to_its_last_epoch_with_null_losses() {
+    let (_dir, data) = small_data();
+    // The MLP with lr 10 overflows to NaN in its first epoch (the CNN's ReLUs die first, finitely).
+    let m = run(&spec(json!({"model": "mlp", "lr": 10.0, "epochs": 3, "batch_size": 4})), &data, None);
+    assert_eq!(m.len(), 3);
+    let last = &m[2];
+    assert!(last.diverged, "{last:?}");
+    assert_eq!(last.train_loss, None);
+    let text = serde_json::to_string(&m).unwrap();
+    assert!(text.contains("\"train_loss\":null"), "{text}");
+    assert!(!text.contains("NaN") && !text.contains("inf"));
+    let back: Vec<EpochMetrics> = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.len(), 3);
+}
+
+#[test]
+fn the_same_spec_and_seed_give_identical_metrics_and_another_seed_does_not() {
+    let (_dir, data) = small_data();
+    let s = spec(json!({"epochs": 2, "augment": true, "batch_size": 8}));
+    let a = run(&s, &data, None);
+    let b = run(&s, &data, None);
+    assert_eq!(timeless(&a), timeless(&b));
+    let c = run(&Spec { seed: s.seed + 1, ..s.clone() }, &data, None);
+    assert_ne!(timeless(&a), timeless(&c));
+}
+
+/// Raises the stop flag once `after` epochs are recorded.
+struct StopAfter<'a> {
+    inner: VecSink,
+    after: u32,
+    stop: &'a AtomicBool,
+}
+
+impl MetricSink for StopAfter<'_> {
+    fn record_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+        self.inner.record_epoch(m)?;
+        if m.epoch >= self.after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn resuming_from_a_checkpoint_gives_the_same_metrics_as_an_uninterrupted_run() {
+    let (_dir, data) = small_data();
+    let s = spec(json!({"epochs": 4, "augment": true, "batch_size": 8, "weight_decay": 0.001}));
+    let straight = run(&s, &data, None);
+
+    let ckpt = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut first = StopAfter { inner: VecSink::default(), after: 2, stop: &stop };
+    let opts = TrainOptions { checkpoint_dir: Some(ckpt.path()), threads: Some(1) };
+    let outcome = train::train(&s, &data, &opts, &mut first, &stop).unwrap();
+    assert_eq!(outcome, Outcome::Stopped { epochs_done: 2 });
+    assert_eq!(first.inner.0.len(), 2);
+    assert!(ckpt.path().join(train::checkpoint::FILE).exists());
+
+    let resumed = run(&s, &data, Some(ckpt.path()));
+    assert_eq!(resumed.iter().map(|m| m.epoch).collect::<Vec<_>>(), [3, 4], "only the missing epochs run");
+    assert_eq!(timeless(&straight[2..]), timeless(&resumed));
+    assert_eq!(timeless(&straight[..2]), timeless(&first.inner.0));
+    // A finished run resumed again trains nothing.
+    assert!(run(&s, &data, Some(ckpt.path())).is_empty());
+}
+
+#[test]
+fn a_checkpoint_of_another_spec_is_refused() {
+    let (_dir, data) = small_data();
+    let ckpt = tempfile::tempdir().unwrap();
+    run(&spec(json!({"epochs": 1, "model": "linear"})), &data, Some(ckpt.path()));
+    let mut sink = VecSink::default();
+    let opts = TrainOptions { checkpoint_dir: Some(ckpt.path()), threads: Some(1) };
+    let err =
+        train::train(&spec(json!({"epochs": 2, "model": "linear"})), &data, &opts, &mut sink, &AtomicBool::new(false))
+            .unwrap_err();
+    assert!(matches!(err, TrainError::Checkpoint(_)), "{err}");
+    assert!(err.to_string().contains("another experiment spec"), "{err}");
+}
+
+/// Raises the stop flag on the first progress report inside an epoch.
+struct StopMidEpoch<'a>(&'a AtomicBool);
+
+impl MetricSink for StopMidEpoch<'_> {
+    fn record_epoch(&mut self, _: &EpochMetrics) -> anyhow::Result<()> {
+        panic!("no epoch may finish after the stop flag");
+    }
+    fn batch_done(&mut self, _epoch: u32, _done: usize, _total: usize) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_stop_flag_ends_a_run_between_mini_batches() {
+    let (_dir, data) = small_data();
+    let stop = AtomicBool::new(false);
+    let opts = TrainOptions::default();
+    let t = std::time::Instant::now();
+    let out = train::train(&spec(json!({"epochs": 50})), &data, &opts, &mut StopMidEpoch(&stop), &stop).unwrap();
+    assert_eq!(out, Outcome::Stopped { epochs_done: 0 });
+    assert!(t.elapsed().as_secs() < 5);
+}
+
+#[test]
+fn a_sink_error_stops_the_run_with_that_error() {
+    struct Refuse;
+    impl MetricSink for Refuse {
+        fn record_epoch(&mut self, _: &EpochMetrics) -> anyhow::Result<()> {
+            anyhow::bail!("lease lost")
+        }
+    }
+    let (_dir, data) = small_data();
+    let err = train::train(
+        &spec(json!({"epochs": 3})),
+        &data,
+        &TrainOptions::default(),
+        &mut Refuse,
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Sink(_)) && err.to_string().contains("lease lost"), "{err}");
+}
+
+#[test]
+fn a_torch_failure_comes_back_as_an_error_not_a_panic() {
+    let (_dir, data) = small_data();
+    // Half-size images make the CNN's first dense layer mismatch.
+    let bad = Cifar10 {
+        train: data::Split {
+            images: data.train.images.narrow(2, 0, 16).narrow(3, 0, 16).contiguous(),
+            labels: data.train.labels.shallow_clone(),
+        },
+        test: data.test,
+        device: Device::Cpu,
+    };
+    let err = train::train(
+        &spec(json!({"epochs": 1})),
+        &bad,
+        &TrainOptions::default(),
+        &mut VecSink::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Torch(_)), "{err}");
+    assert!(!err.to_string().is_empty());
+}
+
+#[test]
+fn our_sgd_matches_libtorchs_sgd_with_momentum_and_weight_decay() {
+    let s = spec(json!({"model": "linear"}));
+    let x = Tensor::randn([8, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
+    let ours = Net::new(&s, Device::Cpu);
+    let mut opt = Sgd::new(&ours.params, 0.05, 0.9, 0.01);
+
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let w = vs.root().var_copy("w", ours.params.get("fc.weight").unwrap());
+    let b = vs.root().var_copy("b", ours.params.get("fc.bias").unwrap());
+    let mut theirs =
+        tch::nn::Sgd { momentum: 0.9, dampening: 0.0, wd: 0.01, nesterov: false }.build(&vs, 0.05).unwrap();
+    use tch::nn::OptimizerConfig;
+
+    for _ in 0..4 {
+        opt.zero_grad(&ours.params);
+        ours.forward_t(&x, true).cross_entropy_for_logits(&y).backward();
+        opt.step(&ours.params);
+        theirs.zero_grad();
+        x.flatten(1, -1).linear(&w, Some(&b)).cross_entropy_for_logits(&y).backward();
+        theirs.step();
+    }
+    let ow = ours.params.get("fc.weight").unwrap();
+    assert!(ow.allclose(&w, 1e-5, 1e-6, false), "max diff {}", (ow - &w).abs().max());
+    assert!(ours.params.get("fc.bias").unwrap().allclose(&b, 1e-5, 1e-6, false));
+}
+
+fn load_err(dir: &Path) -> String {
+    match Cifar10::load(dir, Device::Cpu) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn each_bad_data_directory_gives_its_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let shown = d.display().to_string();
+
+    let e = load_err(d);
+    assert!(
+        e.contains("data_batch_1.bin is missing") && e.contains(&shown) && e.contains("cifar-10-binary.tar.gz"),
+        "{e}"
+    );
+
+    data::write_synthetic(d, 10, 10, 1).unwrap();
+    std::fs::remove_file(d.join("test_batch.bin")).unwrap();
+    let e = load_err(d);
+    assert!(e.contains("test_batch.bin is missing"), "{e}");
+
+    data::write_synthetic(d, 10, 10, 1).unwrap();
+    let f = d.join("data_batch_3.bin");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load_err(d);
+    assert!(e.contains("data_batch_3.bin") && e.contains("not a whole number") && e.contains(&shown), "{e}");
+    assert!(matches!(Cifar10::load(d, Device::Cpu), Err(DataError::Truncated { .. })));
+
+    std::fs::write(&f, []).unwrap();
+    assert!(load_err(d).contains("data_batch_3.bin in"));
+
+    let mut bad_label = bytes.clone();
+    bad_label[RECORD_BYTES * 2] = 10;
+    std::fs::write(&f, &bad_label).unwrap();
+    let e = load_err(d);
+    assert!(e.contains("label 10 in record 2") && e.contains("data_batch_3.bin"), "{e}");
+
+    std::fs::write(&f, &bytes).unwrap();
+    let data = Cifar10::load(d, Device::Cpu).unwrap();
+    assert_eq!(data.train.len(), 50);
+    assert_eq!(data.test.len(), 10);
+    assert_eq!(data.train.images.size(), [50, 3, 32, 32]);
+    assert_eq!(data.train.images.kind(), Kind::Uint8);
+}
+
+#[test]
+fn the_loader_reads_records_as_label_then_channel_planes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut record = vec![7u8];
+    record.extend((0..3072).map(|i| (i / 1024 * 50 + i % 7) as u8));
+    for f in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+        std::fs::write(dir.path().join(f), &record).unwrap();
+    }
+    let d = Cifar10::load(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(d.train.labels.int64_value(&[3]), 7);
+    assert_eq!(d.train.images.int64_value(&[0, 0, 0, 0]), 0);
+    assert_eq!(d.train.images.int64_value(&[0, 1, 0, 1]), 50 + 1025 % 7);
+    assert_eq!(d.train.images.int64_value(&[0, 2, 31, 31]), (100 + 3071 % 7) as i64);
+    let n = data::normalise(&d.train.images.narrow(0, 0, 1));
+    assert!((n.double_value(&[0, 1, 0, 1]) - (53.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn train_limit_trains_on_only_the_first_images() {
+    let (_dir, data) = small_data();
+    let m = run(&spec(json!({"epochs": 1, "train_limit": 40, "batch_size": 4, "model": "linear"})), &data, None);
+    let full = run(&spec(json!({"epochs": 1, "batch_size": 4, "model": "linear"})), &data, None);
+    assert_ne!(timeless(&m), timeless(&full));
+    // 40 images at batch 4: accuracy is a multiple of 1/40.
+    assert!((m[0].train_acc * 40.0 - (m[0].train_acc * 40.0).round()).abs() < 1e-9);
+}
