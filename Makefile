@@ -10,7 +10,8 @@ CARGO ?= cargo
 BIN := target/release/trainyard
 DATA_DIR ?= $(CURDIR)/var/data/cifar-10-batches-bin
 
-.PHONY: all setup build run test bench demo clean fmt clippy
+.PHONY: all setup build run test bench clean fmt clippy
+EPOCHS ?= 1
 
 all: build
 
@@ -42,3 +43,11 @@ clippy: $(STAMP)
 
 clean:
 	$(CARGO) clean
+
+# The engine benchmark of BENCHMARKS.md: trainyard vs lean PyTorch vs the tutorial's code.
+$(VENV)/.bench: $(STAMP)
+	$(VENV)/bin/python -m pip install -q torchvision==0.26.0 numpy
+	touch $@
+
+bench: build $(VENV)/.bench
+	bench/engine.sh $(EPOCHS)

@@ -122,6 +122,8 @@ pub fn normalise(images_u8: &Tensor) -> Tensor {
 pub struct Batch {
     pub images: Tensor,
     pub labels: Tensor,
+    /// Where the batch starts in the epoch's order (see `BatchSource::labels_in_order`).
+    pub start: usize,
     pub len: usize,
 }
 
@@ -132,6 +134,7 @@ pub struct Batch {
 pub struct BatchSource<'a> {
     split: &'a Split,
     order: Tensor,
+    labels: Tensor,
     n: usize,
     batch_size: usize,
     next: usize,
@@ -150,7 +153,8 @@ impl<'a> BatchSource<'a> {
         let n = limit.min(split.len());
         let perm = rng.permutation(n);
         let order = Tensor::from_slice(&perm).to_device(split.images.device());
-        BatchSource { split, order, n, batch_size, next: 0, augment, rng }
+        let labels = split.labels.index_select(0, &order);
+        BatchSource { split, order, labels, n, batch_size, next: 0, augment, rng }
     }
 
     pub fn batches(&self) -> usize {
@@ -159,6 +163,11 @@ impl<'a> BatchSource<'a> {
 
     pub fn samples(&self) -> usize {
         self.n
+    }
+
+    /// The epoch's labels in the order the batches yield them.
+    pub fn labels_in_order(&self) -> Tensor {
+        self.labels.shallow_clone()
     }
 }
 
@@ -169,15 +178,15 @@ impl Iterator for BatchSource<'_> {
         if self.next >= self.n {
             return None;
         }
-        let len = self.batch_size.min(self.n - self.next);
-        let idx = self.order.narrow(0, self.next as i64, len as i64);
+        let (start, len) = (self.next, self.batch_size.min(self.n - self.next));
+        let idx = self.order.narrow(0, start as i64, len as i64);
         self.next += len;
         let mut images = normalise(&self.split.images.index_select(0, &idx));
         if let Some(params) = &self.augment {
             let plan = params.sample(&mut self.rng, len);
             images = augment::apply(&images, &plan);
         }
-        Some(Batch { images, labels: self.split.labels.index_select(0, &idx), len })
+        Some(Batch { images, labels: self.labels.narrow(0, start as i64, len as i64), start, len })
     }
 }
 

@@ -178,10 +178,14 @@ fn train_epoch(
     let device = net.params.flat.device();
     let total = source.batches();
     let samples = source.samples();
+    let full = spec.batch_size as usize;
     let report_every = (total / 100).max(1);
-    // N.B.: running sums stay on the device; reading them per batch would sync a GPU.
+    // N.B.: running sums stay on the device (reading them per batch would sync a GPU), and
+    // each costs one operation per step: the loss sum counts full batches as 1, and each
+    // prediction lands in its slot of `predicted`, compared with the labels once per epoch.
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
-    let mut correct = Tensor::zeros([], (Kind::Int64, device));
+    let predicted = Tensor::zeros([samples as i64], (Kind::Int64, device));
+    let labels = source.labels_in_order();
     for (i, batch) in source.enumerate() {
         if stop.load(Ordering::Relaxed) {
             return None;
@@ -192,15 +196,20 @@ fn train_epoch(
         loss.backward();
         opt.step(&net.params);
         tch::no_grad(|| {
-            let _ = loss_sum.g_add_(&(loss.detach() * batch.len as f64));
-            let _ = correct.g_add_(&logits.argmax(1, false).eq_tensor(&batch.labels).sum(Kind::Int64));
+            if batch.len == full {
+                let _ = loss_sum.g_add_(&loss);
+            } else {
+                let _ = loss_sum.g_add_(&(&loss * (batch.len as f64 / full as f64)));
+            }
+            let _ = logits.argmax_out(&predicted.narrow(0, batch.start as i64, batch.len as i64), 1, false);
         });
         if (i + 1) % report_every == 0 || i + 1 == total {
             sink.batch_done(epoch, i + 1, total);
         }
     }
     let n = samples.max(1) as f64;
-    Some((loss_sum.double_value(&[]) / n, correct.int64_value(&[]) as f64 / n))
+    let correct = predicted.eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+    Some((loss_sum.double_value(&[]) * full as f64 / n, correct as f64 / n))
 }
 
 /// The whole test split in eval mode without gradients; `None` if stopped.
