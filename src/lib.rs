@@ -1,13 +1,26 @@
 //! trainyard: an HTTP training service for a shared lab GPU box.
 //!
-//! A job flows: validated spec (`spec`) → trained on a device (`train`) → epoch metrics.
+//! A job flows: HTTP request (`api`) → validated spec (`spec`) → row in the queue (`queue`)
+//! → claimed by a worker (`worker`) → trained on a device (`train`) → epoch metrics → JSON.
 //!
+//! - `config`: the settings of `trainyard serve`.
+//! - `api`: the router, one file per resource, the error type.
+//! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
+//! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
+//! - `server`: `trainyard serve`, the API and workers in one process.
+//! - `fetch`: `trainyard data fetch`.
 //! - `spec`: the experiment spec — parse, defaults, validation.
 //! - `train`: blocking training code: data, models, augmentation, SGD, the loop, checkpoints.
 //! - `device`: naming and checking torch devices.
 //! - `cli`: the `trainyard` command's subcommands.
 
+pub mod api;
 pub mod cli;
+pub mod config;
 pub mod device;
+pub mod fetch;
+pub mod queue;
+pub mod server;
 pub mod spec;
 pub mod train;
+pub mod worker;

@@ -14,6 +14,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the HTTP API and the training workers (what `make run` starts).
+    Serve(crate::config::ServeConfig),
+    /// The CIFAR-10 dataset.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Train one experiment in the foreground: a progress bar per epoch, a line per epoch,
     /// metrics.jsonl and checkpoints in --out. Run it again with the same --out to resume.
     Train(train::TrainArgs),
@@ -29,9 +36,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Download the official CIFAR-10 binary archive, check its MD5 and unpack its files.
+    Fetch {
+        /// Where the binary files go.
+        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
+        data_dir: PathBuf,
+        #[arg(long, env = "TRAINYARD_DATA_URL", default_value = crate::fetch::OFFICIAL_URL, hide = true)]
+        url: String,
+        #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
+        md5: String,
+    },
+}
+
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Serve(cfg) => {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                rt.block_on(crate::server::serve(cfg))
+            }
+            Command::Data { command: DataCommand::Fetch { data_dir, url, md5 } } => {
+                crate::fetch::fetch(&crate::fetch::Source { url, md5 }, &data_dir)?;
+                println!("CIFAR-10 is in {}", data_dir.display());
+                Ok(())
+            }
             Command::Train(args) => train::train(args),
             Command::Demo { data_dir, out } => train::demo(&data_dir, &out),
         }

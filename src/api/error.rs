@@ -1,0 +1,94 @@
+//! The one error type at the HTTP edge: a status and a JSON body
+//! `{"error": {"code", "message", "field"?, "fields"?}}`. 5xx bodies say nothing internal;
+//! the cause is logged once.
+
+use crate::spec::FieldError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, a bad query parameter).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String, field: Option<String> },
+    /// The experiment spec is invalid; every bad field is listed.
+    #[error("invalid experiment spec")]
+    Invalid(Vec<FieldError>),
+    /// The request is well-formed but cannot be done (an idempotency key reused).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// No such job (or a malformed id).
+    #[error("{0}")]
+    NotFound(String),
+    /// The job is in a state that forbids this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is over the limit.
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// Anything else; logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest { code, message: message.into(), field: Some(field.into()) }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let body = match &self {
+            ApiError::BadRequest { code, message, field } => {
+                json!({"error": {"code": code, "message": message, "field": field}})
+            }
+            ApiError::Invalid(fields) => {
+                let summary: Vec<String> = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+                json!({"error": {
+                    "code": "invalid_spec",
+                    "message": format!("invalid experiment spec: {}", summary.join("; ")),
+                    "field": fields.first().map(|f| f.field.clone()),
+                    "fields": fields,
+                }})
+            }
+            ApiError::Unprocessable(m) => json!({"error": {"code": "unprocessable", "message": m}}),
+            ApiError::NotFound(m) => json!({"error": {"code": "not_found", "message": m}}),
+            ApiError::Conflict(m) => json!({"error": {"code": "conflict", "message": m}}),
+            ApiError::TooLarge(_) => json!({"error": {"code": "payload_too_large", "message": self.to_string()}}),
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                json!({"error": {"code": "internal", "message": "internal server error"}})
+            }
+        };
+        (status, Json(strip_nulls(body))).into_response()
+    }
+}
+
+/// Drops `"field": null` and the like from error bodies.
+fn strip_nulls(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(inner) = v.get_mut("error").and_then(|e| e.as_object_mut()) {
+        inner.retain(|_, v| !v.is_null());
+    }
+    v
+}

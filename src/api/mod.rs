@@ -1,0 +1,77 @@
+//! The HTTP API. Every route is listed once in `ROUTES`, which builds the router and which a
+//! test holds against openapi.yaml.
+
+pub mod error;
+pub mod jobs;
+pub mod json;
+
+use crate::queue::Pool;
+use crate::worker::Running;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    /// Stop flags of the jobs this process trains, for an immediate cancel.
+    pub running: Arc<Running>,
+    /// Wakes an idle worker when a job is queued.
+    pub wake: Arc<Notify>,
+}
+
+/// The OpenAPI document, served as is.
+pub const OPENAPI: &str = include_str!("../../openapi.yaml");
+
+/// (method, path) of every route, as openapi.yaml writes them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/openapi.yaml"),
+    ("post", "/jobs"),
+    ("get", "/jobs"),
+    ("get", "/jobs/{id}"),
+    ("post", "/jobs/{id}/cancel"),
+    ("get", "/jobs/{id}/metrics"),
+];
+
+fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
+    match (method, path) {
+        ("get", "/healthz") => get(healthz),
+        ("get", "/openapi.yaml") => get(openapi),
+        ("post", "/jobs") => post(jobs::create_job),
+        ("get", "/jobs") => get(jobs::list_jobs),
+        ("get", "/jobs/{id}") => get(jobs::get_job),
+        ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
+        ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
+        _ => unreachable!("ROUTES and handler() list the same routes"),
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (method, path) in ROUTES {
+        router = router.route(path, handler(method, path));
+    }
+    router
+        .fallback(|| async { error::ApiError::NotFound("no such route; see GET /openapi.yaml".into()) })
+        .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}

@@ -1,0 +1,43 @@
+//! The settings of `trainyard serve`: each a flag with a `TRAINYARD_` environment variable.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address the HTTP API listens on (port 0 picks a free one; the log says which).
+    #[arg(long, env = "TRAINYARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The job database, created on first start; migrations run at every start.
+    #[arg(long, env = "TRAINYARD_DATABASE", default_value = "sqlite://var/trainyard.db")]
+    pub database: String,
+    /// CIFAR-10's binary files. When the directory is empty, the first job fetches them.
+    #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
+    pub data_dir: PathBuf,
+    /// Checkpoints, under jobs/<job id>/.
+    #[arg(long, env = "TRAINYARD_ARTIFACTS", default_value = "var/artifacts")]
+    pub artifacts: PathBuf,
+    /// Workers on each CUDA device (several let small jobs share a GPU).
+    #[arg(long, env = "TRAINYARD_WORKERS_PER_GPU", default_value_t = 1)]
+    pub workers_per_gpu: usize,
+    /// Workers on a machine without a GPU (0 runs the API alone).
+    #[arg(long, env = "TRAINYARD_CPU_WORKERS", default_value_t = 1)]
+    pub cpu_workers: usize,
+    /// torch's CPU threads per worker [default: the machine's cores shared among the CPU workers].
+    #[arg(long, env = "TRAINYARD_THREADS_PER_WORKER")]
+    pub threads_per_worker: Option<i32>,
+    /// Seconds without a heartbeat after which a running job's worker counts as dead and
+    /// the job goes back to the queue.
+    #[arg(long, env = "TRAINYARD_LEASE_SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// Claims of one job (after worker deaths) before it fails for good.
+    #[arg(long, env = "TRAINYARD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: i64,
+    /// Where the CIFAR-10 archive is fetched from.
+    #[arg(long, env = "TRAINYARD_DATA_URL", default_value = crate::fetch::OFFICIAL_URL, hide = true)]
+    pub data_url: String,
+    /// The archive's MD5.
+    #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
+    pub data_md5: String,
+}

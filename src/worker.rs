@@ -1,0 +1,331 @@
+//! Workers: claim → heartbeat → train → record.
+//!
+//! Each worker is an async task that talks to the queue, paired with one OS thread of its
+//! own that trains (never on the async runtime). The training thread reports each epoch
+//! through `DbSink`, which writes it fenced on the job's attempt; a lost lease, a cancel or
+//! a shutdown raises the job's stop flag, which training checks between mini-batches.
+
+use crate::queue::{self, Claimed, Pool};
+use crate::spec::Spec;
+use crate::train::data::{Cifar10, DataError};
+use crate::train::metrics::{EpochMetrics, MetricSink};
+use crate::train::{self, Outcome, TrainError, TrainOptions};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tch::Device;
+use tokio::sync::{oneshot, watch, Notify};
+use tracing::{error, info, instrument, warn};
+
+/// How workers behave; one set for the whole pool.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub data_dir: PathBuf,
+    pub artifacts: PathBuf,
+    /// A lease not renewed for this long means the worker died.
+    pub lease: Duration,
+    /// How often a running job's lease is renewed (and a cancel from elsewhere noticed).
+    pub heartbeat: Duration,
+    /// Claims of one job before it fails for good.
+    pub max_attempts: i64,
+    /// torch's intra-op threads per worker; `None` leaves torch's default.
+    pub threads: Option<i32>,
+    /// Where `trainyard data fetch` gets the archive when the data directory is empty.
+    pub fetch: crate::fetch::Source,
+}
+
+/// The stop flags of the jobs running in this process, so a cancel takes effect at once.
+#[derive(Default)]
+pub struct Running {
+    flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+impl Running {
+    /// Raises the stop flag of `id` if it runs here; true if it did.
+    pub fn stop(&self, id: &str) -> bool {
+        match self.flags.lock().expect("not poisoned").get(id) {
+            Some(flag) => {
+                flag.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Raises every flag (a shutdown); the workers then put their jobs back in the queue.
+    pub fn stop_all(&self) {
+        for flag in self.flags.lock().expect("not poisoned").values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn insert(&self, id: &str) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.flags.lock().expect("not poisoned").insert(id.to_string(), flag.clone());
+        flag
+    }
+
+    fn remove(&self, id: &str) {
+        self.flags.lock().expect("not poisoned").remove(id);
+    }
+}
+
+/// A dataset loaded on one device, read by every worker of that device.
+///
+/// N.B.: `tch::Tensor` is not `Sync`, but the tensors here are only ever read (index_select,
+/// narrow), which libtorch allows from several threads at once; nothing writes them after
+/// loading.
+struct SharedData(Cifar10);
+unsafe impl Sync for SharedData {}
+
+/// What every worker of this process shares.
+pub struct Shared {
+    pub pool: Pool,
+    pub settings: WorkerSettings,
+    pub running: Arc<Running>,
+    /// Woken when a job is queued, so an idle worker claims it at once.
+    pub wake: Arc<Notify>,
+    datasets: Mutex<HashMap<String, Arc<SharedData>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn new(
+        pool: Pool,
+        settings: WorkerSettings,
+        running: Arc<Running>,
+        wake: Arc<Notify>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared { pool, settings, running, wake, datasets: Mutex::new(HashMap::new()), shutdown })
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The device's dataset, loaded on first need (fetching it into an empty data directory).
+    fn dataset(&self, device: Device) -> Result<Arc<SharedData>, String> {
+        let key = crate::device::device_name(device);
+        let mut sets = self.datasets.lock().expect("not poisoned");
+        if let Some(d) = sets.get(&key) {
+            return Ok(d.clone());
+        }
+        let dir = &self.settings.data_dir;
+        let loaded = match Cifar10::load(dir, device) {
+            Err(DataError::Missing { .. }) if crate::fetch::is_empty_dir(dir) => {
+                info!(data.dir = %dir.display(), "data directory is empty; fetching CIFAR-10");
+                crate::fetch::fetch(&self.settings.fetch, dir).map_err(|e| {
+                    format!(
+                        "CIFAR-10 is not in {} and fetching it failed ({e:#}); {}",
+                        dir.display(),
+                        crate::train::data::WHERE_TO_GET
+                    )
+                })?;
+                Cifar10::load(dir, device)
+            }
+            other => other,
+        };
+        let data = Arc::new(SharedData(loaded.map_err(|e| e.to_string())?));
+        sets.insert(key, data.clone());
+        Ok(data)
+    }
+}
+
+/// One job handed to a training thread.
+struct Assignment {
+    claimed: Claimed,
+    spec: Spec,
+    stop: Arc<AtomicBool>,
+    done: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// The OS thread that trains for one worker.
+struct Trainer {
+    jobs: std::sync::mpsc::Sender<Assignment>,
+}
+
+impl Trainer {
+    fn spawn(shared: Arc<Shared>, device: Device, name: String) -> Trainer {
+        let (tx, rx) = std::sync::mpsc::channel::<Assignment>();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let result = train_one(&shared, &handle, device, &job);
+                    let _ = job.done.send(result);
+                }
+            })
+            .expect("spawning a training thread");
+        Trainer { jobs: tx }
+    }
+}
+
+/// Writes each epoch to the queue, fenced on the attempt; refuses once the lease is lost.
+struct DbSink<'a> {
+    shared: &'a Shared,
+    handle: &'a tokio::runtime::Handle,
+    job: &'a Claimed,
+}
+
+impl MetricSink for DbSink<'_> {
+    fn record_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
+        let json = serde_json::to_string(m)?;
+        let lease = self.shared.settings.lease.as_millis() as i64;
+        let ok = self.handle.block_on(queue::record_epoch(
+            &self.shared.pool,
+            &self.job.id,
+            self.job.attempt,
+            m.epoch.into(),
+            &json,
+            queue::now_ms(),
+            lease,
+        ))?;
+        anyhow::ensure!(ok, "the job's lease was lost (cancelled, or claimed by another worker)");
+        Ok(())
+    }
+}
+
+fn train_one(shared: &Shared, handle: &tokio::runtime::Handle, device: Device, job: &Assignment) -> Result<Outcome, String> {
+    let data = shared.dataset(device)?;
+    let dir = shared.settings.artifacts.join("jobs").join(&job.claimed.id);
+    let opts = TrainOptions { checkpoint_dir: Some(&dir), threads: shared.settings.threads };
+    let mut sink = DbSink { shared, handle, job: &job.claimed };
+    train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
+        TrainError::Sink(e) => format!("lease lost: {e:#}"),
+        other => other.to_string(),
+    })
+}
+
+/// One worker: a name, a device and its training thread.
+pub struct Worker {
+    shared: Arc<Shared>,
+    name: String,
+    device: Device,
+    trainer: Trainer,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, name: String, device: Device) -> Worker {
+        let trainer = Trainer::spawn(shared.clone(), device, name.clone());
+        Worker { shared, name, device, trainer }
+    }
+
+    /// Claims and runs at most one job; false when the queue had none.
+    pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
+        let s = &self.shared;
+        let lease = s.settings.lease.as_millis() as i64;
+        let (requeued, failed) = queue::requeue_expired(&s.pool, queue::now_ms(), s.settings.max_attempts).await?;
+        if requeued + failed > 0 {
+            warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
+        }
+        let device = crate::device::device_name(self.device);
+        let Some(claimed) = queue::claim_next_job(&s.pool, &self.name, &device, queue::now_ms(), lease).await? else {
+            return Ok(false);
+        };
+        self.run_job(claimed).await?;
+        Ok(true)
+    }
+
+    #[instrument(skip_all, fields(job.id = %claimed.id, job.attempt = claimed.attempt, worker = %self.name))]
+    async fn run_job(&self, claimed: Claimed) -> Result<(), queue::QueueError> {
+        let s = &self.shared;
+        let lease = s.settings.lease.as_millis() as i64;
+        let spec = match serde_json::from_str(&claimed.spec).map_err(|e| e.to_string()).and_then(|v| {
+            Spec::parse(&v).map_err(|e| e.to_string())
+        }) {
+            Ok(spec) => spec,
+            Err(e) => {
+                queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), queue::now_ms()).await?;
+                return Ok(());
+            }
+        };
+        info!("training started");
+        let stop = s.running.insert(&claimed.id);
+        let (done_tx, mut done_rx) = oneshot::channel();
+        let job = Assignment { claimed: claimed.clone(), spec, stop: stop.clone(), done: done_tx };
+        if self.trainer.jobs.send(job).is_err() {
+            s.running.remove(&claimed.id);
+            error!("training thread is gone");
+            return Ok(());
+        }
+        if self.shared.shutting_down() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let mut shutdown = s.shutdown.clone();
+        let result = loop {
+            tokio::select! {
+                r = &mut done_rx => break r.unwrap_or_else(|_| Err("training thread ended unexpectedly".into())),
+                _ = tokio::time::sleep(s.settings.heartbeat) => {
+                    match queue::heartbeat(&s.pool, &claimed.id, claimed.attempt, queue::now_ms(), lease).await {
+                        Ok(true) => {}
+                        Ok(false) => stop.store(true, Ordering::Relaxed),
+                        Err(e) => warn!(error = %e, "heartbeat failed"),
+                    }
+                }
+                _ = shutdown.changed() => stop.store(true, Ordering::Relaxed),
+            }
+        };
+        s.running.remove(&claimed.id);
+        let now = queue::now_ms();
+        match result {
+            Ok(Outcome::Finished { epochs }) => {
+                if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "succeeded", None, now).await? {
+                    info!(epochs, "job succeeded");
+                }
+            }
+            Ok(Outcome::Stopped { epochs_done }) if self.shared.shutting_down() => {
+                if queue::release_job(&s.pool, &claimed.id, claimed.attempt).await? {
+                    info!(epochs_done, "shutting down: job put back in the queue");
+                }
+            }
+            Ok(Outcome::Stopped { epochs_done }) => info!(epochs_done, "job stopped (cancelled or lease lost)"),
+            Err(e) if e.starts_with("lease lost") => info!(reason = %e, "job stopped"),
+            Err(e) => {
+                if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), now).await? {
+                    warn!(error = %e, "job failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims jobs until shutdown; idle, it waits for a wake-up or polls now and then.
+    pub async fn run(self) {
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if self.shared.shutting_down() {
+                break;
+            }
+            let idle = match self.run_once().await {
+                Ok(did) => !did,
+                Err(e) => {
+                    error!(error = %e, worker = %self.name, "queue error");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = self.shared.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// The devices to run workers on: `per_gpu` workers on each CUDA device, or `cpu` CPU
+/// workers where there is none.
+pub fn plan_devices(per_gpu: usize, cpu: usize) -> Vec<Device> {
+    let gpus = tch::Cuda::device_count() as usize;
+    if gpus > 0 {
+        (0..gpus).flat_map(|i| std::iter::repeat_n(Device::Cuda(i), per_gpu)).collect()
+    } else {
+        vec![Device::Cpu; cpu]
+    }
+}
+
