@@ -39,7 +39,11 @@ pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
         .build();
     let response = agent.get(&source.url).call().with_context(|| format!("downloading {}", source.url))?;
     let mut archive = Vec::new();
-    response.into_reader().take(400 << 20).read_to_end(&mut archive).with_context(|| format!("reading {}", source.url))?;
+    response
+        .into_reader()
+        .take(400 << 20)
+        .read_to_end(&mut archive)
+        .with_context(|| format!("reading {}", source.url))?;
     let digest = hex::encode(Md5::digest(&archive));
     if digest != source.md5 {
         bail!("{} has MD5 {digest}, expected {}; the download is damaged or not CIFAR-10", source.url, source.md5);

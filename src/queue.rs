@@ -152,7 +152,9 @@ pub async fn list_jobs(
 
 pub enum CancelOutcome {
     /// The job is now cancelled; `was_running` tells whether a worker must be told.
-    Cancelled { was_running: bool },
+    Cancelled {
+        was_running: bool,
+    },
     /// The job had already finished with this status.
     AlreadyFinished(String),
     NotFound,
@@ -160,17 +162,16 @@ pub enum CancelOutcome {
 
 pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome, QueueError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
     let outcome = match status.as_deref() {
         None => CancelOutcome::NotFound,
         Some(s @ ("queued" | "running")) => {
-            sqlx::query(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             CancelOutcome::Cancelled { was_running: s == "running" }
         }
         Some(other) => CancelOutcome::AlreadyFinished(other.to_string()),

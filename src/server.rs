@@ -9,9 +9,34 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::info;
 
-pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+/// A started server: its address, and a handle to stop it gracefully.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    pub pool: queue::Pool,
+    stop: watch::Sender<bool>,
+    running: Arc<Running>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Stops claiming, stops running jobs at a batch boundary (they go back to the queue),
+    /// finishes in-flight requests; `wait` returns once all of that is done.
+    pub fn shutdown(&self) {
+        info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
+        let _ = self.stop.send(true);
+        self.running.stop_all();
+    }
+
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Binds, migrates, starts the workers and the API.
+pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let pool = queue::connect(&cfg.database).await?;
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+    let addr = listener.local_addr()?;
     let running = Arc::new(Running::default());
     let wake = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -30,7 +55,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         threads,
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
-    let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);
+    let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx.clone());
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".into());
     let mut workers = Vec::new();
     for (i, device) in devices.iter().enumerate() {
@@ -40,26 +65,35 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let app = api::router(AppState { pool: pool.clone(), running: running.clone(), wake });
     info!(
-        addr = %listener.local_addr()?,
         workers = workers.len(),
         devices = ?devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
-        "trainyard listening on http://{}",
-        listener.local_addr()?
+        database = %cfg.database,
+        data_dir = %cfg.data_dir.display(),
+        "trainyard listening on http://{addr}"
     );
-    let running_for_signal = running.clone();
-    let shutdown = async move {
-        wait_for_signal().await;
-        info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
-        let _ = stop_tx.send(true);
-        running_for_signal.stop_all();
-    };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    for w in workers {
-        let _ = w.await;
-    }
-    pool.close().await;
-    info!("stopped");
-    Ok(())
+    let task_pool = pool.clone();
+    let mut stop_rx = stop_rx;
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        for w in workers {
+            let _ = w.await;
+        }
+        task_pool.close().await;
+        info!("stopped");
+        Ok(())
+    });
+    Ok(Server { addr, pool, stop: stop_tx, running, task })
+}
+
+/// `trainyard serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let server = start(cfg).await?;
+    wait_for_signal().await;
+    server.shutdown();
+    server.wait().await
 }
 
 async fn wait_for_signal() {

@@ -189,7 +189,12 @@ impl MetricSink for DbSink<'_> {
     }
 }
 
-fn train_one(shared: &Shared, handle: &tokio::runtime::Handle, device: Device, job: &Assignment) -> Result<Outcome, String> {
+fn train_one(
+    shared: &Shared,
+    handle: &tokio::runtime::Handle,
+    device: Device,
+    job: &Assignment,
+) -> Result<Outcome, String> {
     let data = shared.dataset(device)?;
     let dir = shared.settings.artifacts.join("jobs").join(&job.claimed.id);
     let opts = TrainOptions { checkpoint_dir: Some(&dir), threads: shared.settings.threads };
@@ -234,9 +239,10 @@ impl Worker {
     async fn run_job(&self, claimed: Claimed) -> Result<(), queue::QueueError> {
         let s = &self.shared;
         let lease = s.settings.lease.as_millis() as i64;
-        let spec = match serde_json::from_str(&claimed.spec).map_err(|e| e.to_string()).and_then(|v| {
-            Spec::parse(&v).map_err(|e| e.to_string())
-        }) {
+        let spec = match serde_json::from_str(&claimed.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()))
+        {
             Ok(spec) => spec,
             Err(e) => {
                 queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), queue::now_ms()).await?;
@@ -328,4 +334,3 @@ pub fn plan_devices(per_gpu: usize, cpu: usize) -> Vec<Device> {
         vec![Device::Cpu; cpu]
     }
 }
-

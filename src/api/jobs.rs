@@ -63,7 +63,11 @@ async fn load(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
     queue::get_job(&state.pool, &id).await?.ok_or_else(|| not_found(&id))
 }
 
-pub async fn create_job(State(state): State<AppState>, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -104,7 +108,8 @@ pub async fn create_job(State(state): State<AppState>, headers: HeaderMap, JsonB
         Created::Existing(row) => (StatusCode::OK, row),
         Created::KeyConflict => {
             return Err(ApiError::Unprocessable(
-                "this Idempotency-Key was already used with a different request body; use a new key for a new job".into(),
+                "this Idempotency-Key was already used with a different request body; use a new key for a new job"
+                    .into(),
             ))
         }
     };
@@ -154,9 +159,9 @@ pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -
     let id = parse_id(&id)?;
     match queue::cancel_job(&state.pool, &id, queue::now_ms()).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
-        CancelOutcome::AlreadyFinished(status) => {
-            Err(ApiError::Conflict(format!("job {id} has already finished ({status}); only queued or running jobs can be cancelled")))
-        }
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
+            "job {id} has already finished ({status}); only queued or running jobs can be cancelled"
+        ))),
         CancelOutcome::Cancelled { was_running } => {
             if was_running {
                 // Here it stops at once; a worker in another process notices at its next heartbeat.

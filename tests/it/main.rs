@@ -1,2 +1,5 @@
+mod api;
 mod cli;
 mod engine;
+mod helpers;
+mod process;

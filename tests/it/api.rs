@@ -1,0 +1,278 @@
+//! The HTTP API and the queue behind it, over real HTTP.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_job_trains_to_success_with_one_metrics_row_per_epoch() {
+    let app = spawn_app(1).await;
+    let r = app.post_job(json!({"name": "lin", "model": "linear", "epochs": 3, "batch_size": 10})).await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(location, format!("/jobs/{id}"));
+    assert_eq!(job["name"], "lin");
+    assert_eq!(job["parameters"], 30730);
+    assert_eq!(job["epochs_total"], 3);
+    assert_eq!(job["spec"]["lr"], 0.001, "defaults are filled in: {job}");
+    assert!(job["spec"]["seed"].is_u64(), "the seed is drawn and recorded: {job}");
+    assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let done = app.wait_for(id, 60, status_is("succeeded")).await;
+    assert_eq!(done["epochs_done"], 3);
+    assert_eq!(done["attempt"], 1);
+    assert!(done["finished_at"].is_string() && done["started_at"].is_string());
+    let (status, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    assert_eq!(status, 200);
+    assert_eq!(m["job_id"], id);
+    assert_eq!(m["status"], "succeeded");
+    let epochs = m["epochs"].as_array().unwrap();
+    assert_eq!(epochs.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    for key in ["train_loss", "train_acc", "test_loss", "test_acc", "seconds"] {
+        assert!(epochs[2][key].is_number(), "{key}: {}", epochs[2]);
+    }
+    assert!(epochs[2]["test_acc"].as_f64().unwrap() > 0.5, "{}", epochs[2]);
+    let (_, since) = app.get(&format!("/jobs/{id}/metrics?since=2")).await;
+    assert_eq!(since["epochs"].as_array().unwrap().len(), 1);
+    assert_eq!(since["epochs"][0]["epoch"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_appear_while_the_job_is_still_running() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"model": "cnn", "epochs": 40, "batch_size": 4})).await;
+    let url = app.url(&format!("/jobs/{id}/metrics"));
+    let m = poll(&app.client, &url, 60, |m| m["epochs"].as_array().is_some_and(|e| !e.is_empty())).await;
+    assert_eq!(m["status"], "running", "an epoch row is visible before the job ends: {m}");
+    let job = app.job(&id).await;
+    assert_eq!(job["device"], "cpu");
+    assert!(job["epochs_done"].as_u64().unwrap() >= 1);
+    app.cancel(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_queued_job_at_once_and_answers_409_after() {
+    let app = spawn_app(0).await;
+    let id = app.submit(json!({"epochs": 1})).await;
+    let queued = app.job(&id).await;
+    assert_eq!(queued["queue_position"], 1);
+    let (status, job) = app.cancel(&id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["finished_at"].is_string());
+    let (status, body) = app.cancel(&id).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "conflict");
+    assert!(body["error"]["message"].as_str().unwrap().contains("already finished (cancelled)"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_within_a_second_and_keeps_its_epochs() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"model": "cnn", "epochs": 500, "batch_size": 4})).await;
+    let next = app.submit(json!({"model": "linear", "epochs": 1})).await;
+    app.wait_for(&id, 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    let (status, job) = app.cancel(&id).await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "cancelled");
+    // The worker is free again within about a second: the next job runs to the end.
+    let t = std::time::Instant::now();
+    app.wait_for(&next, 30, |j| j["status"] != "queued").await;
+    assert!(t.elapsed().as_millis() < 1500, "the worker took {:?} to let go", t.elapsed());
+    app.wait_for(&next, 30, status_is("succeeded")).await;
+    let kept = app.job(&id).await;
+    assert_eq!(kept["status"], "cancelled");
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    let n = m["epochs"].as_array().unwrap().len() as u64;
+    assert!(n >= 1 && n == kept["epochs_done"].as_u64().unwrap(), "{m} vs {kept}");
+    assert_eq!(app.cancel(&id).await.0, 409);
+    assert_eq!(app.cancel(&next).await.0, 409, "a succeeded job cannot be cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_validation_error_is_listed_with_its_field() {
+    let app = spawn_app(0).await;
+    let r = app.post_job(json!({"learning_rate": 0.1, "epochs": 0, "model": "resnet", "lr": -1})).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_spec");
+    let fields: BTreeSet<&str> =
+        body["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, BTreeSet::from(["learning_rate", "epochs", "model", "lr"]));
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("epochs: must be an integer from 1 to 1000"), "{msg}");
+
+    let r = app.client.post(app.url("/jobs")).body("{\"epochs\": 3,").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_json");
+
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
+    let r = app.client.post(app.url("/jobs")).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let r = app.post_job(json!([1, 2])).await;
+    assert_eq!(r.status(), 422);
+    // Nothing of the above was queued.
+    let (_, list) = app.get("/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_or_malformed_ids_and_bad_queries_get_clear_errors() {
+    let app = spawn_app(0).await;
+    for path in ["/jobs/00000000-0000-0000-0000-000000000000", "/jobs/not-a-uuid", "/jobs/not-a-uuid/metrics"] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    assert_eq!(app.cancel("00000000-0000-0000-0000-000000000000").await.0, 404);
+    let (status, body) = app.get("/jobs?status=done").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "status");
+    assert!(body["error"]["message"].as_str().unwrap().contains("queued, running, succeeded, failed, cancelled"));
+    assert_eq!(app.get("/jobs?limit=0").await.0, 400);
+    assert_eq!(app.get("/jobs?cursor=abc").await.0, 400);
+    let id = app.submit(json!({})).await;
+    let (status, body) = app.get(&format!("/jobs/{id}/metrics?since=-1")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["field"], "since");
+    let (status, body) = app.get("/nowhere").await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].as_str().unwrap().contains("openapi"));
+    assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_is_newest_first_filters_by_status_and_pages_with_a_cursor() {
+    let app = spawn_app(0).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.submit(json!({"name": format!("j{i}"), "epochs": 1})).await);
+    }
+    app.cancel(&ids[1]).await;
+    let (_, page1) = app.get("/jobs?limit=2").await;
+    let names = |p: &Value| {
+        p["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&page1), ["j4", "j3"]);
+    let cursor = page1["next_cursor"].as_str().unwrap();
+    let (_, page2) = app.get(&format!("/jobs?limit=2&cursor={cursor}")).await;
+    assert_eq!(names(&page2), ["j2", "j1"]);
+    let (_, page3) = app.get(&format!("/jobs?limit=2&cursor={}", page2["next_cursor"].as_str().unwrap())).await;
+    assert_eq!(names(&page3), ["j0"]);
+    assert!(page3["next_cursor"].is_null());
+    let (_, cancelled) = app.get("/jobs?status=cancelled").await;
+    assert_eq!(names(&cancelled), ["j1"]);
+    let (_, queued) = app.get("/jobs?status=queued").await;
+    let positions: Vec<u64> =
+        queued["jobs"].as_array().unwrap().iter().map(|j| j["queue_position"].as_u64().unwrap()).collect();
+    assert_eq!(positions, [4, 3, 2, 1], "j0 is next; the cancelled j1 holds no place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_same_job_for_the_same_body_only() {
+    let app = spawn_app(0).await;
+    let send = |key: &'static str, body: Value| {
+        let req = app.client.post(app.url("/jobs")).header("Idempotency-Key", key).json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let first = send("k1", json!({"epochs": 2})).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send("k1", json!({"epochs": 2})).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["spec"]["seed"], first["spec"]["seed"]);
+    let other = send("k1", json!({"epochs": 3})).await;
+    assert_eq!(other.status(), 422);
+    let body: Value = other.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    let fresh = send("k2", json!({"epochs": 2})).await;
+    assert_eq!(fresh.status(), 201);
+    let (_, list) = app.get("/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_posts_make_a_hundred_jobs_without_a_5xx() {
+    let app = spawn_app(1).await;
+    let posts = (0..100).map(|i| {
+        let req = app
+            .client
+            .post(app.url("/jobs"))
+            .json(&json!({"name": format!("c{i}"), "model": "linear", "epochs": 1, "train_limit": 20}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let (_, list) = app.get("/jobs?limit=200").await;
+    let names: BTreeSet<String> =
+        list["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_fails_clearly_when_the_data_cannot_be_had_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_with(dir, |_| {}).await; // no data written; fetching from a closed port fails
+    let id = app.submit(json!({"epochs": 1})).await;
+    let failed = app.wait_for(&id, 60, status_is("failed")).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("CIFAR-10 is not in") && error.contains("cifar-10-binary.tar.gz"), "{error}");
+    assert_eq!(app.get("/healthz").await.0, 200);
+    // The worker goes on: with the data in place, the next job trains.
+    write_data(app.dir.path());
+    let id = app.submit(json!({"model": "linear", "epochs": 1})).await;
+    app.wait_for(&id, 60, status_is("succeeded")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torch_failure_fails_the_job_and_the_worker_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Labels of a class beyond 9 cannot be: the loader refuses the directory.
+    let data = write_data(dir.path());
+    let f = data.join("data_batch_2.bin");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[0] = 42;
+    std::fs::write(&f, bytes).unwrap();
+    let app = spawn_with(dir, |_| {}).await;
+    let id = app.submit(json!({"epochs": 1})).await;
+    let failed = app.wait_for(&id, 60, status_is("failed")).await;
+    assert!(failed["error"].as_str().unwrap().contains("label 42 in record 0"), "{failed}");
+    assert_eq!(failed["attempt"], 1, "a job's own failure is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_openapi_agree() {
+    let doc: serde_yaml::Value = serde_yaml::from_str(trainyard::api::OPENAPI).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let m = method.as_str().unwrap();
+            if ["get", "post", "put", "patch", "delete"].contains(&m) {
+                documented.insert((m.to_string(), path.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> =
+        trainyard::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, routed);
+
+    // And each route answers (no 404 from the router's fallback, no 405).
+    let app = spawn_app(0).await;
+    let id = app.submit(json!({})).await;
+    for (method, path) in &routed {
+        let url = app.url(&path.replace("{id}", &id));
+        let r = if method == "get" { app.client.get(url) } else { app.client.post(url).json(&json!({})) };
+        let r = r.send().await.unwrap();
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+    }
+    let (status, _) = app.get("/openapi.yaml").await;
+    assert_eq!(status, 200);
+}

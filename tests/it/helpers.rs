@@ -1,0 +1,113 @@
+//! spawn_app(): a real server on 127.0.0.1 port 0, a real SQLite file in a temp dir, and
+//! the tests' own small dataset.
+
+use reqwest::{Client, Response};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use trainyard::config::ServeConfig;
+use trainyard::server::{self, Server};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    /// Held for the test's length: dropping it shuts the server down.
+    #[allow(dead_code)]
+    pub server: Server,
+}
+
+/// The small learnable dataset, written once per directory.
+pub fn write_data(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    trainyard::train::data::write_synthetic(&data, 100, 200, 9).unwrap();
+    data
+}
+
+pub fn config(dir: &Path, workers: usize) -> ServeConfig {
+    ServeConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: format!("sqlite://{}", dir.join("trainyard.db").display()),
+        data_dir: dir.join("data"),
+        artifacts: dir.join("artifacts"),
+        workers_per_gpu: 1,
+        cpu_workers: workers,
+        threads_per_worker: Some(1),
+        lease_seconds: 1.0,
+        max_attempts: 3,
+        data_url: "http://127.0.0.1:9/unreachable".into(),
+        data_md5: trainyard::fetch::OFFICIAL_MD5.into(),
+    }
+}
+
+pub async fn spawn_app(workers: usize) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    spawn_with(dir, |cfg| cfg.cpu_workers = workers).await
+}
+
+pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let mut cfg = config(dir.path(), 1);
+    adjust(&mut cfg);
+    let server = server::start(cfg).await.unwrap();
+    TestApp { base: format!("http://{}", server.addr), client: Client::new(), dir, server }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_job(&self, body: Value) -> Response {
+        self.client.post(self.url("/jobs")).json(&body).send().await.unwrap()
+    }
+
+    /// Submits a job that must be accepted; returns its id.
+    pub async fn submit(&self, body: Value) -> String {
+        let r = self.post_job(body).await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/jobs/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn cancel(&self, id: &str) -> (u16, Value) {
+        let r = self.client.post(self.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Polls the job until `done` holds for it (at most `secs`).
+    pub async fn wait_for(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        poll(&self.client, &self.url(&format!("/jobs/{id}")), secs, done).await
+    }
+}
+
+pub async fn poll(client: &Client, url: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let job: Value = match client.get(url).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting on {url}; last: {job}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
+    move |j| j["status"] == s
+}

@@ -1,0 +1,117 @@
+//! `trainyard serve` as a real child process: crashes and graceful stops.
+
+use crate::helpers::{poll, status_is, write_data};
+use reqwest::Client;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A `trainyard serve` child on port 0; its address read from its log.
+struct ServeProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServeProcess {
+    fn start(dir: &Path) -> ServeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trainyard"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--cpu-workers", "1", "--threads-per-worker", "1"])
+            .args(["--lease-seconds", "1"])
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--artifacts")
+            .arg(dir.join("artifacts"))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("the server printed its address").unwrap();
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServeProcess { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn submit(client: &Client, server: &ServeProcess, spec: Value) -> String {
+    let job: Value = client.post(server.url("/jobs")).json(&spec).send().await.unwrap().json().await.unwrap();
+    job["id"].as_str().unwrap().to_string()
+}
+
+async fn metrics(client: &Client, server: &ServeProcess, id: &str) -> Vec<Value> {
+    let m: Value = client.get(server.url(&format!("/jobs/{id}/metrics"))).send().await.unwrap().json().await.unwrap();
+    m["epochs"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let client = Client::new();
+    let first = ServeProcess::start(dir.path());
+    let id = submit(&client, &first, json!({"model": "cnn", "epochs": 8, "batch_size": 4, "augment": true})).await;
+    let url = first.url(&format!("/jobs/{id}"));
+    poll(&client, &url, 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
+    let before = metrics(&client, &first, &id).await;
+    let mut first = first;
+    first.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = ServeProcess::start(dir.path());
+    let url = second.url(&format!("/jobs/{id}"));
+    let done = poll(&client, &url, 120, status_is("succeeded")).await;
+    assert_eq!(done["attempt"], 2, "the lease expired and the job was claimed again: {done}");
+    let after = metrics(&client, &second, &id).await;
+    assert_eq!(after.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    // Epochs before the last recorded one were checkpointed and not trained again: their
+    // rows, wall-clock times included, are untouched.
+    let kept = before.len() - 1;
+    assert!(kept >= 2);
+    assert_eq!(after[..kept], before[..kept]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let client = Client::new();
+    let mut server = ServeProcess::start(dir.path());
+    let id = submit(&client, &server, json!({"model": "cnn", "epochs": 500})).await;
+    poll(&client, &server.url(&format!("/jobs/{id}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    let t = std::time::Instant::now();
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(t.elapsed().as_secs() < 5, "stopped in {:?}", t.elapsed());
+    drop(server);
+
+    let server = ServeProcess::start(dir.path());
+    let job: Value = client.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
+    // The restarted server may already have claimed it again (attempt 1), never 2.
+    assert!(job["status"] == "queued" || job["status"] == "running", "{job}");
+    let expected_attempt = if job["status"] == "queued" { 0 } else { 1 };
+    assert_eq!(job["attempt"], expected_attempt, "{job}");
+    assert!(job["epochs_done"].as_u64().unwrap() >= 1, "finished epochs are kept: {job}");
+}
