@@ -8,9 +8,8 @@ PYTHON ?= python3
 CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH"
 CARGO ?= cargo
 BIN := target/release/trainyard
-DATA_DIR ?= $(CURDIR)/var/data/cifar-10-batches-bin
 
-.PHONY: all setup build run test bench clean fmt clippy
+.PHONY: all setup build run test bench bench-service clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -32,8 +31,9 @@ build: $(STAMP)
 test: $(STAMP)
 	$(CARGO_ENV) $(CARGO) test --release -- --test-threads=2
 
+# The service: API on 127.0.0.1:8080 and the workers (settings: README, or `trainyard serve --help`).
 run: build
-	./$(BIN) demo --data-dir "$(DATA_DIR)"
+	./$(BIN) serve
 
 fmt:
 	$(CARGO) fmt --all
@@ -51,3 +51,7 @@ $(VENV)/.bench: $(STAMP)
 
 bench: build $(VENV)/.bench
 	bench/engine.sh $(EPOCHS)
+
+# The service benchmark of BENCHMARKS.md (needs wrk: apt-get install wrk).
+bench-service: build
+	bench/service.sh

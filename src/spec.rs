@@ -322,10 +322,10 @@ impl Spec {
         let mut v = serde_json::to_value(self).expect("a spec always serializes");
         let obj = v.as_object_mut().expect("a spec is an object");
         if self.model != ModelKind::Mlp {
-            obj.remove("hidden");
+            obj.shift_remove("hidden");
         }
         if self.model == ModelKind::Linear {
-            obj.remove("activation");
+            obj.shift_remove("activation");
         }
         v
     }

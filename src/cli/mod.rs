@@ -24,16 +24,6 @@ enum Command {
     /// Train one experiment in the foreground: a progress bar per epoch, a line per epoch,
     /// metrics.jsonl and checkpoints in --out. Run it again with the same --out to resume.
     Train(train::TrainArgs),
-    /// A short demonstration run: the linear model and the tutorial's CNN for 2 epochs on
-    /// 5,000 images of the data in --data-dir (or on generated data when there is none).
-    Demo {
-        /// A directory with CIFAR-10's binary files (data_batch_1..5.bin, test_batch.bin).
-        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
-        data_dir: PathBuf,
-        /// Where the demo's runs are written.
-        #[arg(long, default_value = "var/demo")]
-        out: PathBuf,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,7 +53,6 @@ impl Cli {
                 Ok(())
             }
             Command::Train(args) => train::train(args),
-            Command::Demo { data_dir, out } => train::demo(&data_dir, &out),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::device::{device_name, parse_device};
 use crate::spec::Spec;
-use crate::train::data::{self, Cifar10};
+use crate::train::data::Cifar10;
 use crate::train::metrics::{EpochMetrics, MetricSink};
 use crate::train::{self, Outcome, TrainOptions};
 use anyhow::{bail, Context};
@@ -155,32 +155,4 @@ impl MetricSink for FileSink {
         });
         bar.set_position(done as u64);
     }
-}
-
-/// `make run`'s demonstration until the service exists.
-pub fn demo(data_dir: &Path, out: &Path) -> anyhow::Result<()> {
-    let data_dir = if data_dir.join(data::TEST_FILE).exists() {
-        data_dir.to_path_buf()
-    } else {
-        let synthetic = out.join("synthetic-data");
-        println!(
-            "no CIFAR-10 in {} ({}).\nTraining on generated stand-in data in {} instead.",
-            data_dir.display(),
-            data::WHERE_TO_GET,
-            synthetic.display()
-        );
-        data::write_synthetic(&synthetic, 1000, 1000, 1)?;
-        synthetic
-    };
-    for (name, model) in [("demo-linear", "linear"), ("demo-cnn", "cnn")] {
-        let spec = Spec::parse(&serde_json::json!({
-            "name": name, "model": model, "epochs": 2, "train_limit": 5000, "seed": 1
-        }))
-        .map_err(anyhow::Error::msg)?;
-        let dir = out.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        run_one(&spec, &data_dir, &dir, tch::Device::Cpu, None)?;
-        println!();
-    }
-    Ok(())
 }

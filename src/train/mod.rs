@@ -22,7 +22,7 @@ use sgd::Sgd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Kind, Reduction, Tensor};
 
 pub use checkpoint::CheckpointError;
 pub use data::DataError;
@@ -73,10 +73,7 @@ pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
     }
 }
 
-/// Trainable parameters of the spec's model (no data needed).
-pub fn parameter_count(spec: &Spec) -> i64 {
-    Net::new(spec, Device::Cpu).parameter_count()
-}
+pub use model::parameter_count;
 
 /// Trains `spec` on `data`, sending every epoch to `sink`, until done or `stop` is raised
 /// (checked between mini-batches). Resumes from `opts.checkpoint_dir` when it holds a

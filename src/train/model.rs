@@ -91,6 +91,38 @@ fn conv(xs: &Tensor, ps: &ParamSet, at: usize) -> Tensor {
     xs.conv2d(&ps.params[at].tensor, Some(&ps.params[at + 1].tensor), [1, 1], [0, 0], [1, 1], 1)
 }
 
+/// The spec's layers and parameter shapes, before any tensor exists.
+fn plan(spec: &Spec) -> (Layers, Builder) {
+    let mut b = Builder::new();
+    let input = 3 * 32 * 32;
+    let layers = match spec.model {
+        ModelKind::Linear => Layers::Linear { fc: b.linear("fc", input, 10) },
+        ModelKind::Mlp => {
+            let mut widths = vec![input];
+            widths.extend(&spec.hidden);
+            widths.push(10);
+            let fcs =
+                widths.windows(2).enumerate().map(|(i, w)| b.linear(&format!("fc{}", i + 1), w[0], w[1])).collect();
+            Layers::Mlp { fcs }
+        }
+        ModelKind::Cnn => Layers::Cnn {
+            conv1: b.conv("conv1", 3, 6, 5),
+            conv2: b.conv("conv2", 6, 16, 5),
+            fcs: [b.linear("fc1", 16 * 5 * 5, 120), b.linear("fc2", 120, 84), b.linear("fc3", 84, 10)],
+        },
+    };
+    (layers, b)
+}
+
+/// Trainable parameters of the spec's model, counted from its shapes alone.
+///
+/// N.B.: no tensor is made, so request handlers can call this: a torch operation on an async
+/// runtime thread would start an OpenMP team there, and libgomp throttles every team's spin
+/// waits once it manages more threads than there are cores (it made training 3× slower).
+pub fn parameter_count(spec: &Spec) -> i64 {
+    plan(spec).1.specs.iter().map(|(_, shape, _)| shape.iter().product::<i64>()).sum()
+}
+
 enum Layers {
     Linear { fc: usize },
     Mlp { fcs: Vec<usize> },
@@ -107,24 +139,7 @@ pub struct Net {
 impl Net {
     /// Builds the spec's model with weights drawn from the spec's seed (stream 0).
     pub fn new(spec: &Spec, device: Device) -> Net {
-        let mut b = Builder::new();
-        let input = 3 * 32 * 32;
-        let layers = match spec.model {
-            ModelKind::Linear => Layers::Linear { fc: b.linear("fc", input, 10) },
-            ModelKind::Mlp => {
-                let mut widths = vec![input];
-                widths.extend(&spec.hidden);
-                widths.push(10);
-                let fcs =
-                    widths.windows(2).enumerate().map(|(i, w)| b.linear(&format!("fc{}", i + 1), w[0], w[1])).collect();
-                Layers::Mlp { fcs }
-            }
-            ModelKind::Cnn => Layers::Cnn {
-                conv1: b.conv("conv1", 3, 6, 5),
-                conv2: b.conv("conv2", 6, 16, 5),
-                fcs: [b.linear("fc1", 16 * 5 * 5, 120), b.linear("fc2", 120, 84), b.linear("fc3", 84, 10)],
-            },
-        };
+        let (layers, b) = plan(spec);
         let params = b.build(&mut EpochRng::new(spec.seed, 0), device);
         Net { layers, relu: spec.activation == Activation::Relu, params }
     }

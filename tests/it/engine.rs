@@ -60,6 +60,10 @@ fn the_three_models_have_the_assignments_parameter_counts() {
     assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "activation": "none"}))), 379_774);
     assert_eq!(train::parameter_count(&spec(json!({"model": "cnn"}))), 62_006);
     assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "hidden": [10]}))), 3072 * 10 + 10 + 10 * 10 + 10);
+    for model in ["linear", "mlp", "cnn"] {
+        let s = spec(json!({"model": model}));
+        assert_eq!(Net::new(&s, Device::Cpu).parameter_count(), train::parameter_count(&s), "{model}");
+    }
 }
 
 #[test]
