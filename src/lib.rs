@@ -1,7 +1,8 @@
 //! trainyard: an HTTP training service for a shared lab GPU box.
 //!
 //! A job flows: HTTP request (`api`) → validated spec (`spec`) → row in the queue (`queue`)
-//! → claimed by a worker (`worker`) → trained on a device (`train`) → epoch metrics → JSON.
+//! → claimed by a worker (`worker`) → trained on a device (`train`) → epoch metrics → JSON and
+//! plots (`plot`).
 //!
 //! - `config`: the settings of `trainyard serve`.
 //! - `api`: the router, one file per resource, the error type.
@@ -9,6 +10,7 @@
 //! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
 //! - `server`: `trainyard serve`, the API and workers in one process.
 //! - `fetch`: `trainyard data fetch`.
+//! - `plot`: pure: metrics in, PNG or SVG bytes out.
 //! - `spec`: the experiment spec — parse, defaults, validation.
 //! - `train`: blocking training code: data, models, augmentation, SGD, the loop, checkpoints.
 //! - `device`: naming and checking torch devices.
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod fetch;
+pub mod plot;
 pub mod queue;
 pub mod server;
 pub mod spec;

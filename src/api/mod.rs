@@ -4,6 +4,7 @@
 pub mod error;
 pub mod jobs;
 pub mod json;
+pub mod plots;
 
 use crate::queue::Pool;
 use crate::worker::Running;
@@ -40,6 +41,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{id}"),
     ("post", "/jobs/{id}/cancel"),
     ("get", "/jobs/{id}/metrics"),
+    ("get", "/jobs/{id}/plot"),
+    ("get", "/plot"),
 ];
 
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
@@ -51,6 +54,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/jobs/{id}") => get(jobs::get_job),
         ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
+        ("get", "/jobs/{id}/plot") => get(plots::plot_job),
+        ("get", "/plot") => get(plots::plot_jobs),
         _ => unreachable!("ROUTES and handler() list the same routes"),
     }
 }

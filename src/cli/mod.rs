@@ -1,5 +1,6 @@
 //! The `trainyard` command: its subcommands and what each prints.
 
+mod plot;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     /// Train one experiment in the foreground: a progress bar per epoch, a line per epoch,
     /// metrics.jsonl and checkpoints in --out. Run it again with the same --out to resume.
     Train(train::TrainArgs),
+    /// Draw a run's curves (loss, training and test accuracy) from its metrics.jsonl.
+    Plot(plot::PlotArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -53,6 +56,7 @@ impl Cli {
                 Ok(())
             }
             Command::Train(args) => train::train(args),
+            Command::Plot(args) => plot::plot(args),
         }
     }
 }

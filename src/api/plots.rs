@@ -1,0 +1,168 @@
+//! Plots on request: one job's curves, or several jobs on one chart, as PNG or SVG, with an
+//! ETag so a client polling a finished job gets 304.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::plot::{self, Figure, Format, Metric, Series};
+use crate::queue::{self, JobRow};
+use crate::train::metrics::EpochMetrics;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+#[derive(Deserialize)]
+pub struct PlotQuery {
+    metric: Option<String>,
+    format: Option<String>,
+    width: Option<String>,
+    height: Option<String>,
+    jobs: Option<String>,
+}
+
+struct Options {
+    metric: Metric,
+    format: Format,
+    width: u32,
+    height: u32,
+}
+
+fn choice<T>(field: &str, given: Option<&str>, default: T, parse: fn(&str) -> Option<T>, names: &[&str]) -> Result<T, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(s) => parse(s).ok_or_else(|| {
+            ApiError::bad_request("bad_query", field, format!("{field} must be one of {}, got {s:?}", names.join(", ")))
+        }),
+    }
+}
+
+fn size(field: &str, given: Option<&str>, default: u32, (lo, hi): (u32, u32)) -> Result<u32, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(s) => s.parse::<u32>().ok().filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
+            ApiError::bad_request("bad_query", field, format!("{field} must be an integer from {lo} to {hi} pixels, got {s:?}"))
+        }),
+    }
+}
+
+fn options(q: &PlotQuery) -> Result<Options, ApiError> {
+    Ok(Options {
+        metric: choice("metric", q.metric.as_deref(), Metric::All, Metric::parse, &Metric::NAMES)?,
+        format: choice("format", q.format.as_deref(), Format::Png, Format::parse, &Format::NAMES)?,
+        width: size("width", q.width.as_deref(), 1000, plot::WIDTHS)?,
+        height: size("height", q.height.as_deref(), 700, plot::HEIGHTS)?,
+    })
+}
+
+/// A job with its epochs, ready to draw.
+struct Loaded {
+    row: JobRow,
+    spec: Value,
+    epochs: Vec<EpochMetrics>,
+    raw: Vec<String>,
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Loaded, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no job with id {id}"));
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found())?.to_string();
+    let row = queue::get_job(&state.pool, &uuid).await?.ok_or_else(not_found)?;
+    let raw = queue::get_metrics(&state.pool, &uuid, 0).await?;
+    let epochs = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+    let spec = serde_json::from_str(&row.spec).unwrap_or(Value::Null);
+    Ok(Loaded { row, spec, epochs, raw })
+}
+
+fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}{:?}{}x{}", opts.metric, opts.format, opts.width, opts.height));
+    for (j, label) in jobs.iter().zip(labels) {
+        h.update(&j.row.id);
+        h.update(&j.row.status);
+        h.update(&j.row.spec);
+        h.update(label);
+        for m in &j.raw {
+            h.update(m);
+        }
+    }
+    format!("\"{}\"", &hex::encode(h.finalize())[..32])
+}
+
+/// Renders off the async threads, with the ETag/304 dance.
+async fn respond(headers: &HeaderMap, opts: Options, jobs: Vec<Loaded>, labels: Vec<String>, title: String, subtitle: String) -> Result<Response, ApiError> {
+    let tag = etag(&opts, &jobs, &labels);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let format = opts.format;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let epochs_total = jobs.iter().map(|j| j.row.epochs_total as u32).max().unwrap_or(1);
+        let statuses: Vec<&str> = jobs.iter().map(|j| j.row.status.as_str()).collect();
+        let fig = Figure {
+            title,
+            subtitle,
+            series: jobs.iter().zip(labels).map(|(j, label)| Series { label, epochs: &j.epochs }).collect(),
+            metric: opts.metric,
+            epochs_total,
+            empty_note: format!("no epoch finished yet ({})", statuses.join(", ")),
+            width: opts.width,
+            height: opts.height,
+        };
+        plot::render(&fig, format)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub async fn plot_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<PlotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = options(&q)?;
+    let job = load(&state, &id).await?;
+    let r = &job.row;
+    let name = r.name.clone().unwrap_or_else(|| format!("job {}", &r.id[..8]));
+    let title = format!("{name} — {} ({} of {} epochs)", r.status, job.epochs.len(), r.epochs_total);
+    let subtitle = format!("{} · seed={} · {} parameters", plot::settings_line(&job.spec), job.spec["seed"], r.parameters);
+    let label = name.clone();
+    respond(&headers, opts, vec![job], vec![label], title, subtitle).await
+}
+
+pub async fn plot_jobs(State(state): State<AppState>, Query(q): Query<PlotQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let opts = options(&q)?;
+    let mut ids: Vec<&str> = q.jobs.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    if ids.is_empty() || ids.len() > plot::MAX_SERIES {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "jobs",
+            format!("jobs must list 1 to {} job ids separated by commas, got {}", plot::MAX_SERIES, ids.len()),
+        ));
+    }
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        jobs.push(load(&state, id).await?);
+    }
+    let described: Vec<(Option<String>, Value)> = jobs.iter().map(|j| (j.row.name.clone(), j.spec.clone())).collect();
+    let (labels, shared) = plot::comparison_labels(&described);
+    let title = format!("{} jobs compared", jobs.len());
+    respond(&headers, opts, jobs, labels, title, shared).await
+}

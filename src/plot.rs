@@ -1,0 +1,402 @@
+//! Plots, pure: metrics in, PNG or SVG bytes out.
+//!
+//! One job's figure (`metric=all`) has three panels: loss (train and test, with a legend)
+//! across the top, training and test accuracy (in %) below. A comparison draws each job in
+//! its own colour. A loss that was not finite leaves a gap in its line and a red × at the
+//! top of the panel; one huge finite value does not wreck the axis: the range is set from
+//! the bulk of the values, and points above it are drawn as ▲ on the top edge.
+
+use crate::train::metrics::EpochMetrics;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::sync::Once;
+
+/// The font every PNG is drawn with (DejaVu Sans, assets/fonts/LICENSE-DejaVu.txt); SVG
+/// names the family and lets the viewer's font draw it.
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+pub const MAX_SERIES: usize = 20;
+pub const WIDTHS: (u32, u32) = (300, 4000);
+pub const HEIGHTS: (u32, u32) = (200, 3000);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Loss,
+    TrainAcc,
+    TestAcc,
+    All,
+}
+
+impl Metric {
+    pub const NAMES: [&'static str; 4] = ["loss", "train_acc", "test_acc", "all"];
+
+    pub fn parse(s: &str) -> Option<Metric> {
+        Some(match s {
+            "loss" => Metric::Loss,
+            "train_acc" => Metric::TrainAcc,
+            "test_acc" => Metric::TestAcc,
+            "all" => Metric::All,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    pub const NAMES: [&'static str; 2] = ["png", "svg"];
+
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "png" => Some(Format::Png),
+            "svg" => Some(Format::Svg),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Png => "image/png",
+            Format::Svg => "image/svg+xml",
+        }
+    }
+}
+
+/// One job's curves.
+pub struct Series<'a> {
+    pub label: String,
+    pub epochs: &'a [EpochMetrics],
+}
+
+/// What to draw.
+pub struct Figure<'a> {
+    pub title: String,
+    /// A second title line: the settings the jobs share.
+    pub subtitle: String,
+    pub series: Vec<Series<'a>>,
+    pub metric: Metric,
+    /// The x axis runs to here (a running job's plot shows how far it has come).
+    pub epochs_total: u32,
+    /// Shown in an empty panel, e.g. "no epoch finished yet (queued)".
+    pub empty_note: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("drawing the plot failed: {0}")]
+pub struct PlotError(String);
+
+/// Ten colours from matplotlib's tab10, then their lighter tab20 partners.
+const PALETTE: [RGBColor; 20] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(196, 156, 148),
+    RGBColor(247, 182, 210),
+    RGBColor(199, 199, 199),
+    RGBColor(219, 219, 141),
+    RGBColor(158, 218, 229),
+];
+
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Draws the figure in the format asked.
+pub fn render(fig: &Figure, format: Format) -> Result<Vec<u8>, PlotError> {
+    // Both backends measure text with the font, so it is registered for SVG too.
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+    let (w, h) = (fig.width, fig.height);
+    match format {
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+                draw(&root, fig).map_err(|e| PlotError(e.to_string()))?;
+                root.present().map_err(|e| PlotError(e.to_string()))?;
+            }
+            Ok(svg.into_bytes())
+        }
+        Format::Png => {
+            let mut pixels = vec![0u8; (w * h * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+                draw(&root, fig).map_err(|e| PlotError(e.to_string()))?;
+                root.present().map_err(|e| PlotError(e.to_string()))?;
+            }
+            let img = image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| PlotError("bad buffer".into()))?;
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| PlotError(e.to_string()))?;
+            Ok(out.into_inner())
+        }
+    }
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// Which value of an epoch a panel shows.
+#[derive(Clone, Copy)]
+enum Value {
+    TrainLoss,
+    TestLoss,
+    TrainAcc,
+    TestAcc,
+}
+
+impl Value {
+    fn of(self, e: &EpochMetrics) -> Option<f64> {
+        match self {
+            Value::TrainLoss => e.train_loss,
+            Value::TestLoss => e.test_loss,
+            Value::TrainAcc => Some(e.train_acc * 100.0),
+            Value::TestAcc => Some(e.test_acc * 100.0),
+        }
+    }
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let scale = (fig.height as f64 / 700.0).min(fig.width as f64 / 1000.0).max(0.5);
+    let px = |s: f64| (s * scale).round() as u32;
+    let title_h = px(70.0);
+    let (top, body) = root.split_vertically(title_h);
+    top.draw(&Text::new(fig.title.clone(), (px(16.0) as i32, px(8.0) as i32), (FAMILY, px(30.0)).into_font()))?;
+    top.draw(&Text::new(
+        fig.subtitle.clone(),
+        (px(16.0) as i32, px(44.0) as i32),
+        (FAMILY, px(18.0)).into_font().color(&RGBColor(80, 80, 80)),
+    ))?;
+    match fig.metric {
+        Metric::All => {
+            let (upper, lower) = body.split_vertically(body.dim_in_pixel().1 / 2);
+            let halves = lower.split_evenly((1, 2));
+            panel(&upper, fig, Metric::Loss, scale)?;
+            panel(&halves[0], fig, Metric::TrainAcc, scale)?;
+            panel(&halves[1], fig, Metric::TestAcc, scale)?;
+        }
+        m => panel(&body, fig, m, scale)?,
+    }
+    Ok(())
+}
+
+/// A y range from the bulk of the values: a single huge value (a diverging first epoch) is
+/// left off the scale rather than flattening every other curve.
+fn y_range(values: &[f64]) -> (f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let lo = v[0].min(0.0);
+    let max = v[v.len() - 1];
+    let q90 = v[((v.len() - 1) as f64 * 0.9).round() as usize];
+    let hi = if q90 > 0.0 && max > 3.0 * q90 { 1.5 * q90 } else { max * 1.05 };
+    (lo, if hi > lo { hi } else { lo + 1.0 })
+}
+
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric: Metric, scale: f64) -> DrawResult<DB> {
+    let px = |s: f64| (s * scale).round() as u32;
+    let comparing = fig.series.len() > 1;
+    let (caption, y_desc, values): (&str, &str, Vec<Value>) = match metric {
+        Metric::Loss => ("loss", "loss", vec![Value::TrainLoss, Value::TestLoss]),
+        Metric::TrainAcc => ("training accuracy", "accuracy (%)", vec![Value::TrainAcc]),
+        Metric::TestAcc => ("test accuracy", "accuracy (%)", vec![Value::TestAcc]),
+        Metric::All => unreachable!("split before"),
+    };
+    let caption = if metric == Metric::Loss && comparing { "loss (solid: train, dashed: test)" } else { caption };
+    let x_max = fig.series.iter().flat_map(|s| s.epochs.iter().map(|e| e.epoch)).max().unwrap_or(0).max(fig.epochs_total).max(1);
+    let (y_lo, y_hi, y_top) = if metric == Metric::Loss {
+        let all: Vec<f64> =
+            fig.series.iter().flat_map(|s| s.epochs.iter()).flat_map(|e| [e.train_loss, e.test_loss]).flatten().collect();
+        let (lo, hi) = y_range(&all);
+        (lo, hi, hi + (hi - lo) * 0.2)
+    } else {
+        (0.0, 100.0, 100.0)
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FAMILY, px(21.0)))
+        .margin(px(12.0))
+        .x_label_area_size(px(46.0))
+        .y_label_area_size(px(64.0))
+        // Room on the right for the last point, on the top for the legend.
+        .build_cartesian_2d(0.0..x_max as f64 * 1.02 + 0.2, y_lo..y_top)?;
+    let whole = |x: &f64| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { String::new() };
+    let y_fmt = |y: &f64| if metric == Metric::Loss { format!("{y:.2}") } else { format!("{y:.0}") };
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .x_labels((x_max as usize + 1).min(11))
+        .y_labels(6)
+        .max_light_lines(1)
+        .axis_desc_style((FAMILY, px(17.0)))
+        .label_style((FAMILY, px(15.0)))
+        .x_label_formatter(&whole)
+        .y_label_formatter(&y_fmt)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(220, 220, 220))
+        .draw()?;
+
+    let empty = fig.series.iter().all(|s| s.epochs.is_empty());
+    if empty {
+        let (w, h) = area.dim_in_pixel();
+        area.draw(&Text::new(
+            fig.empty_note.clone(),
+            (w as i32 / 2 - px(120.0) as i32, h as i32 / 2),
+            (FAMILY, px(19.0)).into_font().color(&RGBColor(120, 120, 120)),
+        ))?;
+        return Ok(());
+    }
+
+    let stroke = px(3.0).max(2);
+    let mut marked_gap = false;
+    let mut marked_off = false;
+    for (si, s) in fig.series.iter().enumerate() {
+        for (vi, value) in values.iter().enumerate() {
+            // One job: train and test loss get colours of their own. Several: one colour
+            // per job, and test loss dashed.
+            let c = if comparing { colour(si) } else { colour(vi) };
+            let dashed = comparing && vi == 1;
+            let label = match (comparing, value) {
+                (true, _) if vi == 0 => Some(s.label.clone()),
+                (true, _) => None,
+                (false, Value::TrainLoss) => Some("train loss".to_string()),
+                (false, Value::TestLoss) => Some("test loss".to_string()),
+                (false, _) => None,
+            };
+            let points: Vec<(f64, Option<f64>)> = s.epochs.iter().map(|e| (e.epoch as f64, value.of(e))).collect();
+            let mut labelled = false;
+            for segment in points.split(|(_, v)| v.is_none()).filter(|seg| !seg.is_empty()) {
+                let line: Vec<(f64, f64)> = segment.iter().map(|(x, v)| (*x, v.expect("split on None").min(y_hi))).collect();
+                let style = c.stroke_width(stroke);
+                let drawn = if dashed {
+                    chart.draw_series(DashedLineSeries::new(line.clone(), px(8.0), px(5.0), style))?
+                } else {
+                    chart.draw_series(LineSeries::new(line.clone(), style))?
+                };
+                if let (Some(l), false) = (&label, labelled) {
+                    drawn.label(l.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                    labelled = true;
+                }
+                if line.len() <= 60 {
+                    chart.draw_series(line.iter().map(|p| Circle::new(*p, stroke + 1, c.filled())))?;
+                }
+            }
+            let off: Vec<(f64, f64)> = points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
+            if !off.is_empty() {
+                let drawn = chart.draw_series(off.iter().map(|p| TriangleMarker::new(*p, px(7.0), c.filled())))?;
+                if !marked_off {
+                    drawn.label(format!("above {y_hi:.3} (off scale)")).legend(move |(x, y)| {
+                        TriangleMarker::new((x + 11, y), 6, BLACK.filled())
+                    });
+                    marked_off = true;
+                }
+            }
+            let gaps: Vec<(f64, f64)> = points.iter().filter(|(_, v)| v.is_none()).map(|(x, _)| (*x, y_hi)).collect();
+            if !gaps.is_empty() {
+                let red = RGBColor(200, 0, 0);
+                let drawn = chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), red.stroke_width(2))))?;
+                if !marked_gap {
+                    drawn.label("not finite (diverged)").legend(move |(x, y)| Cross::new((x + 11, y), 5, red.stroke_width(2)));
+                    marked_gap = true;
+                }
+            }
+        }
+    }
+    let show_legend = comparing || metric == Metric::Loss || marked_gap || marked_off;
+    if show_legend {
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, px(15.0)))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .position(if metric == Metric::Loss { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::y_range;
+
+    #[test]
+    fn one_huge_value_does_not_set_the_range_but_a_normal_curve_does() {
+        let (lo, hi) = y_range(&[6e29, 18.0, 18.5, 19.0, 18.2, 18.1, 18.3, 18.4, 18.6, 18.7, 18.9]);
+        assert_eq!(lo, 0.0);
+        assert!(hi > 19.0 && hi < 40.0, "{hi}");
+        let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4]);
+        assert!((hi - 2.3 * 1.05).abs() < 1e-9);
+        assert_eq!(y_range(&[f64::NAN]), (0.0, 1.0));
+    }
+}
+
+/// The settings a title or legend names, in this order.
+const KEY_SETTINGS: [&str; 11] =
+    ["model", "hidden", "activation", "batch_size", "lr", "momentum", "weight_decay", "loss", "augment", "train_limit", "epochs"];
+
+fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
+    let v = spec.get(key)?;
+    Some(match v {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) if key == "augment" && a.is_empty() => "none".into(),
+        serde_json::Value::Array(a) => {
+            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join("+")
+        }
+        other => other.to_string(),
+    })
+}
+
+/// "cnn · batch_size=4 · lr=0.001 · …" for one spec; settings at their usual value (ReLU,
+/// no weight decay, no augmentation, the whole training set) are left out.
+pub fn settings_line(spec: &serde_json::Value) -> String {
+    let usual = |k: &str, v: &str| matches!((k, v), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"));
+    KEY_SETTINGS
+        .iter()
+        .filter_map(|k| setting(spec, k).filter(|v| !usual(k, v)).map(|v| if *k == "model" { v } else { format!("{k}={v}") }))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// Legend labels for several jobs — each job's name when set, else the settings that differ
+/// between the jobs (`batch_size=1`, …) — and a line of the settings they all share.
+pub fn comparison_labels(jobs: &[(Option<String>, serde_json::Value)]) -> (Vec<String>, String) {
+    let differs = |k: &str| jobs.iter().any(|(_, s)| setting(s, k) != setting(&jobs[0].1, k));
+    let varying: Vec<&str> = KEY_SETTINGS.iter().copied().filter(|k| differs(k)).collect();
+    let shared: Vec<String> = KEY_SETTINGS
+        .iter()
+        .filter(|k| !differs(k))
+        .filter_map(|k| setting(&jobs[0].1, k).map(|v| if *k == "model" { v } else { format!("{k}={v}") }))
+        .collect();
+    let labels = jobs
+        .iter()
+        .map(|(name, spec)| match name {
+            Some(n) => n.clone(),
+            None if varying.is_empty() => format!("seed={}", setting(spec, "seed").unwrap_or_default()),
+            None => varying.iter().filter_map(|k| setting(spec, k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(", "),
+        })
+        .collect();
+    (labels, shared.join(" · "))
+}
