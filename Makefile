@@ -9,7 +9,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-plot clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -55,3 +55,7 @@ bench: build $(VENV)/.bench
 # The service benchmark of BENCHMARKS.md (needs wrk: apt-get install wrk).
 bench-service: build
 	bench/service.sh
+
+# Plot render times of BENCHMARKS.md.
+bench-plot: $(STAMP)
+	$(CARGO_ENV) $(CARGO) bench --bench plot

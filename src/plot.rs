@@ -215,7 +215,12 @@ fn y_range(values: &[f64]) -> (f64, f64) {
     (lo, if hi > lo { hi } else { lo + 1.0 })
 }
 
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric: Metric, scale: f64) -> DrawResult<DB> {
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    fig: &Figure,
+    metric: Metric,
+    scale: f64,
+) -> DrawResult<DB> {
     let px = |s: f64| (s * scale).round() as u32;
     let comparing = fig.series.len() > 1;
     let (caption, y_desc, values): (&str, &str, Vec<Value>) = match metric {
@@ -225,10 +230,22 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric
         Metric::All => unreachable!("split before"),
     };
     let caption = if metric == Metric::Loss && comparing { "loss (solid: train, dashed: test)" } else { caption };
-    let x_max = fig.series.iter().flat_map(|s| s.epochs.iter().map(|e| e.epoch)).max().unwrap_or(0).max(fig.epochs_total).max(1);
+    let x_max = fig
+        .series
+        .iter()
+        .flat_map(|s| s.epochs.iter().map(|e| e.epoch))
+        .max()
+        .unwrap_or(0)
+        .max(fig.epochs_total)
+        .max(1);
     let (y_lo, y_hi, y_top) = if metric == Metric::Loss {
-        let all: Vec<f64> =
-            fig.series.iter().flat_map(|s| s.epochs.iter()).flat_map(|e| [e.train_loss, e.test_loss]).flatten().collect();
+        let all: Vec<f64> = fig
+            .series
+            .iter()
+            .flat_map(|s| s.epochs.iter())
+            .flat_map(|e| [e.train_loss, e.test_loss])
+            .flatten()
+            .collect();
         let (lo, hi) = y_range(&all);
         (lo, hi, hi + (hi - lo) * 0.2)
     } else {
@@ -288,7 +305,8 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric
             let points: Vec<(f64, Option<f64>)> = s.epochs.iter().map(|e| (e.epoch as f64, value.of(e))).collect();
             let mut labelled = false;
             for segment in points.split(|(_, v)| v.is_none()).filter(|seg| !seg.is_empty()) {
-                let line: Vec<(f64, f64)> = segment.iter().map(|(x, v)| (*x, v.expect("split on None").min(y_hi))).collect();
+                let line: Vec<(f64, f64)> =
+                    segment.iter().map(|(x, v)| (*x, v.expect("split on None").min(y_hi))).collect();
                 let style = c.stroke_width(stroke);
                 let drawn = if dashed {
                     chart.draw_series(DashedLineSeries::new(line.clone(), px(8.0), px(5.0), style))?
@@ -296,20 +314,23 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric
                     chart.draw_series(LineSeries::new(line.clone(), style))?
                 };
                 if let (Some(l), false) = (&label, labelled) {
-                    drawn.label(l.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                    drawn
+                        .label(l.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
                     labelled = true;
                 }
                 if line.len() <= 60 {
                     chart.draw_series(line.iter().map(|p| Circle::new(*p, stroke + 1, c.filled())))?;
                 }
             }
-            let off: Vec<(f64, f64)> = points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
+            let off: Vec<(f64, f64)> =
+                points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
             if !off.is_empty() {
                 let drawn = chart.draw_series(off.iter().map(|p| TriangleMarker::new(*p, px(7.0), c.filled())))?;
                 if !marked_off {
-                    drawn.label(format!("above {y_hi:.3} (off scale)")).legend(move |(x, y)| {
-                        TriangleMarker::new((x + 11, y), 6, BLACK.filled())
-                    });
+                    drawn
+                        .label(format!("above {y_hi:.3} (off scale)"))
+                        .legend(move |(x, y)| TriangleMarker::new((x + 11, y), 6, BLACK.filled()));
                     marked_off = true;
                 }
             }
@@ -318,7 +339,9 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric
                 let red = RGBColor(200, 0, 0);
                 let drawn = chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), red.stroke_width(2))))?;
                 if !marked_gap {
-                    drawn.label("not finite (diverged)").legend(move |(x, y)| Cross::new((x + 11, y), 5, red.stroke_width(2)));
+                    drawn
+                        .label("not finite (diverged)")
+                        .legend(move |(x, y)| Cross::new((x + 11, y), 5, red.stroke_width(2)));
                     marked_gap = true;
                 }
             }
@@ -331,30 +354,30 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure, metric
             .label_font((FAMILY, px(15.0)))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
-            .position(if metric == Metric::Loss { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+            .position(if metric == Metric::Loss {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
             .draw()?;
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::y_range;
-
-    #[test]
-    fn one_huge_value_does_not_set_the_range_but_a_normal_curve_does() {
-        let (lo, hi) = y_range(&[6e29, 18.0, 18.5, 19.0, 18.2, 18.1, 18.3, 18.4, 18.6, 18.7, 18.9]);
-        assert_eq!(lo, 0.0);
-        assert!(hi > 19.0 && hi < 40.0, "{hi}");
-        let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4]);
-        assert!((hi - 2.3 * 1.05).abs() < 1e-9);
-        assert_eq!(y_range(&[f64::NAN]), (0.0, 1.0));
-    }
-}
-
 /// The settings a title or legend names, in this order.
-const KEY_SETTINGS: [&str; 11] =
-    ["model", "hidden", "activation", "batch_size", "lr", "momentum", "weight_decay", "loss", "augment", "train_limit", "epochs"];
+const KEY_SETTINGS: [&str; 11] = [
+    "model",
+    "hidden",
+    "activation",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "loss",
+    "augment",
+    "train_limit",
+    "epochs",
+];
 
 fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     let v = spec.get(key)?;
@@ -372,10 +395,13 @@ fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
 /// "cnn · batch_size=4 · lr=0.001 · …" for one spec; settings at their usual value (ReLU,
 /// no weight decay, no augmentation, the whole training set) are left out.
 pub fn settings_line(spec: &serde_json::Value) -> String {
-    let usual = |k: &str, v: &str| matches!((k, v), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"));
+    let usual =
+        |k: &str, v: &str| matches!((k, v), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"));
     KEY_SETTINGS
         .iter()
-        .filter_map(|k| setting(spec, k).filter(|v| !usual(k, v)).map(|v| if *k == "model" { v } else { format!("{k}={v}") }))
+        .filter_map(|k| {
+            setting(spec, k).filter(|v| !usual(k, v)).map(|v| if *k == "model" { v } else { format!("{k}={v}") })
+        })
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -395,8 +421,27 @@ pub fn comparison_labels(jobs: &[(Option<String>, serde_json::Value)]) -> (Vec<S
         .map(|(name, spec)| match name {
             Some(n) => n.clone(),
             None if varying.is_empty() => format!("seed={}", setting(spec, "seed").unwrap_or_default()),
-            None => varying.iter().filter_map(|k| setting(spec, k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(", "),
+            None => varying
+                .iter()
+                .filter_map(|k| setting(spec, k).map(|v| format!("{k}={v}")))
+                .collect::<Vec<_>>()
+                .join(", "),
         })
         .collect();
     (labels, shared.join(" · "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::y_range;
+
+    #[test]
+    fn one_huge_value_does_not_set_the_range_but_a_normal_curve_does() {
+        let (lo, hi) = y_range(&[6e29, 18.0, 18.5, 19.0, 18.2, 18.1, 18.3, 18.4, 18.6, 18.7, 18.9]);
+        assert_eq!(lo, 0.0);
+        assert!(hi > 19.0 && hi < 40.0, "{hi}");
+        let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4]);
+        assert!((hi - 2.3 * 1.05).abs() < 1e-9);
+        assert_eq!(y_range(&[f64::NAN]), (0.0, 1.0));
+    }
 }

@@ -29,7 +29,13 @@ struct Options {
     height: u32,
 }
 
-fn choice<T>(field: &str, given: Option<&str>, default: T, parse: fn(&str) -> Option<T>, names: &[&str]) -> Result<T, ApiError> {
+fn choice<T>(
+    field: &str,
+    given: Option<&str>,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<T, ApiError> {
     match given {
         None => Ok(default),
         Some(s) => parse(s).ok_or_else(|| {
@@ -42,7 +48,11 @@ fn size(field: &str, given: Option<&str>, default: u32, (lo, hi): (u32, u32)) ->
     match given {
         None => Ok(default),
         Some(s) => s.parse::<u32>().ok().filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
-            ApiError::bad_request("bad_query", field, format!("{field} must be an integer from {lo} to {hi} pixels, got {s:?}"))
+            ApiError::bad_request(
+                "bad_query",
+                field,
+                format!("{field} must be an integer from {lo} to {hi} pixels, got {s:?}"),
+            )
         }),
     }
 }
@@ -90,7 +100,14 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
 }
 
 /// Renders off the async threads, with the ETag/304 dance.
-async fn respond(headers: &HeaderMap, opts: Options, jobs: Vec<Loaded>, labels: Vec<String>, title: String, subtitle: String) -> Result<Response, ApiError> {
+async fn respond(
+    headers: &HeaderMap,
+    opts: Options,
+    jobs: Vec<Loaded>,
+    labels: Vec<String>,
+    title: String,
+    subtitle: String,
+) -> Result<Response, ApiError> {
     let tag = etag(&opts, &jobs, &labels);
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -140,14 +157,20 @@ pub async fn plot_job(
     let r = &job.row;
     let name = r.name.clone().unwrap_or_else(|| format!("job {}", &r.id[..8]));
     let title = format!("{name} — {} ({} of {} epochs)", r.status, job.epochs.len(), r.epochs_total);
-    let subtitle = format!("{} · seed={} · {} parameters", plot::settings_line(&job.spec), job.spec["seed"], r.parameters);
+    let subtitle =
+        format!("{} · seed={} · {} parameters", plot::settings_line(&job.spec), job.spec["seed"], r.parameters);
     let label = name.clone();
     respond(&headers, opts, vec![job], vec![label], title, subtitle).await
 }
 
-pub async fn plot_jobs(State(state): State<AppState>, Query(q): Query<PlotQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn plot_jobs(
+    State(state): State<AppState>,
+    Query(q): Query<PlotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let opts = options(&q)?;
-    let mut ids: Vec<&str> = q.jobs.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let mut ids: Vec<&str> =
+        q.jobs.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
     if ids.is_empty() || ids.len() > plot::MAX_SERIES {

@@ -52,7 +52,11 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     let epochs_total = spec["epochs"].as_u64().map_or(epochs.len() as u32, |e| e as u32);
     let fig = Figure {
         title: format!("{name} ({} of {epochs_total} epochs)", epochs.len()),
-        subtitle: if spec.is_null() { String::new() } else { format!("{} · seed={}", plot::settings_line(&spec), spec["seed"]) },
+        subtitle: if spec.is_null() {
+            String::new()
+        } else {
+            format!("{} · seed={}", plot::settings_line(&spec), spec["seed"])
+        },
         series: vec![Series { label: name.clone(), epochs: &epochs }],
         metric,
         epochs_total,

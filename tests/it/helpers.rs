@@ -13,7 +13,6 @@ pub struct TestApp {
     pub client: Client,
     pub dir: tempfile::TempDir,
     /// Held for the test's length: dropping it shuts the server down.
-    #[allow(dead_code)]
     pub server: Server,
 }
 

@@ -2,4 +2,5 @@ mod api;
 mod cli;
 mod engine;
 mod helpers;
+mod plots;
 mod process;

@@ -1,0 +1,263 @@
+//! Plots: what the pictures hold, and the routes around them.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use trainyard::plot::{self, Figure, Format, Metric, Series};
+use trainyard::queue;
+use trainyard::train::metrics::EpochMetrics;
+
+fn epoch(e: u32, loss: Option<f64>) -> EpochMetrics {
+    EpochMetrics {
+        epoch: e,
+        train_loss: loss,
+        train_acc: 0.1 + 0.05 * e as f64,
+        test_loss: loss.map(|l| l * 1.1),
+        test_acc: 0.1 + 0.04 * e as f64,
+        seconds: 1.0,
+        train_seconds: 0.9,
+        samples_per_second: 100.0,
+        diverged: loss.is_none(),
+    }
+}
+
+fn curve(n: u32) -> Vec<EpochMetrics> {
+    (1..=n).map(|e| epoch(e, Some(2.3 / e as f64))).collect()
+}
+
+fn figure<'a>(series: Vec<Series<'a>>, metric: Metric) -> Figure<'a> {
+    Figure {
+        title: "t".into(),
+        subtitle: "s".into(),
+        series,
+        metric,
+        epochs_total: 10,
+        empty_note: "no epoch finished yet (queued)".into(),
+        width: 1000,
+        height: 700,
+    }
+}
+
+fn hex(c: plotters::style::RGBColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+/// The polylines of one colour, each as its number of points, leaving out the legend's
+/// samples (horizontal 22-pixel strokes).
+fn polylines(svg: &str, colour: &str) -> Vec<usize> {
+    let doc = roxmltree::Document::parse(svg).expect("the SVG is well-formed XML");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(colour))
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse::<i32>().unwrap(), y.parse::<i32>().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|pts| !(pts.len() == 2 && pts[0].1 == pts[1].1 && pts[1].0 - pts[0].0 == 22))
+        .map(|pts| pts.len())
+        .collect()
+}
+
+#[test]
+fn a_png_has_the_requested_size_and_the_series_colours_inside_the_plot_area() {
+    let epochs = curve(10);
+    let mut fig = figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::All);
+    fig.width = 1200;
+    fig.height = 800;
+    fig.title = "A title long enough to leave ink".into();
+    let png = plot::render(&fig, Format::Png).unwrap();
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1200, 800));
+    let count = |c: plotters::style::RGBColor, top: u32, bottom: u32| {
+        img.enumerate_pixels().filter(|(_, y, p)| (top..bottom).contains(y) && p.0 == [c.0, c.1, c.2]).count()
+    };
+    // Train loss (first colour) and test loss (second) in the upper panel, accuracies below.
+    assert!(count(plot::colour(0), 80, 400) > 500, "train loss line");
+    assert!(count(plot::colour(1), 80, 400) > 500, "test loss line");
+    assert!(count(plot::colour(0), 420, 800) > 500, "accuracy lines");
+    // Text was drawn with the shipped font: dark pixels in the title band.
+    assert!(img.enumerate_pixels().filter(|(_, y, p)| *y < 60 && p.0[0] < 80).count() > 100);
+}
+
+#[test]
+fn an_svg_holds_one_line_per_series_with_one_point_per_epoch() {
+    let epochs = curve(7);
+    let svg =
+        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::All), Format::Svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    // Train loss, train accuracy, test accuracy in the first colour; test loss in the second.
+    assert_eq!(polylines(&svg, &hex(plot::colour(0))), [7, 7, 7]);
+    assert_eq!(polylines(&svg, &hex(plot::colour(1))), [7]);
+    for text in ["loss", "training accuracy", "test accuracy", "epoch", "accuracy (%)", "train loss", "test loss"] {
+        assert!(svg.contains(&format!(">\n{text}\n<")), "{text} missing");
+    }
+    let single =
+        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::TestAcc), Format::Svg)
+            .unwrap();
+    assert_eq!(polylines(&String::from_utf8(single).unwrap(), &hex(plot::colour(0))), [7]);
+}
+
+#[test]
+fn a_diverged_run_leaves_a_marked_gap_and_keeps_the_axis_readable() {
+    let mut epochs = curve(8);
+    epochs[0].train_loss = Some(6e29); // one huge finite value
+    epochs[3] = epoch(4, None);
+    epochs[4] = epoch(5, None);
+    let svg =
+        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::Loss), Format::Svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    // The train loss line breaks at epochs 4–5: epochs 1–3 and 6–8.
+    assert_eq!(polylines(&svg, &hex(plot::colour(0))), [3, 3]);
+    assert!(svg.contains("not finite (diverged)"));
+    assert!(svg.contains("(off scale)"), "the huge value is marked off scale");
+    // The axis tops out near the bulk of the values, not at 6e29.
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    // (y labels carry two decimals; x labels are whole epochs)
+    let labels: Vec<f64> = doc
+        .descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text().map(str::trim).filter(|t| t.contains('.'))?.parse().ok())
+        .collect();
+    let top = labels.iter().copied().fold(0.0, f64::max);
+    assert!(labels.len() >= 4 && top > 2.0 && top < 10.0, "y axis labels {labels:?}");
+}
+
+#[test]
+fn an_empty_figure_says_so_instead_of_failing() {
+    let svg = plot::render(&figure(vec![Series { label: "a".into(), epochs: &[] }], Metric::All), Format::Svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("no epoch finished yet (queued)"));
+    assert!(plot::render(&figure(vec![Series { label: "a".into(), epochs: &[] }], Metric::Loss), Format::Png).is_ok());
+}
+
+#[test]
+fn comparison_labels_name_what_differs_or_the_name() {
+    let a = json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 1});
+    let b = json!({"model": "cnn", "batch_size": 4, "lr": 0.001, "seed": 2});
+    let (labels, shared) = plot::comparison_labels(&[(None, a.clone()), (None, b.clone())]);
+    assert_eq!(labels, ["batch_size=1", "batch_size=4"]);
+    assert!(shared.contains("lr=0.001") && shared.starts_with("cnn"), "{shared}");
+    let (labels, _) = plot::comparison_labels(&[(Some("mine".into()), a.clone()), (None, b)]);
+    assert_eq!(labels, ["mine", "batch_size=4"]);
+    let (labels, _) = plot::comparison_labels(&[
+        (None, a.clone()),
+        (None, json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 9})),
+    ]);
+    assert_eq!(labels, ["seed=1", "seed=9"], "identical settings fall back to the seed");
+}
+
+/// Makes a job with `n` finished epochs without training: claim it, record, finish.
+async fn job_with_epochs(app: &TestApp, spec: Value, epochs: &[EpochMetrics], finish: bool) -> String {
+    let id = app.submit(spec).await;
+    let pool = &app.server.pool;
+    let claimed = queue::claim_next_job(pool, "test", "cpu", queue::now_ms(), 60_000).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    for m in epochs {
+        let json = serde_json::to_string(m).unwrap();
+        assert!(queue::record_epoch(pool, &id, claimed.attempt, m.epoch.into(), &json, queue::now_ms(), 60_000)
+            .await
+            .unwrap());
+    }
+    if finish {
+        queue::finish_job(pool, &id, claimed.attempt, "succeeded", None, queue::now_ms()).await.unwrap();
+    }
+    id
+}
+
+async fn fetch(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_plot_is_served_as_png_or_svg_with_its_title_and_epochs_so_far() {
+    let app = spawn_app(0).await;
+    let id = job_with_epochs(&app, json!({"name": "half", "epochs": 10, "batch_size": 4}), &curve(4), false).await;
+    let r = fetch(&app, &format!("/jobs/{id}/plot")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = r.bytes().await.unwrap();
+    let img = image::load_from_memory(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (1000, 700));
+
+    let r = fetch(&app, &format!("/jobs/{id}/plot?format=svg&metric=loss&width=800&height=500")).await;
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    let svg = r.text().await.unwrap();
+    assert!(svg.starts_with("<svg width=\"800\" height=\"500\""));
+    assert!(svg.contains("half — running (4 of 10 epochs)"), "the title names the job and its progress");
+    assert!(svg.contains("batch_size=4"), "the settings line");
+    assert_eq!(polylines(&svg, &hex(plot::colour(0))), [4], "a running job shows the epochs so far");
+
+    let queued = app.submit(json!({"epochs": 3})).await;
+    let svg = fetch(&app, &format!("/jobs/{queued}/plot?format=svg")).await.text().await.unwrap();
+    assert!(svg.contains("no epoch finished yet (queued)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_jobs_compare_on_one_chart_each_in_its_colour_and_named_by_what_differs() {
+    let app = spawn_app(0).await;
+    let mut ids = Vec::new();
+    for b in 1..=10 {
+        ids.push(job_with_epochs(&app, json!({"batch_size": b, "epochs": 5, "seed": 1}), &curve(5), true).await);
+    }
+    let r = fetch(&app, &format!("/plot?jobs={}&format=svg&metric=train_acc", ids.join(","))).await;
+    assert_eq!(r.status(), 200);
+    let svg = r.text().await.unwrap();
+    for i in 0..10 {
+        assert_eq!(polylines(&svg, &hex(plot::colour(i))), [5], "job {i}'s line");
+        assert!(svg.contains(&format!(">\nbatch_size={}\n<", i + 1)), "legend for batch_size={}", i + 1);
+    }
+    assert!(svg.contains("10 jobs compared"));
+    let r = fetch(&app, &format!("/plot?jobs={}", ids.join(","))).await;
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(image::load_from_memory(&r.bytes().await.unwrap()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plot_requests_get_404_or_400_naming_what_is_allowed() {
+    let app = spawn_app(0).await;
+    let id = app.submit(json!({})).await;
+    let check = |path: String, status: u16, needle: &'static str| {
+        let app = &app;
+        async move {
+            let r = fetch(app, &path).await;
+            assert_eq!(r.status(), status, "{path}");
+            let body: Value = r.json().await.unwrap();
+            let msg = body["error"]["message"].as_str().unwrap().to_string();
+            assert!(msg.contains(needle), "{path}: {msg}");
+        }
+    };
+    check("/jobs/00000000-0000-0000-0000-000000000000/plot".into(), 404, "no job").await;
+    check(format!("/plot?jobs={id},00000000-0000-0000-0000-000000000000"), 404, "no job").await;
+    check(format!("/jobs/{id}/plot?metric=accuracy"), 400, "loss, train_acc, test_acc, all").await;
+    check(format!("/jobs/{id}/plot?format=jpg"), 400, "png, svg").await;
+    check(format!("/jobs/{id}/plot?width=10"), 400, "from 300 to 4000").await;
+    check("/plot".into(), 400, "1 to 20 job ids").await;
+    let many: Vec<String> = (0..21).map(|i| format!("00000000-0000-0000-0000-{i:012}")).collect();
+    check(format!("/plot?jobs={}", many.join(",")), 400, "1 to 20 job ids").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_client_gets_304_until_the_plot_changes() {
+    let app = spawn_app(0).await;
+    let id = app.submit(json!({"epochs": 3})).await;
+    let path = format!("/jobs/{id}/plot?format=svg");
+    let first = fetch(&app, &path).await;
+    let tag = first.headers()["etag"].to_str().unwrap().to_string();
+    let again = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), tag);
+    // Another format is another picture.
+    let png = app.client.get(app.url(&format!("/jobs/{id}/plot"))).header("If-None-Match", &tag).send().await.unwrap();
+    assert_eq!(png.status(), 200);
+    // A new epoch changes it.
+    let claimed = queue::claim_next_job(&app.server.pool, "t", "cpu", queue::now_ms(), 60_000).await.unwrap().unwrap();
+    let m = serde_json::to_string(&curve(1)[0]).unwrap();
+    queue::record_epoch(&app.server.pool, &id, claimed.attempt, 1, &m, queue::now_ms(), 60_000).await.unwrap();
+    let changed = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), tag);
+}
