@@ -1,6 +1,8 @@
 mod api;
 mod cli;
 mod engine;
+mod fetch;
 mod helpers;
 mod plots;
 mod process;
+mod queue;

@@ -1,0 +1,109 @@
+//! The queue's rules, driven directly with a clock the test moves.
+
+use trainyard::queue::{self, Created, NewJob, Pool};
+
+async fn pool() -> (tempfile::TempDir, Pool) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = queue::connect(&format!("sqlite://{}", dir.path().join("q.db").display())).await.unwrap();
+    (dir, pool)
+}
+
+async fn add(pool: &Pool, id: &str, now: i64) {
+    let job = NewJob {
+        id,
+        name: None,
+        spec: "{}",
+        parameters: 1,
+        epochs_total: 3,
+        idempotency_key: None,
+        request_hash: "h",
+        now,
+    };
+    assert!(matches!(queue::create_job(pool, job).await.unwrap(), Created::New(_)));
+}
+
+const LEASE: i64 = 1_000;
+
+#[tokio::test]
+async fn jobs_are_claimed_oldest_first_and_each_only_once() {
+    let (_d, pool) = pool().await;
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        add(&pool, id, i as i64).await;
+    }
+    let mut got = Vec::new();
+    while let Some(c) = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE).await.unwrap() {
+        assert_eq!(c.attempt, 1);
+        got.push(c.id);
+    }
+    assert_eq!(got, ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
+    let (_d, pool) = pool().await;
+    add(&pool, "a", 0).await;
+    let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE).await.unwrap().unwrap();
+    assert!(queue::record_epoch(&pool, "a", first.attempt, 1, "{\"epoch\":1}", 100, LEASE).await.unwrap());
+    // The heartbeat keeps it: not expired at t = 1000 after a renewal at t = 500.
+    assert!(queue::heartbeat(&pool, "a", first.attempt, 500, LEASE).await.unwrap());
+    assert_eq!(queue::requeue_expired(&pool, 1_200, 3).await.unwrap(), (0, 0));
+    // Silence past the lease: back to the queue.
+    assert_eq!(queue::requeue_expired(&pool, 1_600, 3).await.unwrap(), (1, 0));
+    let second = queue::claim_next_job(&pool, "w2", "cpu", 1_700, LEASE).await.unwrap().unwrap();
+    assert_eq!(second.attempt, 2);
+    // The first worker, late, changes nothing.
+    assert!(!queue::heartbeat(&pool, "a", first.attempt, 1_800, LEASE).await.unwrap());
+    assert!(!queue::record_epoch(&pool, "a", first.attempt, 2, "{\"epoch\":2,\"old\":true}", 1_800, LEASE)
+        .await
+        .unwrap());
+    assert!(!queue::finish_job(&pool, "a", first.attempt, "succeeded", None, 1_800).await.unwrap());
+    // The second one writes, upserting epoch 1 rather than adding a row.
+    assert!(queue::record_epoch(&pool, "a", second.attempt, 1, "{\"epoch\":1,\"again\":true}", 1_900, LEASE)
+        .await
+        .unwrap());
+    assert!(queue::record_epoch(&pool, "a", second.attempt, 2, "{\"epoch\":2}", 1_950, LEASE).await.unwrap());
+    assert_eq!(queue::get_metrics(&pool, "a", 0).await.unwrap(), ["{\"epoch\":1,\"again\":true}", "{\"epoch\":2}"]);
+    assert!(queue::finish_job(&pool, "a", second.attempt, "succeeded", None, 2_000).await.unwrap());
+    let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempt, job.epochs_done), ("succeeded", 2, 2));
+}
+
+#[tokio::test]
+async fn a_job_whose_workers_keep_dying_fails_with_the_reason_after_max_attempts() {
+    let (_d, pool) = pool().await;
+    add(&pool, "a", 0).await;
+    let mut now = 0;
+    for attempt in 1..=2 {
+        let c = queue::claim_next_job(&pool, "w", "cpu", now, LEASE).await.unwrap().unwrap();
+        assert_eq!(c.attempt, attempt);
+        now += 2 * LEASE;
+        assert_eq!(queue::requeue_expired(&pool, now, 2).await.unwrap(), if attempt < 2 { (1, 0) } else { (0, 1) });
+    }
+    let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
+    assert_eq!(job.status, "failed");
+    let error = job.error.unwrap();
+    assert!(error.contains("stopped responding 2 times"), "{error}");
+    assert!(queue::claim_next_job(&pool, "w", "cpu", now, LEASE).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fences_the_worker() {
+    let (_d, pool) = pool().await;
+    add(&pool, "a", 0).await;
+    let c = queue::claim_next_job(&pool, "w", "cpu", 0, LEASE).await.unwrap().unwrap();
+    assert!(queue::release_job(&pool, "a", c.attempt).await.unwrap());
+    let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempt, job.queue_position), ("queued", 0, Some(1)));
+    let c = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE).await.unwrap().unwrap();
+    assert_eq!(c.attempt, 1);
+    assert!(matches!(
+        queue::cancel_job(&pool, "a", 20).await.unwrap(),
+        queue::CancelOutcome::Cancelled { was_running: true }
+    ));
+    assert!(!queue::heartbeat(&pool, "a", c.attempt, 30, LEASE).await.unwrap(), "the worker learns it must stop");
+    assert!(!queue::finish_job(&pool, "a", c.attempt, "succeeded", None, 40).await.unwrap());
+    assert_eq!(queue::get_job(&pool, "a").await.unwrap().unwrap().status, "cancelled");
+    assert!(
+        matches!(queue::cancel_job(&pool, "a", 50).await.unwrap(), queue::CancelOutcome::AlreadyFinished(s) if s == "cancelled")
+    );
+}
