@@ -182,10 +182,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
     let title_h = px(70.0);
     let (top, body) = root.split_vertically(title_h);
     top.draw(&Text::new(fig.title.clone(), (px(16.0) as i32, px(8.0) as i32), (FAMILY, px(30.0)).into_font()))?;
+    // A long settings line gets a smaller font rather than running off the edge (a glyph
+    // of DejaVu Sans is about 0.55 em wide on average).
+    let fits = (fig.width as f64 - 32.0) / (0.55 * fig.subtitle.chars().count().max(1) as f64);
+    let sub_size = (18.0 * scale).min(fits).max(9.0).round() as u32;
     top.draw(&Text::new(
         fig.subtitle.clone(),
         (px(16.0) as i32, px(44.0) as i32),
-        (FAMILY, px(18.0)).into_font().color(&RGBColor(80, 80, 80)),
+        (FAMILY, sub_size).into_font().color(&RGBColor(80, 80, 80)),
     ))?;
     match fig.metric {
         Metric::All => {
@@ -347,7 +351,8 @@ fn panel<DB: DrawingBackend>(
             }
         }
     }
-    let show_legend = comparing || metric == Metric::Loss || marked_gap || marked_off;
+    // In the three-panel figure the loss panel's legend names the jobs for all three.
+    let show_legend = metric == Metric::Loss || (fig.metric != Metric::All && comparing) || marked_gap || marked_off;
     if show_legend {
         chart
             .configure_series_labels()
@@ -392,30 +397,56 @@ fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     })
 }
 
-/// "cnn · batch_size=4 · lr=0.001 · …" for one spec; settings at their usual value (ReLU,
-/// no weight decay, no augmentation, the whole training set) are left out.
-pub fn settings_line(spec: &serde_json::Value) -> String {
-    let usual =
-        |k: &str, v: &str| matches!((k, v), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"));
-    KEY_SETTINGS
-        .iter()
-        .filter_map(|k| {
-            setting(spec, k).filter(|v| !usual(k, v)).map(|v| if *k == "model" { v } else { format!("{k}={v}") })
-        })
-        .collect::<Vec<_>>()
-        .join(" · ")
+/// Settings at their usual value (ReLU, no weight decay, no augmentation) go unsaid.
+fn usual(key: &str, value: &str) -> bool {
+    matches!((key, value), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"))
 }
 
-/// Legend labels for several jobs — each job's name when set, else the settings that differ
-/// between the jobs (`batch_size=1`, …) — and a line of the settings they all share.
-pub fn comparison_labels(jobs: &[(Option<String>, serde_json::Value)]) -> (Vec<String>, String) {
+/// "cnn · batch_size=4 · lr=0.001 · …": the given keys of a spec, usual values left out.
+fn describe<'k>(spec: &serde_json::Value, keys: impl Iterator<Item = &'k str>) -> String {
+    keys.filter_map(|k| {
+        setting(spec, k).filter(|v| !usual(k, v)).map(|v| if k == "model" { v } else { format!("{k}={v}") })
+    })
+    .collect::<Vec<_>>()
+    .join(" · ")
+}
+
+/// One spec's key settings, for a title.
+pub fn settings_line(spec: &serde_json::Value) -> String {
+    describe(spec, KEY_SETTINGS.iter().copied())
+}
+
+/// 62006 → "62,006".
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// How several jobs are told apart.
+pub struct Comparison {
+    /// Each job's name when set, else the settings that differ (`batch_size=1`, …).
+    pub labels: Vec<String>,
+    /// The settings every job shares.
+    pub shared: String,
+    /// The names of the settings that differ.
+    pub varying: Vec<&'static str>,
+}
+
+pub fn compare(jobs: &[(Option<String>, serde_json::Value)]) -> Comparison {
     let differs = |k: &str| jobs.iter().any(|(_, s)| setting(s, k) != setting(&jobs[0].1, k));
-    let varying: Vec<&str> = KEY_SETTINGS.iter().copied().filter(|k| differs(k)).collect();
-    let shared: Vec<String> = KEY_SETTINGS
-        .iter()
-        .filter(|k| !differs(k))
-        .filter_map(|k| setting(&jobs[0].1, k).map(|v| if *k == "model" { v } else { format!("{k}={v}") }))
-        .collect();
+    let varying: Vec<&'static str> = KEY_SETTINGS.iter().copied().filter(|k| differs(k)).collect();
+    let shared = describe(&jobs[0].1, KEY_SETTINGS.iter().copied().filter(|k| !differs(k)));
     let labels = jobs
         .iter()
         .map(|(name, spec)| match name {
@@ -428,12 +459,20 @@ pub fn comparison_labels(jobs: &[(Option<String>, serde_json::Value)]) -> (Vec<S
                 .join(", "),
         })
         .collect();
-    (labels, shared.join(" · "))
+    Comparison { labels, shared, varying }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::y_range;
+    use super::{thousands, y_range};
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(62006), "62,006");
+        assert_eq!(thousands(379774), "379,774");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+    }
 
     #[test]
     fn one_huge_value_does_not_set_the_range_but_a_normal_curve_does() {

@@ -185,7 +185,10 @@ pub async fn plot_jobs(
         jobs.push(load(&state, id).await?);
     }
     let described: Vec<(Option<String>, Value)> = jobs.iter().map(|j| (j.row.name.clone(), j.spec.clone())).collect();
-    let (labels, shared) = plot::comparison_labels(&described);
-    let title = format!("{} jobs compared", jobs.len());
-    respond(&headers, opts, jobs, labels, title, shared).await
+    let c = plot::compare(&described);
+    let title = match c.varying.as_slice() {
+        [] => format!("{} jobs compared", jobs.len()),
+        keys => format!("{} jobs: {}", jobs.len(), keys.join(", ")),
+    };
+    respond(&headers, opts, jobs, c.labels, title, c.shared).await
 }

@@ -135,19 +135,18 @@ fn an_empty_figure_says_so_instead_of_failing() {
 }
 
 #[test]
-fn comparison_labels_name_what_differs_or_the_name() {
+fn a_comparison_names_jobs_by_what_differs_or_by_name() {
     let a = json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 1});
     let b = json!({"model": "cnn", "batch_size": 4, "lr": 0.001, "seed": 2});
-    let (labels, shared) = plot::comparison_labels(&[(None, a.clone()), (None, b.clone())]);
-    assert_eq!(labels, ["batch_size=1", "batch_size=4"]);
-    assert!(shared.contains("lr=0.001") && shared.starts_with("cnn"), "{shared}");
-    let (labels, _) = plot::comparison_labels(&[(Some("mine".into()), a.clone()), (None, b)]);
-    assert_eq!(labels, ["mine", "batch_size=4"]);
-    let (labels, _) = plot::comparison_labels(&[
-        (None, a.clone()),
-        (None, json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 9})),
-    ]);
-    assert_eq!(labels, ["seed=1", "seed=9"], "identical settings fall back to the seed");
+    let c = plot::compare(&[(None, a.clone()), (None, b.clone())]);
+    assert_eq!(c.labels, ["batch_size=1", "batch_size=4"]);
+    assert_eq!(c.varying, ["batch_size"]);
+    assert!(c.shared.contains("lr=0.001") && c.shared.starts_with("cnn"), "{}", c.shared);
+    let c = plot::compare(&[(Some("mine".into()), a.clone()), (None, b)]);
+    assert_eq!(c.labels, ["mine", "batch_size=4"]);
+    let twin = json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 9});
+    let c = plot::compare(&[(None, a.clone()), (None, twin)]);
+    assert_eq!(c.labels, ["seed=1", "seed=9"], "identical settings fall back to the seed");
 }
 
 /// Makes a job with `n` finished epochs without training: claim it, record, finish.
@@ -210,7 +209,7 @@ async fn ten_jobs_compare_on_one_chart_each_in_its_colour_and_named_by_what_diff
         assert_eq!(polylines(&svg, &hex(plot::colour(i))), [5], "job {i}'s line");
         assert!(svg.contains(&format!(">\nbatch_size={}\n<", i + 1)), "legend for batch_size={}", i + 1);
     }
-    assert!(svg.contains("10 jobs compared"));
+    assert!(svg.contains("10 jobs: batch_size"));
     let r = fetch(&app, &format!("/plot?jobs={}", ids.join(","))).await;
     assert_eq!(r.headers()["content-type"], "image/png");
     assert!(image::load_from_memory(&r.bytes().await.unwrap()).is_ok());
