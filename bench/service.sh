@@ -12,14 +12,15 @@ bin_dir=$("$prep" "$data_root" | tail -n 1)
 work=$(mktemp -d)
 port=18080
 "$bin" serve --bind 127.0.0.1:$port --database "sqlite://$work/db.sqlite" --data-dir "$bin_dir" \
-  --artifacts "$work/artifacts" 2>"$work/log" &
+  --artifacts "$work/artifacts" --admin-token-file "$work/admin.token" --rate-limit 0 >/dev/null 2>"$work/log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
-id=$(curl -s -X POST localhost:$port/jobs -d '{"name": "bench", "epochs": 3, "seed": 1}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
-wait_epochs() { until [[ $(curl -s localhost:$port/jobs/$id | sed 's/.*"epochs_done":\([0-9]*\).*/\1/') -ge $1 ]]; do sleep 0.2; done; }
+auth="Authorization: Bearer $(cat "$work/admin.token")"
+id=$(curl -s -H "$auth" -X POST localhost:$port/jobs -d '{"name": "bench", "epochs": 3, "seed": 1}' | sed 's/.*"id":"\([^"]*\)".*/\1/')
+wait_epochs() { until [[ $(curl -s -H "$auth" localhost:$port/jobs/$id | sed 's/.*"epochs_done":\([0-9]*\).*/\1/') -ge $1 ]]; do sleep 0.2; done; }
 wait_epochs 1
 echo "# $(date -u +%FT%TZ) $(nproc) cores; wrk -t1 -c50 -d8s on /jobs/{id}/metrics during epoch 2"
-wrk -t1 -c50 -d8s --latency "http://127.0.0.1:$port/jobs/$id/metrics" | grep -E "Latency|50%|90%|99%|Requests/sec|requests in|Non-2xx"
+wrk -t1 -c50 -d8s --latency -H "$auth" "http://127.0.0.1:$port/jobs/$id/metrics" | grep -E "Latency|50%|90%|99%|Requests/sec|requests in|Non-2xx"
 wait_epochs 3
-curl -s localhost:$port/jobs/$id/metrics | tr '{' '\n' | sed -n 's/.*"epoch":\([0-9]*\).*"seconds":\([0-9.]*\),"train_seconds":\([0-9.]*\).*/epoch \1: \2 s (training \3 s)/p'
+curl -s -H "$auth" localhost:$port/jobs/$id/metrics | tr '{' '\n' | sed -n 's/.*"epoch":\([0-9]*\).*"seconds":\([0-9.]*\),"train_seconds":\([0-9.]*\).*/epoch \1: \2 s (training \3 s)/p'

@@ -34,6 +34,21 @@ pub struct ServeConfig {
     /// Claims of one job (after worker deaths) before it fails for good.
     #[arg(long, env = "TRAINYARD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i64,
+    /// Most queued jobs one user may have; past it POST /jobs answers 429.
+    #[arg(long, env = "TRAINYARD_MAX_QUEUED_PER_USER", default_value_t = 100)]
+    pub max_queued_per_user: i64,
+    /// Most epochs one job may ask for (at most 1000).
+    #[arg(long, env = "TRAINYARD_MAX_EPOCHS_PER_JOB", default_value_t = 1000)]
+    pub max_epochs_per_job: u32,
+    /// Most jobs of one user running at once; further jobs wait (0: no limit beyond fairness).
+    #[arg(long, env = "TRAINYARD_MAX_RUNNING_PER_USER", default_value_t = 0)]
+    pub max_running_per_user: i64,
+    /// Requests per second per token (bursts of twice that); past it 429 with Retry-After (0: off).
+    #[arg(long, env = "TRAINYARD_RATE_LIMIT", default_value_t = 20.0)]
+    pub rate_limit: f64,
+    /// Where the first admin's token is written (mode 0600) when the server starts with no users.
+    #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
+    pub admin_token_file: PathBuf,
     /// Where the CIFAR-10 archive is fetched from.
     #[arg(long, env = "TRAINYARD_DATA_URL", default_value = crate::fetch::OFFICIAL_URL, hide = true)]
     pub data_url: String,

@@ -7,6 +7,7 @@
 //! - `config`: the settings of `trainyard serve`.
 //! - `api`: the router, one file per resource, the error type.
 //! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
+//! - `schedule`: pure: queue positions and estimated starts under the fair-share rule.
 //! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
 //! - `server`: `trainyard serve`, the API and workers in one process.
 //! - `fetch`: `trainyard data fetch`.
@@ -23,6 +24,7 @@ pub mod device;
 pub mod fetch;
 pub mod plot;
 pub mod queue;
+pub mod schedule;
 pub mod server;
 pub mod spec;
 pub mod train;

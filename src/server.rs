@@ -35,6 +35,7 @@ impl Server {
 /// Binds, migrates, starts the workers and the API.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let pool = queue::connect(&cfg.database).await?;
+    bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let addr = listener.local_addr()?;
     let running = Arc::new(Running::default());
@@ -53,6 +54,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         heartbeat: (lease / 3).min(Duration::from_secs(1)),
         max_attempts: cfg.max_attempts.max(1),
         threads,
+        max_running_per_user: cfg.max_running_per_user,
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
     let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx.clone());
@@ -63,7 +65,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         workers.push(tokio::spawn(Worker::new(shared.clone(), name, *device).run()));
     }
 
-    let app = api::router(AppState { pool: pool.clone(), running: running.clone(), wake });
+    let app = api::router(AppState {
+        pool: pool.clone(),
+        running: running.clone(),
+        wake,
+        limits: api::Limits { max_queued: cfg.max_queued_per_user, max_epochs: cfg.max_epochs_per_job },
+        limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
+        workers: workers.len(),
+    });
     info!(
         workers = workers.len(),
         devices = ?devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
@@ -86,6 +95,30 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         Ok(())
     });
     Ok(Server { addr, pool, stop: stop_tx, running, task })
+}
+
+/// With no users at all, makes an admin, prints its token once on stdout and writes it to
+/// `path`, readable by its owner only, so the README's curl session can read it.
+async fn bootstrap_admin(pool: &queue::Pool, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if queue::users::count_users(pool).await? > 0 {
+        return Ok(());
+    }
+    let (user, token) = queue::users::add_user(pool, "admin", true, queue::now_ms()).await?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    writeln!(f, "{token}")?;
+    println!(
+        "created the first user, {:?} (an admin); its token, shown this once, is also in {}:",
+        user.name,
+        path.display()
+    );
+    println!("{token}");
+    info!(user = %user.name, token_file = %path.display(), "created the first admin user");
+    Ok(())
 }
 
 /// `trainyard serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.

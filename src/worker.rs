@@ -32,6 +32,8 @@ pub struct WorkerSettings {
     pub max_attempts: i64,
     /// torch's intra-op threads per worker; `None` leaves torch's default.
     pub threads: Option<i32>,
+    /// Most running jobs per user (0: no limit).
+    pub max_running_per_user: i64,
     /// Where `trainyard data fetch` gets the archive when the data directory is empty.
     pub fetch: crate::fetch::Source,
 }
@@ -228,7 +230,16 @@ impl Worker {
             warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
         }
         let device = crate::device::device_name(self.device);
-        let Some(claimed) = queue::claim_next_job(&s.pool, &self.name, &device, queue::now_ms(), lease).await? else {
+        let Some(claimed) = queue::claim_next_job(
+            &s.pool,
+            &self.name,
+            &device,
+            queue::now_ms(),
+            lease,
+            s.settings.max_running_per_user,
+        )
+        .await?
+        else {
             return Ok(false);
         };
         self.run_job(claimed).await?;

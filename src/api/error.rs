@@ -19,9 +19,18 @@ pub enum ApiError {
     /// The request is well-formed but cannot be done (an idempotency key reused).
     #[error("{0}")]
     Unprocessable(String),
-    /// No such job (or a malformed id).
+    /// No or a bad bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The user may not do this (an admin's action).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such job (or a malformed id, or another user's job).
     #[error("{0}")]
     NotFound(String),
+    /// A limit was reached; `retry_after` seconds when waiting helps.
+    #[error("{message}")]
+    TooMany { message: String, retry_after: Option<u64> },
     /// The job is in a state that forbids this.
     #[error("{0}")]
     Conflict(String),
@@ -48,7 +57,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,7 +85,10 @@ impl IntoResponse for ApiError {
                 }})
             }
             ApiError::Unprocessable(m) => json!({"error": {"code": "unprocessable", "message": m}}),
+            ApiError::Unauthorized(m) => json!({"error": {"code": "unauthorized", "message": m}}),
+            ApiError::Forbidden(m) => json!({"error": {"code": "forbidden", "message": m}}),
             ApiError::NotFound(m) => json!({"error": {"code": "not_found", "message": m}}),
+            ApiError::TooMany { message, .. } => json!({"error": {"code": "too_many", "message": message}}),
             ApiError::Conflict(m) => json!({"error": {"code": "conflict", "message": m}}),
             ApiError::TooLarge(_) => json!({"error": {"code": "payload_too_large", "message": self.to_string()}}),
             ApiError::Internal(e) => {
@@ -81,7 +96,18 @@ impl IntoResponse for ApiError {
                 json!({"error": {"code": "internal", "message": "internal server error"}})
             }
         };
-        (status, Json(strip_nulls(body))).into_response()
+        let mut response = (status, Json(strip_nulls(body))).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                headers.insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooMany { retry_after: Some(s), .. } => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*s));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

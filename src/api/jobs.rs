@@ -1,9 +1,11 @@
 //! /jobs: submit, list, show, cancel, and each job's metrics.
 
+use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::AppState;
-use crate::queue::{self, CancelOutcome, Created, JobRow, NewJob};
+use crate::queue::{self, users, CancelOutcome, Created, JobRow, NewJob};
+use crate::schedule::{self, Planned};
 use crate::spec::Spec;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -12,18 +14,28 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 fn rfc3339(ms: Option<i64>) -> Value {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
-/// A job as the API shows it.
-pub fn job_json(row: &JobRow) -> Value {
+/// The queue's plan now: each queued job's position and estimated start.
+pub async fn plan(state: &AppState) -> Result<HashMap<String, Planned>, ApiError> {
+    let entries = queue::queue_entries(&state.pool).await?;
+    let history = queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
+    Ok(schedule::plan(&entries, &history, state.workers, queue::now_ms()))
+}
+
+/// A job as the API shows it; `plan` supplies the queue position of a queued job.
+pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
     let mut v = json!({
         "id": row.id,
         "name": row.name,
+        "owner": row.owner,
         "status": row.status,
+        "priority": row.priority,
         "spec": serde_json::from_str::<Value>(&row.spec).unwrap_or(Value::Null),
         "parameters": row.parameters,
         "epochs_done": row.epochs_done,
@@ -36,7 +48,9 @@ pub fn job_json(row: &JobRow) -> Value {
     let obj = v.as_object_mut().expect("an object");
     match row.status.as_str() {
         "queued" => {
-            obj.insert("queue_position".into(), json!(row.queue_position));
+            let planned = plan.get(&row.id);
+            obj.insert("queue_position".into(), json!(planned.and_then(|p| p.position)));
+            obj.insert("estimated_start".into(), rfc3339(planned.and_then(|p| p.estimated_start)));
         }
         "running" => {
             obj.insert("device".into(), json!(row.device));
@@ -58,13 +72,21 @@ fn parse_id(id: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(id).map(|u| u.to_string()).map_err(|_| not_found(id))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<JobRow, ApiError> {
+/// The job, if this user may see it; another user's job is as absent as a missing one.
+pub async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<JobRow, ApiError> {
     let id = parse_id(id)?;
-    queue::get_job(&state.pool, &id).await?.ok_or_else(|| not_found(&id))
+    queue::get_job(&state.pool, &id).await?.filter(|r| user.may_see(r.owner_id)).ok_or_else(|| not_found(&id))
+}
+
+/// The job as shown, with its queue position when queued.
+async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
+    let plan = if row.status == "queued" { plan(state).await? } else { HashMap::new() };
+    Ok(job_json(row, &plan))
 }
 
 pub async fn create_job(
     State(state): State<AppState>,
+    user: CurrentUser,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -82,6 +104,26 @@ pub async fn create_job(
         },
     };
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
+    let limits = &state.limits;
+    if spec.epochs > limits.max_epochs {
+        return Err(ApiError::Invalid(vec![crate::spec::FieldError {
+            field: "epochs".into(),
+            message: format!(
+                "this server allows at most {} epochs per job (TRAINYARD_MAX_EPOCHS_PER_JOB), got {}",
+                limits.max_epochs, spec.epochs
+            ),
+        }]));
+    }
+    let queued = users::queued_count(&state.pool, user.0.id).await?;
+    if queued >= limits.max_queued {
+        return Err(ApiError::TooMany {
+            message: format!(
+                "you have {queued} queued jobs; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER): wait for some to start, or cancel some",
+                limits.max_queued
+            ),
+            retry_after: None,
+        });
+    }
     let spec_json = spec.to_json().to_string();
     let id = uuid::Uuid::new_v4().to_string();
     let hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
@@ -90,6 +132,7 @@ pub async fn create_job(
         &state.pool,
         NewJob {
             id: &id,
+            owner_id: user.0.id,
             name: spec.name.as_deref(),
             spec: &spec_json,
             parameters,
@@ -114,7 +157,8 @@ pub async fn create_job(
         }
     };
     let location = format!("/jobs/{}", row.id);
-    Ok((status, [(header::LOCATION, location)], Json(job_json(&row))).into_response())
+    let shown = show(&state, &row).await?;
+    Ok((status, [(header::LOCATION, location)], Json(shown)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -124,7 +168,11 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list_jobs(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     if let Some(s) = &q.status {
         if !queue::STATUSES.contains(&s.as_str()) {
             return Err(ApiError::bad_request(
@@ -146,17 +194,101 @@ pub async fn list_jobs(State(state): State<AppState>, Query(q): Query<ListQuery>
             ApiError::bad_request("bad_query", "cursor", "cursor must be a next_cursor value from a previous page")
         })?),
     };
-    let rows = queue::list_jobs(&state.pool, q.status.as_deref(), limit, before).await?;
+    // Admins see everyone's jobs; everybody else their own.
+    let owner = if user.0.is_admin { None } else { Some(user.0.id) };
+    let rows = queue::list_jobs(&state.pool, owner, q.status.as_deref(), limit, before).await?;
     let next = if rows.len() as i64 == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
-    Ok(Json(json!({"jobs": rows.iter().map(job_json).collect::<Vec<_>>(), "next_cursor": next})))
+    let plan = if rows.iter().any(|r| r.status == "queued") { plan(&state).await? } else { HashMap::new() };
+    let jobs: Vec<Value> = rows.iter().map(|r| job_json(r, &plan)).collect();
+    Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 
-pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_json(&load(&state, &id).await?)))
+pub async fn get_job(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = load(&state, &user, &id).await?;
+    Ok(Json(show(&state, &row).await?))
 }
 
-pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPatch {
+    priority: i64,
+}
+
+/// Admins set a job's priority: higher goes first, whoever owns it.
+pub async fn update_job(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let row = load(&state, &user, &id).await?;
+    if !user.0.is_admin {
+        return Err(ApiError::Forbidden("only admins can change a job's priority".into()));
+    }
+    let patch: JobPatch = serde_json::from_value(body).map_err(|e| ApiError::BadRequest {
+        code: "bad_body",
+        message: format!("expected {{\"priority\": <integer>}}: {e}"),
+        field: Some("priority".into()),
+    })?;
+    if !(-1000..=1000).contains(&patch.priority) {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            "priority",
+            format!("priority must be from -1000 to 1000, got {}", patch.priority),
+        ));
+    }
+    queue::set_priority(&state.pool, &row.id, patch.priority).await?;
+    let row = load(&state, &user, &row.id).await?;
+    Ok(Json(show(&state, &row).await?))
+}
+
+/// The whole queue, as any user may see it: no specs, no metrics, and ids only of one's own.
+pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let entries = queue::queue_entries(&state.pool).await?;
+    let plan = plan(&state).await?;
+    let now = queue::now_ms();
+    let mut rows: Vec<(Option<usize>, Value)> = entries
+        .iter()
+        .map(|e| {
+            let p = plan.get(&e.id);
+            let model =
+                serde_json::from_str::<Value>(&e.spec).ok().and_then(|s| s["model"].as_str().map(str::to_owned));
+            let mine = e.owner_id == user.0.id;
+            let waited = (e.started_at.unwrap_or(now) - e.created_at).max(0) as f64 / 1000.0;
+            let pos = p.and_then(|p| p.position);
+            let mut v = json!({
+                "position": pos,
+                "owner": e.owner,
+                "model": model,
+                "status": e.status,
+                "priority": e.priority,
+                "waited_seconds": waited.round(),
+                "estimated_start": rfc3339(p.and_then(|p| p.estimated_start)),
+                "epochs_done": e.epochs_done,
+                "epochs_total": e.epochs_total,
+                "mine": mine,
+            });
+            if mine || user.0.is_admin {
+                v.as_object_mut().expect("object").insert("id".into(), json!(e.id));
+            }
+            (pos, v)
+        })
+        .collect();
+    // Running jobs first, then the queue in the order workers will take it.
+    rows.sort_by_key(|(pos, _)| pos.unwrap_or(0));
+    Ok(Json(json!({"workers": state.workers, "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
+}
+
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = load(&state, &user, &id).await?.id;
     match queue::cancel_job(&state.pool, &id, queue::now_ms()).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
@@ -167,7 +299,8 @@ pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -
                 // Here it stops at once; a worker in another process notices at its next heartbeat.
                 state.running.stop(&id);
             }
-            Ok(Json(job_json(&load(&state, &id).await?)))
+            let row = load(&state, &user, &id).await?;
+            Ok(Json(show(&state, &row).await?))
         }
     }
 }
@@ -179,6 +312,7 @@ pub struct MetricsQuery {
 
 pub async fn get_metrics(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -188,7 +322,7 @@ pub async fn get_metrics(
             ApiError::bad_request("bad_query", "since", format!("since must be an epoch number >= 0, got {s:?}"))
         })?,
     };
-    let row = load(&state, &id).await?;
+    let row = load(&state, &user, &id).await?;
     let epochs: Vec<Value> = queue::get_metrics(&state.pool, &row.id, since)
         .await?
         .iter()

@@ -1,6 +1,7 @@
 //! The HTTP API. Every route is listed once in `ROUTES`, which builds the router and which a
 //! test holds against openapi.yaml.
 
+pub mod auth;
 pub mod error;
 pub mod jobs;
 pub mod json;
@@ -11,7 +12,7 @@ use crate::worker::Running;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,17 @@ pub struct AppState {
     pub running: Arc<Running>,
     /// Wakes an idle worker when a job is queued.
     pub wake: Arc<Notify>,
+    pub limits: Limits,
+    pub limiter: Arc<auth::RateLimiter>,
+    /// Workers of this process, for the queue's estimates.
+    pub workers: usize,
+}
+
+/// What one user may ask of a shared box.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_queued: i64,
+    pub max_epochs: u32,
 }
 
 /// The OpenAPI document, served as is.
@@ -39,6 +51,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs"),
     ("get", "/jobs"),
     ("get", "/jobs/{id}"),
+    ("patch", "/jobs/{id}"),
+    ("get", "/queue"),
     ("post", "/jobs/{id}/cancel"),
     ("get", "/jobs/{id}/metrics"),
     ("get", "/jobs/{id}/plot"),
@@ -52,6 +66,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("post", "/jobs") => post(jobs::create_job),
         ("get", "/jobs") => get(jobs::list_jobs),
         ("get", "/jobs/{id}") => get(jobs::get_job),
+        ("patch", "/jobs/{id}") => patch(jobs::update_job),
+        ("get", "/queue") => get(jobs::get_queue),
         ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
         ("get", "/jobs/{id}/plot") => get(plots::plot_job),
@@ -61,6 +77,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
+    // A path given twice (GET and POST /jobs) gets its method routers merged by axum.
     let mut router = Router::new();
     for (method, path) in ROUTES {
         router = router.route(path, handler(method, path));

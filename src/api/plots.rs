@@ -1,6 +1,7 @@
 //! Plots on request: one job's curves, or several jobs on one chart, as PNG or SVG, with an
 //! ETag so a client polling a finished job gets 304.
 
+use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::AppState;
 use crate::plot::{self, Figure, Format, Metric, Series};
@@ -74,11 +75,9 @@ struct Loaded {
     raw: Vec<String>,
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Loaded, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no job with id {id}"));
-    let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_found())?.to_string();
-    let row = queue::get_job(&state.pool, &uuid).await?.ok_or_else(not_found)?;
-    let raw = queue::get_metrics(&state.pool, &uuid, 0).await?;
+async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, ApiError> {
+    let row = super::jobs::load(state, user, id).await?;
+    let raw = queue::get_metrics(&state.pool, &row.id, 0).await?;
     let epochs = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
     let spec = serde_json::from_str(&row.spec).unwrap_or(Value::Null);
     Ok(Loaded { row, spec, epochs, raw })
@@ -148,12 +147,13 @@ async fn respond(
 
 pub async fn plot_job(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(id): Path<String>,
     Query(q): Query<PlotQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let opts = options(&q)?;
-    let job = load(&state, &id).await?;
+    let job = load(&state, &user, &id).await?;
     let r = &job.row;
     let name = r.name.clone().unwrap_or_else(|| format!("job {}", &r.id[..8]));
     let title = format!("{name} — {} ({} of {} epochs)", r.status, job.epochs.len(), r.epochs_total);
@@ -165,6 +165,7 @@ pub async fn plot_job(
 
 pub async fn plot_jobs(
     State(state): State<AppState>,
+    user: CurrentUser,
     Query(q): Query<PlotQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -182,7 +183,7 @@ pub async fn plot_jobs(
     }
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
-        jobs.push(load(&state, id).await?);
+        jobs.push(load(&state, &user, id).await?);
     }
     let described: Vec<(Option<String>, Value)> = jobs.iter().map(|j| (j.row.name.clone(), j.spec.clone())).collect();
     let c = plot::compare(&described);

@@ -2,6 +2,7 @@
 
 mod plot;
 mod train;
+mod users;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ enum Command {
     /// Train one experiment in the foreground: a progress bar per epoch, a line per epoch,
     /// metrics.jsonl and checkpoints in --out. Run it again with the same --out to resume.
     Train(train::TrainArgs),
+    /// Manage the users of a shared box and their tokens.
+    Users(users::UsersArgs),
     /// Draw a run's curves (loss, training and test accuracy) from its metrics.jsonl.
     Plot(plot::PlotArgs),
 }
@@ -57,6 +60,7 @@ impl Cli {
             }
             Command::Train(args) => train::train(args),
             Command::Plot(args) => plot::plot(args),
+            Command::Users(args) => users::users(args),
         }
     }
 }

@@ -264,17 +264,34 @@ async fn routes_and_openapi_agree() {
         trainyard::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, routed);
 
-    // And each route answers (no 404 from the router's fallback, no 405).
+    // And each route answers an admin (no 404 from the router's fallback, no 405), and
+    // every route but the two open ones refuses a request without a token.
     let app = spawn_app(0).await;
     let id = app.submit(json!({})).await;
+    let anonymous = reqwest::Client::new();
     for (method, path) in &routed {
         let mut url = app.url(&path.replace("{id}", &id));
         if path == "/plot" {
             url.push_str(&format!("?jobs={id}"));
         }
-        let r = if method == "get" { app.client.get(url) } else { app.client.post(url).json(&json!({})) };
+        let (r, anon) = match method.as_str() {
+            "get" => (app.admin.get(&url), anonymous.get(&url)),
+            "post" => (app.admin.post(&url).json(&json!({})), anonymous.post(&url).json(&json!({}))),
+            "patch" => (
+                app.admin.patch(&url).json(&json!({"priority": 1})),
+                anonymous.patch(&url).json(&json!({"priority": 1})),
+            ),
+            other => panic!("{other}"),
+        };
         let r = r.send().await.unwrap();
         assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        let anon = anon.send().await.unwrap();
+        if path == "/healthz" || path == "/openapi.yaml" {
+            assert_eq!(anon.status(), 200, "{path} is open");
+        } else {
+            assert_eq!(anon.status(), 401, "{method} {path} without a token");
+            assert_eq!(anon.headers()["www-authenticate"], "Bearer");
+        }
     }
     let (status, _) = app.get("/openapi.yaml").await;
     assert_eq!(status, 200);

@@ -6,11 +6,16 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use trainyard::config::ServeConfig;
+use trainyard::queue::users;
 use trainyard::server::{self, Server};
 
 pub struct TestApp {
     pub base: String,
+    /// Alice's client: the tests' ordinary student.
     pub client: Client,
+    pub bob: Client,
+    pub admin: Client,
+    pub bob_token: String,
     pub dir: tempfile::TempDir,
     /// Held for the test's length: dropping it shuts the server down.
     pub server: Server,
@@ -34,6 +39,11 @@ pub fn config(dir: &Path, workers: usize) -> ServeConfig {
         threads_per_worker: Some(1),
         lease_seconds: 1.0,
         max_attempts: 3,
+        max_queued_per_user: 1000,
+        max_epochs_per_job: 1000,
+        max_running_per_user: 0,
+        rate_limit: 0.0,
+        admin_token_file: dir.join("admin.token"),
         data_url: "http://127.0.0.1:9/unreachable".into(),
         data_md5: trainyard::fetch::OFFICIAL_MD5.into(),
     }
@@ -48,8 +58,28 @@ pub async fn spawn_app(workers: usize) -> TestApp {
 pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let mut cfg = config(dir.path(), 1);
     adjust(&mut cfg);
+    let token_file = cfg.admin_token_file.clone();
     let server = server::start(cfg).await.unwrap();
-    TestApp { base: format!("http://{}", server.addr), client: Client::new(), dir, server }
+    let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    let now = trainyard::queue::now_ms();
+    let (_, alice) = users::add_user(&server.pool, "alice", false, now).await.unwrap();
+    let (_, bob) = users::add_user(&server.pool, "bob", false, now).await.unwrap();
+    TestApp {
+        base: format!("http://{}", server.addr),
+        client: client_for(&alice),
+        bob: client_for(&bob),
+        admin: client_for(&admin),
+        bob_token: bob,
+        dir,
+        server,
+    }
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_for(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    Client::builder().default_headers(headers).build().unwrap()
 }
 
 impl TestApp {

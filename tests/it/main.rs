@@ -6,3 +6,4 @@ mod helpers;
 mod plots;
 mod process;
 mod queue;
+mod users;

@@ -153,7 +153,7 @@ fn a_comparison_names_jobs_by_what_differs_or_by_name() {
 async fn job_with_epochs(app: &TestApp, spec: Value, epochs: &[EpochMetrics], finish: bool) -> String {
     let id = app.submit(spec).await;
     let pool = &app.server.pool;
-    let claimed = queue::claim_next_job(pool, "test", "cpu", queue::now_ms(), 60_000).await.unwrap().unwrap();
+    let claimed = queue::claim_next_job(pool, "test", "cpu", queue::now_ms(), 60_000, 0).await.unwrap().unwrap();
     assert_eq!(claimed.id, id);
     for m in epochs {
         let json = serde_json::to_string(m).unwrap();
@@ -253,7 +253,8 @@ async fn a_polling_client_gets_304_until_the_plot_changes() {
     let png = app.client.get(app.url(&format!("/jobs/{id}/plot"))).header("If-None-Match", &tag).send().await.unwrap();
     assert_eq!(png.status(), 200);
     // A new epoch changes it.
-    let claimed = queue::claim_next_job(&app.server.pool, "t", "cpu", queue::now_ms(), 60_000).await.unwrap().unwrap();
+    let claimed =
+        queue::claim_next_job(&app.server.pool, "t", "cpu", queue::now_ms(), 60_000, 0).await.unwrap().unwrap();
     let m = serde_json::to_string(&curve(1)[0]).unwrap();
     queue::record_epoch(&app.server.pool, &id, claimed.attempt, 1, &m, queue::now_ms(), 60_000).await.unwrap();
     let changed = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();

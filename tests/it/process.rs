@@ -4,6 +4,7 @@ use crate::helpers::{poll, status_is, write_data};
 use reqwest::Client;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -11,6 +12,11 @@ use std::process::{Child, Command, Stdio};
 struct ServeProcess {
     child: Child,
     base: String,
+}
+
+/// The admin token the first start wrote.
+fn admin(dir: &Path) -> Client {
+    crate::helpers::client_for(std::fs::read_to_string(dir.join("admin.token")).unwrap().trim())
 }
 
 impl ServeProcess {
@@ -24,6 +30,8 @@ impl ServeProcess {
             .arg(dir.join("data"))
             .arg("--artifacts")
             .arg(dir.join("artifacts"))
+            .arg("--admin-token-file")
+            .arg(dir.join("admin.token"))
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -67,8 +75,8 @@ async fn metrics(client: &Client, server: &ServeProcess, id: &str) -> Vec<Value>
 async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per_epoch() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    let client = Client::new();
     let first = ServeProcess::start(dir.path());
+    let client = admin(dir.path());
     let id = submit(&client, &first, json!({"model": "cnn", "epochs": 8, "batch_size": 4, "augment": true})).await;
     let url = first.url(&format!("/jobs/{id}"));
     poll(&client, &url, 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
@@ -95,8 +103,10 @@ async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per
 async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attempt() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    let client = Client::new();
     let mut server = ServeProcess::start(dir.path());
+    let client = admin(dir.path());
+    let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the admin token file is its owner's alone");
     let id = submit(&client, &server, json!({"model": "cnn", "epochs": 500})).await;
     poll(&client, &server.url(&format!("/jobs/{id}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
     let t = std::time::Instant::now();

@@ -1,16 +1,23 @@
 //! The queue's rules, driven directly with a clock the test moves.
 
-use trainyard::queue::{self, Created, NewJob, Pool};
+use trainyard::queue::{self, users, Created, NewJob, Pool};
 
 async fn pool() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().unwrap();
     let pool = queue::connect(&format!("sqlite://{}", dir.path().join("q.db").display())).await.unwrap();
+    users::add_user(&pool, "ann", false, 0).await.unwrap();
     (dir, pool)
 }
 
+/// Queues job `id` for user 1 (ann).
 async fn add(pool: &Pool, id: &str, now: i64) {
+    add_for(pool, id, 1, now).await
+}
+
+async fn add_for(pool: &Pool, id: &str, owner_id: i64, now: i64) {
     let job = NewJob {
         id,
+        owner_id,
         name: None,
         spec: "{}",
         parameters: 1,
@@ -31,7 +38,7 @@ async fn jobs_are_claimed_oldest_first_and_each_only_once() {
         add(&pool, id, i as i64).await;
     }
     let mut got = Vec::new();
-    while let Some(c) = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE).await.unwrap() {
+    while let Some(c) = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE, 0).await.unwrap() {
         assert_eq!(c.attempt, 1);
         got.push(c.id);
     }
@@ -42,14 +49,14 @@ async fn jobs_are_claimed_oldest_first_and_each_only_once() {
 async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
-    let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE).await.unwrap().unwrap();
+    let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
     assert!(queue::record_epoch(&pool, "a", first.attempt, 1, "{\"epoch\":1}", 100, LEASE).await.unwrap());
     // The heartbeat keeps it: not expired at t = 1000 after a renewal at t = 500.
     assert!(queue::heartbeat(&pool, "a", first.attempt, 500, LEASE).await.unwrap());
     assert_eq!(queue::requeue_expired(&pool, 1_200, 3).await.unwrap(), (0, 0));
     // Silence past the lease: back to the queue.
     assert_eq!(queue::requeue_expired(&pool, 1_600, 3).await.unwrap(), (1, 0));
-    let second = queue::claim_next_job(&pool, "w2", "cpu", 1_700, LEASE).await.unwrap().unwrap();
+    let second = queue::claim_next_job(&pool, "w2", "cpu", 1_700, LEASE, 0).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
     // The first worker, late, changes nothing.
     assert!(!queue::heartbeat(&pool, "a", first.attempt, 1_800, LEASE).await.unwrap());
@@ -74,7 +81,7 @@ async fn a_job_whose_workers_keep_dying_fails_with_the_reason_after_max_attempts
     add(&pool, "a", 0).await;
     let mut now = 0;
     for attempt in 1..=2 {
-        let c = queue::claim_next_job(&pool, "w", "cpu", now, LEASE).await.unwrap().unwrap();
+        let c = queue::claim_next_job(&pool, "w", "cpu", now, LEASE, 0).await.unwrap().unwrap();
         assert_eq!(c.attempt, attempt);
         now += 2 * LEASE;
         assert_eq!(queue::requeue_expired(&pool, now, 2).await.unwrap(), if attempt < 2 { (1, 0) } else { (0, 1) });
@@ -83,18 +90,18 @@ async fn a_job_whose_workers_keep_dying_fails_with_the_reason_after_max_attempts
     assert_eq!(job.status, "failed");
     let error = job.error.unwrap();
     assert!(error.contains("stopped responding 2 times"), "{error}");
-    assert!(queue::claim_next_job(&pool, "w", "cpu", now, LEASE).await.unwrap().is_none());
+    assert!(queue::claim_next_job(&pool, "w", "cpu", now, LEASE, 0).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fences_the_worker() {
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
-    let c = queue::claim_next_job(&pool, "w", "cpu", 0, LEASE).await.unwrap().unwrap();
+    let c = queue::claim_next_job(&pool, "w", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
     assert!(queue::release_job(&pool, "a", c.attempt).await.unwrap());
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
-    assert_eq!((job.status.as_str(), job.attempt, job.queue_position), ("queued", 0, Some(1)));
-    let c = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempt, job.worker), ("queued", 0, None));
+    let c = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE, 0).await.unwrap().unwrap();
     assert_eq!(c.attempt, 1);
     assert!(matches!(
         queue::cancel_job(&pool, "a", 20).await.unwrap(),
@@ -106,4 +113,39 @@ async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fence
     assert!(
         matches!(queue::cancel_job(&pool, "a", 50).await.unwrap(), queue::CancelOutcome::AlreadyFinished(s) if s == "cancelled")
     );
+}
+
+#[tokio::test]
+async fn the_next_job_is_the_oldest_of_the_user_with_fewest_running_then_served_longest_ago() {
+    let (_d, pool) = pool().await;
+    users::add_user(&pool, "ben", false, 0).await.unwrap(); // user 2
+    for i in 0..10 {
+        add_for(&pool, &format!("a{i}"), 1, i).await;
+    }
+    add_for(&pool, "b0", 2, 100).await;
+    let claim = |now| {
+        let pool = pool.clone();
+        async move { queue::claim_next_job(&pool, "w", "cpu", now, LEASE, 0).await.unwrap().unwrap().id }
+    };
+    assert_eq!(claim(200).await, "a0", "no one runs anything: the oldest job");
+    assert_eq!(claim(201).await, "b0", "ann runs one, ben none: ben's job, though submitted last");
+    assert_eq!(claim(202).await, "a1");
+    assert_eq!(claim(203).await, "a2", "ann runs two, ben one, but ben has nothing queued");
+}
+
+#[tokio::test]
+async fn priority_goes_first_and_a_running_limit_passes_a_user_over() {
+    let (_d, pool) = pool().await;
+    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    add_for(&pool, "a0", 1, 0).await;
+    add_for(&pool, "a1", 1, 1).await;
+    add_for(&pool, "b0", 2, 2).await;
+    assert!(queue::set_priority(&pool, "b0", 5).await.unwrap());
+    let first = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE, 1).await.unwrap().unwrap();
+    assert_eq!(first.id, "b0");
+    let second = queue::claim_next_job(&pool, "w", "cpu", 11, LEASE, 1).await.unwrap().unwrap();
+    assert_eq!(second.id, "a0");
+    // ann already runs 1 of her limit of 1; ben has nothing left: nobody is claimable.
+    assert!(queue::claim_next_job(&pool, "w", "cpu", 12, LEASE, 1).await.unwrap().is_none());
+    assert_eq!(queue::claim_next_job(&pool, "w", "cpu", 13, LEASE, 0).await.unwrap().unwrap().id, "a1");
 }

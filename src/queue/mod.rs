@@ -8,6 +8,10 @@
 //! - Read-then-write transactions begin IMMEDIATE; the database is in WAL mode with a busy
 //!   timeout, so no client sees "database is locked".
 //! - "now" is passed in from Rust (milliseconds since the epoch), so tests can move the clock.
+//! - Fair scheduling: the next job is the oldest queued job of the user with the fewest
+//!   running jobs (ties: the user served longest ago); an admin's priority goes first.
+
+pub mod users;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -57,6 +61,9 @@ pub fn now_ms() -> i64 {
 pub struct JobRow {
     pub seq: i64,
     pub id: String,
+    pub owner_id: i64,
+    pub owner: String,
+    pub priority: i64,
     pub name: Option<String>,
     pub spec: String,
     pub parameters: i64,
@@ -72,17 +79,16 @@ pub struct JobRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
-    pub queue_position: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "seq, id, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
-     device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, \
-     CASE WHEN status = 'queued' THEN \
-       (SELECT COUNT(*) FROM jobs q WHERE q.status = 'queued' AND q.seq <= jobs.seq) END AS queue_position";
+const JOB_COLUMNS: &str = "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
+     priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
+     device, lease_expires_at, error, request_hash, created_at, started_at, finished_at";
 
 /// A job to insert.
 pub struct NewJob<'a> {
     pub id: &'a str,
+    pub owner_id: i64,
     pub name: Option<&'a str>,
     pub spec: &'a str,
     pub parameters: i64,
@@ -103,10 +109,11 @@ pub enum Created {
 
 pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueError> {
     let inserted = sqlx::query(
-        "INSERT INTO jobs (id, name, spec, parameters, status, epochs_total, idempotency_key, request_hash, created_at) \
-         VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, request_hash, created_at) \
+         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
     )
     .bind(job.id)
+    .bind(job.owner_id)
     .bind(job.name)
     .bind(job.spec)
     .bind(job.parameters)
@@ -122,8 +129,8 @@ pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueEr
         return Ok(Created::New(row));
     }
     let key = job.idempotency_key.expect("only a key can conflict");
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?");
-    let existing: JobRow = sqlx::query_as(&sql).bind(key).fetch_one(pool).await?;
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
+    let existing: JobRow = sqlx::query_as(&sql).bind(job.owner_id).bind(key).fetch_one(pool).await?;
     Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
         Created::Existing(existing)
     } else {
@@ -136,18 +143,31 @@ pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
 }
 
-/// Newest first; `before` is the `seq` cursor of the previous page's last job.
+/// Newest first, of one owner (or everyone's); `before` is the `seq` cursor of the
+/// previous page's last job.
 pub async fn list_jobs(
     pool: &Pool,
+    owner: Option<i64>,
     status: Option<&str>,
     limit: i64,
     before: Option<i64>,
 ) -> Result<Vec<JobRow>, QueueError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
-         ORDER BY seq DESC LIMIT ?3"
+         AND (?4 IS NULL OR owner_id = ?4) ORDER BY seq DESC LIMIT ?3"
     );
-    Ok(sqlx::query_as(&sql).bind(status).bind(before).bind(limit).fetch_all(pool).await?)
+    Ok(sqlx::query_as(&sql).bind(status).bind(before).bind(limit).bind(owner).fetch_all(pool).await?)
+}
+
+/// Sets a job's priority (higher goes first); false if there is no such job.
+pub async fn set_priority(pool: &Pool, id: &str, priority: i64) -> Result<bool, QueueError> {
+    let n = sqlx::query("UPDATE jobs SET priority = ? WHERE id = ?")
+        .bind(priority)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 pub enum CancelOutcome {
@@ -188,25 +208,89 @@ pub struct Claimed {
     pub attempt: i64,
 }
 
-/// Hands the oldest queued job to `worker`, or nothing.
+/// The order in which workers take queued jobs, as an `ORDER BY` over `jobs j` and its
+/// owner `u`: priority, then the owner with the fewest running jobs, then the owner served
+/// longest ago, then the oldest job.
+const FAIR_ORDER: &str = "j.priority DESC, \
+    (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') ASC, \
+    COALESCE(u.last_served_at, 0) ASC, j.seq ASC";
+
+/// Hands the next job, by the fair order, to `worker`, or nothing. Owners already running
+/// `max_running` jobs are passed over (0: no limit).
 pub async fn claim_next_job(
     pool: &Pool,
     worker: &str,
     device: &str,
     now: i64,
     lease_ms: i64,
+    max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    Ok(sqlx::query_as(
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let sql = format!(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?, device = ?, \
            lease_expires_at = ?, started_at = COALESCE(started_at, ?), error = NULL \
-         WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1) AND status = 'queued' \
-         RETURNING id, spec, attempt",
+         WHERE seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status = 'queued' \
+           AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
+           ORDER BY {FAIR_ORDER} LIMIT 1) \
+         RETURNING id, spec, attempt, owner_id"
+    );
+    let claimed: Option<(String, String, i64, i64)> = sqlx::query_as(&sql)
+        .bind(worker)
+        .bind(device)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(max_running)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((id, spec, attempt, owner)) = claimed else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    sqlx::query("UPDATE users SET last_served_at = ? WHERE id = ?").bind(now).bind(owner).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(Some(Claimed { id, spec, attempt }))
+}
+
+/// A queued or running job as the queue view and the estimates need it.
+#[derive(Debug, Clone, FromRow)]
+pub struct QueueEntry {
+    pub seq: i64,
+    pub id: String,
+    pub owner_id: i64,
+    pub owner: String,
+    pub priority: i64,
+    pub status: String,
+    pub spec: String,
+    pub epochs_total: i64,
+    pub epochs_done: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub last_served_at: Option<i64>,
+    /// Mean seconds per finished epoch of this job so far.
+    pub epoch_seconds: Option<f64>,
+}
+
+/// Every queued and running job, running first, then queued in submission order.
+pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
+    Ok(sqlx::query_as(
+        "SELECT j.seq, j.id, j.owner_id, u.name AS owner, j.priority, j.status, j.spec, j.epochs_total, \
+           j.epochs_done, j.created_at, j.started_at, u.last_served_at, \
+           (SELECT AVG(json_extract(e.metrics, '$.seconds')) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds \
+         FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status IN ('running', 'queued') \
+         ORDER BY j.status = 'queued', j.seq",
     )
-    .bind(worker)
-    .bind(device)
-    .bind(now + lease_ms)
-    .bind(now)
-    .fetch_optional(pool)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Mean seconds per epoch of past jobs, by (model, batch size): what a queued job will take.
+pub async fn epoch_seconds_by_setup(pool: &Pool) -> Result<Vec<(String, i64, f64)>, QueueError> {
+    Ok(sqlx::query_as(
+        "SELECT json_extract(j.spec, '$.model') AS model, json_extract(j.spec, '$.batch_size') AS batch, \
+           AVG(json_extract(e.metrics, '$.seconds')) AS seconds \
+         FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY model, batch",
+    )
+    .fetch_all(pool)
     .await?)
 }
 

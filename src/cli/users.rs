@@ -1,0 +1,69 @@
+//! `trainyard users add|list|revoke`: the accounts of a shared box.
+
+use crate::queue::{self, users};
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub struct UsersArgs {
+    /// The job database, as for `trainyard serve`.
+    #[arg(long, env = "TRAINYARD_DATABASE", default_value = "sqlite://var/trainyard.db")]
+    database: String,
+    #[command(subcommand)]
+    command: UsersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Create a user; prints their new token alone on stdout (it is shown only this once).
+    Add {
+        /// 1 to 64 characters of a-z, 0-9, '.', '_' and '-'.
+        name: String,
+        /// An admin sees and cancels every job and sets priorities.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the users.
+    List,
+    /// Revoke a user's token at once (their jobs stay).
+    Revoke { name: String },
+}
+
+pub fn users(args: UsersArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let pool = queue::connect(&args.database).await?;
+        match args.command {
+            UsersCommand::Add { name, admin } => {
+                let (user, token) = users::add_user(&pool, &name, admin, queue::now_ms()).await?;
+                eprintln!(
+                    "created {}{}; the token below is shown only once",
+                    user.name,
+                    if admin { " (admin)" } else { "" }
+                );
+                println!("{token}");
+            }
+            UsersCommand::List => {
+                println!("{:<24} {:<6} {:<25} revoked", "name", "admin", "created");
+                for u in users::list_users(&pool).await? {
+                    let when = |ms: i64| {
+                        chrono::DateTime::from_timestamp_millis(ms)
+                            .map_or(String::new(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    };
+                    println!(
+                        "{:<24} {:<6} {:<25} {}",
+                        u.name,
+                        if u.is_admin { "yes" } else { "no" },
+                        when(u.created_at),
+                        u.revoked_at.map_or("-".into(), when)
+                    );
+                }
+            }
+            UsersCommand::Revoke { name } => {
+                users::revoke_user(&pool, &name, queue::now_ms()).await?;
+                eprintln!("revoked {name}'s token");
+            }
+        }
+        pool.close().await;
+        anyhow::Ok(())
+    })
+}

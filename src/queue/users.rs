@@ -1,0 +1,116 @@
+//! Users and their tokens. A token is shown once, when made; the database keeps its SHA-256.
+
+use super::{Pool, QueueError};
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+
+/// Who a request acts as.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A new random token: 256 bits from the OS, hex, with a prefix that makes it recognisable.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    format!("ty_{}", hex::encode(bytes))
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The name is taken.
+    #[error("a user named {0:?} already exists")]
+    Exists(String),
+    /// The name is not of the allowed form.
+    #[error("user names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got {0:?}")]
+    BadName(String),
+    /// No such (unrevoked) user.
+    #[error("no user named {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl From<sqlx::Error> for UserError {
+    fn from(e: sqlx::Error) -> Self {
+        UserError::Queue(e.into())
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// Creates a user; returns the user and their token (the only time it is seen).
+pub async fn add_user(pool: &Pool, name: &str, admin: bool, now: i64) -> Result<(User, String), UserError> {
+    if !valid_name(name) {
+        return Err(UserError::BadName(name.into()));
+    }
+    let token = new_token();
+    let inserted = sqlx::query_as::<_, User>(
+        "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING RETURNING id, name, is_admin, created_at, revoked_at",
+    )
+    .bind(name)
+    .bind(hash_token(&token))
+    .bind(admin)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    match inserted {
+        Some(user) => Ok((user, token)),
+        None => Err(UserError::Exists(name.into())),
+    }
+}
+
+/// The user a token belongs to, unless revoked.
+pub async fn user_by_token(pool: &Pool, token: &str) -> Result<Option<User>, QueueError> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE token_hash = ? AND revoked_at IS NULL",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub async fn list_users(pool: &Pool) -> Result<Vec<User>, QueueError> {
+    Ok(sqlx::query_as("SELECT id, name, is_admin, created_at, revoked_at FROM users ORDER BY id")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Revokes a user's token at once; their jobs stay.
+pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserError> {
+    let n = sqlx::query("UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+        .bind(now)
+        .bind(name)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(UserError::NotFound(name.into()));
+    }
+    Ok(())
+}
+
+pub async fn count_users(pool: &Pool) -> Result<i64, QueueError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+}
+
+/// How many of a user's jobs are queued now.
+pub async fn queued_count(pool: &Pool, owner: i64) -> Result<i64, QueueError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'")
+        .bind(owner)
+        .fetch_one(pool)
+        .await?)
+}

@@ -1,0 +1,207 @@
+//! A shared box: tokens, ownership, fair scheduling and limits.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::process::Command;
+use trainyard::queue::{self, users};
+
+async fn status_of(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_job_is_404_everywhere_and_admins_see_all() {
+    let app = spawn_app(0).await;
+    let mine = app.submit(json!({"name": "alice-1", "epochs": 1})).await;
+    let (_, bobs) = status_of(app.bob.post(app.url("/jobs")).json(&json!({"name": "bob-1"}))).await;
+    let bobs = bobs["id"].as_str().unwrap().to_string();
+
+    for path in [
+        format!("/jobs/{mine}"),
+        format!("/jobs/{mine}/metrics"),
+        format!("/jobs/{mine}/plot"),
+        format!("/plot?jobs={bobs},{mine}"),
+    ] {
+        let (status, body) = status_of(app.bob.get(app.url(&path))).await;
+        assert_eq!(status, 404, "bob GET {path}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(&mine), "{body}");
+    }
+    assert_eq!(status_of(app.bob.post(app.url(&format!("/jobs/{mine}/cancel")))).await.0, 404);
+    assert_eq!(app.job(&mine).await["status"], "queued", "bob's cancel changed nothing");
+    assert_eq!(status_of(app.bob.patch(app.url(&format!("/jobs/{mine}"))).json(&json!({"priority": 9}))).await.0, 404);
+
+    let names = |v: &Value| {
+        v["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let (_, list) = status_of(app.bob.get(app.url("/jobs"))).await;
+    assert_eq!(names(&list), ["bob-1"]);
+    let (_, list) = status_of(app.admin.get(app.url("/jobs"))).await;
+    assert_eq!(names(&list), ["bob-1", "alice-1"]);
+    assert_eq!(list["jobs"][1]["owner"], "alice");
+
+    assert_eq!(status_of(app.admin.get(app.url(&format!("/jobs/{mine}/metrics")))).await.0, 200);
+    let (status, job) = status_of(app.admin.post(app.url(&format!("/jobs/{bobs}/cancel")))).await;
+    assert_eq!((status, job["status"].as_str()), (200, Some("cancelled")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_or_missing_tokens_get_401_and_a_revoked_token_stops_at_once() {
+    let app = spawn_app(0).await;
+    let anon = reqwest::Client::new();
+    let r = anon.get(app.url("/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = client_for("ty_not-a-token").get(app.url("/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let basic =
+        anon.get(app.url("/jobs")).header("Authorization", format!("Basic {}", app.bob_token)).send().await.unwrap();
+    assert_eq!(basic.status(), 401);
+
+    assert_eq!(status_of(app.bob.get(app.url("/jobs"))).await.0, 200);
+    users::revoke_user(&app.server.pool, "bob", queue::now_ms()).await.unwrap();
+    let (status, body) = status_of(app.bob.get(app.url("/jobs"))).await;
+    assert_eq!(status, 401);
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"));
+    assert_eq!(status_of(app.client.get(app.url("/jobs"))).await.0, 200, "alice is unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classmates_single_job_starts_second_behind_ten_of_one_user() {
+    let app = spawn_app(1).await;
+    // Alice's first job takes long enough for all the other submissions to queue behind it.
+    let mut alice = vec![app.submit(json!({"model": "cnn", "epochs": 6, "batch_size": 4})).await];
+    app.wait_for(&alice[0], 30, status_is("running")).await;
+    for _ in 0..9 {
+        alice.push(app.submit(json!({"model": "linear", "epochs": 1, "train_limit": 20})).await);
+    }
+    let (status, b) =
+        status_of(app.bob.post(app.url("/jobs")).json(&json!({"model": "linear", "epochs": 1, "train_limit": 20})))
+            .await;
+    assert_eq!(status, 201);
+    let bob = b["id"].as_str().unwrap().to_string();
+    // While alice's first job runs, bob's is next in the queue.
+    let (_, q) = status_of(app.bob.get(app.url("/queue"))).await;
+    let jobs = q["jobs"].as_array().unwrap();
+    assert_eq!(jobs[0]["status"], "running");
+    assert_eq!(jobs[0]["owner"], "alice");
+    assert!(jobs[0].get("id").is_none(), "bob sees no ids of alice's jobs: {}", jobs[0]);
+    assert_eq!((jobs[1]["owner"].as_str(), jobs[1]["position"].as_u64()), (Some("bob"), Some(1)));
+    assert_eq!(jobs[1]["id"], bob.as_str());
+    assert!(jobs[1].get("spec").is_none() && jobs[1]["model"] == "linear");
+    assert_eq!(app.job(&alice[1]).await["queue_position"], 2);
+
+    for id in alice.iter().chain([&bob]) {
+        poll(&app.admin, &app.url(&format!("/jobs/{id}")), 120, status_is("succeeded")).await;
+    }
+    let mut starts = Vec::new();
+    for id in alice.iter().chain([&bob]) {
+        let (_, j) = status_of(app.admin.get(app.url(&format!("/jobs/{id}")))).await;
+        starts.push((j["started_at"].as_str().unwrap().to_string(), j["owner"].as_str().unwrap().to_string()));
+    }
+    starts.sort();
+    let order: Vec<&str> = starts.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(order[..3], ["alice", "bob", "alice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sets_a_priority_that_goes_first_and_a_student_cannot() {
+    let app = spawn_app(0).await;
+    let first = app.submit(json!({"epochs": 1})).await;
+    let second = app.submit(json!({"epochs": 1})).await;
+    assert_eq!(app.job(&second).await["queue_position"], 2);
+    let (status, body) =
+        status_of(app.client.patch(app.url(&format!("/jobs/{second}"))).json(&json!({"priority": 5}))).await;
+    assert_eq!(status, 403);
+    assert!(body["error"]["message"].as_str().unwrap().contains("only admins"));
+    let (status, job) =
+        status_of(app.admin.patch(app.url(&format!("/jobs/{second}"))).json(&json!({"priority": 5}))).await;
+    assert_eq!(status, 200);
+    assert_eq!((job["priority"].as_i64(), job["queue_position"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(app.job(&first).await["queue_position"], 2);
+    let (status, _) =
+        status_of(app.admin.patch(app.url(&format!("/jobs/{second}"))).json(&json!({"priority": "high"}))).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_limit_answers_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let app = spawn_with(dir, |c| {
+        c.cpu_workers = 0;
+        c.max_queued_per_user = 2;
+        c.max_epochs_per_job = 20;
+        c.rate_limit = 5.0;
+    })
+    .await;
+    app.submit(json!({"epochs": 1})).await;
+    app.submit(json!({"epochs": 1})).await;
+    let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&json!({"epochs": 1}))).await;
+    assert_eq!(status, 429);
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("you have 2 queued jobs; the limit is 2 per user"),
+        "{body}"
+    );
+    assert_eq!(status_of(app.bob.post(app.url("/jobs")).json(&json!({"epochs": 1}))).await.0, 201, "per user");
+
+    let (status, body) = status_of(app.bob.post(app.url("/jobs")).json(&json!({"epochs": 50}))).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "epochs");
+    assert!(body["error"]["message"].as_str().unwrap().contains("at most 20 epochs per job"));
+
+    // 5 per second, bursts of 10: twenty quick requests run into the limit.
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = app.admin.get(app.url("/queue")).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the rate limit answered 429");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("5 per second per token"));
+    assert_eq!(status_of(app.bob.get(app.url("/jobs"))).await.0, 200, "other tokens are not limited");
+    assert_eq!(reqwest::get(app.url("/healthz")).await.unwrap().status(), 200);
+}
+
+#[test]
+fn the_users_command_adds_lists_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("u.db").display());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trainyard"))
+            .arg("users")
+            .args(args)
+            .env("TRAINYARD_DATABASE", &db)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, token, _) = run(&["add", "carol"]);
+    assert!(ok);
+    let token = token.trim();
+    assert!(token.starts_with("ty_") && token.len() == 3 + 64, "the token alone on stdout: {token:?}");
+    let (ok, _, err) = run(&["add", "carol"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(&["add", "Carol Smith"]);
+    assert!(!ok && err.contains("a-z, 0-9"), "{err}");
+    assert!(run(&["add", "dave", "--admin"]).0);
+    let (_, list, _) = run(&["list"]);
+    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains(" no ")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("dave") && l.contains(" yes ")), "{list}");
+    assert!(!list.contains(token), "tokens are never shown again");
+    assert!(run(&["revoke", "carol"]).0);
+    let (ok, _, err) = run(&["revoke", "nobody"]);
+    assert!(!ok && err.contains("no user named"), "{err}");
+    let db_bytes = std::fs::read(dir.path().join("u.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db_bytes).contains(token), "only the hash is stored");
+}
