@@ -13,6 +13,8 @@
 //! - `fetch`: `trainyard data fetch`.
 //! - `plot`: pure: metrics in, PNG or SVG bytes out.
 //! - `spec`: the experiment spec — parse, defaults, validation.
+//! - `sweep`: pure: a sweep request (a grid, or the assignment preset) → the jobs to queue.
+//! - `report`: pure: a sweep's report as self-contained HTML or Markdown.
 //! - `train`: blocking training code: data, models, augmentation, SGD, the loop, checkpoints.
 //! - `device`: naming and checking torch devices.
 //! - `cli`: the `trainyard` command's subcommands.
@@ -24,8 +26,10 @@ pub mod device;
 pub mod fetch;
 pub mod plot;
 pub mod queue;
+pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod spec;
+pub mod sweep;
 pub mod train;
 pub mod worker;

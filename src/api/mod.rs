@@ -6,6 +6,7 @@ pub mod error;
 pub mod jobs;
 pub mod json;
 pub mod plots;
+pub mod sweeps;
 
 use crate::queue::Pool;
 use crate::worker::Running;
@@ -57,6 +58,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{id}/metrics"),
     ("get", "/jobs/{id}/plot"),
     ("get", "/plot"),
+    ("post", "/sweeps"),
+    ("get", "/sweeps"),
+    ("get", "/sweeps/{id}"),
+    ("post", "/sweeps/{id}/cancel"),
+    ("get", "/sweeps/{id}/plot"),
+    ("get", "/sweeps/{id}/report"),
 ];
 
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
@@ -72,6 +79,12 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
         ("get", "/jobs/{id}/plot") => get(plots::plot_job),
         ("get", "/plot") => get(plots::plot_jobs),
+        ("post", "/sweeps") => post(sweeps::create_sweep),
+        ("get", "/sweeps") => get(sweeps::list_sweeps),
+        ("get", "/sweeps/{id}") => get(sweeps::get_sweep),
+        ("post", "/sweeps/{id}/cancel") => post(sweeps::cancel_sweep),
+        ("get", "/sweeps/{id}/plot") => get(sweeps::plot_sweep),
+        ("get", "/sweeps/{id}/report") => get(sweeps::get_report),
         _ => unreachable!("ROUTES and handler() list the same routes"),
     }
 }

@@ -16,14 +16,19 @@ use sha2::{Digest, Sha256};
 
 #[derive(Deserialize)]
 pub struct PlotQuery {
+    #[serde(default)]
     metric: Option<String>,
+    #[serde(default)]
     format: Option<String>,
+    #[serde(default)]
     width: Option<String>,
+    #[serde(default)]
     height: Option<String>,
+    #[serde(default)]
     jobs: Option<String>,
 }
 
-struct Options {
+pub(super) struct Options {
     metric: Metric,
     format: Format,
     width: u32,
@@ -58,7 +63,7 @@ fn size(field: &str, given: Option<&str>, default: u32, (lo, hi): (u32, u32)) ->
     }
 }
 
-fn options(q: &PlotQuery) -> Result<Options, ApiError> {
+pub(super) fn options(q: &PlotQuery) -> Result<Options, ApiError> {
     Ok(Options {
         metric: choice("metric", q.metric.as_deref(), Metric::All, Metric::parse, &Metric::NAMES)?,
         format: choice("format", q.format.as_deref(), Format::Png, Format::parse, &Format::NAMES)?,
@@ -68,11 +73,11 @@ fn options(q: &PlotQuery) -> Result<Options, ApiError> {
 }
 
 /// A job with its epochs, ready to draw.
-struct Loaded {
-    row: JobRow,
-    spec: Value,
-    epochs: Vec<EpochMetrics>,
-    raw: Vec<String>,
+pub(super) struct Loaded {
+    pub row: JobRow,
+    pub spec: Value,
+    pub epochs: Vec<EpochMetrics>,
+    pub raw: Vec<String>,
 }
 
 async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, ApiError> {
@@ -99,7 +104,7 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
 }
 
 /// Renders off the async threads, with the ETag/304 dance.
-async fn respond(
+pub(super) async fn respond(
     headers: &HeaderMap,
     opts: Options,
     jobs: Vec<Loaded>,

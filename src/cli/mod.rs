@@ -1,6 +1,7 @@
 //! The `trainyard` command: its subcommands and what each prints.
 
 mod plot;
+mod report;
 mod train;
 mod users;
 
@@ -26,6 +27,8 @@ enum Command {
     /// Train one experiment in the foreground: a progress bar per epoch, a line per epoch,
     /// metrics.jsonl and checkpoints in --out. Run it again with the same --out to resume.
     Train(train::TrainArgs),
+    /// Save a sweep's report (HTML with its figures inline, or Markdown).
+    Report(report::ReportArgs),
     /// Manage the users of a shared box and their tokens.
     Users(users::UsersArgs),
     /// Draw a run's curves (loss, training and test accuracy) from its metrics.jsonl.
@@ -61,6 +64,7 @@ impl Cli {
             Command::Train(args) => train::train(args),
             Command::Plot(args) => plot::plot(args),
             Command::Users(args) => users::users(args),
+            Command::Report(args) => report::report(args),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - Fair scheduling: the next job is the oldest queued job of the user with the fewest
 //!   running jobs (ties: the user served longest ago); an admin's priority goes first.
 
+pub mod sweeps;
 pub mod users;
 
 use serde::Serialize;
@@ -81,7 +82,8 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
+pub(crate) const JOB_COLUMNS: &str =
+    "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
      device, lease_expires_at, error, request_hash, created_at, started_at, finished_at";
 
@@ -107,8 +109,10 @@ pub enum Created {
     KeyConflict,
 }
 
-pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueError> {
-    let inserted = sqlx::query(
+/// Inserts a job inside a transaction (a sweep's); rows inserted (0 when its
+/// idempotency key was used before).
+pub(crate) async fn create_job_in(conn: &mut sqlx::SqliteConnection, job: &NewJob<'_>) -> Result<u64, QueueError> {
+    Ok(sqlx::query(
         "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, request_hash, created_at) \
          VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
     )
@@ -121,9 +125,13 @@ pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueEr
     .bind(job.idempotency_key)
     .bind(job.request_hash)
     .bind(job.now)
-    .execute(pool)
+    .execute(conn)
     .await?
-    .rows_affected();
+    .rows_affected())
+}
+
+pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueError> {
+    let inserted = create_job_in(&mut *pool.acquire().await?, &job).await?;
     if inserted == 1 {
         let row = get_job(pool, job.id).await?.ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Created::New(row));

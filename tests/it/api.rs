@@ -268,14 +268,30 @@ async fn routes_and_openapi_agree() {
     // every route but the two open ones refuses a request without a token.
     let app = spawn_app(0).await;
     let id = app.submit(json!({})).await;
+    let sweep: Value = app
+        .admin
+        .post(app.url("/sweeps"))
+        .json(&json!({"vary": {"lr": [0.1]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sweep_id = sweep["id"].as_str().unwrap();
     let anonymous = reqwest::Client::new();
     for (method, path) in &routed {
-        let mut url = app.url(&path.replace("{id}", &id));
+        let target = if path.starts_with("/sweeps") { sweep_id } else { id.as_str() };
+        let mut url = app.url(&path.replace("{id}", target));
         if path == "/plot" {
             url.push_str(&format!("?jobs={id}"));
         }
         let (r, anon) = match method.as_str() {
             "get" => (app.admin.get(&url), anonymous.get(&url)),
+            "post" if path == "/sweeps" => {
+                let body = json!({"vary": {"lr": [0.1]}});
+                (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
+            }
             "post" => (app.admin.post(&url).json(&json!({})), anonymous.post(&url).json(&json!({}))),
             "patch" => (
                 app.admin.patch(&url).json(&json!({"priority": 1})),

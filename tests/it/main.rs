@@ -6,4 +6,5 @@ mod helpers;
 mod plots;
 mod process;
 mod queue;
+mod sweeps;
 mod users;

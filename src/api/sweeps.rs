@@ -1,0 +1,340 @@
+//! /sweeps: one request runs a whole study — a grid, or the assignment preset — and returns
+//! its figures and report.
+
+use super::auth::CurrentUser;
+use super::error::ApiError;
+use super::json::JsonBody;
+use super::plots::{options, respond, Loaded, PlotQuery};
+use super::AppState;
+use crate::queue::sweeps::{self, NewSweepJob, SweepJob, SweepRow};
+use crate::queue::{self, CancelOutcome, NewJob, Pool};
+use crate::report::{self, JobView, Report, SectionView};
+use crate::sweep::{self, Section};
+use crate::train::metrics::EpochMetrics;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or(String::new(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no sweep with id {id}"))
+}
+
+async fn load_sweep(state: &AppState, user: &CurrentUser, id: &str) -> Result<SweepRow, ApiError> {
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found(id))?.to_string();
+    sweeps::get_sweep(&state.pool, &id).await?.filter(|s| user.may_see(s.owner_id)).ok_or_else(|| not_found(&id))
+}
+
+/// (section key, label) pairs of a sweep job.
+fn sections_of(j: &SweepJob) -> Vec<(String, String)> {
+    serde_json::from_str(&j.sections).unwrap_or_default()
+}
+
+/// The sections of a sweep's report, in order.
+fn sections_for(sweep: &SweepRow) -> Vec<Section> {
+    let def: Value = serde_json::from_str(&sweep.definition).unwrap_or_default();
+    if def.get("preset").is_some() {
+        sweep::preset_sections().into_iter().map(|(s, _)| s).collect()
+    } else {
+        vec![sweep::grid_section()]
+    }
+}
+
+async fn epochs_of(pool: &Pool, id: &str) -> Result<(Vec<String>, Vec<EpochMetrics>), ApiError> {
+    let raw = queue::get_metrics(pool, id, 0).await?;
+    let parsed = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+    Ok((raw, parsed))
+}
+
+/// Everything the report shows, read from the database (also used by `trainyard report`).
+pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiError> {
+    let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
+    let mut epochs = std::collections::HashMap::new();
+    for j in &jobs {
+        epochs.insert(j.job.id.clone(), epochs_of(pool, &j.job.id).await?.1);
+    }
+    let mut sections = Vec::new();
+    for section in sections_for(sweep) {
+        let members: Vec<(&SweepJob, String)> = jobs
+            .iter()
+            .filter_map(|j| sections_of(j).into_iter().find(|(k, _)| k == section.key).map(|(_, label)| (j, label)))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let specs: Vec<(Option<String>, Value)> =
+            members.iter().map(|(j, _)| (None, serde_json::from_str(&j.job.spec).unwrap_or_default())).collect();
+        let shared = crate::plot::compare(&specs).shared;
+        let views = members
+            .iter()
+            .map(|(j, label)| JobView {
+                label: label.clone(),
+                id: j.job.id.clone(),
+                status: j.job.status.clone(),
+                parameters: j.job.parameters,
+                epochs_total: j.job.epochs_total,
+                epochs: epochs.get(&j.job.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        sections.push(SectionView { section, shared, jobs: views });
+    }
+    Ok(Report {
+        sweep_id: sweep.id.clone(),
+        title: sweep.name.clone().unwrap_or_else(|| format!("Sweep {}", &sweep.id[..8])),
+        created_at: rfc3339(sweep.created_at),
+        sections,
+    })
+}
+
+fn job_summary(j: &SweepJob, epochs: &[EpochMetrics]) -> Value {
+    let last = epochs.last();
+    let best = epochs.iter().max_by(|a, b| a.test_acc.total_cmp(&b.test_acc));
+    json!({
+        "id": j.job.id,
+        "status": j.job.status,
+        "point": serde_json::from_str::<Value>(&j.point).unwrap_or_default(),
+        "sections": sections_of(j).into_iter().map(|(k, l)| json!({"section": k, "label": l})).collect::<Vec<_>>(),
+        "parameters": j.job.parameters,
+        "epochs_done": j.job.epochs_done,
+        "epochs_total": j.job.epochs_total,
+        "final": last,
+        "best_test_acc": best.map(|b| b.test_acc),
+        "best_epoch": best.map(|b| b.epoch),
+    })
+}
+
+async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
+    let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
+    let mut out = Vec::new();
+    for j in &jobs {
+        out.push(job_summary(j, &epochs_of(pool, &j.job.id).await?.1));
+    }
+    let mut counts = serde_json::Map::new();
+    for j in &jobs {
+        let n = counts.get(&j.job.status).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(j.job.status.clone(), json!(n + 1));
+    }
+    Ok(json!({
+        "id": sweep.id,
+        "name": sweep.name,
+        "created_at": rfc3339(sweep.created_at),
+        "definition": serde_json::from_str::<Value>(&sweep.definition).unwrap_or_default(),
+        "status_counts": counts,
+        "jobs": out,
+        "report": format!("/sweeps/{}/report", sweep.id),
+    }))
+}
+
+pub async fn create_sweep(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let seed = crate::spec::Spec::parse(&json!({})).map_or(0, |s| s.seed);
+    let plan = sweep::plan(&body, seed).map_err(ApiError::Invalid)?;
+    let limits = &state.limits;
+    let too_long: Vec<crate::spec::FieldError> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.spec.epochs > limits.max_epochs)
+        .take(1)
+        .map(|j| crate::spec::FieldError {
+            field: "epochs".into(),
+            message: format!(
+                "this server allows at most {} epochs per job (TRAINYARD_MAX_EPOCHS_PER_JOB), got {}",
+                limits.max_epochs, j.spec.epochs
+            ),
+        })
+        .collect();
+    if !too_long.is_empty() {
+        return Err(ApiError::Invalid(too_long));
+    }
+    let queued = queue::users::queued_count(&state.pool, user.0.id).await?;
+    if queued + plan.jobs.len() as i64 > limits.max_queued {
+        return Err(ApiError::TooMany {
+            message: format!(
+                "this sweep queues {} jobs and you have {queued} queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
+                plan.jobs.len(),
+                limits.max_queued
+            ),
+            retry_after: None,
+        });
+    }
+    let sweep_id = uuid::Uuid::new_v4().to_string();
+    let now = queue::now_ms();
+    let prepared: Vec<(String, String, String, String, String)> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let spec = j.spec.to_json().to_string();
+            let hash = hex::encode(Sha256::digest(spec.as_bytes()));
+            (
+                uuid::Uuid::new_v4().to_string(),
+                spec,
+                hash,
+                Value::Object(j.point.clone()).to_string(),
+                json!(j.sections).to_string(),
+            )
+        })
+        .collect();
+    let jobs = plan
+        .jobs
+        .iter()
+        .zip(&prepared)
+        .map(|(j, (id, spec, hash, point, sections))| NewSweepJob {
+            job: NewJob {
+                id,
+                owner_id: user.0.id,
+                name: j.spec.name.as_deref(),
+                spec,
+                parameters: crate::train::parameter_count(&j.spec),
+                epochs_total: j.spec.epochs.into(),
+                idempotency_key: None,
+                request_hash: hash,
+                now,
+            },
+            point: point.clone(),
+            sections: sections.clone(),
+        })
+        .collect();
+    sweeps::create_sweep(&state.pool, &sweep_id, user.0.id, plan.name.as_deref(), &body.to_string(), jobs, now).await?;
+    state.wake.notify_waiters();
+    let sweep = sweeps::get_sweep(&state.pool, &sweep_id).await?.ok_or_else(|| not_found(&sweep_id))?;
+    let body = sweep_json(&state.pool, &sweep).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
+}
+
+pub async fn list_sweeps(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    let owner = if user.0.is_admin { None } else { Some(user.0.id) };
+    let rows = sweeps::list_sweeps(&state.pool, owner).await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|s| json!({"id": s.id, "name": s.name, "created_at": rfc3339(s.created_at), "url": format!("/sweeps/{}", s.id)}))
+        .collect();
+    Ok(Json(json!({"sweeps": list})))
+}
+
+pub async fn get_sweep(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let sweep = load_sweep(&state, &user, &id).await?;
+    Ok(Json(sweep_json(&state.pool, &sweep).await?))
+}
+
+/// Cancels every job of the sweep that has not finished.
+pub async fn cancel_sweep(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let sweep = load_sweep(&state, &user, &id).await?;
+    for j in sweeps::sweep_jobs(&state.pool, &sweep.id).await? {
+        if let CancelOutcome::Cancelled { was_running: true } =
+            queue::cancel_job(&state.pool, &j.job.id, queue::now_ms()).await?
+        {
+            state.running.stop(&j.job.id);
+        }
+    }
+    Ok(Json(sweep_json(&state.pool, &sweep).await?))
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    format: Option<String>,
+}
+
+pub async fn get_report(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let sweep = load_sweep(&state, &user, &id).await?;
+    let md = match q.format.as_deref() {
+        None | Some("html") => false,
+        Some("md") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "format",
+                format!("format must be one of html, md, got {other:?}"),
+            ))
+        }
+    };
+    let r = build_report(&state.pool, &sweep).await?;
+    let (body, ctype) = tokio::task::spawn_blocking(move || {
+        if md {
+            (report::markdown(&r), "text/markdown; charset=utf-8")
+        } else {
+            (report::html(&r), "text/html; charset=utf-8")
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SweepPlotQuery {
+    section: Option<String>,
+    #[serde(flatten)]
+    plot: PlotQuery,
+}
+
+/// The sweep's jobs (or one section's) overlaid, named by what varies.
+pub async fn plot_sweep(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<SweepPlotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = options(&q.plot)?;
+    let sweep = load_sweep(&state, &user, &id).await?;
+    let sections = sections_for(&sweep);
+    let key = match &q.section {
+        None => None,
+        Some(k) if sections.iter().any(|s| s.key == k) => Some(k.clone()),
+        Some(k) => {
+            let keys: Vec<&str> = sections.iter().map(|s| s.key).collect();
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "section",
+                format!("section must be one of {}, got {k:?}", keys.join(", ")),
+            ));
+        }
+    };
+    let mut loaded = Vec::new();
+    let mut labels = Vec::new();
+    for j in sweeps::sweep_jobs(&state.pool, &sweep.id).await? {
+        let sections = sections_of(&j);
+        let label = match &key {
+            Some(k) => match sections.iter().find(|(s, _)| s == k) {
+                Some((_, l)) => l.clone(),
+                None => continue,
+            },
+            None => sections.first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string()),
+        };
+        let (raw, epochs) = epochs_of(&state.pool, &j.job.id).await?;
+        let spec = serde_json::from_str(&j.job.spec).unwrap_or_default();
+        loaded.push(Loaded { row: j.job, spec, epochs, raw });
+        labels.push(label);
+    }
+    let title = match key.as_ref().and_then(|k| sections.iter().find(|s| s.key == k)) {
+        Some(s) => s.title.to_string(),
+        None => sweep.name.clone().unwrap_or_else(|| format!("Sweep {}", &sweep.id[..8])),
+    };
+    let specs: Vec<(Option<String>, Value)> = loaded.iter().map(|l| (None, l.spec.clone())).collect();
+    let shared = if specs.is_empty() { String::new() } else { crate::plot::compare(&specs).shared };
+    respond(&headers, opts, loaded, labels, title, shared).await
+}

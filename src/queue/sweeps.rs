@@ -1,0 +1,96 @@
+//! Sweeps: many jobs queued by one request, kept together for their report.
+
+use super::{create_job_in, JobRow, NewJob, Pool, QueueError, JOB_COLUMNS};
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct SweepRow {
+    pub seq: i64,
+    pub id: String,
+    pub owner_id: i64,
+    pub name: Option<String>,
+    pub definition: String,
+    pub created_at: i64,
+}
+
+/// One job of a sweep to create: the job, its point of the grid, its report sections.
+pub struct NewSweepJob<'a> {
+    pub job: NewJob<'a>,
+    pub point: String,
+    pub sections: String,
+}
+
+/// Creates the sweep and all its jobs in one transaction: all are queued, or none.
+pub async fn create_sweep(
+    pool: &Pool,
+    id: &str,
+    owner_id: i64,
+    name: Option<&str>,
+    definition: &str,
+    jobs: Vec<NewSweepJob<'_>>,
+    now: i64,
+) -> Result<(), QueueError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query("INSERT INTO sweeps (id, owner_id, name, definition, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(owner_id)
+        .bind(name)
+        .bind(definition)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    for (position, j) in jobs.iter().enumerate() {
+        create_job_in(&mut tx, &j.job).await?;
+        sqlx::query("INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(j.job.id)
+            .bind(position as i64)
+            .bind(&j.point)
+            .bind(&j.sections)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {
+    Ok(sqlx::query_as("SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Newest first, of one owner (or everyone's).
+pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
+    Ok(sqlx::query_as(
+        "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE (?1 IS NULL OR owner_id = ?1) \
+         ORDER BY seq DESC LIMIT 200",
+    )
+    .bind(owner)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A sweep's job with its point and sections.
+pub struct SweepJob {
+    pub job: JobRow,
+    pub point: String,
+    pub sections: String,
+}
+
+pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, QueueError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, s.point AS point, s.sections AS sections FROM sweep_jobs s JOIN jobs ON jobs.id = s.job_id \
+         WHERE s.sweep_id = ? ORDER BY s.position"
+    );
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        job: JobRow,
+        point: String,
+        sections: String,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&sql).bind(sweep_id).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|r| SweepJob { job: r.job, point: r.point, sections: r.sections }).collect())
+}

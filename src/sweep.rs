@@ -1,0 +1,318 @@
+//! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination) or
+//! the assignment preset, validated as a whole before anything is queued.
+
+use crate::spec::{FieldError, Spec};
+use serde_json::{json, Map, Value};
+
+/// Jobs one sweep may queue.
+pub const MAX_JOBS: usize = 100;
+pub const PRESET: &str = "cifar10-assignment";
+
+/// One job of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub spec: Spec,
+    /// The settings that make this job what it is in the sweep, e.g. {"batch_size": 1}.
+    pub point: Map<String, Value>,
+    /// (section key, label in that section) for every report section that shows this job.
+    pub sections: Vec<(String, String)>,
+}
+
+/// A report section: a question, and the jobs that answer it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Section {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub question: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub name: Option<String>,
+    pub jobs: Vec<PlannedJob>,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
+}
+
+/// The assignment's eight sections, each with its jobs as (label, settings).
+pub fn preset_sections() -> Vec<(Section, Vec<(&'static str, Value)>)> {
+    vec![
+        (
+            Section {
+                key: "tutorial",
+                title: "1. The tutorial's network as it is",
+                question: "How well does the tutorial's CNN (batch 4, lr 0.001, momentum 0.9, cross-entropy) learn?",
+            },
+            vec![("tutorial CNN", json!({}))],
+        ),
+        (
+            Section {
+                key: "linear",
+                title: "2. A single fully connected layer",
+                question: "How far does a linear classifier (3072→10) get?",
+            },
+            vec![("linear", json!({"model": "linear"})), ("tutorial CNN", json!({}))],
+        ),
+        (
+            Section {
+                key: "mlp",
+                title: "3. Three fully connected layers, with and without ReLU",
+                question: "Does a 3072→120→84→10 network need its non-linearity?",
+            },
+            vec![
+                ("MLP with ReLU", json!({"model": "mlp"})),
+                ("MLP without activation", json!({"model": "mlp", "activation": "none"})),
+            ],
+        ),
+        (
+            Section {
+                key: "cnn",
+                title: "4. Two convolutional layers with max pooling before three dense layers",
+                question: "What do the convolutions add over the dense networks?",
+            },
+            vec![
+                ("tutorial CNN", json!({})),
+                ("MLP with ReLU", json!({"model": "mlp"})),
+                ("linear", json!({"model": "linear"})),
+            ],
+        ),
+        (
+            Section {
+                key: "batch_size",
+                title: "5. Batch size",
+                question: "How do batch sizes 1, 4 and 1000 compare?",
+            },
+            vec![
+                ("batch_size=1", json!({"batch_size": 1})),
+                ("batch_size=4", json!({})),
+                ("batch_size=1000", json!({"batch_size": 1000})),
+            ],
+        ),
+        (
+            Section {
+                key: "lr",
+                title: "6. Learning rate",
+                question: "How do learning rates 10, 0.1, 0.01 and 0.0001 compare with the tutorial's 0.001?",
+            },
+            vec![
+                ("lr=10", json!({"lr": 10.0})),
+                ("lr=0.1", json!({"lr": 0.1})),
+                ("lr=0.01", json!({"lr": 0.01})),
+                ("lr=0.001 (tutorial)", json!({})),
+                ("lr=0.0001", json!({"lr": 0.0001})),
+            ],
+        ),
+        (
+            Section {
+                key: "augment",
+                title: "7. Data augmentation on training only",
+                question: "Do random resized crops and horizontal flips help test accuracy?",
+            },
+            vec![("no augmentation", json!({})), ("crop + flip", json!({"augment": true}))],
+        ),
+        (
+            Section {
+                key: "mse",
+                title: "8. Mean squared error instead of cross-entropy",
+                question: "How does training on MSE against one-hot targets compare?",
+            },
+            vec![("cross-entropy", json!({})), ("MSE", json!({"loss": "mse"}))],
+        ),
+    ]
+}
+
+/// The sections a grid sweep's report has: one, comparing every job.
+pub fn grid_section() -> Section {
+    Section { key: "all", title: "All jobs", question: "How do the settings of the grid compare?" }
+}
+
+fn merge(base: &Map<String, Value>, over: &Map<String, Value>) -> Value {
+    let mut m = base.clone();
+    for (k, v) in over {
+        m.insert(k.clone(), v.clone());
+    }
+    Value::Object(m)
+}
+
+/// Parses one job's spec; its errors are renamed to where they came from in the request.
+fn parse_job(spec: &Value, origin: impl Fn(&str) -> String, errors: &mut Vec<FieldError>) -> Option<Spec> {
+    match Spec::parse(spec) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            for f in e.0 {
+                let fe = err(origin(&f.field), f.message);
+                if !errors.contains(&fe) {
+                    errors.push(fe);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Validates a whole sweep request and lays out its jobs; `seed` is used when neither the
+/// base, the overrides nor the grid set one, so every job of a sweep shares it.
+pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
+    let Some(obj) = body.as_object() else {
+        return Err(vec![err(
+            "(body)",
+            "a sweep is a JSON object: {\"base\", \"vary\"} or {\"preset\", \"overrides\"}",
+        )]);
+    };
+    let mut errors = Vec::new();
+    let allowed = ["name", "base", "vary", "preset", "overrides"];
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            errors.push(err(k.clone(), format!("unknown field; allowed: {}", allowed.join(", "))));
+        }
+    }
+    let name = match obj.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => Some(s.clone()),
+        Some(v) => {
+            errors.push(err("name", format!("must be a non-empty string of at most 200 characters, got {v}")));
+            None
+        }
+    };
+    let object = |key: &str, errors: &mut Vec<FieldError>| match obj.get(key) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(v) => {
+            errors.push(err(key, format!("must be a JSON object of spec fields, got {v}")));
+            Map::new()
+        }
+    };
+    let jobs = if let Some(preset) = obj.get("preset") {
+        if obj.contains_key("base") || obj.contains_key("vary") {
+            errors.push(err("preset", "a preset takes \"overrides\", not \"base\" or \"vary\""));
+        }
+        if preset != PRESET {
+            errors.push(err("preset", format!("the presets are \"{PRESET}\", got {preset}")));
+            return Err(errors);
+        }
+        let mut overrides = object("overrides", &mut errors);
+        overrides.entry("seed").or_insert(json!(seed));
+        preset_jobs(&overrides, &mut errors)
+    } else {
+        let mut base = object("base", &mut errors);
+        let vary = object("vary", &mut errors);
+        if !vary.contains_key("seed") {
+            base.entry("seed").or_insert(json!(seed));
+        }
+        grid_jobs(&base, &vary, &mut errors)
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan { name, jobs })
+}
+
+fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Vec<PlannedJob> {
+    if vary.is_empty() {
+        errors.push(err(
+            "vary",
+            "name at least one spec field with a list of values, e.g. {\"batch_size\": [1, 4, 1000]}",
+        ));
+        return Vec::new();
+    }
+    let mut axes: Vec<(&String, &Vec<Value>)> = Vec::new();
+    for (k, v) in vary {
+        match v.as_array() {
+            Some(values) if !values.is_empty() => axes.push((k, values)),
+            _ => errors.push(err(format!("vary.{k}"), format!("must be a non-empty list of values, got {v}"))),
+        }
+        if base.contains_key(k) && k != "seed" {
+            errors.push(err(format!("vary.{k}"), "is also set in base; set it in one place"));
+        }
+    }
+    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
+    if total > MAX_JOBS {
+        errors
+            .push(err("vary", format!("the grid has {total} combinations; a sweep may queue at most {MAX_JOBS} jobs")));
+        return Vec::new();
+    }
+    if !errors.is_empty() {
+        return Vec::new();
+    }
+    let mut points: Vec<Map<String, Value>> = vec![Map::new()];
+    for (k, values) in &axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.insert((*k).clone(), v.clone());
+                    q
+                })
+            })
+            .collect();
+    }
+    let mut jobs = Vec::new();
+    for point in points {
+        let origin = |f: &str| match point.get(f) {
+            Some(v) => format!("vary.{f} (value {v})"),
+            None => format!("base.{f}"),
+        };
+        if let Some(spec) = parse_job(&merge(base, &point), origin, errors) {
+            let label = point
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            jobs.push(PlannedJob { spec, point, sections: vec![("all".into(), label)] });
+        }
+    }
+    jobs
+}
+
+fn preset_jobs(overrides: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Vec<PlannedJob> {
+    let mut jobs: Vec<PlannedJob> = Vec::new();
+    for (section, members) in preset_sections() {
+        for (label, settings) in members {
+            let settings = settings.as_object().cloned().unwrap_or_default();
+            let Some(spec) = parse_job(&merge(overrides, &settings), |f| format!("overrides.{f}"), errors) else {
+                continue;
+            };
+            // Sections that name the same experiment share one job.
+            let entry = (section.key.to_string(), label.to_string());
+            match jobs.iter_mut().find(|j| j.spec == spec) {
+                Some(j) => j.sections.push(entry),
+                None => jobs.push(PlannedJob { spec, point: settings, sections: vec![entry] }),
+            }
+        }
+    }
+    jobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preset_queues_twelve_distinct_jobs_with_the_tutorial_net_shared() {
+        let p = plan(&json!({"preset": PRESET, "overrides": {"epochs": 2}}), 7).unwrap();
+        assert_eq!(p.jobs.len(), 12);
+        assert!(p.jobs.iter().all(|j| j.spec.epochs == 2 && j.spec.seed == 7));
+        let tutorial = p.jobs.iter().find(|j| j.point.is_empty()).unwrap();
+        let keys: Vec<&str> = tutorial.sections.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["tutorial", "linear", "cnn", "batch_size", "lr", "augment", "mse"]);
+    }
+
+    #[test]
+    fn a_grid_is_every_combination_and_names_each_bad_value() {
+        let p =
+            plan(&json!({"base": {"epochs": 3}, "vary": {"batch_size": [1, 4], "lr": [0.1, 0.01, 0.001]}}), 1).unwrap();
+        assert_eq!(p.jobs.len(), 6);
+        assert_eq!(p.jobs[5].sections[0].1, "batch_size=4, lr=0.001");
+        let e = plan(&json!({"base": {"epochs": 0}, "vary": {"lr": [0.1, -1]}}), 1).unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["base.epochs", "vary.lr (value -1)"]);
+        let e = plan(&json!({"vary": {"lr": []}}), 1).unwrap_err();
+        assert_eq!(e[0].field, "vary.lr");
+        let many: Vec<u32> = (1..=11).collect();
+        let e = plan(&json!({"vary": {"batch_size": many, "epochs": many}}), 1).unwrap_err();
+        assert!(e[0].message.contains("121 combinations"), "{:?}", e);
+    }
+}
