@@ -179,7 +179,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
     root.fill(&WHITE)?;
     let scale = (fig.height as f64 / 700.0).min(fig.width as f64 / 1000.0).max(0.5);
     let px = |s: f64| (s * scale).round() as u32;
-    let title_h = px(70.0);
+    // No title and no subtitle (a report gives them in its own text): no title band.
+    let title_h = if fig.title.is_empty() && fig.subtitle.is_empty() { 0 } else { px(70.0) };
     let (top, body) = root.split_vertically(title_h);
     top.draw(&Text::new(fig.title.clone(), (px(16.0) as i32, px(8.0) as i32), (FAMILY, px(30.0)).into_font()))?;
     // A long settings line gets a smaller font rather than running off the edge (a glyph
@@ -251,7 +252,9 @@ fn panel<DB: DrawingBackend>(
             .flatten()
             .collect();
         let (lo, hi) = y_range(&all);
-        (lo, hi, hi + (hi - lo) * 0.2)
+        // Room above the curves for the legend: a line per job (or per loss), plus markers.
+        let entries = if comparing { fig.series.len() } else { 2 } + 1;
+        (lo, hi, hi + (hi - lo) * (0.1 + 0.08 * entries as f64).min(0.9))
     } else {
         (0.0, 100.0, 100.0)
     };
@@ -327,6 +330,13 @@ fn panel<DB: DrawingBackend>(
                     chart.draw_series(line.iter().map(|p| Circle::new(*p, stroke + 1, c.filled())))?;
                 }
             }
+            // A series with nothing drawable (every loss non-finite) still gets its legend line.
+            if let (Some(l), false) = (&label, labelled) {
+                chart
+                    .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())?
+                    .label(l.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+            }
             let off: Vec<(f64, f64)> =
                 points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
             if !off.is_empty() {
@@ -340,12 +350,13 @@ fn panel<DB: DrawingBackend>(
             }
             let gaps: Vec<(f64, f64)> = points.iter().filter(|(_, v)| v.is_none()).map(|(x, _)| (*x, y_hi)).collect();
             if !gaps.is_empty() {
-                let red = RGBColor(200, 0, 0);
-                let drawn = chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), red.stroke_width(2))))?;
+                // Black, so no job's colour is mistaken for it.
+                let mark = RGBColor(0, 0, 0);
+                let drawn = chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), mark.stroke_width(2))))?;
                 if !marked_gap {
                     drawn
                         .label("not finite (diverged)")
-                        .legend(move |(x, y)| Cross::new((x + 11, y), 5, red.stroke_width(2)));
+                        .legend(move |(x, y)| Cross::new((x + 11, y), 5, mark.stroke_width(2)));
                     marked_gap = true;
                 }
             }
@@ -359,14 +370,39 @@ fn panel<DB: DrawingBackend>(
             .label_font((FAMILY, px(15.0)))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
-            .position(if metric == Metric::Loss {
-                SeriesLabelPosition::UpperRight
-            } else {
-                SeriesLabelPosition::LowerRight
-            })
+            .position(emptiest_corner(fig, &values, (x_max as f64, y_lo, y_top)))
             .draw()?;
     }
     Ok(())
+}
+
+/// The legend goes in the corner of the panel that the curves cross least (upper right on a
+/// tie, where falling loss curves and rising accuracies usually leave room).
+fn emptiest_corner(fig: &Figure, values: &[Value], (x_max, y_lo, y_top): (f64, f64, f64)) -> SeriesLabelPosition {
+    let (x_mid, y_mid) = (x_max / 2.0, (y_lo + y_top) / 2.0);
+    let mut counts = [0usize; 4]; // upper right, upper left, lower right, lower left
+    for s in &fig.series {
+        for e in s.epochs {
+            for v in values.iter().filter_map(|v| v.of(e)) {
+                let x = e.epoch as f64;
+                let i = match (v >= y_mid, x >= x_mid) {
+                    (true, true) => 0,
+                    (true, false) => 1,
+                    (false, true) => 2,
+                    (false, false) => 3,
+                };
+                counts[i] += 1;
+            }
+        }
+    }
+    let best = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
+    [
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::LowerLeft,
+    ][best]
+        .clone()
 }
 
 /// The settings a title or legend names, in this order.

@@ -70,7 +70,7 @@ pub fn findings(jobs: &[JobView]) -> Vec<String> {
         let progress =
             if done < j.epochs_total { format!(" (after {done} of {} epochs)", j.epochs_total) } else { String::new() };
         if with.len() > 1 {
-            out.push(format!("Best test accuracy: {} with {} in epoch {epoch}{progress}.", j.label, pct(acc)));
+            out.push(format!("Best test accuracy: {}, {} in epoch {epoch}{progress}.", j.label, pct(acc)));
         } else {
             out.push(format!("{} reached {} test accuracy, best in epoch {epoch}{progress}.", j.label, pct(acc)));
         }
@@ -83,9 +83,10 @@ pub fn findings(jobs: &[JobView]) -> Vec<String> {
         let (best, at) = s.best_test.expect("has epochs");
         let last = j.epochs.last().expect("has epochs");
         let train_at_best = j.epochs.iter().find(|e| e.epoch == at).map_or(0.0, |e| e.train_acc);
-        if at < last.epoch && best - last.test_acc >= 0.01 && last.train_acc > train_at_best && !s.diverged {
+        // Two points either way, so one noisy epoch does not make a finding.
+        if at < last.epoch && best - last.test_acc >= 0.02 && last.train_acc - train_at_best >= 0.02 && !s.diverged {
             out.push(format!(
-                "{}: test accuracy peaked at {} in epoch {at} and fell to {} while training accuracy rose from {} to {} (overfitting).",
+                "{}: test accuracy peaked at {} in epoch {at} and fell to {} while training accuracy kept rising, from {} to {}.",
                 j.label,
                 pct(best),
                 pct(last.test_acc),
@@ -103,8 +104,9 @@ fn escape(s: &str) -> String {
 
 fn figure(sv: &SectionView) -> String {
     let fig = Figure {
-        title: sv.section.title.to_string(),
-        subtitle: sv.shared.clone(),
+        // The section's heading and settings line stand above the figure already.
+        title: String::new(),
+        subtitle: String::new(),
         series: sv.jobs.iter().map(|j| Series { label: j.label.clone(), epochs: &j.epochs }).collect(),
         metric: Metric::All,
         epochs_total: sv.jobs.iter().map(|j| j.epochs_total as u32).max().unwrap_or(1),
@@ -230,4 +232,49 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(label: &str, accs: &[(f64, f64)], diverged_at: Option<usize>) -> JobView {
+        JobView {
+            label: label.into(),
+            id: label.into(),
+            status: "succeeded".into(),
+            parameters: 1,
+            epochs_total: accs.len() as i64,
+            epochs: accs
+                .iter()
+                .enumerate()
+                .map(|(i, &(train, test))| EpochMetrics {
+                    epoch: i as u32 + 1,
+                    train_loss: if Some(i) == diverged_at { None } else { Some(1.0) },
+                    train_acc: train,
+                    test_loss: Some(1.0),
+                    test_acc: test,
+                    seconds: 1.0,
+                    train_seconds: 1.0,
+                    samples_per_second: 1.0,
+                    diverged: Some(i) == diverged_at,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn findings_name_the_best_the_diverged_and_a_real_fall_in_test_accuracy() {
+        let jobs = vec![
+            job("a", &[(0.3, 0.3), (0.5, 0.45), (0.7, 0.40)], None),
+            job("b", &[(0.3, 0.3), (0.4, 0.35), (0.45, 0.345)], None),
+            job("c", &[(0.1, 0.1), (0.1, 0.1), (0.1, 0.1)], Some(1)),
+        ];
+        let f = findings(&jobs);
+        assert_eq!(f[0], "Best test accuracy: a, 45.0% in epoch 2.");
+        assert_eq!(f[1], "Diverged (loss not finite): c.");
+        assert!(f[2].starts_with("a: test accuracy peaked at 45.0% in epoch 2 and fell to 40.0%"), "{f:?}");
+        assert_eq!(f.len(), 3, "b's half-point dip is noise, not a finding: {f:?}");
+        assert_eq!(findings(&[job("x", &[], None)]), ["No epoch has finished yet."]);
+    }
 }

@@ -48,6 +48,19 @@ fn sections_for(sweep: &SweepRow) -> Vec<Section> {
     }
 }
 
+/// The jobs a section shows, with their labels there; a preset section lists them in the
+/// order the assignment names them.
+fn members_of<'a>(jobs: &'a [SweepJob], key: &str) -> Vec<(&'a SweepJob, String)> {
+    let mut members: Vec<(&SweepJob, String)> = jobs
+        .iter()
+        .filter_map(|j| sections_of(j).into_iter().find(|(k, _)| k == key).map(|(_, label)| (j, label)))
+        .collect();
+    if let Some((_, order)) = sweep::preset_sections().into_iter().find(|(s, _)| s.key == key) {
+        members.sort_by_key(|(_, label)| order.iter().position(|(l, _)| l == label).unwrap_or(usize::MAX));
+    }
+    members
+}
+
 async fn epochs_of(pool: &Pool, id: &str) -> Result<(Vec<String>, Vec<EpochMetrics>), ApiError> {
     let raw = queue::get_metrics(pool, id, 0).await?;
     let parsed = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
@@ -63,10 +76,7 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
     }
     let mut sections = Vec::new();
     for section in sections_for(sweep) {
-        let members: Vec<(&SweepJob, String)> = jobs
-            .iter()
-            .filter_map(|j| sections_of(j).into_iter().find(|(k, _)| k == section.key).map(|(_, label)| (j, label)))
-            .collect();
+        let members = members_of(&jobs, section.key);
         if members.is_empty() {
             continue;
         }
@@ -314,20 +324,20 @@ pub async fn plot_sweep(
             ));
         }
     };
+    let jobs = sweeps::sweep_jobs(&state.pool, &sweep.id).await?;
+    let members: Vec<(&SweepJob, String)> = match &key {
+        Some(k) => members_of(&jobs, k),
+        None => jobs
+            .iter()
+            .map(|j| (j, sections_of(j).first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string())))
+            .collect(),
+    };
     let mut loaded = Vec::new();
     let mut labels = Vec::new();
-    for j in sweeps::sweep_jobs(&state.pool, &sweep.id).await? {
-        let sections = sections_of(&j);
-        let label = match &key {
-            Some(k) => match sections.iter().find(|(s, _)| s == k) {
-                Some((_, l)) => l.clone(),
-                None => continue,
-            },
-            None => sections.first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string()),
-        };
+    for (j, label) in members {
         let (raw, epochs) = epochs_of(&state.pool, &j.job.id).await?;
         let spec = serde_json::from_str(&j.job.spec).unwrap_or_default();
-        loaded.push(Loaded { row: j.job, spec, epochs, raw });
+        loaded.push(Loaded { row: j.job.clone(), spec, epochs, raw });
         labels.push(label);
     }
     let title = match key.as_ref().and_then(|k| sections.iter().find(|s| s.key == k)) {
