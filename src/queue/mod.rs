@@ -426,8 +426,3 @@ pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<String
         .fetch_all(pool)
         .await?)
 }
-
-/// The job's status now, if it exists.
-pub async fn job_status(pool: &Pool, id: &str) -> Result<Option<String>, QueueError> {
-    Ok(sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(pool).await?)
-}

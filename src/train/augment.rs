@@ -3,7 +3,7 @@
 //! 32×32, bilinear) and RandomHorizontalFlip (p = 0.5) in a single `grid_sample`.
 
 use super::rng::EpochRng;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 pub const SIZE: i64 = 32;
 pub const SCALE: (f64, f64) = (0.08, 1.0);
@@ -92,9 +92,4 @@ pub fn apply(images: &Tensor, plan: &[ImagePlan]) -> Tensor {
         .clamp_tensor(Some(bounds.narrow(3, 0, 2)), Some(bounds.narrow(3, 2, 2)));
     // interpolation 0 = bilinear, padding 1 = border.
     images.grid_sampler_2d(&grid, 0, 1, false)
-}
-
-/// Convenience for tests and tools: a float copy of a uint8 batch, augmented with `plan`.
-pub fn apply_u8(images_u8: &Tensor, plan: &[ImagePlan]) -> Tensor {
-    apply(&images_u8.to_kind(Kind::Float), plan)
 }

@@ -51,9 +51,6 @@ impl Split {
         Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
     }
 
-    fn shallow_clone(&self) -> Split {
-        Split { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }
-    }
 }
 
 /// The dataset, resident on one device.
@@ -69,11 +66,6 @@ impl Cifar10 {
         let train = read_split(dir, &TRAIN_FILES)?;
         let test = read_split(dir, &[TEST_FILE])?;
         Ok(Cifar10 { train: train.to_device(device), test: test.to_device(device), device })
-    }
-
-    /// Another handle on the same tensors, for another thread that trains on this device.
-    pub fn shallow_clone(&self) -> Cifar10 {
-        Cifar10 { train: self.train.shallow_clone(), test: self.test.shallow_clone(), device: self.device }
     }
 }
 
