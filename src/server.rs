@@ -72,6 +72,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         limits: api::Limits { max_queued: cfg.max_queued_per_user, max_epochs: cfg.max_epochs_per_job },
         limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
         workers: workers.len(),
+        artifacts: cfg.artifacts.clone(),
     });
     info!(
         workers = workers.len(),

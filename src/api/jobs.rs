@@ -335,3 +335,38 @@ pub async fn get_metrics(
         "epochs": epochs,
     })))
 }
+
+/// The trained weights (safetensors), for the job's owner and admins.
+pub async fn get_model(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = load(&state, &user, &id).await?;
+    let dir = state.artifacts.join("jobs").join(&row.id);
+    let exported = tokio::task::spawn_blocking(move || crate::train::checkpoint::export_weights(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some((bytes, epoch)) = exported else {
+        return Err(ApiError::Conflict(format!(
+            "job {} has no trained weights yet: no epoch has finished ({})",
+            row.id, row.status
+        )));
+    };
+    let stem: String = row
+        .name
+        .clone()
+        .unwrap_or_else(|| row.id.clone())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{stem}-epoch{epoch}.safetensors\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}

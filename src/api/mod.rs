@@ -33,6 +33,8 @@ pub struct AppState {
     pub limiter: Arc<auth::RateLimiter>,
     /// Workers of this process, for the queue's estimates.
     pub workers: usize,
+    /// Where checkpoints live (jobs/<id>/checkpoint.safetensors).
+    pub artifacts: std::path::PathBuf,
 }
 
 /// What one user may ask of a shared box.
@@ -57,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs/{id}/cancel"),
     ("get", "/jobs/{id}/metrics"),
     ("get", "/jobs/{id}/plot"),
+    ("get", "/jobs/{id}/model"),
     ("get", "/plot"),
     ("post", "/sweeps"),
     ("get", "/sweeps"),
@@ -78,6 +81,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
         ("get", "/jobs/{id}/plot") => get(plots::plot_job),
+        ("get", "/jobs/{id}/model") => get(jobs::get_model),
         ("get", "/plot") => get(plots::plot_jobs),
         ("post", "/sweeps") => post(sweeps::create_sweep),
         ("get", "/sweeps") => get(sweeps::list_sweeps),

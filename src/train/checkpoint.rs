@@ -135,3 +135,29 @@ pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result
     };
     Ok(Some(Restored { epoch, metrics }))
 }
+
+/// The trained weights of `dir`'s checkpoint as a safetensors file of their own (no momentum),
+/// with the epoch and the spec in its metadata; `None` before the first epoch ends.
+pub fn export_weights(dir: &Path) -> Result<Option<(Vec<u8>, u32)>, CheckpointError> {
+    let path = dir.join(FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CheckpointError::Io { path, source }),
+    };
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut weights: Vec<(String, TensorView)> =
+        st.tensors().into_iter().filter(|(name, _)| !name.starts_with("momentum.")).collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    let out_meta = HashMap::from([
+        ("format".to_string(), "trainyard-weights-1".to_string()),
+        ("epoch".to_string(), epoch.to_string()),
+        ("spec".to_string(), meta.get("spec").cloned().unwrap_or_default()),
+    ]);
+    let out = safetensors::tensor::serialize(weights, &Some(out_meta)).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some((out, epoch)))
+}

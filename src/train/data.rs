@@ -50,7 +50,6 @@ impl Split {
     fn to_device(&self, device: Device) -> Split {
         Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
     }
-
 }
 
 /// The dataset, resident on one device.

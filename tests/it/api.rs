@@ -300,7 +300,11 @@ async fn routes_and_openapi_agree() {
             other => panic!("{other}"),
         };
         let r = r.send().await.unwrap();
-        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        if path == "/jobs/{id}/model" {
+            assert_eq!(r.status(), 409, "a queued job has no weights yet");
+        } else {
+            assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        }
         let anon = anon.send().await.unwrap();
         if path == "/healthz" || path == "/openapi.yaml" {
             assert_eq!(anon.status(), 200, "{path} is open");
@@ -311,4 +315,26 @@ async fn routes_and_openapi_agree() {
     }
     let (status, _) = app.get("/openapi.yaml").await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trained_weights_download_as_safetensors_for_the_owner_only() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"name": "lin", "model": "linear", "epochs": 2})).await;
+    app.wait_for(&id, 60, status_is("succeeded")).await;
+    let r = app.client.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"lin-epoch2.safetensors\"");
+    let bytes = r.bytes().await.unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["fc.bias", "fc.weight"], "weights only, no momentum");
+    assert_eq!(st.tensor("fc.weight").unwrap().shape(), [10, 3072]);
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert_eq!(meta["epoch"], "2");
+    assert!(meta["spec"].contains("\"model\":\"linear\""));
+    assert_eq!(app.bob.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap().status(), 404);
+    assert_eq!(app.admin.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap().status(), 200);
 }
