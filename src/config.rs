@@ -18,6 +18,10 @@ pub struct ServeConfig {
     /// Checkpoints, under jobs/<job id>/.
     #[arg(long, env = "TRAINYARD_ARTIFACTS", default_value = "var/artifacts")]
     pub artifacts: PathBuf,
+    /// Run the API only; `trainyard worker` processes (here or on other machines sharing
+    /// the database) do the training.
+    #[arg(long, env = "TRAINYARD_NO_WORKERS")]
+    pub no_workers: bool,
     /// Workers on each CUDA device (several let small jobs share a GPU).
     #[arg(long, env = "TRAINYARD_WORKERS_PER_GPU", default_value_t = 1)]
     pub workers_per_gpu: usize,

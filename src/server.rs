@@ -32,17 +32,19 @@ impl Server {
     }
 }
 
-/// Binds, migrates, starts the workers and the API.
-pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
-    let pool = queue::connect(&cfg.database).await?;
-    bootstrap_admin(&pool, &cfg.admin_token_file).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
-    let addr = listener.local_addr()?;
+/// The workers of this process, and what they share with the API.
+struct WorkerSet {
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    devices: Vec<tch::Device>,
+    running: Arc<Running>,
+    wake: Arc<Notify>,
+}
+
+/// Starts the configured workers (none with `--no-workers`).
+fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>) -> WorkerSet {
     let running = Arc::new(Running::default());
     let wake = Arc::new(Notify::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-
-    let devices = plan_devices(cfg.workers_per_gpu, cfg.cpu_workers);
+    let devices = if cfg.no_workers { Vec::new() } else { plan_devices(cfg.workers_per_gpu, cfg.cpu_workers) };
     let cpu_workers = devices.iter().filter(|d| **d == tch::Device::Cpu).count().max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cfg.threads_per_worker.or(Some(((cores / cpu_workers).max(1)) as i32));
@@ -57,13 +59,51 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         max_running_per_user: cfg.max_running_per_user,
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
-    let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx.clone());
+    let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".into());
-    let mut workers = Vec::new();
-    for (i, device) in devices.iter().enumerate() {
-        let name = format!("{host}/{}/{}#{i}", std::process::id(), crate::device::device_name(*device));
-        workers.push(tokio::spawn(Worker::new(shared.clone(), name, *device).run()));
+    let workers = devices
+        .iter()
+        .enumerate()
+        .map(|(i, device)| {
+            let name = format!("{host}/{}/{}#{i}", std::process::id(), crate::device::device_name(*device));
+            tokio::spawn(Worker::new(shared.clone(), name, *device).run())
+        })
+        .collect();
+    WorkerSet { workers, devices, running, wake }
+}
+
+/// `trainyard worker`: workers only, no HTTP, on the given database, until SIGINT/SIGTERM.
+/// A cancel made through an API in another process reaches them at their next heartbeat.
+pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
+    let pool = queue::connect(&cfg.database).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, stop_rx);
+    info!(
+        workers = w.workers.len(),
+        devices = ?w.devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
+        database = %cfg.database,
+        "trainyard workers started"
+    );
+    wait_for_signal().await;
+    info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
+    let _ = stop_tx.send(true);
+    w.running.stop_all();
+    for h in w.workers {
+        let _ = h.await;
     }
+    pool.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Binds, migrates, starts the workers and the API.
+pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
+    let pool = queue::connect(&cfg.database).await?;
+    bootstrap_admin(&pool, &cfg.admin_token_file).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let WorkerSet { workers, devices, running, wake } = spawn_workers(&cfg, &pool, stop_rx.clone());
 
     let app = api::router(AppState {
         pool: pool.clone(),

@@ -19,6 +19,9 @@ pub struct Cli {
 enum Command {
     /// Run the HTTP API and the training workers (what `make run` starts).
     Serve(crate::config::ServeConfig),
+    /// Run training workers only, no HTTP, against the given database (the API runs
+    /// elsewhere with `serve --no-workers`, or alongside with its own workers).
+    Worker(crate::config::ServeConfig),
     /// The CIFAR-10 dataset.
     Data {
         #[command(subcommand)]
@@ -55,6 +58,10 @@ impl Cli {
             Command::Serve(cfg) => {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                 rt.block_on(crate::server::serve(cfg))
+            }
+            Command::Worker(cfg) => {
+                let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                rt.block_on(crate::server::run_workers(cfg))
             }
             Command::Data { command: DataCommand::Fetch { data_dir, url, md5 } } => {
                 crate::fetch::fetch(&crate::fetch::Source { url, md5 }, &data_dir)?;

@@ -34,6 +34,7 @@ pub fn config(dir: &Path, workers: usize) -> ServeConfig {
         database: format!("sqlite://{}", dir.join("trainyard.db").display()),
         data_dir: dir.join("data"),
         artifacts: dir.join("artifacts"),
+        no_workers: false,
         workers_per_gpu: 1,
         cpu_workers: workers,
         threads_per_worker: Some(1),

@@ -19,17 +19,28 @@ fn admin(dir: &Path) -> Client {
     crate::helpers::client_for(std::fs::read_to_string(dir.join("admin.token")).unwrap().trim())
 }
 
+/// `trainyard <command>` with one CPU worker on one thread, a 1 s lease and the test's files.
+fn trainyard(dir: &Path, command: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainyard"));
+    c.args([command, "--cpu-workers", "1", "--threads-per-worker", "1", "--lease-seconds", "1"])
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--artifacts")
+        .arg(dir.join("artifacts"));
+    c
+}
+
 impl ServeProcess {
     fn start(dir: &Path) -> ServeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trainyard"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--cpu-workers", "1", "--threads-per-worker", "1"])
-            .args(["--lease-seconds", "1"])
-            .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--artifacts")
-            .arg(dir.join("artifacts"))
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> ServeProcess {
+        let mut child = trainyard(dir, "serve")
+            .args(["--bind", "127.0.0.1:0"])
+            .args(extra)
             .arg("--admin-token-file")
             .arg(dir.join("admin.token"))
             .env("RUST_LOG", "info")
@@ -124,4 +135,40 @@ async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attemp
     let expected_attempt = if job["status"] == "queued" { 0 } else { 1 };
     assert_eq!(job["attempt"], expected_attempt, "{job}");
     assert!(job["epochs_done"].as_u64().unwrap() >= 1, "finished epochs are kept: {job}");
+}
+
+/// `trainyard worker` on the same database as an API-only server.
+fn start_worker(dir: &Path) -> Child {
+    trainyard(dir, "worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let api = ServeProcess::start_with(dir.path(), &["--no-workers"]);
+    let client = admin(dir.path());
+    let quick = submit(&client, &api, json!({"model": "linear", "epochs": 2})).await;
+    let long = submit(&client, &api, json!({"model": "cnn", "epochs": 500})).await;
+    // Nothing trains until a worker process starts.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let job: Value = client.get(api.url(&format!("/jobs/{quick}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+
+    let mut worker = start_worker(dir.path());
+    poll(&client, &api.url(&format!("/jobs/{quick}")), 60, status_is("succeeded")).await;
+    poll(&client, &api.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    // A cancel through the API reaches the other process at its next heartbeat: the worker
+    // lets go, and its later writes are fenced off (epochs_done stops moving).
+    let r = client.post(api.url(&format!("/jobs/{long}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let a: Value = client.get(api.url(&format!("/jobs/{long}"))).send().await.unwrap().json().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let b: Value = client.get(api.url(&format!("/jobs/{long}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!((a["status"].as_str(), b["epochs_done"].clone()), (Some("cancelled"), a["epochs_done"].clone()));
+    let next = submit(&client, &api, json!({"model": "linear", "epochs": 1})).await;
+    poll(&client, &api.url(&format!("/jobs/{next}")), 30, status_is("succeeded")).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
