@@ -17,13 +17,22 @@ all: build
 setup: $(STAMP)
 
 # The PyPI wheel of torch carries libtorch (and its CUDA libraries); nothing else is downloaded.
+# Missing Debian packages (a C++ compiler for torch-sys, python3-venv) are installed when
+# running as root with apt-get; otherwise the error says what to install.
 $(STAMP):
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.10+ with venv" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV) || { echo "error: python venv failed; on Debian: apt-get install -y python3-venv" >&2; exit 1; }
+	@command -v c++ >/dev/null || $(MAKE) --no-print-directory apt-install PKGS="g++"
+	@command -v $(PYTHON) >/dev/null || $(MAKE) --no-print-directory apt-install PKGS="python3 python3-venv"
+	$(PYTHON) -m venv $(VENV) || { $(MAKE) --no-print-directory apt-install PKGS="python3-venv" && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
 	$(VENV)/bin/python -c 'import torch; assert torch.__version__.startswith("$(TORCH_VERSION)"), torch.__version__'
 	touch $@
+
+.PHONY: apt-install
+apt-install:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PKGS); \
+	else echo "error: please install: $(PKGS)" >&2; exit 1; fi
 
 build: $(STAMP)
 	$(CARGO_ENV) $(CARGO) build --release
