@@ -277,6 +277,7 @@ impl Worker {
             tokio::select! {
                 r = &mut done_rx => break r.unwrap_or_else(|_| Err("training thread ended unexpectedly".into())),
                 _ = tokio::time::sleep(s.settings.heartbeat) => {
+                    let _ = queue::workers::worker_seen(&s.pool, &self.name, Some(&claimed.id), queue::now_ms()).await;
                     match queue::heartbeat(&s.pool, &claimed.id, claimed.attempt, queue::now_ms(), lease).await {
                         Ok(true) => {}
                         Ok(false) => stop.store(true, Ordering::Relaxed),
@@ -313,9 +314,21 @@ impl Worker {
     /// Claims jobs until shutdown; idle, it waits for a wake-up or polls now and then.
     pub async fn run(self) {
         let mut shutdown = self.shared.shutdown.clone();
+        let pool = &self.shared.pool;
+        let device = crate::device::device_name(self.device);
+        let host = self.name.split('/').next().unwrap_or("").to_string();
+        if let Err(e) = queue::workers::register_worker(pool, &self.name, &host, &device, queue::now_ms()).await {
+            warn!(error = %e, "registering the worker failed");
+        }
+        let mut last_seen = std::time::Instant::now();
         loop {
             if self.shared.shutting_down() {
                 break;
+            }
+            // Idle, a worker says it is alive every few seconds (running, every heartbeat).
+            if last_seen.elapsed() >= Duration::from_secs(5) {
+                let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
+                last_seen = std::time::Instant::now();
             }
             let idle = match self.run_once().await {
                 Ok(did) => !did,
@@ -330,8 +343,12 @@ impl Worker {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => {}
                 }
+            } else {
+                let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
+                last_seen = std::time::Instant::now();
             }
         }
+        let _ = queue::workers::worker_stopped(pool, &self.name, queue::now_ms()).await;
     }
 }
 

@@ -370,3 +370,28 @@ pub async fn get_model(
     )
         .into_response())
 }
+
+/// Every worker seen in the last day (admins): its device, last heartbeat and current job.
+pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    if !user.0.is_admin {
+        return Err(ApiError::Forbidden("only admins can list the workers".into()));
+    }
+    let now = queue::now_ms();
+    let rows = queue::workers::list_workers(&state.pool, now - 24 * 3600 * 1000).await?;
+    let workers: Vec<Value> = rows
+        .iter()
+        .map(|w| {
+            json!({
+                "name": w.name,
+                "host": w.host,
+                "device": w.device,
+                "started_at": rfc3339(Some(w.started_at)),
+                "last_heartbeat": rfc3339(Some(w.last_seen_at)),
+                "seconds_since_heartbeat": ((now - w.last_seen_at).max(0) as f64 / 1000.0).round(),
+                "job_id": w.job_id,
+                "stopped": w.stopped_at.is_some(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"workers": workers})))
+}

@@ -13,6 +13,7 @@
 
 pub mod sweeps;
 pub mod users;
+pub mod workers;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

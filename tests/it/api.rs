@@ -338,3 +338,20 @@ async fn the_trained_weights_download_as_safetensors_for_the_owner_only() {
     assert_eq!(app.bob.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap().status(), 404);
     assert_eq!(app.admin.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_the_workers_with_their_heartbeat_and_current_job() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"model": "cnn", "epochs": 200})).await;
+    app.wait_for(&id, 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    let url = app.url("/workers");
+    let listed = poll(&app.admin, &url, 10, |w| w["workers"][0]["job_id"] == id.as_str()).await;
+    let workers = listed["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["device"], "cpu");
+    assert_eq!(workers[0]["stopped"], false);
+    assert!(workers[0]["seconds_since_heartbeat"].as_f64().unwrap() < 5.0);
+    let r = app.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    app.cancel(&id).await;
+}
