@@ -157,7 +157,12 @@ impl Trainer {
             .name(name)
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    let result = train_one(&shared, &handle, device, &job);
+                    // N.B.: the thread must outlive any one job; a panic outside training
+                    // (loading the data onto a device, say) fails that job, not the worker.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        train_one(&shared, &handle, device, &job)
+                    }))
+                    .unwrap_or_else(|_| Err("the training thread panicked; see the server log".into()));
                     let _ = job.done.send(result);
                 }
             })
