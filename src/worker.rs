@@ -47,7 +47,7 @@ pub struct Running {
 impl Running {
     /// Raises the stop flag of `id` if it runs here; true if it did.
     pub fn stop(&self, id: &str) -> bool {
-        match self.flags.lock().expect("not poisoned").get(id) {
+        match self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
             Some(flag) => {
                 flag.store(true, Ordering::Relaxed);
                 true
@@ -58,19 +58,19 @@ impl Running {
 
     /// Raises every flag (a shutdown); the workers then put their jobs back in the queue.
     pub fn stop_all(&self) {
-        for flag in self.flags.lock().expect("not poisoned").values() {
+        for flag in self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
             flag.store(true, Ordering::Relaxed);
         }
     }
 
     fn insert(&self, id: &str) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
-        self.flags.lock().expect("not poisoned").insert(id.to_string(), flag.clone());
+        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_string(), flag.clone());
         flag
     }
 
     fn remove(&self, id: &str) {
-        self.flags.lock().expect("not poisoned").remove(id);
+        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 }
 
@@ -111,7 +111,7 @@ impl Shared {
     /// The device's dataset, loaded on first need (fetching it into an empty data directory).
     fn dataset(&self, device: Device) -> Result<Arc<SharedData>, String> {
         let key = crate::device::device_name(device);
-        let mut sets = self.datasets.lock().expect("not poisoned");
+        let mut sets = self.datasets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(d) = sets.get(&key) {
             return Ok(d.clone());
         }

@@ -60,7 +60,7 @@ impl RateLimiter {
         }
         let burst = (2.0 * self.rate).max(1.0);
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().expect("not poisoned");
+        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (tokens, at) = buckets.entry(user).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(burst);
         *at = now;
