@@ -71,7 +71,7 @@ async fn bad_or_missing_tokens_get_401_and_a_revoked_token_stops_at_once() {
 async fn a_classmates_single_job_starts_second_behind_ten_of_one_user() {
     let app = spawn_app(1).await;
     // Alice's first job takes long enough for all the other submissions to queue behind it.
-    let mut alice = vec![app.submit(json!({"model": "cnn", "epochs": 6, "batch_size": 4})).await];
+    let mut alice = vec![app.submit(json!({"model": "cnn", "epochs": 20, "batch_size": 4})).await];
     app.wait_for(&alice[0], 30, status_is("running")).await;
     for _ in 0..9 {
         alice.push(app.submit(json!({"model": "linear", "epochs": 1, "train_limit": 20})).await);
