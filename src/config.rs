@@ -18,8 +18,7 @@ pub struct ServeConfig {
     /// Checkpoints, under jobs/<job id>/.
     #[arg(long, env = "TRAINYARD_ARTIFACTS", default_value = "var/artifacts")]
     pub artifacts: PathBuf,
-    /// Run the API only; `trainyard worker` processes (here or on other machines sharing
-    /// the database) do the training.
+    /// Run the API only; `trainyard worker` processes on the same database do the training.
     #[arg(long, env = "TRAINYARD_NO_WORKERS")]
     pub no_workers: bool,
     /// Workers on each CUDA device (several let small jobs share a GPU).

@@ -31,6 +31,9 @@ pub enum QueueError {
     /// The database failed; the cause is logged, not shown to clients.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The URL names a database this build cannot use.
+    #[error("{0}")]
+    Unsupported(String),
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -38,6 +41,11 @@ pub enum QueueError {
 
 /// Opens (creating if needed) the database and applies the migrations.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
+    if !url.starts_with("sqlite:") {
+        return Err(QueueError::Unsupported(format!(
+            "--database {url}: only SQLite (sqlite://PATH) is supported so far; PostgreSQL is planned"
+        )));
+    }
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)

@@ -100,3 +100,14 @@ fn the_binary_links_libtorch_cuda_and_needs_no_ld_library_path() {
     assert!(!line.contains("not found"), "{line}");
     assert!(!text.contains("libtorch_cpu.so => not found"), "{text}");
 }
+
+#[test]
+fn serve_says_plainly_which_databases_it_takes() {
+    let out = trainyard()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", "postgres://postgres@127.0.0.1/x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("only SQLite (sqlite://PATH) is supported so far"), "{stderr}");
+}
