@@ -136,12 +136,20 @@ impl Shared {
     }
 }
 
+/// Why a job's training ended early.
+enum Failure {
+    /// Another worker (or a cancel) owns the job now: write nothing more.
+    LeaseLost(String),
+    /// The job failed for its own reasons: it fails with this message.
+    Job(String),
+}
+
 /// One job handed to a training thread.
 struct Assignment {
     claimed: Claimed,
     spec: Spec,
     stop: Arc<AtomicBool>,
-    done: oneshot::Sender<Result<Outcome, String>>,
+    done: oneshot::Sender<Result<Outcome, Failure>>,
 }
 
 /// The OS thread that trains for one worker.
@@ -162,7 +170,7 @@ impl Trainer {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         train_one(&shared, &handle, device, &job)
                     }))
-                    .unwrap_or_else(|_| Err("the training thread panicked; see the server log".into()));
+                    .unwrap_or_else(|_| Err(Failure::Job("the training thread panicked; see the server log".into())));
                     let _ = job.done.send(result);
                 }
             })
@@ -201,14 +209,14 @@ fn train_one(
     handle: &tokio::runtime::Handle,
     device: Device,
     job: &Assignment,
-) -> Result<Outcome, String> {
-    let data = shared.dataset(device)?;
+) -> Result<Outcome, Failure> {
+    let data = shared.dataset(device).map_err(Failure::Job)?;
     let dir = shared.settings.artifacts.join("jobs").join(&job.claimed.id);
     let opts = TrainOptions { checkpoint_dir: Some(&dir), threads: shared.settings.threads };
     let mut sink = DbSink { shared, handle, job: &job.claimed };
     train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
-        TrainError::Sink(e) => format!("lease lost: {e:#}"),
-        other => other.to_string(),
+        TrainError::Sink(e) => Failure::LeaseLost(format!("{e:#}")),
+        other => Failure::Job(other.to_string()),
     })
 }
 
@@ -280,7 +288,7 @@ impl Worker {
         let mut shutdown = s.shutdown.clone();
         let result = loop {
             tokio::select! {
-                r = &mut done_rx => break r.unwrap_or_else(|_| Err("training thread ended unexpectedly".into())),
+                r = &mut done_rx => break r.unwrap_or_else(|_| Err(Failure::Job("training thread ended unexpectedly".into()))),
                 _ = tokio::time::sleep(s.settings.heartbeat) => {
                     let _ = queue::workers::worker_seen(&s.pool, &self.name, Some(&claimed.id), queue::now_ms()).await;
                     match queue::heartbeat(&s.pool, &claimed.id, claimed.attempt, queue::now_ms(), lease).await {
@@ -306,8 +314,8 @@ impl Worker {
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) => info!(epochs_done, "job stopped (cancelled or lease lost)"),
-            Err(e) if e.starts_with("lease lost") => info!(reason = %e, "job stopped"),
-            Err(e) => {
+            Err(Failure::LeaseLost(e)) => info!(reason = %e, "job stopped: lease lost"),
+            Err(Failure::Job(e)) => {
                 if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), now).await? {
                     warn!(error = %e, "job failed");
                 }
