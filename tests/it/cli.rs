@@ -111,3 +111,45 @@ fn serve_says_plainly_which_databases_it_takes() {
     assert!(!out.status.success());
     assert!(stderr.contains("only SQLite (sqlite://PATH) is supported so far"), "{stderr}");
 }
+
+#[test]
+fn plot_draws_a_runs_metrics_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    trainyard::train::data::write_synthetic(&data, 20, 20, 2).unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, r#"{"name": "offline", "model": "linear", "epochs": 3}"#).unwrap();
+    let out = dir.path().join("run");
+    let trained = trainyard()
+        .args([
+            "train",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(trained.status.success());
+    let metrics = out.join("metrics.jsonl");
+
+    let drawn = trainyard().args(["plot", "--metrics", metrics.to_str().unwrap()]).output().unwrap();
+    assert!(drawn.status.success(), "{}", String::from_utf8_lossy(&drawn.stderr));
+    let img = image::open(out.join("plot.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (1000, 700));
+
+    let svg = dir.path().join("loss.svg");
+    let drawn = trainyard()
+        .args(["plot", "--metrics", metrics.to_str().unwrap(), "--metric", "loss", "--out", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(drawn.status.success());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("offline (3 of 3 epochs)") && text.contains("train loss"), "the title names the run");
+
+    let bad = trainyard().args(["plot", "--metrics", metrics.to_str().unwrap(), "--out", "x.jpg"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must end in .png or .svg"));
+}
