@@ -50,6 +50,16 @@ enum DataCommand {
         #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
         md5: String,
     },
+    /// Write a small learnable stand-in dataset in CIFAR-10's binary format (colour and stripe
+    /// patterns plus noise), for trying the service or checking a GPU without the real data.
+    Synthetic {
+        /// Where the binary files go.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Images per training file (there are five) and in the test file.
+        #[arg(long, default_value_t = 1000)]
+        per_file: usize,
+    },
 }
 
 impl Cli {
@@ -58,6 +68,15 @@ impl Cli {
             Command::Serve(cfg) => {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                 rt.block_on(crate::server::serve(cfg))
+            }
+            Command::Data { command: DataCommand::Synthetic { data_dir, per_file } } => {
+                crate::train::data::write_synthetic(&data_dir, per_file, per_file, 1)?;
+                println!(
+                    "wrote a synthetic stand-in dataset ({} training, {per_file} test images) to {}",
+                    5 * per_file,
+                    data_dir.display()
+                );
+                Ok(())
             }
             Command::Worker(cfg) => {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -153,3 +153,13 @@ fn plot_draws_a_runs_metrics_offline() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must end in .png or .svg"));
 }
+
+#[test]
+fn data_synthetic_writes_a_dataset_the_loader_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        trainyard().args(["data", "synthetic", "--per-file", "30", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let d = trainyard::train::data::Cifar10::load(dir.path(), tch::Device::Cpu).unwrap();
+    assert_eq!((d.train.len(), d.test.len()), (150, 30));
+}
