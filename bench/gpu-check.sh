@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The GPU check, prepared for a session that is lent a device (see README "GPU"): run on the
-# device machine from the repo root, with target/release/trainyard built here and carried.
-# It needs no Rust and no network there: torch 2.11.0+cu130 at /opt/torch/.venv provides libtorch.
-# usage (device tool): bash bench/gpu-check.sh   (writes its log to $OUT when set)
+# device machine from the repo root. It needs no Rust and no network there: torch
+# 2.11.0+cu130 at /opt/torch/.venv provides libtorch.
+# Here first (the release binary carries debug info, 150 MB; stripped it is 14 MB):
+#   make build && mkdir -p .gpu && objcopy --strip-debug target/release/trainyard .gpu/trainyard
+#   echo /.gpu/ >> .git/info/exclude
+# then with the device tool: run(command="bash bench/gpu-check.sh", carry=[".gpu"])
+# It writes its log to $OUT when set.
 set -uo pipefail
 out=${OUT:-/tmp/gpu-check}; mkdir -p "$out"
 exec > >(tee "$out/gpu-check.log") 2>&1
 torchlib=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/torch/lib | head -n 1)
 export LD_LIBRARY_PATH=$torchlib
-bin=target/release/trainyard
+bin=${TRAINYARD_BIN:-.gpu/trainyard}
 work=$(mktemp -d)
 echo "== libraries (libtorch_cuda must be linked and found)"
 ldd $bin | grep -E "libtorch|libc10|not found"
