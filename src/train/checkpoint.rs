@@ -84,8 +84,15 @@ pub fn save(
     Ok(())
 }
 
-/// Restores weights and momentum from `dir`'s checkpoint, if there is one.
-pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result<Option<Restored>, CheckpointError> {
+/// A checkpoint file as read: its bytes and its metadata, the format checked.
+struct Raw {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    meta: HashMap<String, String>,
+}
+
+/// Reads `dir`'s checkpoint; `None` when there is none yet.
+fn read(dir: &Path) -> Result<Option<Raw>, CheckpointError> {
     let path = dir.join(FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -98,6 +105,13 @@ pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt(format!("not a {FORMAT} file")));
     }
+    Ok(Some(Raw { path, bytes, meta }))
+}
+
+/// Restores weights and momentum from `dir`'s checkpoint, if there is one.
+pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result<Option<Restored>, CheckpointError> {
+    let Some(Raw { path, bytes, meta }) = read(dir)? else { return Ok(None) };
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
     let saved: serde_json::Value =
         serde_json::from_str(meta.get("spec").map_or("", String::as_str)).map_err(|e| corrupt(format!("spec: {e}")))?;
     if saved != spec.to_json() {
@@ -139,15 +153,8 @@ pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result
 /// The trained weights of `dir`'s checkpoint as a safetensors file of their own (no momentum),
 /// with the epoch and the spec in its metadata; `None` before the first epoch ends.
 pub fn export_weights(dir: &Path) -> Result<Option<(Vec<u8>, u32)>, CheckpointError> {
-    let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(CheckpointError::Io { path, source }),
-    };
+    let Some(Raw { path, bytes, meta }) = read(dir)? else { return Ok(None) };
     let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let meta = header.metadata().clone().unwrap_or_default();
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut weights: Vec<(String, TensorView)> =
