@@ -189,7 +189,7 @@ impl<'a> Reader<'a> {
 impl Spec {
     /// Parses and validates a spec; a missing seed is drawn here, so it is recorded.
     pub fn parse(value: &Value) -> Result<Spec, SpecErrors> {
-        Self::parse_with_seed(value, || rand_seed() % DRAWN_SEED_LIMIT)
+        Self::parse_with_seed(value, draw_seed)
     }
 
     /// As `parse`, with the seed to use when the spec names none.
@@ -347,6 +347,11 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// A seed from the OS's randomness (through std's hasher keys) mixed with the clock.
+/// A fresh seed for a spec that names none (below 2^53, so JSON clients keep it exact).
+pub fn draw_seed() -> u64 {
+    rand_seed() % DRAWN_SEED_LIMIT
+}
+
 fn rand_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

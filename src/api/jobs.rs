@@ -24,8 +24,13 @@ fn rfc3339(ms: Option<i64>) -> Value {
 /// The queue's plan now: each queued job's position and estimated start.
 pub async fn plan(state: &AppState) -> Result<HashMap<String, Planned>, ApiError> {
     let entries = queue::queue_entries(&state.pool).await?;
+    plan_for(state, &entries).await
+}
+
+/// The plan of queue entries already read.
+async fn plan_for(state: &AppState, entries: &[queue::QueueEntry]) -> Result<HashMap<String, Planned>, ApiError> {
     let history = queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
-    Ok(schedule::plan(&entries, &history, state.workers, queue::now_ms()))
+    Ok(schedule::plan(entries, &history, state.workers, queue::now_ms()))
 }
 
 /// A job as the API shows it; `plan` supplies the queue position of a queued job.
@@ -249,7 +254,7 @@ pub async fn update_job(
 /// The whole queue, as any user may see it: no specs, no metrics, and ids only of one's own.
 pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let entries = queue::queue_entries(&state.pool).await?;
-    let plan = plan(&state).await?;
+    let plan = plan_for(&state, &entries).await?;
     let now = queue::now_ms();
     let mut rows: Vec<(Option<usize>, Value)> = entries
         .iter()

@@ -148,7 +148,7 @@ pub async fn create_sweep(
     user: CurrentUser,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let seed = crate::spec::Spec::parse(&json!({})).map_or(0, |s| s.seed);
+    let seed = crate::spec::draw_seed();
     let plan = sweep::plan(&body, seed).map_err(ApiError::Invalid)?;
     let limits = &state.limits;
     let too_long: Vec<crate::spec::FieldError> = plan

@@ -37,9 +37,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         serde_json::from_str(&text).with_context(|| format!("spec file {} is not valid JSON", args.spec.display()))?;
     // Rerunning with the same --out resumes; a spec without a seed takes the saved run's seed.
     let saved_seed = args.out.as_ref().and_then(|o| saved_spec(o)).map(|s| s.seed);
-    let spec = match Spec::parse_with_seed(&value, || {
-        saved_seed.unwrap_or_else(|| Spec::parse(&serde_json::json!({})).map_or(0, |s| s.seed))
-    }) {
+    let spec = match Spec::parse_with_seed(&value, || saved_seed.unwrap_or_else(crate::spec::draw_seed)) {
         Ok(s) => s,
         Err(errors) => {
             let lines: Vec<String> = errors.0.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
