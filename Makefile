@@ -9,7 +9,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service bench-plot clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-queue bench-plot clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -37,8 +37,20 @@ apt-install:
 build: $(STAMP)
 	$(CARGO_ENV) $(CARGO) build --release
 
+# The service tests run twice: on SQLite, then on PostgreSQL (a fresh database per test on
+# TEST_POSTGRES). Without a PostgreSQL there, make test fails and says so.
+TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
+PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
+PG_SUITES := api:: cli::serve queue:: users:: sweeps:: process:: plots::
+
 test: $(STAMP)
+	@host=$$(echo "$(PG_HOSTPORT)" | cut -d: -f1); port=$$(echo "$(PG_HOSTPORT):5432" | cut -d: -f2); \
+	  timeout 5 bash -c "exec 3<>/dev/tcp/$$host/$$port" 2>/dev/null || { \
+	  echo "error: make test runs the service tests on PostgreSQL too, and nothing answers at $$host:$$port." >&2; \
+	  echo "       Start PostgreSQL there (user postgres, trust authentication), or name another server:" >&2; \
+	  echo "       make test TEST_POSTGRES=postgres://USER@HOST:PORT" >&2; exit 1; }
 	$(CARGO_ENV) $(CARGO) test --release -- --test-threads=2
+	$(CARGO_ENV) TRAINYARD_TEST_POSTGRES=$(TEST_POSTGRES) $(CARGO) test --release --test it -- --test-threads=2 $(PG_SUITES)
 
 # The service: API on 127.0.0.1:8080 and the workers (settings: README, or `trainyard serve --help`).
 run: build
@@ -64,6 +76,10 @@ bench: build $(VENV)/.bench
 # The service benchmark of BENCHMARKS.md (needs wrk: apt-get install wrk).
 bench-service: build
 	bench/service.sh
+
+# Queue throughput of BENCHMARKS.md: jobs/s with 1, 4, 8 worker processes, SQLite and PostgreSQL.
+bench-queue: build
+	bench/queue.sh
 
 # Plot render times of BENCHMARKS.md.
 bench-plot: $(STAMP)

@@ -31,7 +31,7 @@ echo '{"model":"cnn","batch_size":4,"epochs":1,"seed":1}' > "$work/spec.json"
 $bin train --spec "$work/spec.json" --data-dir "$work/data" --out "$work/run-cpu" --device cpu
 echo "== serve: one worker per CUDA device, a job runs on cuda:0"
 $bin serve --bind 127.0.0.1:18080 --database "sqlite://$work/db.sqlite" --data-dir "$work/data" \
-  --artifacts "$work/artifacts" --admin-token-file "$work/admin.token" > "$work/serve.out" 2> "$work/serve.log" &
+  --admin-token-file "$work/admin.token" > "$work/serve.out" 2> "$work/serve.log" &
 server=$!
 for _ in $(seq 100); do curl -sf localhost:18080/healthz >/dev/null && break; sleep 0.2; done
 auth="Authorization: Bearer $(cat "$work/admin.token")"

@@ -15,9 +15,6 @@ pub struct ServeConfig {
     /// CIFAR-10's binary files. When the directory is empty, the first job fetches them.
     #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
     pub data_dir: PathBuf,
-    /// Checkpoints, under jobs/<job id>/.
-    #[arg(long, env = "TRAINYARD_ARTIFACTS", default_value = "var/artifacts")]
-    pub artifacts: PathBuf,
     /// Run the API only; `trainyard worker` processes on the same database do the training.
     #[arg(long, env = "TRAINYARD_NO_WORKERS")]
     pub no_workers: bool,

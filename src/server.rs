@@ -51,7 +51,6 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
     let lease = Duration::from_secs_f64(cfg.lease_seconds.max(0.5));
     let settings = WorkerSettings {
         data_dir: cfg.data_dir.clone(),
-        artifacts: cfg.artifacts.clone(),
         lease,
         heartbeat: (lease / 3).min(Duration::from_secs(1)),
         max_attempts: cfg.max_attempts.max(1),
@@ -60,7 +59,12 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
     let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
     let workers = devices
         .iter()
         .enumerate()
@@ -81,7 +85,7 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     info!(
         workers = w.workers.len(),
         devices = ?w.devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
-        database = %cfg.database,
+        database = %queue::display_url(&cfg.database),
         "trainyard workers started"
     );
     wait_for_signal().await;
@@ -112,12 +116,11 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         limits: api::Limits { max_queued: cfg.max_queued_per_user, max_epochs: cfg.max_epochs_per_job },
         limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
         workers: workers.len(),
-        artifacts: cfg.artifacts.clone(),
     });
     info!(
         workers = workers.len(),
         devices = ?devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
-        database = %cfg.database,
+        database = %queue::display_url(&cfg.database),
         data_dir = %cfg.data_dir.display(),
         "trainyard listening on http://{addr}"
     );

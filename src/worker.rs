@@ -9,7 +9,7 @@ use crate::queue::{self, Claimed, Pool};
 use crate::spec::Spec;
 use crate::train::data::{Cifar10, DataError};
 use crate::train::metrics::{EpochMetrics, MetricSink};
-use crate::train::{self, Outcome, TrainError, TrainOptions};
+use crate::train::{self, CheckpointError, CheckpointStore, Outcome, TrainError, TrainOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,6 @@ use tracing::{error, info, instrument, warn};
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub data_dir: PathBuf,
-    pub artifacts: PathBuf,
     /// A lease not renewed for this long means the worker died.
     pub lease: Duration,
     /// How often a running job's lease is renewed (and a cancel from elsewhere noticed).
@@ -199,10 +198,48 @@ impl MetricSink for DbSink<'_> {
             queue::now_ms(),
             lease,
         ))?;
-        anyhow::ensure!(ok, "the job's lease was lost (cancelled, or claimed by another worker)");
+        anyhow::ensure!(ok, LEASE_LOST);
         Ok(())
     }
 }
+
+/// The job's checkpoint in the database, written fenced on the attempt like the metrics.
+struct DbCheckpoints<'a> {
+    shared: &'a Shared,
+    handle: &'a tokio::runtime::Handle,
+    job: &'a Claimed,
+}
+
+impl CheckpointStore for DbCheckpoints<'_> {
+    fn place(&self) -> String {
+        format!("the checkpoint of job {} in the database", self.job.id)
+    }
+
+    fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let got = self.handle.block_on(queue::checkpoints::get_checkpoint(&self.shared.pool, &self.job.id));
+        got.map(|c| c.map(|(_, bytes)| bytes))
+            .map_err(|e| CheckpointError::Store { place: self.place(), reason: e.to_string() })
+    }
+
+    fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let pool = &self.shared.pool;
+        let (id, attempt) = (&self.job.id, self.job.attempt);
+        match self.handle.block_on(queue::checkpoints::save_checkpoint(
+            pool,
+            id,
+            attempt,
+            epoch.into(),
+            bytes,
+            queue::now_ms(),
+        )) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CheckpointError::Refused { place: self.place(), reason: LEASE_LOST.into() }),
+            Err(e) => Err(CheckpointError::Store { place: self.place(), reason: e.to_string() }),
+        }
+    }
+}
+
+const LEASE_LOST: &str = "the job's lease was lost (cancelled, or claimed by another worker)";
 
 fn train_one(
     shared: &Shared,
@@ -211,11 +248,12 @@ fn train_one(
     job: &Assignment,
 ) -> Result<Outcome, Failure> {
     let data = shared.dataset(device).map_err(Failure::Job)?;
-    let dir = shared.settings.artifacts.join("jobs").join(&job.claimed.id);
-    let opts = TrainOptions { checkpoint_dir: Some(&dir), threads: shared.settings.threads };
+    let store = DbCheckpoints { shared, handle, job: &job.claimed };
+    let opts = TrainOptions { checkpoints: Some(&store), threads: shared.settings.threads };
     let mut sink = DbSink { shared, handle, job: &job.claimed };
     train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
         TrainError::Sink(e) => Failure::LeaseLost(format!("{e:#}")),
+        TrainError::Checkpoint(e @ CheckpointError::Refused { .. }) => Failure::LeaseLost(e.to_string()),
         other => Failure::Job(other.to_string()),
     })
 }

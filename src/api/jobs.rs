@@ -30,7 +30,14 @@ pub async fn plan(state: &AppState) -> Result<HashMap<String, Planned>, ApiError
 /// The plan of queue entries already read.
 async fn plan_for(state: &AppState, entries: &[queue::QueueEntry]) -> Result<HashMap<String, Planned>, ApiError> {
     let history = queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
-    Ok(schedule::plan(entries, &history, state.workers, queue::now_ms()))
+    Ok(schedule::plan(entries, &history, live_workers(state).await?, queue::now_ms()))
+}
+
+/// Workers serving the queue now: those of every process that said it was alive in the last
+/// 15 s (idle workers do every 5 s), and at least this process's own.
+async fn live_workers(state: &AppState) -> Result<usize, ApiError> {
+    let seen = queue::workers::count_live(&state.pool, queue::now_ms() - 15_000).await?;
+    Ok(state.workers.max(seen as usize))
 }
 
 /// A job as the API shows it; `plan` supplies the queue position of a queued job.
@@ -46,6 +53,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "epochs_done": row.epochs_done,
         "epochs_total": row.epochs_total,
         "attempt": row.attempt,
+        "worker": row.worker,
         "created_at": rfc3339(Some(row.created_at)),
         "started_at": rfc3339(row.started_at),
         "finished_at": rfc3339(row.finished_at),
@@ -285,7 +293,8 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
         .collect();
     // Running jobs first, then the queue in the order workers will take it.
     rows.sort_by_key(|(pos, _)| pos.unwrap_or(0));
-    Ok(Json(json!({"workers": state.workers, "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
+    let workers = live_workers(&state).await?;
+    Ok(Json(json!({"workers": workers, "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
 }
 
 pub async fn cancel_job(
@@ -348,17 +357,18 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let row = load(&state, &user, &id).await?;
-    let dir = state.artifacts.join("jobs").join(&row.id);
-    let exported = tokio::task::spawn_blocking(move || crate::train::checkpoint::export_weights(&dir))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let Some((bytes, epoch)) = exported else {
+    let Some((_, checkpoint)) = queue::checkpoints::get_checkpoint(&state.pool, &row.id).await? else {
         return Err(ApiError::Conflict(format!(
             "job {} has no trained weights yet: no epoch has finished ({})",
             row.id, row.status
         )));
     };
+    let place = format!("the checkpoint of job {}", row.id);
+    let (bytes, epoch) =
+        tokio::task::spawn_blocking(move || crate::train::checkpoint::export_weights(place, checkpoint))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(e.into()))?;
     let stem: String = row
         .name
         .clone()

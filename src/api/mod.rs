@@ -33,8 +33,6 @@ pub struct AppState {
     pub limiter: Arc<auth::RateLimiter>,
     /// Workers of this process, for the queue's estimates.
     pub workers: usize,
-    /// Where checkpoints live (jobs/<id>/checkpoint.safetensors).
-    pub artifacts: std::path::PathBuf,
 }
 
 /// What one user may ask of a shared box.

@@ -26,7 +26,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let r = rt.block_on(async {
         let pool = queue::connect(&args.database).await?;
         let Some(sweep) = queue::sweeps::get_sweep(&pool, &args.sweep_id).await? else {
-            bail!("no sweep with id {} in {}", args.sweep_id, args.database);
+            bail!("no sweep with id {} in {}", args.sweep_id, queue::display_url(&args.database));
         };
         let r = crate::api::sweeps::build_report(&pool, &sweep).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         pool.close().await;

@@ -78,7 +78,8 @@ fn run_one(spec: &Spec, data_dir: &Path, out: &Path, device: tch::Device, thread
     );
     println!("writing {}", out.display());
     let mut sink = FileSink::open(out)?;
-    let opts = TrainOptions { checkpoint_dir: Some(out), threads };
+    let store = train::DirStore::new(out);
+    let opts = TrainOptions { checkpoints: Some(&store), threads };
     match train::train(spec, &data, &opts, &mut sink, &AtomicBool::new(false))? {
         Outcome::Finished { epochs } => {
             println!("done: {epochs} epochs; metrics in {}", out.join("metrics.jsonl").display())

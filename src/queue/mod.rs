@@ -1,27 +1,174 @@
-//! The job queue in SQLite: the only module that holds SQL.
+//! The job queue in SQLite or PostgreSQL: the only module that holds SQL.
 //!
 //! - A worker claims the next job with one conditional `UPDATE … RETURNING`; the claim bumps
-//!   `attempt` and sets a lease that heartbeats renew.
+//!   `attempt` and sets a lease that heartbeats renew. On PostgreSQL the claim's subquery
+//!   locks the row it picks `FOR UPDATE SKIP LOCKED`, so two workers never take one job.
 //! - Every write a worker makes is fenced on (id, attempt, status = 'running'): zero rows
 //!   affected means the lease was lost (expired, or the job was cancelled), and the worker
 //!   must stop.
-//! - Read-then-write transactions begin IMMEDIATE; the database is in WAL mode with a busy
-//!   timeout, so no client sees "database is locked".
+//! - SQLite: read-then-write transactions begin IMMEDIATE; the database is in WAL mode with
+//!   a busy timeout, so no client sees "database is locked". PostgreSQL: READ COMMITTED, and
+//!   the one read-then-write (a cancel) locks its row.
 //! - "now" is passed in from Rust (milliseconds since the epoch), so tests can move the clock.
 //! - Fair scheduling: the next job is the oldest queued job of the user with the fewest
 //!   running jobs (ties: the user served longest ago); an admin's priority goes first.
+//!
+//! One SQL text serves both databases: it is written with SQLite's `?`/`?N` placeholders and
+//! `Dialect::sql` renumbers them as `$N` for PostgreSQL; the few real differences (JSON
+//! access, row locks) are `Dialect` methods. `on_db!` compiles a body once per backend, so
+//! each runs through its own sqlx driver with its own types.
 
+pub mod checkpoints;
 pub mod sweeps;
 pub mod users;
 pub mod workers;
 
 use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::{FromRow, PgPool, SqlitePool};
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub type Pool = SqlitePool;
+/// The database: SQLite for one box, PostgreSQL when workers run on several machines.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A write transaction on either database.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` once per backend with `$c` bound to the `Pool`'s (or `Tx`'s) inner pool (or
+/// transaction) and `$d` to its `Dialect`.
+macro_rules! on_db {
+    ($kind:ident, $target:expr, |$c:ident, $d:ident| $body:expr) => {
+        match $target {
+            $crate::queue::$kind::Sqlite($c) => {
+                let $d = $crate::queue::Dialect::Sqlite;
+                $body
+            }
+            $crate::queue::$kind::Postgres($c) => {
+                let $d = $crate::queue::Dialect::Postgres;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_db;
+
+impl Pool {
+    /// Begins a transaction that will write (IMMEDIATE on SQLite, so it holds the write lock
+    /// from its first read).
+    pub(crate) async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Closes every connection (at shutdown).
+    pub async fn close(&self) {
+        on_db!(Pool, self, |p, _d| p.close().await)
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        on_db!(Tx, self, |t, _d| t.commit().await)
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        on_db!(Tx, self, |t, _d| t.rollback().await)
+    }
+}
+
+/// What differs between the two databases' SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `sql`, written with SQLite's placeholders (`?` in order, or `?N`), in this dialect.
+    pub fn sql(self, sql: &str) -> Cow<'_, str> {
+        if self == Dialect::Sqlite {
+            return Cow::Borrowed(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut next = 0;
+        let mut quoted = false;
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    out.push(c);
+                }
+                '?' if !quoted => {
+                    out.push('$');
+                    if chars.peek().is_some_and(char::is_ascii_digit) {
+                        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                            out.push(d);
+                        }
+                    } else {
+                        next += 1;
+                        out.push_str(&next.to_string());
+                    }
+                }
+                _ => out.push(c),
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// A number from a JSON text column, as a float.
+    fn json_f64(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb ->> '{key}')::float8"),
+        }
+    }
+
+    /// An integer from a JSON text column.
+    fn json_i64(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb ->> '{key}')::bigint"),
+        }
+    }
+
+    /// A string from a JSON text column.
+    fn json_text(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb ->> '{key}')"),
+        }
+    }
+
+    /// What a `SELECT` that a transaction will update ends with: a row lock on PostgreSQL
+    /// (SQLite's IMMEDIATE transaction already holds the database's write lock).
+    fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The claim's pick: on PostgreSQL, rows another claim holds are passed over.
+    fn skip_locked(self, table: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+        }
+    }
+}
 
 /// Job states as stored and shown.
 pub const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -39,11 +186,19 @@ pub enum QueueError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Opens (creating if needed) the database and applies the migrations.
+/// Opens the database (creating an SQLite file if needed) and applies the migrations.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool =
+            PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(opts).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        return Ok(Pool::Postgres(pool));
+    }
     if !url.starts_with("sqlite:") {
         return Err(QueueError::Unsupported(format!(
-            "--database {url}: only SQLite (sqlite://PATH) is supported so far; PostgreSQL is planned"
+            "--database {}: expected sqlite://PATH (one box) or postgres://USER@HOST:PORT/DATABASE (several machines)",
+            display_url(url)
         )));
     }
     let opts = SqliteConnectOptions::from_str(url)?
@@ -58,8 +213,21 @@ pub async fn connect(url: &str) -> Result<Pool, QueueError> {
         }
     }
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    Ok(Pool::Sqlite(pool))
+}
+
+/// The database URL as logs and messages may show it: any password replaced by `***`.
+pub fn display_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -120,34 +288,37 @@ pub enum Created {
 
 /// Inserts a job inside a transaction (a sweep's); rows inserted (0 when its
 /// idempotency key was used before).
-pub(crate) async fn create_job_in(conn: &mut sqlx::SqliteConnection, job: &NewJob<'_>) -> Result<u64, QueueError> {
-    Ok(sqlx::query(
-        "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, request_hash, created_at) \
-         VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT (owner_id, idempotency_key) DO NOTHING",
-    )
-    .bind(job.id)
-    .bind(job.owner_id)
-    .bind(job.name)
-    .bind(job.spec)
-    .bind(job.parameters)
-    .bind(job.epochs_total)
-    .bind(job.idempotency_key)
-    .bind(job.request_hash)
-    .bind(job.now)
-    .execute(conn)
-    .await?
-    .rows_affected())
+pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<u64, QueueError> {
+    const SQL: &str = "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, \
+         request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) \
+         ON CONFLICT (owner_id, idempotency_key) DO NOTHING";
+    Ok(on_db!(Tx, tx, |t, d| sqlx::query(&d.sql(SQL))
+        .bind(job.id)
+        .bind(job.owner_id)
+        .bind(job.name)
+        .bind(job.spec)
+        .bind(job.parameters)
+        .bind(job.epochs_total)
+        .bind(job.idempotency_key)
+        .bind(job.request_hash)
+        .bind(job.now)
+        .execute(&mut **t)
+        .await?
+        .rows_affected()))
 }
 
 pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueError> {
-    let inserted = create_job_in(&mut *pool.acquire().await?, &job).await?;
+    let mut tx = pool.begin_write().await?;
+    let inserted = create_job_in(&mut tx, &job).await?;
+    tx.commit().await?;
     if inserted == 1 {
         let row = get_job(pool, job.id).await?.ok_or(sqlx::Error::RowNotFound)?;
         return Ok(Created::New(row));
     }
     let key = job.idempotency_key.expect("only a key can conflict");
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
-    let existing: JobRow = sqlx::query_as(&sql).bind(job.owner_id).bind(key).fetch_one(pool).await?;
+    let existing: JobRow =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(job.owner_id).bind(key).fetch_one(p).await?);
     Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
         Created::Existing(existing)
     } else {
@@ -157,7 +328,7 @@ pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueEr
 
 pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?)
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(id).fetch_optional(p).await?))
 }
 
 /// Newest first, of one owner (or everyone's); `before` is the `seq` cursor of the
@@ -173,17 +344,23 @@ pub async fn list_jobs(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
          AND (?4 IS NULL OR owner_id = ?4) ORDER BY seq DESC LIMIT ?3"
     );
-    Ok(sqlx::query_as(&sql).bind(status).bind(before).bind(limit).bind(owner).fetch_all(pool).await?)
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql))
+        .bind(status)
+        .bind(before)
+        .bind(limit)
+        .bind(owner)
+        .fetch_all(p)
+        .await?))
 }
 
 /// Sets a job's priority (higher goes first); false if there is no such job.
 pub async fn set_priority(pool: &Pool, id: &str, priority: i64) -> Result<bool, QueueError> {
-    let n = sqlx::query("UPDATE jobs SET priority = ? WHERE id = ?")
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql("UPDATE jobs SET priority = ? WHERE id = ?"))
         .bind(priority)
         .bind(id)
-        .execute(pool)
+        .execute(p)
         .await?
-        .rows_affected();
+        .rows_affected());
     Ok(n == 1)
 }
 
@@ -198,17 +375,24 @@ pub enum CancelOutcome {
 }
 
 pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome, QueueError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+    let mut tx = pool.begin_write().await?;
+    let status: Option<String> = on_db!(Tx, &mut tx, |t, d| sqlx::query_scalar(
+        &d.sql(&format!("SELECT status FROM jobs WHERE id = ?{}", d.for_update()))
+    )
+    .bind(id)
+    .fetch_optional(&mut **t)
+    .await?);
     let outcome = match status.as_deref() {
         None => CancelOutcome::NotFound,
         Some(s @ ("queued" | "running")) => {
-            sqlx::query("UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?")
+            const SQL: &str =
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?";
+            on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
                 .bind(now)
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(&mut **t)
+                .await?
+                .rows_affected());
             CancelOutcome::Cancelled { was_running: s == "running" }
         }
         Some(other) => CancelOutcome::AlreadyFinished(other.to_string()),
@@ -242,28 +426,37 @@ pub async fn claim_next_job(
     lease_ms: i64,
     max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let sql = format!(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?, device = ?, \
-           lease_expires_at = ?, started_at = COALESCE(started_at, ?), error = NULL \
-         WHERE seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status = 'queued' \
-           AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
-           ORDER BY {FAIR_ORDER} LIMIT 1) \
-         RETURNING id, spec, attempt, owner_id"
-    );
-    let claimed: Option<(String, String, i64, i64)> = sqlx::query_as(&sql)
-        .bind(worker)
-        .bind(device)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(max_running)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let mut tx = pool.begin_write().await?;
+    let claimed: Option<(String, String, i64, i64)> = on_db!(Tx, &mut tx, |t, d| {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
+               lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL \
+             WHERE status = 'queued' AND seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id \
+               WHERE j.status = 'queued' \
+               AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
+               ORDER BY {FAIR_ORDER} LIMIT 1{}) \
+             RETURNING id, spec, attempt, owner_id",
+            d.skip_locked("j")
+        );
+        sqlx::query_as(&d.sql(&sql))
+            .bind(worker)
+            .bind(device)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(max_running)
+            .fetch_optional(&mut **t)
+            .await?
+    });
     let Some((id, spec, attempt, owner)) = claimed else {
         tx.rollback().await?;
         return Ok(None);
     };
-    sqlx::query("UPDATE users SET last_served_at = ? WHERE id = ?").bind(now).bind(owner).execute(&mut *tx).await?;
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
+        .bind(now)
+        .bind(owner)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
     tx.commit().await?;
     Ok(Some(Claimed { id, spec, attempt }))
 }
@@ -289,38 +482,63 @@ pub struct QueueEntry {
 
 /// Every queued and running job, running first, then queued in submission order.
 pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
-    Ok(sqlx::query_as(
-        "SELECT j.seq, j.id, j.owner_id, u.name AS owner, j.priority, j.status, j.spec, j.epochs_total, \
-           j.epochs_done, j.created_at, j.started_at, u.last_served_at, \
-           (SELECT AVG(json_extract(e.metrics, '$.seconds')) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds \
-         FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status IN ('running', 'queued') \
-         ORDER BY j.status = 'queued', j.seq",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(on_db!(Pool, pool, |p, d| {
+        let sql = format!(
+            "SELECT j.seq, j.id, j.owner_id, u.name AS owner, j.priority, j.status, j.spec, j.epochs_total, \
+               j.epochs_done, j.created_at, j.started_at, u.last_served_at, \
+               (SELECT AVG({}) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds \
+             FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status IN ('running', 'queued') \
+             ORDER BY j.status = 'queued', j.seq",
+            d.json_f64("e.metrics", "seconds")
+        );
+        sqlx::query_as(&sql).fetch_all(p).await?
+    }))
 }
 
 /// Mean seconds per epoch of past jobs, by (model, batch size): what a queued job will take.
 pub async fn epoch_seconds_by_setup(pool: &Pool) -> Result<Vec<(String, i64, f64)>, QueueError> {
-    Ok(sqlx::query_as(
-        "SELECT json_extract(j.spec, '$.model') AS model, json_extract(j.spec, '$.batch_size') AS batch, \
-           AVG(json_extract(e.metrics, '$.seconds')) AS seconds \
-         FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY model, batch",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(on_db!(Pool, pool, |p, d| {
+        let sql = format!(
+            "SELECT {} AS model, {} AS batch, AVG({}) AS seconds \
+             FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY 1, 2",
+            d.json_text("j.spec", "model"),
+            d.json_i64("j.spec", "batch_size"),
+            d.json_f64("e.metrics", "seconds")
+        );
+        sqlx::query_as(&sql).fetch_all(p).await?
+    }))
 }
 
 /// Renews the lease; false when it is no longer this attempt's (lost or cancelled).
 pub async fn heartbeat(pool: &Pool, id: &str, attempt: i64, now: i64, lease_ms: i64) -> Result<bool, QueueError> {
-    let n = sqlx::query("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'")
+    const SQL: &str = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
         .bind(now + lease_ms)
         .bind(id)
         .bind(attempt)
-        .execute(pool)
+        .execute(p)
         .await?
-        .rows_affected();
+        .rows_affected());
     Ok(n == 1)
+}
+
+/// Begins a transaction in which `attempt` still holds job `id` (running, not cancelled, not
+/// claimed again), or `None` when the lease is lost. The fence is an UPDATE, so on PostgreSQL
+/// the job's row stays locked until commit: a cancel or a requeue cannot slip in between.
+pub(crate) async fn begin_fenced(pool: &Pool, id: &str, attempt: i64) -> Result<Option<Tx>, QueueError> {
+    const FENCE: &str = "UPDATE jobs SET attempt = attempt WHERE id = ? AND attempt = ? AND status = 'running'";
+    let mut tx = pool.begin_write().await?;
+    let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(FENCE))
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    if n != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
 }
 
 /// Upserts one epoch's metrics and advances `epochs_done`, fenced; false when the lease is lost.
@@ -333,30 +551,24 @@ pub async fn record_epoch(
     now: i64,
     lease_ms: i64,
 ) -> Result<bool, QueueError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let n = sqlx::query(
-        "UPDATE jobs SET epochs_done = ?, lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-    )
-    .bind(epoch)
-    .bind(now + lease_ms)
-    .bind(id)
-    .bind(attempt)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n != 1 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
-         ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics",
-    )
-    .bind(id)
-    .bind(epoch)
-    .bind(metrics)
-    .execute(&mut *tx)
-    .await?;
+    const PROGRESS: &str = "UPDATE jobs SET epochs_done = ?, lease_expires_at = ? WHERE id = ?";
+    const UPSERT: &str = "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
+         ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics";
+    let Some(mut tx) = begin_fenced(pool, id, attempt).await? else { return Ok(false) };
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(PROGRESS))
+        .bind(epoch)
+        .bind(now + lease_ms)
+        .bind(id)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
+        .bind(id)
+        .bind(epoch)
+        .bind(metrics)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
     tx.commit().await?;
     Ok(true)
 }
@@ -370,68 +582,74 @@ pub async fn finish_job(
     error: Option<&str>,
     now: i64,
 ) -> Result<bool, QueueError> {
-    let n = sqlx::query(
-        "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL \
-         WHERE id = ? AND attempt = ? AND status = 'running'",
-    )
-    .bind(status)
-    .bind(error)
-    .bind(now)
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    const SQL: &str = "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL \
+         WHERE id = ? AND attempt = ? AND status = 'running'";
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(p)
+        .await?
+        .rows_affected());
     Ok(n == 1)
 }
 
 /// Puts a running attempt back in the queue without charging it (a graceful shutdown).
 pub async fn release_job(pool: &Pool, id: &str, attempt: i64) -> Result<bool, QueueError> {
-    let n = sqlx::query(
-        "UPDATE jobs SET status = 'queued', attempt = attempt - 1, worker = NULL, device = NULL, lease_expires_at = NULL \
-         WHERE id = ? AND attempt = ? AND status = 'running'",
-    )
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    const SQL: &str = "UPDATE jobs SET status = 'queued', attempt = attempt - 1, worker = NULL, device = NULL, \
+         lease_expires_at = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
+    let n =
+        on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(id).bind(attempt).execute(p).await?.rows_affected());
     Ok(n == 1)
 }
 
 /// Jobs whose worker died: back to the queue (they resume from their checkpoint), or failed
 /// once they used `max_attempts`. Returns (requeued, failed).
 pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result<(u64, u64), QueueError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let failed = sqlx::query(
-        "UPDATE jobs SET status = 'failed', finished_at = ?, lease_expires_at = NULL, \
-           error = 'the worker running it stopped responding ' || attempt || ' times (attempts are limited to ' || ? || ')' \
-         WHERE status = 'running' AND lease_expires_at < ? AND attempt >= ?",
-    )
-    .bind(now)
-    .bind(max_attempts)
-    .bind(now)
-    .bind(max_attempts)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let requeued = sqlx::query(
-        "UPDATE jobs SET status = 'queued', worker = NULL, device = NULL, lease_expires_at = NULL \
-         WHERE status = 'running' AND lease_expires_at < ?",
-    )
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    const FAIL: &str = "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_expires_at = NULL, \
+           error = 'the worker running it stopped responding ' || CAST(attempt AS TEXT) \
+             || ' times (attempts are limited to ' || CAST(?2 AS TEXT) || ')' \
+         WHERE status = 'running' AND lease_expires_at < ?1 AND attempt >= ?2";
+    const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker = NULL, device = NULL, lease_expires_at = NULL \
+         WHERE status = 'running' AND lease_expires_at < ?";
+    let mut tx = pool.begin_write().await?;
+    let failed = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(FAIL))
+        .bind(now)
+        .bind(max_attempts)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    let requeued =
+        on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(REQUEUE)).bind(now).execute(&mut **t).await?.rows_affected());
     tx.commit().await?;
     Ok((requeued, failed))
 }
 
 /// The epochs after `since`, as stored JSON strings, in order.
 pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<String>, QueueError> {
-    Ok(sqlx::query_scalar("SELECT metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch")
-        .bind(id)
-        .bind(since)
-        .fetch_all(pool)
-        .await?)
+    const SQL: &str = "SELECT metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(id).bind(since).fetch_all(p).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_and_literals_kept() {
+        let sql = "UPDATE t SET a = ?, b = 'what?' WHERE c = ? AND d = ?";
+        assert_eq!(Dialect::Postgres.sql(sql), "UPDATE t SET a = $1, b = 'what?' WHERE c = $2 AND d = $3");
+        assert_eq!(Dialect::Postgres.sql("(?1 IS NULL OR s = ?1) LIMIT ?12"), "($1 IS NULL OR s = $1) LIMIT $12");
+        assert_eq!(Dialect::Sqlite.sql(sql), sql);
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        let url = "postgres://lab:s3cret@db.example:5432/trainyard?sslmode=disable";
+        assert_eq!(super::display_url(url), "postgres://lab:***@db.example:5432/trainyard?sslmode=disable");
+        assert_eq!(super::display_url("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(super::display_url("sqlite://var/trainyard.db"), "sqlite://var/trainyard.db");
+    }
 }

@@ -1,6 +1,6 @@
 //! Sweeps: many jobs queued by one request, kept together for their report.
 
-use super::{create_job_in, JobRow, NewJob, Pool, QueueError, JOB_COLUMNS};
+use super::{create_job_in, on_db, JobRow, NewJob, Pool, QueueError, JOB_COLUMNS};
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -30,46 +30,44 @@ pub async fn create_sweep(
     jobs: Vec<NewSweepJob<'_>>,
     now: i64,
 ) -> Result<(), QueueError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query("INSERT INTO sweeps (id, owner_id, name, definition, created_at) VALUES (?, ?, ?, ?, ?)")
+    const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at) VALUES (?, ?, ?, ?, ?)";
+    const JOB: &str = "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)";
+    let mut tx = pool.begin_write().await?;
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SWEEP))
         .bind(id)
         .bind(owner_id)
         .bind(name)
         .bind(definition)
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
     for (position, j) in jobs.iter().enumerate() {
         create_job_in(&mut tx, &j.job).await?;
-        sqlx::query("INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)")
+        on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(JOB))
             .bind(id)
             .bind(j.job.id)
             .bind(position as i64)
             .bind(&j.point)
             .bind(&j.sections)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
     }
     tx.commit().await?;
     Ok(())
 }
 
 pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {
-    Ok(sqlx::query_as("SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE id = ?")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE id = ?";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(id).fetch_optional(p).await?))
 }
 
 /// Newest first, of one owner (or everyone's).
 pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
-    Ok(sqlx::query_as(
-        "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE (?1 IS NULL OR owner_id = ?1) \
-         ORDER BY seq DESC LIMIT 200",
-    )
-    .bind(owner)
-    .fetch_all(pool)
-    .await?)
+    const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps \
+         WHERE (?1 IS NULL OR owner_id = ?1) ORDER BY seq DESC LIMIT 200";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?))
 }
 
 /// A sweep's job with its point and sections.
@@ -91,6 +89,6 @@ pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, Qu
         point: String,
         sections: String,
     }
-    let rows: Vec<Row> = sqlx::query_as(&sql).bind(sweep_id).fetch_all(pool).await?;
+    let rows: Vec<Row> = on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(sweep_id).fetch_all(p).await?);
     Ok(rows.into_iter().map(|r| SweepJob { job: r.job, point: r.point, sections: r.sections }).collect())
 }

@@ -1,6 +1,6 @@
 //! Users and their tokens. A token is shown once, when made; the database keeps its SHA-256.
 
-use super::{Pool, QueueError};
+use super::{on_db, Pool, QueueError};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
@@ -57,16 +57,15 @@ pub async fn add_user(pool: &Pool, name: &str, admin: bool, now: i64) -> Result<
         return Err(UserError::BadName(name.into()));
     }
     let token = new_token();
-    let inserted = sqlx::query_as::<_, User>(
-        "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (name) DO NOTHING RETURNING id, name, is_admin, created_at, revoked_at",
-    )
-    .bind(name)
-    .bind(hash_token(&token))
-    .bind(admin)
-    .bind(now)
-    .fetch_optional(pool)
-    .await?;
+    const SQL: &str = "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING RETURNING id, name, is_admin, created_at, revoked_at";
+    let inserted: Option<User> = on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL))
+        .bind(name)
+        .bind(hash_token(&token))
+        .bind(admin)
+        .bind(now)
+        .fetch_optional(p)
+        .await?);
     match inserted {
         Some(user) => Ok((user, token)),
         None => Err(UserError::Exists(name.into())),
@@ -75,28 +74,20 @@ pub async fn add_user(pool: &Pool, name: &str, admin: bool, now: i64) -> Result<
 
 /// The user a token belongs to, unless revoked.
 pub async fn user_by_token(pool: &Pool, token: &str) -> Result<Option<User>, QueueError> {
-    Ok(sqlx::query_as(
-        "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE token_hash = ? AND revoked_at IS NULL",
-    )
-    .bind(hash_token(token))
-    .fetch_optional(pool)
-    .await?)
+    const SQL: &str =
+        "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE token_hash = ? AND revoked_at IS NULL";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(hash_token(token)).fetch_optional(p).await?))
 }
 
 pub async fn list_users(pool: &Pool) -> Result<Vec<User>, QueueError> {
-    Ok(sqlx::query_as("SELECT id, name, is_admin, created_at, revoked_at FROM users ORDER BY id")
-        .fetch_all(pool)
-        .await?)
+    const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users ORDER BY id";
+    Ok(on_db!(Pool, pool, |p, _d| sqlx::query_as(SQL).fetch_all(p).await?))
 }
 
 /// Revokes a user's token at once; their jobs stay.
 pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserError> {
-    let n = sqlx::query("UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-        .bind(now)
-        .bind(name)
-        .execute(pool)
-        .await?
-        .rows_affected();
+    const SQL: &str = "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL";
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(now).bind(name).execute(p).await?.rows_affected());
     if n == 0 {
         return Err(UserError::NotFound(name.into()));
     }
@@ -104,13 +95,11 @@ pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserEr
 }
 
 pub async fn count_users(pool: &Pool) -> Result<i64, QueueError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+    Ok(on_db!(Pool, pool, |p, _d| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await?))
 }
 
 /// How many of a user's jobs are queued now.
 pub async fn queued_count(pool: &Pool, owner: i64) -> Result<i64, QueueError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'")
-        .bind(owner)
-        .fetch_one(pool)
-        .await?)
+    const SQL: &str = "SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(owner).fetch_one(p).await?))
 }

@@ -1,6 +1,6 @@
 //! Workers report themselves here, so admins can see who serves the queue.
 
-use super::{Pool, QueueError};
+use super::{on_db, Pool, QueueError};
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -15,49 +15,49 @@ pub struct WorkerRow {
 }
 
 pub async fn register_worker(pool: &Pool, name: &str, host: &str, device: &str, now: i64) -> Result<(), QueueError> {
-    sqlx::query(
-        "INSERT INTO workers (name, host, device, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?) \
+    const SQL: &str = "INSERT INTO workers (name, host, device, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, last_seen_at = excluded.last_seen_at, \
-         job_id = NULL, stopped_at = NULL",
-    )
-    .bind(name)
-    .bind(host)
-    .bind(device)
-    .bind(now)
-    .bind(now)
-    .execute(pool)
-    .await?;
+         job_id = NULL, stopped_at = NULL";
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+        .bind(name)
+        .bind(host)
+        .bind(device)
+        .bind(now)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 /// Marks the worker alive, running `job` (or idle).
 pub async fn worker_seen(pool: &Pool, name: &str, job: Option<&str>, now: i64) -> Result<(), QueueError> {
-    sqlx::query("UPDATE workers SET last_seen_at = ?, job_id = ? WHERE name = ?")
+    const SQL: &str = "UPDATE workers SET last_seen_at = ?, job_id = ? WHERE name = ?";
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
         .bind(now)
         .bind(job)
         .bind(name)
-        .execute(pool)
-        .await?;
+        .execute(p)
+        .await?
+        .rows_affected());
     Ok(())
 }
 
 pub async fn worker_stopped(pool: &Pool, name: &str, now: i64) -> Result<(), QueueError> {
-    sqlx::query("UPDATE workers SET last_seen_at = ?, stopped_at = ?, job_id = NULL WHERE name = ?")
-        .bind(now)
-        .bind(now)
-        .bind(name)
-        .execute(pool)
-        .await?;
+    const SQL: &str = "UPDATE workers SET last_seen_at = ?1, stopped_at = ?1, job_id = NULL WHERE name = ?2";
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(now).bind(name).execute(p).await?.rows_affected());
     Ok(())
 }
 
 /// Workers seen since `since`, most recently seen first.
 pub async fn list_workers(pool: &Pool, since: i64) -> Result<Vec<WorkerRow>, QueueError> {
-    Ok(sqlx::query_as(
-        "SELECT name, host, device, started_at, last_seen_at, job_id, stopped_at FROM workers \
-         WHERE last_seen_at >= ? ORDER BY last_seen_at DESC, name",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await?)
+    const SQL: &str = "SELECT name, host, device, started_at, last_seen_at, job_id, stopped_at FROM workers \
+         WHERE last_seen_at >= ? ORDER BY last_seen_at DESC, name";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(since).fetch_all(p).await?))
+}
+
+/// Workers not stopped and seen since `since`.
+pub async fn count_live(pool: &Pool, since: i64) -> Result<i64, QueueError> {
+    const SQL: &str = "SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL AND last_seen_at >= ?";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(since).fetch_one(p).await?))
 }

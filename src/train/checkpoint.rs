@@ -1,7 +1,11 @@
-//! One checkpoint file per run, `checkpoint.safetensors`, rewritten atomically after every
-//! epoch: the weights by layer name, the momentum buffers as `momentum.<name>`, and in the
-//! safetensors metadata the epoch, the spec and the metrics so far. The RNG and data-order
-//! state need no bytes of their own: both are derived from (seed, epoch).
+//! A run's checkpoint is one safetensors file, rewritten after every epoch: the weights by
+//! layer name, the momentum buffers as `momentum.<name>`, and in the safetensors metadata
+//! the epoch, the spec and the metrics so far. The RNG and data-order state need no bytes of
+//! their own: both are derived from (seed, epoch).
+//!
+//! Where the bytes are kept is a `CheckpointStore`: a directory for `trainyard train`
+//! (`DirStore`), the queue's database for the service (so any machine's worker can resume
+//! a job; see `worker::DbCheckpoints`).
 
 use super::metrics::EpochMetrics;
 use super::model::ParamSet;
@@ -10,7 +14,7 @@ use crate::spec::Spec;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::Tensor;
 
 pub const FILE: &str = "checkpoint.safetensors";
@@ -18,15 +22,77 @@ const FORMAT: &str = "trainyard-checkpoint-1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Reading or writing the file failed.
-    #[error("checkpoint {path}: {source}", path = .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    /// The file is not a checkpoint this version can read.
-    #[error("checkpoint {path} is unreadable: {reason}", path = .path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    /// Reading or writing the stored bytes failed.
+    #[error("{place}: {reason}")]
+    Store { place: String, reason: String },
+    /// The store would not take the write (for the service: the job's lease was lost).
+    #[error("{place}: not written: {reason}")]
+    Refused { place: String, reason: String },
+    /// The bytes are not a checkpoint this version can read.
+    #[error("{place} is unreadable: {reason}")]
+    Corrupt { place: String, reason: String },
     /// The checkpoint belongs to another experiment.
-    #[error("checkpoint {path} was written for another experiment spec; remove it or choose another directory", path = .path.display())]
-    OtherSpec { path: PathBuf },
+    #[error("{place} was written for another experiment spec; remove it or choose another directory")]
+    OtherSpec { place: String },
+}
+
+/// Where a run's checkpoint is kept.
+pub trait CheckpointStore {
+    /// What error messages call it, e.g. "checkpoint var/runs/x/checkpoint.safetensors".
+    fn place(&self) -> String;
+    /// The latest checkpoint, or `None` before the first epoch ends.
+    fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError>;
+    /// Replaces the checkpoint with the state after `epoch`.
+    fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError>;
+}
+
+/// A checkpoint file in a directory, replaced atomically (temp file, fsync, rename, fsync dir).
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    dir: PathBuf,
+}
+
+impl DirStore {
+    pub fn new(dir: impl Into<PathBuf>) -> DirStore {
+        DirStore { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+
+    fn io_error(&self, e: std::io::Error) -> CheckpointError {
+        CheckpointError::Store { place: self.place(), reason: e.to_string() }
+    }
+}
+
+impl CheckpointStore for DirStore {
+    fn place(&self) -> String {
+        format!("checkpoint {}", self.path().display())
+    }
+
+    fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
+        match std::fs::read(self.path()) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error(e)),
+        }
+    }
+
+    fn write(&self, _epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir).map_err(|e| self.io_error(e))?;
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.path())?;
+            // The rename itself is durable only once the directory is synced.
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| self.io_error(e))
+    }
 }
 
 /// What a checkpoint restores besides the tensors.
@@ -40,17 +106,15 @@ fn f32_bytes(t: &Tensor) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes the checkpoint for a finished `epoch` (temp file, fsync, rename, fsync dir).
+/// Writes the checkpoint for a finished `epoch` to `store`.
 pub fn save(
-    dir: &Path,
+    store: &dyn CheckpointStore,
     spec: &Spec,
     epoch: u32,
     params: &ParamSet,
     opt: &Sgd,
     metrics: &[EpochMetrics],
 ) -> Result<(), CheckpointError> {
-    let path = dir.join(FILE);
-    let io = |source| CheckpointError::Io { path: path.clone(), source };
     let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for p in &params.params {
         let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
@@ -69,53 +133,42 @@ pub fn save(
         (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes agree"))
     });
     let bytes = safetensors::tensor::serialize(views, &Some(meta))
-        .map_err(|e| CheckpointError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    // The rename itself is durable only once the directory is synced.
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+        .map_err(|e| CheckpointError::Corrupt { place: store.place(), reason: e.to_string() })?;
+    store.write(epoch, &bytes)
 }
 
-/// A checkpoint file as read: its bytes and its metadata, the format checked.
+/// A checkpoint as read: its bytes and its metadata, the format checked.
 struct Raw {
-    path: PathBuf,
+    place: String,
     bytes: Vec<u8>,
     meta: HashMap<String, String>,
 }
 
-/// Reads `dir`'s checkpoint; `None` when there is none yet.
-fn read(dir: &Path) -> Result<Option<Raw>, CheckpointError> {
-    let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(CheckpointError::Io { path, source }),
-    };
-    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
+/// Reads and checks checkpoint bytes; `place` names them in errors.
+fn parse(place: String, bytes: Vec<u8>) -> Result<Raw, CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt(format!("not a {FORMAT} file")));
     }
-    Ok(Some(Raw { path, bytes, meta }))
+    Ok(Raw { place, bytes, meta })
 }
 
-/// Restores weights and momentum from `dir`'s checkpoint, if there is one.
-pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result<Option<Restored>, CheckpointError> {
-    let Some(Raw { path, bytes, meta }) = read(dir)? else { return Ok(None) };
-    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
+/// Restores weights and momentum from `store`'s checkpoint, if there is one.
+pub fn load(
+    store: &dyn CheckpointStore,
+    spec: &Spec,
+    params: &ParamSet,
+    opt: &mut Sgd,
+) -> Result<Option<Restored>, CheckpointError> {
+    let Some(bytes) = store.read()? else { return Ok(None) };
+    let Raw { place, bytes, meta } = parse(store.place(), bytes)?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let saved: serde_json::Value =
         serde_json::from_str(meta.get("spec").map_or("", String::as_str)).map_err(|e| corrupt(format!("spec: {e}")))?;
     if saved != spec.to_json() {
-        return Err(CheckpointError::OtherSpec { path });
+        return Err(CheckpointError::OtherSpec { place });
     }
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
     let metrics: Vec<EpochMetrics> = serde_json::from_str(meta.get("metrics").map_or("[]", String::as_str))
@@ -150,11 +203,11 @@ pub fn load(dir: &Path, spec: &Spec, params: &ParamSet, opt: &mut Sgd) -> Result
     Ok(Some(Restored { epoch, metrics }))
 }
 
-/// The trained weights of `dir`'s checkpoint as a safetensors file of their own (no momentum),
-/// with the epoch and the spec in its metadata; `None` before the first epoch ends.
-pub fn export_weights(dir: &Path) -> Result<Option<(Vec<u8>, u32)>, CheckpointError> {
-    let Some(Raw { path, bytes, meta }) = read(dir)? else { return Ok(None) };
-    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
+/// The trained weights of a checkpoint as a safetensors file of their own (no momentum),
+/// with the epoch and the spec in its metadata; `place` names the checkpoint in errors.
+pub fn export_weights(place: String, checkpoint: Vec<u8>) -> Result<(Vec<u8>, u32), CheckpointError> {
+    let Raw { place, bytes, meta } = parse(place, checkpoint)?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut weights: Vec<(String, TensorView)> =
@@ -166,5 +219,5 @@ pub fn export_weights(dir: &Path) -> Result<Option<(Vec<u8>, u32)>, CheckpointEr
         ("spec".to_string(), meta.get("spec").cloned().unwrap_or_default()),
     ]);
     let out = safetensors::tensor::serialize(weights, &Some(out_meta)).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Some((out, epoch)))
+    Ok((out, epoch))
 }

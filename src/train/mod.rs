@@ -19,22 +19,21 @@ use metrics::{finite, EpochMetrics, MetricSink};
 use model::Net;
 use rng::EpochRng;
 use sgd::Sgd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{Kind, Reduction, Tensor};
 
-pub use checkpoint::CheckpointError;
+pub use checkpoint::{CheckpointError, CheckpointStore, DirStore};
 pub use data::DataError;
 
 /// Test images evaluated per forward pass.
 const EVAL_CHUNK: i64 = 1000;
 
 /// How a run is executed, apart from what it trains.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct TrainOptions<'a> {
-    /// Where checkpoints are written after each epoch, and resumed from if one is there.
-    pub checkpoint_dir: Option<&'a Path>,
+    /// Where the checkpoint is written after each epoch, and resumed from if one is there.
+    pub checkpoints: Option<&'a dyn CheckpointStore>,
     /// torch's intra-op threads for this thread; `None` leaves torch's default.
     pub threads: Option<i32>,
 }
@@ -76,7 +75,7 @@ pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
 pub use model::parameter_count;
 
 /// Trains `spec` on `data`, sending every epoch to `sink`, until done or `stop` is raised
-/// (checked between mini-batches). Resumes from `opts.checkpoint_dir` when it holds a
+/// (checked between mini-batches). Resumes from `opts.checkpoints` when it holds a
 /// checkpoint of the same spec. libtorch errors (a CUDA out-of-memory, say) come back as
 /// `TrainError::Torch` instead of unwinding through the caller.
 pub fn train(
@@ -113,8 +112,8 @@ fn run(
     let mut opt = Sgd::new(&net.params, spec.lr, spec.momentum, spec.weight_decay);
     let mut history = Vec::new();
     let mut first = 1;
-    if let Some(dir) = opts.checkpoint_dir {
-        if let Some(restored) = checkpoint::load(dir, spec, &net.params, &mut opt)? {
+    if let Some(store) = opts.checkpoints {
+        if let Some(restored) = checkpoint::load(store, spec, &net.params, &mut opt)? {
             first = restored.epoch + 1;
             history = restored.metrics;
         }
@@ -155,8 +154,8 @@ fn run(
         };
         sink.record_epoch(&m).map_err(TrainError::Sink)?;
         history.push(m);
-        if let Some(dir) = opts.checkpoint_dir {
-            checkpoint::save(dir, spec, epoch, &net.params, &opt, &history)?;
+        if let Some(store) = opts.checkpoints {
+            checkpoint::save(store, spec, epoch, &net.params, &opt, &history)?;
         }
     }
     Ok(Outcome::Finished { epochs: spec.epochs })

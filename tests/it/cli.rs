@@ -104,12 +104,13 @@ fn the_binary_links_libtorch_cuda_and_needs_no_ld_library_path() {
 #[test]
 fn serve_says_plainly_which_databases_it_takes() {
     let out = trainyard()
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", "postgres://postgres@127.0.0.1/x"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", "mysql://root:hunter2@127.0.0.1/x"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("only SQLite (sqlite://PATH) is supported so far"), "{stderr}");
+    assert!(stderr.contains("expected sqlite://PATH (one box) or postgres://"), "{stderr}");
+    assert!(stderr.contains("mysql://root:***@127.0.0.1/x") && !stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
 use trainyard::train::model::Net;
 use trainyard::train::rng::EpochRng;
 use trainyard::train::sgd::Sgd;
-use trainyard::train::{self, Outcome, TrainError, TrainOptions};
+use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
 
 /// 5 × 100 training and 200 test images of the synthetic, learnable classes.
 fn small_data() -> (tempfile::TempDir, Cifar10) {
@@ -29,7 +29,8 @@ fn spec(v: serde_json::Value) -> Spec {
 
 fn run(spec: &Spec, data: &Cifar10, ckpt: Option<&Path>) -> Vec<EpochMetrics> {
     let mut sink = VecSink::default();
-    let opts = TrainOptions { checkpoint_dir: ckpt, threads: Some(1) };
+    let store = ckpt.map(DirStore::new);
+    let opts = TrainOptions { checkpoints: store.as_ref().map(|s| s as &dyn CheckpointStore), threads: Some(1) };
     let outcome = train::train(spec, data, &opts, &mut sink, &AtomicBool::new(false)).unwrap();
     assert_eq!(outcome, Outcome::Finished { epochs: spec.epochs });
     sink.0
@@ -42,11 +43,13 @@ fn timeless(m: &[EpochMetrics]) -> Vec<EpochMetrics> {
 #[test]
 fn each_model_learns_well_above_chance_in_a_few_epochs() {
     let (_dir, data) = small_data();
+    // N.B.: 8 epochs, not 4: after 4 the CNN is still erratic (its test accuracy at epoch 4
+    // ranged 52–100% over seeds and CPUs); from about epoch 6 every seed tried is at 100%.
     for model in ["linear", "mlp", "cnn"] {
-        let m = run(&spec(json!({"model": model, "epochs": 4, "batch_size": 8, "lr": 0.01})), &data, None);
-        assert_eq!(m.iter().map(|e| e.epoch).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let m = run(&spec(json!({"model": model, "epochs": 8, "batch_size": 8, "lr": 0.01})), &data, None);
+        assert_eq!(m.iter().map(|e| e.epoch).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
         let last = m.last().unwrap();
-        eprintln!("{model}: test accuracy {:.3} after 4 epochs", last.test_acc);
+        eprintln!("{model}: test accuracy {:.3} after 8 epochs", last.test_acc);
         assert!(last.test_acc > 0.6, "{model} reached only {} test accuracy (chance is 0.1)", last.test_acc);
         assert!(last.train_loss.unwrap() < m[0].train_loss.unwrap(), "{model}: loss did not fall: {m:?}");
         assert!(last.samples_per_second > 0.0 && last.seconds >= last.train_seconds);
@@ -227,7 +230,8 @@ fn resuming_from_a_checkpoint_gives_the_same_metrics_as_an_uninterrupted_run() {
     let ckpt = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
     let mut first = StopAfter { inner: VecSink::default(), after: 2, stop: &stop };
-    let opts = TrainOptions { checkpoint_dir: Some(ckpt.path()), threads: Some(1) };
+    let store = DirStore::new(ckpt.path());
+    let opts = TrainOptions { checkpoints: Some(&store), threads: Some(1) };
     let outcome = train::train(&s, &data, &opts, &mut first, &stop).unwrap();
     assert_eq!(outcome, Outcome::Stopped { epochs_done: 2 });
     assert_eq!(first.inner.0.len(), 2);
@@ -247,7 +251,8 @@ fn a_checkpoint_of_another_spec_is_refused() {
     let ckpt = tempfile::tempdir().unwrap();
     run(&spec(json!({"epochs": 1, "model": "linear"})), &data, Some(ckpt.path()));
     let mut sink = VecSink::default();
-    let opts = TrainOptions { checkpoint_dir: Some(ckpt.path()), threads: Some(1) };
+    let store = DirStore::new(ckpt.path());
+    let opts = TrainOptions { checkpoints: Some(&store), threads: Some(1) };
     let err =
         train::train(&spec(json!({"epochs": 2, "model": "linear"})), &data, &opts, &mut sink, &AtomicBool::new(false))
             .unwrap_err();

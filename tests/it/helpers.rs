@@ -1,6 +1,7 @@
-//! spawn_app(): a real server on 127.0.0.1 port 0, a real SQLite file in a temp dir, and
-//! the tests' own small dataset.
+//! spawn_app(): a real server on 127.0.0.1 port 0, a database of its own (SQLite in a temp
+//! dir, or PostgreSQL: see `db`), and the tests' own small dataset.
 
+use crate::db::TestDb;
 use reqwest::{Client, Response};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// Held for the test's length: dropping it shuts the server down.
     pub server: Server,
+    /// Dropped after the server.
+    pub db: TestDb,
 }
 
 /// The small learnable dataset, written once per directory.
@@ -28,12 +31,11 @@ pub fn write_data(dir: &Path) -> PathBuf {
     data
 }
 
-pub fn config(dir: &Path, workers: usize) -> ServeConfig {
+pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
     ServeConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: format!("sqlite://{}", dir.join("trainyard.db").display()),
+        database: database.to_string(),
         data_dir: dir.join("data"),
-        artifacts: dir.join("artifacts"),
         no_workers: false,
         workers_per_gpu: 1,
         cpu_workers: workers,
@@ -57,7 +59,8 @@ pub async fn spawn_app(workers: usize) -> TestApp {
 }
 
 pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
-    let mut cfg = config(dir.path(), 1);
+    let db = TestDb::new(dir.path());
+    let mut cfg = config(dir.path(), &db.url, 1);
     adjust(&mut cfg);
     let token_file = cfg.admin_token_file.clone();
     let server = server::start(cfg).await.unwrap();
@@ -73,6 +76,7 @@ pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeCo
         bob_token: bob,
         dir,
         server,
+        db,
     }
 }
 

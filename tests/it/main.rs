@@ -1,5 +1,6 @@
 mod api;
 mod cli;
+mod db;
 mod engine;
 mod fetch;
 mod helpers;

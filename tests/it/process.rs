@@ -1,5 +1,6 @@
 //! `trainyard serve` as a real child process: crashes and graceful stops.
 
+use crate::db::TestDb;
 use crate::helpers::{poll, status_is, write_data};
 use reqwest::Client;
 use serde_json::{json, Value};
@@ -14,35 +15,52 @@ struct ServeProcess {
     base: String,
 }
 
+/// A test's files (data, admin token) and database, shared by the processes it starts.
+struct Site {
+    dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        write_data(dir.path());
+        let db = TestDb::new(dir.path());
+        Site { dir, db }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// The admin token the first start wrote.
-fn admin(dir: &Path) -> Client {
-    crate::helpers::client_for(std::fs::read_to_string(dir.join("admin.token")).unwrap().trim())
+fn admin(site: &Site) -> Client {
+    crate::helpers::client_for(std::fs::read_to_string(site.path().join("admin.token")).unwrap().trim())
 }
 
 /// `trainyard <command>` with one CPU worker on one thread, a 1 s lease and the test's files.
-fn trainyard(dir: &Path, command: &str) -> Command {
+fn trainyard(site: &Site, command: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_trainyard"));
     c.args([command, "--cpu-workers", "1", "--threads-per-worker", "1", "--lease-seconds", "1"])
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
+        .args(["--database", &site.db.url])
         .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--artifacts")
-        .arg(dir.join("artifacts"));
+        .arg(site.path().join("data"));
     c
 }
 
 impl ServeProcess {
-    fn start(dir: &Path) -> ServeProcess {
-        Self::start_with(dir, &[])
+    fn start(site: &Site) -> ServeProcess {
+        Self::start_with(site, &[])
     }
 
-    fn start_with(dir: &Path, extra: &[&str]) -> ServeProcess {
-        let mut child = trainyard(dir, "serve")
-            .args(["--bind", "127.0.0.1:0"])
+    fn start_with(site: &Site, extra: &[&str]) -> ServeProcess {
+        // N.B.: the tests poll every 25 ms, past the default per-token rate limit.
+        let mut child = trainyard(site, "serve")
+            .args(["--bind", "127.0.0.1:0", "--rate-limit", "0"])
             .args(extra)
             .arg("--admin-token-file")
-            .arg(dir.join("admin.token"))
+            .arg(site.path().join("admin.token"))
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -79,15 +97,14 @@ async fn submit(client: &Client, server: &ServeProcess, spec: Value) -> String {
 
 async fn metrics(client: &Client, server: &ServeProcess, id: &str) -> Vec<Value> {
     let m: Value = client.get(server.url(&format!("/jobs/{id}/metrics"))).send().await.unwrap().json().await.unwrap();
-    m["epochs"].as_array().unwrap().clone()
+    m["epochs"].as_array().unwrap_or_else(|| panic!("{m}")).clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let first = ServeProcess::start(dir.path());
-    let client = admin(dir.path());
+    let site = Site::new();
+    let first = ServeProcess::start(&site);
+    let client = admin(&site);
     let id = submit(&client, &first, json!({"model": "cnn", "epochs": 8, "batch_size": 4, "augment": true})).await;
     let url = first.url(&format!("/jobs/{id}"));
     poll(&client, &url, 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
@@ -97,7 +114,7 @@ async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per
     first.child.wait().unwrap();
     drop(first);
 
-    let second = ServeProcess::start(dir.path());
+    let second = ServeProcess::start(&site);
     let url = second.url(&format!("/jobs/{id}"));
     let done = poll(&client, &url, 120, status_is("succeeded")).await;
     assert_eq!(done["attempt"], 2, "the lease expired and the job was claimed again: {done}");
@@ -112,11 +129,10 @@ async fn a_job_resumes_from_its_checkpoint_after_kill_9_with_exactly_one_row_per
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let mut server = ServeProcess::start(dir.path());
-    let client = admin(dir.path());
-    let mode = std::fs::metadata(dir.path().join("admin.token")).unwrap().permissions().mode();
+    let site = Site::new();
+    let mut server = ServeProcess::start(&site);
+    let client = admin(&site);
+    let mode = std::fs::metadata(site.path().join("admin.token")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the admin token file is its owner's alone");
     let id = submit(&client, &server, json!({"model": "cnn", "epochs": 500})).await;
     poll(&client, &server.url(&format!("/jobs/{id}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
@@ -128,7 +144,7 @@ async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attemp
     assert!(t.elapsed().as_secs() < 5, "stopped in {:?}", t.elapsed());
     drop(server);
 
-    let server = ServeProcess::start(dir.path());
+    let server = ServeProcess::start(&site);
     let job: Value = client.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap();
     // The restarted server may already have claimed it again (attempt 1), never 2.
     assert!(job["status"] == "queued" || job["status"] == "running", "{job}");
@@ -138,16 +154,15 @@ async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attemp
 }
 
 /// `trainyard worker` on the same database as an API-only server.
-fn start_worker(dir: &Path) -> Child {
-    trainyard(dir, "worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn start_worker(site: &Site) -> Child {
+    trainyard(site, "worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let api = ServeProcess::start_with(dir.path(), &["--no-workers"]);
-    let client = admin(dir.path());
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
     let quick = submit(&client, &api, json!({"model": "linear", "epochs": 2})).await;
     let long = submit(&client, &api, json!({"model": "cnn", "epochs": 500})).await;
     // Nothing trains until a worker process starts.
@@ -155,7 +170,7 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     let job: Value = client.get(api.url(&format!("/jobs/{quick}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["status"], "queued");
 
-    let mut worker = start_worker(dir.path());
+    let mut worker = start_worker(&site);
     poll(&client, &api.url(&format!("/jobs/{quick}")), 60, status_is("succeeded")).await;
     poll(&client, &api.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
     // A cancel through the API reaches the other process at its next heartbeat: the worker
@@ -171,4 +186,71 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     poll(&client, &api.url(&format!("/jobs/{next}")), 30, status_is("succeeded")).await;
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_api_and_two_worker_processes_run_thirty_jobs_each_exactly_once() {
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(submit(&client, &api, json!({"model": "linear", "epochs": 2, "name": format!("j{i}")})).await);
+    }
+    let workers = [start_worker(&site), start_worker(&site)];
+    let last = ids.last().unwrap().clone();
+    poll(&client, &api.url(&format!("/jobs/{last}")), 120, |j| j["status"] != "queued" && j["status"] != "running")
+        .await;
+    let mut by_worker = std::collections::HashMap::<String, usize>::new();
+    for id in &ids {
+        let job = poll(&client, &api.url(&format!("/jobs/{id}")), 60, status_is("succeeded")).await;
+        // Each claim bumps the attempt: a job taken twice would show 2.
+        assert_eq!(job["attempt"], 1, "{job}");
+        *by_worker.entry(job["worker"].as_str().unwrap().to_string()).or_default() += 1;
+        let rows = metrics(&client, &api, id).await;
+        assert_eq!(rows.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "{id}");
+    }
+    assert_eq!(by_worker.values().sum::<usize>(), 30);
+    assert_eq!(by_worker.len(), 2, "both worker processes took jobs: {by_worker:?}");
+    let listed: Value = client.get(api.url("/workers")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = listed["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    for name in by_worker.keys() {
+        assert!(names.contains(&name.as_str()), "{name} in {names:?}");
+    }
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_process_is_killed_is_finished_by_another_from_its_checkpoint() {
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    let mut first = start_worker(&site);
+    let id = submit(&client, &api, json!({"model": "cnn", "epochs": 8, "batch_size": 4, "augment": true})).await;
+    let url = api.url(&format!("/jobs/{id}"));
+    let running = poll(&client, &url, 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
+    // The second worker is idle until the first one dies.
+    let mut second = start_worker(&site);
+    let before = metrics(&client, &api, &id).await;
+    first.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.wait().unwrap();
+
+    let done = poll(&client, &url, 120, status_is("succeeded")).await;
+    assert_eq!(done["attempt"], 2, "the lease expired and the job was claimed again: {done}");
+    assert_ne!(done["worker"], running["worker"], "another worker finished it: {done}");
+    let after = metrics(&client, &api, &id).await;
+    assert_eq!(after.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    // Epochs before the last recorded one were checkpointed (in the database) and not
+    // trained again: their rows, wall-clock times included, are untouched.
+    let kept = before.len() - 1;
+    assert!(kept >= 2);
+    assert_eq!(after[..kept], before[..kept]);
+    // The weights come from the database too.
+    let model = client.get(api.url(&format!("/jobs/{id}/model"))).send().await.unwrap();
+    assert_eq!(model.status(), 200);
+    let _ = second.kill();
+    let _ = second.wait();
 }

@@ -1,12 +1,14 @@
 //! The queue's rules, driven directly with a clock the test moves.
 
+use crate::db::TestDb;
 use trainyard::queue::{self, users, Created, NewJob, Pool};
 
-async fn pool() -> (tempfile::TempDir, Pool) {
+async fn pool() -> ((tempfile::TempDir, TestDb), Pool) {
     let dir = tempfile::tempdir().unwrap();
-    let pool = queue::connect(&format!("sqlite://{}", dir.path().join("q.db").display())).await.unwrap();
+    let db = TestDb::new(dir.path());
+    let pool = queue::connect(&db.url).await.unwrap();
     users::add_user(&pool, "ann", false, 0).await.unwrap();
-    (dir, pool)
+    ((dir, db), pool)
 }
 
 /// Queues job `id` for user 1 (ann).
@@ -43,6 +45,30 @@ async fn jobs_are_claimed_oldest_first_and_each_only_once() {
         got.push(c.id);
     }
     assert_eq!(got, ["a", "b", "c"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_never_hand_one_job_to_two_workers() {
+    let (_d, pool) = pool().await;
+    for i in 0..60 {
+        add(&pool, &format!("j{i:02}"), i).await;
+    }
+    // Eight workers race for the queue, each on its own connection, until it is empty.
+    let racers = (0..8).map(|w| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(c) = queue::claim_next_job(&pool, &format!("w{w}"), "cpu", 10, LEASE, 0).await.unwrap() {
+                assert_eq!(c.attempt, 1, "{} claimed twice", c.id);
+                mine.push(c.id);
+            }
+            mine
+        })
+    });
+    let mut all: Vec<String> = futures::future::join_all(racers).await.into_iter().flat_map(Result::unwrap).collect();
+    all.sort();
+    let expected: Vec<String> = (0..60).map(|i| format!("j{i:02}")).collect();
+    assert_eq!(all, expected, "every job claimed, none twice");
 }
 
 #[tokio::test]
@@ -148,4 +174,26 @@ async fn priority_goes_first_and_a_running_limit_passes_a_user_over() {
     // ann already runs 1 of her limit of 1; ben has nothing left: nobody is claimable.
     assert!(queue::claim_next_job(&pool, "w", "cpu", 12, LEASE, 1).await.unwrap().is_none());
     assert_eq!(queue::claim_next_job(&pool, "w", "cpu", 13, LEASE, 0).await.unwrap().unwrap().id, "a1");
+}
+
+#[tokio::test]
+async fn checkpoints_are_kept_in_the_database_and_written_only_by_the_lease_holder() {
+    use trainyard::queue::checkpoints::{get_checkpoint, save_checkpoint};
+    let (_d, pool) = pool().await;
+    add(&pool, "a", 0).await;
+    assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), None);
+    let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
+    let big: Vec<u8> = (0..3_200_000u32).map(|i| (i % 251) as u8).collect(); // the largest model's size
+    assert!(save_checkpoint(&pool, "a", first.attempt, 1, &big, 10).await.unwrap());
+    assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((1, big.clone())));
+    // The lease expires and another worker claims the job: the first one's writes are refused.
+    assert_eq!(queue::requeue_expired(&pool, 5_000, 3).await.unwrap(), (1, 0));
+    let second = queue::claim_next_job(&pool, "w2", "cpu", 5_000, LEASE, 0).await.unwrap().unwrap();
+    assert!(!save_checkpoint(&pool, "a", first.attempt, 2, b"stale", 5_001).await.unwrap());
+    assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((1, big)), "the stale write changed nothing");
+    assert!(save_checkpoint(&pool, "a", second.attempt, 2, b"newer", 5_002).await.unwrap());
+    assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((2, b"newer".to_vec())));
+    // Nor can anyone write after a cancel.
+    queue::cancel_job(&pool, "a", 5_003).await.unwrap();
+    assert!(!save_checkpoint(&pool, "a", second.attempt, 3, b"late", 5_004).await.unwrap());
 }

@@ -86,9 +86,9 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
 
     // The command line saves the same report.
     let out = app.dir.path().join("report.html");
-    let db = format!("sqlite://{}", app.dir.path().join("trainyard.db").display());
+    let db = &app.db.url;
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_trainyard"))
-        .args(["report", &id, "--out", out.to_str().unwrap(), "--database", &db])
+        .args(["report", &id, "--out", out.to_str().unwrap(), "--database", db])
         .output()
         .unwrap();
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));

@@ -1,0 +1,35 @@
+//! Each job's latest checkpoint, kept in the database so that a worker on any machine can
+//! resume a job whose machine died (the largest model with its momentum is about 3 MB).
+
+use super::{begin_fenced, on_db, Pool, QueueError};
+
+/// Replaces `job`'s checkpoint with the state after `epoch`, fenced on the attempt like every
+/// worker write; false when the lease is lost (nothing written).
+pub async fn save_checkpoint(
+    pool: &Pool,
+    job: &str,
+    attempt: i64,
+    epoch: i64,
+    data: &[u8],
+    now: i64,
+) -> Result<bool, QueueError> {
+    const UPSERT: &str = "INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (job_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data, updated_at = excluded.updated_at";
+    let Some(mut tx) = begin_fenced(pool, job, attempt).await? else { return Ok(false) };
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
+        .bind(job)
+        .bind(epoch)
+        .bind(data)
+        .bind(now)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// `job`'s latest checkpoint: (epoch, safetensors bytes).
+pub async fn get_checkpoint(pool: &Pool, job: &str) -> Result<Option<(i64, Vec<u8>)>, QueueError> {
+    const SQL: &str = "SELECT epoch, data FROM checkpoints WHERE job_id = ?";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(job).fetch_optional(p).await?))
+}

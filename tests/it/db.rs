@@ -1,0 +1,70 @@
+//! The database a test runs on. SQLite (a file in the test's directory) unless
+//! `TRAINYARD_TEST_POSTGRES` names a PostgreSQL server (postgres://USER@HOST:PORT): then each
+//! test gets a fresh database of its own there, dropped when the test ends. `make test` runs
+//! the service tests both ways.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const POSTGRES_ENV: &str = "TRAINYARD_TEST_POSTGRES";
+
+pub struct TestDb {
+    pub url: String,
+    /// (server URL, database name) to drop at the end, on PostgreSQL.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A new, empty database for one test (`dir` holds it on SQLite).
+    pub fn new(dir: &Path) -> TestDb {
+        let Some(server) = std::env::var(POSTGRES_ENV).ok().filter(|s| !s.is_empty()) else {
+            return TestDb { url: format!("sqlite://{}", dir.join("trainyard.db").display()), postgres: None };
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("trainyard_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let server = server.trim_end_matches('/').to_string();
+        on_server(&server, &format!("CREATE DATABASE {name}"));
+        TestDb { url: format!("{server}/{name}"), postgres: Some((server, name)) }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = &self.postgres {
+            on_server(server, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs one statement in the server's `postgres` database, on a thread of its own (callers
+/// may be inside an async runtime, or dropping during a panic).
+fn on_server(server: &str, sql: &str) {
+    let (server, sql) = (server.to_string(), sql.to_string());
+    let result = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.map_err(|e| {
+                format!(
+                    "the service tests run on PostgreSQL too ({POSTGRES_ENV}={server}), and none answers there: {e}. \
+                     Start PostgreSQL on 127.0.0.1:5432 (user postgres, trust authentication), or point \
+                     TEST_POSTGRES at one: make test TEST_POSTGRES=postgres://USER@HOST:PORT"
+                )
+            })?;
+            sqlx::query(&sql).execute(&mut conn).await.map_err(|e| format!("{sql}: {e}"))?;
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .expect("the database thread panicked");
+    if let Err(e) = result {
+        if !std::thread::panicking() {
+            panic!("{e}");
+        }
+        eprintln!("{e}");
+    }
+}
