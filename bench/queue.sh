@@ -52,7 +52,7 @@ import datetime, json, sys, urllib.request
 backend, n, port, auth = sys.argv[1:]
 jobs, cursor = [], None
 while True:
-    url = f"http://127.0.0.1:{port}/jobs?limit=200" + (f"&before={cursor}" if cursor else "")
+    url = f"http://127.0.0.1:{port}/jobs?limit=200" + (f"&cursor={cursor}" if cursor else "")
     page = json.load(urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": auth.split(": ", 1)[1]})))
     jobs += page["jobs"]
     cursor = page["next_cursor"]

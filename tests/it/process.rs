@@ -153,9 +153,19 @@ async fn sigterm_puts_a_running_job_back_in_the_queue_without_charging_an_attemp
     assert!(job["epochs_done"].as_u64().unwrap() >= 1, "finished epochs are kept: {job}");
 }
 
+/// A `trainyard worker` child, killed when dropped (a failing test leaves none behind).
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `trainyard worker` on the same database as an API-only server.
-fn start_worker(site: &Site) -> Child {
-    trainyard(site, "worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+fn start_worker(site: &Site) -> WorkerProcess {
+    WorkerProcess(trainyard(site, "worker").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +180,7 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     let job: Value = client.get(api.url(&format!("/jobs/{quick}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["status"], "queued");
 
-    let mut worker = start_worker(&site);
+    let worker = start_worker(&site);
     poll(&client, &api.url(&format!("/jobs/{quick}")), 60, status_is("succeeded")).await;
     poll(&client, &api.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
     // A cancel through the API reaches the other process at its next heartbeat: the worker
@@ -184,8 +194,7 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     assert_eq!((a["status"].as_str(), b["epochs_done"].clone()), (Some("cancelled"), a["epochs_done"].clone()));
     let next = submit(&client, &api, json!({"model": "linear", "epochs": 1})).await;
     poll(&client, &api.url(&format!("/jobs/{next}")), 30, status_is("succeeded")).await;
-    let _ = worker.kill();
-    let _ = worker.wait();
+    drop(worker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,10 +226,7 @@ async fn one_api_and_two_worker_processes_run_thirty_jobs_each_exactly_once() {
     for name in by_worker.keys() {
         assert!(names.contains(&name.as_str()), "{name} in {names:?}");
     }
-    for mut w in workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
+    drop(workers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,15 +234,14 @@ async fn a_job_whose_worker_process_is_killed_is_finished_by_another_from_its_ch
     let site = Site::new();
     let api = ServeProcess::start_with(&site, &["--no-workers"]);
     let client = admin(&site);
-    let mut first = start_worker(&site);
+    let first = start_worker(&site);
     let id = submit(&client, &api, json!({"model": "cnn", "epochs": 8, "batch_size": 4, "augment": true})).await;
     let url = api.url(&format!("/jobs/{id}"));
     let running = poll(&client, &url, 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
     // The second worker is idle until the first one dies.
-    let mut second = start_worker(&site);
+    let second = start_worker(&site);
     let before = metrics(&client, &api, &id).await;
-    first.kill().unwrap(); // SIGKILL: no chance to clean up
-    first.wait().unwrap();
+    drop(first); // SIGKILL: no chance to clean up
 
     let done = poll(&client, &url, 120, status_is("succeeded")).await;
     assert_eq!(done["attempt"], 2, "the lease expired and the job was claimed again: {done}");
@@ -251,6 +256,5 @@ async fn a_job_whose_worker_process_is_killed_is_finished_by_another_from_its_ch
     // The weights come from the database too.
     let model = client.get(api.url(&format!("/jobs/{id}/model"))).send().await.unwrap();
     assert_eq!(model.status(), 200);
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(second);
 }
