@@ -137,7 +137,8 @@ impl Shared {
 
 /// Why a job's training ended early.
 enum Failure {
-    /// Another worker (or a cancel) owns the job now: write nothing more.
+    /// Another worker (or a cancel) owns the job now, or the database stayed unwritable:
+    /// write nothing more (an expired lease brings the job back).
     LeaseLost(String),
     /// The job failed for its own reasons: it fails with this message.
     Job(String),
@@ -178,6 +179,28 @@ impl Trainer {
     }
 }
 
+/// Runs a queue call from a training thread, retrying database errors (a network blip, a
+/// PostgreSQL restart) for about 6 s before giving up; the pool replaces broken connections.
+/// A job whose writes still fail stops, and its expired lease sends it back to the queue.
+fn with_retries<T, F, Fut>(handle: &tokio::runtime::Handle, mut call: F) -> Result<T, queue::QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, queue::QueueError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..6 {
+        match handle.block_on(call()) {
+            Err(queue::QueueError::Db(e)) => {
+                warn!(error = %e, retry_in = ?delay, "database call failed; retrying");
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            done => return done,
+        }
+    }
+    handle.block_on(call())
+}
+
 /// Writes each epoch to the queue, fenced on the attempt; refuses once the lease is lost.
 struct DbSink<'a> {
     shared: &'a Shared,
@@ -189,15 +212,17 @@ impl MetricSink for DbSink<'_> {
     fn record_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
         let json = serde_json::to_string(m)?;
         let lease = self.shared.settings.lease.as_millis() as i64;
-        let ok = self.handle.block_on(queue::record_epoch(
-            &self.shared.pool,
-            &self.job.id,
-            self.job.attempt,
-            m.epoch.into(),
-            &json,
-            queue::now_ms(),
-            lease,
-        ))?;
+        let ok = with_retries(self.handle, || {
+            queue::record_epoch(
+                &self.shared.pool,
+                &self.job.id,
+                self.job.attempt,
+                m.epoch.into(),
+                &json,
+                queue::now_ms(),
+                lease,
+            )
+        })?;
         anyhow::ensure!(ok, LEASE_LOST);
         Ok(())
     }
@@ -216,7 +241,7 @@ impl CheckpointStore for DbCheckpoints<'_> {
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let got = self.handle.block_on(queue::checkpoints::get_checkpoint(&self.shared.pool, &self.job.id));
+        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.job.id));
         got.map(|c| c.map(|(_, bytes)| bytes))
             .map_err(|e| CheckpointError::Store { place: self.place(), reason: e.to_string() })
     }
@@ -224,14 +249,9 @@ impl CheckpointStore for DbCheckpoints<'_> {
     fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let pool = &self.shared.pool;
         let (id, attempt) = (&self.job.id, self.job.attempt);
-        match self.handle.block_on(queue::checkpoints::save_checkpoint(
-            pool,
-            id,
-            attempt,
-            epoch.into(),
-            bytes,
-            queue::now_ms(),
-        )) {
+        match with_retries(self.handle, || {
+            queue::checkpoints::save_checkpoint(pool, id, attempt, epoch.into(), bytes, queue::now_ms())
+        }) {
             Ok(true) => Ok(()),
             Ok(false) => Err(CheckpointError::Refused { place: self.place(), reason: LEASE_LOST.into() }),
             Err(e) => Err(CheckpointError::Store { place: self.place(), reason: e.to_string() }),
@@ -253,7 +273,11 @@ fn train_one(
     let mut sink = DbSink { shared, handle, job: &job.claimed };
     train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
         TrainError::Sink(e) => Failure::LeaseLost(format!("{e:#}")),
-        TrainError::Checkpoint(e @ CheckpointError::Refused { .. }) => Failure::LeaseLost(e.to_string()),
+        // N.B.: a database that stays unwritable past the retries is not the job's fault: the
+        // job stops, and its expired lease brings it back to the queue.
+        TrainError::Checkpoint(e @ (CheckpointError::Refused { .. } | CheckpointError::Store { .. })) => {
+            Failure::LeaseLost(e.to_string())
+        }
         other => Failure::Job(other.to_string()),
     })
 }
@@ -352,7 +376,9 @@ impl Worker {
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) => info!(epochs_done, "job stopped (cancelled or lease lost)"),
-            Err(Failure::LeaseLost(e)) => info!(reason = %e, "job stopped: lease lost"),
+            Err(Failure::LeaseLost(e)) => {
+                warn!(reason = %e, "job stopped: its lease is lost or the database unwritable")
+            }
             Err(Failure::Job(e)) => {
                 if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), now).await? {
                     warn!(error = %e, "job failed");

@@ -30,6 +30,16 @@ impl TestDb {
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }
+
+    /// PostgreSQL: ends every client connection to this database, as a restart or a network
+    /// cut would. Returns how many there were.
+    pub fn cut_connections(&self) -> i64 {
+        let (server, name) = self.postgres.as_ref().expect("only PostgreSQL connections can be cut");
+        let sql = format!(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        );
+        on_server(server, &sql).expect("a count")
+    }
 }
 
 impl Drop for TestDb {
@@ -41,8 +51,9 @@ impl Drop for TestDb {
 }
 
 /// Runs one statement in the server's `postgres` database, on a thread of its own (callers
-/// may be inside an async runtime, or dropping during a panic).
-fn on_server(server: &str, sql: &str) {
+/// may be inside an async runtime, or dropping during a panic); the first column of its first
+/// row, if it returns an integer.
+fn on_server(server: &str, sql: &str) -> Option<i64> {
     let (server, sql) = (server.to_string(), sql.to_string());
     let result = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -55,16 +66,19 @@ fn on_server(server: &str, sql: &str) {
                      TEST_POSTGRES at one: make test TEST_POSTGRES=postgres://USER@HOST:PORT"
                 )
             })?;
-            sqlx::query(&sql).execute(&mut conn).await.map_err(|e| format!("{sql}: {e}"))?;
-            conn.close().await.map_err(|e| e.to_string())
+            let row = sqlx::query(&sql).fetch_optional(&mut conn).await.map_err(|e| format!("{sql}: {e}"))?;
+            conn.close().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(row.and_then(|r| sqlx::Row::try_get::<i64, _>(&r, 0).ok()))
         })
     })
     .join()
     .expect("the database thread panicked");
-    if let Err(e) = result {
-        if !std::thread::panicking() {
-            panic!("{e}");
+    match result {
+        Ok(value) => value,
+        Err(e) if !std::thread::panicking() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("{e}");
+            None
         }
-        eprintln!("{e}");
     }
 }

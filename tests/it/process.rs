@@ -258,3 +258,24 @@ async fn a_job_whose_worker_process_is_killed_is_finished_by_another_from_its_ch
     assert_eq!(model.status(), 200);
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_rides_out_its_database_connections_being_cut() {
+    let site = Site::new();
+    if !site.db.is_postgres() {
+        eprintln!("PostgreSQL only: an embedded SQLite has no connections to cut");
+        return;
+    }
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    let _worker = start_worker(&site);
+    let id = submit(&client, &api, json!({"model": "cnn", "epochs": 6, "batch_size": 4})).await;
+    let url = api.url(&format!("/jobs/{id}"));
+    poll(&client, &url, 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    // Every connection of the API and the worker goes, as in a PostgreSQL restart.
+    assert!(site.db.cut_connections() >= 2);
+    let done = poll(&client, &url, 120, status_is("succeeded")).await;
+    assert_eq!(done["attempt"], 1, "the worker kept its job through the cut: {done}");
+    let rows = metrics(&client, &api, &id).await;
+    assert_eq!(rows.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+}
