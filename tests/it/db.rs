@@ -31,6 +31,16 @@ impl TestDb {
         self.postgres.is_some()
     }
 
+    /// PostgreSQL: whether any client connection to this database is encrypted now.
+    pub fn uses_tls(&self) -> bool {
+        let (server, name) = self.postgres.as_ref().expect("only PostgreSQL connections use TLS");
+        let sql = format!(
+            "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid \
+             WHERE a.datname = '{name}' AND s.ssl"
+        );
+        on_server(server, &sql).expect("a count") > 0
+    }
+
     /// PostgreSQL: ends every client connection to this database, as a restart or a network
     /// cut would. Returns how many there were.
     pub fn cut_connections(&self) -> i64 {

@@ -197,3 +197,19 @@ async fn checkpoints_are_kept_in_the_database_and_written_only_by_the_lease_hold
     queue::cancel_job(&pool, "a", 5_003).await.unwrap();
     assert!(!save_checkpoint(&pool, "a", second.attempt, 3, b"late", 5_004).await.unwrap());
 }
+
+#[tokio::test]
+async fn postgres_connections_can_require_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(dir.path());
+    if !db.is_postgres() {
+        eprintln!("PostgreSQL only");
+        return;
+    }
+    // A lab's queue crosses the network: `sslmode=require` must work (the test server has
+    // Debian's self-signed certificate, which `require` accepts and `verify-full` would not).
+    let pool = queue::connect(&format!("{}?sslmode=require", db.url)).await.unwrap();
+    users::add_user(&pool, "ann", false, 0).await.unwrap();
+    assert_eq!(users::count_users(&pool).await.unwrap(), 1);
+    assert!(db.uses_tls(), "the connection was encrypted");
+}
