@@ -181,6 +181,9 @@ pub enum QueueError {
     /// The URL names a database this build cannot use.
     #[error("{0}")]
     Unsupported(String),
+    /// The database could not be opened; the message names it and the root cause.
+    #[error("{0}")]
+    Open(String),
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -188,10 +191,26 @@ pub enum QueueError {
 
 /// Opens the database (creating an SQLite file if needed) and applies the migrations.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
+    let open_error = |e: sqlx::Error| {
+        // N.B.: sqlx's message repeats its cause; the innermost error says it once.
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        QueueError::Open(format!("cannot open the database {}: {cause}", display_url(url)))
+    };
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts = PgConnectOptions::from_str(url)?;
-        let pool =
-            PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(opts).await?;
+        let opts = PgConnectOptions::from_str(url).map_err(open_error)?;
+        // N.B.: one connection first: the pool retries a refused connection until its timeout
+        // and then reports only the timeout.
+        let first = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await.map_err(open_error)?;
+        let _ = sqlx::Connection::close(first).await;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(open_error)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         return Ok(Pool::Postgres(pool));
     }
@@ -201,7 +220,8 @@ pub async fn connect(url: &str) -> Result<Pool, QueueError> {
             display_url(url)
         )));
     }
-    let opts = SqliteConnectOptions::from_str(url)?
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(open_error)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -212,7 +232,7 @@ pub async fn connect(url: &str) -> Result<Pool, QueueError> {
             let _ = std::fs::create_dir_all(parent);
         }
     }
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(open_error)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok(Pool::Sqlite(pool))
 }

@@ -114,6 +114,23 @@ fn serve_says_plainly_which_databases_it_takes() {
 }
 
 #[test]
+fn an_unreachable_postgres_is_named_with_its_cause_at_once() {
+    let t = std::time::Instant::now();
+    let out = trainyard()
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", "postgres://lab:hunter2@127.0.0.1:1/queue"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot open the database postgres://lab:***@127.0.0.1:1/queue: Connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2") && !stderr.contains("timed out"), "{stderr}");
+    assert!(t.elapsed().as_secs() < 5, "no waiting out a pool timeout: {:?}", t.elapsed());
+}
+
+#[test]
 fn plot_draws_a_runs_metrics_offline() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
