@@ -4,7 +4,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::AppState;
-use crate::queue::{self, users, CancelOutcome, Created, JobRow, NewJob};
+use crate::queue::{self, CancelOutcome, Created, JobRow, NewJob, OverLimit};
 use crate::schedule::{self, Planned};
 use crate::spec::Spec;
 use axum::extract::{Path, Query, State};
@@ -127,16 +127,6 @@ pub async fn create_job(
             ),
         }]));
     }
-    let queued = users::queued_count(&state.pool, user.0.id).await?;
-    if queued >= limits.max_queued {
-        return Err(ApiError::TooMany {
-            message: format!(
-                "you have {queued} queued jobs; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER): wait for some to start, or cancel some",
-                limits.max_queued
-            ),
-            retry_after: None,
-        });
-    }
     let spec_json = spec.to_json().to_string();
     let id = uuid::Uuid::new_v4().to_string();
     let hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
@@ -154,6 +144,7 @@ pub async fn create_job(
             request_hash: &hash,
             now: queue::now_ms(),
         },
+        limits.max_queued,
     )
     .await?;
     let (status, row) = match created {
@@ -167,6 +158,15 @@ pub async fn create_job(
                 "this Idempotency-Key was already used with a different request body; use a new key for a new job"
                     .into(),
             ))
+        }
+        Created::OverLimit(OverLimit { queued }) => {
+            return Err(ApiError::TooMany {
+                message: format!(
+                    "you have {queued} queued jobs; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER): wait for some to start, or cancel some",
+                    limits.max_queued
+                ),
+                retry_after: None,
+            })
         }
     };
     let location = format!("/jobs/{}", row.id);

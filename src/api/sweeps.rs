@@ -167,17 +167,6 @@ pub async fn create_sweep(
     if !too_long.is_empty() {
         return Err(ApiError::Invalid(too_long));
     }
-    let queued = queue::users::queued_count(&state.pool, user.0.id).await?;
-    if queued + plan.jobs.len() as i64 > limits.max_queued {
-        return Err(ApiError::TooMany {
-            message: format!(
-                "this sweep queues {} jobs and you have {queued} queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
-                plan.jobs.len(),
-                limits.max_queued
-            ),
-            retry_after: None,
-        });
-    }
     let sweep_id = uuid::Uuid::new_v4().to_string();
     let now = queue::now_ms();
     let prepared: Vec<(String, String, String, String, String)> = plan
@@ -195,7 +184,7 @@ pub async fn create_sweep(
             )
         })
         .collect();
-    let jobs = plan
+    let jobs: Vec<NewSweepJob> = plan
         .jobs
         .iter()
         .zip(&prepared)
@@ -215,7 +204,28 @@ pub async fn create_sweep(
             sections: sections.clone(),
         })
         .collect();
-    sweeps::create_sweep(&state.pool, &sweep_id, user.0.id, plan.name.as_deref(), &body.to_string(), jobs, now).await?;
+    let n = jobs.len();
+    let definition = body.to_string();
+    let created = sweeps::create_sweep(
+        &state.pool,
+        &sweep_id,
+        user.0.id,
+        plan.name.as_deref(),
+        &definition,
+        jobs,
+        now,
+        limits.max_queued,
+    )
+    .await?;
+    if let Err(queue::OverLimit { queued }) = created {
+        return Err(ApiError::TooMany {
+            message: format!(
+                "this sweep queues {n} jobs and you have {queued} queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
+                limits.max_queued
+            ),
+            retry_after: None,
+        });
+    }
     state.wake.notify_waiters();
     let sweep = sweeps::get_sweep(&state.pool, &sweep_id).await?.ok_or_else(|| not_found(&sweep_id))?;
     let body = sweep_json(&state.pool, &sweep).await?;

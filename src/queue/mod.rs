@@ -304,6 +304,14 @@ pub enum Created {
     Existing(JobRow),
     /// The idempotency key was used before with another request.
     KeyConflict,
+    /// The owner already has this many jobs queued, the limit: nothing was queued.
+    OverLimit(OverLimit),
+}
+
+/// A user's queued jobs at the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    pub queued: i64,
 }
 
 /// Inserts a job inside a transaction (a sweep's); rows inserted (0 when its
@@ -327,23 +335,49 @@ pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<u64, 
         .rows_affected()))
 }
 
-pub async fn create_job(pool: &Pool, job: NewJob<'_>) -> Result<Created, QueueError> {
+/// Holds `owner`'s submissions until `tx` ends and counts their queued jobs, so a check of
+/// the per-user limit and the insert after it are one step: two simultaneous submissions
+/// cannot both pass at the limit. (PostgreSQL: the user's row lock; SQLite: the IMMEDIATE
+/// transaction already holds the write lock.)
+pub(crate) async fn lock_queued_count(tx: &mut Tx, owner: i64) -> Result<i64, QueueError> {
+    on_db!(Tx, &mut *tx, |t, d| sqlx::query(&d.sql(&format!("SELECT id FROM users WHERE id = ?{}", d.for_update())))
+        .bind(owner)
+        .fetch_optional(&mut **t)
+        .await?
+        .is_some());
+    const COUNT: &str = "SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'";
+    Ok(on_db!(Tx, tx, |t, d| sqlx::query_scalar(&d.sql(COUNT)).bind(owner).fetch_one(&mut **t).await?))
+}
+
+/// Queues `job` unless its owner has `max_queued` jobs queued already. A retried request
+/// (the same idempotency key) gets its job back even at the limit.
+pub async fn create_job(pool: &Pool, job: NewJob<'_>, max_queued: i64) -> Result<Created, QueueError> {
     let mut tx = pool.begin_write().await?;
-    let inserted = create_job_in(&mut tx, &job).await?;
-    tx.commit().await?;
-    if inserted == 1 {
-        let row = get_job(pool, job.id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        return Ok(Created::New(row));
+    let queued = lock_queued_count(&mut tx, job.owner_id).await?;
+    if let Some(key) = job.idempotency_key {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
+        let existing: Option<JobRow> = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&sql))
+            .bind(job.owner_id)
+            .bind(key)
+            .fetch_optional(&mut **t)
+            .await?);
+        if let Some(existing) = existing {
+            tx.rollback().await?;
+            return Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
+                Created::Existing(existing)
+            } else {
+                Created::KeyConflict
+            });
+        }
     }
-    let key = job.idempotency_key.expect("only a key can conflict");
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
-    let existing: JobRow =
-        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(job.owner_id).bind(key).fetch_one(p).await?);
-    Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
-        Created::Existing(existing)
-    } else {
-        Created::KeyConflict
-    })
+    if queued >= max_queued {
+        tx.rollback().await?;
+        return Ok(Created::OverLimit(OverLimit { queued }));
+    }
+    create_job_in(&mut tx, &job).await?;
+    tx.commit().await?;
+    let row = get_job(pool, job.id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Created::New(row))
 }
 
 pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError> {

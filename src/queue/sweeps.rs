@@ -1,6 +1,6 @@
 //! Sweeps: many jobs queued by one request, kept together for their report.
 
-use super::{create_job_in, on_db, JobRow, NewJob, Pool, QueueError, JOB_COLUMNS};
+use super::{create_job_in, lock_queued_count, on_db, JobRow, NewJob, OverLimit, Pool, QueueError, JOB_COLUMNS};
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
@@ -20,7 +20,9 @@ pub struct NewSweepJob<'a> {
     pub sections: String,
 }
 
-/// Creates the sweep and all its jobs in one transaction: all are queued, or none.
+/// Creates the sweep and all its jobs in one transaction: all are queued, or none (when
+/// they would take the owner past `max_queued` queued jobs).
+#[allow(clippy::too_many_arguments)]
 pub async fn create_sweep(
     pool: &Pool,
     id: &str,
@@ -29,10 +31,16 @@ pub async fn create_sweep(
     definition: &str,
     jobs: Vec<NewSweepJob<'_>>,
     now: i64,
-) -> Result<(), QueueError> {
+    max_queued: i64,
+) -> Result<Result<(), OverLimit>, QueueError> {
     const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at) VALUES (?, ?, ?, ?, ?)";
     const JOB: &str = "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)";
     let mut tx = pool.begin_write().await?;
+    let queued = lock_queued_count(&mut tx, owner_id).await?;
+    if queued + jobs.len() as i64 > max_queued {
+        tx.rollback().await?;
+        return Ok(Err(OverLimit { queued }));
+    }
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SWEEP))
         .bind(id)
         .bind(owner_id)
@@ -55,7 +63,7 @@ pub async fn create_sweep(
             .rows_affected());
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Ok(()))
 }
 
 pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {

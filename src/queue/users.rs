@@ -97,9 +97,3 @@ pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserEr
 pub async fn count_users(pool: &Pool) -> Result<i64, QueueError> {
     Ok(on_db!(Pool, pool, |p, _d| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await?))
 }
-
-/// How many of a user's jobs are queued now.
-pub async fn queued_count(pool: &Pool, owner: i64) -> Result<i64, QueueError> {
-    const SQL: &str = "SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'";
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(owner).fetch_one(p).await?))
-}

@@ -28,7 +28,7 @@ async fn add_for(pool: &Pool, id: &str, owner_id: i64, now: i64) {
         request_hash: "h",
         now,
     };
-    assert!(matches!(queue::create_job(pool, job).await.unwrap(), Created::New(_)));
+    assert!(matches!(queue::create_job(pool, job, 1000).await.unwrap(), Created::New(_)));
 }
 
 const LEASE: i64 = 1_000;

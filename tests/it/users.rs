@@ -126,6 +126,38 @@ async fn an_admin_sets_a_priority_that_goes_first_and_a_student_cannot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_submissions_never_pass_the_queued_limit_and_a_retry_still_gets_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let app = spawn_with(dir, |c| {
+        c.cpu_workers = 0;
+        c.max_queued_per_user = 5;
+    })
+    .await;
+    let keyed = || app.client.post(app.url("/jobs")).header("Idempotency-Key", "k1").json(&json!({"epochs": 1}));
+    let (status, first) = status_of(keyed()).await;
+    assert_eq!(status, 201);
+    // Twenty at once for the four places left.
+    let posts = (0..20).map(|_| app.client.post(app.url("/jobs")).json(&json!({"epochs": 1})).send());
+    let statuses: Vec<u16> =
+        futures::future::join_all(posts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 4, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 16, "{statuses:?}");
+    let (_, mine) = app.get("/jobs?status=queued").await;
+    assert_eq!(mine["jobs"].as_array().unwrap().len(), 5);
+    // At the limit, a retried submission (the same key and body) still gets its job back.
+    let (status, retry) = status_of(keyed()).await;
+    assert_eq!((status, &retry["id"]), (200, &first["id"]));
+    // A sweep that does not fit is refused whole.
+    let sweep = json!({"base": {"epochs": 1}, "vary": {"lr": [0.1, 0.01]}});
+    let (status, body) = status_of(app.client.post(app.url("/sweeps")).json(&sweep)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("this sweep queues 2 jobs and you have 5 queued"));
+    let (_, mine) = app.get("/jobs?status=queued").await;
+    assert_eq!(mine["jobs"].as_array().unwrap().len(), 5, "nothing of the sweep was queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_limit_answers_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
