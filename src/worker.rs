@@ -1,9 +1,9 @@
 //! Workers: claim → heartbeat → train → record.
 //!
 //! Each worker is an async task that talks to the queue, paired with one OS thread of its
-//! own that trains (never on the async runtime). The training thread reports each epoch
-//! through `DbSink`, which writes it fenced on the job's attempt; a lost lease, a cancel or
-//! a shutdown raises the job's stop flag, which training checks between mini-batches.
+//! own that trains (never on the async runtime). The training thread writes each epoch and
+//! its checkpoint through `JobDb`, fenced on the job's attempt; a lost lease, a cancel or a
+//! shutdown raises the job's stop flag, which training checks between mini-batches.
 
 use crate::queue::{self, Claimed, Pool};
 use crate::spec::Spec;
@@ -201,14 +201,17 @@ where
     handle.block_on(call())
 }
 
-/// Writes each epoch to the queue, fenced on the attempt; refuses once the lease is lost.
-struct DbSink<'a> {
+/// A running job's writes to the database from its training thread: its epochs (as the
+/// metric sink) and its checkpoint (as the checkpoint store), each fenced on the attempt and
+/// refused once the lease is lost. `Copy`, so one value can be both at once.
+#[derive(Clone, Copy)]
+struct JobDb<'a> {
     shared: &'a Shared,
     handle: &'a tokio::runtime::Handle,
     job: &'a Claimed,
 }
 
-impl MetricSink for DbSink<'_> {
+impl MetricSink for JobDb<'_> {
     fn record_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
         let json = serde_json::to_string(m)?;
         let lease = self.shared.settings.lease.as_millis() as i64;
@@ -228,14 +231,7 @@ impl MetricSink for DbSink<'_> {
     }
 }
 
-/// The job's checkpoint in the database, written fenced on the attempt like the metrics.
-struct DbCheckpoints<'a> {
-    shared: &'a Shared,
-    handle: &'a tokio::runtime::Handle,
-    job: &'a Claimed,
-}
-
-impl CheckpointStore for DbCheckpoints<'_> {
+impl CheckpointStore for JobDb<'_> {
     fn place(&self) -> String {
         format!("the checkpoint of job {} in the database", self.job.id)
     }
@@ -268,9 +264,9 @@ fn train_one(
     job: &Assignment,
 ) -> Result<Outcome, Failure> {
     let data = shared.dataset(device).map_err(Failure::Job)?;
-    let store = DbCheckpoints { shared, handle, job: &job.claimed };
+    let store = JobDb { shared, handle, job: &job.claimed };
     let opts = TrainOptions { checkpoints: Some(&store), threads: shared.settings.threads };
-    let mut sink = DbSink { shared, handle, job: &job.claimed };
+    let mut sink = store;
     train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
         TrainError::Sink(e) => Failure::LeaseLost(format!("{e:#}")),
         // N.B.: a database that stays unwritable past the retries is not the job's fault: the

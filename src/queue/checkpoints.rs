@@ -15,7 +15,7 @@ pub async fn save_checkpoint(
 ) -> Result<bool, QueueError> {
     const UPSERT: &str = "INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (job_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data, updated_at = excluded.updated_at";
-    let Some(mut tx) = begin_fenced(pool, job, attempt).await? else { return Ok(false) };
+    let Some(mut tx) = begin_fenced(pool, job, attempt, "attempt = attempt", &[]).await? else { return Ok(false) };
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
         .bind(job)
         .bind(epoch)

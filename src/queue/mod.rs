@@ -314,13 +314,12 @@ pub struct OverLimit {
     pub queued: i64,
 }
 
-/// Inserts a job inside a transaction (a sweep's); rows inserted (0 when its
-/// idempotency key was used before).
-pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<u64, QueueError> {
+/// Inserts a job inside a transaction (`create_job`'s or a sweep's, which have checked its
+/// idempotency key and the owner's limit under `lock_queued_count`).
+pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<(), QueueError> {
     const SQL: &str = "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, \
-         request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) \
-         ON CONFLICT (owner_id, idempotency_key) DO NOTHING";
-    Ok(on_db!(Tx, tx, |t, d| sqlx::query(&d.sql(SQL))
+         request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)";
+    on_db!(Tx, tx, |t, d| sqlx::query(&d.sql(SQL))
         .bind(job.id)
         .bind(job.owner_id)
         .bind(job.name)
@@ -332,7 +331,8 @@ pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<u64, 
         .bind(job.now)
         .execute(&mut **t)
         .await?
-        .rows_affected()))
+        .rows_affected());
+    Ok(())
 }
 
 /// Holds `owner`'s submissions until `tx` ends and counts their queued jobs, so a check of
@@ -577,17 +577,26 @@ pub async fn heartbeat(pool: &Pool, id: &str, attempt: i64, now: i64, lease_ms: 
 }
 
 /// Begins a transaction in which `attempt` still holds job `id` (running, not cancelled, not
-/// claimed again), or `None` when the lease is lost. The fence is an UPDATE, so on PostgreSQL
-/// the job's row stays locked until commit: a cancel or a requeue cannot slip in between.
-pub(crate) async fn begin_fenced(pool: &Pool, id: &str, attempt: i64) -> Result<Option<Tx>, QueueError> {
-    const FENCE: &str = "UPDATE jobs SET attempt = attempt WHERE id = ? AND attempt = ? AND status = 'running'";
+/// claimed again), or `None` when the lease is lost. The fence is an UPDATE that also sets
+/// `set` (its `?`s bound to `values`, in order), so on PostgreSQL the job's row stays locked
+/// until commit: a cancel or a requeue cannot slip in between.
+pub(crate) async fn begin_fenced(
+    pool: &Pool,
+    id: &str,
+    attempt: i64,
+    set: &str,
+    values: &[i64],
+) -> Result<Option<Tx>, QueueError> {
+    let fence = format!("UPDATE jobs SET {set} WHERE id = ? AND attempt = ? AND status = 'running'");
     let mut tx = pool.begin_write().await?;
-    let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(FENCE))
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
+    let n = on_db!(Tx, &mut tx, |t, d| {
+        let sql = d.sql(&fence);
+        let mut q = sqlx::query(&sql);
+        for v in values {
+            q = q.bind(*v);
+        }
+        q.bind(id).bind(attempt).execute(&mut **t).await?.rows_affected()
+    });
     if n != 1 {
         tx.rollback().await?;
         return Ok(None);
@@ -605,17 +614,13 @@ pub async fn record_epoch(
     now: i64,
     lease_ms: i64,
 ) -> Result<bool, QueueError> {
-    const PROGRESS: &str = "UPDATE jobs SET epochs_done = ?, lease_expires_at = ? WHERE id = ?";
     const UPSERT: &str = "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
          ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics";
-    let Some(mut tx) = begin_fenced(pool, id, attempt).await? else { return Ok(false) };
-    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(PROGRESS))
-        .bind(epoch)
-        .bind(now + lease_ms)
-        .bind(id)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
+    let progress = [epoch, now + lease_ms];
+    let Some(mut tx) = begin_fenced(pool, id, attempt, "epochs_done = ?, lease_expires_at = ?", &progress).await?
+    else {
+        return Ok(false);
+    };
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
         .bind(id)
         .bind(epoch)

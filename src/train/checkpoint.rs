@@ -5,7 +5,7 @@
 //!
 //! Where the bytes are kept is a `CheckpointStore`: a directory for `trainyard train`
 //! (`DirStore`), the queue's database for the service (so any machine's worker can resume
-//! a job; see `worker::DbCheckpoints`).
+//! a job; see `worker::JobDb`).
 
 use super::metrics::EpochMetrics;
 use super::model::ParamSet;
