@@ -333,6 +333,15 @@ impl Spec {
     pub fn has(&self, aug: Augmentation) -> bool {
         self.augment.contains(&aug)
     }
+
+    /// What jobs must share to train as one fused group: the architecture (model, hidden
+    /// widths, activation), the batch size, the training subset and the dataset. Everything
+    /// else (seed, lr, momentum, weight decay, loss, augmentation, epochs) may differ.
+    pub fn group_key(&self) -> String {
+        let activation = (self.model != ModelKind::Linear).then_some(self.activation);
+        serde_json::json!([self.model, self.hidden, activation, self.batch_size, self.train_limit, self.dataset])
+            .to_string()
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {

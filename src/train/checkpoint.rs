@@ -8,8 +8,7 @@
 //! a job; see `worker::JobDb`).
 
 use super::metrics::EpochMetrics;
-use super::model::ParamSet;
-use super::sgd::Sgd;
+use super::model::Architecture;
 use crate::spec::Spec;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -95,10 +94,14 @@ impl CheckpointStore for DirStore {
     }
 }
 
-/// What a checkpoint restores besides the tensors.
+/// What a checkpoint holds for one model: its weights and momentum, each [P] in the
+/// architecture's parameter order, the last finished epoch and the metrics so far.
 pub struct Restored {
     pub epoch: u32,
     pub metrics: Vec<EpochMetrics>,
+    pub weights: Tensor,
+    /// `None` when the run uses no momentum (or had not stepped).
+    pub momentum: Option<Tensor>,
 }
 
 fn f32_bytes(t: &Tensor) -> Vec<u8> {
@@ -106,22 +109,29 @@ fn f32_bytes(t: &Tensor) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes the checkpoint for a finished `epoch` to `store`.
+/// Writes the checkpoint for a finished `epoch` to `store`: `weights` and `momentum` are
+/// one model's [P] values in `arch`'s parameter order.
 pub fn save(
     store: &dyn CheckpointStore,
     spec: &Spec,
+    arch: &Architecture,
     epoch: u32,
-    params: &ParamSet,
-    opt: &Sgd,
+    weights: &Tensor,
+    momentum: Option<&Tensor>,
     metrics: &[EpochMetrics],
 ) -> Result<(), CheckpointError> {
-    let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for p in &params.params {
+    let weights = f32_bytes(weights);
+    let momentum = momentum.map(f32_bytes);
+    let mut blobs: Vec<(String, Vec<usize>, &[u8])> = Vec::new();
+    let mut at = 0;
+    for p in &arch.params {
         let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
-        blobs.push((p.name.clone(), shape.clone(), f32_bytes(&p.tensor)));
-        if let Some(buf) = &opt.buf {
-            blobs.push((format!("momentum.{}", p.name), shape, f32_bytes(&ParamSet::view_of(buf, p))));
+        let range = at * 4..(at + p.numel() as usize) * 4;
+        blobs.push((p.name.clone(), shape.clone(), &weights[range.clone()]));
+        if let Some(m) = &momentum {
+            blobs.push((format!("momentum.{}", p.name), shape, &m[range]));
         }
+        at += p.numel() as usize;
     }
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -155,12 +165,11 @@ fn parse(place: String, bytes: Vec<u8>) -> Result<Raw, CheckpointError> {
     Ok(Raw { place, bytes, meta })
 }
 
-/// Restores weights and momentum from `store`'s checkpoint, if there is one.
+/// Reads `store`'s checkpoint of `spec`, if there is one.
 pub fn load(
     store: &dyn CheckpointStore,
     spec: &Spec,
-    params: &ParamSet,
-    opt: &mut Sgd,
+    arch: &Architecture,
 ) -> Result<Option<Restored>, CheckpointError> {
     let Some(bytes) = store.read()? else { return Ok(None) };
     let Raw { place, bytes, meta } = parse(store.place(), bytes)?;
@@ -175,32 +184,25 @@ pub fn load(
         .map_err(|e| corrupt(format!("metrics: {e}")))?;
 
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let read = |name: &str, shape: &[i64]| -> Result<Option<Tensor>, CheckpointError> {
-        let Ok(view) = st.tensor(name) else { return Ok(None) };
+    let read = |name: &str, shape: &[i64], into: &mut Vec<f32>| -> Result<bool, CheckpointError> {
+        let Ok(view) = st.tensor(name) else { return Ok(false) };
         let want: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
         if view.dtype() != Dtype::F32 || view.shape() != want.as_slice() {
             return Err(corrupt(format!("{name} has shape {:?}, the model wants {:?}", view.shape(), want)));
         }
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Ok(Some(Tensor::from_slice(&values).view(shape)))
+        into.extend(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        Ok(true)
     };
-    let mut momentum = Vec::new();
-    for p in &params.params {
-        let w = read(&p.name, &p.shape)?.ok_or_else(|| corrupt(format!("{} is missing", p.name)))?;
-        momentum.push(read(&format!("momentum.{}", p.name), &p.shape)?);
-        tch::no_grad(|| ParamSet::view_of(&params.flat, p).copy_(&w));
-    }
-    opt.buf = if momentum.iter().all(Option::is_some) && !momentum.is_empty() {
-        let buf = params.flat.zeros_like();
-        for (p, m) in params.params.iter().zip(&momentum) {
-            ParamSet::view_of(&buf, p).copy_(m.as_ref().expect("checked"));
+    let (mut weights, mut momentum) = (Vec::new(), Vec::new());
+    let mut all_momentum = true;
+    for p in &arch.params {
+        if !read(&p.name, &p.shape, &mut weights)? {
+            return Err(corrupt(format!("{} is missing", p.name)));
         }
-        Some(buf)
-    } else {
-        None
-    };
-    Ok(Some(Restored { epoch, metrics }))
+        all_momentum &= read(&format!("momentum.{}", p.name), &p.shape, &mut momentum)?;
+    }
+    let momentum = (all_momentum && !momentum.is_empty()).then(|| Tensor::from_slice(&momentum));
+    Ok(Some(Restored { epoch, metrics, weights: Tensor::from_slice(&weights), momentum }))
 }
 
 /// The trained weights of a checkpoint as a safetensors file of their own (no momentum),

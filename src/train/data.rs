@@ -109,43 +109,49 @@ pub fn normalise(images_u8: &Tensor) -> Tensor {
     images_u8.to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0)
 }
 
-/// One mini-batch, normalised (and augmented when asked), on the training device.
+/// One mini-batch for every member of a group, normalised (and augmented for the members
+/// that ask), on the training device.
 pub struct Batch {
+    /// Member after member: [G·len, 3, 32, 32].
     pub images: Tensor,
+    /// [G, len].
     pub labels: Tensor,
-    /// Where the batch starts in the epoch's order (see `BatchSource::labels_in_order`).
+    /// Where the batch starts in the epoch's order (see `GroupBatches::labels_in_order`).
     pub start: usize,
     pub len: usize,
 }
 
-/// Yields one epoch's mini-batches of the training split in a seeded order.
+/// One member's share of an epoch: the epoch's random stream and its augmentation.
+pub struct MemberEpoch {
+    pub rng: EpochRng,
+    pub augment: Option<AugmentParams>,
+}
+
+/// Yields one epoch's mini-batches of the training split for each member of a group, each
+/// member in its own seeded order.
 ///
-/// N.B.: everything random here (the order, the crops, the flips) comes from the epoch's
-/// `EpochRng`, so an epoch is a pure function of (seed, epoch) and a resumed run repeats it.
-pub struct BatchSource<'a> {
+/// N.B.: everything random here (the order, the crops, the flips) comes from each member's
+/// `EpochRng`, drawn in the same sequence whatever the group, so a member's epoch is a pure
+/// function of its (seed, epoch): alone, in any group, or resumed.
+pub struct GroupBatches<'a> {
     split: &'a Split,
-    order: Tensor,
+    /// [G, n]: each member's order of the first n images.
+    orders: Tensor,
     labels: Tensor,
     n: usize,
     batch_size: usize,
     next: usize,
-    augment: Option<AugmentParams>,
-    rng: EpochRng,
+    members: Vec<MemberEpoch>,
 }
 
-impl<'a> BatchSource<'a> {
-    pub fn new(
-        split: &'a Split,
-        limit: usize,
-        batch_size: usize,
-        augment: Option<AugmentParams>,
-        mut rng: EpochRng,
-    ) -> Self {
+impl<'a> GroupBatches<'a> {
+    pub fn new(split: &'a Split, limit: usize, batch_size: usize, mut members: Vec<MemberEpoch>) -> Self {
         let n = limit.min(split.len());
-        let perm = rng.permutation(n);
-        let order = Tensor::from_slice(&perm).to_device(split.images.device());
-        let labels = split.labels.index_select(0, &order);
-        BatchSource { split, order, labels, n, batch_size, next: 0, augment, rng }
+        let perms: Vec<i64> = members.iter_mut().flat_map(|m| m.rng.permutation(n)).collect();
+        let g = members.len() as i64;
+        let orders = Tensor::from_slice(&perms).to_device(split.images.device()).view([g, n as i64]);
+        let labels = split.labels.index_select(0, &orders.view([-1])).view([g, n as i64]);
+        GroupBatches { split, orders, labels, n, batch_size, next: 0, members }
     }
 
     pub fn batches(&self) -> usize {
@@ -156,13 +162,26 @@ impl<'a> BatchSource<'a> {
         self.n
     }
 
-    /// The epoch's labels in the order the batches yield them.
+    /// Each member's labels in the order its batches yield them: [G, n].
     pub fn labels_in_order(&self) -> Tensor {
         self.labels.shallow_clone()
     }
+
+    /// Keeps only the members at `keep` (ascending), for the rest of the epoch.
+    pub fn retain(&mut self, keep: &[usize]) {
+        let idx =
+            Tensor::from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(self.orders.device());
+        self.orders = self.orders.index_select(0, &idx);
+        self.labels = self.labels.index_select(0, &idx);
+        let mut i = 0;
+        self.members.retain(|_| {
+            i += 1;
+            keep.contains(&(i - 1))
+        });
+    }
 }
 
-impl Iterator for BatchSource<'_> {
+impl Iterator for GroupBatches<'_> {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
@@ -170,14 +189,25 @@ impl Iterator for BatchSource<'_> {
             return None;
         }
         let (start, len) = (self.next, self.batch_size.min(self.n - self.next));
-        let idx = self.order.narrow(0, start as i64, len as i64);
+        let idx = self.orders.narrow(1, start as i64, len as i64).reshape([-1]);
         self.next += len;
         let mut images = normalise(&self.split.images.index_select(0, &idx));
-        if let Some(params) = &self.augment {
-            let plan = params.sample(&mut self.rng, len);
-            images = augment::apply(&images, &plan);
+        let mut plans = Vec::new();
+        let mut rows = Vec::new();
+        for (g, m) in self.members.iter_mut().enumerate() {
+            if let Some(params) = &m.augment {
+                plans.extend(params.sample(&mut m.rng, len));
+                rows.extend((g * len) as i64..((g + 1) * len) as i64);
+            }
         }
-        Some(Batch { images, labels: self.labels.narrow(0, start as i64, len as i64), start, len })
+        if rows.len() == images.size()[0] as usize {
+            images = augment::apply(&images, &plans);
+        } else if !rows.is_empty() {
+            let rows = Tensor::from_slice(&rows).to_device(images.device());
+            let augmented = augment::apply(&images.index_select(0, &rows), &plans);
+            let _ = images.index_copy_(0, &rows, &augmented);
+        }
+        Some(Batch { images, labels: self.labels.narrow(1, start as i64, len as i64), start, len })
     }
 }
 

@@ -1,8 +1,12 @@
-//! Training: blocking code only — no tokio, no SQL. A run is put together from separable
-//! parts so that a fused group of models can later stand where one model stands:
-//! a batch source (`data`), a model (`model`), an optimiser step (`sgd`), a metric sink
-//! (`metrics`), and checkpoints (`checkpoint`). `train` is the one entry point; the service
-//! calls it from its own OS thread with a stop flag.
+//! Training: blocking code only — no tokio, no SQL.
+//!
+//! One engine trains a group of G same-shaped models as one (`train_group`): a batch source
+//! that gives each member its own batches (`data`), a fused model (`model`), one optimiser
+//! step for all members (`sgd`), metrics and checkpoints per member. Every member trains as
+//! it would alone — its own seed, data order, lr, momentum, weight decay, loss,
+//! augmentation and epochs — and leaves the group on its own (finished, stopped, or its
+//! writes refused) while the others go on; new members join at epoch boundaries. `train`
+//! runs a single spec as a group of one.
 
 pub mod augment;
 pub mod checkpoint;
@@ -14,14 +18,14 @@ pub mod sgd;
 
 use crate::spec::{Augmentation, LossKind, Spec};
 use augment::AugmentParams;
-use data::{normalise, BatchSource, Cifar10, Split};
+use data::{normalise, Cifar10, GroupBatches, MemberEpoch};
 use metrics::{finite, EpochMetrics, MetricSink};
-use model::Net;
+use model::{Architecture, GroupParams, Input};
 use rng::EpochRng;
-use sgd::Sgd;
+use sgd::{MemberHyper, Sgd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 pub use checkpoint::{CheckpointError, CheckpointStore, DirStore};
 pub use data::DataError;
@@ -61,23 +65,76 @@ pub enum TrainError {
     /// libtorch failed (for instance, the GPU ran out of memory).
     #[error("torch error: {0}")]
     Torch(String),
-}
-
-/// The loss of logits [B, 10] against labels [B], as a scalar mean per sample.
-pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
-    match kind {
-        LossKind::CrossEntropy => logits.cross_entropy_for_logits(labels),
-        // Mean over all B×10 outputs, as nn.MSELoss() against one-hot targets.
-        LossKind::Mse => logits.mse_loss(&labels.one_hot(data::CLASSES).to_kind(logits.kind()), Reduction::Mean),
-    }
+    /// The member cannot train in this group (another architecture, batch size or data).
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 pub use model::parameter_count;
 
-/// Trains `spec` on `data`, sending every epoch to `sink`, until done or `stop` is raised
-/// (checked between mini-batches). Resumes from `opts.checkpoints` when it holds a
-/// checkpoint of the same spec. libtorch errors (a CUDA out-of-memory, say) come back as
-/// `TrainError::Torch` instead of unwinding through the caller.
+/// Test images evaluated per forward pass, shared among a group's members.
+fn eval_chunk(members: usize) -> i64 {
+    (EVAL_CHUNK / members.max(1) as i64).max(100)
+}
+
+/// What a group's training needs from where it runs: each member's stop flag, checkpoint
+/// store and metric sink, word of members that leave, and new members at epoch boundaries.
+/// Members are named by a key the host chooses.
+pub trait GroupHost {
+    /// True once `key` must stop (cancelled, its lease lost, a shutdown).
+    fn stopped(&self, key: usize) -> bool;
+    /// Where `key`'s checkpoint is kept, if anywhere.
+    fn checkpoints(&self, key: usize) -> Option<&dyn CheckpointStore>;
+    /// Receives `key`'s finished epoch before its checkpoint is written. An error takes the
+    /// member out of the group (a worker that lost its job's lease must not write on).
+    fn record_epoch(&mut self, key: usize, metrics: &EpochMetrics) -> anyhow::Result<()>;
+    /// Progress within the group's current pass, about a hundred times per pass: each
+    /// member's (key, epoch), and batches done of the total.
+    fn batch_done(&mut self, _members: &[(usize, u32)], _done: usize, _total: usize) {}
+    /// `key` left the group; called exactly once per member.
+    fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>);
+    /// At an epoch boundary: compatible members to add, at most `room`.
+    fn join(&mut self, _room: usize) -> Vec<(usize, Spec)> {
+        Vec::new()
+    }
+}
+
+/// How a group runs, apart from what it trains.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOptions {
+    /// torch's intra-op threads for this thread; `None` leaves torch's default.
+    pub threads: Option<i32>,
+    /// Most members at once (joins stop there).
+    pub max_members: usize,
+}
+
+/// Trains `first` and whoever joins as one group on `data`, until every member has left.
+/// Each member's end comes back through `host.member_done`; a libtorch failure (a CUDA
+/// out-of-memory, say) ends every member still in the group with `TrainError::Torch`
+/// instead of unwinding through the caller.
+pub fn train_group(first: Vec<(usize, Spec)>, data: &Cifar10, opts: &GroupOptions, host: &mut dyn GroupHost) {
+    if let Some(n) = opts.threads {
+        tch::set_num_threads(n);
+    }
+    let mut engine = Engine { data, host, arch: None, members: Vec::new(), fused: None };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(first, opts.max_members.max(1))));
+    if let Err(panic) = run {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        // tch's messages carry a C++ backtrace after the first line; keep the reason.
+        let reason = msg.lines().next().unwrap_or_default().to_string();
+        for m in std::mem::take(&mut engine.members) {
+            engine.host.member_done(m.key, Err(TrainError::Torch(reason.clone())));
+        }
+    }
+}
+
+/// Trains `spec` alone on `data`, sending every epoch to `sink`, until done or `stop` is
+/// raised (checked between mini-batches). Resumes from `opts.checkpoints` when it holds a
+/// checkpoint of the same spec.
 pub fn train(
     spec: &Spec,
     data: &Cifar10,
@@ -85,148 +142,364 @@ pub fn train(
     sink: &mut dyn MetricSink,
     stop: &AtomicBool,
 ) -> Result<Outcome, TrainError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(spec, data, opts, sink, stop))).unwrap_or_else(
-        |panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            // tch's messages carry a C++ backtrace after the first line; keep the reason.
-            Err(TrainError::Torch(msg.lines().next().unwrap_or_default().to_string()))
-        },
-    )
+    struct Solo<'a> {
+        sink: &'a mut dyn MetricSink,
+        stop: &'a AtomicBool,
+        store: Option<&'a dyn CheckpointStore>,
+        result: Option<Result<Outcome, TrainError>>,
+    }
+    impl GroupHost for Solo<'_> {
+        fn stopped(&self, _: usize) -> bool {
+            self.stop.load(Ordering::Relaxed)
+        }
+        fn checkpoints(&self, _: usize) -> Option<&dyn CheckpointStore> {
+            self.store
+        }
+        fn record_epoch(&mut self, _: usize, m: &EpochMetrics) -> anyhow::Result<()> {
+            self.sink.record_epoch(m)
+        }
+        fn batch_done(&mut self, members: &[(usize, u32)], done: usize, total: usize) {
+            self.sink.batch_done(members.first().map_or(0, |m| m.1), done, total);
+        }
+        fn member_done(&mut self, _: usize, result: Result<Outcome, TrainError>) {
+            self.result = Some(result);
+        }
+    }
+    let mut solo = Solo { sink, stop, store: opts.checkpoints, result: None };
+    train_group(vec![(0, spec.clone())], data, &GroupOptions { threads: opts.threads, max_members: 1 }, &mut solo);
+    solo.result.unwrap_or_else(|| Err(TrainError::Torch("the run ended without a result".into())))
 }
 
-fn run(
-    spec: &Spec,
-    data: &Cifar10,
-    opts: &TrainOptions,
-    sink: &mut dyn MetricSink,
-    stop: &AtomicBool,
-) -> Result<Outcome, TrainError> {
-    if let Some(n) = opts.threads {
-        tch::set_num_threads(n);
-    }
-    let net = Net::new(spec, data.device);
-    let mut opt = Sgd::new(&net.params, spec.lr, spec.momentum, spec.weight_decay);
-    let mut history = Vec::new();
-    let mut first = 1;
-    if let Some(store) = opts.checkpoints {
-        if let Some(restored) = checkpoint::load(store, spec, &net.params, &mut opt)? {
-            first = restored.epoch + 1;
-            history = restored.metrics;
-        }
-    }
-    let augment = (!spec.augment.is_empty()).then(|| AugmentParams {
-        crop: spec.has(Augmentation::RandomResizedCrop),
-        flip: spec.has(Augmentation::HorizontalFlip),
-    });
-    let limit = spec.train_limit.map_or(usize::MAX, |l| l as usize);
-
-    for epoch in first..=spec.epochs {
-        let started = Instant::now();
-        let source = BatchSource::new(
-            &data.train,
-            limit,
-            spec.batch_size as usize,
-            augment,
-            EpochRng::new(spec.seed, epoch.into()),
-        );
-        let Some((train_loss, train_acc)) = train_epoch(spec, &net, &mut opt, source, epoch, sink, stop) else {
-            return Ok(Outcome::Stopped { epochs_done: epoch - 1 });
-        };
-        let train_seconds = started.elapsed().as_secs_f64();
-        let samples = limit.min(data.train.len());
-        let Some((test_loss, test_acc)) = evaluate(spec, &net, &data.test, stop) else {
-            return Ok(Outcome::Stopped { epochs_done: epoch - 1 });
-        };
-        let m = EpochMetrics {
-            epoch,
-            train_loss: finite(train_loss),
-            train_acc,
-            test_loss: finite(test_loss),
-            test_acc,
-            seconds: started.elapsed().as_secs_f64(),
-            train_seconds,
-            samples_per_second: samples as f64 / train_seconds.max(1e-9),
-            diverged: !train_loss.is_finite() || !test_loss.is_finite(),
-        };
-        sink.record_epoch(&m).map_err(TrainError::Sink)?;
-        history.push(m);
-        if let Some(store) = opts.checkpoints {
-            checkpoint::save(store, spec, epoch, &net.params, &opt, &history)?;
-        }
-    }
-    Ok(Outcome::Finished { epochs: spec.epochs })
+/// A member between passes: where it is, and (while the group is being rebuilt) its state.
+struct Member {
+    key: usize,
+    spec: Spec,
+    /// The epoch it trains next.
+    next: u32,
+    history: Vec<EpochMetrics>,
+    /// Its weights [P] while outside the fused buffer (joining, or the group rebuilding).
+    weights: Option<Tensor>,
+    momentum: Option<Tensor>,
 }
 
-/// One pass over the training batches; `None` if stopped. Returns (mean loss, accuracy).
-fn train_epoch(
-    spec: &Spec,
-    net: &Net,
-    opt: &mut Sgd,
-    source: BatchSource,
-    epoch: u32,
-    sink: &mut dyn MetricSink,
-    stop: &AtomicBool,
-) -> Option<(f64, f64)> {
-    let device = net.params.flat.device();
-    let total = source.batches();
-    let samples = source.samples();
-    let full = spec.batch_size as usize;
-    let report_every = (total / 100).max(1);
-    // N.B.: running sums stay on the device (reading them per batch would sync a GPU), and
-    // each costs one operation per step: the loss sum counts full batches as 1, and each
-    // prediction lands in its slot of `predicted`, compared with the labels once per epoch.
-    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
-    let predicted = Tensor::zeros([samples as i64], (Kind::Int64, device));
-    let labels = source.labels_in_order();
-    for (i, batch) in source.enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            return None;
+/// The fused state of the current members, in member order.
+struct Fused {
+    params: GroupParams,
+    sgd: Sgd,
+    losses: Losses,
+}
+
+/// Each member's loss function over a batch.
+enum Losses {
+    CrossEntropy,
+    Mse,
+    /// [G, 1], true where the member uses MSE.
+    Mixed(Tensor),
+}
+
+impl Losses {
+    fn new(specs: &[&Spec], device: Device) -> Losses {
+        let mse: Vec<bool> = specs.iter().map(|s| s.loss == LossKind::Mse).collect();
+        if mse.iter().all(|&m| m) {
+            Losses::Mse
+        } else if mse.iter().all(|&m| !m) {
+            Losses::CrossEntropy
+        } else {
+            Losses::Mixed(Tensor::from_slice(&mse).to_device(device).view([-1, 1]))
         }
-        opt.zero_grad(&net.params);
-        let logits = net.forward_t(&batch.images, true);
-        let loss = loss_fn(spec.loss, &logits, &batch.labels);
-        loss.backward();
-        opt.step(&net.params);
-        tch::no_grad(|| {
-            if batch.len == full {
-                let _ = loss_sum.g_add_(&loss);
-            } else {
-                let _ = loss_sum.g_add_(&(&loss * (batch.len as f64 / full as f64)));
+    }
+
+    /// Each sample's loss [G, B] from logits [G, B, 10] and labels [G, B] (or [B], shared).
+    fn per_sample(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        let (g, b) = (logits.size()[0], logits.size()[1]);
+        let labels = labels.expand([g, b], false);
+        let ce = || {
+            logits
+                .reshape([-1, data::CLASSES])
+                .cross_entropy_loss::<Tensor>(&labels.reshape([-1]), None, Reduction::None, -100, 0.0)
+                .view([g, b])
+        };
+        // Mean over the 10 outputs, as nn.MSELoss() against one-hot targets.
+        let mse = || {
+            logits
+                .mse_loss(&labels.one_hot(data::CLASSES).to_kind(logits.kind()), Reduction::None)
+                .mean_dim(2, false, None)
+        };
+        match self {
+            Losses::CrossEntropy => ce(),
+            Losses::Mse => mse(),
+            Losses::Mixed(mask) => mse().where_self(mask, &ce()),
+        }
+    }
+}
+
+/// The loss of one model's logits [B, 10] against labels [B], as a scalar mean per sample.
+pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
+    let spec = Spec { loss: kind, ..Spec::default() };
+    Losses::new(&[&spec], logits.device()).per_sample(&logits.unsqueeze(0), &labels.unsqueeze(0)).mean(Kind::Float)
+}
+
+struct Engine<'a> {
+    data: &'a Cifar10,
+    host: &'a mut dyn GroupHost,
+    arch: Option<Architecture>,
+    members: Vec<Member>,
+    /// `None` when membership changed since it was built.
+    fused: Option<Fused>,
+}
+
+impl Engine<'_> {
+    fn run(&mut self, first: Vec<(usize, Spec)>, max_members: usize) {
+        let mut joining = first;
+        loop {
+            if self.members.len() + joining.len() < max_members {
+                joining.extend(self.host.join(max_members - self.members.len() - joining.len()));
             }
-            let _ = logits.argmax_out(&predicted.narrow(0, batch.start as i64, batch.len as i64), 1, false);
-        });
-        if (i + 1) % report_every == 0 || i + 1 == total {
-            sink.batch_done(epoch, i + 1, total);
+            for (key, spec) in joining.drain(..) {
+                self.admit(key, spec);
+            }
+            if self.members.is_empty() {
+                return;
+            }
+            self.pass();
         }
     }
-    let n = samples.max(1) as f64;
-    let correct = predicted.eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
-    Some((loss_sum.double_value(&[]) * full as f64 / n, correct as f64 / n))
-}
 
-/// The whole test split in eval mode without gradients; `None` if stopped.
-fn evaluate(spec: &Spec, net: &Net, test: &Split, stop: &AtomicBool) -> Option<(f64, f64)> {
-    let n = test.len() as i64;
-    tch::no_grad(|| {
-        let mut loss_sum = 0f64;
-        let mut correct = 0i64;
+    /// Takes a member in: its initial weights, or its checkpoint's state.
+    fn admit(&mut self, key: usize, spec: Spec) {
+        let arch = Architecture::of(&spec);
+        if let Some(first) = self.members.first() {
+            if first.spec.group_key() != spec.group_key() {
+                let why = format!("cannot join a group of {}", first.spec.group_key());
+                return self.host.member_done(key, Err(TrainError::Incompatible(why)));
+            }
+        }
+        let mut m = Member { key, next: 1, history: Vec::new(), weights: None, momentum: None, spec };
+        if let Some(store) = self.host.checkpoints(key) {
+            match checkpoint::load(store, &m.spec, &arch) {
+                Err(e) => return self.host.member_done(key, Err(e.into())),
+                Ok(Some(r)) => {
+                    m.next = r.epoch + 1;
+                    m.history = r.metrics;
+                    m.weights = Some(r.weights);
+                    m.momentum = r.momentum;
+                }
+                Ok(None) => {}
+            }
+        }
+        if m.next > m.spec.epochs {
+            return self.host.member_done(key, Ok(Outcome::Finished { epochs: m.spec.epochs }));
+        }
+        if m.weights.is_none() {
+            m.weights = Some(Tensor::from_slice(&arch.initial_values(m.spec.seed)));
+        }
+        self.arch.get_or_insert(arch);
+        self.unfuse();
+        self.members.push(m);
+    }
+
+    /// Moves every member's state out of the fused buffers, so membership can change.
+    fn unfuse(&mut self) {
+        let (Some(f), Some(arch)) = (self.fused.take(), &self.arch) else { return };
+        for (i, m) in self.members.iter_mut().enumerate() {
+            m.weights = Some(f.params.member(arch, &f.params.flat, i as i64));
+            m.momentum = f.sgd.buf.as_ref().map(|b| f.params.member(arch, b, i as i64));
+        }
+    }
+
+    fn fuse(&mut self) -> &mut Fused {
+        let arch = self.arch.as_ref().expect("a member set it");
+        let device = self.data.device;
+        self.fused.get_or_insert_with(|| {
+            let rows: Vec<Tensor> = self.members.iter_mut().map(|m| m.weights.take().expect("unfused")).collect();
+            let params = GroupParams::from_members(arch, &rows, device);
+            let hyper: Vec<MemberHyper> = self
+                .members
+                .iter()
+                .map(|m| MemberHyper { lr: m.spec.lr, momentum: m.spec.momentum, weight_decay: m.spec.weight_decay })
+                .collect();
+            let momentum: Vec<Option<Tensor>> = self.members.iter_mut().map(|m| m.momentum.take()).collect();
+            let sgd = Sgd::new(arch, &params, &hyper, &momentum);
+            let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();
+            Fused { params, sgd, losses: Losses::new(&specs, device) }
+        })
+    }
+
+    /// Takes the members at `leaving` (ascending indices) out, each with its result, and
+    /// narrows each per-member tensor (first dimension = member) to those who stay.
+    fn leave(
+        &mut self,
+        leaving: Vec<(usize, Result<Outcome, TrainError>)>,
+        per_member: &mut [&mut Tensor],
+    ) -> Vec<usize> {
+        self.unfuse();
+        let out: Vec<usize> = leaving.iter().map(|(i, _)| *i).collect();
+        let keep: Vec<usize> = (0..self.members.len()).filter(|i| !out.contains(i)).collect();
+        for (i, result) in leaving.into_iter().rev() {
+            let m = self.members.remove(i);
+            self.host.member_done(m.key, result);
+        }
+        if !keep.is_empty() {
+            let idx =
+                Tensor::from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(self.data.device);
+            for t in per_member {
+                **t = t.index_select(0, &idx);
+            }
+        }
+        keep
+    }
+
+    /// Members whose stop flag is up, as `leave` takes them.
+    fn stopped(&self) -> Vec<(usize, Result<Outcome, TrainError>)> {
+        (self.members.iter().enumerate())
+            .filter(|(_, m)| self.host.stopped(m.key))
+            .map(|(i, m)| (i, Ok(Outcome::Stopped { epochs_done: m.next - 1 })))
+            .collect()
+    }
+
+    /// One epoch of every member (each its own next epoch), evaluated and recorded.
+    fn pass(&mut self) {
+        let started = Instant::now();
+        let data = self.data;
+        let spec0 = self.members[0].spec.clone();
+        let limit = spec0.train_limit.map_or(usize::MAX, |l| l as usize);
+        let full = spec0.batch_size as usize;
+        let epochs: Vec<MemberEpoch> = self
+            .members
+            .iter()
+            .map(|m| MemberEpoch {
+                rng: EpochRng::new(m.spec.seed, m.next.into()),
+                augment: (!m.spec.augment.is_empty()).then(|| AugmentParams {
+                    crop: m.spec.has(Augmentation::RandomResizedCrop),
+                    flip: m.spec.has(Augmentation::HorizontalFlip),
+                }),
+            })
+            .collect();
+        let mut source = GroupBatches::new(&data.train, limit, full, epochs);
+        let (total, samples) = (source.batches(), source.samples());
+        let report_every = (total / 100).max(1);
+        let mut where_: Vec<(usize, u32)> = self.members.iter().map(|m| (m.key, m.next)).collect();
+        // N.B.: per-sample losses and predictions land in epoch-long buffers on the device
+        // (reading them per batch would sync a GPU) and are reduced once per epoch.
+        let g = self.members.len() as i64;
+        let device = data.device;
+        let mut losses = Tensor::zeros([g, samples as i64], (Kind::Float, device));
+        let mut predicted = Tensor::zeros([g, samples as i64], (Kind::Int64, device));
+        let mut labels = source.labels_in_order();
+        let mut done = 0;
+        loop {
+            let stopped = self.stopped();
+            if !stopped.is_empty() {
+                let keep = self.leave(stopped, &mut [&mut losses, &mut predicted, &mut labels]);
+                if keep.is_empty() {
+                    return;
+                }
+                source.retain(&keep);
+                where_ = self.members.iter().map(|m| (m.key, m.next)).collect();
+            }
+            let Some(batch) = source.next() else { break };
+            let arch = self.arch.clone().expect("set");
+            let f = self.fuse();
+            f.sgd.zero_grad(&f.params);
+            let logits = model::forward(&arch, &f.params, Input::PerMember(&batch.images));
+            let per_sample = f.losses.per_sample(&logits, &batch.labels);
+            (per_sample.sum(Kind::Float) / batch.len as f64).backward();
+            f.sgd.step(&f.params);
+            tch::no_grad(|| {
+                let (at, len) = (batch.start as i64, batch.len as i64);
+                losses.narrow(1, at, len).copy_(&per_sample);
+                let _ = logits.argmax_out(&predicted.narrow(1, at, len), -1, false);
+            });
+            done += 1;
+            if done % report_every == 0 || done == total {
+                self.host.batch_done(&where_, done, total);
+            }
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let n = samples.max(1) as f64;
+        let train_loss = losses.to_kind(Kind::Double).mean_dim(1, false, None);
+        let train_correct = predicted.eq_tensor(&labels).sum_dim_intlist(1, false, Kind::Int64);
+        let mut per_member = [train_loss, train_correct];
+        let Some((test_loss, test_correct)) = self.evaluate(&mut per_member) else { return };
+        let [train_loss, train_correct] = per_member;
+        let test_n = data.test.len().max(1) as f64;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut leaving = Vec::new();
+        for i in 0..self.members.len() {
+            let (tl, te) = (train_loss.double_value(&[i as i64]), test_loss.double_value(&[i as i64]) / test_n);
+            let m = EpochMetrics {
+                epoch: self.members[i].next,
+                train_loss: finite(tl),
+                train_acc: train_correct.int64_value(&[i as i64]) as f64 / n,
+                test_loss: finite(te),
+                test_acc: test_correct.int64_value(&[i as i64]) as f64 / test_n,
+                seconds,
+                train_seconds,
+                samples_per_second: samples as f64 / train_seconds.max(1e-9),
+                diverged: !tl.is_finite() || !te.is_finite(),
+            };
+            if let Err(e) = self.record(i, m) {
+                leaving.push((i, Err(e)));
+            } else if self.members[i].next > self.members[i].spec.epochs {
+                let epochs = self.members[i].spec.epochs;
+                leaving.push((i, Ok(Outcome::Finished { epochs })));
+            }
+        }
+        if !leaving.is_empty() {
+            self.leave(leaving, &mut []);
+        }
+    }
+
+    /// Sends member `i`'s epoch to the host and writes its checkpoint.
+    fn record(&mut self, i: usize, m: EpochMetrics) -> Result<(), TrainError> {
+        let key = self.members[i].key;
+        self.host.record_epoch(key, &m).map_err(TrainError::Sink)?;
+        let member = &mut self.members[i];
+        member.history.push(m);
+        member.next += 1;
+        if let (Some(store), Some(f), Some(arch)) = (self.host.checkpoints(key), &self.fused, &self.arch) {
+            let weights = f.params.member(arch, &f.params.flat, i as i64);
+            let momentum = f.sgd.buf.as_ref().filter(|_| member.spec.momentum != 0.0);
+            let momentum = momentum.map(|b| f.params.member(arch, b, i as i64));
+            checkpoint::save(store, &member.spec, arch, member.next - 1, &weights, momentum.as_ref(), &member.history)?;
+        }
+        Ok(())
+    }
+
+    /// The whole test split in eval mode without gradients for every member: each one's
+    /// summed loss and correct count, or `None` once no member is left. Members stopped
+    /// meanwhile leave, and `per_member` is narrowed with them.
+    fn evaluate(&mut self, per_member: &mut [Tensor; 2]) -> Option<(Tensor, Tensor)> {
+        let test = &self.data.test;
+        let n = test.len() as i64;
+        let device = self.data.device;
+        let g = self.members.len() as i64;
+        let mut loss_sum = Tensor::zeros([g], (Kind::Double, device));
+        let mut correct = Tensor::zeros([g], (Kind::Int64, device));
+        let chunk = eval_chunk(self.members.len());
         let mut at = 0;
         while at < n {
-            if stop.load(Ordering::Relaxed) {
-                return None;
+            let stopped = self.stopped();
+            if !stopped.is_empty() {
+                let [a, b] = per_member;
+                if self.leave(stopped, &mut [&mut loss_sum, &mut correct, a, b]).is_empty() {
+                    return None;
+                }
             }
-            let len = EVAL_CHUNK.min(n - at);
+            let len = chunk.min(n - at);
             let images = normalise(&test.images.narrow(0, at, len));
             let labels = test.labels.narrow(0, at, len);
-            let logits = net.forward_t(&images, false);
-            loss_sum += loss_fn(spec.loss, &logits, &labels).double_value(&[]) * len as f64;
-            correct += logits.argmax(1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+            let arch = self.arch.clone().expect("set");
+            let f = self.fuse();
+            tch::no_grad(|| {
+                let logits = model::forward(&arch, &f.params, Input::Shared(&images));
+                let per_sample = f.losses.per_sample(&logits, &labels);
+                let _ = loss_sum.g_add_(&per_sample.to_kind(Kind::Double).sum_dim_intlist(1, false, None));
+                let hits = logits.argmax(-1, false).eq_tensor(&labels.unsqueeze(0));
+                let _ = correct.g_add_(&hits.sum_dim_intlist(1, false, Kind::Int64));
+            });
             at += len;
         }
-        Some((loss_sum / n.max(1) as f64, correct as f64 / n.max(1) as f64))
-    })
+        Some((loss_sum, correct))
+    }
 }

@@ -8,9 +8,9 @@ use trainyard::spec::Spec;
 use trainyard::train::augment::{self, AugmentParams, ImagePlan};
 use trainyard::train::data::{self, Cifar10, DataError, RECORD_BYTES};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
-use trainyard::train::model::Net;
+use trainyard::train::model::{self, Architecture, GroupParams, Input};
 use trainyard::train::rng::EpochRng;
-use trainyard::train::sgd::Sgd;
+use trainyard::train::sgd::{MemberHyper, Sgd};
 use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
 
 /// 5 × 100 training and 200 test images of the synthetic, learnable classes.
@@ -65,15 +65,26 @@ fn the_three_models_have_the_assignments_parameter_counts() {
     assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "hidden": [10]}))), 3072 * 10 + 10 + 10 * 10 + 10);
     for model in ["linear", "mlp", "cnn"] {
         let s = spec(json!({"model": model}));
-        assert_eq!(Net::new(&s, Device::Cpu).parameter_count(), train::parameter_count(&s), "{model}");
+        let made = one(&s).tensors.iter().map(|t| t.numel() as i64).sum::<i64>();
+        assert_eq!(made, train::parameter_count(&s), "{model}");
     }
+}
+
+/// The spec's model with its initial weights, as a group of one.
+fn one(s: &Spec) -> GroupParams {
+    let arch = Architecture::of(s);
+    GroupParams::from_members(&arch, &[Tensor::from_slice(&arch.initial_values(s.seed))], Device::Cpu)
+}
+
+fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
+    model::forward(&Architecture::of(s), &one(s), Input::Shared(x)).squeeze_dim(0)
 }
 
 #[test]
 fn relu_and_no_activation_give_different_networks_from_the_same_weights() {
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let with = Net::new(&spec(json!({"model": "mlp"})), Device::Cpu).forward_t(&x, false);
-    let without = Net::new(&spec(json!({"model": "mlp", "activation": "none"})), Device::Cpu).forward_t(&x, false);
+    let with = forward_one(&spec(json!({"model": "mlp"})), &x);
+    let without = forward_one(&spec(json!({"model": "mlp", "activation": "none"})), &x);
     assert!(with.allclose(&with.copy(), 0.0, 0.0, false));
     assert!(!with.allclose(&without, 1e-4, 1e-4, false), "activation none must remove the ReLUs");
 }
@@ -328,31 +339,47 @@ fn a_torch_failure_comes_back_as_an_error_not_a_panic() {
 }
 
 #[test]
-fn our_sgd_matches_libtorchs_sgd_with_momentum_and_weight_decay() {
+fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     let s = spec(json!({"model": "linear"}));
-    let x = Tensor::randn([8, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let arch = Architecture::of(&s);
+    let x = Tensor::randn([2, 8, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
-    let ours = Net::new(&s, Device::Cpu);
-    let mut opt = Sgd::new(&ours.params, 0.05, 0.9, 0.01);
-
-    let vs = tch::nn::VarStore::new(Device::Cpu);
-    let w = vs.root().var_copy("w", ours.params.get("fc.weight").unwrap());
-    let b = vs.root().var_copy("b", ours.params.get("fc.bias").unwrap());
-    let mut theirs =
-        tch::nn::Sgd { momentum: 0.9, dampening: 0.0, wd: 0.01, nesterov: false }.build(&vs, 0.05).unwrap();
+    let hyper = [
+        MemberHyper { lr: 0.05, momentum: 0.9, weight_decay: 0.01 },
+        MemberHyper { lr: 0.2, momentum: 0.0, weight_decay: 0.0 },
+    ];
+    let rows: Vec<Tensor> = [1, 2].iter().map(|&seed| Tensor::from_slice(&arch.initial_values(seed))).collect();
+    let ours = GroupParams::from_members(&arch, &rows, Device::Cpu);
+    let mut opt = Sgd::new(&arch, &ours, &hyper, &[None, None]);
     use tch::nn::OptimizerConfig;
-
+    let theirs: Vec<_> = hyper
+        .iter()
+        .enumerate()
+        .map(|(m, h)| {
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            let w = vs.root().var_copy("w", &ours.tensors[0].get(m as i64));
+            let b = vs.root().var_copy("b", &ours.tensors[1].get(m as i64));
+            let cfg = tch::nn::Sgd { momentum: h.momentum, dampening: 0.0, wd: h.weight_decay, nesterov: false };
+            (w, b, cfg.build(&vs, h.lr).unwrap(), vs)
+        })
+        .collect();
+    let mut theirs = theirs;
     for _ in 0..4 {
-        opt.zero_grad(&ours.params);
-        ours.forward_t(&x, true).cross_entropy_for_logits(&y).backward();
-        opt.step(&ours.params);
-        theirs.zero_grad();
-        x.flatten(1, -1).linear(&w, Some(&b)).cross_entropy_for_logits(&y).backward();
-        theirs.step();
+        opt.zero_grad(&ours);
+        let logits = model::forward(&arch, &ours, Input::PerMember(&x.view([16, 3, 32, 32])));
+        (logits.get(0).cross_entropy_for_logits(&y) + logits.get(1).cross_entropy_for_logits(&y)).backward();
+        opt.step(&ours);
+        for (m, (w, b, o, _)) in theirs.iter_mut().enumerate() {
+            o.zero_grad();
+            x.get(m as i64).flatten(1, -1).linear(&*w, Some(&*b)).cross_entropy_for_logits(&y).backward();
+            o.step();
+        }
     }
-    let ow = ours.params.get("fc.weight").unwrap();
-    assert!(ow.allclose(&w, 1e-5, 1e-6, false), "max diff {}", (ow - &w).abs().max());
-    assert!(ours.params.get("fc.bias").unwrap().allclose(&b, 1e-5, 1e-6, false));
+    for (m, (w, b, _, _)) in theirs.iter().enumerate() {
+        let ow = ours.tensors[0].get(m as i64);
+        assert!(ow.allclose(w, 1e-5, 1e-6, false), "member {m}: max diff {}", (ow - w).abs().max());
+        assert!(ours.tensors[1].get(m as i64).allclose(b, 1e-5, 1e-6, false));
+    }
 }
 
 fn load_err(dir: &Path) -> String {

@@ -3,6 +3,7 @@ mod cli;
 mod db;
 mod engine;
 mod fetch;
+mod group;
 mod helpers;
 mod plots;
 mod process;
