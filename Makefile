@@ -9,7 +9,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service bench-queue bench-plot clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-queue bench-plot bench-group clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -84,3 +84,8 @@ bench-queue: build
 # Plot render times of BENCHMARKS.md.
 bench-plot: $(STAMP)
 	$(CARGO_ENV) $(CARGO) bench --bench plot
+
+# Fused groups of BENCHMARKS.md: G = 1, 2, 4, 8, 16 CNN batch-4 members trained as one, against
+# G solo runs one after another and G solo workers side by side (real data: CIFAR_BIN).
+bench-group: $(STAMP)
+	$(CARGO_ENV) $(CARGO) bench --bench group

@@ -27,6 +27,10 @@ pub struct ServeConfig {
     /// torch's CPU threads per worker [default: the machine's cores shared among the CPU workers].
     #[arg(long, env = "TRAINYARD_THREADS_PER_WORKER")]
     pub threads_per_worker: Option<i32>,
+    /// Most compatible jobs (same model, batch size and data) one worker trains as one fused
+    /// group; 1 trains each job alone [default: 8 on a CPU, 32 on a GPU].
+    #[arg(long, env = "TRAINYARD_MAX_GROUP", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub max_group: Option<u64>,
     /// Seconds without a heartbeat after which a running job's worker counts as dead and
     /// the job goes back to the queue.
     #[arg(long, env = "TRAINYARD_LEASE_SECONDS", default_value_t = 30.0)]

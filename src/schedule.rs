@@ -94,6 +94,7 @@ mod tests {
             started_at: (status == "running").then_some(5),
             last_served_at: None,
             epoch_seconds: (status == "running").then_some(2.0),
+            group_id: None,
         }
     }
 

@@ -56,6 +56,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         max_attempts: cfg.max_attempts.max(1),
         threads,
         max_running_per_user: cfg.max_running_per_user,
+        max_group: cfg.max_group.map(|g| g as usize),
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
     let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);

@@ -1,15 +1,19 @@
-//! Workers: claim → heartbeat → train → record.
+//! Workers: claim a group → heartbeat → train → record.
 //!
 //! Each worker is an async task that talks to the queue, paired with one OS thread of its
-//! own that trains (never on the async runtime). The training thread writes each epoch and
-//! its checkpoint through `JobDb`, fenced on the job's attempt; a lost lease, a cancel or a
-//! shutdown raises the job's stop flag, which training checks between mini-batches.
+//! own that trains (never on the async runtime). A worker claims a group of compatible jobs
+//! (the next job in the fair order, then jobs of its group key) and trains them as one
+//! fused group; compatible jobs queued meanwhile join at epoch boundaries. The training
+//! thread writes each member's epochs and checkpoint through `GroupDb`, fenced on that
+//! member's attempt, and records each member's end as soon as it leaves the group. A lost
+//! lease, a cancel or a shutdown raises that member's stop flag, which training checks
+//! between mini-batches.
 
 use crate::queue::{self, Claimed, Pool};
 use crate::spec::Spec;
 use crate::train::data::{Cifar10, DataError};
-use crate::train::metrics::{EpochMetrics, MetricSink};
-use crate::train::{self, CheckpointError, CheckpointStore, Outcome, TrainError, TrainOptions};
+use crate::train::metrics::EpochMetrics;
+use crate::train::{self, CheckpointError, CheckpointStore, GroupHost, GroupOptions, Outcome, TrainError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +39,19 @@ pub struct WorkerSettings {
     pub max_running_per_user: i64,
     /// Where `trainyard data fetch` gets the archive when the data directory is empty.
     pub fetch: crate::fetch::Source,
+    /// Most jobs a worker trains as one fused group; `None`: the device kind's default.
+    pub max_group: Option<usize>,
+}
+
+/// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
+pub const DEFAULT_MAX_GROUP_CPU: usize = 8;
+pub const DEFAULT_MAX_GROUP_GPU: usize = 32;
+
+impl WorkerSettings {
+    /// The most members of one group on `device`.
+    pub fn max_group_for(&self, device: Device) -> usize {
+        self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU }).max(1)
+    }
 }
 
 /// The stop flags of the jobs running in this process, so a cancel takes effect at once.
@@ -135,21 +152,23 @@ impl Shared {
     }
 }
 
-/// Why a job's training ended early.
-enum Failure {
-    /// Another worker (or a cancel) owns the job now, or the database stayed unwritable:
-    /// write nothing more (an expired lease brings the job back).
-    LeaseLost(String),
-    /// The job failed for its own reasons: it fails with this message.
-    Job(String),
+/// A running member's lease and stop flag, which the worker's async side renews and raises.
+#[derive(Clone)]
+struct MemberLease {
+    id: String,
+    attempt: i64,
+    stop: Arc<AtomicBool>,
 }
 
-/// One job handed to a training thread.
+/// The leases of the group a worker trains; its training thread adds and removes members.
+type Leases = Arc<Mutex<Vec<MemberLease>>>;
+
+/// A claimed group handed to a training thread.
 struct Assignment {
-    claimed: Claimed,
-    spec: Spec,
-    stop: Arc<AtomicBool>,
-    done: oneshot::Sender<Result<Outcome, Failure>>,
+    group_id: String,
+    first: Vec<Claimed>,
+    leases: Leases,
+    done: oneshot::Sender<()>,
 }
 
 /// The OS thread that trains for one worker.
@@ -161,17 +180,32 @@ impl Trainer {
     fn spawn(shared: Arc<Shared>, device: Device, name: String) -> Trainer {
         let (tx, rx) = std::sync::mpsc::channel::<Assignment>();
         let handle = tokio::runtime::Handle::current();
+        let worker = name.clone();
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    // N.B.: the thread must outlive any one job; a panic outside training
-                    // (loading the data onto a device, say) fails that job, not the worker.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        train_one(&shared, &handle, device, &job)
-                    }))
-                    .unwrap_or_else(|_| Err(Failure::Job("the training thread panicked; see the server log".into())));
-                    let _ = job.done.send(result);
+                    let mut host = GroupDb {
+                        shared: &shared,
+                        handle: &handle,
+                        worker: &worker,
+                        device,
+                        group_id: job.group_id,
+                        group_key: job.first.first().and_then(|c| c.group_key.clone()),
+                        members: HashMap::new(),
+                        next_key: 0,
+                        leases: job.leases,
+                    };
+                    // N.B.: the thread must outlive any one group; a panic outside training
+                    // (loading the data onto a device, say) fails its members, not the worker.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.run(job.first)));
+                    if ran.is_err() {
+                        for key in host.members.keys().copied().collect::<Vec<_>>() {
+                            let why = "the training thread panicked; see the server log".into();
+                            host.member_done(key, Err(TrainError::Torch(why)));
+                        }
+                    }
+                    let _ = job.done.send(());
                 }
             })
             .expect("spawning a training thread");
@@ -201,50 +235,28 @@ where
     handle.block_on(call())
 }
 
-/// A running job's writes to the database from its training thread: its epochs (as the
-/// metric sink) and its checkpoint (as the checkpoint store), each fenced on the attempt and
-/// refused once the lease is lost. `Copy`, so one value can be both at once.
-#[derive(Clone, Copy)]
-struct JobDb<'a> {
+/// A running job's checkpoint in the database, written fenced on its attempt.
+struct JobStore<'a> {
     shared: &'a Shared,
     handle: &'a tokio::runtime::Handle,
-    job: &'a Claimed,
+    id: String,
+    attempt: i64,
 }
 
-impl MetricSink for JobDb<'_> {
-    fn record_epoch(&mut self, m: &EpochMetrics) -> anyhow::Result<()> {
-        let json = serde_json::to_string(m)?;
-        let lease = self.shared.settings.lease.as_millis() as i64;
-        let ok = with_retries(self.handle, || {
-            queue::record_epoch(
-                &self.shared.pool,
-                &self.job.id,
-                self.job.attempt,
-                m.epoch.into(),
-                &json,
-                queue::now_ms(),
-                lease,
-            )
-        })?;
-        anyhow::ensure!(ok, LEASE_LOST);
-        Ok(())
-    }
-}
-
-impl CheckpointStore for JobDb<'_> {
+impl CheckpointStore for JobStore<'_> {
     fn place(&self) -> String {
-        format!("the checkpoint of job {} in the database", self.job.id)
+        format!("the checkpoint of job {} in the database", self.id)
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.job.id));
+        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.id));
         got.map(|c| c.map(|(_, bytes)| bytes))
             .map_err(|e| CheckpointError::Store { place: self.place(), reason: e.to_string() })
     }
 
     fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let pool = &self.shared.pool;
-        let (id, attempt) = (&self.job.id, self.job.attempt);
+        let (id, attempt) = (&self.id, self.attempt);
         match with_retries(self.handle, || {
             queue::checkpoints::save_checkpoint(pool, id, attempt, epoch.into(), bytes, queue::now_ms())
         }) {
@@ -257,25 +269,205 @@ impl CheckpointStore for JobDb<'_> {
 
 const LEASE_LOST: &str = "the job's lease was lost (cancelled, or claimed by another worker)";
 
-fn train_one(
-    shared: &Shared,
-    handle: &tokio::runtime::Handle,
+/// One member of a running group, as its training thread knows it.
+struct MemberJob<'a> {
+    lease: MemberLease,
+    store: JobStore<'a>,
+}
+
+/// A group's training thread's view of the queue: each member's epochs and checkpoint
+/// written fenced on its own attempt, its end recorded as soon as it leaves the group, and
+/// compatible queued jobs claimed into the group at epoch boundaries.
+struct GroupDb<'a> {
+    shared: &'a Shared,
+    handle: &'a tokio::runtime::Handle,
+    worker: &'a str,
     device: Device,
-    job: &Assignment,
-) -> Result<Outcome, Failure> {
-    let data = shared.dataset(device).map_err(Failure::Job)?;
-    let store = JobDb { shared, handle, job: &job.claimed };
-    let opts = TrainOptions { checkpoints: Some(&store), threads: shared.settings.threads };
-    let mut sink = store;
-    train::train(&job.spec, &data.0, &opts, &mut sink, &job.stop).map_err(|e| match e {
-        TrainError::Sink(e) => Failure::LeaseLost(format!("{e:#}")),
-        // N.B.: a database that stays unwritable past the retries is not the job's fault: the
-        // job stops, and its expired lease brings it back to the queue.
-        TrainError::Checkpoint(e @ (CheckpointError::Refused { .. } | CheckpointError::Store { .. })) => {
-            Failure::LeaseLost(e.to_string())
+    group_id: String,
+    group_key: Option<String>,
+    members: HashMap<usize, MemberJob<'a>>,
+    next_key: usize,
+    leases: Leases,
+}
+
+impl<'a> GroupDb<'a> {
+    fn run(&mut self, first: Vec<Claimed>) {
+        let data = match self.shared.dataset(self.device) {
+            Ok(d) => d,
+            Err(e) => {
+                for c in first {
+                    let failed =
+                        queue::finish_job(&self.shared.pool, &c.id, c.attempt, "failed", Some(&e), queue::now_ms());
+                    let _ = self.handle.block_on(failed);
+                }
+                return warn!(group.id = %self.group_id, error = %e, "group failed: no data");
+            }
+        };
+        let first = self.admit(first);
+        let device = crate::device::device_name(self.device);
+        let opts = GroupOptions {
+            threads: self.shared.settings.threads,
+            max_members: self.shared.settings.max_group_for(self.device),
+        };
+        info!(group.id = %self.group_id, worker = %self.worker, device = %device,
+            members = ?self.members.values().map(|m| m.lease.id.as_str()).collect::<Vec<_>>(), "group started");
+        train::train_group(first, &data.0, &opts, self);
+    }
+
+    /// Registers claimed jobs as members; a job whose stored spec does not parse fails.
+    fn admit(&mut self, claimed: Vec<Claimed>) -> Vec<(usize, Spec)> {
+        let mut out = Vec::new();
+        for c in claimed {
+            let spec = serde_json::from_str(&c.spec)
+                .map_err(|e| e.to_string())
+                .and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()));
+            let spec = match spec {
+                Ok(spec) => spec,
+                Err(e) => {
+                    let _ = self.handle.block_on(queue::finish_job(
+                        &self.shared.pool,
+                        &c.id,
+                        c.attempt,
+                        "failed",
+                        Some(&e),
+                        queue::now_ms(),
+                    ));
+                    continue;
+                }
+            };
+            let stop = self.shared.running.insert(&c.id);
+            if self.shared.shutting_down() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let lease = MemberLease { id: c.id.clone(), attempt: c.attempt, stop };
+            self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lease.clone());
+            let store = JobStore { shared: self.shared, handle: self.handle, id: c.id, attempt: c.attempt };
+            let key = self.next_key;
+            self.next_key += 1;
+            self.members.insert(key, MemberJob { lease, store });
+            out.push((key, spec));
         }
-        other => Failure::Job(other.to_string()),
-    })
+        out
+    }
+
+    /// Ends `job`'s attempt in the queue as `result` says.
+    async fn record_end(
+        &self,
+        job: &MemberLease,
+        result: Result<Outcome, TrainError>,
+    ) -> Result<(), queue::QueueError> {
+        let (pool, id, attempt, now) = (&self.shared.pool, job.id.as_str(), job.attempt, queue::now_ms());
+        let failure = |e: &str| format!("{e:#}");
+        match result {
+            Ok(Outcome::Finished { epochs }) => {
+                if queue::finish_job(pool, id, attempt, "succeeded", None, now).await? {
+                    info!(job.id = %id, epochs, group.id = %self.group_id, "job succeeded");
+                }
+            }
+            Ok(Outcome::Stopped { epochs_done }) if self.shared.shutting_down() => {
+                if queue::release_job(pool, id, attempt).await? {
+                    info!(job.id = %id, epochs_done, "shutting down: job put back in the queue");
+                }
+            }
+            Ok(Outcome::Stopped { epochs_done }) => {
+                let status = queue::get_job(pool, id).await?.map(|j| j.status);
+                if status.as_deref() == Some("cancelled") {
+                    info!(job.id = %id, epochs_done, "job cancelled; it left its group");
+                } else {
+                    warn!(job.id = %id, epochs_done, "job stopped: its lease was lost (another worker may run it)");
+                }
+            }
+            // N.B.: a database that stays unwritable past the retries is not the job's fault:
+            // the job stops, and its expired lease brings it back to the queue.
+            Err(
+                e @ (TrainError::Sink(_)
+                | TrainError::Checkpoint(CheckpointError::Refused { .. } | CheckpointError::Store { .. })),
+            ) => {
+                warn!(job.id = %id, reason = %failure(&e.to_string()), "job stopped: its lease is lost or the database unwritable")
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if queue::finish_job(pool, id, attempt, "failed", Some(&e), now).await? {
+                    warn!(job.id = %id, error = %e, "job failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GroupHost for GroupDb<'_> {
+    fn stopped(&self, key: usize) -> bool {
+        self.members.get(&key).is_none_or(|m| m.lease.stop.load(Ordering::Relaxed))
+    }
+
+    fn checkpoints(&self, key: usize) -> Option<&dyn CheckpointStore> {
+        self.members.get(&key).map(|m| &m.store as &dyn CheckpointStore)
+    }
+
+    fn record_epoch(&mut self, key: usize, m: &EpochMetrics) -> anyhow::Result<()> {
+        let job = &self.members.get(&key).ok_or_else(|| anyhow::anyhow!("no member {key}"))?.lease;
+        let json = serde_json::to_string(m)?;
+        let lease = self.shared.settings.lease.as_millis() as i64;
+        let ok = with_retries(self.handle, || {
+            queue::record_epoch(&self.shared.pool, &job.id, job.attempt, m.epoch.into(), &json, queue::now_ms(), lease)
+        })?;
+        anyhow::ensure!(ok, LEASE_LOST);
+        Ok(())
+    }
+
+    fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>) {
+        let Some(member) = self.members.remove(&key) else { return };
+        let job = member.lease;
+        self.shared.running.remove(&job.id);
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.id != job.id);
+        if let Err(e) = with_retries(self.handle, || self.record_end(&job, clone_result(&result))) {
+            error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back");
+        }
+    }
+
+    fn join(&mut self, room: usize) -> Vec<(usize, Spec)> {
+        let Some(key) = self.group_key.clone() else { return Vec::new() };
+        if self.shared.shutting_down() || room == 0 {
+            return Vec::new();
+        }
+        let device = crate::device::device_name(self.device);
+        let s = &self.shared.settings;
+        let terms = queue::ClaimTerms {
+            worker: self.worker,
+            device: &device,
+            now: queue::now_ms(),
+            lease_ms: s.lease.as_millis() as i64,
+            max_running: s.max_running_per_user,
+        };
+        let claimed =
+            match self.handle.block_on(queue::claim_joiners(&self.shared.pool, &terms, &key, &self.group_id, room)) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "claiming jobs to join the group failed");
+                    return Vec::new();
+                }
+            };
+        if !claimed.is_empty() {
+            info!(group.id = %self.group_id, joined = ?claimed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), "jobs joined the group");
+        }
+        self.admit(claimed)
+    }
+}
+
+/// `TrainError` holds non-`Clone` causes; a retried write needs the result again.
+fn clone_result(r: &Result<Outcome, TrainError>) -> Result<Outcome, TrainError> {
+    match r {
+        Ok(o) => Ok(*o),
+        Err(TrainError::Sink(e)) => Err(TrainError::Sink(anyhow::anyhow!("{e:#}"))),
+        Err(TrainError::Checkpoint(CheckpointError::Refused { place, reason })) => {
+            Err(TrainError::Checkpoint(CheckpointError::Refused { place: place.clone(), reason: reason.clone() }))
+        }
+        Err(TrainError::Checkpoint(CheckpointError::Store { place, reason })) => {
+            Err(TrainError::Checkpoint(CheckpointError::Store { place: place.clone(), reason: reason.clone() }))
+        }
+        Err(e) => Err(TrainError::Torch(e.to_string())),
+    }
 }
 
 /// One worker: a name, a device and its training thread.
@@ -292,99 +484,69 @@ impl Worker {
         Worker { shared, name, device, trainer }
     }
 
-    /// Claims and runs at most one job; false when the queue had none.
+    /// Claims and trains at most one group; false when the queue had nothing.
     pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
         let s = &self.shared;
-        let lease = s.settings.lease.as_millis() as i64;
         let (requeued, failed) = queue::requeue_expired(&s.pool, queue::now_ms(), s.settings.max_attempts).await?;
         if requeued + failed > 0 {
             warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
         }
         let device = crate::device::device_name(self.device);
-        let Some(claimed) = queue::claim_next_job(
-            &s.pool,
-            &self.name,
-            &device,
-            queue::now_ms(),
-            lease,
-            s.settings.max_running_per_user,
-        )
-        .await?
-        else {
-            return Ok(false);
+        let terms = queue::ClaimTerms {
+            worker: &self.name,
+            device: &device,
+            now: queue::now_ms(),
+            lease_ms: s.settings.lease.as_millis() as i64,
+            max_running: s.settings.max_running_per_user,
         };
-        self.run_job(claimed).await?;
+        let group_id = uuid::Uuid::new_v4().to_string();
+        let claimed = queue::claim_group(&s.pool, &terms, s.settings.max_group_for(self.device), &group_id).await?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        self.run_group(group_id, claimed).await;
         Ok(true)
     }
 
-    #[instrument(skip_all, fields(job.id = %claimed.id, job.attempt = claimed.attempt, worker = %self.name))]
-    async fn run_job(&self, claimed: Claimed) -> Result<(), queue::QueueError> {
+    /// Hands the group to the training thread and renews its members' leases until it ends.
+    #[instrument(skip_all, fields(group.id = %group_id, worker = %self.name))]
+    async fn run_group(&self, group_id: String, claimed: Vec<Claimed>) {
         let s = &self.shared;
         let lease = s.settings.lease.as_millis() as i64;
-        let spec = match serde_json::from_str(&claimed.spec)
-            .map_err(|e| e.to_string())
-            .and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()))
-        {
-            Ok(spec) => spec,
-            Err(e) => {
-                queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), queue::now_ms()).await?;
-                return Ok(());
-            }
-        };
-        info!("training started");
-        let stop = s.running.insert(&claimed.id);
+        let leases: Leases = Arc::default();
         let (done_tx, mut done_rx) = oneshot::channel();
-        let job = Assignment { claimed: claimed.clone(), spec, stop: stop.clone(), done: done_tx };
+        let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
+        let job = Assignment { group_id, first: claimed, leases: leases.clone(), done: done_tx };
         if self.trainer.jobs.send(job).is_err() {
-            s.running.remove(&claimed.id);
-            error!("training thread is gone");
-            return Ok(());
-        }
-        if self.shared.shutting_down() {
-            stop.store(true, Ordering::Relaxed);
+            return error!("training thread is gone");
         }
         let mut shutdown = s.shutdown.clone();
-        let result = loop {
+        let current = || leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        loop {
             tokio::select! {
-                r = &mut done_rx => break r.unwrap_or_else(|_| Err(Failure::Job("training thread ended unexpectedly".into()))),
+                _ = &mut done_rx => break,
                 _ = tokio::time::sleep(s.settings.heartbeat) => {
-                    let _ = queue::workers::worker_seen(&s.pool, &self.name, Some(&claimed.id), queue::now_ms()).await;
-                    match queue::heartbeat(&s.pool, &claimed.id, claimed.attempt, queue::now_ms(), lease).await {
-                        Ok(true) => {}
-                        Ok(false) => stop.store(true, Ordering::Relaxed),
-                        Err(e) => warn!(error = %e, "heartbeat failed"),
+                    let members = current();
+                    let job = members.first().map(|m| m.id.as_str()).or(ids.first().map(String::as_str));
+                    let _ = queue::workers::worker_seen(&s.pool, &self.name, job, queue::now_ms()).await;
+                    for m in members {
+                        match queue::heartbeat(&s.pool, &m.id, m.attempt, queue::now_ms(), lease).await {
+                            Ok(true) => {}
+                            Ok(false) => m.stop.store(true, Ordering::Relaxed),
+                            Err(e) => warn!(job.id = %m.id, error = %e, "heartbeat failed"),
+                        }
                     }
                 }
-                _ = shutdown.changed() => stop.store(true, Ordering::Relaxed),
-            }
-        };
-        s.running.remove(&claimed.id);
-        let now = queue::now_ms();
-        match result {
-            Ok(Outcome::Finished { epochs }) => {
-                if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "succeeded", None, now).await? {
-                    info!(epochs, "job succeeded");
-                }
-            }
-            Ok(Outcome::Stopped { epochs_done }) if self.shared.shutting_down() => {
-                if queue::release_job(&s.pool, &claimed.id, claimed.attempt).await? {
-                    info!(epochs_done, "shutting down: job put back in the queue");
-                }
-            }
-            Ok(Outcome::Stopped { epochs_done }) => info!(epochs_done, "job stopped (cancelled or lease lost)"),
-            Err(Failure::LeaseLost(e)) => {
-                warn!(reason = %e, "job stopped: its lease is lost or the database unwritable")
-            }
-            Err(Failure::Job(e)) => {
-                if queue::finish_job(&s.pool, &claimed.id, claimed.attempt, "failed", Some(&e), now).await? {
-                    warn!(error = %e, "job failed");
+                _ = shutdown.changed() => {
+                    for m in current() {
+                        m.stop.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
-        Ok(())
     }
 
-    /// Claims jobs until shutdown; idle, it waits for a wake-up or polls now and then.
+    /// Claims groups until shutdown; idle, it waits for a wake-up or polls now and then.
     pub async fn run(self) {
         let mut shutdown = self.shared.shutdown.clone();
         let pool = &self.shared.pool;

@@ -54,6 +54,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "epochs_total": row.epochs_total,
         "attempt": row.attempt,
         "worker": row.worker,
+        "group": row.group_id.as_ref().map(|id| json!({"id": id, "size": row.group_size})),
         "created_at": rfc3339(Some(row.created_at)),
         "started_at": rfc3339(row.started_at),
         "finished_at": rfc3339(row.finished_at),
@@ -131,6 +132,7 @@ pub async fn create_job(
     let id = uuid::Uuid::new_v4().to_string();
     let hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     let parameters = crate::train::parameter_count(&spec);
+    let group_key = spec.group_key();
     let created = queue::create_job(
         &state.pool,
         NewJob {
@@ -140,6 +142,7 @@ pub async fn create_job(
             spec: &spec_json,
             parameters,
             epochs_total: spec.epochs.into(),
+            group_key: &group_key,
             idempotency_key: key.as_deref(),
             request_hash: &hash,
             now: queue::now_ms(),
@@ -283,6 +286,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
                 "estimated_start": rfc3339(p.and_then(|p| p.estimated_start)),
                 "epochs_done": e.epochs_done,
                 "epochs_total": e.epochs_total,
+                "group": e.group_id.as_ref().filter(|_| e.status == "running"),
                 "mine": mine,
             });
             if mine || user.0.is_admin {

@@ -169,7 +169,7 @@ pub async fn create_sweep(
     }
     let sweep_id = uuid::Uuid::new_v4().to_string();
     let now = queue::now_ms();
-    let prepared: Vec<(String, String, String, String, String)> = plan
+    let prepared: Vec<(String, String, String, String, String, String)> = plan
         .jobs
         .iter()
         .map(|j| {
@@ -181,6 +181,7 @@ pub async fn create_sweep(
                 hash,
                 Value::Object(j.point.clone()).to_string(),
                 json!(j.sections).to_string(),
+                j.spec.group_key(),
             )
         })
         .collect();
@@ -188,7 +189,7 @@ pub async fn create_sweep(
         .jobs
         .iter()
         .zip(&prepared)
-        .map(|(j, (id, spec, hash, point, sections))| NewSweepJob {
+        .map(|(j, (id, spec, hash, point, sections, group_key))| NewSweepJob {
             job: NewJob {
                 id,
                 owner_id: user.0.id,
@@ -196,6 +197,7 @@ pub async fn create_sweep(
                 spec,
                 parameters: crate::train::parameter_count(&j.spec),
                 epochs_total: j.spec.epochs.into(),
+                group_key: group_key.as_str(),
                 idempotency_key: None,
                 request_hash: hash,
                 now,

@@ -277,12 +277,16 @@ pub struct JobRow {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The group it trains or last trained in, and how many jobs trained in that group.
+    pub group_id: Option<String>,
+    pub group_size: i64,
 }
 
 pub(crate) const JOB_COLUMNS: &str =
     "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
-     device, lease_expires_at, error, request_hash, created_at, started_at, finished_at";
+     device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
+     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size";
 
 /// A job to insert.
 pub struct NewJob<'a> {
@@ -292,6 +296,8 @@ pub struct NewJob<'a> {
     pub spec: &'a str,
     pub parameters: i64,
     pub epochs_total: i64,
+    /// `Spec::group_key`: jobs that share it may train as one group.
+    pub group_key: &'a str,
     pub idempotency_key: Option<&'a str>,
     pub request_hash: &'a str,
     pub now: i64,
@@ -317,8 +323,8 @@ pub struct OverLimit {
 /// Inserts a job inside a transaction (`create_job`'s or a sweep's, which have checked its
 /// idempotency key and the owner's limit under `lock_queued_count`).
 pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<(), QueueError> {
-    const SQL: &str = "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, idempotency_key, \
-         request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)";
+    const SQL: &str = "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, group_key, \
+         idempotency_key, request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)";
     on_db!(Tx, tx, |t, d| sqlx::query(&d.sql(SQL))
         .bind(job.id)
         .bind(job.owner_id)
@@ -326,6 +332,7 @@ pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<(), Q
         .bind(job.spec)
         .bind(job.parameters)
         .bind(job.epochs_total)
+        .bind(job.group_key)
         .bind(job.idempotency_key)
         .bind(job.request_hash)
         .bind(job.now)
@@ -461,6 +468,9 @@ pub struct Claimed {
     pub id: String,
     pub spec: String,
     pub attempt: i64,
+    /// What its group's members share (`Spec::group_key`); `None` for jobs queued before
+    /// groups existed, which train alone.
+    pub group_key: Option<String>,
 }
 
 /// The order in which workers take queued jobs, as an `ORDER BY` over `jobs j` and its
@@ -470,8 +480,109 @@ const FAIR_ORDER: &str = "j.priority DESC, \
     (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') ASC, \
     COALESCE(u.last_served_at, 0) ASC, j.seq ASC";
 
-/// Hands the next job, by the fair order, to `worker`, or nothing. Owners already running
-/// `max_running` jobs are passed over (0: no limit).
+/// Who claims, and on what terms.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms<'a> {
+    pub worker: &'a str,
+    pub device: &'a str,
+    pub now: i64,
+    pub lease_ms: i64,
+    /// Owners already running this many jobs are passed over (0: no limit).
+    pub max_running: i64,
+}
+
+/// Claims the next job by the fair order inside `tx`, among jobs with `group_key` when one
+/// is given, and files it under `group_id`.
+async fn claim_in(
+    tx: &mut Tx,
+    t: &ClaimTerms<'_>,
+    group_key: Option<&str>,
+    group_id: &str,
+) -> Result<Option<Claimed>, QueueError> {
+    let claimed: Option<(String, String, i64, Option<String>, i64)> = on_db!(Tx, &mut *tx, |c, d| {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
+               lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL, group_id = ?7 \
+             WHERE status = 'queued' AND seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id \
+               WHERE j.status = 'queued' AND (?6 IS NULL OR j.group_key = ?6) \
+               AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
+               ORDER BY {FAIR_ORDER} LIMIT 1{}) \
+             RETURNING id, spec, attempt, group_key, owner_id",
+            d.skip_locked("j")
+        );
+        sqlx::query_as(&d.sql(&sql))
+            .bind(t.worker)
+            .bind(t.device)
+            .bind(t.now + t.lease_ms)
+            .bind(t.now)
+            .bind(t.max_running)
+            .bind(group_key)
+            .bind(group_id)
+            .fetch_optional(&mut **c)
+            .await?
+    });
+    let Some((id, spec, attempt, group_key, owner)) = claimed else { return Ok(None) };
+    on_db!(Tx, &mut *tx, |c, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
+        .bind(t.now)
+        .bind(owner)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(Some(Claimed { id, spec, attempt, group_key }))
+}
+
+/// Claims a group in one transaction: the next job by the fair order, then queued jobs of
+/// its group key, also in the fair order (so the per-owner running limit holds for each),
+/// up to `max_group` in all. Empty when nothing can be claimed. On PostgreSQL each pick
+/// skips rows another claim holds, so no job lands in two groups.
+pub async fn claim_group(
+    pool: &Pool,
+    terms: &ClaimTerms<'_>,
+    max_group: usize,
+    group_id: &str,
+) -> Result<Vec<Claimed>, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let Some(head) = claim_in(&mut tx, terms, None, group_id).await? else {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    };
+    let key = head.group_key.clone();
+    let mut group = vec![head];
+    if let Some(key) = key {
+        while group.len() < max_group {
+            match claim_in(&mut tx, terms, Some(&key), group_id).await? {
+                Some(c) => group.push(c),
+                None => break,
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(group)
+}
+
+/// Claims up to `room` queued jobs of `group_key` in the fair order for a running group
+/// (joining it at an epoch boundary), in one transaction.
+pub async fn claim_joiners(
+    pool: &Pool,
+    terms: &ClaimTerms<'_>,
+    group_key: &str,
+    group_id: &str,
+    room: usize,
+) -> Result<Vec<Claimed>, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let mut got = Vec::new();
+    while got.len() < room {
+        match claim_in(&mut tx, terms, Some(group_key), group_id).await? {
+            Some(c) => got.push(c),
+            None => break,
+        }
+    }
+    tx.commit().await?;
+    Ok(got)
+}
+
+/// Hands the next job, by the fair order, to `worker`, or nothing: a group of one. Owners
+/// already running `max_running` jobs are passed over (0: no limit).
 pub async fn claim_next_job(
     pool: &Pool,
     worker: &str,
@@ -480,39 +591,9 @@ pub async fn claim_next_job(
     lease_ms: i64,
     max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    let mut tx = pool.begin_write().await?;
-    let claimed: Option<(String, String, i64, i64)> = on_db!(Tx, &mut tx, |t, d| {
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
-               lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL \
-             WHERE status = 'queued' AND seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id \
-               WHERE j.status = 'queued' \
-               AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
-               ORDER BY {FAIR_ORDER} LIMIT 1{}) \
-             RETURNING id, spec, attempt, owner_id",
-            d.skip_locked("j")
-        );
-        sqlx::query_as(&d.sql(&sql))
-            .bind(worker)
-            .bind(device)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(max_running)
-            .fetch_optional(&mut **t)
-            .await?
-    });
-    let Some((id, spec, attempt, owner)) = claimed else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
-        .bind(now)
-        .bind(owner)
-        .execute(&mut **t)
-        .await?
-        .rows_affected());
-    tx.commit().await?;
-    Ok(Some(Claimed { id, spec, attempt }))
+    let terms = ClaimTerms { worker, device, now, lease_ms, max_running };
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(claim_group(pool, &terms, 1, &id).await?.pop())
 }
 
 /// A queued or running job as the queue view and the estimates need it.
@@ -532,6 +613,7 @@ pub struct QueueEntry {
     pub last_served_at: Option<i64>,
     /// Mean seconds per finished epoch of this job so far.
     pub epoch_seconds: Option<f64>,
+    pub group_id: Option<String>,
 }
 
 /// Every queued and running job, running first, then queued in submission order.
@@ -540,7 +622,7 @@ pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
         let sql = format!(
             "SELECT j.seq, j.id, j.owner_id, u.name AS owner, j.priority, j.status, j.spec, j.epochs_total, \
                j.epochs_done, j.created_at, j.started_at, u.last_served_at, \
-               (SELECT AVG({}) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds \
+               (SELECT AVG({}) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds, j.group_id \
              FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status IN ('running', 'queued') \
              ORDER BY j.status = 'queued', j.seq",
             d.json_f64("e.metrics", "seconds")

@@ -45,6 +45,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         max_queued_per_user: 1000,
         max_epochs_per_job: 1000,
         max_running_per_user: 0,
+        max_group: None,
         rate_limit: 0.0,
         admin_token_file: dir.join("admin.token"),
         data_url: "http://127.0.0.1:9/unreachable".into(),

@@ -279,3 +279,93 @@ async fn a_worker_rides_out_its_database_connections_being_cut() {
     let rows = metrics(&client, &api, &id).await;
     assert_eq!(rows.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
 }
+
+async fn job(client: &Client, server: &ServeProcess, id: &str) -> Value {
+    client.get(server.url(&format!("/jobs/{id}"))).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_worker_is_killed_resumes_each_member_from_its_own_checkpoint() {
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    // Three compatible jobs (CNN, batch 4) that differ in lr, momentum and augmentation.
+    let specs = [
+        json!({"model": "cnn", "epochs": 8, "lr": 0.002}),
+        json!({"model": "cnn", "epochs": 8, "lr": 0.01, "momentum": 0.5, "augment": true}),
+        json!({"model": "cnn", "epochs": 6, "loss": "mse", "lr": 0.05}),
+    ];
+    let mut ids = Vec::new();
+    for s in specs {
+        ids.push(submit(&client, &api, s).await);
+    }
+    let first = start_worker(&site);
+    for id in &ids {
+        poll(&client, &api.url(&format!("/jobs/{id}")), 120, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 3).await;
+    }
+    let running = job(&client, &api, &ids[0]).await;
+    let group = running["group"].clone();
+    assert_eq!(group["size"], 3, "the three trained as one group: {running}");
+    for id in &ids[1..] {
+        assert_eq!(job(&client, &api, id).await["group"]["id"], group["id"]);
+    }
+    let second = start_worker(&site);
+    let mut before = Vec::new();
+    for id in &ids {
+        before.push(metrics(&client, &api, id).await);
+    }
+    drop(first); // SIGKILL mid-group
+
+    for (i, id) in ids.iter().enumerate() {
+        let done = poll(&client, &api.url(&format!("/jobs/{id}")), 180, status_is("succeeded")).await;
+        assert_eq!(done["attempt"], 2, "claimed again after the lease expired: {done}");
+        assert_ne!(done["worker"], running["worker"], "{done}");
+        assert_ne!(done["group"]["id"], group["id"], "a new group on the new worker: {done}");
+        let after = metrics(&client, &api, id).await;
+        let total = done["epochs_total"].as_u64().unwrap();
+        let epochs: Vec<u64> = after.iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+        assert_eq!(epochs, (1..=total).collect::<Vec<_>>(), "exactly one row per epoch: {id}");
+        // Each member's checkpointed epochs were not trained again.
+        let kept = before[i].len() - 1;
+        assert!(kept >= 2);
+        assert_eq!(after[..kept], before[i][..kept], "member {i}");
+    }
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compatible_job_joins_a_running_group_and_a_cancelled_member_leaves_it_alone() {
+    let site = Site::new();
+    let server = ServeProcess::start(&site);
+    let client = admin(&site);
+    let long = submit(&client, &server, json!({"model": "mlp", "epochs": 400, "batch_size": 8})).await;
+    let other = submit(&client, &server, json!({"model": "mlp", "epochs": 400, "batch_size": 8, "lr": 0.01})).await;
+    poll(&client, &server.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    let group = job(&client, &server, &long).await["group"].clone();
+    assert_eq!(group["size"], 2);
+    // Submitted while the group runs: it joins at the next epoch boundary (same group), and
+    // an incompatible job waits for the worker.
+    let late = submit(&client, &server, json!({"model": "mlp", "epochs": 2, "batch_size": 8, "lr": 0.05})).await;
+    let apart = submit(&client, &server, json!({"model": "linear", "epochs": 1})).await;
+    let joined = poll(&client, &server.url(&format!("/jobs/{late}")), 60, status_is("succeeded")).await;
+    assert_eq!(joined["group"]["id"], group["id"], "{joined}");
+    assert_eq!(joined["group"]["size"], 3);
+    assert_eq!(metrics(&client, &server, &late).await.len(), 2);
+    assert_eq!(job(&client, &server, &apart).await["status"], "queued", "the worker is busy with the group");
+    // A cancel takes one member out; the other trains on.
+    let r = client.post(server.url(&format!("/jobs/{other}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let at_cancel = job(&client, &server, &long).await["epochs_done"].as_u64().unwrap();
+    poll(&client, &server.url(&format!("/jobs/{long}")), 60, |j| {
+        j["epochs_done"].as_u64().unwrap_or(0) >= at_cancel + 2
+    })
+    .await;
+    let cancelled = job(&client, &server, &other).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    let frozen = cancelled["epochs_done"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(job(&client, &server, &other).await["epochs_done"], frozen, "a cancelled member writes nothing more");
+    let r = client.post(server.url(&format!("/jobs/{long}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    poll(&client, &server.url(&format!("/jobs/{apart}")), 60, status_is("succeeded")).await;
+}

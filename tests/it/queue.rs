@@ -17,6 +17,11 @@ async fn add(pool: &Pool, id: &str, now: i64) {
 }
 
 async fn add_for(pool: &Pool, id: &str, owner_id: i64, now: i64) {
+    add_keyed(pool, id, owner_id, "cnn@4", now).await
+}
+
+/// Queues job `id` for `owner_id` with the group key `key`.
+async fn add_keyed(pool: &Pool, id: &str, owner_id: i64, key: &str, now: i64) {
     let job = NewJob {
         id,
         owner_id,
@@ -24,6 +29,7 @@ async fn add_for(pool: &Pool, id: &str, owner_id: i64, now: i64) {
         spec: "{}",
         parameters: 1,
         epochs_total: 3,
+        group_key: key,
         idempotency_key: None,
         request_hash: "h",
         now,
@@ -212,4 +218,109 @@ async fn postgres_connections_can_require_tls() {
     users::add_user(&pool, "ann", false, 0).await.unwrap();
     assert_eq!(users::count_users(&pool).await.unwrap(), 1);
     assert!(db.uses_tls(), "the connection was encrypted");
+}
+
+fn terms(worker: &str, now: i64, max_running: i64) -> queue::ClaimTerms<'_> {
+    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running }
+}
+
+fn ids(c: &[queue::Claimed]) -> Vec<&str> {
+    c.iter().map(|c| c.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_the_cap() {
+    let (_d, pool) = pool().await;
+    users::add_user(&pool, "ben", false, 0).await.unwrap(); // user 2
+    add_keyed(&pool, "a-cnn0", 1, "cnn@4", 0).await;
+    add_keyed(&pool, "a-mlp", 1, "mlp@4", 1).await;
+    add_keyed(&pool, "a-cnn1", 1, "cnn@4", 2).await;
+    add_keyed(&pool, "a-cnn2", 1, "cnn@4", 3).await;
+    add_keyed(&pool, "b-cnn0", 2, "cnn@4", 4).await;
+    add_keyed(&pool, "a-cnn3", 1, "cnn@4", 5).await;
+    let g = queue::claim_group(&pool, &terms("w", 10, 0), 4, "g1").await.unwrap();
+    // After ann's first job, ben runs fewer jobs than ann: his job comes second.
+    assert_eq!(ids(&g), ["a-cnn0", "b-cnn0", "a-cnn1", "a-cnn2"]);
+    for c in &g {
+        let row = queue::get_job(&pool, &c.id).await.unwrap().unwrap();
+        assert_eq!((row.status.as_str(), row.group_id.as_deref(), row.group_size), ("running", Some("g1"), 4));
+    }
+    // The next group starts with the next job in the fair order, another shape, alone.
+    let g2 = queue::claim_group(&pool, &terms("w", 11, 0), 4, "g2").await.unwrap();
+    assert_eq!(ids(&g2), ["a-mlp"]);
+    // A running group takes the last compatible job at its next epoch boundary.
+    let joined = queue::claim_joiners(&pool, &terms("w", 12, 0), "cnn@4", "g1", 4).await.unwrap();
+    assert_eq!(ids(&joined), ["a-cnn3"]);
+    assert_eq!(queue::get_job(&pool, "a-cnn0").await.unwrap().unwrap().group_size, 5);
+    assert!(queue::claim_group(&pool, &terms("w", 13, 0), 4, "g3").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
+    let (_d, pool) = pool().await;
+    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    // Ann submits the assignment's seven CNN batch-4 jobs, then Ben one MLP job.
+    for i in 0..7 {
+        add_keyed(&pool, &format!("a{i}"), 1, "cnn@4", i).await;
+    }
+    add_keyed(&pool, "b-mlp", 2, "mlp@4", 10).await;
+    let g = queue::claim_group(&pool, &terms("w", 20, 2), 8, "g1").await.unwrap();
+    assert_eq!(ids(&g), ["a0", "a1"], "at most 2 of ann's jobs run at once, grouped or not");
+    // Ben's job is next on this worker, ahead of ann's other five.
+    let g = queue::claim_group(&pool, &terms("w", 21, 2), 8, "g2").await.unwrap();
+    assert_eq!(ids(&g), ["b-mlp"]);
+    // Without the limit, ann's seven fill one group.
+    let (_d2, pool2) = pool_with_two_users().await;
+    for i in 0..7 {
+        add_keyed(&pool2, &format!("a{i}"), 1, "cnn@4", i).await;
+    }
+    add_keyed(&pool2, "b-mlp", 2, "mlp@4", 10).await;
+    let g = queue::claim_group(&pool2, &terms("w", 20, 0), 8, "g1").await.unwrap();
+    assert_eq!(g.len(), 7);
+}
+
+async fn pool_with_two_users() -> ((tempfile::TempDir, TestDb), Pool) {
+    let (d, pool) = pool().await;
+    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    (d, pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_group_claims_never_put_one_job_in_two_groups() {
+    let (_d, pool) = pool().await;
+    for i in 0..60 {
+        add_keyed(&pool, &format!("j{i:02}"), 1, if i % 3 == 0 { "mlp@4" } else { "cnn@4" }, i).await;
+    }
+    let racers = (0..6).map(|w| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let name = format!("w{w}");
+                let group = format!("g{w}-{}", mine.len());
+                let g = queue::claim_group(&pool, &terms(&name, 10, 0), 4, &group).await.unwrap();
+                if g.is_empty() {
+                    break;
+                }
+                assert!(g.len() <= 4);
+                for c in g {
+                    assert_eq!(c.attempt, 1, "{} claimed twice", c.id);
+                    mine.push((c.id, c.group_key, group.clone()));
+                }
+            }
+            mine
+        })
+    });
+    let all: Vec<(String, Option<String>, String)> =
+        futures::future::join_all(racers).await.into_iter().flat_map(Result::unwrap).collect();
+    let mut seen: Vec<&str> = all.iter().map(|(id, _, _)| id.as_str()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 60, "every job claimed exactly once");
+    // Each group holds one key only.
+    let mut keys: std::collections::HashMap<&str, &str> = Default::default();
+    for (_, key, group) in &all {
+        let k = keys.entry(group.as_str()).or_insert(key.as_deref().unwrap());
+        assert_eq!(*k, key.as_deref().unwrap(), "group {group} mixes shapes");
+    }
 }

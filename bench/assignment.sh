@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The assignment preset (12 jobs) with "epochs": 1 through `trainyard serve` on real CIFAR-10:
+# seconds from the POST to the last job's end, for each set of serve flags given.
+# usage: bench/assignment.sh [FLAGS ...]   e.g. bench/assignment.sh "" "--max-group 1" "--cpu-workers 2 --threads-per-worker 1"
+#        (no argument: the default settings). `make bench-assignment` runs the table of BENCHMARKS.md.
+set -euo pipefail
+root=$(pwd)
+bin=$root/target/release/trainyard
+data_root=${CIFAR_ROOT:-$HOME/.cache/cifar10}
+prep=${PREPARE_CIFAR10:-$root/../shared/data/prepare-cifar10}
+bin_dir=$("$prep" "$data_root" | tail -n 1)
+port=18081
+[[ $# -gt 0 ]] || set -- ""
+echo "# $(date -u +%FT%TZ) $(nproc) cores; the assignment preset, 1 epoch, real CIFAR-10"
+for flags in "$@"; do
+  work=$(mktemp -d)
+  # shellcheck disable=SC2086
+  "$bin" serve --bind 127.0.0.1:$port --database "sqlite://$work/db.sqlite" --data-dir "$bin_dir" \
+    --admin-token-file "$work/admin.token" --rate-limit 0 $flags >/dev/null 2>"$work/log" &
+  server=$!
+  for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
+  auth="Authorization: Bearer $(cat "$work/admin.token")"
+  start=$(date +%s.%N)
+  sweep=$(curl -s -H "$auth" -X POST localhost:$port/sweeps -d '{"preset": "cifar10-assignment", "overrides": {"epochs": 1, "seed": 1}}' \
+    | sed 's/.*"id":"\([^"]*\)".*/\1/' | head -c 36)
+  sleep 0.5
+  until curl -s -H "$auth" localhost:$port/queue | grep -q '"jobs":\[\]'; do sleep 0.2; done
+  end=$(date +%s.%N)
+  failed=$(curl -s -H "$auth" "localhost:$port/jobs?status=failed&limit=100" | grep -c '"id"' || true)
+  groups=$(grep -c "group started" "$work/log" || true)
+  printf '%-50s %6.1f s  (%s groups, %s failed; sweep %s)\n' "serve ${flags:-(defaults)}" "$(echo "$end - $start" | bc)" "$groups" "$failed" "$sweep"
+  kill $server; wait $server 2>/dev/null || true
+  rm -rf "$work"
+done
