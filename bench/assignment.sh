@@ -29,6 +29,17 @@ for flags in "$@"; do
   failed=$(curl -s -H "$auth" "localhost:$port/jobs?status=failed&limit=100" | grep -c '"id"' || true)
   groups=$(grep -c "group started" "$work/log" || true)
   printf '%-50s %6.1f s  (%s groups, %s failed; sweep %s)\n' "serve ${flags:-(defaults)}" "$(echo "$end - $start" | bc)" "$groups" "$failed" "$sweep"
+  if [[ -n ${SHOW_JOBS:-} ]]; then
+    curl -s -H "$auth" "localhost:$port/jobs?limit=100" | python3 -c '
+import json, sys, datetime as d
+t = lambda s: d.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+jobs = json.load(sys.stdin)["jobs"]
+t0 = min(t(j["created_at"]) for j in jobs)
+for j in sorted(jobs, key=lambda j: t(j["started_at"])):
+    s = j["spec"]
+    print("  %-28s group of %2d  %-12s  starts %5.1f s, ends %5.1f s" % (s.get("name") or s["model"] + "@" + str(s["batch_size"]), j["group"]["size"], j["worker"].split("/")[-1], t(j["started_at"]) - t0, t(j["finished_at"]) - t0))
+'
+  fi
   kill $server; wait $server 2>/dev/null || true
   rm -rf "$work"
 done

@@ -12,7 +12,7 @@ bin_dir=$("$prep" "$data_root" | tail -n 1)
 work=$(mktemp -d)
 port=18080
 "$bin" serve --bind 127.0.0.1:$port --database "sqlite://$work/db.sqlite" --data-dir "$bin_dir" \
-  --admin-token-file "$work/admin.token" --rate-limit 0 >/dev/null 2>"$work/log" &
+  --admin-token-file "$work/admin.token" --rate-limit 0 --cpu-workers 1 >/dev/null 2>"$work/log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done

@@ -21,9 +21,10 @@ pub struct ServeConfig {
     /// Workers on each CUDA device (several let small jobs share a GPU).
     #[arg(long, env = "TRAINYARD_WORKERS_PER_GPU", default_value_t = 1)]
     pub workers_per_gpu: usize,
-    /// Workers on a machine without a GPU (0 runs the API alone).
-    #[arg(long, env = "TRAINYARD_CPU_WORKERS", default_value_t = 1)]
-    pub cpu_workers: usize,
+    /// Workers on a machine without a GPU (0 runs the API alone) [default: one per core, which
+    /// measured best for a class's many small jobs: BENCHMARKS.md].
+    #[arg(long, env = "TRAINYARD_CPU_WORKERS")]
+    pub cpu_workers: Option<usize>,
     /// torch's CPU threads per worker [default: the machine's cores shared among the CPU workers].
     #[arg(long, env = "TRAINYARD_THREADS_PER_WORKER")]
     pub threads_per_worker: Option<i32>,

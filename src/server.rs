@@ -44,9 +44,10 @@ struct WorkerSet {
 fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>) -> WorkerSet {
     let running = Arc::new(Running::default());
     let wake = Arc::new(Notify::new());
-    let devices = if cfg.no_workers { Vec::new() } else { plan_devices(cfg.workers_per_gpu, cfg.cpu_workers) };
-    let cpu_workers = devices.iter().filter(|d| **d == tch::Device::Cpu).count().max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let devices =
+        if cfg.no_workers { Vec::new() } else { plan_devices(cfg.workers_per_gpu, cfg.cpu_workers.unwrap_or(cores)) };
+    let cpu_workers = devices.iter().filter(|d| **d == tch::Device::Cpu).count().max(1);
     let threads = cfg.threads_per_worker.or(Some(((cores / cpu_workers).max(1)) as i32));
     let lease = Duration::from_secs_f64(cfg.lease_seconds.max(0.5));
     let settings = WorkerSettings {

@@ -9,7 +9,7 @@
 //! lease, a cancel or a shutdown raises that member's stop flag, which training checks
 //! between mini-batches.
 
-use crate::queue::{self, Claimed, Pool};
+use crate::queue::{self, Claimed, Lease, Pool};
 use crate::spec::Spec;
 use crate::train::data::{Cifar10, DataError};
 use crate::train::metrics::EpochMetrics;
@@ -155,8 +155,7 @@ impl Shared {
 /// A running member's lease and stop flag, which the worker's async side renews and raises.
 #[derive(Clone)]
 struct MemberLease {
-    id: String,
-    attempt: i64,
+    lease: Lease,
     stop: Arc<AtomicBool>,
 }
 
@@ -239,27 +238,23 @@ where
 struct JobStore<'a> {
     shared: &'a Shared,
     handle: &'a tokio::runtime::Handle,
-    id: String,
-    attempt: i64,
+    lease: Lease,
 }
 
 impl CheckpointStore for JobStore<'_> {
     fn place(&self) -> String {
-        format!("the checkpoint of job {} in the database", self.id)
+        format!("the checkpoint of job {} in the database", self.lease.id)
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.id));
+        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.lease.id));
         got.map(|c| c.map(|(_, bytes)| bytes))
             .map_err(|e| CheckpointError::Store { place: self.place(), reason: e.to_string() })
     }
 
     fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let pool = &self.shared.pool;
-        let (id, attempt) = (&self.id, self.attempt);
-        match with_retries(self.handle, || {
-            queue::checkpoints::save_checkpoint(pool, id, attempt, epoch.into(), bytes, queue::now_ms())
-        }) {
+        match with_retries(self.handle, || self.lease.save_checkpoint(pool, epoch.into(), bytes, queue::now_ms())) {
             Ok(true) => Ok(()),
             Ok(false) => Err(CheckpointError::Refused { place: self.place(), reason: LEASE_LOST.into() }),
             Err(e) => Err(CheckpointError::Store { place: self.place(), reason: e.to_string() }),
@@ -296,9 +291,8 @@ impl<'a> GroupDb<'a> {
             Ok(d) => d,
             Err(e) => {
                 for c in first {
-                    let failed =
-                        queue::finish_job(&self.shared.pool, &c.id, c.attempt, "failed", Some(&e), queue::now_ms());
-                    let _ = self.handle.block_on(failed);
+                    let lease = c.lease();
+                    let _ = self.handle.block_on(lease.finish(&self.shared.pool, "failed", Some(&e), queue::now_ms()));
                 }
                 return warn!(group.id = %self.group_id, error = %e, "group failed: no data");
             }
@@ -310,7 +304,7 @@ impl<'a> GroupDb<'a> {
             max_members: self.shared.settings.max_group_for(self.device),
         };
         info!(group.id = %self.group_id, worker = %self.worker, device = %device,
-            members = ?self.members.values().map(|m| m.lease.id.as_str()).collect::<Vec<_>>(), "group started");
+            members = ?self.members.values().map(|m| m.lease.lease.id.as_str()).collect::<Vec<_>>(), "group started");
         train::train_group(first, &data.0, &opts, self);
     }
 
@@ -324,14 +318,8 @@ impl<'a> GroupDb<'a> {
             let spec = match spec {
                 Ok(spec) => spec,
                 Err(e) => {
-                    let _ = self.handle.block_on(queue::finish_job(
-                        &self.shared.pool,
-                        &c.id,
-                        c.attempt,
-                        "failed",
-                        Some(&e),
-                        queue::now_ms(),
-                    ));
+                    let lease = c.lease();
+                    let _ = self.handle.block_on(lease.finish(&self.shared.pool, "failed", Some(&e), queue::now_ms()));
                     continue;
                 }
             };
@@ -339,9 +327,9 @@ impl<'a> GroupDb<'a> {
             if self.shared.shutting_down() {
                 stop.store(true, Ordering::Relaxed);
             }
-            let lease = MemberLease { id: c.id.clone(), attempt: c.attempt, stop };
+            let lease = MemberLease { lease: c.lease(), stop };
             self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lease.clone());
-            let store = JobStore { shared: self.shared, handle: self.handle, id: c.id, attempt: c.attempt };
+            let store = JobStore { shared: self.shared, handle: self.handle, lease: c.lease() };
             let key = self.next_key;
             self.next_key += 1;
             self.members.insert(key, MemberJob { lease, store });
@@ -351,21 +339,17 @@ impl<'a> GroupDb<'a> {
     }
 
     /// Ends `job`'s attempt in the queue as `result` says.
-    async fn record_end(
-        &self,
-        job: &MemberLease,
-        result: Result<Outcome, TrainError>,
-    ) -> Result<(), queue::QueueError> {
-        let (pool, id, attempt, now) = (&self.shared.pool, job.id.as_str(), job.attempt, queue::now_ms());
+    async fn record_end(&self, job: &Lease, result: Result<Outcome, TrainError>) -> Result<(), queue::QueueError> {
+        let (pool, id, now) = (&self.shared.pool, job.id.as_str(), queue::now_ms());
         let failure = |e: &str| format!("{e:#}");
         match result {
             Ok(Outcome::Finished { epochs }) => {
-                if queue::finish_job(pool, id, attempt, "succeeded", None, now).await? {
+                if job.finish(pool, "succeeded", None, now).await? {
                     info!(job.id = %id, epochs, group.id = %self.group_id, "job succeeded");
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) if self.shared.shutting_down() => {
-                if queue::release_job(pool, id, attempt).await? {
+                if job.release(pool).await? {
                     info!(job.id = %id, epochs_done, "shutting down: job put back in the queue");
                 }
             }
@@ -387,7 +371,7 @@ impl<'a> GroupDb<'a> {
             }
             Err(e) => {
                 let e = e.to_string();
-                if queue::finish_job(pool, id, attempt, "failed", Some(&e), now).await? {
+                if job.finish(pool, "failed", Some(&e), now).await? {
                     warn!(job.id = %id, error = %e, "job failed");
                 }
             }
@@ -406,11 +390,11 @@ impl GroupHost for GroupDb<'_> {
     }
 
     fn record_epoch(&mut self, key: usize, m: &EpochMetrics) -> anyhow::Result<()> {
-        let job = &self.members.get(&key).ok_or_else(|| anyhow::anyhow!("no member {key}"))?.lease;
+        let job = &self.members.get(&key).ok_or_else(|| anyhow::anyhow!("no member {key}"))?.lease.lease;
         let json = serde_json::to_string(m)?;
         let lease = self.shared.settings.lease.as_millis() as i64;
         let ok = with_retries(self.handle, || {
-            queue::record_epoch(&self.shared.pool, &job.id, job.attempt, m.epoch.into(), &json, queue::now_ms(), lease)
+            job.record_epoch(&self.shared.pool, m.epoch.into(), &json, queue::now_ms(), lease)
         })?;
         anyhow::ensure!(ok, LEASE_LOST);
         Ok(())
@@ -418,9 +402,9 @@ impl GroupHost for GroupDb<'_> {
 
     fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>) {
         let Some(member) = self.members.remove(&key) else { return };
-        let job = member.lease;
+        let job = member.lease.lease;
         self.shared.running.remove(&job.id);
-        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.id != job.id);
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
         if let Err(e) = with_retries(self.handle, || self.record_end(&job, clone_result(&result))) {
             error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back");
         }
@@ -527,14 +511,19 @@ impl Worker {
                 _ = &mut done_rx => break,
                 _ = tokio::time::sleep(s.settings.heartbeat) => {
                     let members = current();
-                    let job = members.first().map(|m| m.id.as_str()).or(ids.first().map(String::as_str));
+                    let job = members.first().map(|m| m.lease.id.as_str()).or(ids.first().map(String::as_str));
                     let _ = queue::workers::worker_seen(&s.pool, &self.name, job, queue::now_ms()).await;
-                    for m in members {
-                        match queue::heartbeat(&s.pool, &m.id, m.attempt, queue::now_ms(), lease).await {
-                            Ok(true) => {}
-                            Ok(false) => m.stop.store(true, Ordering::Relaxed),
-                            Err(e) => warn!(job.id = %m.id, error = %e, "heartbeat failed"),
+                    // N.B.: one transaction renews the whole group's leases.
+                    let leases: Vec<Lease> = members.iter().map(|m| m.lease.clone()).collect();
+                    match queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await {
+                        Ok(held) => {
+                            for (m, held) in members.iter().zip(held) {
+                                if !held {
+                                    m.stop.store(true, Ordering::Relaxed);
+                                }
+                            }
                         }
+                        Err(e) => warn!(error = %e, "heartbeat failed"),
                     }
                 }
                 _ = shutdown.changed() => {

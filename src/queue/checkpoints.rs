@@ -1,23 +1,22 @@
 //! Each job's latest checkpoint, kept in the database so that a worker on any machine can
 //! resume a job whose machine died (the largest model with its momentum is about 3 MB).
 
-use super::{begin_fenced, on_db, Pool, QueueError};
+use super::{on_db, Lease, Pool, QueueError};
 
-/// Replaces `job`'s checkpoint with the state after `epoch`, fenced on the attempt like every
-/// worker write; false when the lease is lost (nothing written).
-pub async fn save_checkpoint(
-    pool: &Pool,
-    job: &str,
-    attempt: i64,
-    epoch: i64,
-    data: &[u8],
-    now: i64,
-) -> Result<bool, QueueError> {
+impl Lease {
+    /// Replaces the job's checkpoint with the state after `epoch`, fenced like every worker
+    /// write; false when the lease is lost (nothing written).
+    pub async fn save_checkpoint(&self, pool: &Pool, epoch: i64, data: &[u8], now: i64) -> Result<bool, QueueError> {
+        save_checkpoint(pool, self, epoch, data, now).await
+    }
+}
+
+async fn save_checkpoint(pool: &Pool, lease: &Lease, epoch: i64, data: &[u8], now: i64) -> Result<bool, QueueError> {
     const UPSERT: &str = "INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (job_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data, updated_at = excluded.updated_at";
-    let Some(mut tx) = begin_fenced(pool, job, attempt, "attempt = attempt", &[]).await? else { return Ok(false) };
+    let Some(mut tx) = lease.begin_fenced(pool, "attempt = attempt", &[]).await? else { return Ok(false) };
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
-        .bind(job)
+        .bind(&lease.id)
         .bind(epoch)
         .bind(data)
         .bind(now)

@@ -114,7 +114,7 @@ pub fn normalise(images_u8: &Tensor) -> Tensor {
 pub struct Batch {
     /// Member after member: [G·len, 3, 32, 32].
     pub images: Tensor,
-    /// [G, len].
+    /// [G·len], member after member.
     pub labels: Tensor,
     /// Where the batch starts in the epoch's order (see `GroupBatches::labels_in_order`).
     pub start: usize,
@@ -207,7 +207,8 @@ impl Iterator for GroupBatches<'_> {
             let augmented = augment::apply(&images.index_select(0, &rows), &plans);
             let _ = images.index_copy_(0, &rows, &augmented);
         }
-        Some(Batch { images, labels: self.labels.narrow(1, start as i64, len as i64), start, len })
+        let labels = self.labels.narrow(1, start as i64, len as i64).reshape([-1]);
+        Some(Batch { images, labels, start, len })
     }
 }
 

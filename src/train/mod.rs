@@ -193,7 +193,7 @@ struct Fused {
 enum Losses {
     CrossEntropy,
     Mse,
-    /// [G, 1], true where the member uses MSE.
+    /// [G], true where the member uses MSE.
     Mixed(Tensor),
 }
 
@@ -205,26 +205,31 @@ impl Losses {
         } else if mse.iter().all(|&m| !m) {
             Losses::CrossEntropy
         } else {
-            Losses::Mixed(Tensor::from_slice(&mse).to_device(device).view([-1, 1]))
+            Losses::Mixed(Tensor::from_slice(&mse).to_device(device))
         }
     }
 
-    /// Each sample's loss [G, B] from logits [G, B, 10] and labels [G, B] (or [B], shared).
-    fn per_sample(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
-        let (g, b) = (logits.size()[0], logits.size()[1]);
-        let labels = labels.expand([g, b], false);
+    /// Each member's mean loss over its batch — [G], or a scalar for a group of one — from
+    /// logits [G·B, 10] and labels [G·B], member after member.
+    ///
+    /// N.B.: the sum of these is what the group backpropagates: each member's gradients are
+    /// those of its own mean loss, and a NaN in one member's loss reaches no other member.
+    fn batch_means(&self, logits: &Tensor, labels: &Tensor, g: i64) -> Tensor {
+        // MSE: the mean over all B×10 outputs, as nn.MSELoss() against one-hot targets.
+        let one_hot = || labels.one_hot(data::CLASSES).to_kind(logits.kind());
+        if g == 1 {
+            return match self {
+                Losses::Mse => logits.mse_loss(&one_hot(), Reduction::Mean),
+                _ => logits.cross_entropy_for_logits(labels),
+            };
+        }
         let ce = || {
             logits
-                .reshape([-1, data::CLASSES])
-                .cross_entropy_loss::<Tensor>(&labels.reshape([-1]), None, Reduction::None, -100, 0.0)
-                .view([g, b])
+                .cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)
+                .view([g, -1])
+                .mean_dim(1, false, None)
         };
-        // Mean over the 10 outputs, as nn.MSELoss() against one-hot targets.
-        let mse = || {
-            logits
-                .mse_loss(&labels.one_hot(data::CLASSES).to_kind(logits.kind()), Reduction::None)
-                .mean_dim(2, false, None)
-        };
+        let mse = || logits.mse_loss(&one_hot(), Reduction::None).view([g, -1]).mean_dim(1, false, None);
         match self {
             Losses::CrossEntropy => ce(),
             Losses::Mse => mse(),
@@ -236,7 +241,7 @@ impl Losses {
 /// The loss of one model's logits [B, 10] against labels [B], as a scalar mean per sample.
 pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
     let spec = Spec { loss: kind, ..Spec::default() };
-    Losses::new(&[&spec], logits.device()).per_sample(&logits.unsqueeze(0), &labels.unsqueeze(0)).mean(Kind::Float)
+    Losses::new(&[&spec], logits.device()).batch_means(logits, labels, 1)
 }
 
 struct Engine<'a> {
@@ -252,6 +257,10 @@ impl Engine<'_> {
     fn run(&mut self, first: Vec<(usize, Spec)>, max_members: usize) {
         let mut joining = first;
         loop {
+            if self.members.is_empty() && joining.is_empty() {
+                // N.B.: a group that has emptied ends; its worker goes back to the queue.
+                return;
+            }
             if self.members.len() + joining.len() < max_members {
                 joining.extend(self.host.join(max_members - self.members.len() - joining.len()));
             }
@@ -379,11 +388,11 @@ impl Engine<'_> {
         let (total, samples) = (source.batches(), source.samples());
         let report_every = (total / 100).max(1);
         let mut where_: Vec<(usize, u32)> = self.members.iter().map(|m| (m.key, m.next)).collect();
-        // N.B.: per-sample losses and predictions land in epoch-long buffers on the device
-        // (reading them per batch would sync a GPU) and are reduced once per epoch.
+        // N.B.: each batch's mean losses and predictions land in epoch-long buffers on the
+        // device (reading them per batch would sync a GPU) and are reduced once per epoch.
         let g = self.members.len() as i64;
         let device = data.device;
-        let mut losses = Tensor::zeros([g, samples as i64], (Kind::Float, device));
+        let mut losses = Tensor::zeros([g, total as i64], (Kind::Float, device));
         let mut predicted = Tensor::zeros([g, samples as i64], (Kind::Int64, device));
         let mut labels = source.labels_in_order();
         let mut done = 0;
@@ -402,13 +411,24 @@ impl Engine<'_> {
             let f = self.fuse();
             f.sgd.zero_grad(&f.params);
             let logits = model::forward(&arch, &f.params, Input::PerMember(&batch.images));
-            let per_sample = f.losses.per_sample(&logits, &batch.labels);
-            (per_sample.sum(Kind::Float) / batch.len as f64).backward();
+            let g = f.params.members;
+            let means = f.losses.batch_means(&logits, &batch.labels, g);
+            if g == 1 {
+                means.backward();
+            } else {
+                means.sum(Kind::Float).backward();
+            }
             f.sgd.step(&f.params);
             tch::no_grad(|| {
                 let (at, len) = (batch.start as i64, batch.len as i64);
-                losses.narrow(1, at, len).copy_(&per_sample);
-                let _ = logits.argmax_out(&predicted.narrow(1, at, len), -1, false);
+                let mut slot = losses.narrow(1, done as i64, 1);
+                if g == 1 {
+                    slot.copy_(&means);
+                    let _ = logits.argmax_out(&predicted.narrow(1, at, len).view([-1]), -1, false);
+                } else {
+                    slot.copy_(&means.view([g, 1]));
+                    predicted.narrow(1, at, len).copy_(&logits.argmax(-1, false).view([g, len]));
+                }
             });
             done += 1;
             if done % report_every == 0 || done == total {
@@ -417,7 +437,10 @@ impl Engine<'_> {
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let n = samples.max(1) as f64;
-        let train_loss = losses.to_kind(Kind::Double).mean_dim(1, false, None);
+        // Each batch's mean weighs by its size (the last one may be short).
+        let sizes: Vec<f64> = (0..total).map(|i| (full.min(samples - i * full)) as f64 / n).collect();
+        let weights = Tensor::from_slice(&sizes).to_device(device);
+        let train_loss = (losses.to_kind(Kind::Double) * weights).sum_dim_intlist(1, false, None);
         let train_correct = predicted.eq_tensor(&labels).sum_dim_intlist(1, false, Kind::Int64);
         let mut per_member = [train_loss, train_correct];
         let Some((test_loss, test_correct)) = self.evaluate(&mut per_member) else { return };
@@ -493,9 +516,11 @@ impl Engine<'_> {
             let f = self.fuse();
             tch::no_grad(|| {
                 let logits = model::forward(&arch, &f.params, Input::Shared(&images));
-                let per_sample = f.losses.per_sample(&logits, &labels);
-                let _ = loss_sum.g_add_(&per_sample.to_kind(Kind::Double).sum_dim_intlist(1, false, None));
-                let hits = logits.argmax(-1, false).eq_tensor(&labels.unsqueeze(0));
+                let g = f.params.members;
+                let shared = labels.repeat([g]);
+                let means = f.losses.batch_means(&logits, &shared, g);
+                let _ = loss_sum.g_add_(&(means.to_kind(Kind::Double) * len as f64));
+                let hits = logits.argmax(-1, false).view([g, len]).eq_tensor(&labels.unsqueeze(0));
                 let _ = correct.g_add_(&hits.sum_dim_intlist(1, false, Kind::Int64));
             });
             at += len;

@@ -8,6 +8,10 @@
 //! - a linear layer is one batched matmul (`baddbmm`, [G, B, in] × [G, in, out]);
 //! - pooling and ReLU act per channel, so they need nothing.
 //!
+//! Convolutions run on channels-last activations ([B, H, W, C] in memory): libtorch's CPU
+//! kernels for grouped convolutions with few channels per group are several times faster
+//! so (measured: BENCHMARKS.md, "Fused groups"), and a single model's are too.
+//!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the
 //! optimiser updates every member's every weight with a handful of operations. Each
@@ -167,16 +171,37 @@ pub struct GroupParams {
 
 impl GroupParams {
     /// Stacks members' values, each [P] in parameter order (as `member` returns them).
+    ///
+    /// N.B.: each parameter's leaf tensor is shaped as the fused layer uses it, so a step
+    /// makes no reshapes: a convolution's weight is [G·Cout, Cin, k, k] and its bias [G·Cout];
+    /// a linear layer's weight is [G, out, in] and its bias [G, 1, out], or for a group of one
+    /// [out, in] and [out], as an unfused model's.
     pub fn from_members(arch: &Architecture, rows: &[Tensor], device: Device) -> GroupParams {
         let g = rows.len() as i64;
         let flat = stack_blocks(arch, rows).to_device(device);
+        let mut shapes: Vec<Vec<i64>> = arch.params.iter().map(|p| [&[g][..], &p.shape].concat()).collect();
+        for layer in &arch.layers {
+            match *layer {
+                Layer::Conv2d { weight, cin, cout, k } => {
+                    shapes[weight] = vec![g * cout, cin, k, k];
+                    shapes[weight + 1] = vec![g * cout];
+                }
+                Layer::Linear { weight, inp, out } if g == 1 => {
+                    shapes[weight] = vec![out, inp];
+                    shapes[weight + 1] = vec![out];
+                }
+                Layer::Linear { weight, inp, out } => {
+                    shapes[weight] = vec![g, out, inp];
+                    shapes[weight + 1] = vec![g, 1, out];
+                }
+                _ => {}
+            }
+        }
         let mut offsets = Vec::with_capacity(arch.params.len());
         let mut tensors = Vec::with_capacity(arch.params.len());
         let mut at = 0;
-        for p in &arch.params {
+        for (p, shape) in arch.params.iter().zip(shapes) {
             offsets.push(at);
-            let mut shape = vec![g];
-            shape.extend(&p.shape);
             let mut t = Tensor::zeros(shape.as_slice(), (Kind::Float, device)).set_requires_grad(true);
             t.set_data(&flat.narrow(0, at, g * p.numel()).view(shape.as_slice()));
             tensors.push(t);
@@ -240,22 +265,27 @@ pub enum Input<'a> {
 
 /// How activations are laid out between layers.
 enum Act {
-    /// Member after member: [G·B, C, H, W].
+    /// Member after member: [G·B, C, H, W] (a group of one: [B, C, H, W]).
     Stacked(Tensor),
     /// Members' channels side by side: [B, G·C, H, W].
     Channels(Tensor),
-    /// [G, B, F].
+    /// [G, B, F] (a group of one: [B, F]).
     Dense(Tensor),
 }
 
-/// Logits [G, B, 10] of every member.
+/// Logits of every member, member after member: [G·B, 10].
 pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
     let g = ps.members;
     let mut xs = match input {
         Input::PerMember(x) => Act::Stacked(x.shallow_clone()),
         Input::Shared(x) if g == 1 => Act::Stacked(x.shallow_clone()),
         Input::Shared(x) => match arch.layers.first() {
-            Some(Layer::Conv2d { .. }) => Act::Channels(x.repeat([1, g, 1, 1])),
+            Some(Layer::Conv2d { .. }) => {
+                // Every member's copy of the channels side by side, channels last.
+                let s = x.size();
+                let nhwc = x.permute([0, 2, 3, 1]).unsqueeze(3).expand([s[0], s[2], s[3], g, s[1]], false);
+                Act::Channels(nhwc.reshape([s[0], s[2], s[3], g * s[1]]).permute([0, 3, 1, 2]))
+            }
             _ => {
                 let b = x.size()[0];
                 Act::Dense(x.view([1, b, -1]).expand([g, b, -1], false))
@@ -264,44 +294,40 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
     };
     for layer in &arch.layers {
         xs = match (*layer, xs) {
-            (Layer::Conv2d { weight, cin, cout, k }, xs) => {
+            (Layer::Conv2d { weight, .. }, xs) => {
                 let x = match xs {
                     Act::Channels(x) => x,
-                    Act::Stacked(x) if g == 1 => x,
+                    Act::Stacked(x) if g == 1 => x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
                     Act::Stacked(x) => {
+                        // [G·B, C, H, W] → [B, G·C, H, W] with the channels last in memory.
                         let s = x.size();
-                        x.view([g, s[0] / g, s[1], s[2], s[3]]).transpose(0, 1).reshape([
-                            s[0] / g,
-                            g * s[1],
-                            s[2],
-                            s[3],
-                        ])
+                        let b = s[0] / g;
+                        let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
+                        nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
                     }
                     Act::Dense(_) => panic!("a convolution after a flatten"),
                 };
-                let w = ps.tensors[weight].view([g * cout, cin, k, k]);
-                let b = ps.tensors[weight + 1].view([g * cout]);
-                Act::Channels(x.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], g))
+                let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+                Act::Channels(x.conv2d(w, Some(b), [1, 1], [0, 0], [1, 1], g))
             }
             (Layer::MaxPool2, Act::Channels(x)) => Act::Channels(x.max_pool2d_default(2)),
             (Layer::MaxPool2, Act::Stacked(x)) => Act::Stacked(x.max_pool2d_default(2)),
+            (Layer::Flatten, Act::Dense(x)) => Act::Dense(x),
+            (Layer::Flatten, Act::Stacked(x) | Act::Channels(x)) if g == 1 => Act::Dense(x.flatten(1, -1)),
             (Layer::Flatten, Act::Stacked(x)) => {
                 let b = x.size()[0] / g;
                 Act::Dense(x.view([g, b, -1]))
             }
-            (Layer::Flatten, Act::Dense(x)) => Act::Dense(x),
             (Layer::Flatten, Act::Channels(x)) => {
                 let b = x.size()[0];
-                Act::Dense(x.view([b, g, -1]).transpose(0, 1))
+                Act::Dense(x.reshape([b, g, -1]).transpose(0, 1))
             }
             (Layer::Linear { weight, .. }, Act::Dense(x)) => {
-                let w = &ps.tensors[weight];
-                let bias = &ps.tensors[weight + 1];
+                let (w, bias) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
                 if g == 1 {
-                    // N.B.: the plain matmul for a group of one: one kernel, as before fusion.
-                    Act::Dense(x.squeeze_dim(0).linear(&w.squeeze_dim(0), Some(bias.squeeze_dim(0))).unsqueeze(0))
+                    Act::Dense(x.linear(w, Some(bias)))
                 } else {
-                    Act::Dense(bias.unsqueeze(1).baddbmm(&x, &w.transpose(1, 2), 1, 1))
+                    Act::Dense(bias.baddbmm(&x, &w.transpose(1, 2), 1, 1))
                 }
             }
             (Layer::Relu, Act::Stacked(x)) => Act::Stacked(x.relu()),
@@ -311,7 +337,8 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
         };
     }
     match xs {
-        Act::Dense(x) => x,
+        Act::Dense(x) if g == 1 => x,
+        Act::Dense(x) => x.view([-1, x.size()[2]]),
         _ => panic!("a model must end in a linear layer"),
     }
 }

@@ -77,7 +77,7 @@ fn one(s: &Spec) -> GroupParams {
 }
 
 fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
-    model::forward(&Architecture::of(s), &one(s), Input::Shared(x)).squeeze_dim(0)
+    model::forward(&Architecture::of(s), &one(s), Input::Shared(x))
 }
 
 #[test]
@@ -366,7 +366,7 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     let mut theirs = theirs;
     for _ in 0..4 {
         opt.zero_grad(&ours);
-        let logits = model::forward(&arch, &ours, Input::PerMember(&x.view([16, 3, 32, 32])));
+        let logits = model::forward(&arch, &ours, Input::PerMember(&x.view([16, 3, 32, 32]))).view([2, 8, 10]);
         (logits.get(0).cross_entropy_for_logits(&y) + logits.get(1).cross_entropy_for_logits(&y)).backward();
         opt.step(&ours);
         for (m, (w, b, o, _)) in theirs.iter_mut().enumerate() {

@@ -38,7 +38,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         data_dir: dir.join("data"),
         no_workers: false,
         workers_per_gpu: 1,
-        cpu_workers: workers,
+        cpu_workers: Some(workers),
         threads_per_worker: Some(1),
         lease_seconds: 1.0,
         max_attempts: 3,
@@ -56,7 +56,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
 pub async fn spawn_app(workers: usize) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    spawn_with(dir, |cfg| cfg.cpu_workers = workers).await
+    spawn_with(dir, |cfg| cfg.cpu_workers = Some(workers)).await
 }
 
 pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {

@@ -157,12 +157,13 @@ async fn job_with_epochs(app: &TestApp, spec: Value, epochs: &[EpochMetrics], fi
     assert_eq!(claimed.id, id);
     for m in epochs {
         let json = serde_json::to_string(m).unwrap();
-        assert!(queue::record_epoch(pool, &id, claimed.attempt, m.epoch.into(), &json, queue::now_ms(), 60_000)
+        assert!(queue::Lease::new(id.as_str(), claimed.attempt)
+            .record_epoch(pool, m.epoch.into(), &json, queue::now_ms(), 60_000)
             .await
             .unwrap());
     }
     if finish {
-        queue::finish_job(pool, &id, claimed.attempt, "succeeded", None, queue::now_ms()).await.unwrap();
+        queue::Lease::new(id.as_str(), claimed.attempt).finish(pool, "succeeded", None, queue::now_ms()).await.unwrap();
     }
     id
 }
@@ -256,7 +257,10 @@ async fn a_polling_client_gets_304_until_the_plot_changes() {
     let claimed =
         queue::claim_next_job(&app.server.pool, "t", "cpu", queue::now_ms(), 60_000, 0).await.unwrap().unwrap();
     let m = serde_json::to_string(&curve(1)[0]).unwrap();
-    queue::record_epoch(&app.server.pool, &id, claimed.attempt, 1, &m, queue::now_ms(), 60_000).await.unwrap();
+    queue::Lease::new(id.as_str(), claimed.attempt)
+        .record_epoch(&app.server.pool, 1, &m, queue::now_ms(), 60_000)
+        .await
+        .unwrap();
     let changed = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"].to_str().unwrap(), tag);

@@ -340,8 +340,10 @@ async fn a_compatible_job_joins_a_running_group_and_a_cancelled_member_leaves_it
     let client = admin(&site);
     let long = submit(&client, &server, json!({"model": "mlp", "epochs": 400, "batch_size": 8})).await;
     let other = submit(&client, &server, json!({"model": "mlp", "epochs": 400, "batch_size": 8, "lr": 0.01})).await;
-    poll(&client, &server.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    // The second is claimed with the first, or joins it at its first epoch boundary.
+    let second = poll(&client, &server.url(&format!("/jobs/{other}")), 60, status_is("running")).await;
     let group = job(&client, &server, &long).await["group"].clone();
+    assert_eq!(second["group"]["id"], group["id"], "{second}");
     assert_eq!(group["size"], 2);
     // Submitted while the group runs: it joins at the next epoch boundary (same group), and
     // an incompatible job waits for the worker.

@@ -82,27 +82,32 @@ async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
     let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
-    assert!(queue::record_epoch(&pool, "a", first.attempt, 1, "{\"epoch\":1}", 100, LEASE).await.unwrap());
+    assert!(queue::Lease::new("a", first.attempt).record_epoch(&pool, 1, "{\"epoch\":1}", 100, LEASE).await.unwrap());
     // The heartbeat keeps it: not expired at t = 1000 after a renewal at t = 500.
-    assert!(queue::heartbeat(&pool, "a", first.attempt, 500, LEASE).await.unwrap());
+    assert!(queue::Lease::new("a", first.attempt).heartbeat(&pool, 500, LEASE).await.unwrap());
     assert_eq!(queue::requeue_expired(&pool, 1_200, 3).await.unwrap(), (0, 0));
     // Silence past the lease: back to the queue.
     assert_eq!(queue::requeue_expired(&pool, 1_600, 3).await.unwrap(), (1, 0));
     let second = queue::claim_next_job(&pool, "w2", "cpu", 1_700, LEASE, 0).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
     // The first worker, late, changes nothing.
-    assert!(!queue::heartbeat(&pool, "a", first.attempt, 1_800, LEASE).await.unwrap());
-    assert!(!queue::record_epoch(&pool, "a", first.attempt, 2, "{\"epoch\":2,\"old\":true}", 1_800, LEASE)
+    assert!(!queue::Lease::new("a", first.attempt).heartbeat(&pool, 1_800, LEASE).await.unwrap());
+    assert!(!queue::Lease::new("a", first.attempt)
+        .record_epoch(&pool, 2, "{\"epoch\":2,\"old\":true}", 1_800, LEASE)
         .await
         .unwrap());
-    assert!(!queue::finish_job(&pool, "a", first.attempt, "succeeded", None, 1_800).await.unwrap());
+    assert!(!queue::Lease::new("a", first.attempt).finish(&pool, "succeeded", None, 1_800).await.unwrap());
     // The second one writes, upserting epoch 1 rather than adding a row.
-    assert!(queue::record_epoch(&pool, "a", second.attempt, 1, "{\"epoch\":1,\"again\":true}", 1_900, LEASE)
+    assert!(queue::Lease::new("a", second.attempt)
+        .record_epoch(&pool, 1, "{\"epoch\":1,\"again\":true}", 1_900, LEASE)
         .await
         .unwrap());
-    assert!(queue::record_epoch(&pool, "a", second.attempt, 2, "{\"epoch\":2}", 1_950, LEASE).await.unwrap());
+    assert!(queue::Lease::new("a", second.attempt)
+        .record_epoch(&pool, 2, "{\"epoch\":2}", 1_950, LEASE)
+        .await
+        .unwrap());
     assert_eq!(queue::get_metrics(&pool, "a", 0).await.unwrap(), ["{\"epoch\":1,\"again\":true}", "{\"epoch\":2}"]);
-    assert!(queue::finish_job(&pool, "a", second.attempt, "succeeded", None, 2_000).await.unwrap());
+    assert!(queue::Lease::new("a", second.attempt).finish(&pool, "succeeded", None, 2_000).await.unwrap());
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.attempt, job.epochs_done), ("succeeded", 2, 2));
 }
@@ -130,7 +135,7 @@ async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fence
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
     let c = queue::claim_next_job(&pool, "w", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
-    assert!(queue::release_job(&pool, "a", c.attempt).await.unwrap());
+    assert!(queue::Lease::new("a", c.attempt).release(&pool).await.unwrap());
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.attempt, job.worker), ("queued", 0, None));
     let c = queue::claim_next_job(&pool, "w", "cpu", 10, LEASE, 0).await.unwrap().unwrap();
@@ -139,8 +144,11 @@ async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fence
         queue::cancel_job(&pool, "a", 20).await.unwrap(),
         queue::CancelOutcome::Cancelled { was_running: true }
     ));
-    assert!(!queue::heartbeat(&pool, "a", c.attempt, 30, LEASE).await.unwrap(), "the worker learns it must stop");
-    assert!(!queue::finish_job(&pool, "a", c.attempt, "succeeded", None, 40).await.unwrap());
+    assert!(
+        !queue::Lease::new("a", c.attempt).heartbeat(&pool, 30, LEASE).await.unwrap(),
+        "the worker learns it must stop"
+    );
+    assert!(!queue::Lease::new("a", c.attempt).finish(&pool, "succeeded", None, 40).await.unwrap());
     assert_eq!(queue::get_job(&pool, "a").await.unwrap().unwrap().status, "cancelled");
     assert!(
         matches!(queue::cancel_job(&pool, "a", 50).await.unwrap(), queue::CancelOutcome::AlreadyFinished(s) if s == "cancelled")
@@ -184,24 +192,24 @@ async fn priority_goes_first_and_a_running_limit_passes_a_user_over() {
 
 #[tokio::test]
 async fn checkpoints_are_kept_in_the_database_and_written_only_by_the_lease_holder() {
-    use trainyard::queue::checkpoints::{get_checkpoint, save_checkpoint};
+    use trainyard::queue::checkpoints::get_checkpoint;
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
     assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), None);
     let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
     let big: Vec<u8> = (0..3_200_000u32).map(|i| (i % 251) as u8).collect(); // the largest model's size
-    assert!(save_checkpoint(&pool, "a", first.attempt, 1, &big, 10).await.unwrap());
+    assert!(queue::Lease::new("a", first.attempt).save_checkpoint(&pool, 1, &big, 10).await.unwrap());
     assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((1, big.clone())));
     // The lease expires and another worker claims the job: the first one's writes are refused.
     assert_eq!(queue::requeue_expired(&pool, 5_000, 3).await.unwrap(), (1, 0));
     let second = queue::claim_next_job(&pool, "w2", "cpu", 5_000, LEASE, 0).await.unwrap().unwrap();
-    assert!(!save_checkpoint(&pool, "a", first.attempt, 2, b"stale", 5_001).await.unwrap());
+    assert!(!queue::Lease::new("a", first.attempt).save_checkpoint(&pool, 2, b"stale", 5_001).await.unwrap());
     assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((1, big)), "the stale write changed nothing");
-    assert!(save_checkpoint(&pool, "a", second.attempt, 2, b"newer", 5_002).await.unwrap());
+    assert!(queue::Lease::new("a", second.attempt).save_checkpoint(&pool, 2, b"newer", 5_002).await.unwrap());
     assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), Some((2, b"newer".to_vec())));
     // Nor can anyone write after a cancel.
     queue::cancel_job(&pool, "a", 5_003).await.unwrap();
-    assert!(!save_checkpoint(&pool, "a", second.attempt, 3, b"late", 5_004).await.unwrap());
+    assert!(!queue::Lease::new("a", second.attempt).save_checkpoint(&pool, 3, b"late", 5_004).await.unwrap());
 }
 
 #[tokio::test]
@@ -245,14 +253,26 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
         let row = queue::get_job(&pool, &c.id).await.unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.group_id.as_deref(), row.group_size), ("running", Some("g1"), 4));
     }
+    // One transaction renews the whole group's leases, and tells which are lost.
+    let leases: Vec<queue::Lease> = g.iter().map(queue::Claimed::lease).collect();
+    assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true; 4]);
+    queue::cancel_job(&pool, "a-cnn2", 10).await.unwrap();
+    assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true, true, true, false]);
     // The next group starts with the next job in the fair order, another shape, alone.
     let g2 = queue::claim_group(&pool, &terms("w", 11, 0), 4, "g2").await.unwrap();
     assert_eq!(ids(&g2), ["a-mlp"]);
-    // A running group takes the last compatible job at its next epoch boundary.
-    let joined = queue::claim_joiners(&pool, &terms("w", 12, 0), "cnn@4", "g1", 4).await.unwrap();
+    // A running group takes newcomers only while the queue's next job has its shape: ben's
+    // MLP job (ben runs fewer jobs than ann) is next, so nothing joins.
+    add_keyed(&pool, "b-mlp", 2, "mlp@4", 6).await;
+    assert!(queue::claim_joiners(&pool, &terms("w", 12, 0), "cnn@4", "g1", 4).await.unwrap().is_empty());
+    let g3 = queue::claim_group(&pool, &terms("w", 13, 0), 4, "g3").await.unwrap();
+    assert_eq!(ids(&g3), ["b-mlp"]);
+    // Now ann's last CNN job is next: it joins the running group at its epoch boundary.
+    let joined = queue::claim_joiners(&pool, &terms("w", 14, 0), "cnn@4", "g1", 4).await.unwrap();
     assert_eq!(ids(&joined), ["a-cnn3"]);
     assert_eq!(queue::get_job(&pool, "a-cnn0").await.unwrap().unwrap().group_size, 5);
-    assert!(queue::claim_group(&pool, &terms("w", 13, 0), 4, "g3").await.unwrap().is_empty());
+    assert_eq!(queue::get_job(&pool, "a-cnn3").await.unwrap().unwrap().group_id.as_deref(), Some("g1"));
+    assert!(queue::claim_group(&pool, &terms("w", 15, 0), 4, "g4").await.unwrap().is_empty());
 }
 
 #[tokio::test]

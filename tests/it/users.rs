@@ -135,7 +135,7 @@ async fn simultaneous_submissions_never_pass_the_queued_limit_and_a_retry_still_
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
     let app = spawn_with(dir, |c| {
-        c.cpu_workers = 0;
+        c.cpu_workers = Some(0);
         c.max_queued_per_user = 5;
     })
     .await;
@@ -167,7 +167,7 @@ async fn each_limit_answers_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
     let app = spawn_with(dir, |c| {
-        c.cpu_workers = 0;
+        c.cpu_workers = Some(0);
         c.max_queued_per_user = 2;
         c.max_epochs_per_job = 20;
         c.rate_limit = 5.0;

@@ -1,0 +1,573 @@
+//! The job lifecycle: create, list, cancel, claim (alone or as a group), heartbeat, record,
+//! finish, release and requeue. Every write a worker makes is fenced on (id, attempt).
+
+use super::{on_db, Pool, QueueError, Tx};
+use serde::Serialize;
+use sqlx::FromRow;
+
+/// Job states as stored and shown.
+pub const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// A job row with its queue position (while queued).
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct JobRow {
+    pub seq: i64,
+    pub id: String,
+    pub owner_id: i64,
+    pub owner: String,
+    pub priority: i64,
+    pub name: Option<String>,
+    pub spec: String,
+    pub parameters: i64,
+    pub status: String,
+    pub epochs_total: i64,
+    pub epochs_done: i64,
+    pub attempt: i64,
+    pub worker: Option<String>,
+    pub device: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub error: Option<String>,
+    pub request_hash: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The group it trains or last trained in, and how many jobs trained in that group.
+    pub group_id: Option<String>,
+    pub group_size: i64,
+}
+
+pub(crate) const JOB_COLUMNS: &str =
+    "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
+     priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
+     device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
+     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size";
+
+/// A job to insert.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub owner_id: i64,
+    pub name: Option<&'a str>,
+    pub spec: &'a str,
+    pub parameters: i64,
+    pub epochs_total: i64,
+    /// `Spec::group_key`: jobs that share it may train as one group.
+    pub group_key: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+    pub now: i64,
+}
+
+pub enum Created {
+    /// A new job was queued.
+    New(JobRow),
+    /// The idempotency key was used before with the same request: that job.
+    Existing(JobRow),
+    /// The idempotency key was used before with another request.
+    KeyConflict,
+    /// The owner already has this many jobs queued, the limit: nothing was queued.
+    OverLimit(OverLimit),
+}
+
+/// A user's queued jobs at the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    pub queued: i64,
+}
+
+/// Inserts a job inside a transaction (`create_job`'s or a sweep's, which have checked its
+/// idempotency key and the owner's limit under `lock_queued_count`).
+pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<(), QueueError> {
+    const SQL: &str = "INSERT INTO jobs (id, owner_id, name, spec, parameters, status, epochs_total, group_key, \
+         idempotency_key, request_hash, created_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)";
+    on_db!(Tx, tx, |t, d| sqlx::query(&d.sql(SQL))
+        .bind(job.id)
+        .bind(job.owner_id)
+        .bind(job.name)
+        .bind(job.spec)
+        .bind(job.parameters)
+        .bind(job.epochs_total)
+        .bind(job.group_key)
+        .bind(job.idempotency_key)
+        .bind(job.request_hash)
+        .bind(job.now)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// Holds `owner`'s submissions until `tx` ends and counts their queued jobs, so a check of
+/// the per-user limit and the insert after it are one step: two simultaneous submissions
+/// cannot both pass at the limit. (PostgreSQL: the user's row lock; SQLite: the IMMEDIATE
+/// transaction already holds the write lock.)
+pub(crate) async fn lock_queued_count(tx: &mut Tx, owner: i64) -> Result<i64, QueueError> {
+    on_db!(Tx, &mut *tx, |t, d| sqlx::query(&d.sql(&format!("SELECT id FROM users WHERE id = ?{}", d.for_update())))
+        .bind(owner)
+        .fetch_optional(&mut **t)
+        .await?
+        .is_some());
+    const COUNT: &str = "SELECT COUNT(*) FROM jobs WHERE owner_id = ? AND status = 'queued'";
+    Ok(on_db!(Tx, tx, |t, d| sqlx::query_scalar(&d.sql(COUNT)).bind(owner).fetch_one(&mut **t).await?))
+}
+
+/// Queues `job` unless its owner has `max_queued` jobs queued already. A retried request
+/// (the same idempotency key) gets its job back even at the limit.
+pub async fn create_job(pool: &Pool, job: NewJob<'_>, max_queued: i64) -> Result<Created, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let queued = lock_queued_count(&mut tx, job.owner_id).await?;
+    if let Some(key) = job.idempotency_key {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
+        let existing: Option<JobRow> = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&sql))
+            .bind(job.owner_id)
+            .bind(key)
+            .fetch_optional(&mut **t)
+            .await?);
+        if let Some(existing) = existing {
+            tx.rollback().await?;
+            return Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
+                Created::Existing(existing)
+            } else {
+                Created::KeyConflict
+            });
+        }
+    }
+    if queued >= max_queued {
+        tx.rollback().await?;
+        return Ok(Created::OverLimit(OverLimit { queued }));
+    }
+    create_job_in(&mut tx, &job).await?;
+    tx.commit().await?;
+    let row = get_job(pool, job.id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Created::New(row))
+}
+
+pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(id).fetch_optional(p).await?))
+}
+
+/// Newest first, of one owner (or everyone's); `before` is the `seq` cursor of the
+/// previous page's last job.
+pub async fn list_jobs(
+    pool: &Pool,
+    owner: Option<i64>,
+    status: Option<&str>,
+    limit: i64,
+    before: Option<i64>,
+) -> Result<Vec<JobRow>, QueueError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
+         AND (?4 IS NULL OR owner_id = ?4) ORDER BY seq DESC LIMIT ?3"
+    );
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql))
+        .bind(status)
+        .bind(before)
+        .bind(limit)
+        .bind(owner)
+        .fetch_all(p)
+        .await?))
+}
+
+/// Sets a job's priority (higher goes first); false if there is no such job.
+pub async fn set_priority(pool: &Pool, id: &str, priority: i64) -> Result<bool, QueueError> {
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql("UPDATE jobs SET priority = ? WHERE id = ?"))
+        .bind(priority)
+        .bind(id)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(n == 1)
+}
+
+pub enum CancelOutcome {
+    /// The job is now cancelled; `was_running` tells whether a worker must be told.
+    Cancelled {
+        was_running: bool,
+    },
+    /// The job had already finished with this status.
+    AlreadyFinished(String),
+    NotFound,
+}
+
+pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let status: Option<String> = on_db!(Tx, &mut tx, |t, d| sqlx::query_scalar(
+        &d.sql(&format!("SELECT status FROM jobs WHERE id = ?{}", d.for_update()))
+    )
+    .bind(id)
+    .fetch_optional(&mut **t)
+    .await?);
+    let outcome = match status.as_deref() {
+        None => CancelOutcome::NotFound,
+        Some(s @ ("queued" | "running")) => {
+            const SQL: &str =
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?";
+            on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
+                .bind(now)
+                .bind(id)
+                .execute(&mut **t)
+                .await?
+                .rows_affected());
+            CancelOutcome::Cancelled { was_running: s == "running" }
+        }
+        Some(other) => CancelOutcome::AlreadyFinished(other.to_string()),
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// What a worker gets from a claim.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: String,
+    pub spec: String,
+    pub attempt: i64,
+    /// What its group's members share (`Spec::group_key`); `None` for jobs queued before
+    /// groups existed, which train alone.
+    pub group_key: Option<String>,
+}
+
+impl Claimed {
+    /// The claim's hold on the job, which fences every write the worker makes.
+    pub fn lease(&self) -> Lease {
+        Lease::new(&self.id, self.attempt)
+    }
+}
+
+/// The order in which workers take queued jobs, as an `ORDER BY` over `jobs j` and its
+/// owner `u`: priority, then the owner with the fewest running jobs, then the owner served
+/// longest ago, then the oldest job.
+const FAIR_ORDER: &str = "j.priority DESC, \
+    (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') ASC, \
+    COALESCE(u.last_served_at, 0) ASC, j.seq ASC";
+
+/// Who claims, and on what terms.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms<'a> {
+    pub worker: &'a str,
+    pub device: &'a str,
+    pub now: i64,
+    pub lease_ms: i64,
+    /// Owners already running this many jobs are passed over (0: no limit).
+    pub max_running: i64,
+}
+
+/// Which job a claim takes.
+#[derive(Debug, Clone, Copy)]
+enum Pick<'a> {
+    /// The next job by the fair order.
+    Next,
+    /// The next job by the fair order among those of this group key (a group's companions).
+    NextOf(&'a str),
+    /// The next job by the fair order, if it has this group key (a joiner: a running group
+    /// takes only the job the queue would hand out next anyway).
+    NextIf(&'a str),
+}
+
+/// Claims a job inside `tx` as `pick` says, and files it under `group_id`.
+async fn claim_in(
+    tx: &mut Tx,
+    t: &ClaimTerms<'_>,
+    pick: Pick<'_>,
+    group_id: &str,
+) -> Result<Option<Claimed>, QueueError> {
+    let (among, only) = match pick {
+        Pick::Next => (None, None),
+        Pick::NextOf(key) => (Some(key), None),
+        Pick::NextIf(key) => (None, Some(key)),
+    };
+    let claimed: Option<(String, String, i64, Option<String>, i64)> = on_db!(Tx, &mut *tx, |c, d| {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
+               lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL, group_id = ?7 \
+             WHERE status = 'queued' AND (?8 IS NULL OR group_key = ?8) \
+               AND seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id \
+               WHERE j.status = 'queued' AND (?6 IS NULL OR j.group_key = ?6) \
+               AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
+               ORDER BY {FAIR_ORDER} LIMIT 1{}) \
+             RETURNING id, spec, attempt, group_key, owner_id",
+            d.skip_locked("j")
+        );
+        sqlx::query_as(&d.sql(&sql))
+            .bind(t.worker)
+            .bind(t.device)
+            .bind(t.now + t.lease_ms)
+            .bind(t.now)
+            .bind(t.max_running)
+            .bind(among)
+            .bind(group_id)
+            .bind(only)
+            .fetch_optional(&mut **c)
+            .await?
+    });
+    let Some((id, spec, attempt, group_key, owner)) = claimed else { return Ok(None) };
+    on_db!(Tx, &mut *tx, |c, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
+        .bind(t.now)
+        .bind(owner)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(Some(Claimed { id, spec, attempt, group_key }))
+}
+
+/// Claims a group in one transaction: the next job by the fair order, then queued jobs of
+/// its group key, also in the fair order (so the per-owner running limit holds for each),
+/// up to `max_group` in all. Empty when nothing can be claimed. On PostgreSQL each pick
+/// skips rows another claim holds, so no job lands in two groups.
+pub async fn claim_group(
+    pool: &Pool,
+    terms: &ClaimTerms<'_>,
+    max_group: usize,
+    group_id: &str,
+) -> Result<Vec<Claimed>, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let Some(head) = claim_in(&mut tx, terms, Pick::Next, group_id).await? else {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    };
+    let key = head.group_key.clone();
+    let mut group = vec![head];
+    if let Some(key) = key {
+        while group.len() < max_group {
+            match claim_in(&mut tx, terms, Pick::NextOf(&key), group_id).await? {
+                Some(c) => group.push(c),
+                None => break,
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(group)
+}
+
+/// Claims jobs for a running group to join at an epoch boundary, in one transaction: while
+/// the fair order's next job has `group_key`, it joins, up to `room`. A job of another
+/// shape at the head of the queue stops the joining, so a group that keeps taking newcomers
+/// never keeps anyone else waiting longer than its members already do.
+pub async fn claim_joiners(
+    pool: &Pool,
+    terms: &ClaimTerms<'_>,
+    group_key: &str,
+    group_id: &str,
+    room: usize,
+) -> Result<Vec<Claimed>, QueueError> {
+    let mut tx = pool.begin_write().await?;
+    let mut got = Vec::new();
+    while got.len() < room {
+        match claim_in(&mut tx, terms, Pick::NextIf(group_key), group_id).await? {
+            Some(c) => got.push(c),
+            None => break,
+        }
+    }
+    tx.commit().await?;
+    Ok(got)
+}
+
+/// Hands the next job, by the fair order, to `worker`, or nothing: a group of one. Owners
+/// already running `max_running` jobs are passed over (0: no limit).
+pub async fn claim_next_job(
+    pool: &Pool,
+    worker: &str,
+    device: &str,
+    now: i64,
+    lease_ms: i64,
+    max_running: i64,
+) -> Result<Option<Claimed>, QueueError> {
+    let terms = ClaimTerms { worker, device, now, lease_ms, max_running };
+    let id = uuid::Uuid::new_v4().to_string();
+    Ok(claim_group(pool, &terms, 1, &id).await?.pop())
+}
+
+/// A queued or running job as the queue view and the estimates need it.
+#[derive(Debug, Clone, FromRow)]
+pub struct QueueEntry {
+    pub seq: i64,
+    pub id: String,
+    pub owner_id: i64,
+    pub owner: String,
+    pub priority: i64,
+    pub status: String,
+    pub spec: String,
+    pub epochs_total: i64,
+    pub epochs_done: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub last_served_at: Option<i64>,
+    /// Mean seconds per finished epoch of this job so far.
+    pub epoch_seconds: Option<f64>,
+    pub group_id: Option<String>,
+}
+
+/// Every queued and running job, running first, then queued in submission order.
+pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
+    Ok(on_db!(Pool, pool, |p, d| {
+        let sql = format!(
+            "SELECT j.seq, j.id, j.owner_id, u.name AS owner, j.priority, j.status, j.spec, j.epochs_total, \
+               j.epochs_done, j.created_at, j.started_at, u.last_served_at, \
+               (SELECT AVG({}) FROM epochs e WHERE e.job_id = j.id) AS epoch_seconds, j.group_id \
+             FROM jobs j JOIN users u ON u.id = j.owner_id WHERE j.status IN ('running', 'queued') \
+             ORDER BY j.status = 'queued', j.seq",
+            d.json_f64("e.metrics", "seconds")
+        );
+        sqlx::query_as(&sql).fetch_all(p).await?
+    }))
+}
+
+/// Mean seconds per epoch of past jobs, by (model, batch size): what a queued job will take.
+pub async fn epoch_seconds_by_setup(pool: &Pool) -> Result<Vec<(String, i64, f64)>, QueueError> {
+    Ok(on_db!(Pool, pool, |p, d| {
+        let sql = format!(
+            "SELECT {} AS model, {} AS batch, AVG({}) AS seconds \
+             FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY 1, 2",
+            d.json_text("j.spec", "model"),
+            d.json_i64("j.spec", "batch_size"),
+            d.json_f64("e.metrics", "seconds")
+        );
+        sqlx::query_as(&sql).fetch_all(p).await?
+    }))
+}
+
+/// A worker's hold on one running job: the job and the attempt that claimed it. Every write
+/// made under a lease is fenced on (id, attempt, running): once the job is cancelled,
+/// requeued or claimed again, the write changes nothing and answers false, and the worker
+/// must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub id: String,
+    pub attempt: i64,
+}
+
+impl Lease {
+    pub fn new(id: impl Into<String>, attempt: i64) -> Lease {
+        Lease { id: id.into(), attempt }
+    }
+
+    /// Renews the lease until `now + lease_ms`; false when it is lost (or the job cancelled).
+    pub async fn heartbeat(&self, pool: &Pool, now: i64, lease_ms: i64) -> Result<bool, QueueError> {
+        Ok(renew_leases(pool, std::slice::from_ref(self), now, lease_ms).await?[0])
+    }
+
+    /// Begins a transaction in which this lease still holds its job, or `None` when it is
+    /// lost. The fence is an UPDATE that also sets `set` (its `?`s bound to `values`, in
+    /// order), so on PostgreSQL the job's row stays locked until commit: a cancel or a
+    /// requeue cannot slip in between.
+    pub(crate) async fn begin_fenced(&self, pool: &Pool, set: &str, values: &[i64]) -> Result<Option<Tx>, QueueError> {
+        let fence = format!("UPDATE jobs SET {set} WHERE id = ? AND attempt = ? AND status = 'running'");
+        let mut tx = pool.begin_write().await?;
+        let n = on_db!(Tx, &mut tx, |t, d| {
+            let sql = d.sql(&fence);
+            let mut q = sqlx::query(&sql);
+            for v in values {
+                q = q.bind(*v);
+            }
+            q.bind(&self.id).bind(self.attempt).execute(&mut **t).await?.rows_affected()
+        });
+        if n != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
+
+    /// Upserts one epoch's metrics, advances `epochs_done` and renews the lease, fenced.
+    pub async fn record_epoch(
+        &self,
+        pool: &Pool,
+        epoch: i64,
+        metrics: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<bool, QueueError> {
+        const UPSERT: &str = "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
+             ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics";
+        let progress = [epoch, now + lease_ms];
+        let Some(mut tx) = self.begin_fenced(pool, "epochs_done = ?, lease_expires_at = ?", &progress).await? else {
+            return Ok(false);
+        };
+        on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(UPSERT))
+            .bind(&self.id)
+            .bind(epoch)
+            .bind(metrics)
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends the attempt as `succeeded` or `failed`, fenced.
+    pub async fn finish(&self, pool: &Pool, status: &str, error: Option<&str>, now: i64) -> Result<bool, QueueError> {
+        const SQL: &str = "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL \
+             WHERE id = ? AND attempt = ? AND status = 'running'";
+        let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+            .bind(status)
+            .bind(error)
+            .bind(now)
+            .bind(&self.id)
+            .bind(self.attempt)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Puts the job back in the queue without charging the attempt (a graceful shutdown).
+    pub async fn release(&self, pool: &Pool) -> Result<bool, QueueError> {
+        const SQL: &str = "UPDATE jobs SET status = 'queued', attempt = attempt - 1, worker = NULL, device = NULL, \
+             lease_expires_at = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
+        let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+            .bind(&self.id)
+            .bind(self.attempt)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+}
+
+/// Renews every lease of a group in one transaction (one commit, however many members);
+/// for each, whether it is still held.
+pub async fn renew_leases(pool: &Pool, leases: &[Lease], now: i64, lease_ms: i64) -> Result<Vec<bool>, QueueError> {
+    const SQL: &str = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+    let mut held = Vec::with_capacity(leases.len());
+    let mut tx = pool.begin_write().await?;
+    for l in leases {
+        let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
+            .bind(now + lease_ms)
+            .bind(&l.id)
+            .bind(l.attempt)
+            .execute(&mut **t)
+            .await?
+            .rows_affected());
+        held.push(n == 1);
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+/// Jobs whose worker died: back to the queue (they resume from their checkpoint), or failed
+/// once they used `max_attempts`. Returns (requeued, failed).
+pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result<(u64, u64), QueueError> {
+    const FAIL: &str = "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_expires_at = NULL, \
+           error = 'the worker running it stopped responding ' || CAST(attempt AS TEXT) \
+             || ' times (attempts are limited to ' || CAST(?2 AS TEXT) || ')' \
+         WHERE status = 'running' AND lease_expires_at < ?1 AND attempt >= ?2";
+    const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker = NULL, device = NULL, lease_expires_at = NULL \
+         WHERE status = 'running' AND lease_expires_at < ?";
+    let mut tx = pool.begin_write().await?;
+    let failed = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(FAIL))
+        .bind(now)
+        .bind(max_attempts)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    let requeued =
+        on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(REQUEUE)).bind(now).execute(&mut **t).await?.rows_affected());
+    tx.commit().await?;
+    Ok((requeued, failed))
+}
+
+/// The epochs after `since`, as stored JSON strings, in order.
+pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<String>, QueueError> {
+    const SQL: &str = "SELECT metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(id).bind(since).fetch_all(p).await?))
+}
