@@ -4,6 +4,8 @@
 # 2.11.0+cu130 at /opt/torch/.venv provides libtorch.
 # Here first (the release binary carries debug info, 150 MB; stripped it is 14 MB):
 #   make build && mkdir -p .gpu && objcopy --strip-debug target/release/trainyard .gpu/trainyard
+#   cargo bench --bench group --no-run (with make's CARGO_ENV), then
+#   objcopy --strip-debug "$(ls target/release/deps/group-* | grep -v '\.d$' | head -n 1)" .gpu/group-bench
 #   echo /.gpu/ >> .git/info/exclude
 # then with the device tool: run(command="bash bench/gpu-check.sh", carry=[".gpu"])
 # It writes its log to $OUT when set.
@@ -48,3 +50,7 @@ for _ in $(seq 60); do curl -s -H "$auth" localhost:18080/jobs/$after | grep -q 
 curl -s -H "$auth" localhost:18080/jobs/$after; echo
 kill $server; wait $server
 grep -E "listening|WARN|ERROR" "$work/serve.log" | head -20
+if [[ -x .gpu/group-bench ]]; then
+  echo "== fused groups on cuda: G = 1 … 64 CNN batch-4 members (BENCHMARKS.md, Fused groups)"
+  CIFAR_BIN="$work/data" DEVICE=cuda THREADS=1 GROUP_SIZES="1 2 4 8 16 32 64" TRAIN_LIMIT=5000 .gpu/group-bench
+fi

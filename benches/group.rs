@@ -18,22 +18,6 @@ fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }
 
-/// Resets the process's peak resident memory, so the next read is this run's peak.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 #[derive(Default)]
 struct Collect {
     epochs: Vec<EpochMetrics>,
@@ -86,7 +70,6 @@ fn main() {
     let device = trainyard::device::parse_device(&env_or("DEVICE", "cpu")).expect("cpu or cuda[:N]");
     let data = Cifar10::load(std::path::Path::new(&dir), device).expect("CIFAR-10 in CIFAR_BIN");
     tch::set_num_threads(threads);
-    let base = peak_mib();
     println!(
         "{model} batch {batch}, {limit} training images per epoch, {} test images, {threads} torch threads, {}",
         data.test.len(),
@@ -111,11 +94,9 @@ fn main() {
         solo_epoch
     );
     println!();
-    println!("| G | fused: training s | fused: epoch s | samples/s per member | samples/s in all | G solo one after another: s | speed-up | G solo workers side by side: s | speed-up | peak MiB per member |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| G | fused: training s | fused: epoch s | samples/s per member | samples/s in all | G solo one after another: s | speed-up | G solo workers side by side: s | speed-up |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &g in &sizes {
-        reset_peak();
-        let before = peak_mib();
         let mut host = Collect::default();
         let first: Vec<(usize, Spec)> = (0..g).map(|i| (i, member(i, limit, &model, batch))).collect();
         let t = Instant::now();
@@ -123,7 +104,6 @@ fn main() {
         let wall = t.elapsed().as_secs_f64();
         let train_s = host.epochs[0].train_seconds;
         let per_member = limit as f64 / train_s;
-        let mem = (peak_mib() - before.min(base).max(0.0)) / g as f64;
         // G solo workers: G threads, each training one member alone with threads/G torch
         // threads (at least 1), as `--cpu-workers G` would.
         let each = (threads / g as i32).max(1);
@@ -154,11 +134,13 @@ fn main() {
         let workers_wall = t.elapsed().as_secs_f64();
         tch::set_num_threads(threads);
         let sequential = g as f64 * solo_epoch;
+        // N.B.: one solo worker is the solo run itself (timed above, on the main thread).
+        let side_by_side =
+            if g == 1 { "— | —".to_string() } else { format!("{workers_wall:.2} | {:.2}×", workers_wall / wall) };
         println!(
-            "| {g} | {train_s:.2} | {wall:.2} | {per_member:.0} | {:.0} | {sequential:.2} | {:.2}× | {workers_wall:.2} | {:.2}× | {mem:.0} |",
+            "| {g} | {train_s:.2} | {wall:.2} | {per_member:.0} | {:.0} | {sequential:.2} | {:.2}× | {side_by_side} |",
             per_member * g as f64,
             sequential / wall,
-            workers_wall / wall,
         );
     }
 }

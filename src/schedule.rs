@@ -1,6 +1,9 @@
 //! Pure: where each queued job stands and when it should start, from a snapshot of the
-//! queue. It replays the claim rule of `queue::claim_next_job` (priority, then the owner with
-//! the fewest running jobs, then the owner served longest ago, then the oldest job).
+//! queue. It replays the claim rule of `queue::claim_group`'s first pick (priority, then the
+//! owner with the fewest running jobs, then the owner served longest ago, then the oldest
+//! job); a running fused group holds one worker until its last member ends. Queued jobs that
+//! will ride along in a group are planned as if each took a worker of its own, so their
+//! estimates err late.
 
 use crate::queue::QueueEntry;
 use std::collections::HashMap;
@@ -28,17 +31,21 @@ pub fn plan(entries: &[QueueEntry], history: &History, workers: usize, now: i64)
     let mut out = HashMap::new();
     let mut running: HashMap<i64, i64> = HashMap::new();
     let mut served: HashMap<i64, i64> = HashMap::new();
-    // When each worker comes free; None: busy for a time we cannot tell.
-    let mut free: Vec<Option<i64>> = Vec::new();
+    // When each worker comes free; None: busy for a time we cannot tell. A fused group holds
+    // one worker until its last member ends.
+    let mut busy: HashMap<&str, Option<i64>> = HashMap::new();
     for e in entries {
         served.insert(e.owner_id, e.last_served_at.unwrap_or(0));
         if e.status == "running" {
             *running.entry(e.owner_id).or_default() += 1;
             let per_epoch = e.epoch_seconds.or_else(|| history.get(&setup(e)).copied());
-            free.push(per_epoch.map(|s| now + ((e.epochs_total - e.epochs_done).max(0) as f64 * s * 1000.0) as i64));
+            let end = per_epoch.map(|s| now + ((e.epochs_total - e.epochs_done).max(0) as f64 * s * 1000.0) as i64);
+            let slot = busy.entry(e.group_id.as_deref().unwrap_or(&e.id)).or_insert(end);
+            *slot = slot.zip(end).map(|(a, b)| a.max(b));
             out.insert(e.id.clone(), Planned { position: None, estimated_start: e.started_at });
         }
     }
+    let mut free: Vec<Option<i64>> = busy.into_values().collect();
     // Only `workers` of the running jobs hold this box's workers; the soonest free first.
     free.sort_by_key(|t| t.unwrap_or(i64::MAX));
     free.truncate(workers.max(1));
@@ -112,6 +119,20 @@ mod tests {
         // The running job has 6 epochs of 2 s left; then user 2's job starts, 20 s later j2.
         assert_eq!(p["j12"].estimated_start, Some(1_000_000 + 12_000));
         assert_eq!(p["j2"].estimated_start, Some(1_000_000 + 12_000 + 20_000));
+    }
+
+    #[test]
+    fn a_running_group_holds_one_worker_until_its_last_member_ends() {
+        // Worker 1 trains a group of two (4 and 6 epochs of 2 s left), worker 2 a job alone
+        // (6 epochs left): the queued job starts when the solo job ends, at 12 s, not when
+        // the group's first member does.
+        let mut e = vec![entry(1, 1, "running"), entry(2, 1, "running"), entry(3, 2, "running")];
+        e[0].group_id = Some("g".into());
+        e[1].group_id = Some("g".into());
+        e[0].epochs_done = 6;
+        e.push(entry(4, 3, "queued"));
+        let p = plan(&e, &History::new(), 2, 0);
+        assert_eq!(p["j4"].estimated_start, Some(12_000));
     }
 
     #[test]

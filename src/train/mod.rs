@@ -72,11 +72,6 @@ pub enum TrainError {
 
 pub use model::parameter_count;
 
-/// Test images evaluated per forward pass, shared among a group's members.
-fn eval_chunk(members: usize) -> i64 {
-    (EVAL_CHUNK / members.max(1) as i64).max(100)
-}
-
 /// What a group's training needs from where it runs: each member's stop flag, checkpoint
 /// store and metric sink, word of members that leave, and new members at epoch boundaries.
 /// Members are named by a key the host chooses.
@@ -499,7 +494,6 @@ impl Engine<'_> {
         let g = self.members.len() as i64;
         let mut loss_sum = Tensor::zeros([g], (Kind::Double, device));
         let mut correct = Tensor::zeros([g], (Kind::Int64, device));
-        let chunk = eval_chunk(self.members.len());
         let mut at = 0;
         while at < n {
             let stopped = self.stopped();
@@ -509,19 +503,20 @@ impl Engine<'_> {
                     return None;
                 }
             }
-            let len = chunk.min(n - at);
+            let len = EVAL_CHUNK.min(n - at);
             let images = normalise(&test.images.narrow(0, at, len));
             let labels = test.labels.narrow(0, at, len);
             let arch = self.arch.clone().expect("set");
+            let kinds: Vec<LossKind> = self.members.iter().map(|m| m.spec.loss).collect();
             let f = self.fuse();
             tch::no_grad(|| {
-                let logits = model::forward(&arch, &f.params, Input::Shared(&images));
-                let g = f.params.members;
-                let shared = labels.repeat([g]);
-                let means = f.losses.batch_means(&logits, &shared, g);
-                let _ = loss_sum.g_add_(&(means.to_kind(Kind::Double) * len as f64));
-                let hits = logits.argmax(-1, false).view([g, len]).eq_tensor(&labels.unsqueeze(0));
-                let _ = correct.g_add_(&hits.sum_dim_intlist(1, false, Kind::Int64));
+                for (m, kind) in kinds.iter().enumerate() {
+                    let logits = model::forward_member(&arch, &f.params, m as i64, &images);
+                    let loss = loss_fn(*kind, &logits, &labels).to_kind(Kind::Double) * len as f64;
+                    let _ = loss_sum.get(m as i64).g_add_(&loss);
+                    let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);
+                    let _ = correct.get(m as i64).g_add_(&hits);
+                }
             });
             at += len;
         }

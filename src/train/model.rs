@@ -342,3 +342,33 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
         _ => panic!("a model must end in a linear layer"),
     }
 }
+
+/// Logits [B, 10] of member `m` alone, through views of its weights: evaluation, where a
+/// batch is large and every member sees the same images, runs each member's plain layers
+/// (measured faster than the fused ones on CPU: BENCHMARKS.md, "Fused groups").
+pub fn forward_member(arch: &Architecture, ps: &GroupParams, m: i64, x: &Tensor) -> Tensor {
+    let g = ps.members;
+    let mut xs = x.shallow_clone();
+    let mut channels_last = false;
+    for layer in &arch.layers {
+        xs = match *layer {
+            Layer::Conv2d { weight, cout, .. } => {
+                if !channels_last {
+                    xs = xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                    channels_last = true;
+                }
+                let w = ps.tensors[weight].narrow(0, m * cout, cout);
+                let b = ps.tensors[weight + 1].narrow(0, m * cout, cout);
+                xs.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1)
+            }
+            Layer::MaxPool2 => xs.max_pool2d_default(2),
+            Layer::Flatten => xs.flatten(1, -1),
+            Layer::Linear { weight, .. } if g == 1 => xs.linear(&ps.tensors[weight], Some(&ps.tensors[weight + 1])),
+            Layer::Linear { weight, .. } => {
+                xs.linear(&ps.tensors[weight].get(m), Some(ps.tensors[weight + 1].get(m).reshape([-1])))
+            }
+            Layer::Relu => xs.relu(),
+        };
+    }
+    xs
+}
