@@ -211,15 +211,24 @@ async fn one_api_and_two_worker_processes_run_thirty_jobs_each_exactly_once() {
     poll(&client, &api.url(&format!("/jobs/{last}")), 120, |j| j["status"] != "queued" && j["status"] != "running")
         .await;
     let mut by_worker = std::collections::HashMap::<String, usize>::new();
+    // The 30 jobs share one shape, so the workers claim them as groups: each group on one
+    // worker, each job in exactly one group.
+    let mut groups = std::collections::HashMap::<String, (String, u64, usize)>::new();
     for id in &ids {
         let job = poll(&client, &api.url(&format!("/jobs/{id}")), 60, status_is("succeeded")).await;
         // Each claim bumps the attempt: a job taken twice would show 2.
         assert_eq!(job["attempt"], 1, "{job}");
         *by_worker.entry(job["worker"].as_str().unwrap().to_string()).or_default() += 1;
+        let (group, size) = (job["group"]["id"].as_str().unwrap(), job["group"]["size"].as_u64().unwrap());
+        let g = groups.entry(group.to_string()).or_insert((job["worker"].as_str().unwrap().to_string(), size, 0));
+        assert_eq!((g.0.as_str(), g.1), (job["worker"].as_str().unwrap(), size), "one group, one worker: {job}");
+        g.2 += 1;
         let rows = metrics(&client, &api, id).await;
         assert_eq!(rows.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "{id}");
     }
     assert_eq!(by_worker.values().sum::<usize>(), 30);
+    assert!(groups.values().all(|(_, size, seen)| *size as usize == *seen), "{groups:?}");
+    assert!(groups.len() < 30, "compatible jobs trained in groups: {groups:?}");
     assert_eq!(by_worker.len(), 2, "both worker processes took jobs: {by_worker:?}");
     let listed: Value = client.get(api.url("/workers")).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = listed["workers"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
