@@ -45,6 +45,14 @@ pub struct ServeConfig {
     /// Most epochs one job may ask for (at most 1000).
     #[arg(long, env = "TRAINYARD_MAX_EPOCHS_PER_JOB", default_value_t = 1000)]
     pub max_epochs_per_job: u32,
+    /// Most trainable parameters one job's model may have; past it POST /jobs answers 422
+    /// (the assignment's largest model, the MLP, has 379,774).
+    #[arg(long, env = "TRAINYARD_MAX_PARAMETERS", default_value_t = 50_000_000)]
+    pub max_parameters: i64,
+    /// Most memory one job may need, in MB, by its estimate at submission (weights,
+    /// gradients, momentum and activations at its batch size); past it POST /jobs answers 422.
+    #[arg(long, env = "TRAINYARD_MAX_JOB_MEMORY_MB", default_value_t = 4096)]
+    pub max_job_memory_mb: i64,
     /// Most jobs of one user running at once; further jobs wait (0: no limit beyond fairness).
     #[arg(long, env = "TRAINYARD_MAX_RUNNING_PER_USER", default_value_t = 0)]
     pub max_running_per_user: i64,

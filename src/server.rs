@@ -115,7 +115,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         pool: pool.clone(),
         running: running.clone(),
         wake,
-        limits: api::Limits { max_queued: cfg.max_queued_per_user, max_epochs: cfg.max_epochs_per_job },
+        limits: api::Limits {
+            max_queued: cfg.max_queued_per_user,
+            max_epochs: cfg.max_epochs_per_job,
+            max_parameters: cfg.max_parameters,
+            max_job_memory_mb: cfg.max_job_memory_mb,
+        },
         limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
         workers: workers.len(),
     });

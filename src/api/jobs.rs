@@ -119,14 +119,9 @@ pub async fn create_job(
     };
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
     let limits = &state.limits;
-    if spec.epochs > limits.max_epochs {
-        return Err(ApiError::Invalid(vec![crate::spec::FieldError {
-            field: "epochs".into(),
-            message: format!(
-                "this server allows at most {} epochs per job (TRAINYARD_MAX_EPOCHS_PER_JOB), got {}",
-                limits.max_epochs, spec.epochs
-            ),
-        }]));
+    let over = limits.check(&spec);
+    if !over.is_empty() {
+        return Err(ApiError::Invalid(over));
     }
     let spec_json = spec.to_json().to_string();
     let id = uuid::Uuid::new_v4().to_string();

@@ -40,6 +40,57 @@ pub struct AppState {
 pub struct Limits {
     pub max_queued: i64,
     pub max_epochs: u32,
+    /// Most trainable parameters of one job's model.
+    pub max_parameters: i64,
+    /// Most memory one job may need (its estimate: weights, gradients, momentum, activations).
+    pub max_job_memory_mb: i64,
+}
+
+impl Limits {
+    /// What in `spec` this server will not run, each naming its field, the estimate and the
+    /// limit; empty when it fits. No tensor is made (see `train::parameter_count`).
+    pub fn check(&self, spec: &crate::spec::Spec) -> Vec<crate::spec::FieldError> {
+        use crate::spec::{FieldError, ModelKind};
+        let mut errors = Vec::new();
+        if spec.epochs > self.max_epochs {
+            errors.push(FieldError {
+                field: "epochs".into(),
+                message: format!(
+                    "this server allows at most {} epochs per job (TRAINYARD_MAX_EPOCHS_PER_JOB), got {}",
+                    self.max_epochs, spec.epochs
+                ),
+            });
+        }
+        let e = crate::train::model::Architecture::of(spec).estimate(spec.batch_size.into());
+        let mb = |b: i64| (b + (1 << 20) - 1) >> 20;
+        let shape_field = if spec.model == ModelKind::Mlp { "hidden" } else { "model" };
+        if e.parameters > self.max_parameters {
+            errors.push(FieldError {
+                field: shape_field.into(),
+                message: format!(
+                    "this model has {} trainable parameters; this server allows at most {} per job \
+                     (TRAINYARD_MAX_PARAMETERS): choose smaller hidden layers",
+                    e.parameters, self.max_parameters
+                ),
+            });
+        } else if mb(e.bytes()) > self.max_job_memory_mb {
+            let field = if e.activation_bytes > e.state_bytes { "batch_size" } else { shape_field };
+            errors.push(FieldError {
+                field: field.into(),
+                message: format!(
+                    "this job needs about {} MB to train ({} MB of weights, gradients and momentum, {} MB of \
+                     activations at batch size {}); this server allows at most {} MB per job \
+                     (TRAINYARD_MAX_JOB_MEMORY_MB): choose a smaller batch size or smaller hidden layers",
+                    mb(e.bytes()),
+                    mb(e.state_bytes),
+                    mb(e.activation_bytes),
+                    spec.batch_size,
+                    self.max_job_memory_mb
+                ),
+            });
+        }
+        errors
+    }
 }
 
 /// The OpenAPI document, served as is.

@@ -151,21 +151,9 @@ pub async fn create_sweep(
     let seed = crate::spec::draw_seed();
     let plan = sweep::plan(&body, seed).map_err(ApiError::Invalid)?;
     let limits = &state.limits;
-    let too_long: Vec<crate::spec::FieldError> = plan
-        .jobs
-        .iter()
-        .filter(|j| j.spec.epochs > limits.max_epochs)
-        .take(1)
-        .map(|j| crate::spec::FieldError {
-            field: "epochs".into(),
-            message: format!(
-                "this server allows at most {} epochs per job (TRAINYARD_MAX_EPOCHS_PER_JOB), got {}",
-                limits.max_epochs, j.spec.epochs
-            ),
-        })
-        .collect();
-    if !too_long.is_empty() {
-        return Err(ApiError::Invalid(too_long));
+    // The first job that does not fit names the problem (a grid's jobs share their fields).
+    if let Some(over) = plan.jobs.iter().map(|j| limits.check(&j.spec)).find(|e| !e.is_empty()) {
+        return Err(ApiError::Invalid(over));
     }
     let sweep_id = uuid::Uuid::new_v4().to_string();
     let now = queue::now_ms();

@@ -149,6 +149,53 @@ impl Architecture {
     }
 }
 
+/// What one job needs to train, estimated from its shapes alone (no tensor is made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    pub parameters: i64,
+    /// Weights, gradients and momentum, 4 bytes each.
+    pub state_bytes: i64,
+    /// The larger of a training step's activations (kept for the backward pass, and their
+    /// gradients) at the spec's batch size and an evaluation pass's at 1,000 images.
+    pub activation_bytes: i64,
+}
+
+impl Estimate {
+    pub fn bytes(&self) -> i64 {
+        self.state_bytes.saturating_add(self.activation_bytes)
+    }
+}
+
+impl Architecture {
+    /// The job's memory at `batch` images per step, on any device.
+    pub fn estimate(&self, batch: i64) -> Estimate {
+        // Floats per image after each layer; evaluation needs only the widest two at once.
+        let (mut c, mut h): (i64, i64) = (3, 32);
+        let mut cur: i64 = 3 * 32 * 32;
+        let (mut total, mut widest) = (cur, cur);
+        for layer in &self.layers {
+            cur = match *layer {
+                Layer::Conv2d { cout, k, .. } => {
+                    (c, h) = (cout, h - k + 1);
+                    c * h * h
+                }
+                Layer::MaxPool2 => {
+                    h /= 2;
+                    c * h * h
+                }
+                Layer::Flatten | Layer::Relu => cur,
+                Layer::Linear { out, .. } => out,
+            };
+            total = total.saturating_add(cur);
+            widest = widest.max(cur);
+        }
+        let parameters = self.numel();
+        let train = total.saturating_mul(batch).saturating_mul(2 * 4);
+        let eval = widest.saturating_mul(2 * 1000 * 4);
+        Estimate { parameters, state_bytes: parameters.saturating_mul(3 * 4), activation_bytes: train.max(eval) }
+    }
+}
+
 /// Trainable parameters of the spec's model, counted from its shapes alone.
 ///
 /// N.B.: no tensor is made, so request handlers can call this: a torch operation on an async

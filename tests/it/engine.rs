@@ -70,6 +70,19 @@ fn the_three_models_have_the_assignments_parameter_counts() {
     }
 }
 
+#[test]
+fn the_memory_estimate_counts_state_and_the_larger_of_training_and_evaluation_activations() {
+    let cnn = Architecture::of(&spec(json!({"model": "cnn"})));
+    let e = cnn.estimate(4);
+    assert_eq!(e.parameters, 62_006);
+    assert_eq!(e.state_bytes, 62_006 * 12, "weights, gradients and momentum in f32");
+    // Evaluation (1,000 images) outweighs a batch of 4; a batch of 50,000 outweighs it.
+    assert_eq!(e.activation_bytes, cnn.estimate(1).activation_bytes);
+    let big = cnn.estimate(50_000);
+    assert!(big.activation_bytes > 100 * e.activation_bytes, "{big:?} vs {e:?}");
+    assert!(big.bytes() > 2_000_000_000 && big.bytes() < 8_000_000_000, "{big:?}");
+}
+
 /// The spec's model with its initial weights, as a group of one.
 fn one(s: &Spec) -> GroupParams {
     let arch = Architecture::of(s);

@@ -44,6 +44,8 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         max_attempts: 3,
         max_queued_per_user: 1000,
         max_epochs_per_job: 1000,
+        max_parameters: 50_000_000,
+        max_job_memory_mb: 4096,
         max_running_per_user: 0,
         max_group: None,
         rate_limit: 0.0,

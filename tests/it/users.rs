@@ -245,3 +245,34 @@ fn the_users_command_adds_lists_and_revokes() {
         assert!(!String::from_utf8_lossy(&db_bytes).contains(token), "only the hash is stored");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_too_big_for_the_box_is_refused_at_submission_with_its_estimate_and_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let app = spawn_with(dir, |c| c.cpu_workers = Some(0)).await;
+    // 30 billion parameters: it would fill the machine's memory and take it down.
+    let huge = json!({"model": "mlp", "hidden": [65536, 65536, 65536, 65536, 65536, 65536, 65536, 65536], "epochs": 1});
+    let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&huge)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "hidden");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("30267277322 trainable parameters") && msg.contains("at most 50000000"), "{msg}");
+    // Few parameters but a huge batch: the activations are what does not fit.
+    let wide = json!({"model": "mlp", "hidden": [4096], "batch_size": 50000, "epochs": 1});
+    let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&wide)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "batch_size");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("needs about") && msg.contains("at most 4096 MB per job"), "{msg}");
+    // The same in a sweep: nothing is queued.
+    let sweep = json!({"base": {"model": "mlp", "epochs": 1}, "vary": {"hidden": [[120, 84], [65536, 65536]]}});
+    let (status, body) = status_of(app.client.post(app.url("/sweeps")).json(&sweep)).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, mine) = app.get("/jobs").await;
+    assert_eq!(mine["jobs"].as_array().unwrap().len(), 0, "nothing was queued");
+    // The whole assignment fits with room to spare.
+    let (status, body) =
+        status_of(app.client.post(app.url("/sweeps")).json(&json!({"preset": "cifar10-assignment"}))).await;
+    assert_eq!(status, 201, "{body}");
+}
