@@ -41,6 +41,9 @@ pub struct WorkerSettings {
     pub fetch: crate::fetch::Source,
     /// Most jobs a worker trains as one fused group; `None`: the device kind's default.
     pub max_group: Option<usize>,
+    /// Most memory one job may need (MB, by its estimate); a group's members together stay
+    /// within it too.
+    pub max_job_memory_mb: i64,
 }
 
 /// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
@@ -48,9 +51,21 @@ pub const DEFAULT_MAX_GROUP_CPU: usize = 8;
 pub const DEFAULT_MAX_GROUP_GPU: usize = 32;
 
 impl WorkerSettings {
-    /// The most members of one group on `device`.
-    pub fn max_group_for(&self, device: Device) -> usize {
-        self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU }).max(1)
+    /// The most members of a group of `spec`'s shape on `device`: the group size setting,
+    /// and no more members than fit the per-job memory budget together (members of one
+    /// group share their shape, so they need the same memory each).
+    pub fn max_group_for(&self, device: Device, spec: &Spec) -> usize {
+        let cap =
+            self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU });
+        let each = crate::train::model::Architecture::of(spec).estimate(spec.batch_size.into()).bytes().max(1);
+        let fit = (self.max_job_memory_mb.max(1).saturating_mul(1 << 20) / each).max(1) as usize;
+        cap.min(fit).max(1)
+    }
+
+    /// As `max_group_for`, for a claimed job's stored spec (a spec that does not parse
+    /// trains alone, and fails there).
+    fn max_group_of(&self, device: Device, claimed: &Claimed) -> usize {
+        parse_spec(&claimed.spec).map_or(1, |spec| self.max_group_for(device, &spec))
     }
 }
 
@@ -301,7 +316,7 @@ impl<'a> GroupDb<'a> {
         let device = crate::device::device_name(self.device);
         let opts = GroupOptions {
             threads: self.shared.settings.threads,
-            max_members: self.shared.settings.max_group_for(self.device),
+            max_members: first.first().map_or(1, |(_, spec)| self.shared.settings.max_group_for(self.device, spec)),
         };
         info!(group.id = %self.group_id, worker = %self.worker, device = %device,
             members = ?self.members.values().map(|m| m.lease.lease.id.as_str()).collect::<Vec<_>>(), "group started");
@@ -312,10 +327,7 @@ impl<'a> GroupDb<'a> {
     fn admit(&mut self, claimed: Vec<Claimed>) -> Vec<(usize, Spec)> {
         let mut out = Vec::new();
         for c in claimed {
-            let spec = serde_json::from_str(&c.spec)
-                .map_err(|e| e.to_string())
-                .and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()));
-            let spec = match spec {
+            let spec = match parse_spec(&c.spec) {
                 Ok(spec) => spec,
                 Err(e) => {
                     let lease = c.lease();
@@ -439,6 +451,11 @@ impl GroupHost for GroupDb<'_> {
     }
 }
 
+/// A stored spec, parsed and checked again.
+fn parse_spec(stored: &str) -> Result<Spec, String> {
+    serde_json::from_str(stored).map_err(|e| e.to_string()).and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()))
+}
+
 /// `TrainError` holds non-`Clone` causes; a retried write needs the result again.
 fn clone_result(r: &Result<Outcome, TrainError>) -> Result<Outcome, TrainError> {
     match r {
@@ -484,7 +501,8 @@ impl Worker {
             max_running: s.settings.max_running_per_user,
         };
         let group_id = uuid::Uuid::new_v4().to_string();
-        let claimed = queue::claim_group(&s.pool, &terms, s.settings.max_group_for(self.device), &group_id).await?;
+        let cap = |head: &Claimed| s.settings.max_group_of(self.device, head);
+        let claimed = queue::claim_group(&s.pool, &terms, cap, &group_id).await?;
         if claimed.is_empty() {
             return Ok(false);
         }

@@ -312,12 +312,12 @@ async fn claim_in(
 
 /// Claims a group in one transaction: the next job by the fair order, then queued jobs of
 /// its group key, also in the fair order (so the per-owner running limit holds for each),
-/// up to `max_group` in all. Empty when nothing can be claimed. On PostgreSQL each pick
-/// skips rows another claim holds, so no job lands in two groups.
+/// up to `max_group(&head)` in all. Empty when nothing can be claimed. On PostgreSQL each
+/// pick skips rows another claim holds, so no job lands in two groups.
 pub async fn claim_group(
     pool: &Pool,
     terms: &ClaimTerms<'_>,
-    max_group: usize,
+    max_group: impl Fn(&Claimed) -> usize,
     group_id: &str,
 ) -> Result<Vec<Claimed>, QueueError> {
     let mut tx = pool.begin_write().await?;
@@ -325,10 +325,10 @@ pub async fn claim_group(
         tx.rollback().await?;
         return Ok(Vec::new());
     };
-    let key = head.group_key.clone();
+    let (key, cap) = (head.group_key.clone(), max_group(&head));
     let mut group = vec![head];
     if let Some(key) = key {
-        while group.len() < max_group {
+        while group.len() < cap {
             match claim_in(&mut tx, terms, Pick::NextOf(&key), group_id).await? {
                 Some(c) => group.push(c),
                 None => break,
@@ -374,7 +374,7 @@ pub async fn claim_next_job(
 ) -> Result<Option<Claimed>, QueueError> {
     let terms = ClaimTerms { worker, device, now, lease_ms, max_running };
     let id = uuid::Uuid::new_v4().to_string();
-    Ok(claim_group(pool, &terms, 1, &id).await?.pop())
+    Ok(claim_group(pool, &terms, |_| 1, &id).await?.pop())
 }
 
 /// A queued or running job as the queue view and the estimates need it.

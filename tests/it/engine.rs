@@ -83,6 +83,31 @@ fn the_memory_estimate_counts_state_and_the_larger_of_training_and_evaluation_ac
     assert!(big.bytes() > 2_000_000_000 && big.bytes() < 8_000_000_000, "{big:?}");
 }
 
+#[test]
+fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
+    let settings = |max_group, mb| trainyard::worker::WorkerSettings {
+        data_dir: "x".into(),
+        lease: std::time::Duration::from_secs(1),
+        heartbeat: std::time::Duration::from_secs(1),
+        max_attempts: 1,
+        threads: None,
+        max_running_per_user: 0,
+        fetch: trainyard::fetch::Source { url: String::new(), md5: String::new() },
+        max_group,
+        max_job_memory_mb: mb,
+    };
+    let cnn = spec(json!({"model": "cnn"}));
+    assert_eq!(settings(None, 4096).max_group_for(Device::Cpu, &cnn), 8, "the CPU default");
+    assert_eq!(settings(None, 4096).max_group_for(Device::Cuda(0), &cnn), 32, "the GPU default");
+    assert_eq!(settings(Some(3), 4096).max_group_for(Device::Cpu, &cnn), 3);
+    // An MLP of 4096 hidden units at batch 1000 needs about 210 MB: 4 fit in 1 GB.
+    let wide = spec(json!({"model": "mlp", "hidden": [4096], "batch_size": 1000}));
+    let each = Architecture::of(&wide).estimate(1000).bytes();
+    assert_eq!(settings(None, 1024).max_group_for(Device::Cpu, &wide) as i64, (1024 << 20) / each);
+    assert!((2..8).contains(&settings(None, 1024).max_group_for(Device::Cpu, &wide)));
+    assert_eq!(settings(None, 1).max_group_for(Device::Cpu, &wide), 1, "always at least the job itself");
+}
+
 /// The spec's model with its initial weights, as a group of one.
 fn one(s: &Spec) -> GroupParams {
     let arch = Architecture::of(s);

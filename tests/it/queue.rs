@@ -246,7 +246,7 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
     add_keyed(&pool, "a-cnn2", 1, "cnn@4", 3).await;
     add_keyed(&pool, "b-cnn0", 2, "cnn@4", 4).await;
     add_keyed(&pool, "a-cnn3", 1, "cnn@4", 5).await;
-    let g = queue::claim_group(&pool, &terms("w", 10, 0), 4, "g1").await.unwrap();
+    let g = queue::claim_group(&pool, &terms("w", 10, 0), |_| 4, "g1").await.unwrap();
     // After ann's first job, ben runs fewer jobs than ann: his job comes second.
     assert_eq!(ids(&g), ["a-cnn0", "b-cnn0", "a-cnn1", "a-cnn2"]);
     for c in &g {
@@ -259,20 +259,20 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
     queue::cancel_job(&pool, "a-cnn2", 10).await.unwrap();
     assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true, true, true, false]);
     // The next group starts with the next job in the fair order, another shape, alone.
-    let g2 = queue::claim_group(&pool, &terms("w", 11, 0), 4, "g2").await.unwrap();
+    let g2 = queue::claim_group(&pool, &terms("w", 11, 0), |_| 4, "g2").await.unwrap();
     assert_eq!(ids(&g2), ["a-mlp"]);
     // A running group takes newcomers only while the queue's next job has its shape: ben's
     // MLP job (ben runs fewer jobs than ann) is next, so nothing joins.
     add_keyed(&pool, "b-mlp", 2, "mlp@4", 6).await;
     assert!(queue::claim_joiners(&pool, &terms("w", 12, 0), "cnn@4", "g1", 4).await.unwrap().is_empty());
-    let g3 = queue::claim_group(&pool, &terms("w", 13, 0), 4, "g3").await.unwrap();
+    let g3 = queue::claim_group(&pool, &terms("w", 13, 0), |_| 4, "g3").await.unwrap();
     assert_eq!(ids(&g3), ["b-mlp"]);
     // Now ann's last CNN job is next: it joins the running group at its epoch boundary.
     let joined = queue::claim_joiners(&pool, &terms("w", 14, 0), "cnn@4", "g1", 4).await.unwrap();
     assert_eq!(ids(&joined), ["a-cnn3"]);
     assert_eq!(queue::get_job(&pool, "a-cnn0").await.unwrap().unwrap().group_size, 5);
     assert_eq!(queue::get_job(&pool, "a-cnn3").await.unwrap().unwrap().group_id.as_deref(), Some("g1"));
-    assert!(queue::claim_group(&pool, &terms("w", 15, 0), 4, "g4").await.unwrap().is_empty());
+    assert!(queue::claim_group(&pool, &terms("w", 15, 0), |_| 4, "g4").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -284,10 +284,10 @@ async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
         add_keyed(&pool, &format!("a{i}"), 1, "cnn@4", i).await;
     }
     add_keyed(&pool, "b-mlp", 2, "mlp@4", 10).await;
-    let g = queue::claim_group(&pool, &terms("w", 20, 2), 8, "g1").await.unwrap();
+    let g = queue::claim_group(&pool, &terms("w", 20, 2), |_| 8, "g1").await.unwrap();
     assert_eq!(ids(&g), ["a0", "a1"], "at most 2 of ann's jobs run at once, grouped or not");
     // Ben's job is next on this worker, ahead of ann's other five.
-    let g = queue::claim_group(&pool, &terms("w", 21, 2), 8, "g2").await.unwrap();
+    let g = queue::claim_group(&pool, &terms("w", 21, 2), |_| 8, "g2").await.unwrap();
     assert_eq!(ids(&g), ["b-mlp"]);
     // Without the limit, ann's seven fill one group.
     let (_d2, pool2) = pool_with_two_users().await;
@@ -295,7 +295,7 @@ async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
         add_keyed(&pool2, &format!("a{i}"), 1, "cnn@4", i).await;
     }
     add_keyed(&pool2, "b-mlp", 2, "mlp@4", 10).await;
-    let g = queue::claim_group(&pool2, &terms("w", 20, 0), 8, "g1").await.unwrap();
+    let g = queue::claim_group(&pool2, &terms("w", 20, 0), |_| 8, "g1").await.unwrap();
     assert_eq!(g.len(), 7);
 }
 
@@ -318,7 +318,7 @@ async fn concurrent_group_claims_never_put_one_job_in_two_groups() {
             loop {
                 let name = format!("w{w}");
                 let group = format!("g{w}-{}", mine.len());
-                let g = queue::claim_group(&pool, &terms(&name, 10, 0), 4, &group).await.unwrap();
+                let g = queue::claim_group(&pool, &terms(&name, 10, 0), |_| 4, &group).await.unwrap();
                 if g.is_empty() {
                     break;
                 }
