@@ -4,6 +4,7 @@ use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::queue;
 use crate::worker::{plan_devices, Running, Shared, Worker, WorkerSettings};
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -105,9 +106,12 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
 
 /// Binds, migrates, starts the workers and the API.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
+    // N.B.: bind first, so a busy port fails before anything is created.
+    let listener = tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (--bind, TRAINYARD_BIND)", cfg.bind))?;
     let pool = queue::connect(&cfg.database).await?;
     bootstrap_admin(&pool, &cfg.admin_token_file).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let WorkerSet { workers, devices, running, wake } = spawn_workers(&cfg, &pool, stop_rx.clone());
@@ -149,8 +153,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     Ok(Server { addr, pool, stop: stop_tx, running, task })
 }
 
-/// With no users at all, makes an admin, prints its token once on stdout and writes it to
-/// `path`, readable by its owner only, so the README's curl session can read it.
+/// With no users at all, makes an admin and writes its token to `path`, readable by its
+/// owner only, so the README's curl session can read it. The token itself is never printed
+/// (a service's output ends up in logs); the path is.
 async fn bootstrap_admin(pool: &queue::Pool, path: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -163,12 +168,7 @@ async fn bootstrap_admin(pool: &queue::Pool, path: &std::path::Path) -> anyhow::
     }
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     writeln!(f, "{token}")?;
-    println!(
-        "created the first user, {:?} (an admin); its token, shown this once, is also in {}:",
-        user.name,
-        path.display()
-    );
-    println!("{token}");
+    println!("created the first user, {:?} (an admin); its token is in {}", user.name, path.display());
     info!(user = %user.name, token_file = %path.display(), "created the first admin user");
     Ok(())
 }

@@ -28,7 +28,8 @@ impl FromRequestParts<AppState> for CurrentUser {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // N.B.: the scheme is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer".
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {

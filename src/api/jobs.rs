@@ -252,6 +252,12 @@ pub async fn update_job(
             format!("priority must be from -1000 to 1000, got {}", patch.priority),
         ));
     }
+    if row.status != "queued" && row.status != "running" {
+        return Err(ApiError::Conflict(format!(
+            "job {} has already finished ({}); only a queued or running job's priority can change",
+            row.id, row.status
+        )));
+    }
     queue::set_priority(&state.pool, &row.id, patch.priority).await?;
     let row = load(&state, &user, &row.id).await?;
     Ok(Json(show(&state, &row).await?))

@@ -248,7 +248,14 @@ pub async fn cancel_sweep(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
-    for j in sweeps::sweep_jobs(&state.pool, &sweep.id).await? {
+    let jobs = sweeps::sweep_jobs(&state.pool, &sweep.id).await?;
+    if jobs.iter().all(|j| j.job.status != "queued" && j.job.status != "running") {
+        return Err(ApiError::Conflict(format!(
+            "sweep {} has already finished: none of its jobs is queued or running",
+            sweep.id
+        )));
+    }
+    for j in jobs {
         if let CancelOutcome::Cancelled { was_running: true } =
             queue::cancel_job(&state.pool, &j.job.id, queue::now_ms()).await?
         {

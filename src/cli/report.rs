@@ -24,7 +24,8 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let r = rt.block_on(async {
-        let pool = queue::connect(&args.database).await?;
+        let pool = queue::open_existing(&args.database).await?;
+        eprintln!("using the database {}", queue::display_url(&args.database));
         let Some(sweep) = queue::sweeps::get_sweep(&pool, &args.sweep_id).await? else {
             bail!("no sweep with id {} in {}", args.sweep_id, queue::display_url(&args.database));
         };

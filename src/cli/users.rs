@@ -1,4 +1,4 @@
-//! `trainyard users add|list|revoke`: the accounts of a shared box.
+//! `trainyard users add|list|revoke|rotate`: the accounts of a shared box.
 
 use crate::queue::{self, users};
 use clap::{Args, Subcommand};
@@ -26,12 +26,16 @@ enum UsersCommand {
     List,
     /// Revoke a user's token at once (their jobs stay).
     Revoke { name: String },
+    /// Give a user a new token (a lost one, or the admin's own): the old token stops working
+    /// at once, a revoked user is restored; prints the new token alone on stdout.
+    Rotate { name: String },
 }
 
 pub fn users(args: UsersArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let pool = queue::connect(&args.database).await?;
+        let pool = queue::open_existing(&args.database).await?;
+        eprintln!("using the database {}", queue::display_url(&args.database));
         match args.command {
             UsersCommand::Add { name, admin } => {
                 let (user, token) = users::add_user(&pool, &name, admin, queue::now_ms()).await?;
@@ -61,6 +65,11 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
             UsersCommand::Revoke { name } => {
                 users::revoke_user(&pool, &name, queue::now_ms()).await?;
                 eprintln!("revoked {name}'s token");
+            }
+            UsersCommand::Rotate { name } => {
+                let token = users::rotate_token(&pool, &name).await?;
+                eprintln!("{name} has a new token (the old one no longer works); it is shown only once");
+                println!("{token}");
             }
         }
         pool.close().await;

@@ -163,8 +163,19 @@ pub enum QueueError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Opens the database (creating an SQLite file if needed) and applies the migrations.
+/// Opens the database (creating an SQLite file if needed) and applies the migrations: for
+/// `serve` and `worker`.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
+    open(url, true).await
+}
+
+/// Opens a database that must exist already (the admin commands): a missing SQLite file is
+/// an error naming the file it looked for, never a new empty database.
+pub async fn open_existing(url: &str) -> Result<Pool, QueueError> {
+    open(url, false).await
+}
+
+async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
     let open_error = |e: sqlx::Error| {
         // N.B.: sqlx's message repeats its cause; the innermost error says it once.
         let mut cause: &dyn std::error::Error = &e;
@@ -196,12 +207,22 @@ pub async fn connect(url: &str) -> Result<Pool, QueueError> {
     }
     let opts = SqliteConnectOptions::from_str(url)
         .map_err(open_error)?
-        .create_if_missing(true)
+        .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    if let Some(parent) = opts.get_filename().parent() {
+    let file = opts.get_filename();
+    if !create && !file.exists() {
+        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        return Err(QueueError::Open(format!(
+            "no database at {} ({}, looked for from {cwd}): run this where `trainyard serve` runs, or name the \
+             server's database with --database or TRAINYARD_DATABASE",
+            file.display(),
+            display_url(url)
+        )));
+    }
+    if let Some(parent) = file.parent() {
         if !parent.as_os_str().is_empty() {
             let _ = std::fs::create_dir_all(parent);
         }

@@ -33,9 +33,12 @@ pub enum UserError {
     /// The name is not of the allowed form.
     #[error("user names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got {0:?}")]
     BadName(String),
-    /// No such (unrevoked) user.
+    /// No such user.
     #[error("no user named {0:?}")]
     NotFound(String),
+    /// The user's token is already revoked.
+    #[error("{0:?} is already revoked; `trainyard users rotate {0}` gives them a new token")]
+    AlreadyRevoked(String),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -89,9 +92,35 @@ pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserEr
     const SQL: &str = "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL";
     let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(now).bind(name).execute(p).await?.rows_affected());
     if n == 0 {
-        return Err(UserError::NotFound(name.into()));
+        return Err(missing_or_revoked(pool, name).await);
     }
     Ok(())
+}
+
+/// Gives a user a new token (revoked or not): the old one stops working at once. Returns
+/// the new token, the only time it is seen.
+pub async fn rotate_token(pool: &Pool, name: &str) -> Result<String, UserError> {
+    let token = new_token();
+    const SQL: &str = "UPDATE users SET token_hash = ?, revoked_at = NULL WHERE name = ?";
+    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+        .bind(hash_token(&token))
+        .bind(name)
+        .execute(p)
+        .await?
+        .rows_affected());
+    if n == 0 {
+        return Err(UserError::NotFound(name.into()));
+    }
+    Ok(token)
+}
+
+/// Why `name` matched no unrevoked user.
+async fn missing_or_revoked(pool: &Pool, name: &str) -> UserError {
+    match list_users(pool).await {
+        Ok(users) if users.iter().any(|u| u.name == name) => UserError::AlreadyRevoked(name.into()),
+        Ok(_) => UserError::NotFound(name.into()),
+        Err(e) => e.into(),
+    }
 }
 
 pub async fn count_users(pool: &Pool) -> Result<i64, QueueError> {

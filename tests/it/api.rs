@@ -355,3 +355,46 @@ async fn admins_see_the_workers_with_their_heartbeat_and_current_job() {
     assert_eq!(r.status(), 403);
     app.cancel(&id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_finished_things_answer_409() {
+    let app = crate::helpers::spawn_app(0).await;
+    let token = std::fs::read_to_string(app.dir.path().join("admin.token")).unwrap();
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = reqwest::Client::new()
+            .get(app.url("/jobs"))
+            .header("Authorization", format!("{scheme} {}", token.trim()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    // A cancelled job's priority cannot change, and a finished sweep cannot be cancelled.
+    let id = app.submit(serde_json::json!({"epochs": 1})).await;
+    assert_eq!(app.cancel(&id).await.0, 200);
+    let r = app
+        .admin
+        .patch(app.url(&format!("/jobs/{id}")))
+        .json(&serde_json::json!({"priority": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("already finished (cancelled)"), "{body}");
+    let sweep: serde_json::Value = app
+        .client
+        .post(app.url("/sweeps"))
+        .json(&serde_json::json!({"base": {"epochs": 1}, "vary": {"lr": [0.1, 0.01]}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sid = sweep["id"].as_str().unwrap();
+    let first = app.client.post(app.url(&format!("/sweeps/{sid}/cancel"))).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let again = app.client.post(app.url(&format!("/sweeps/{sid}/cancel"))).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+}

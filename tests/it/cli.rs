@@ -181,3 +181,79 @@ fn data_synthetic_writes_a_dataset_the_loader_takes() {
     let d = trainyard::train::data::Cifar10::load(dir.path(), tch::Device::Cpu).unwrap();
     assert_eq!((d.train.len(), d.test.len()), (150, 30));
 }
+
+#[test]
+fn admin_commands_elsewhere_create_no_database_and_say_which_they_used() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    // The default sqlite://var/trainyard.db, from a directory where no server runs.
+    for args in [vec!["users", "add", "carol"], vec!["users", "list"], vec!["report", "some-sweep"]] {
+        let out =
+            trainyard().args(&args).current_dir(elsewhere.path()).env_remove("TRAINYARD_DATABASE").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains("no database at var/trainyard.db") && stderr.contains("--database"), "{stderr}");
+        assert!(out.stdout.is_empty(), "no token for a database that does not exist");
+    }
+    assert!(!elsewhere.path().join("var").exists(), "nothing was created");
+
+    // Against the server's database: rotate gives a new token, the old one dies, and
+    // revoking twice says so.
+    let db = elsewhere.path().join("lab.db");
+    let url = format!("sqlite://{}", db.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt.block_on(trainyard::queue::connect(&url)).unwrap();
+    let run = |args: &[&str]| trainyard().args(args).env("TRAINYARD_DATABASE", &url).output().unwrap();
+    let added = run(&["users", "add", "carol"]);
+    let stderr = String::from_utf8_lossy(&added.stderr);
+    assert!(stderr.contains(&format!("using the database {url}")), "{stderr}");
+    let old = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    let rotated = run(&["users", "rotate", "carol"]);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let new = String::from_utf8(rotated.stdout).unwrap().trim().to_string();
+    assert!(new.starts_with("ty_") && new != old);
+    let user = |t: &str| rt.block_on(trainyard::queue::users::user_by_token(&pool, t)).unwrap();
+    assert!(user(&old).is_none(), "the old token is dead at once");
+    assert_eq!(user(&new).unwrap().name, "carol");
+    assert!(run(&["users", "revoke", "carol"]).status.success());
+    let again = run(&["users", "revoke", "carol"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("already revoked"), "{stderr}");
+    let nobody = run(&["users", "rotate", "nobody"]);
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user named \"nobody\""));
+}
+
+#[test]
+fn serve_binds_first_names_a_busy_address_and_never_prints_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let db = dir.path().join("db.sqlite");
+    let token_file = dir.path().join("admin.token");
+    let serve = |bind: &str| {
+        let mut c = trainyard();
+        c.args(["serve", "--bind", bind, "--cpu-workers", "0", "--database", &format!("sqlite://{}", db.display())])
+            .arg("--admin-token-file")
+            .arg(&token_file);
+        c
+    };
+    let out = serve(&addr).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("in use"), "{stderr}");
+    assert!(!db.exists() && !token_file.exists(), "nothing is created before the port is ours");
+
+    let mut child =
+        serve("127.0.0.1:0").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !token_file.exists() || std::fs::read_to_string(&token_file).unwrap().trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the server wrote no token file");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(&token) && !stderr.contains(&token), "the token leaked: {stdout}{stderr}");
+    assert!(stdout.contains(&token_file.display().to_string()), "the path is shown: {stdout}");
+}

@@ -211,6 +211,9 @@ fn the_users_command_adds_lists_and_revokes() {
     let dir = tempfile::tempdir().unwrap();
     let test_db = crate::db::TestDb::new(dir.path());
     let db = &test_db.url;
+    // The server made the database; the admin commands never do.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { trainyard::queue::connect(db).await.unwrap().close().await });
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_trainyard"))
             .arg("users")
