@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+/// Training images in CIFAR-10, the most `train_limit` can take.
+pub const CIFAR10_TRAIN_IMAGES: u64 = 50_000;
+
 /// Largest seed drawn at submission: 2^53, so it survives a round trip through any JSON client.
 const DRAWN_SEED_LIMIT: u64 = 1 << 53;
 
@@ -291,7 +294,8 @@ impl Spec {
             },
         };
         let dataset = r.choice("dataset", "cifar10", &[("cifar10", "cifar10")]).to_string();
-        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, 1_000_000) as u32);
+        // N.B.: CIFAR-10 has 50,000 training images; a larger limit would silently mean "all".
+        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, CIFAR10_TRAIN_IMAGES) as u32);
 
         if !r.errors.is_empty() {
             return Err(SpecErrors(r.errors));
@@ -445,6 +449,10 @@ mod tests {
     fn non_finite_and_wrongly_typed_values_are_rejected() {
         assert_eq!(errors(json!({"lr": "0.1"}))[0].field, "lr");
         assert_eq!(errors(json!({"epochs": 2.5}))[0].field, "epochs");
+        let too_many = errors(json!({"train_limit": 50001}));
+        assert_eq!(too_many[0].field, "train_limit");
+        assert!(too_many[0].message.contains("from 1 to 50000"), "{}", too_many[0].message);
+        assert_eq!(Spec::parse(&json!({"train_limit": 50000})).unwrap().train_limit, Some(50000));
         assert_eq!(errors(json!({"hidden": [120, 0], "model": "mlp"}))[0].field, "hidden");
         assert_eq!(errors(json!({"hidden": [10]}))[0].field, "hidden", "hidden needs model mlp");
         assert_eq!(errors(json!({"model": "linear", "activation": "none"}))[0].field, "activation");

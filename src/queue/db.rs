@@ -222,10 +222,15 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
             display_url(url)
         )));
     }
-    if let Some(parent) = file.parent() {
-        if !parent.as_os_str().is_empty() {
-            let _ = std::fs::create_dir_all(parent);
-        }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        // N.B.: what the server creates is its owner's alone: `var/` 0700, the database 0600
+        // (SQLite gives its -wal and -shm files the database file's mode).
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent);
+    }
+    if !file.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file);
     }
     let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(open_error)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;

@@ -227,7 +227,7 @@ fn serve_binds_first_names_a_busy_address_and_never_prints_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let db = dir.path().join("db.sqlite");
+    let db = dir.path().join("var").join("db.sqlite");
     let token_file = dir.path().join("admin.token");
     let serve = |bind: &str| {
         let mut c = trainyard();
@@ -256,4 +256,15 @@ fn serve_binds_first_names_a_busy_address_and_never_prints_the_admin_token() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains(&token) && !stderr.contains(&token), "the token leaked: {stdout}{stderr}");
     assert!(stdout.contains(&token_file.display().to_string()), "the path is shown: {stdout}");
+    // What the server created is its owner's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "the database");
+    assert_eq!(mode(db.parent().unwrap()), 0o700, "its directory");
+    for extra in ["db.sqlite-wal", "db.sqlite-shm"] {
+        let p = db.with_file_name(extra);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{extra}");
+        }
+    }
 }
