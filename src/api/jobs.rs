@@ -324,6 +324,51 @@ pub async fn cancel_job(
     }
 }
 
+/// `POST /jobs/cancel`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkCancel {
+    /// Only "queued": a running job is cancelled one by one, knowingly.
+    status: String,
+    /// Whose jobs (admins only); the caller's own when absent.
+    owner: Option<String>,
+}
+
+/// Cancels all of a user's queued jobs in one request: a student's own, or (admins) anyone's.
+pub async fn cancel_jobs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let bulk: BulkCancel = serde_json::from_value(body).map_err(|e| ApiError::BadRequest {
+        code: "bad_body",
+        message: format!("expected {{\"status\": \"queued\"}} and, for admins, \"owner\": \"NAME\": {e}"),
+        field: None,
+    })?;
+    if bulk.status != "queued" {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            "status",
+            format!(
+                "only \"queued\" jobs are cancelled in bulk (got {:?}); cancel a running job by its id",
+                bulk.status
+            ),
+        ));
+    }
+    let owner = match bulk.owner {
+        None => user.0.clone(),
+        Some(name) if name == user.0.name => user.0.clone(),
+        Some(_) if !user.0.is_admin => {
+            return Err(ApiError::Forbidden("only admins can cancel another user's jobs".into()));
+        }
+        Some(name) => queue::users::user_by_name(&state.pool, &name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))?,
+    };
+    let ids = queue::cancel_queued(&state.pool, owner.id, queue::now_ms()).await?;
+    Ok(Json(json!({"owner": owner.name, "cancelled": ids.len(), "ids": ids})))
+}
+
 #[derive(Deserialize)]
 pub struct MetricsQuery {
     since: Option<String>,

@@ -216,6 +216,16 @@ pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome
     Ok(outcome)
 }
 
+/// Cancels every queued job of `owner` in one statement; the ids cancelled, oldest first.
+pub async fn cancel_queued(pool: &Pool, owner: i64, now: i64) -> Result<Vec<String>, QueueError> {
+    const SQL: &str = "UPDATE jobs SET status = 'cancelled', finished_at = ? \
+         WHERE owner_id = ? AND status = 'queued' RETURNING id, seq";
+    let mut rows: Vec<(String, i64)> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(now).bind(owner).fetch_all(p).await?);
+    rows.sort_by_key(|r| r.1);
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 /// What a worker gets from a claim.
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {

@@ -82,6 +82,12 @@ pub async fn user_by_token(pool: &Pool, token: &str) -> Result<Option<User>, Que
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(hash_token(token)).fetch_optional(p).await?))
 }
 
+/// The user named `name`, revoked or not.
+pub async fn user_by_name(pool: &Pool, name: &str) -> Result<Option<User>, QueueError> {
+    const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE name = ?";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(name).fetch_optional(p).await?))
+}
+
 pub async fn list_users(pool: &Pool) -> Result<Vec<User>, QueueError> {
     const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users ORDER BY id";
     Ok(on_db!(Pool, pool, |p, _d| sqlx::query_as(SQL).fetch_all(p).await?))

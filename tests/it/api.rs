@@ -292,6 +292,11 @@ async fn routes_and_openapi_agree() {
                 let body = json!({"vary": {"lr": [0.1]}});
                 (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
             }
+            "post" if path == "/jobs/cancel" => {
+                // Bob's queued jobs: none, so the other routes keep their job and sweep.
+                let body = json!({"status": "queued", "owner": "bob"});
+                (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
+            }
             "post" => (app.admin.post(&url).json(&json!({})), anonymous.post(&url).json(&json!({}))),
             "patch" => (
                 app.admin.patch(&url).json(&json!({"priority": 1})),
@@ -397,4 +402,34 @@ async fn the_bearer_scheme_is_case_insensitive_and_finished_things_answer_409() 
     assert_eq!(first.status(), 200);
     let again = app.client.post(app.url(&format!("/sweeps/{sid}/cancel"))).send().await.unwrap();
     assert_eq!(again.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_cancels_all_their_queued_jobs_in_one_request_and_an_admin_anyones() {
+    let app = crate::helpers::spawn_app(0).await;
+    let mine: Vec<String> = futures::future::join_all((0..3).map(|_| app.submit(json!({"epochs": 1})))).await;
+    let bobs: Value =
+        app.bob.post(app.url("/jobs")).json(&json!({"epochs": 1})).send().await.unwrap().json().await.unwrap();
+    let post = |client: &reqwest::Client, body: Value| client.post(app.url("/jobs/cancel")).json(&body).send();
+    let r: Value = post(&app.client, json!({"status": "queued"})).await.unwrap().json().await.unwrap();
+    assert_eq!(r["cancelled"], 3, "{r}");
+    let mut ids: Vec<String> = r["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let mut expected = mine.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    for id in &mine {
+        assert_eq!(app.job(id).await["status"], "cancelled");
+    }
+    // Bob's job is untouched, and a student cannot name him.
+    assert_eq!(post(&app.client, json!({"status": "queued", "owner": "bob"})).await.unwrap().status(), 403);
+    assert_eq!(post(&app.client, json!({"status": "running"})).await.unwrap().status(), 400);
+    assert_eq!(post(&app.client, json!({"status": "queued", "stauts": 1})).await.unwrap().status(), 400);
+    assert_eq!(post(&app.admin, json!({"status": "queued", "owner": "nobody"})).await.unwrap().status(), 404);
+    let r: Value = post(&app.admin, json!({"status": "queued", "owner": "bob"})).await.unwrap().json().await.unwrap();
+    assert_eq!((r["owner"].as_str(), r["cancelled"].as_u64()), (Some("bob"), Some(1)));
+    assert_eq!(r["ids"][0], bobs["id"]);
+    // Nothing left: a second request cancels nothing.
+    let r: Value = post(&app.client, json!({"status": "queued"})).await.unwrap().json().await.unwrap();
+    assert_eq!(r["cancelled"], 0);
 }
