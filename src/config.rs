@@ -32,6 +32,10 @@ pub struct ServeConfig {
     /// group; 1 trains each job alone [default: 8 on a CPU, 32 on a GPU].
     #[arg(long, env = "TRAINYARD_MAX_GROUP", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub max_group: Option<u64>,
+    /// Seconds workers wait before trying again when the data cannot be loaded (jobs wait
+    /// queued meanwhile, and a change to the data directory ends the wait at once).
+    #[arg(long, env = "TRAINYARD_RETRY_SECONDS", default_value_t = 60.0)]
+    pub retry_seconds: f64,
     /// Seconds without a heartbeat after which a running job's worker counts as dead and
     /// the job goes back to the queue.
     #[arg(long, env = "TRAINYARD_LEASE_SECONDS", default_value_t = 30.0)]

@@ -60,6 +60,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         max_running_per_user: cfg.max_running_per_user,
         max_group: cfg.max_group.map(|g| g as usize),
         max_job_memory_mb: cfg.max_job_memory_mb,
+        retry: Duration::from_secs_f64(cfg.retry_seconds.clamp(0.1, 3600.0)),
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
     let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);

@@ -44,6 +44,25 @@ pub struct WorkerSettings {
     /// Most memory one job may need (MB, by its estimate); a group's members together stay
     /// within it too.
     pub max_job_memory_mb: i64,
+    /// How long workers wait before trying data that failed to load again (sooner if the
+    /// data directory changes).
+    pub retry: Duration,
+}
+
+/// The data directory's files as they are now (names, sizes, modification times), to notice
+/// an admin's fix without reading the data.
+fn data_fingerprint(dir: &std::path::Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let files = crate::train::data::TRAIN_FILES.iter().chain([&crate::train::data::TEST_FILE]);
+    for f in files {
+        f.hash(&mut h);
+        if let Ok(m) = std::fs::metadata(dir.join(f)) {
+            m.len().hash(&mut h);
+            m.modified().ok().hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
@@ -121,6 +140,9 @@ pub struct Shared {
     /// Woken when a job is queued, so an idle worker claims it at once.
     pub wake: Arc<Notify>,
     datasets: Mutex<HashMap<String, Arc<SharedData>>>,
+    /// Set when the data could not be loaded: until when workers hold off claiming, and the
+    /// data directory as it was then (a change there, an admin's fix, ends the wait at once).
+    data_blocked: Mutex<Option<(std::time::Instant, u64)>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -132,11 +154,43 @@ impl Shared {
         wake: Arc<Notify>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Shared> {
-        Arc::new(Shared { pool, settings, running, wake, datasets: Mutex::new(HashMap::new()), shutdown })
+        Arc::new(Shared {
+            pool,
+            settings,
+            running,
+            wake,
+            datasets: Mutex::new(HashMap::new()),
+            data_blocked: Mutex::new(None),
+            shutdown,
+        })
     }
 
     fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// True while workers should not claim: the data failed to load less than the retry
+    /// interval ago and its directory has not changed since.
+    fn data_blocked(&self) -> bool {
+        let mut blocked = self.data_blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *blocked {
+            Some((until, seen))
+                if std::time::Instant::now() < until && seen == data_fingerprint(&self.settings.data_dir) =>
+            {
+                true
+            }
+            Some(_) => {
+                *blocked = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn block_data(&self) {
+        let until = std::time::Instant::now() + self.settings.retry;
+        *self.data_blocked.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((until, data_fingerprint(&self.settings.data_dir)));
     }
 
     /// The device's dataset, loaded on first need (fetching it into an empty data directory).
@@ -302,16 +356,23 @@ struct GroupDb<'a> {
 
 impl<'a> GroupDb<'a> {
     fn run(&mut self, first: Vec<Claimed>) {
+        let problem = format!("data@{}", self.worker.split('/').next().unwrap_or_default());
+        let pool = &self.shared.pool;
         let data = match self.shared.dataset(self.device) {
             Ok(d) => d,
             Err(e) => {
+                // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,
+                // and workers try again after the retry interval or once the data changes.
                 for c in first {
-                    let lease = c.lease();
-                    let _ = self.handle.block_on(lease.finish(&self.shared.pool, "failed", Some(&e), queue::now_ms()));
+                    let _ = self.handle.block_on(c.lease().release(pool));
                 }
-                return warn!(group.id = %self.group_id, error = %e, "group failed: no data");
+                let _ = self.handle.block_on(queue::problems::set_problem(pool, &problem, &e, queue::now_ms()));
+                self.shared.block_data();
+                return warn!(group.id = %self.group_id, error = %e, retry_in = ?self.shared.settings.retry,
+                    "the data cannot be loaded; the jobs wait in the queue");
             }
         };
+        let _ = self.handle.block_on(queue::problems::clear_problem(pool, &problem));
         let first = self.admit(first);
         let device = crate::device::device_name(self.device);
         let opts = GroupOptions {
@@ -572,11 +633,15 @@ impl Worker {
                 let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
                 last_seen = std::time::Instant::now();
             }
-            let idle = match self.run_once().await {
-                Ok(did) => !did,
-                Err(e) => {
-                    error!(error = %e, worker = %self.name, "queue error");
-                    true
+            let idle = if self.shared.data_blocked() {
+                true
+            } else {
+                match self.run_once().await {
+                    Ok(did) => !did,
+                    Err(e) => {
+                        error!(error = %e, worker = %self.name, "queue error");
+                        true
+                    }
                 }
             };
             if idle {

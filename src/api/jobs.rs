@@ -35,7 +35,7 @@ async fn plan_for(state: &AppState, entries: &[queue::QueueEntry]) -> Result<Has
 
 /// Workers serving the queue now: those of every process that said it was alive in the last
 /// 15 s (idle workers do every 5 s), and at least this process's own.
-async fn live_workers(state: &AppState) -> Result<usize, ApiError> {
+pub(crate) async fn live_workers(state: &AppState) -> Result<usize, ApiError> {
     let seen = queue::workers::count_live(&state.pool, queue::now_ms() - 15_000).await?;
     Ok(state.workers.max(seen as usize))
 }
@@ -94,8 +94,17 @@ pub async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<JobR
 
 /// The job as shown, with its queue position when queued.
 async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
-    let plan = if row.status == "queued" { plan(state).await? } else { HashMap::new() };
-    Ok(job_json(row, &plan))
+    if row.status != "queued" {
+        return Ok(job_json(row, &HashMap::new()));
+    }
+    let mut v = job_json(row, &plan(state).await?);
+    // A queued job waits on the box itself while it has a problem (its data, say).
+    let problems = queue::problems::list_problems(&state.pool).await?;
+    if !problems.is_empty() {
+        let why: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        v.as_object_mut().expect("an object").insert("waiting_for".into(), json!(why.join("; ")));
+    }
+    Ok(v)
 }
 
 pub async fn create_job(
@@ -299,7 +308,12 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
     // Running jobs first, then the queue in the order workers will take it.
     rows.sort_by_key(|(pos, _)| pos.unwrap_or(0));
     let workers = live_workers(&state).await?;
-    Ok(Json(json!({"workers": workers, "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>()})))
+    let problems = queue::problems::list_problems(&state.pool).await?;
+    Ok(Json(json!({
+        "workers": workers,
+        "problems": problems.iter().map(|p| json!({"message": p.message, "since": rfc3339(Some(p.since))})).collect::<Vec<_>>(),
+        "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    })))
 }
 
 pub async fn cancel_job(

@@ -99,6 +99,7 @@ pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 /// (method, path) of every route, as openapi.yaml writes them.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/openapi.yaml"),
     ("post", "/jobs"),
     ("get", "/jobs"),
@@ -123,6 +124,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("get", "/healthz") => get(healthz),
+        ("get", "/readyz") => get(readyz),
         ("get", "/openapi.yaml") => get(openapi),
         ("post", "/jobs") => post(jobs::create_job),
         ("get", "/jobs") => get(jobs::list_jobs),
@@ -162,6 +164,37 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: whether the box can train now. 503 with the reasons while the database does
+/// not answer, the box has a problem of its own (its data), or no worker is alive.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    let mut reasons: Vec<String> = Vec::new();
+    match crate::queue::problems::list_problems(&state.pool).await {
+        Ok(problems) => reasons.extend(problems.into_iter().map(|p| p.message)),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: the database does not answer");
+            reasons.push("the database does not answer".into());
+        }
+    }
+    if reasons.is_empty() {
+        match jobs::live_workers(&state).await {
+            Ok(0) => {
+                reasons.push("no worker is alive: start `trainyard worker` or `trainyard serve` with workers".into())
+            }
+            Ok(_) => {}
+            Err(_) => reasons.push("the database does not answer".into()),
+        }
+    }
+    if reasons.is_empty() {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready", "reasons": reasons})),
+        )
+            .into_response()
+    }
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -21,6 +21,7 @@
 pub mod checkpoints;
 mod db;
 mod jobs;
+pub mod problems;
 pub mod sweeps;
 pub mod users;
 pub mod workers;

@@ -218,22 +218,28 @@ async fn a_hundred_concurrent_posts_make_a_hundred_jobs_without_a_5xx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_fails_clearly_when_the_data_cannot_be_had_and_the_server_keeps_serving() {
+async fn a_job_waits_when_the_data_cannot_be_had_and_runs_once_it_is_there() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_with(dir, |_| {}).await; // no data written; fetching from a closed port fails
     let id = app.submit(json!({"epochs": 1})).await;
-    let failed = app.wait_for(&id, 60, status_is("failed")).await;
-    let error = failed["error"].as_str().unwrap();
-    assert!(error.contains("CIFAR-10 is not in") && error.contains("cifar-10-binary.tar.gz"), "{error}");
+    // The box's fault, not the job's: it waits queued, uncharged, and says why.
+    let waiting = app.wait_for(&id, 60, |j| j["waiting_for"].is_string()).await;
+    let why = waiting["waiting_for"].as_str().unwrap();
+    assert!(why.contains("CIFAR-10 is not in") && why.contains("cifar-10-binary.tar.gz"), "{why}");
+    assert_eq!((waiting["status"].as_str(), waiting["attempt"].as_u64()), (Some("queued"), Some(0)));
     assert_eq!(app.get("/healthz").await.0, 200);
-    // The worker goes on: with the data in place, the next job trains.
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["reasons"][0].as_str().unwrap().contains("CIFAR-10 is not in"), "{ready}");
+    // With the data in place, the waiting job trains (the directory changed: no retry wait).
     write_data(app.dir.path());
-    let id = app.submit(json!({"model": "linear", "epochs": 1})).await;
-    app.wait_for(&id, 60, status_is("succeeded")).await;
+    let done = app.wait_for(&id, 60, status_is("succeeded")).await;
+    assert_eq!(done["attempt"], 1);
+    assert_eq!(app.get("/readyz").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torch_failure_fails_the_job_and_the_worker_goes_on() {
+async fn corrupt_data_is_named_while_jobs_wait_and_is_not_charged_to_them() {
     let dir = tempfile::tempdir().unwrap();
     // Labels of a class beyond 9 cannot be: the loader refuses the directory.
     let data = write_data(dir.path());
@@ -243,9 +249,11 @@ async fn a_torch_failure_fails_the_job_and_the_worker_goes_on() {
     std::fs::write(&f, bytes).unwrap();
     let app = spawn_with(dir, |_| {}).await;
     let id = app.submit(json!({"epochs": 1})).await;
-    let failed = app.wait_for(&id, 60, status_is("failed")).await;
-    assert!(failed["error"].as_str().unwrap().contains("label 42 in record 0"), "{failed}");
-    assert_eq!(failed["attempt"], 1, "a job's own failure is not retried");
+    let waiting = app.wait_for(&id, 60, |j| j["waiting_for"].is_string()).await;
+    assert!(waiting["waiting_for"].as_str().unwrap().contains("label 42 in record 0"), "{waiting}");
+    assert_eq!(waiting["attempt"], 0, "the box's failure is not the job's");
+    let (_, q) = app.get("/queue").await;
+    assert!(q["problems"][0]["message"].as_str().unwrap().contains("data_batch_2.bin"), "{q}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,12 +315,16 @@ async fn routes_and_openapi_agree() {
         let r = r.send().await.unwrap();
         if path == "/jobs/{id}/model" {
             assert_eq!(r.status(), 409, "a queued job has no weights yet");
+        } else if path == "/readyz" {
+            assert_eq!(r.status(), 503, "this server has no worker: not ready");
         } else {
             assert!(r.status().is_success(), "{method} {path}: {}", r.status());
         }
         let anon = anon.send().await.unwrap();
         if path == "/healthz" || path == "/openapi.yaml" {
             assert_eq!(anon.status(), 200, "{path} is open");
+        } else if path == "/readyz" {
+            assert_eq!(anon.status(), 503, "{path} is open");
         } else {
             assert_eq!(anon.status(), 401, "{method} {path} without a token");
             assert_eq!(anon.headers()["www-authenticate"], "Bearer");

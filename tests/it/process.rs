@@ -380,3 +380,49 @@ async fn a_compatible_job_joins_a_running_group_and_a_cancelled_member_leaves_it
     assert_eq!(r.status(), 200);
     poll(&client, &server.url(&format!("/jobs/{apart}")), 60, status_is("succeeded")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_data_keeps_jobs_queued_with_the_reason_and_they_run_once_it_is_fixed() {
+    let site = Site::new();
+    let data = site.path().join("data");
+    let file = data.join("data_batch_1.bin");
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..good.len() - 100]).unwrap(); // truncated
+    let server = ServeProcess::start(&site);
+    let client = admin(&site);
+    let ready = |server: &ServeProcess| reqwest::get(server.url("/readyz"));
+    let ids = [
+        submit(&client, &server, json!({"model": "linear", "epochs": 1})).await,
+        submit(&client, &server, json!({"model": "mlp", "epochs": 1})).await,
+    ];
+    // The first claim finds the data broken: the jobs wait, uncharged, and say why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let not_ready = loop {
+        let r = ready(&server).await.unwrap();
+        let (status, body) = (r.status(), r.json::<Value>().await.unwrap());
+        if status == 503 && body["reasons"].to_string().contains("data_batch_1.bin") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never not ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(not_ready["reasons"][0].as_str().unwrap().contains("truncated"), "{not_ready}");
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200, "still alive");
+    for id in &ids {
+        let j = job(&client, &server, id).await;
+        assert_eq!((j["status"].as_str(), j["attempt"].as_u64()), (Some("queued"), Some(0)), "{j}");
+        assert!(j["waiting_for"].as_str().unwrap().contains("data_batch_1.bin"), "{j}");
+    }
+    let q: Value = client.get(server.url("/queue")).send().await.unwrap().json().await.unwrap();
+    assert!(q["problems"][0]["message"].as_str().unwrap().contains("data_batch_1.bin"), "{q}");
+
+    // The admin restores the file: the jobs run without waiting out the retry minute.
+    std::fs::write(&file, &good).unwrap();
+    for id in &ids {
+        let done = poll(&client, &server.url(&format!("/jobs/{id}")), 20, status_is("succeeded")).await;
+        assert_eq!(done["attempt"], 1, "the failed try was not charged: {done}");
+    }
+    assert_eq!(ready(&server).await.unwrap().status(), 200);
+    let q: Value = client.get(server.url("/queue")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(q["problems"], json!([]));
+}

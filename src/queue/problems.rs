@@ -1,0 +1,44 @@
+//! Problems of the box itself (its data missing or corrupt): jobs are not failed for them,
+//! they wait queued, and `/readyz` and `GET /queue` say why.
+
+use super::{on_db, Pool, QueueError};
+use serde::Serialize;
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+    /// Since when (ms since the epoch).
+    pub since: i64,
+}
+
+/// Records (or restates) a problem; `since` keeps its first time.
+pub async fn set_problem(pool: &Pool, key: &str, message: &str, now: i64) -> Result<(), QueueError> {
+    const SQL: &str = "INSERT INTO problems (key, message, since) VALUES (?, ?, ?) \
+         ON CONFLICT (key) DO UPDATE SET message = excluded.message";
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+        .bind(key)
+        .bind(message)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// The problem is solved.
+pub async fn clear_problem(pool: &Pool, key: &str) -> Result<(), QueueError> {
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql("DELETE FROM problems WHERE key = ?"))
+        .bind(key)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+pub async fn list_problems(pool: &Pool) -> Result<Vec<Problem>, QueueError> {
+    Ok(on_db!(Pool, pool, |p, _d| sqlx::query_as("SELECT key, message, since FROM problems ORDER BY key")
+        .fetch_all(p)
+        .await?))
+}
