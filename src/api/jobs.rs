@@ -422,10 +422,11 @@ pub async fn get_model(
 ) -> Result<Response, ApiError> {
     let row = load(&state, &user, &id).await?;
     let Some((_, checkpoint)) = queue::checkpoints::get_checkpoint(&state.pool, &row.id).await? else {
-        return Err(ApiError::Conflict(format!(
-            "job {} has no trained weights yet: no epoch has finished ({})",
-            row.id, row.status
-        )));
+        return Err(ApiError::Conflict(if row.epochs_done > 0 && row.finished_at.is_some() {
+            format!("job {}'s trained weights were removed by `trainyard gc` (retention)", row.id)
+        } else {
+            format!("job {} has no trained weights yet: no epoch has finished ({})", row.id, row.status)
+        }));
     };
     let place = format!("the checkpoint of job {}", row.id);
     let (bytes, epoch) =

@@ -1,5 +1,6 @@
 //! The `trainyard` command: its subcommands and what each prints.
 
+mod admin;
 mod plot;
 mod report;
 mod train;
@@ -36,6 +37,11 @@ enum Command {
     Users(users::UsersArgs),
     /// Draw a run's curves (loss, training and test accuracy) from its metrics.jsonl.
     Plot(plot::PlotArgs),
+    /// Drop the checkpoints (trained weights) of jobs finished before a date, to keep the
+    /// database small; metrics, plots and reports stay.
+    Gc(admin::GcArgs),
+    /// Write a consistent copy of a running SQLite database (for PostgreSQL: pg_dump).
+    Backup(admin::BackupArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +97,8 @@ impl Cli {
             Command::Plot(args) => plot::plot(args),
             Command::Users(args) => users::users(args),
             Command::Report(args) => report::report(args),
+            Command::Gc(args) => admin::gc(args),
+            Command::Backup(args) => admin::backup(args),
         }
     }
 }

@@ -32,3 +32,18 @@ pub async fn get_checkpoint(pool: &Pool, job: &str) -> Result<Option<(i64, Vec<u
     const SQL: &str = "SELECT epoch, data FROM checkpoints WHERE job_id = ?";
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(job).fetch_optional(p).await?))
 }
+
+/// Drops the checkpoints of jobs that finished before `before` (ms since the epoch): their
+/// weights stop being downloadable, nothing else changes. Returns (checkpoints, bytes) freed.
+pub async fn drop_checkpoints_before(pool: &Pool, before: i64) -> Result<(i64, i64), QueueError> {
+    const WHICH: &str = "job_id IN (SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') \
+         AND finished_at < ?)";
+    let mut tx = pool.begin_write().await?;
+    let sizes = format!("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM checkpoints WHERE {WHICH}");
+    let (n, bytes): (i64, i64) =
+        on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&sizes)).bind(before).fetch_one(&mut **t).await?);
+    let delete = format!("DELETE FROM checkpoints WHERE {WHICH}");
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&delete)).bind(before).execute(&mut **t).await?.rows_affected());
+    tx.commit().await?;
+    Ok((n, bytes))
+}

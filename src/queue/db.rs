@@ -237,6 +237,23 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
     Ok(Pool::Sqlite(pool))
 }
 
+/// Writes a consistent copy of a running SQLite database to `file` (`VACUUM INTO`: other
+/// connections may go on writing meanwhile). PostgreSQL has its own tool for this.
+pub async fn backup(pool: &Pool, file: &std::path::Path) -> Result<(), QueueError> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let path = file.to_str().ok_or_else(|| QueueError::Open(format!("{} is not UTF-8", file.display())))?;
+            sqlx::query("VACUUM INTO ?").bind(path).execute(p).await?;
+            Ok(())
+        }
+        Pool::Postgres(_) => Err(QueueError::Unsupported(
+            "a PostgreSQL queue is backed up with PostgreSQL's own tool: pg_dump --format=custom \
+             --file=FILE 'postgres://USER@HOST:PORT/DB' (restore with pg_restore)"
+                .into(),
+        )),
+    }
+}
+
 /// The database URL as logs and messages may show it: any password replaced by `***`.
 pub fn display_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };

@@ -268,3 +268,51 @@ fn serve_binds_first_names_a_busy_address_and_never_prints_the_admin_token() {
         }
     }
 }
+
+#[test]
+fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
+    use trainyard::queue::{self, users, NewJob};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("lab.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt.block_on(queue::connect(&url)).unwrap();
+    // Two finished jobs with checkpoints: one long ago, one just now.
+    rt.block_on(async {
+        let (ann, _) = users::add_user(&pool, "ann", false, 0).await.unwrap();
+        for (id, at) in [("old", 1_000), ("new", queue::now_ms())] {
+            let job = NewJob {
+                id,
+                owner_id: ann.id,
+                name: None,
+                spec: "{}",
+                parameters: 1,
+                epochs_total: 1,
+                group_key: "k",
+                idempotency_key: None,
+                request_hash: id,
+                now: at,
+            };
+            queue::create_job(&pool, job, 10).await.unwrap();
+            let c = queue::claim_next_job(&pool, "w", "cpu", at, 60_000, 0).await.unwrap().unwrap();
+            assert!(c.lease().save_checkpoint(&pool, 1, &vec![7u8; 500_000], at).await.unwrap());
+            assert!(c.lease().finish(&pool, "succeeded", None, at).await.unwrap());
+        }
+    });
+    let run = |args: &[&str]| trainyard().args(args).env("TRAINYARD_DATABASE", &url).output().unwrap();
+    let out = run(&["gc", "--before", "2000-01-01"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("dropped 1 checkpoints") && stdout.contains("0.5 MB freed"), "{stdout}");
+    let kept = |id: &str| rt.block_on(queue::checkpoints::get_checkpoint(&pool, id)).unwrap().is_some();
+    assert!(!kept("old") && kept("new"), "only the old job's checkpoint went");
+    assert!(String::from_utf8_lossy(&run(&["gc", "--before", "30d"]).stdout).contains("dropped 0 checkpoints"));
+
+    let copy = dir.path().join("backup.db");
+    let out = run(&["backup", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = rt.block_on(queue::open_existing(&format!("sqlite://{}", copy.display()))).unwrap();
+    assert_eq!(rt.block_on(users::count_users(&restored)).unwrap(), 1);
+    assert!(rt.block_on(queue::get_job(&restored, "new")).unwrap().is_some());
+    let again = run(&["backup", copy.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}

@@ -210,6 +210,11 @@ async fn checkpoints_are_kept_in_the_database_and_written_only_by_the_lease_hold
     // Nor can anyone write after a cancel.
     queue::cancel_job(&pool, "a", 5_003).await.unwrap();
     assert!(!queue::Lease::new("a", second.attempt).save_checkpoint(&pool, 3, b"late", 5_004).await.unwrap());
+    // Retention: the checkpoint of a job finished before the cutoff goes, and says its size.
+    use trainyard::queue::checkpoints::drop_checkpoints_before;
+    assert_eq!(drop_checkpoints_before(&pool, 5_003).await.unwrap(), (0, 0), "finished at 5_003, not before");
+    assert_eq!(drop_checkpoints_before(&pool, 6_000).await.unwrap(), (1, 5));
+    assert_eq!(get_checkpoint(&pool, "a").await.unwrap(), None);
 }
 
 #[tokio::test]
