@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The job is in a state that forbids this.
     #[error("{0}")]
     Conflict(String),
+    /// The route exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body is over the limit.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +94,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => json!({"error": {"code": "not_found", "message": m}}),
             ApiError::TooMany { message, .. } => json!({"error": {"code": "too_many", "message": message}}),
             ApiError::Conflict(m) => json!({"error": {"code": "conflict", "message": m}}),
+            ApiError::MethodNotAllowed(m) => json!({"error": {"code": "method_not_allowed", "message": m}}),
             ApiError::TooLarge(_) => json!({"error": {"code": "payload_too_large", "message": self.to_string()}}),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");

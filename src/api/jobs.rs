@@ -186,6 +186,8 @@ pub struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    /// Admins: one user's jobs only.
+    owner: Option<String>,
 }
 
 pub async fn list_jobs(
@@ -214,8 +216,21 @@ pub async fn list_jobs(
             ApiError::bad_request("bad_query", "cursor", "cursor must be a next_cursor value from a previous page")
         })?),
     };
-    // Admins see everyone's jobs; everybody else their own.
-    let owner = if user.0.is_admin { None } else { Some(user.0.id) };
+    // Admins see everyone's jobs (or one user's, with ?owner=); everybody else their own.
+    let owner = match &q.owner {
+        None if user.0.is_admin => None,
+        None => Some(user.0.id),
+        Some(name) if *name == user.0.name => Some(user.0.id),
+        Some(_) if !user.0.is_admin => {
+            return Err(ApiError::Forbidden("only admins can list another user's jobs".into()));
+        }
+        Some(name) => Some(
+            queue::users::user_by_name(&state.pool, name)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))?
+                .id,
+        ),
+    };
     let rows = queue::list_jobs(&state.pool, owner, q.status.as_deref(), limit, before).await?;
     let next = if rows.len() as i64 == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
     let plan = if rows.iter().any(|r| r.status == "queued") { plan(&state).await? } else { HashMap::new() };

@@ -121,6 +121,79 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/sweeps/{id}/report"),
 ];
 
+/// The query parameters each route takes (as openapi.yaml lists them); any other is a 400.
+pub fn query_params(method: &str, path: &str) -> &'static [&'static str] {
+    const PLOT: &[&str] = &["metric", "format", "width", "height"];
+    match (method, path) {
+        ("get", "/jobs") => &["status", "limit", "cursor", "owner"],
+        ("get", "/jobs/{id}/metrics") => &["since"],
+        ("get", "/jobs/{id}/plot") => PLOT,
+        ("get", "/plot") => &["jobs", "metric", "format", "width", "height"],
+        ("get", "/sweeps/{id}/plot") => &["section", "metric", "format", "width", "height"],
+        ("get", "/sweeps/{id}/report") => &["format"],
+        _ => &[],
+    }
+}
+
+/// Holds the query string to the body's standard: an unknown parameter (a typo such as
+/// `?stauts=`) or one given twice is a 400 in the JSON error shape naming what is allowed,
+/// never silently ignored.
+async fn check_query(
+    matched: axum::extract::MatchedPath,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    // N.B.: axum answers HEAD with the GET route.
+    let method = if req.method() == axum::http::Method::HEAD {
+        "get".into()
+    } else {
+        req.method().as_str().to_ascii_lowercase()
+    };
+    let allowed = query_params(&method, matched.as_str());
+    let mut seen: Vec<String> = Vec::new();
+    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let raw = pair.split('=').next().unwrap_or_default();
+        let key = percent_decode(raw);
+        let problem = if !allowed.contains(&key.as_str()) {
+            Some(if allowed.is_empty() {
+                format!("unknown query parameter {key:?}: {} {} takes none", method.to_uppercase(), matched.as_str())
+            } else {
+                format!("unknown query parameter {key:?}; allowed: {}", allowed.join(", "))
+            })
+        } else if seen.contains(&key) {
+            Some(format!("query parameter {key:?} is given twice"))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            return error::ApiError::BadRequest { code: "bad_query", message, field: Some(key) }.into_response();
+        }
+        seen.push(key);
+    }
+    next.run(req).await
+}
+
+/// A query key with its %XX escapes and '+' decoded (keys are ASCII names; anything else
+/// is kept as it came, and then is unknown anyway).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("get", "/healthz") => get(healthz),
@@ -155,7 +228,14 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler(method, path));
     }
     router
+        .route_layer(axum::middleware::from_fn(check_query))
         .fallback(|| async { error::ApiError::NotFound("no such route; see GET /openapi.yaml".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            error::ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed on {}; see GET /openapi.yaml for each route's methods",
+                uri.path()
+            ))
+        })
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())

@@ -271,6 +271,24 @@ async fn routes_and_openapi_agree() {
     let routed: BTreeSet<(String, String)> =
         trainyard::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, routed);
+    // Each route takes exactly the query parameters openapi.yaml lists for it.
+    let shared = &doc["components"]["parameters"];
+    for (method, path) in trainyard::api::ROUTES {
+        let params = doc["paths"][*path][*method]["parameters"].as_sequence().cloned().unwrap_or_default();
+        let mut listed: Vec<String> = params
+            .iter()
+            .map(|p| match p["$ref"].as_str() {
+                Some(r) => shared[r.rsplit('/').next().unwrap()].clone(),
+                None => p.clone(),
+            })
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        let mut taken: Vec<String> = trainyard::api::query_params(method, path).iter().map(|s| s.to_string()).collect();
+        taken.sort();
+        assert_eq!(listed, taken, "{method} {path}");
+    }
 
     // And each route answers an admin (no 404 from the router's fallback, no 405), and
     // every route but the two open ones refuses a request without a token.
@@ -444,4 +462,42 @@ async fn a_student_cancels_all_their_queued_jobs_in_one_request_and_an_admin_any
     // Nothing left: a second request cancels nothing.
     let r: Value = post(&app.client, json!({"status": "queued"})).await.unwrap().json().await.unwrap();
     assert_eq!(r["cancelled"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_string_is_held_to_the_bodys_standard() {
+    let app = spawn_app(0).await;
+    let id = app.submit(json!({"epochs": 1})).await;
+    for (path, bad) in [
+        ("/jobs?stauts=running".to_string(), "stauts"),
+        (format!("/jobs/{id}/plot?metirc=test_acc"), "metirc"),
+        ("/sweeps?limit=1".to_string(), "limit"),
+        (format!("/jobs/{id}?verbose=1"), "verbose"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_query", "{body}");
+        assert_eq!(body["error"]["field"], bad, "{body}");
+    }
+    let (_, body) = app.get("/jobs?stauts=running").await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("allowed: status, limit, cursor, owner"), "{body}");
+    let (status, body) = app.get("/jobs?status=queued&status=running").await;
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("given twice"), "{body}");
+    // Encoded keys are read as what they say.
+    assert_eq!(app.get("/jobs?st%61tus=queued").await.0, 200);
+    // 405 speaks JSON too.
+    let r = app.client.delete(app.url("/jobs")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    // An admin lists one user's jobs; a student may name only themselves.
+    let (status, mine) = app.get("/jobs?owner=alice").await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["jobs"][0]["id"], id.as_str());
+    assert_eq!(app.get("/jobs?owner=bob").await.0, 403);
+    let bobs: Value = app.admin.get(app.url("/jobs?owner=bob")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bobs["jobs"], json!([]), "bob has none: {bobs}");
+    let all: Value = app.admin.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 1);
 }
