@@ -406,6 +406,15 @@ mod tests {
     }
 
     #[test]
+    fn null_means_the_default_as_openapi_says_so_a_returned_spec_can_be_sent_back() {
+        let s = Spec::parse_with_seed(&json!({"augment": null, "train_limit": null, "name": null}), || 3).unwrap();
+        assert_eq!(s, Spec { seed: 3, ..Spec::default() });
+        let shown = Spec::parse(&json!({"model": "cnn"})).unwrap().to_json();
+        assert!(shown["train_limit"].is_null() && shown["name"].is_null(), "{shown}");
+        assert!(Spec::parse(&shown).is_ok());
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_by_name() {
         let e = errors(json!({"learning_rate": 0.1}));
         assert_eq!(e.len(), 1);
