@@ -20,7 +20,7 @@ use crate::spec::{Augmentation, LossKind, Spec};
 use augment::AugmentParams;
 use data::{normalise, Cifar10, GroupBatches, MemberEpoch};
 use metrics::{finite, EpochMetrics, MetricSink};
-use model::{Architecture, GroupParams, Input};
+use model::{Architecture, GroupParams};
 use rng::EpochRng;
 use sgd::{MemberHyper, Sgd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,14 +210,11 @@ impl Losses {
     /// N.B.: the sum of these is what the group backpropagates: each member's gradients are
     /// those of its own mean loss, and a NaN in one member's loss reaches no other member.
     fn batch_means(&self, logits: &Tensor, labels: &Tensor, g: i64) -> Tensor {
-        // MSE: the mean over all B×10 outputs, as nn.MSELoss() against one-hot targets.
-        let one_hot = || labels.one_hot(data::CLASSES).to_kind(logits.kind());
         if g == 1 {
-            return match self {
-                Losses::Mse => logits.mse_loss(&one_hot(), Reduction::Mean),
-                _ => logits.cross_entropy_for_logits(labels),
-            };
+            let kind = if matches!(self, Losses::Mse) { LossKind::Mse } else { LossKind::CrossEntropy };
+            return loss_fn(kind, logits, labels);
         }
+        let one_hot = || labels.one_hot(data::CLASSES).to_kind(logits.kind());
         let ce = || {
             logits
                 .cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)
@@ -235,8 +232,11 @@ impl Losses {
 
 /// The loss of one model's logits [B, 10] against labels [B], as a scalar mean per sample.
 pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
-    let spec = Spec { loss: kind, ..Spec::default() };
-    Losses::new(&[&spec], logits.device()).batch_means(logits, labels, 1)
+    match kind {
+        LossKind::CrossEntropy => logits.cross_entropy_for_logits(labels),
+        // Mean over all B×10 outputs, as nn.MSELoss() against one-hot targets.
+        LossKind::Mse => logits.mse_loss(&labels.one_hot(data::CLASSES).to_kind(logits.kind()), Reduction::Mean),
+    }
 }
 
 struct Engine<'a> {
@@ -311,10 +311,12 @@ impl Engine<'_> {
         }
     }
 
-    fn fuse(&mut self) -> &mut Fused {
+    /// The fused state of the current members (built again after membership changed), with
+    /// their architecture.
+    fn fuse(&mut self) -> (&Architecture, &mut Fused) {
         let arch = self.arch.as_ref().expect("a member set it");
         let device = self.data.device;
-        self.fused.get_or_insert_with(|| {
+        let fused = self.fused.get_or_insert_with(|| {
             let rows: Vec<Tensor> = self.members.iter_mut().map(|m| m.weights.take().expect("unfused")).collect();
             let params = GroupParams::from_members(arch, &rows, device);
             let hyper: Vec<MemberHyper> = self
@@ -326,7 +328,8 @@ impl Engine<'_> {
             let sgd = Sgd::new(arch, &params, &hyper, &momentum);
             let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();
             Fused { params, sgd, losses: Losses::new(&specs, device) }
-        })
+        });
+        (arch, fused)
     }
 
     /// Takes the members at `leaving` (ascending indices) out, each with its result, and
@@ -402,10 +405,9 @@ impl Engine<'_> {
                 where_ = self.members.iter().map(|m| (m.key, m.next)).collect();
             }
             let Some(batch) = source.next() else { break };
-            let arch = self.arch.clone().expect("set");
-            let f = self.fuse();
+            let (arch, f) = self.fuse();
             f.sgd.zero_grad(&f.params);
-            let logits = model::forward(&arch, &f.params, Input::PerMember(&batch.images));
+            let logits = model::forward(arch, &f.params, &batch.images);
             let g = f.params.members;
             let means = f.losses.batch_means(&logits, &batch.labels, g);
             if g == 1 {
@@ -506,12 +508,11 @@ impl Engine<'_> {
             let len = EVAL_CHUNK.min(n - at);
             let images = normalise(&test.images.narrow(0, at, len));
             let labels = test.labels.narrow(0, at, len);
-            let arch = self.arch.clone().expect("set");
             let kinds: Vec<LossKind> = self.members.iter().map(|m| m.spec.loss).collect();
-            let f = self.fuse();
+            let (arch, f) = self.fuse();
             tch::no_grad(|| {
                 for (m, kind) in kinds.iter().enumerate() {
-                    let logits = model::forward_member(&arch, &f.params, m as i64, &images);
+                    let logits = model::forward_member(arch, &f.params, m as i64, &images);
                     let loss = loss_fn(*kind, &logits, &labels).to_kind(Kind::Double) * len as f64;
                     let _ = loss_sum.get(m as i64).g_add_(&loss);
                     let hits = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64);

@@ -210,7 +210,7 @@ pub struct GroupParams {
     pub members: i64,
     /// [Σ G·numel], parameter by parameter, each a [G, numel] block.
     pub flat: Tensor,
-    /// Each parameter as a [G, shape…] leaf tensor viewing `flat`.
+    /// Each parameter as a leaf tensor viewing `flat`, shaped as the fused layer uses it.
     pub tensors: Vec<Tensor>,
     /// Where each parameter's block starts in `flat`.
     offsets: Vec<i64>,
@@ -225,7 +225,7 @@ impl GroupParams {
     /// [out, in] and [out], as an unfused model's.
     pub fn from_members(arch: &Architecture, rows: &[Tensor], device: Device) -> GroupParams {
         let g = rows.len() as i64;
-        let flat = stack_blocks(arch, rows).to_device(device);
+        let flat = stack_rows(arch, rows).to_device(device);
         let mut shapes: Vec<Vec<i64>> = arch.params.iter().map(|p| [&[g][..], &p.shape].concat()).collect();
         for layer in &arch.layers {
             match *layer {
@@ -245,16 +245,28 @@ impl GroupParams {
             }
         }
         let mut offsets = Vec::with_capacity(arch.params.len());
-        let mut tensors = Vec::with_capacity(arch.params.len());
         let mut at = 0;
-        for (p, shape) in arch.params.iter().zip(shapes) {
+        for p in &arch.params {
             offsets.push(at);
-            let mut t = Tensor::zeros(shape.as_slice(), (Kind::Float, device)).set_requires_grad(true);
-            t.set_data(&flat.narrow(0, at, g * p.numel()).view(shape.as_slice()));
-            tensors.push(t);
             at += g * p.numel();
         }
-        GroupParams { members: g, flat, tensors, offsets }
+        let mut ps = GroupParams { members: g, flat, tensors: Vec::new(), offsets };
+        ps.tensors = shapes
+            .iter()
+            .map(|shape| Tensor::zeros(shape.as_slice(), (Kind::Float, device)).set_requires_grad(true))
+            .collect();
+        for i in 0..ps.tensors.len() {
+            let view = ps.view_of(&ps.flat, i);
+            ps.tensors[i].set_data(&view);
+        }
+        ps
+    }
+
+    /// Parameter `i` of every member in a buffer laid out as `flat` (weights, gradients or
+    /// momentum), shaped as its leaf tensor.
+    pub fn view_of(&self, buffer: &Tensor, i: usize) -> Tensor {
+        let t = &self.tensors[i];
+        buffer.narrow(0, self.offsets[i], t.numel() as i64).view(t.size().as_slice())
     }
 
     /// Member `m`'s slice of a buffer laid out as `flat` (weights, gradients or momentum),
@@ -269,16 +281,6 @@ impl GroupParams {
         Tensor::cat(&parts, 0)
     }
 
-    /// Member `m`'s parameter `i` in a buffer laid out as `flat`, shaped as the parameter.
-    pub fn member_param(&self, arch: &Architecture, buffer: &Tensor, m: i64, i: usize) -> Tensor {
-        let p = &arch.params[i];
-        buffer
-            .narrow(0, self.offsets[i], self.members * p.numel())
-            .view([self.members, p.numel()])
-            .get(m)
-            .view(p.shape.as_slice())
-    }
-
     /// A buffer laid out as `flat` whose every element holds its member's value of `per_member`.
     pub fn per_element(&self, arch: &Architecture, per_member: &[f64]) -> Tensor {
         let column = Tensor::from_slice(&per_member.iter().map(|&v| v as f32).collect::<Vec<_>>())
@@ -290,8 +292,9 @@ impl GroupParams {
     }
 }
 
-/// Members' [P] rows → the parameter-by-parameter [G, numel] layout, flattened.
-fn stack_blocks(arch: &Architecture, rows: &[Tensor]) -> Tensor {
+/// Members' [P] rows → the parameter-by-parameter [G, numel] layout of `GroupParams::flat`
+/// (for the weights, or for a momentum buffer laid out alike).
+pub fn stack_rows(arch: &Architecture, rows: &[Tensor]) -> Tensor {
     let mut blocks = Vec::with_capacity(arch.params.len());
     let mut at = 0;
     for p in &arch.params {
@@ -300,14 +303,6 @@ fn stack_blocks(arch: &Architecture, rows: &[Tensor]) -> Tensor {
         at += p.numel();
     }
     Tensor::cat(&blocks, 0)
-}
-
-/// The input of a fused forward pass.
-pub enum Input<'a> {
-    /// Each member's own images, member after member: [G·B, 3, 32, 32].
-    PerMember(&'a Tensor),
-    /// One batch every member sees (evaluation): [B, 3, 32, 32].
-    Shared(&'a Tensor),
 }
 
 /// How activations are laid out between layers.
@@ -320,25 +315,11 @@ enum Act {
     Dense(Tensor),
 }
 
-/// Logits of every member, member after member: [G·B, 10].
-pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
+/// Logits of every member, member after member: [G·B, 10], from each member's own images,
+/// member after member: [G·B, 3, 32, 32].
+pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor) -> Tensor {
     let g = ps.members;
-    let mut xs = match input {
-        Input::PerMember(x) => Act::Stacked(x.shallow_clone()),
-        Input::Shared(x) if g == 1 => Act::Stacked(x.shallow_clone()),
-        Input::Shared(x) => match arch.layers.first() {
-            Some(Layer::Conv2d { .. }) => {
-                // Every member's copy of the channels side by side, channels last.
-                let s = x.size();
-                let nhwc = x.permute([0, 2, 3, 1]).unsqueeze(3).expand([s[0], s[2], s[3], g, s[1]], false);
-                Act::Channels(nhwc.reshape([s[0], s[2], s[3], g * s[1]]).permute([0, 3, 1, 2]))
-            }
-            _ => {
-                let b = x.size()[0];
-                Act::Dense(x.view([1, b, -1]).expand([g, b, -1], false))
-            }
-        },
-    };
+    let mut xs = Act::Stacked(images.shallow_clone());
     for layer in &arch.layers {
         xs = match (*layer, xs) {
             (Layer::Conv2d { weight, .. }, xs) => {
@@ -359,7 +340,6 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, input: Input) -> Tensor {
             }
             (Layer::MaxPool2, Act::Channels(x)) => Act::Channels(x.max_pool2d_default(2)),
             (Layer::MaxPool2, Act::Stacked(x)) => Act::Stacked(x.max_pool2d_default(2)),
-            (Layer::Flatten, Act::Dense(x)) => Act::Dense(x),
             (Layer::Flatten, Act::Stacked(x) | Act::Channels(x)) if g == 1 => Act::Dense(x.flatten(1, -1)),
             (Layer::Flatten, Act::Stacked(x)) => {
                 let b = x.size()[0] / g;

@@ -66,7 +66,7 @@ impl Sgd {
                     None => Tensor::zeros([arch.numel()], (tch::Kind::Float, device)),
                 })
                 .collect();
-            GroupParams::from_members(arch, &rows, device).flat
+            super::model::stack_rows(arch, &rows).to_device(device)
         });
         Sgd {
             grad: params.flat.zeros_like(),
@@ -81,16 +81,13 @@ impl Sgd {
     /// Makes every parameter's `.grad` a view into the one flat gradient buffer, so that
     /// autograd accumulates into it in place from then on.
     fn bind_grads(&mut self, params: &GroupParams) {
-        let mut at = 0;
-        for t in &params.tensors {
+        for (i, t) in params.tensors.iter().enumerate() {
             let mut g = t.grad();
-            let numel = t.numel() as i64;
-            let mut slot = self.grad.narrow(0, at, numel).view(t.size().as_slice());
+            let mut slot = params.view_of(&self.grad, i);
             if g.defined() {
                 slot.copy_(&g);
                 g.set_data(&slot);
             }
-            at += numel;
         }
         self.bound = true;
     }

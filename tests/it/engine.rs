@@ -8,7 +8,7 @@ use trainyard::spec::Spec;
 use trainyard::train::augment::{self, AugmentParams, ImagePlan};
 use trainyard::train::data::{self, Cifar10, DataError, RECORD_BYTES};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
-use trainyard::train::model::{self, Architecture, GroupParams, Input};
+use trainyard::train::model::{self, Architecture, GroupParams};
 use trainyard::train::rng::EpochRng;
 use trainyard::train::sgd::{MemberHyper, Sgd};
 use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
@@ -116,7 +116,7 @@ fn one(s: &Spec) -> GroupParams {
 }
 
 fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
-    model::forward(&Architecture::of(s), &one(s), Input::Shared(x))
+    model::forward_member(&Architecture::of(s), &one(s), 0, x)
 }
 
 #[test]
@@ -405,7 +405,7 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     let mut theirs = theirs;
     for _ in 0..4 {
         opt.zero_grad(&ours);
-        let logits = model::forward(&arch, &ours, Input::PerMember(&x.view([16, 3, 32, 32]))).view([2, 8, 10]);
+        let logits = model::forward(&arch, &ours, &x.view([16, 3, 32, 32])).view([2, 8, 10]);
         (logits.get(0).cross_entropy_for_logits(&y) + logits.get(1).cross_entropy_for_logits(&y)).backward();
         opt.step(&ours);
         for (m, (w, b, o, _)) in theirs.iter_mut().enumerate() {
