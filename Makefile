@@ -9,7 +9,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service bench-queue bench-plot bench-group clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-queue bench-plot bench-group bench-assignment clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -88,4 +88,9 @@ bench-plot: $(STAMP)
 # Fused groups of BENCHMARKS.md: G = 1, 2, 4, 8, 16 CNN batch-4 members trained as one, against
 # G solo runs one after another and G solo workers side by side (real data: CIFAR_BIN).
 bench-group: $(STAMP)
-	$(CARGO_ENV) $(CARGO) bench --bench group
+	$(CARGO_ENV) CARGO=$(CARGO) bench/group.sh
+
+# The assignment through serve of BENCHMARKS.md: the preset (1 epoch) with the default settings
+# and the alternatives it was compared with.
+bench-assignment: build
+	bench/assignment.sh "" "--max-group 1" "--max-group 4" "--cpu-workers 1"

@@ -6,9 +6,7 @@
 set -euo pipefail
 root=$(pwd)
 bin=$root/target/release/trainyard
-data_root=${CIFAR_ROOT:-$HOME/.cache/cifar10}
-prep=${PREPARE_CIFAR10:-$root/../shared/data/prepare-cifar10}
-bin_dir=$("$prep" "$data_root" | tail -n 1)
+. "$root/bench/cifar.sh"
 port=18081
 [[ $# -gt 0 ]] || set -- ""
 echo "# $(date -u +%FT%TZ) $(nproc) cores; the assignment preset, 1 epoch, real CIFAR-10"

@@ -8,10 +8,8 @@ epochs=${1:-1}
 root=$(pwd)
 py=$root/.venv/bin/python
 bin=$root/target/release/trainyard
-data_root=${CIFAR_ROOT:-$HOME/.cache/cifar10}
-prep=${PREPARE_CIFAR10:-$root/../shared/data/prepare-cifar10}
 peer=${PEER_TUTORIAL:-$root/../shared/bench/peer_tutorial.py}
-bin_dir=$("$prep" "$data_root" | tail -n 1)
+. "$root/bench/cifar.sh"
 out=$(mktemp -d)
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), epochs=$epochs"
 for cfg in "cnn 4" "cnn 1000" "mlp 4"; do

@@ -6,9 +6,7 @@
 set -euo pipefail
 root=$(pwd)
 bin=$root/target/release/trainyard
-data_root=${CIFAR_ROOT:-$HOME/.cache/cifar10}
-prep=${PREPARE_CIFAR10:-$root/../shared/data/prepare-cifar10}
-bin_dir=$("$prep" "$data_root" | tail -n 1)
+. "$root/bench/cifar.sh"
 work=$(mktemp -d)
 port=18080
 "$bin" serve --bind 127.0.0.1:$port --database "sqlite://$work/db.sqlite" --data-dir "$bin_dir" \

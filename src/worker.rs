@@ -412,10 +412,9 @@ impl<'a> GroupDb<'a> {
     }
 
     /// Ends `job`'s attempt in the queue as `result` says.
-    async fn record_end(&self, job: &Lease, result: Result<Outcome, TrainError>) -> Result<(), queue::QueueError> {
+    async fn record_end(&self, job: &Lease, result: &Result<Outcome, TrainError>) -> Result<(), queue::QueueError> {
         let (pool, id, now) = (&self.shared.pool, job.id.as_str(), queue::now_ms());
-        let failure = |e: &str| format!("{e:#}");
-        match result {
+        match *result {
             Ok(Outcome::Finished { epochs }) => {
                 if job.finish(pool, "succeeded", None, now).await? {
                     info!(job.id = %id, epochs, group.id = %self.group_id, "job succeeded");
@@ -437,12 +436,12 @@ impl<'a> GroupDb<'a> {
             // N.B.: a database that stays unwritable past the retries is not the job's fault:
             // the job stops, and its expired lease brings it back to the queue.
             Err(
-                e @ (TrainError::Sink(_)
+                ref e @ (TrainError::Sink(_)
                 | TrainError::Checkpoint(CheckpointError::Refused { .. } | CheckpointError::Store { .. })),
             ) => {
-                warn!(job.id = %id, reason = %failure(&e.to_string()), "job stopped: its lease is lost or the database unwritable")
+                warn!(job.id = %id, reason = %e, "job stopped: its lease is lost or the database unwritable")
             }
-            Err(e) => {
+            Err(ref e) => {
                 let e = e.to_string();
                 if job.finish(pool, "failed", Some(&e), now).await? {
                     warn!(job.id = %id, error = %e, "job failed");
@@ -478,7 +477,7 @@ impl GroupHost for GroupDb<'_> {
         let job = member.lease.lease;
         self.shared.running.remove(&job.id);
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
-        if let Err(e) = with_retries(self.handle, || self.record_end(&job, clone_result(&result))) {
+        if let Err(e) = with_retries(self.handle, || self.record_end(&job, &result)) {
             error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back");
         }
     }
@@ -515,21 +514,6 @@ impl GroupHost for GroupDb<'_> {
 /// A stored spec, parsed and checked again.
 fn parse_spec(stored: &str) -> Result<Spec, String> {
     serde_json::from_str(stored).map_err(|e| e.to_string()).and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()))
-}
-
-/// `TrainError` holds non-`Clone` causes; a retried write needs the result again.
-fn clone_result(r: &Result<Outcome, TrainError>) -> Result<Outcome, TrainError> {
-    match r {
-        Ok(o) => Ok(*o),
-        Err(TrainError::Sink(e)) => Err(TrainError::Sink(anyhow::anyhow!("{e:#}"))),
-        Err(TrainError::Checkpoint(CheckpointError::Refused { place, reason })) => {
-            Err(TrainError::Checkpoint(CheckpointError::Refused { place: place.clone(), reason: reason.clone() }))
-        }
-        Err(TrainError::Checkpoint(CheckpointError::Store { place, reason })) => {
-            Err(TrainError::Checkpoint(CheckpointError::Store { place: place.clone(), reason: reason.clone() }))
-        }
-        Err(e) => Err(TrainError::Torch(e.to_string())),
-    }
 }
 
 /// One worker: a name, a device and its training thread.

@@ -338,15 +338,28 @@ pub async fn claim_group(
     let (key, cap) = (head.group_key.clone(), max_group(&head));
     let mut group = vec![head];
     if let Some(key) = key {
-        while group.len() < cap {
-            match claim_in(&mut tx, terms, Pick::NextOf(&key), group_id).await? {
-                Some(c) => group.push(c),
-                None => break,
-            }
-        }
+        claim_while(&mut tx, terms, Pick::NextOf(&key), group_id, cap, &mut group).await?;
     }
     tx.commit().await?;
     Ok(group)
+}
+
+/// Claims jobs as `pick` says into `group` until it holds `cap` or none is left to pick.
+async fn claim_while(
+    tx: &mut Tx,
+    terms: &ClaimTerms<'_>,
+    pick: Pick<'_>,
+    group_id: &str,
+    cap: usize,
+    group: &mut Vec<Claimed>,
+) -> Result<(), QueueError> {
+    while group.len() < cap {
+        match claim_in(tx, terms, pick, group_id).await? {
+            Some(c) => group.push(c),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// Claims jobs for a running group to join at an epoch boundary, in one transaction: while
@@ -362,12 +375,7 @@ pub async fn claim_joiners(
 ) -> Result<Vec<Claimed>, QueueError> {
     let mut tx = pool.begin_write().await?;
     let mut got = Vec::new();
-    while got.len() < room {
-        match claim_in(&mut tx, terms, Pick::NextIf(group_key), group_id).await? {
-            Some(c) => got.push(c),
-            None => break,
-        }
-    }
+    claim_while(&mut tx, terms, Pick::NextIf(group_key), group_id, room, &mut got).await?;
     tx.commit().await?;
     Ok(got)
 }
