@@ -3,6 +3,8 @@ SHELL := /bin/bash
 TORCH_VERSION := 2.11.0
 VENV := $(CURDIR)/.venv
 STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+SCHEMATHESIS_VERSION := 4.32.5
+ST_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 PYTHON ?= python3
 # torch-sys finds libtorch in the venv's torch wheel through VIRTUAL_ENV and PATH.
 CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH"
@@ -28,6 +30,11 @@ $(STAMP):
 	$(VENV)/bin/python -c 'import torch; assert torch.__version__.startswith("$(TORCH_VERSION)"), torch.__version__'
 	touch $@
 
+# schemathesis, for make test's API check (tests/schemathesis.sh), in the same venv.
+$(ST_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install -q schemathesis==$(SCHEMATHESIS_VERSION)
+	touch $@
+
 .PHONY: apt-install
 apt-install:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,7 +50,7 @@ TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
 PG_SUITES := api:: queue:: users:: sweeps:: process:: plots::
 
-test: $(STAMP)
+test: $(STAMP) $(ST_STAMP)
 	@host=$$(echo "$(PG_HOSTPORT)" | cut -d: -f1); port=$$(echo "$(PG_HOSTPORT):5432" | cut -d: -f2); \
 	  timeout 5 bash -c "exec 3<>/dev/tcp/$$host/$$port" 2>/dev/null || { \
 	  echo "error: make test runs the service tests on PostgreSQL too, and nothing answers at $$host:$$port." >&2; \
@@ -51,6 +58,7 @@ test: $(STAMP)
 	  echo "       make test TEST_POSTGRES=postgres://USER@HOST:PORT" >&2; exit 1; }
 	$(CARGO_ENV) $(CARGO) test --release -- --test-threads=2
 	$(CARGO_ENV) TRAINYARD_TEST_POSTGRES=$(TEST_POSTGRES) $(CARGO) test --release --test it -- --test-threads=2 $(PG_SUITES)
+	ST=$(VENV)/bin/st tests/schemathesis.sh $(BIN)
 
 # The service: API on 127.0.0.1:8080 and the workers (settings: README, or `trainyard serve --help`).
 run: build

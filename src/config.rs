@@ -63,6 +63,11 @@ pub struct ServeConfig {
     /// Requests per second per token (bursts of twice that); past it 429 with Retry-After (0: off).
     #[arg(long, env = "TRAINYARD_RATE_LIMIT", default_value_t = 20.0)]
     pub rate_limit: f64,
+    /// Days a finished job's checkpoint (its weights) is kept; older ones are dropped hourly
+    /// by the server, as `trainyard gc` would (metrics, plots and reports stay). 0 keeps
+    /// them forever.
+    #[arg(long, env = "TRAINYARD_KEEP_CHECKPOINTS_DAYS", default_value_t = 90.0)]
+    pub keep_checkpoints_days: f64,
     /// Where the first admin's token is written (mode 0600) when the server starts with no users.
     #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
     pub admin_token_file: PathBuf,

@@ -97,12 +97,25 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
     let _ = stop_tx.send(true);
     w.running.stop_all();
-    for h in w.workers {
-        let _ = h.await;
-    }
+    join_workers(w.workers).await;
     pool.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// How long a shutdown waits for workers to put their jobs back. Training stops at the next
+/// mini-batch (well under a second); a worker still busy past this (fetching the dataset,
+/// retrying an unreachable database) is left behind: its jobs' leases expire and they go
+/// back to the queue.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
+async fn join_workers(workers: Vec<tokio::task::JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    for w in workers {
+        if tokio::time::timeout_at(deadline, w).await.is_err() {
+            return tracing::warn!(grace = ?SHUTDOWN_GRACE, "a worker is still busy after the grace period; stopping without it (its jobs return to the queue when their leases expire)");
+        }
+    }
 }
 
 /// Binds, migrates, starts the workers and the API.
@@ -137,6 +150,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         data_dir = %cfg.data_dir.display(),
         "trainyard listening on http://{addr}"
     );
+    if cfg.keep_checkpoints_days > 0.0 {
+        tokio::spawn(retention(pool.clone(), cfg.keep_checkpoints_days, stop_rx.clone()));
+    }
     let task_pool = pool.clone();
     let mut stop_rx = stop_rx;
     let task = tokio::spawn(async move {
@@ -144,14 +160,33 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         };
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-        for w in workers {
-            let _ = w.await;
-        }
+        join_workers(workers).await;
         task_pool.close().await;
         info!("stopped");
         Ok(())
     });
     Ok(Server { addr, pool, stop: stop_tx, running, task })
+}
+
+/// Drops the checkpoints of jobs finished more than `days` ago, at start and then hourly
+/// (more often only for a keep shorter than four hours), until the server stops
+/// (`--keep-checkpoints-days`).
+async fn retention(pool: queue::Pool, days: f64, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs_f64((days * 86_400.0 / 4.0).clamp(1.0, 3600.0));
+    loop {
+        let before = queue::now_ms() - (days * 86_400_000.0) as i64;
+        match queue::checkpoints::drop_checkpoints_before(&pool, before).await {
+            Ok((0, _)) => {}
+            Ok((n, bytes)) => {
+                info!(checkpoints = n, mb = bytes as f64 / 1e6, days, "retention: dropped old checkpoints")
+            }
+            Err(e) => tracing::warn!(error = %e, "retention: dropping old checkpoints failed; trying again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// With no users at all, makes an admin and writes its token to `path`, readable by its

@@ -156,7 +156,7 @@ impl<'a> Reader<'a> {
 
     fn int(&mut self, field: &str, default: u64, min: u64, max: u64) -> u64 {
         let Some(v) = self.present(field) else { return default };
-        match v.as_u64() {
+        match whole(v) {
             Some(n) if (min..=max).contains(&n) => n,
             _ => {
                 self.fail(field, format!("must be an integer from {min} to {max}, got {v}"));
@@ -232,9 +232,9 @@ impl Spec {
                 Vec::new()
             }
             (Some(v), ModelKind::Mlp) => {
-                let widths: Option<Vec<i64>> = v
-                    .as_array()
-                    .and_then(|a| a.iter().map(|w| w.as_i64().filter(|w| (1..=65_536).contains(w))).collect());
+                let widths: Option<Vec<i64>> = v.as_array().and_then(|a| {
+                    a.iter().map(|w| whole(w).map(|w| w as i64).filter(|w| (1..=65_536).contains(w))).collect()
+                });
                 match widths {
                     Some(w) if (1..=8).contains(&w.len()) => w,
                     _ => {
@@ -285,7 +285,7 @@ impl Spec {
         };
         let seed = match r.present("seed") {
             None => None,
-            Some(v) => match v.as_u64() {
+            Some(v) => match whole(v) {
                 Some(s) => Some(s),
                 None => {
                     r.fail("seed", format!("must be an integer from 0 to {}, got {v}", u64::MAX));
@@ -370,6 +370,12 @@ fn rand_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.finish()
+}
+
+/// A whole number ≥ 0 as JSON Schema counts one: `2` and `2.0` alike (some clients write
+/// every number as a float).
+pub fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(53)).map(|f| f as u64))
 }
 
 #[cfg(test)]

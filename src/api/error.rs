@@ -40,6 +40,12 @@ pub enum ApiError {
     /// The body is over the limit.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The URI is over the limit (a query string with thousands of job ids, say).
+    #[error("the request's URI is longer than {0} bytes; ask for fewer items at once")]
+    UriTooLong(usize),
+    /// The request took longer than the server allows.
+    #[error("the request took longer than {0} s; try again, or ask for less")]
+    Timeout(u64),
     /// Anything else; logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -67,6 +73,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +104,8 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => json!({"error": {"code": "conflict", "message": m}}),
             ApiError::MethodNotAllowed(m) => json!({"error": {"code": "method_not_allowed", "message": m}}),
             ApiError::TooLarge(_) => json!({"error": {"code": "payload_too_large", "message": self.to_string()}}),
+            ApiError::UriTooLong(_) => json!({"error": {"code": "uri_too_long", "message": self.to_string()}}),
+            ApiError::Timeout(_) => json!({"error": {"code": "timeout", "message": self.to_string()}}),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 json!({"error": {"code": "internal", "message": "internal server error"}})

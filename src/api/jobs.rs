@@ -116,7 +116,7 @@ pub async fn create_job(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 200 => Some(k.to_string()),
+            Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => Some(k.to_string()),
             _ => {
                 return Err(ApiError::bad_request(
                     "bad_idempotency_key",
@@ -250,7 +250,8 @@ pub async fn get_job(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobPatch {
-    priority: i64,
+    /// Whole, but `5.0` counts as 5, as JSON Schema has it.
+    priority: f64,
 }
 
 /// Admins set a job's priority: higher goes first, whoever owns it.
@@ -269,11 +270,11 @@ pub async fn update_job(
         message: format!("expected {{\"priority\": <integer>}}: {e}"),
         field: Some("priority".into()),
     })?;
-    if !(-1000..=1000).contains(&patch.priority) {
+    if patch.priority.fract() != 0.0 || !(-1000.0..=1000.0).contains(&patch.priority) {
         return Err(ApiError::bad_request(
             "bad_body",
             "priority",
-            format!("priority must be from -1000 to 1000, got {}", patch.priority),
+            format!("priority must be a whole number from -1000 to 1000, got {}", patch.priority),
         ));
     }
     if row.status != "queued" && row.status != "running" {
@@ -282,7 +283,7 @@ pub async fn update_job(
             row.id, row.status
         )));
     }
-    queue::set_priority(&state.pool, &row.id, patch.priority).await?;
+    queue::set_priority(&state.pool, &row.id, patch.priority as i64).await?;
     let row = load(&state, &user, &row.id).await?;
     Ok(Json(show(&state, &row).await?))
 }
@@ -411,6 +412,8 @@ pub async fn get_metrics(
 ) -> Result<Json<Value>, ApiError> {
     let since = match &q.since {
         None => 0,
+        // N.B.: any whole number is an epoch number; one past i64 is after every epoch.
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().unwrap_or(i64::MAX),
         Some(s) => s.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| {
             ApiError::bad_request("bad_query", "since", format!("since must be an epoch number >= 0, got {s:?}"))
         })?,
@@ -438,7 +441,11 @@ pub async fn get_model(
     let row = load(&state, &user, &id).await?;
     let Some((_, checkpoint)) = queue::checkpoints::get_checkpoint(&state.pool, &row.id).await? else {
         return Err(ApiError::Conflict(if row.epochs_done > 0 && row.finished_at.is_some() {
-            format!("job {}'s trained weights were removed by `trainyard gc` (retention)", row.id)
+            format!(
+                "job {}'s trained weights were removed by the box's retention (--keep-checkpoints-days, \
+                 or `trainyard gc`); its metrics and plots remain",
+                row.id
+            )
         } else {
             format!("job {} has no trained weights yet: no epoch has finished ({})", row.id, row.status)
         }));

@@ -18,7 +18,6 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
@@ -194,6 +193,24 @@ fn percent_decode(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Longest URI the API reads (hyper itself refuses, without a body, past 64 KiB).
+pub const URI_LIMIT: usize = 8 << 10;
+/// Longest a request may take to produce its response's head.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The limits at the edge, answered in the JSON error shape: a URI over `URI_LIMIT` (414)
+/// and a response not begun within `REQUEST_TIMEOUT` (408).
+async fn edge_limits(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > URI_LIMIT {
+        return error::ApiError::UriTooLong(URI_LIMIT).into_response();
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::Timeout(REQUEST_TIMEOUT.as_secs()).into_response(),
+    }
+}
+
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("get", "/healthz") => get(healthz),
@@ -237,7 +254,7 @@ pub fn router(state: AppState) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(axum::middleware::from_fn(edge_limits))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

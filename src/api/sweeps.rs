@@ -38,6 +38,11 @@ fn sections_of(j: &SweepJob) -> Vec<(String, String)> {
     serde_json::from_str(&j.sections).unwrap_or_default()
 }
 
+/// A section some sweep has (a preset's, or a grid's one).
+fn known_section(key: &str) -> bool {
+    key == sweep::grid_section().key || sweep::preset_sections().iter().any(|(s, _)| s.key == key)
+}
+
 /// The sections of a sweep's report, in order.
 fn sections_for(sweep: &SweepRow) -> Vec<Section> {
     let def: Value = serde_json::from_str(&sweep.definition).unwrap_or_default();
@@ -322,6 +327,13 @@ pub async fn plot_sweep(
     let key = match &q.section {
         None => None,
         Some(k) if sections.iter().any(|s| s.key == k) => Some(k.clone()),
+        Some(k) if known_section(k) => {
+            let keys: Vec<&str> = sections.iter().map(|s| s.key).collect();
+            return Err(ApiError::NotFound(format!(
+                "this sweep has no section {k:?}; its sections: {}",
+                keys.join(", ")
+            )));
+        }
         Some(k) => {
             let keys: Vec<&str> = sections.iter().map(|s| s.key).collect();
             return Err(ApiError::bad_request(

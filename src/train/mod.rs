@@ -65,6 +65,9 @@ pub enum TrainError {
     /// libtorch failed (for instance, the GPU ran out of memory).
     #[error("torch error: {0}")]
     Torch(String),
+    /// Memory ran out for this member (its weights could not be made); the others go on.
+    #[error("{0}")]
+    OutOfMemory(String),
     /// The member cannot train in this group (another architecture, batch size or data).
     #[error("{0}")]
     Incompatible(String),
@@ -295,7 +298,16 @@ impl Engine<'_> {
             return self.host.member_done(key, Ok(Outcome::Finished { epochs: m.spec.epochs }));
         }
         if m.weights.is_none() {
-            m.weights = Some(Tensor::from_slice(&arch.initial_values(m.spec.seed)));
+            let made = arch.initial_values(m.spec.seed).map_err(|e| e.to_string()).and_then(|values| {
+                Tensor::f_from_slice(&values).map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+            });
+            match made {
+                Ok(w) => m.weights = Some(w),
+                Err(why) => {
+                    let why = format!("out of memory making the model's {} weights: {why}", arch.numel());
+                    return self.host.member_done(key, Err(TrainError::OutOfMemory(why)));
+                }
+            }
         }
         self.arch.get_or_insert(arch);
         self.unfuse();

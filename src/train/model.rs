@@ -138,14 +138,18 @@ impl Architecture {
     /// PyTorch's default init for Linear and Conv2d: weights and biases uniform in
     /// ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0,
     /// as one member's values in parameter order.
-    pub fn initial_values(&self, seed: u64) -> Vec<f32> {
+    ///
+    /// N.B.: an allocation that fails is an error, not an abort of the whole process: a
+    /// worker fails that one job and goes on.
+    pub fn initial_values(&self, seed: u64) -> Result<Vec<f32>, std::collections::TryReserveError> {
         let mut rng = EpochRng::new(seed, 0);
-        let mut values = Vec::with_capacity(self.numel() as usize);
+        let mut values = Vec::new();
+        values.try_reserve_exact(self.numel().max(0) as usize)?;
         for p in &self.params {
             let bound = 1.0 / (p.fan_in as f32).sqrt();
             values.extend((0..p.numel()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound));
         }
-        values
+        Ok(values)
     }
 }
 

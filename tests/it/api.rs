@@ -288,7 +288,24 @@ async fn routes_and_openapi_agree() {
         let mut taken: Vec<String> = trainyard::api::query_params(method, path).iter().map(|s| s.to_string()).collect();
         taken.sort();
         assert_eq!(listed, taken, "{method} {path}");
+        // Every status the server can send on the route is documented: 400 for a bad query
+        // string everywhere; 401 and 429 where a token is needed (and rate-limited); 413
+        // and 422 where a body is read.
+        let op = &doc["paths"][*path][*method];
+        let public = op["security"].as_sequence().is_some_and(|s| s.is_empty());
+        let mut must = vec!["400"];
+        if !public {
+            must.extend(["401", "429", "500"]);
+        }
+        if !op["requestBody"].is_null() {
+            must.extend(["413", "422"]);
+        }
+        for code in must {
+            assert!(!op["responses"][code].is_null(), "{method} {path} does not document {code}");
+        }
     }
+    let documents =
+        |method: &str, path: &str, code: u16| !doc["paths"][path][method]["responses"][code.to_string()].is_null();
 
     // And each route answers an admin (no 404 from the router's fallback, no 405), and
     // every route but the two open ones refuses a request without a token.
@@ -338,7 +355,9 @@ async fn routes_and_openapi_agree() {
         } else {
             assert!(r.status().is_success(), "{method} {path}: {}", r.status());
         }
+        assert!(documents(method, path, r.status().as_u16()), "{method} {path}: {} undocumented", r.status());
         let anon = anon.send().await.unwrap();
+        assert!(documents(method, path, anon.status().as_u16()), "{method} {path}: {} undocumented", anon.status());
         if path == "/healthz" || path == "/openapi.yaml" {
             assert_eq!(anon.status(), 200, "{path} is open");
         } else if path == "/readyz" {
@@ -491,6 +510,13 @@ async fn the_query_string_is_held_to_the_bodys_standard() {
     assert_eq!(r.status(), 405);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    // So does a URI too long to read (a /plot of thousands of job ids).
+    let ids = vec![id.as_str(); 400].join(",");
+    let r = app.client.get(app.url(&format!("/plot?jobs={ids}"))).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "uri_too_long", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("8192 bytes"), "{body}");
     // An admin lists one user's jobs; a student may name only themselves.
     let (status, mine) = app.get("/jobs?owner=alice").await;
     assert_eq!(status, 200);
@@ -500,4 +526,28 @@ async fn the_query_string_is_held_to_the_bodys_standard() {
     assert_eq!(bobs["jobs"], json!([]), "bob has none: {bobs}");
     let all: Value = app.admin.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_drops_finished_jobs_checkpoints_past_the_retention_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::helpers::write_data(dir.path());
+    // Kept 2 s (so checked every second), where a lab would keep them for weeks.
+    let app = crate::helpers::spawn_with(dir, |c| c.keep_checkpoints_days = 2.0 / 86_400.0).await;
+    let id = app.submit(json!({"model": "linear", "epochs": 1})).await;
+    app.wait_for(&id, 60, status_is("succeeded")).await;
+    let url = app.url(&format!("/jobs/{id}/model"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let gone = loop {
+        let r = app.client.get(&url).send().await.unwrap();
+        if r.status() == 409 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert_eq!(r.status(), 200);
+        assert!(std::time::Instant::now() < deadline, "the checkpoint was never dropped");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(gone["error"]["message"].as_str().unwrap().contains("retention"), "{gone}");
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    assert_eq!(m["epochs"].as_array().unwrap().len(), 1, "the metrics stay: {m}");
 }

@@ -112,7 +112,7 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
 /// The spec's model with its initial weights, as a group of one.
 fn one(s: &Spec) -> GroupParams {
     let arch = Architecture::of(s);
-    GroupParams::from_members(&arch, &[Tensor::from_slice(&arch.initial_values(s.seed))], Device::Cpu)
+    GroupParams::from_members(&arch, &[Tensor::from_slice(&arch.initial_values(s.seed).unwrap())], Device::Cpu)
 }
 
 fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
@@ -333,6 +333,36 @@ fn the_stop_flag_ends_a_run_between_mini_batches() {
     assert!(t.elapsed().as_secs() < 5);
 }
 
+/// Raises the stop flag when the training pass of the first epoch ends, so it is up while
+/// the test split is evaluated.
+struct StopBeforeEvaluation<'a>(&'a AtomicBool);
+
+impl MetricSink for StopBeforeEvaluation<'_> {
+    fn record_epoch(&mut self, _: &EpochMetrics) -> anyhow::Result<()> {
+        panic!("an epoch whose evaluation was stopped may not be recorded");
+    }
+    fn batch_done(&mut self, _epoch: u32, done: usize, total: usize) {
+        if done == total {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn the_stop_flag_ends_a_run_during_evaluation_too() {
+    let (_dir, data) = small_data();
+    let stop = AtomicBool::new(false);
+    let out = train::train(
+        &spec(json!({"epochs": 3, "model": "linear"})),
+        &data,
+        &TrainOptions::default(),
+        &mut StopBeforeEvaluation(&stop),
+        &stop,
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Stopped { epochs_done: 0 });
+}
+
 #[test]
 fn a_sink_error_stops_the_run_with_that_error() {
     struct Refuse;
@@ -387,7 +417,8 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
         MemberHyper { lr: 0.05, momentum: 0.9, weight_decay: 0.01 },
         MemberHyper { lr: 0.2, momentum: 0.0, weight_decay: 0.0 },
     ];
-    let rows: Vec<Tensor> = [1, 2].iter().map(|&seed| Tensor::from_slice(&arch.initial_values(seed))).collect();
+    let rows: Vec<Tensor> =
+        [1, 2].iter().map(|&seed| Tensor::from_slice(&arch.initial_values(seed).unwrap())).collect();
     let ours = GroupParams::from_members(&arch, &rows, Device::Cpu);
     let mut opt = Sgd::new(&arch, &ours, &hyper, &[None, None]);
     use tch::nn::OptimizerConfig;

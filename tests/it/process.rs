@@ -426,3 +426,61 @@ async fn broken_data_keeps_jobs_queued_with_the_reason_and_they_run_once_it_is_f
     let q: Value = client.get(server.url("/queue")).send().await.unwrap().json().await.unwrap();
     assert_eq!(q["problems"], json!([]));
 }
+
+/// `cmd` run under `ulimit -v kb` (its address space capped), as a shell would.
+fn capped(cmd: &Command, kb: u64) -> Command {
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(format!("ulimit -v {kb} && exec \"$@\"")).arg("bash").arg(cmd.get_program()).args(cmd.get_args());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_runs_out_of_memory_fails_alone_and_its_worker_goes_on() {
+    let site = Site::new();
+    // The admission limits are raised so the job gets in; the worker's memory is what stops it.
+    let limits = ["--no-workers", "--max-parameters", "20000000000", "--max-job-memory-mb", "1000000"];
+    let api = ServeProcess::start_with(&site, &limits);
+    let client = admin(&site);
+    // 65,536² weights: 17 GB for the second layer's weights alone.
+    let big = submit(&client, &api, json!({"model": "mlp", "hidden": [65536, 65536], "epochs": 1})).await;
+    let small = submit(&client, &api, json!({"model": "linear", "epochs": 1})).await;
+    // The worker's address space: enough for libtorch and a small job, not for 17 GB.
+    let worker = WorkerProcess(capped(&trainyard(&site, "worker"), 4 << 20).stdout(Stdio::null()).spawn().unwrap());
+    let failed = poll(&client, &api.url(&format!("/jobs/{big}")), 60, status_is("failed")).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("out of memory"), "{failed}");
+    assert!(error.contains(&failed["parameters"].to_string()), "{failed}");
+    poll(&client, &api.url(&format!("/jobs/{small}")), 60, status_is("succeeded")).await;
+    drop(worker);
+}
+
+/// A listener that accepts connections and never answers: a download that hangs.
+fn silent_server() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cifar-10-binary.tar.gz", l.local_addr().unwrap());
+    (l, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_sigterm_take_effect_while_a_worker_is_still_fetching_the_data() {
+    let site = Site::new();
+    std::fs::remove_dir_all(site.path().join("data")).unwrap();
+    let (_hang, url) = silent_server();
+    let mut server = ServeProcess::start_with(&site, &["--data-url", &url]);
+    let client = admin(&site);
+    let a = submit(&client, &server, json!({"model": "linear", "epochs": 1})).await;
+    poll(&client, &server.url(&format!("/jobs/{a}")), 20, status_is("running")).await;
+    // The worker is stuck in the download; the job's cancel is at once.
+    let t = std::time::Instant::now();
+    let r = client.post(server.url(&format!("/jobs/{a}/cancel"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(job(&client, &server, &a).await["status"], "cancelled");
+    assert!(t.elapsed().as_secs() < 2, "{:?}", t.elapsed());
+    // SIGTERM stops the process within the shutdown grace, download or not.
+    let t = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let grace = trainyard::server::SHUTDOWN_GRACE.as_secs();
+    assert!(t.elapsed().as_secs() <= grace + 2, "stopped in {:?}", t.elapsed());
+}

@@ -83,6 +83,10 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
         assert!(svg.contains(&format!(">\n{label}\n<")), "legend {label}");
     }
     assert_eq!(app.client.get(app.url(&format!("/sweeps/{id}/plot?section=nope"))).send().await.unwrap().status(), 400);
+    // A grid's one section, asked of the preset: a section this sweep lacks.
+    let r = app.client.get(app.url(&format!("/sweeps/{id}/plot?section=all"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("its sections: tutorial"));
 
     // The command line saves the same report.
     let out = app.dir.path().join("report.html");
