@@ -11,6 +11,10 @@ pub struct GcArgs {
     /// longer be downloaded.
     #[arg(long)]
     before: String,
+    /// Drop those jobs whole instead: their rows, metrics and checkpoints (a sweep only with
+    /// all of its jobs, so no report loses a row). They are gone from the API.
+    #[arg(long)]
+    jobs: bool,
     /// The job database, as for `trainyard serve`.
     #[arg(long, env = "TRAINYARD_DATABASE", default_value = "sqlite://var/trainyard.db")]
     database: String,
@@ -39,14 +43,31 @@ fn cutoff(before: &str, now: i64) -> anyhow::Result<i64> {
 pub fn gc(args: GcArgs) -> anyhow::Result<()> {
     let before = cutoff(&args.before, queue::now_ms())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (n, bytes) = rt.block_on(async {
+    let message = rt.block_on(async {
         let pool = queue::open_existing(&args.database).await?;
         eprintln!("using the database {}", queue::display_url(&args.database));
-        let freed = queue::checkpoints::drop_checkpoints_before(&pool, before).await?;
+        let message = if args.jobs {
+            let d = queue::checkpoints::drop_jobs_before(&pool, before).await?;
+            format!(
+                "dropped {} jobs and {} sweeps finished before {}, with their metrics and checkpoints: {:.1} MB of \
+                 checkpoints freed",
+                d.jobs,
+                d.sweeps,
+                args.before,
+                d.checkpoint_bytes as f64 / 1e6
+            )
+        } else {
+            let (n, bytes) = queue::checkpoints::drop_checkpoints_before(&pool, before).await?;
+            format!(
+                "dropped {n} checkpoints of jobs finished before {}: {:.1} MB freed",
+                args.before,
+                bytes as f64 / 1e6
+            )
+        };
         pool.close().await;
-        anyhow::Ok(freed)
+        anyhow::Ok(message)
     })?;
-    println!("dropped {n} checkpoints of jobs finished before {}: {:.1} MB freed", args.before, bytes as f64 / 1e6);
+    println!("{message}");
     Ok(())
 }
 

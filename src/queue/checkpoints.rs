@@ -47,3 +47,50 @@ pub async fn drop_checkpoints_before(pool: &Pool, before: i64) -> Result<(i64, i
     tx.commit().await?;
     Ok((n, bytes))
 }
+
+/// What `drop_jobs_before` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub jobs: i64,
+    pub sweeps: i64,
+    pub checkpoint_bytes: i64,
+}
+
+/// Drops whole jobs finished before `before` (ms since the epoch): their rows, epochs and
+/// checkpoints. A sweep goes with its jobs only when every one of them qualifies; a job of a
+/// sweep that stays is kept, so a report never loses a row.
+pub async fn drop_jobs_before(pool: &Pool, before: i64) -> Result<Dropped, QueueError> {
+    const OLD: &str = "j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < ?";
+    let whole_sweeps = format!(
+        "SELECT s.id FROM sweeps s WHERE NOT EXISTS (SELECT 1 FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id \
+         WHERE sj.sweep_id = s.id AND NOT ({OLD}))"
+    );
+    let old_jobs = format!("SELECT j.id FROM jobs j WHERE {OLD} AND j.id NOT IN (SELECT job_id FROM sweep_jobs)");
+    let mut tx = pool.begin_write().await?;
+    let n_sweeps: i64 =
+        on_db!(Tx, &mut tx, |t, d| sqlx::query_scalar(&d.sql(&format!("SELECT COUNT(*) FROM ({whole_sweeps}) w")))
+            .bind(before)
+            .fetch_one(&mut **t)
+            .await?);
+    let unlink = format!("DELETE FROM sweep_jobs WHERE sweep_id IN ({whole_sweeps})");
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&unlink)).bind(before).execute(&mut **t).await?.rows_affected());
+    const ORPHANS: &str = "DELETE FROM sweeps WHERE id NOT IN (SELECT sweep_id FROM sweep_jobs)";
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(ORPHANS)).execute(&mut **t).await?.rows_affected());
+    let counts = format!(
+        "SELECT COUNT(*), COALESCE((SELECT SUM(LENGTH(data)) FROM checkpoints WHERE job_id IN ({old_jobs})), 0) \
+         FROM ({old_jobs}) o"
+    );
+    let (n_jobs, bytes): (i64, i64) = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&counts))
+        .bind(before)
+        .bind(before)
+        .fetch_one(&mut **t)
+        .await?);
+    for table in ["epochs", "checkpoints"] {
+        let delete = format!("DELETE FROM {table} WHERE job_id IN ({old_jobs})");
+        on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&delete)).bind(before).execute(&mut **t).await?.rows_affected());
+    }
+    let delete = format!("DELETE FROM jobs WHERE id IN ({old_jobs})");
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&delete)).bind(before).execute(&mut **t).await?.rows_affected());
+    tx.commit().await?;
+    Ok(Dropped { jobs: n_jobs, sweeps: n_sweeps, checkpoint_bytes: bytes })
+}

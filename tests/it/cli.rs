@@ -306,6 +306,11 @@ fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
     let kept = |id: &str| rt.block_on(queue::checkpoints::get_checkpoint(&pool, id)).unwrap().is_some();
     assert!(!kept("old") && kept("new"), "only the old job's checkpoint went");
     assert!(String::from_utf8_lossy(&run(&["gc", "--before", "30d"]).stdout).contains("dropped 0 checkpoints"));
+    // Whole jobs, if asked: the old one goes with its epochs; the new one stays.
+    let out = run(&["gc", "--before", "2000-01-01", "--jobs"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped 1 jobs and 0 sweeps"), "{out:?}");
+    assert!(rt.block_on(queue::get_job(&pool, "old")).unwrap().is_none());
+    assert!(rt.block_on(queue::get_job(&pool, "new")).unwrap().is_some() && kept("new"));
 
     let copy = dir.path().join("backup.db");
     let out = run(&["backup", copy.to_str().unwrap()]);

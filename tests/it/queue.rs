@@ -22,7 +22,13 @@ async fn add_for(pool: &Pool, id: &str, owner_id: i64, now: i64) {
 
 /// Queues job `id` for `owner_id` with the group key `key`.
 async fn add_keyed(pool: &Pool, id: &str, owner_id: i64, key: &str, now: i64) {
-    let job = NewJob {
+    let job = new_job(id, owner_id, key, now);
+    assert!(matches!(queue::create_job(pool, job, 1000).await.unwrap(), Created::New(_)));
+}
+
+/// A job of 3 epochs for `owner_id` with the group key `key`.
+fn new_job<'a>(id: &'a str, owner_id: i64, key: &'a str, now: i64) -> NewJob<'a> {
+    NewJob {
         id,
         owner_id,
         name: None,
@@ -33,8 +39,7 @@ async fn add_keyed(pool: &Pool, id: &str, owner_id: i64, key: &str, now: i64) {
         idempotency_key: None,
         request_hash: "h",
         now,
-    };
-    assert!(matches!(queue::create_job(pool, job, 1000).await.unwrap(), Created::New(_)));
+    }
 }
 
 const LEASE: i64 = 1_000;
@@ -348,4 +353,32 @@ async fn concurrent_group_claims_never_put_one_job_in_two_groups() {
         let k = keys.entry(group.as_str()).or_insert(key.as_deref().unwrap());
         assert_eq!(*k, key.as_deref().unwrap(), "group {group} mixes shapes");
     }
+}
+
+#[tokio::test]
+async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
+    use trainyard::queue::sweeps::{create_sweep, NewSweepJob};
+    let (_db, pool) = pool().await;
+    let member = |id| NewSweepJob { job: new_job(id, 1, "k", 10), point: "{}".into(), sections: "[]".into() };
+    add(&pool, "alone", 5).await;
+    create_sweep(&pool, "s", 1, None, "{}", vec![member("a"), member("b")], 10, 100).await.unwrap().unwrap();
+    // The lone job and "a" finish early (oldest first); "b" is still queued.
+    for id in ["alone", "a"] {
+        let c = queue::claim_next_job(&pool, "w", "cpu", 20, LEASE, 0).await.unwrap().unwrap();
+        assert_eq!(c.id, id);
+        assert!(c.lease().finish(&pool, "succeeded", None, 30).await.unwrap());
+    }
+    let (early, late) = ("a", "b");
+    let d = queue::checkpoints::drop_jobs_before(&pool, 1_000).await.unwrap();
+    assert_eq!((d.jobs, d.sweeps), (1, 0), "the lone job only: the sweep still has {late} unfinished");
+    assert!(queue::get_job(&pool, "alone").await.unwrap().is_none());
+    assert!(queue::get_job(&pool, early).await.unwrap().is_some(), "kept with its sweep");
+    // Once every job of the sweep is old, the sweep goes with them.
+    let c = queue::claim_next_job(&pool, "w", "cpu", 40, LEASE, 0).await.unwrap().unwrap();
+    assert_eq!(c.id, late);
+    assert!(c.lease().finish(&pool, "succeeded", None, 50).await.unwrap());
+    let d = queue::checkpoints::drop_jobs_before(&pool, 1_000).await.unwrap();
+    assert_eq!((d.jobs, d.sweeps), (2, 1));
+    assert!(queue::sweeps::get_sweep(&pool, "s").await.unwrap().is_none());
+    assert!(queue::sweeps::sweep_jobs(&pool, "s").await.unwrap().is_empty());
 }
