@@ -2,8 +2,8 @@
 //! PNG and SVG, at the default 1000×700. Run with `make bench-plot`.
 
 use std::time::Instant;
+use trainyard::job::EpochMetrics;
 use trainyard::plot::{render, Figure, Format, Metric, Series};
-use trainyard::train::metrics::EpochMetrics;
 
 fn curve(shift: f64) -> Vec<EpochMetrics> {
     (1..=50u32)

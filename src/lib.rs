@@ -5,6 +5,8 @@
 //! plots (`plot`).
 //!
 //! - `config`: the settings of `trainyard serve`.
+//! - `job`: a job's status, its epoch rows and in-epoch progress: one shape for the queue,
+//!   JSON, events and Prometheus.
 //! - `api`: the router, one file per resource, the error type.
 //! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
 //! - `schedule`: pure: queue positions and estimated starts under the fair-share rule.
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod fetch;
+pub mod job;
 pub mod plot;
 pub mod queue;
 pub mod report;

@@ -6,7 +6,7 @@
 //! top of the panel; one huge finite value does not wreck the axis: the range is set from
 //! the bulk of the values, and points above it are drawn as ▲ on the top edge.
 
-use crate::train::metrics::EpochMetrics;
+use crate::job::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::sync::Once;

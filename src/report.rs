@@ -1,16 +1,16 @@
 //! Pure: a sweep's report, as one self-contained HTML page (inline SVG, no scripts, no
 //! external files) or as Markdown whose figures link to the plot routes.
 
+use crate::job::{EpochMetrics, JobStatus};
 use crate::plot::{self, Figure, Format, Metric, Series};
 use crate::sweep::Section;
-use crate::train::metrics::EpochMetrics;
 use std::fmt::Write;
 
 /// One job as a section shows it.
 pub struct JobView {
     pub label: String,
     pub id: String,
-    pub status: String,
+    pub status: JobStatus,
     pub parameters: i64,
     pub epochs_total: i64,
     pub epochs: Vec<EpochMetrics>,
@@ -127,7 +127,7 @@ fn table_rows(sv: &SectionView) -> Vec<[String; 7]> {
             let s = stats(j);
             [
                 j.label.clone(),
-                j.status.clone(),
+                j.status.to_string(),
                 plot::thousands(j.parameters),
                 format!("{}/{}", j.epochs.len(), j.epochs_total),
                 s.final_test.map_or("–".into(), pct),
@@ -197,7 +197,7 @@ fn summary(r: &Report) -> String {
     let mut seen = std::collections::BTreeMap::<&str, &str>::new();
     for sv in &r.sections {
         for j in &sv.jobs {
-            seen.insert(&j.id, &j.status);
+            seen.insert(&j.id, j.status.as_str());
         }
     }
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -242,7 +242,7 @@ mod tests {
         JobView {
             label: label.into(),
             id: label.into(),
-            status: "succeeded".into(),
+            status: JobStatus::Succeeded,
             parameters: 1,
             epochs_total: accs.len() as i64,
             epochs: accs

@@ -5,6 +5,7 @@
 //! will ride along in a group are planned as if each took a worker of its own, so their
 //! estimates err late.
 
+use crate::job::JobStatus;
 use crate::queue::QueueEntry;
 use std::collections::HashMap;
 
@@ -36,7 +37,7 @@ pub fn plan(entries: &[QueueEntry], history: &History, workers: usize, now: i64)
     let mut busy: HashMap<&str, Option<i64>> = HashMap::new();
     for e in entries {
         served.insert(e.owner_id, e.last_served_at.unwrap_or(0));
-        if e.status == "running" {
+        if e.status == JobStatus::Running {
             *running.entry(e.owner_id).or_default() += 1;
             let per_epoch = e.epoch_seconds.or_else(|| history.get(&setup(e)).copied());
             let end = per_epoch.map(|s| now + ((e.epochs_total - e.epochs_done).max(0) as f64 * s * 1000.0) as i64);
@@ -51,7 +52,7 @@ pub fn plan(entries: &[QueueEntry], history: &History, workers: usize, now: i64)
     free.truncate(workers.max(1));
     free.resize(workers.max(1), Some(now));
 
-    let mut waiting: Vec<&QueueEntry> = entries.iter().filter(|e| e.status == "queued").collect();
+    let mut waiting: Vec<&QueueEntry> = entries.iter().filter(|e| e.status == JobStatus::Queued).collect();
     let mut position = 0;
     let mut clock = now;
     while !waiting.is_empty() {
@@ -87,20 +88,21 @@ mod tests {
     use super::*;
 
     fn entry(seq: i64, owner: i64, status: &str) -> QueueEntry {
+        let status: JobStatus = status.parse().unwrap();
         QueueEntry {
             seq,
             id: format!("j{seq}"),
             owner_id: owner,
             owner: format!("u{owner}"),
             priority: 0,
-            status: status.into(),
+            status,
             spec: r#"{"model":"cnn","batch_size":4}"#.into(),
             epochs_total: 10,
-            epochs_done: if status == "running" { 4 } else { 0 },
+            epochs_done: if status == JobStatus::Running { 4 } else { 0 },
             created_at: 0,
-            started_at: (status == "running").then_some(5),
+            started_at: (status == JobStatus::Running).then_some(5),
             last_served_at: None,
-            epoch_seconds: (status == "running").then_some(2.0),
+            epoch_seconds: (status == JobStatus::Running).then_some(2.0),
             group_id: None,
         }
     }

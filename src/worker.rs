@@ -9,10 +9,10 @@
 //! lease, a cancel or a shutdown raises that member's stop flag, which training checks
 //! between mini-batches.
 
+use crate::job::{EpochMetrics, JobStatus};
 use crate::queue::{self, Claimed, Lease, Pool};
 use crate::spec::Spec;
 use crate::train::data::{Cifar10, DataError};
-use crate::train::metrics::EpochMetrics;
 use crate::train::{self, CheckpointError, CheckpointStore, GroupHost, GroupOptions, Outcome, TrainError};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -392,7 +392,12 @@ impl<'a> GroupDb<'a> {
                 Ok(spec) => spec,
                 Err(e) => {
                     let lease = c.lease();
-                    let _ = self.handle.block_on(lease.finish(&self.shared.pool, "failed", Some(&e), queue::now_ms()));
+                    let _ = self.handle.block_on(lease.finish(
+                        &self.shared.pool,
+                        JobStatus::Failed,
+                        Some(&e),
+                        queue::now_ms(),
+                    ));
                     continue;
                 }
             };
@@ -416,7 +421,7 @@ impl<'a> GroupDb<'a> {
         let (pool, id, now) = (&self.shared.pool, job.id.as_str(), queue::now_ms());
         match *result {
             Ok(Outcome::Finished { epochs }) => {
-                if job.finish(pool, "succeeded", None, now).await? {
+                if job.finish(pool, JobStatus::Succeeded, None, now).await? {
                     info!(job.id = %id, epochs, group.id = %self.group_id, "job succeeded");
                 }
             }
@@ -427,7 +432,7 @@ impl<'a> GroupDb<'a> {
             }
             Ok(Outcome::Stopped { epochs_done }) => {
                 let status = queue::get_job(pool, id).await?.map(|j| j.status);
-                if status.as_deref() == Some("cancelled") {
+                if status == Some(JobStatus::Cancelled) {
                     info!(job.id = %id, epochs_done, "job cancelled; it left its group");
                 } else {
                     warn!(job.id = %id, epochs_done, "job stopped: its lease was lost (another worker may run it)");
@@ -443,7 +448,7 @@ impl<'a> GroupDb<'a> {
             }
             Err(ref e) => {
                 let e = e.to_string();
-                if job.finish(pool, "failed", Some(&e), now).await? {
+                if job.finish(pool, JobStatus::Failed, Some(&e), now).await? {
                     warn!(job.id = %id, error = %e, "job failed");
                 }
             }

@@ -4,6 +4,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::AppState;
+use crate::job::JobStatus;
 use crate::queue::{self, CancelOutcome, Created, JobRow, NewJob, OverLimit};
 use crate::schedule::{self, Planned};
 use crate::spec::Spec;
@@ -60,16 +61,16 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "finished_at": rfc3339(row.finished_at),
     });
     let obj = v.as_object_mut().expect("an object");
-    match row.status.as_str() {
-        "queued" => {
+    match row.status {
+        JobStatus::Queued => {
             let planned = plan.get(&row.id);
             obj.insert("queue_position".into(), json!(planned.and_then(|p| p.position)));
             obj.insert("estimated_start".into(), rfc3339(planned.and_then(|p| p.estimated_start)));
         }
-        "running" => {
+        JobStatus::Running => {
             obj.insert("device".into(), json!(row.device));
         }
-        "failed" => {
+        JobStatus::Failed => {
             obj.insert("error".into(), json!(row.error));
         }
         _ => {}
@@ -94,7 +95,7 @@ pub async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<JobR
 
 /// The job as shown, with its queue position when queued.
 async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
-    if row.status != "queued" {
+    if row.status != JobStatus::Queued {
         return Ok(job_json(row, &HashMap::new()));
     }
     let mut v = job_json(row, &plan(state).await?);
@@ -195,15 +196,16 @@ pub async fn list_jobs(
     user: CurrentUser,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(s) = &q.status {
-        if !queue::STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request(
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
+            ApiError::bad_request(
                 "bad_query",
                 "status",
-                format!("status must be one of {}, got {s:?}", queue::STATUSES.join(", ")),
-            ));
-        }
-    }
+                format!("status must be one of {}, got {s:?}", JobStatus::names()),
+            )
+        })?),
+    };
     let limit = match &q.limit {
         None => 50,
         Some(l) => l.parse::<i64>().ok().filter(|l| (1..=200).contains(l)).ok_or_else(|| {
@@ -231,9 +233,9 @@ pub async fn list_jobs(
                 .id,
         ),
     };
-    let rows = queue::list_jobs(&state.pool, owner, q.status.as_deref(), limit, before).await?;
+    let rows = queue::list_jobs(&state.pool, owner, status, limit, before).await?;
     let next = if rows.len() as i64 == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
-    let plan = if rows.iter().any(|r| r.status == "queued") { plan(&state).await? } else { HashMap::new() };
+    let plan = if rows.iter().any(|r| r.status == JobStatus::Queued) { plan(&state).await? } else { HashMap::new() };
     let jobs: Vec<Value> = rows.iter().map(|r| job_json(r, &plan)).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
@@ -277,7 +279,7 @@ pub async fn update_job(
             format!("priority must be a whole number from -1000 to 1000, got {}", patch.priority),
         ));
     }
-    if row.status != "queued" && row.status != "running" {
+    if row.status.is_finished() {
         return Err(ApiError::Conflict(format!(
             "job {} has already finished ({}); only a queued or running job's priority can change",
             row.id, row.status
@@ -312,7 +314,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
                 "estimated_start": rfc3339(p.and_then(|p| p.estimated_start)),
                 "epochs_done": e.epochs_done,
                 "epochs_total": e.epochs_total,
-                "group": e.group_id.as_ref().filter(|_| e.status == "running"),
+                "group": e.group_id.as_ref().filter(|_| e.status == JobStatus::Running),
                 "mine": mine,
             });
             if mine || user.0.is_admin {

@@ -4,9 +4,9 @@
 use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::AppState;
+use crate::job::EpochMetrics;
 use crate::plot::{self, Figure, Format, Metric, Series};
 use crate::queue::{self, JobRow};
-use crate::train::metrics::EpochMetrics;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,7 +93,7 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
     h.update(format!("{:?}{:?}{}x{}", opts.metric, opts.format, opts.width, opts.height));
     for (j, label) in jobs.iter().zip(labels) {
         h.update(&j.row.id);
-        h.update(&j.row.status);
+        h.update(j.row.status.as_str());
         h.update(&j.row.spec);
         h.update(label);
         for m in &j.raw {

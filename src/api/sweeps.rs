@@ -6,11 +6,11 @@ use super::error::ApiError;
 use super::json::JsonBody;
 use super::plots::{options, respond, Loaded, PlotQuery};
 use super::AppState;
+use crate::job::EpochMetrics;
 use crate::queue::sweeps::{self, NewSweepJob, SweepJob, SweepRow};
 use crate::queue::{self, CancelOutcome, NewJob, Pool};
 use crate::report::{self, JobView, Report, SectionView};
 use crate::sweep::{self, Section};
-use crate::train::metrics::EpochMetrics;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,7 +93,7 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
             .map(|(j, label)| JobView {
                 label: label.clone(),
                 id: j.job.id.clone(),
-                status: j.job.status.clone(),
+                status: j.job.status,
                 parameters: j.job.parameters,
                 epochs_total: j.job.epochs_total,
                 epochs: epochs.get(&j.job.id).cloned().unwrap_or_default(),
@@ -134,8 +134,8 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
     }
     let mut counts = serde_json::Map::new();
     for j in &jobs {
-        let n = counts.get(&j.job.status).and_then(Value::as_u64).unwrap_or(0);
-        counts.insert(j.job.status.clone(), json!(n + 1));
+        let n = counts.get(j.job.status.as_str()).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(j.job.status.to_string(), json!(n + 1));
     }
     Ok(json!({
         "id": sweep.id,
@@ -254,7 +254,7 @@ pub async fn cancel_sweep(
 ) -> Result<Json<Value>, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
     let jobs = sweeps::sweep_jobs(&state.pool, &sweep.id).await?;
-    if jobs.iter().all(|j| j.job.status != "queued" && j.job.status != "running") {
+    if jobs.iter().all(|j| j.job.status.is_finished()) {
         return Err(ApiError::Conflict(format!(
             "sweep {} has already finished: none of its jobs is queued or running",
             sweep.id

@@ -1,7 +1,7 @@
 //! `trainyard plot`: the figure of `GET /jobs/{id}/plot`, offline, from `trainyard train`'s output.
 
+use crate::job::EpochMetrics;
 use crate::plot::{self, Figure, Format, Metric, Series};
-use crate::train::metrics::EpochMetrics;
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 

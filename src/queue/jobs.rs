@@ -5,8 +5,7 @@ use super::{on_db, Pool, QueueError, Tx};
 use serde::Serialize;
 use sqlx::FromRow;
 
-/// Job states as stored and shown.
-pub const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+use crate::job::JobStatus;
 
 /// A job row with its queue position (while queued).
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -19,7 +18,8 @@ pub struct JobRow {
     pub name: Option<String>,
     pub spec: String,
     pub parameters: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
     pub epochs_total: i64,
     pub epochs_done: i64,
     pub attempt: i64,
@@ -151,10 +151,11 @@ pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError
 pub async fn list_jobs(
     pool: &Pool,
     owner: Option<i64>,
-    status: Option<&str>,
+    status: Option<JobStatus>,
     limit: i64,
     before: Option<i64>,
 ) -> Result<Vec<JobRow>, QueueError> {
+    let status = status.map(JobStatus::as_str);
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
          AND (?4 IS NULL OR owner_id = ?4) ORDER BY seq DESC LIMIT ?3"
@@ -185,7 +186,7 @@ pub enum CancelOutcome {
         was_running: bool,
     },
     /// The job had already finished with this status.
-    AlreadyFinished(String),
+    AlreadyFinished(JobStatus),
     NotFound,
 }
 
@@ -197,9 +198,10 @@ pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome
     .bind(id)
     .fetch_optional(&mut **t)
     .await?);
-    let outcome = match status.as_deref() {
+    let status: Option<JobStatus> = status.and_then(|s| s.parse().ok());
+    let outcome = match status {
         None => CancelOutcome::NotFound,
-        Some(s @ ("queued" | "running")) => {
+        Some(s @ (JobStatus::Queued | JobStatus::Running)) => {
             const SQL: &str =
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL WHERE id = ?";
             on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
@@ -208,9 +210,9 @@ pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome
                 .execute(&mut **t)
                 .await?
                 .rows_affected());
-            CancelOutcome::Cancelled { was_running: s == "running" }
+            CancelOutcome::Cancelled { was_running: s == JobStatus::Running }
         }
-        Some(other) => CancelOutcome::AlreadyFinished(other.to_string()),
+        Some(other) => CancelOutcome::AlreadyFinished(other),
     };
     tx.commit().await?;
     Ok(outcome)
@@ -403,7 +405,8 @@ pub struct QueueEntry {
     pub owner_id: i64,
     pub owner: String,
     pub priority: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
     pub spec: String,
     pub epochs_total: i64,
     pub epochs_done: i64,
@@ -513,7 +516,15 @@ impl Lease {
     }
 
     /// Ends the attempt as `succeeded` or `failed`, fenced.
-    pub async fn finish(&self, pool: &Pool, status: &str, error: Option<&str>, now: i64) -> Result<bool, QueueError> {
+    pub async fn finish(
+        &self,
+        pool: &Pool,
+        status: JobStatus,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, QueueError> {
+        debug_assert!(status.is_finished());
+        let status = status.as_str();
         const SQL: &str = "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL \
              WHERE id = ? AND attempt = ? AND status = 'running'";
         let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))

@@ -1,6 +1,7 @@
 //! The `trainyard` binary as a student runs it.
 
 use std::process::Command;
+use trainyard::job::JobStatus;
 
 fn trainyard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainyard"))
@@ -295,7 +296,7 @@ fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
             queue::create_job(&pool, job, 10).await.unwrap();
             let c = queue::claim_next_job(&pool, "w", "cpu", at, 60_000, 0).await.unwrap().unwrap();
             assert!(c.lease().save_checkpoint(&pool, 1, &vec![7u8; 500_000], at).await.unwrap());
-            assert!(c.lease().finish(&pool, "succeeded", None, at).await.unwrap());
+            assert!(c.lease().finish(&pool, JobStatus::Succeeded, None, at).await.unwrap());
         }
     });
     let run = |args: &[&str]| trainyard().args(args).env("TRAINYARD_DATABASE", &url).output().unwrap();

@@ -2,9 +2,10 @@
 
 use crate::helpers::*;
 use serde_json::{json, Value};
+use trainyard::job::EpochMetrics;
+use trainyard::job::JobStatus;
 use trainyard::plot::{self, Figure, Format, Metric, Series};
 use trainyard::queue;
-use trainyard::train::metrics::EpochMetrics;
 
 fn epoch(e: u32, loss: Option<f64>) -> EpochMetrics {
     EpochMetrics {
@@ -163,7 +164,10 @@ async fn job_with_epochs(app: &TestApp, spec: Value, epochs: &[EpochMetrics], fi
             .unwrap());
     }
     if finish {
-        queue::Lease::new(id.as_str(), claimed.attempt).finish(pool, "succeeded", None, queue::now_ms()).await.unwrap();
+        queue::Lease::new(id.as_str(), claimed.attempt)
+            .finish(pool, JobStatus::Succeeded, None, queue::now_ms())
+            .await
+            .unwrap();
     }
     id
 }

@@ -1,6 +1,7 @@
 //! The queue's rules, driven directly with a clock the test moves.
 
 use crate::db::TestDb;
+use trainyard::job::JobStatus;
 use trainyard::queue::{self, users, Created, NewJob, Pool};
 
 async fn pool() -> ((tempfile::TempDir, TestDb), Pool) {
@@ -101,7 +102,7 @@ async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
         .record_epoch(&pool, 2, "{\"epoch\":2,\"old\":true}", 1_800, LEASE)
         .await
         .unwrap());
-    assert!(!queue::Lease::new("a", first.attempt).finish(&pool, "succeeded", None, 1_800).await.unwrap());
+    assert!(!queue::Lease::new("a", first.attempt).finish(&pool, JobStatus::Succeeded, None, 1_800).await.unwrap());
     // The second one writes, upserting epoch 1 rather than adding a row.
     assert!(queue::Lease::new("a", second.attempt)
         .record_epoch(&pool, 1, "{\"epoch\":1,\"again\":true}", 1_900, LEASE)
@@ -112,7 +113,7 @@ async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
         .await
         .unwrap());
     assert_eq!(queue::get_metrics(&pool, "a", 0).await.unwrap(), ["{\"epoch\":1,\"again\":true}", "{\"epoch\":2}"]);
-    assert!(queue::Lease::new("a", second.attempt).finish(&pool, "succeeded", None, 2_000).await.unwrap());
+    assert!(queue::Lease::new("a", second.attempt).finish(&pool, JobStatus::Succeeded, None, 2_000).await.unwrap());
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.attempt, job.epochs_done), ("succeeded", 2, 2));
 }
@@ -129,7 +130,7 @@ async fn a_job_whose_workers_keep_dying_fails_with_the_reason_after_max_attempts
         assert_eq!(queue::requeue_expired(&pool, now, 2).await.unwrap(), if attempt < 2 { (1, 0) } else { (0, 1) });
     }
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
-    assert_eq!(job.status, "failed");
+    assert_eq!(job.status, JobStatus::Failed);
     let error = job.error.unwrap();
     assert!(error.contains("stopped responding 2 times"), "{error}");
     assert!(queue::claim_next_job(&pool, "w", "cpu", now, LEASE, 0).await.unwrap().is_none());
@@ -153,10 +154,10 @@ async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fence
         !queue::Lease::new("a", c.attempt).heartbeat(&pool, 30, LEASE).await.unwrap(),
         "the worker learns it must stop"
     );
-    assert!(!queue::Lease::new("a", c.attempt).finish(&pool, "succeeded", None, 40).await.unwrap());
-    assert_eq!(queue::get_job(&pool, "a").await.unwrap().unwrap().status, "cancelled");
+    assert!(!queue::Lease::new("a", c.attempt).finish(&pool, JobStatus::Succeeded, None, 40).await.unwrap());
+    assert_eq!(queue::get_job(&pool, "a").await.unwrap().unwrap().status, JobStatus::Cancelled);
     assert!(
-        matches!(queue::cancel_job(&pool, "a", 50).await.unwrap(), queue::CancelOutcome::AlreadyFinished(s) if s == "cancelled")
+        matches!(queue::cancel_job(&pool, "a", 50).await.unwrap(), queue::CancelOutcome::AlreadyFinished(s) if s == JobStatus::Cancelled)
     );
 }
 
@@ -366,7 +367,7 @@ async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
     for id in ["alone", "a"] {
         let c = queue::claim_next_job(&pool, "w", "cpu", 20, LEASE, 0).await.unwrap().unwrap();
         assert_eq!(c.id, id);
-        assert!(c.lease().finish(&pool, "succeeded", None, 30).await.unwrap());
+        assert!(c.lease().finish(&pool, JobStatus::Succeeded, None, 30).await.unwrap());
     }
     let (early, late) = ("a", "b");
     let d = queue::checkpoints::drop_jobs_before(&pool, 1_000).await.unwrap();
@@ -376,7 +377,7 @@ async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
     // Once every job of the sweep is old, the sweep goes with them.
     let c = queue::claim_next_job(&pool, "w", "cpu", 40, LEASE, 0).await.unwrap().unwrap();
     assert_eq!(c.id, late);
-    assert!(c.lease().finish(&pool, "succeeded", None, 50).await.unwrap());
+    assert!(c.lease().finish(&pool, JobStatus::Succeeded, None, 50).await.unwrap());
     let d = queue::checkpoints::drop_jobs_before(&pool, 1_000).await.unwrap();
     assert_eq!((d.jobs, d.sweeps), (2, 1));
     assert!(queue::sweeps::get_sweep(&pool, "s").await.unwrap().is_none());
