@@ -10,6 +10,7 @@
 //! - `api`: the router, one file per resource, the error type.
 //! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
 //! - `schedule`: pure: queue positions and estimated starts under the fair-share rule.
+//! - `hub`: the process's event hub: job changes, stop flags, the idle workers' wake-up.
 //! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
 //! - `server`: `trainyard serve`, the API and workers in one process.
 //! - `fetch`: `trainyard data fetch`.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod fetch;
+pub mod hub;
 pub mod job;
 pub mod plot;
 pub mod queue;

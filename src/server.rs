@@ -2,12 +2,13 @@
 
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
+use crate::hub::Hub;
 use crate::queue;
-use crate::worker::{plan_devices, Running, Shared, Worker, WorkerSettings};
+use crate::worker::{plan_devices, Shared, Worker, WorkerSettings};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::info;
 
 /// A started server: its address, and a handle to stop it gracefully.
@@ -15,7 +16,7 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     pub pool: queue::Pool,
     stop: watch::Sender<bool>,
-    running: Arc<Running>,
+    hub: Arc<Hub>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -25,7 +26,7 @@ impl Server {
     pub fn shutdown(&self) {
         info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
         let _ = self.stop.send(true);
-        self.running.stop_all();
+        self.hub.close();
     }
 
     pub async fn wait(self) -> anyhow::Result<()> {
@@ -37,14 +38,12 @@ impl Server {
 struct WorkerSet {
     workers: Vec<tokio::task::JoinHandle<()>>,
     devices: Vec<tch::Device>,
-    running: Arc<Running>,
-    wake: Arc<Notify>,
+    hub: Arc<Hub>,
 }
 
 /// Starts the configured workers (none with `--no-workers`).
 fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>) -> WorkerSet {
-    let running = Arc::new(Running::default());
-    let wake = Arc::new(Notify::new());
+    let hub = Hub::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let devices =
         if cfg.no_workers { Vec::new() } else { plan_devices(cfg.workers_per_gpu, cfg.cpu_workers.unwrap_or(cores)) };
@@ -63,7 +62,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         retry: Duration::from_secs_f64(cfg.retry_seconds.clamp(0.1, 3600.0)),
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
-    let shared = Shared::new(pool.clone(), settings, running.clone(), wake.clone(), stop_rx);
+    let shared = Shared::new(pool.clone(), settings, hub.clone(), stop_rx);
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -78,7 +77,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
             tokio::spawn(Worker::new(shared.clone(), name, *device).run())
         })
         .collect();
-    WorkerSet { workers, devices, running, wake }
+    WorkerSet { workers, devices, hub }
 }
 
 /// `trainyard worker`: workers only, no HTTP, on the given database, until SIGINT/SIGTERM.
@@ -96,7 +95,7 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     wait_for_signal().await;
     info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
     let _ = stop_tx.send(true);
-    w.running.stop_all();
+    w.hub.close();
     join_workers(w.workers).await;
     pool.close().await;
     info!("stopped");
@@ -128,12 +127,11 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let WorkerSet { workers, devices, running, wake } = spawn_workers(&cfg, &pool, stop_rx.clone());
+    let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, stop_rx.clone());
 
     let app = api::router(AppState {
         pool: pool.clone(),
-        running: running.clone(),
-        wake,
+        hub: hub.clone(),
         limits: api::Limits {
             max_queued: cfg.max_queued_per_user,
             max_epochs: cfg.max_epochs_per_job,
@@ -165,7 +163,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         info!("stopped");
         Ok(())
     });
-    Ok(Server { addr, pool, stop: stop_tx, running, task })
+    Ok(Server { addr, pool, stop: stop_tx, hub, task })
 }
 
 /// Drops the checkpoints of jobs finished more than `days` ago, at start and then hourly

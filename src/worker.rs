@@ -9,7 +9,8 @@
 //! lease, a cancel or a shutdown raises that member's stop flag, which training checks
 //! between mini-batches.
 
-use crate::job::{EpochMetrics, JobStatus};
+use crate::hub::Hub;
+use crate::job::{EpochMetrics, JobStatus, Progress};
 use crate::queue::{self, Claimed, Lease, Pool};
 use crate::spec::Spec;
 use crate::train::data::{Cifar10, DataError};
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tch::Device;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info, instrument, warn};
 
 /// How workers behave; one set for the whole pool.
@@ -88,42 +89,6 @@ impl WorkerSettings {
     }
 }
 
-/// The stop flags of the jobs running in this process, so a cancel takes effect at once.
-#[derive(Default)]
-pub struct Running {
-    flags: Mutex<HashMap<String, Arc<AtomicBool>>>,
-}
-
-impl Running {
-    /// Raises the stop flag of `id` if it runs here; true if it did.
-    pub fn stop(&self, id: &str) -> bool {
-        match self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
-            Some(flag) => {
-                flag.store(true, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Raises every flag (a shutdown); the workers then put their jobs back in the queue.
-    pub fn stop_all(&self) {
-        for flag in self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn insert(&self, id: &str) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_string(), flag.clone());
-        flag
-    }
-
-    fn remove(&self, id: &str) {
-        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
-    }
-}
-
 /// A dataset loaded on one device, read by every worker of that device.
 ///
 /// N.B.: `tch::Tensor` is not `Sync`, but the tensors here are only ever read (index_select,
@@ -136,9 +101,8 @@ unsafe impl Sync for SharedData {}
 pub struct Shared {
     pub pool: Pool,
     pub settings: WorkerSettings,
-    pub running: Arc<Running>,
-    /// Woken when a job is queued, so an idle worker claims it at once.
-    pub wake: Arc<Notify>,
+    /// Stop flags, the idle workers' wake-up, and word of every change to a job.
+    pub hub: Arc<Hub>,
     datasets: Mutex<HashMap<String, Arc<SharedData>>>,
     /// Set when the data could not be loaded: until when workers hold off claiming, and the
     /// data directory as it was then (a change there, an admin's fix, ends the wait at once).
@@ -147,18 +111,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        pool: Pool,
-        settings: WorkerSettings,
-        running: Arc<Running>,
-        wake: Arc<Notify>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Arc<Shared> {
+    pub fn new(pool: Pool, settings: WorkerSettings, hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Arc<Shared> {
         Arc::new(Shared {
             pool,
             settings,
-            running,
-            wake,
+            hub,
             datasets: Mutex::new(HashMap::new()),
             data_blocked: Mutex::new(None),
             shutdown,
@@ -226,6 +183,9 @@ impl Shared {
 struct MemberLease {
     lease: Lease,
     stop: Arc<AtomicBool>,
+    /// Where it is inside its epoch, as the training thread last said; the heartbeat takes
+    /// it to the database.
+    progress: Arc<Mutex<Option<Progress>>>,
 }
 
 /// The leases of the group a worker trains; its training thread adds and removes members.
@@ -263,6 +223,7 @@ impl Trainer {
                         members: HashMap::new(),
                         next_key: 0,
                         leases: job.leases,
+                        pass: (std::time::Instant::now(), 0),
                     };
                     // N.B.: the thread must outlive any one group; a panic outside training
                     // (loading the data onto a device, say) fails its members, not the worker.
@@ -337,6 +298,11 @@ const LEASE_LOST: &str = "the job's lease was lost (cancelled, or claimed by ano
 struct MemberJob<'a> {
     lease: MemberLease,
     store: JobStore<'a>,
+    /// Its spec's epochs and batch size, for its progress.
+    epochs: u32,
+    batch: u64,
+    /// Its last epoch's (whole, training) seconds, for the estimates.
+    last: Option<(f64, f64)>,
 }
 
 /// A group's training thread's view of the queue: each member's epochs and checkpoint
@@ -352,6 +318,9 @@ struct GroupDb<'a> {
     members: HashMap<usize, MemberJob<'a>>,
     next_key: usize,
     leases: Leases,
+    /// When the epoch pass under way began (about: the previous epoch's end), and how far
+    /// it had come at the last report.
+    pass: (std::time::Instant, usize),
 }
 
 impl<'a> GroupDb<'a> {
@@ -401,16 +370,19 @@ impl<'a> GroupDb<'a> {
                     continue;
                 }
             };
-            let stop = self.shared.running.insert(&c.id);
+            let stop = self.shared.hub.start(&c.id);
             if self.shared.shutting_down() {
                 stop.store(true, Ordering::Relaxed);
             }
-            let lease = MemberLease { lease: c.lease(), stop };
+            let lease = MemberLease { lease: c.lease(), stop, progress: Arc::default() };
             self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lease.clone());
             let store = JobStore { shared: self.shared, handle: self.handle, lease: c.lease() };
             let key = self.next_key;
             self.next_key += 1;
-            self.members.insert(key, MemberJob { lease, store });
+            self.members.insert(
+                key,
+                MemberJob { lease, store, epochs: spec.epochs, batch: spec.batch_size.into(), last: None },
+            );
             out.push((key, spec));
         }
         out
@@ -474,17 +446,51 @@ impl GroupHost for GroupDb<'_> {
             job.record_epoch(&self.shared.pool, m.epoch.into(), &json, queue::now_ms(), lease)
         })?;
         anyhow::ensure!(ok, LEASE_LOST);
+        self.shared.hub.publish(&job.id);
+        if let Some(member) = self.members.get_mut(&key) {
+            member.last = Some((m.seconds, m.train_seconds));
+        }
+        self.pass = (std::time::Instant::now(), 0);
         Ok(())
+    }
+
+    fn batch_done(&mut self, members: &[(usize, u32)], done: usize, total: usize) {
+        let now = std::time::Instant::now();
+        if done < self.pass.1 {
+            self.pass.0 = now; // a new pass began without an epoch recorded (a member left)
+        }
+        self.pass.1 = done;
+        let elapsed = now.duration_since(self.pass.0).as_secs_f64().max(1e-3);
+        let per_batch = elapsed / done.max(1) as f64;
+        let at_ms = queue::now_ms();
+        for &(key, epoch) in members {
+            let Some(m) = self.members.get(&key) else { continue };
+            // Evaluation as long as last time (its share of the epoch); nothing known yet: none.
+            let eval = m.last.map_or(0.0, |(whole, train)| (whole - train).max(0.0));
+            let epoch_left = per_batch * (total - done) as f64 + eval;
+            let epoch_whole = m.last.map_or(per_batch * total as f64 + eval, |(whole, _)| whole);
+            let later = f64::from(m.epochs.saturating_sub(epoch)) * epoch_whole;
+            let p = Progress {
+                epoch,
+                batches_done: done as u64,
+                batches_total: total as u64,
+                samples_per_second: (done as u64 * m.batch) as f64 / elapsed,
+                epoch_eta_ms: at_ms + (epoch_left * 1000.0) as i64,
+                job_eta_ms: at_ms + ((epoch_left + later) * 1000.0) as i64,
+                at_ms,
+            };
+            *m.lease.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
+        }
     }
 
     fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>) {
         let Some(member) = self.members.remove(&key) else { return };
         let job = member.lease.lease;
-        self.shared.running.remove(&job.id);
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
         if let Err(e) = with_retries(self.handle, || self.record_end(&job, &result)) {
             error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back");
         }
+        self.shared.hub.ended(&job.id);
     }
 
     fn join(&mut self, room: usize) -> Vec<(usize, Spec)> {
@@ -581,13 +587,22 @@ impl Worker {
                     let members = current();
                     let job = members.first().map(|m| m.lease.id.as_str()).or(ids.first().map(String::as_str));
                     let _ = queue::workers::worker_seen(&s.pool, &self.name, job, queue::now_ms()).await;
-                    // N.B.: one transaction renews the whole group's leases.
-                    let leases: Vec<Lease> = members.iter().map(|m| m.lease.clone()).collect();
+                    // N.B.: one transaction renews the whole group's leases and carries each
+                    // member's progress: no write of its own per batch.
+                    let leases: Vec<(Lease, Option<String>)> = members
+                        .iter()
+                        .map(|m| {
+                            let news = m.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                            (m.lease.clone(), news.and_then(|p| serde_json::to_string(&p).ok()))
+                        })
+                        .collect();
                     match queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await {
                         Ok(held) => {
-                            for (m, held) in members.iter().zip(held) {
+                            for ((m, held), (_, news)) in members.iter().zip(held).zip(&leases) {
                                 if !held {
                                     m.stop.store(true, Ordering::Relaxed);
+                                } else if news.is_some() {
+                                    s.hub.publish(&m.lease.id);
                                 }
                             }
                         }
@@ -635,7 +650,7 @@ impl Worker {
             };
             if idle {
                 tokio::select! {
-                    _ = self.shared.wake.notified() => {}
+                    _ = self.shared.hub.wait_queued() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => {}
                 }

@@ -157,7 +157,7 @@ pub async fn create_job(
     .await?;
     let (status, row) = match created {
         Created::New(row) => {
-            state.wake.notify_one();
+            state.hub.queued(&id);
             (StatusCode::CREATED, row)
         }
         Created::Existing(row) => (StatusCode::OK, row),
@@ -348,8 +348,9 @@ pub async fn cancel_job(
         CancelOutcome::Cancelled { was_running } => {
             if was_running {
                 // Here it stops at once; a worker in another process notices at its next heartbeat.
-                state.running.stop(&id);
+                state.hub.stop(&id);
             }
+            state.hub.publish(&id);
             let row = load(&state, &user, &id).await?;
             Ok(Json(show(&state, &row).await?))
         }
@@ -398,6 +399,9 @@ pub async fn cancel_jobs(
             .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))?,
     };
     let ids = queue::cancel_queued(&state.pool, owner.id, queue::now_ms()).await?;
+    for id in &ids {
+        state.hub.publish(id);
+    }
     Ok(Json(json!({"owner": owner.name, "cancelled": ids.len(), "ids": ids})))
 }
 

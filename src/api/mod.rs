@@ -8,8 +8,8 @@ pub mod json;
 pub mod plots;
 pub mod sweeps;
 
+use crate::hub::Hub;
 use crate::queue::Pool;
-use crate::worker::Running;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -17,17 +17,15 @@ use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
-    /// Stop flags of the jobs this process trains, for an immediate cancel.
-    pub running: Arc<Running>,
-    /// Wakes an idle worker when a job is queued.
-    pub wake: Arc<Notify>,
+    /// Stop flags of the jobs this process trains (an immediate cancel), the idle workers'
+    /// wake-up, and word of changes for the event streams.
+    pub hub: Arc<Hub>,
     pub limits: Limits,
     pub limiter: Arc<auth::RateLimiter>,
     /// Workers of this process, for the queue's estimates.

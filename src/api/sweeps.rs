@@ -221,7 +221,7 @@ pub async fn create_sweep(
             retry_after: None,
         });
     }
-    state.wake.notify_waiters();
+    state.hub.queued_many();
     let sweep = sweeps::get_sweep(&state.pool, &sweep_id).await?.ok_or_else(|| not_found(&sweep_id))?;
     let body = sweep_json(&state.pool, &sweep).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
@@ -264,7 +264,8 @@ pub async fn cancel_sweep(
         if let CancelOutcome::Cancelled { was_running: true } =
             queue::cancel_job(&state.pool, &j.job.id, queue::now_ms()).await?
         {
-            state.running.stop(&j.job.id);
+            state.hub.stop(&j.job.id);
+            state.hub.publish(&j.job.id);
         }
     }
     Ok(Json(sweep_json(&state.pool, &sweep).await?))

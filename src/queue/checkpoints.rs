@@ -85,7 +85,7 @@ pub async fn drop_jobs_before(pool: &Pool, before: i64) -> Result<Dropped, Queue
         .bind(before)
         .fetch_one(&mut **t)
         .await?);
-    for table in ["epochs", "checkpoints"] {
+    for table in ["epochs", "checkpoints", "events"] {
         let delete = format!("DELETE FROM {table} WHERE job_id IN ({old_jobs})");
         on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&delete)).bind(before).execute(&mut **t).await?.rows_affected());
     }

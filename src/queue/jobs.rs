@@ -34,13 +34,15 @@ pub struct JobRow {
     /// The group it trains or last trained in, and how many jobs trained in that group.
     pub group_id: Option<String>,
     pub group_size: i64,
+    /// While running: where it is inside its epoch (`job::Progress` as JSON), from the heartbeat.
+    pub progress: Option<String>,
 }
 
 pub(crate) const JOB_COLUMNS: &str =
     "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
      device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
-     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size";
+     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size, progress";
 
 /// A job to insert.
 pub struct NewJob<'a> {
@@ -93,7 +95,7 @@ pub(crate) async fn create_job_in(tx: &mut Tx, job: &NewJob<'_>) -> Result<(), Q
         .execute(&mut **t)
         .await?
         .rows_affected());
-    Ok(())
+    super::events::log(tx, job.id, "status", "queued", job.now).await
 }
 
 /// Holds `owner`'s submissions until `tx` ends and counts their queued jobs, so a check of
@@ -210,6 +212,7 @@ pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome
                 .execute(&mut **t)
                 .await?
                 .rows_affected());
+            super::events::log(&mut tx, id, "status", "cancelled", now).await?;
             CancelOutcome::Cancelled { was_running: s == JobStatus::Running }
         }
         Some(other) => CancelOutcome::AlreadyFinished(other),
@@ -220,10 +223,15 @@ pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome
 
 /// Cancels every queued job of `owner` in one statement; the ids cancelled, oldest first.
 pub async fn cancel_queued(pool: &Pool, owner: i64, now: i64) -> Result<Vec<String>, QueueError> {
+    const LOG: &str = "INSERT INTO events (job_id, owner_id, kind, data, at) \
+         SELECT id, owner_id, 'status', 'cancelled', ? FROM jobs WHERE owner_id = ? AND status = 'queued' ORDER BY seq";
     const SQL: &str = "UPDATE jobs SET status = 'cancelled', finished_at = ? \
          WHERE owner_id = ? AND status = 'queued' RETURNING id, seq";
+    let mut tx = pool.begin_write().await?;
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(LOG)).bind(now).bind(owner).execute(&mut **t).await?.rows_affected());
     let mut rows: Vec<(String, i64)> =
-        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(now).bind(owner).fetch_all(p).await?);
+        on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(SQL)).bind(now).bind(owner).fetch_all(&mut **t).await?);
+    tx.commit().await?;
     rows.sort_by_key(|r| r.1);
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
@@ -313,6 +321,7 @@ async fn claim_in(
             .await?
     });
     let Some((id, spec, attempt, group_key, owner)) = claimed else { return Ok(None) };
+    super::events::log(tx, &id, "status", "running", t.now).await?;
     on_db!(Tx, &mut *tx, |c, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
         .bind(t.now)
         .bind(owner)
@@ -464,7 +473,7 @@ impl Lease {
 
     /// Renews the lease until `now + lease_ms`; false when it is lost (or the job cancelled).
     pub async fn heartbeat(&self, pool: &Pool, now: i64, lease_ms: i64) -> Result<bool, QueueError> {
-        Ok(renew_leases(pool, std::slice::from_ref(self), now, lease_ms).await?[0])
+        Ok(renew_leases(pool, &[(self.clone(), None)], now, lease_ms).await?[0])
     }
 
     /// Begins a transaction in which this lease still holds its job, or `None` when it is
@@ -511,6 +520,7 @@ impl Lease {
             .execute(&mut **t)
             .await?
             .rows_affected());
+        super::events::log(&mut tx, &self.id, "epoch", metrics, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -525,43 +535,61 @@ impl Lease {
     ) -> Result<bool, QueueError> {
         debug_assert!(status.is_finished());
         let status = status.as_str();
-        const SQL: &str = "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL \
-             WHERE id = ? AND attempt = ? AND status = 'running'";
-        let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+        const SQL: &str = "UPDATE jobs SET status = ?, error = ?, finished_at = ?, lease_expires_at = NULL, \
+             progress = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
+        let mut tx = pool.begin_write().await?;
+        let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
             .bind(status)
             .bind(error)
             .bind(now)
             .bind(&self.id)
             .bind(self.attempt)
-            .execute(p)
+            .execute(&mut **t)
             .await?
             .rows_affected());
+        if n == 1 {
+            super::events::log(&mut tx, &self.id, "status", status, now).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
     /// Puts the job back in the queue without charging the attempt (a graceful shutdown).
     pub async fn release(&self, pool: &Pool) -> Result<bool, QueueError> {
         const SQL: &str = "UPDATE jobs SET status = 'queued', attempt = attempt - 1, worker = NULL, device = NULL, \
-             lease_expires_at = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
-        let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+             lease_expires_at = NULL, progress = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
+        let mut tx = pool.begin_write().await?;
+        let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
             .bind(&self.id)
             .bind(self.attempt)
-            .execute(p)
+            .execute(&mut **t)
             .await?
             .rows_affected());
+        if n == 1 {
+            super::events::log(&mut tx, &self.id, "status", "queued", super::now_ms()).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 }
 
-/// Renews every lease of a group in one transaction (one commit, however many members);
-/// for each, whether it is still held.
-pub async fn renew_leases(pool: &Pool, leases: &[Lease], now: i64, lease_ms: i64) -> Result<Vec<bool>, QueueError> {
-    const SQL: &str = "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+/// Renews every lease of a group in one transaction (one commit, however many members),
+/// with each member's in-epoch progress (`job::Progress` as JSON) when there is news; for
+/// each, whether it is still held.
+pub async fn renew_leases(
+    pool: &Pool,
+    leases: &[(Lease, Option<String>)],
+    now: i64,
+    lease_ms: i64,
+) -> Result<Vec<bool>, QueueError> {
+    const SQL: &str = "UPDATE jobs SET lease_expires_at = ?, progress = COALESCE(?, progress) \
+         WHERE id = ? AND attempt = ? AND status = 'running'";
     let mut held = Vec::with_capacity(leases.len());
     let mut tx = pool.begin_write().await?;
-    for l in leases {
+    for (l, progress) in leases {
         let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
             .bind(now + lease_ms)
+            .bind(progress.as_deref())
             .bind(&l.id)
             .bind(l.attempt)
             .execute(&mut **t)
@@ -580,15 +608,27 @@ pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result
            error = 'the worker running it stopped responding ' || CAST(attempt AS TEXT) \
              || ' times (attempts are limited to ' || CAST(?2 AS TEXT) || ')' \
          WHERE status = 'running' AND lease_expires_at < ?1 AND attempt >= ?2";
-    const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker = NULL, device = NULL, lease_expires_at = NULL \
-         WHERE status = 'running' AND lease_expires_at < ?";
+    const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker = NULL, device = NULL, lease_expires_at = NULL, \
+         progress = NULL WHERE status = 'running' AND lease_expires_at < ?";
+    const LOG_FAIL: &str = "INSERT INTO events (job_id, owner_id, kind, data, at) \
+         SELECT id, owner_id, 'status', 'failed', ?1 FROM jobs \
+         WHERE status = 'running' AND lease_expires_at < ?1 AND attempt >= ?2 ORDER BY seq";
+    const LOG_REQUEUE: &str = "INSERT INTO events (job_id, owner_id, kind, data, at) \
+         SELECT id, owner_id, 'status', 'queued', ?1 FROM jobs WHERE status = 'running' AND lease_expires_at < ?1 ORDER BY seq";
     let mut tx = pool.begin_write().await?;
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(LOG_FAIL))
+        .bind(now)
+        .bind(max_attempts)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
     let failed = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(FAIL))
         .bind(now)
         .bind(max_attempts)
         .execute(&mut **t)
         .await?
         .rows_affected());
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(LOG_REQUEUE)).bind(now).execute(&mut **t).await?.rows_affected());
     let requeued =
         on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(REQUEUE)).bind(now).execute(&mut **t).await?.rows_affected());
     tx.commit().await?;

@@ -20,6 +20,7 @@
 
 pub mod checkpoints;
 mod db;
+pub mod events;
 mod jobs;
 pub mod problems;
 pub mod sweeps;

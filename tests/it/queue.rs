@@ -264,11 +264,19 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
         let row = queue::get_job(&pool, &c.id).await.unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.group_id.as_deref(), row.group_size), ("running", Some("g1"), 4));
     }
-    // One transaction renews the whole group's leases, and tells which are lost.
-    let leases: Vec<queue::Lease> = g.iter().map(queue::Claimed::lease).collect();
+    // One transaction renews the whole group's leases, carries progress where there is
+    // news (and keeps the last where there is none), and tells which leases are lost.
+    let progress = |i: usize| (i == 0).then(|| r#"{"epoch":1}"#.to_string());
+    let leases: Vec<(queue::Lease, Option<String>)> =
+        g.iter().enumerate().map(|(i, c)| (c.lease(), progress(i))).collect();
     assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true; 4]);
+    let quiet: Vec<_> = leases.iter().map(|(l, _)| (l.clone(), None)).collect();
+    assert_eq!(queue::renew_leases(&pool, &quiet, 10, LEASE).await.unwrap(), [true; 4]);
+    let first = queue::get_job(&pool, "a-cnn0").await.unwrap().unwrap();
+    assert_eq!(first.progress.as_deref(), Some(r#"{"epoch":1}"#));
+    assert_eq!(queue::get_job(&pool, "b-cnn0").await.unwrap().unwrap().progress, None);
     queue::cancel_job(&pool, "a-cnn2", 10).await.unwrap();
-    assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true, true, true, false]);
+    assert_eq!(queue::renew_leases(&pool, &quiet, 10, LEASE).await.unwrap(), [true, true, true, false]);
     // The next group starts with the next job in the fair order, another shape, alone.
     let g2 = queue::claim_group(&pool, &terms("w", 11, 0), |_| 4, "g2").await.unwrap();
     assert_eq!(ids(&g2), ["a-mlp"]);
