@@ -60,6 +60,10 @@ pub struct ServeConfig {
     /// Most jobs of one user running at once; further jobs wait (0: no limit beyond fairness).
     #[arg(long, env = "TRAINYARD_MAX_RUNNING_PER_USER", default_value_t = 0)]
     pub max_running_per_user: i64,
+    /// Event streams (GET /events, GET /jobs/ID/events) one user may have open at once; past
+    /// it 429.
+    #[arg(long, env = "TRAINYARD_MAX_STREAMS_PER_USER", default_value_t = 8)]
+    pub max_streams_per_user: usize,
     /// Requests per second per token (bursts of twice that); past it 429 with Retry-After (0: off).
     #[arg(long, env = "TRAINYARD_RATE_LIMIT", default_value_t = 20.0)]
     pub rate_limit: f64,

@@ -137,6 +137,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             max_epochs: cfg.max_epochs_per_job,
             max_parameters: cfg.max_parameters,
             max_job_memory_mb: cfg.max_job_memory_mb,
+            max_streams: cfg.max_streams_per_user,
         },
         limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
         workers: workers.len(),

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-fn rfc3339(ms: Option<i64>) -> Value {
+pub(crate) fn rfc3339(ms: Option<i64>) -> Value {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
@@ -69,6 +69,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         }
         JobStatus::Running => {
             obj.insert("device".into(), json!(row.device));
+            obj.insert("progress".into(), progress_json(row).unwrap_or(Value::Null));
         }
         JobStatus::Failed => {
             obj.insert("error".into(), json!(row.error));
@@ -76,6 +77,25 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         _ => {}
     }
     v
+}
+
+/// A running job's place inside its current epoch, as its worker last said on the
+/// heartbeat; `None` before the first report of the epoch under way.
+pub(crate) fn progress_json(row: &JobRow) -> Option<Value> {
+    let p: crate::job::Progress = serde_json::from_str(row.progress.as_deref()?).ok()?;
+    if row.status != JobStatus::Running || i64::from(p.epoch) <= row.epochs_done {
+        return None;
+    }
+    Some(json!({
+        "epoch": p.epoch,
+        "batches_done": p.batches_done,
+        "batches_total": p.batches_total,
+        "fraction": p.batches_done as f64 / p.batches_total.max(1) as f64,
+        "samples_per_second": (p.samples_per_second * 10.0).round() / 10.0,
+        "epoch_eta": rfc3339(Some(p.epoch_eta_ms)),
+        "eta": rfc3339(Some(p.job_eta_ms)),
+        "updated_at": rfc3339(Some(p.at_ms)),
+    }))
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -435,6 +455,7 @@ pub async fn get_metrics(
         "status": row.status,
         "epochs_total": row.epochs_total,
         "epochs": epochs,
+        "progress": progress_json(&row),
     })))
 }
 

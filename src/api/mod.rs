@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod jobs;
 pub mod json;
 pub mod plots;
@@ -41,6 +42,8 @@ pub struct Limits {
     pub max_parameters: i64,
     /// Most memory one job may need (its estimate: weights, gradients, momentum, activations).
     pub max_job_memory_mb: i64,
+    /// Most event streams one user may have open at once.
+    pub max_streams: usize,
 }
 
 impl Limits {
@@ -107,6 +110,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/jobs/{id}/cancel"),
     ("post", "/jobs/cancel"),
     ("get", "/jobs/{id}/metrics"),
+    ("get", "/jobs/{id}/events"),
+    ("get", "/events"),
     ("get", "/jobs/{id}/plot"),
     ("get", "/jobs/{id}/model"),
     ("get", "/plot"),
@@ -223,6 +228,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
         ("post", "/jobs/cancel") => post(jobs::cancel_jobs),
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
+        ("get", "/jobs/{id}/events") => get(events::job_events),
+        ("get", "/events") => get(events::all_events),
         ("get", "/jobs/{id}/plot") => get(plots::plot_job),
         ("get", "/jobs/{id}/model") => get(jobs::get_model),
         ("get", "/plot") => get(plots::plot_jobs),

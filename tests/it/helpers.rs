@@ -51,6 +51,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         max_running_per_user: 0,
         max_group: None,
         rate_limit: 0.0,
+        max_streams_per_user: 8,
         admin_token_file: dir.join("admin.token"),
         data_url: "http://127.0.0.1:9/unreachable".into(),
         data_md5: trainyard::fetch::OFFICIAL_MD5.into(),
@@ -149,4 +150,75 @@ pub async fn poll(client: &Client, url: &str, secs: u64, done: impl Fn(&Value) -
 
 pub fn status_is(s: &'static str) -> impl Fn(&Value) -> bool {
     move |j| j["status"] == s
+}
+
+/// One Server-Sent Event as a client reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// Reads an event stream: `next` gives each event in turn (keep-alive comments skipped),
+/// `None` when the server closed it.
+pub struct SseReader {
+    response: Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub async fn open(client: &Client, url: &str, last_event_id: Option<&str>) -> Response {
+        let mut r = client.get(url);
+        if let Some(id) = last_event_id {
+            r = r.header("Last-Event-ID", id);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub fn new(response: Response) -> SseReader {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader { response, buffer: String::new() }
+    }
+
+    /// The next event, waiting at most `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<Sse> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = ("message".to_string(), None, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(Sse { event, id, data: serde_json::from_str(&data).unwrap() });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within {secs} s; buffered: {:?}", self.buffer);
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(_) => return None,
+                Err(_) => panic!("no event within {secs} s"),
+            }
+        }
+    }
+
+    /// Every event until the server closes the stream.
+    pub async fn rest(&mut self, secs: u64) -> Vec<Sse> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next(secs).await {
+            out.push(e);
+        }
+        out
+    }
 }

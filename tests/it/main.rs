@@ -2,6 +2,7 @@ mod api;
 mod cli;
 mod db;
 mod engine;
+mod events;
 mod fetch;
 mod group;
 mod helpers;

@@ -180,7 +180,13 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     let job: Value = client.get(api.url(&format!("/jobs/{quick}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["status"], "queued");
 
+    // The API's event stream follows a job that another process trains.
+    let stream = crate::helpers::SseReader::open(&client, &api.url(&format!("/jobs/{quick}/events")), None).await;
+    let mut stream = crate::helpers::SseReader::new(stream);
     let worker = start_worker(&site);
+    let events = stream.rest(60).await;
+    let kinds: Vec<&str> = events.iter().filter(|e| e.event != "progress").map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["status", "status", "epoch", "epoch", "status", "done"], "{events:?}");
     poll(&client, &api.url(&format!("/jobs/{quick}")), 60, status_is("succeeded")).await;
     poll(&client, &api.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
     // A cancel through the API reaches the other process at its next heartbeat: the worker
