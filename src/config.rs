@@ -72,6 +72,9 @@ pub struct ServeConfig {
     /// them forever.
     #[arg(long, env = "TRAINYARD_KEEP_CHECKPOINTS_DAYS", default_value_t = 90.0)]
     pub keep_checkpoints_days: f64,
+    /// Seconds after which a lost or stopped worker is no longer listed by GET /workers.
+    #[arg(long, env = "TRAINYARD_FORGET_WORKERS_SECONDS", default_value_t = 3600.0)]
+    pub forget_workers_seconds: f64,
     /// Where the first admin's token is written (mode 0600) when the server starts with no users.
     #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
     pub admin_token_file: PathBuf,
@@ -81,4 +84,16 @@ pub struct ServeConfig {
     /// The archive's MD5.
     #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
     pub data_md5: String,
+}
+
+impl ServeConfig {
+    /// How often an idle worker says it is alive (a busy one: every heartbeat).
+    pub fn alive_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.lease_seconds.clamp(0.5, 5.0))
+    }
+
+    /// A worker silent this long is lost: three missed reports.
+    pub fn live_window(&self) -> std::time::Duration {
+        self.alive_every() * 3
+    }
 }

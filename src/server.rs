@@ -60,6 +60,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         max_group: cfg.max_group.map(|g| g as usize),
         max_job_memory_mb: cfg.max_job_memory_mb,
         retry: Duration::from_secs_f64(cfg.retry_seconds.clamp(0.1, 3600.0)),
+        alive_every: cfg.alive_every(),
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
     let shared = Shared::new(pool.clone(), settings, hub.clone(), stop_rx);
@@ -141,6 +142,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         },
         limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
         workers: workers.len(),
+        live_window: cfg.live_window(),
+        forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
     });
     info!(
         workers = workers.len(),

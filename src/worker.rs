@@ -48,6 +48,8 @@ pub struct WorkerSettings {
     /// How long workers wait before trying data that failed to load again (sooner if the
     /// data directory changes).
     pub retry: Duration,
+    /// How often an idle worker says it is alive.
+    pub alive_every: Duration,
 }
 
 /// The data directory's files as they are now (names, sizes, modification times), to notice
@@ -633,7 +635,7 @@ impl Worker {
                 break;
             }
             // Idle, a worker says it is alive every few seconds (running, every heartbeat).
-            if last_seen.elapsed() >= Duration::from_secs(5) {
+            if last_seen.elapsed() >= self.shared.settings.alive_every {
                 let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
                 last_seen = std::time::Instant::now();
             }

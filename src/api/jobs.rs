@@ -34,10 +34,11 @@ async fn plan_for(state: &AppState, entries: &[queue::QueueEntry]) -> Result<Has
     Ok(schedule::plan(entries, &history, live_workers(state).await?, queue::now_ms()))
 }
 
-/// Workers serving the queue now: those of every process that said it was alive in the last
-/// 15 s (idle workers do every 5 s), and at least this process's own.
+/// Workers serving the queue now: those of every process that said it was alive within the
+/// live window (three reports), and at least this process's own.
 pub(crate) async fn live_workers(state: &AppState) -> Result<usize, ApiError> {
-    let seen = queue::workers::count_live(&state.pool, queue::now_ms() - 15_000).await?;
+    let since = queue::now_ms() - state.live_window.as_millis() as i64;
+    let seen = queue::workers::count_live(&state.pool, since).await?;
     Ok(state.workers.max(seen as usize))
 }
 
@@ -506,18 +507,27 @@ pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> R
         return Err(ApiError::Forbidden("only admins can list the workers".into()));
     }
     let now = queue::now_ms();
-    let rows = queue::workers::list_workers(&state.pool, now - 24 * 3600 * 1000).await?;
+    let rows = queue::workers::list_workers(&state.pool, now - state.forget_workers.as_millis() as i64).await?;
+    let live_since = now - state.live_window.as_millis() as i64;
     let workers: Vec<Value> = rows
         .iter()
         .map(|w| {
+            // N.B.: a worker killed with -9 never says it stopped; its silence says it.
+            let status = match (w.stopped_at, &w.job_id) {
+                (Some(_), _) => "stopped",
+                (None, _) if w.last_seen_at < live_since => "lost",
+                (None, Some(_)) => "busy",
+                (None, None) => "idle",
+            };
             json!({
                 "name": w.name,
                 "host": w.host,
                 "device": w.device,
+                "state": status,
                 "started_at": rfc3339(Some(w.started_at)),
                 "last_heartbeat": rfc3339(Some(w.last_seen_at)),
                 "seconds_since_heartbeat": ((now - w.last_seen_at).max(0) as f64 / 1000.0).round(),
-                "job_id": w.job_id,
+                "job_id": w.job_id.as_ref().filter(|_| status == "busy"),
                 "stopped": w.stopped_at.is_some(),
             })
         })

@@ -31,6 +31,10 @@ pub struct AppState {
     pub limiter: Arc<auth::RateLimiter>,
     /// Workers of this process, for the queue's estimates.
     pub workers: usize,
+    /// A worker silent this long is lost: not counted, shown `lost`.
+    pub live_window: Duration,
+    /// Lost and stopped workers are listed this long.
+    pub forget_workers: Duration,
 }
 
 /// What one user may ask of a shared box.

@@ -43,6 +43,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         lease_seconds: 1.0,
         retry_seconds: 60.0,
         keep_checkpoints_days: 90.0,
+        forget_workers_seconds: 3600.0,
         max_attempts: 3,
         max_queued_per_user: 1000,
         max_epochs_per_job: 1000,

@@ -490,3 +490,56 @@ async fn cancel_and_sigterm_take_effect_while_a_worker_is_still_fetching_the_dat
     let grace = trainyard::server::SHUTDOWN_GRACE.as_secs();
     assert!(t.elapsed().as_secs() <= grace + 2, "stopped in {:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_shown_lost_and_leaves_the_count_and_a_stopped_one_says_so() {
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    let workers = |client: Client, url: String| async move {
+        let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        v["workers"].as_array().unwrap().clone()
+    };
+    let queue_workers = |client: Client, url: String| async move {
+        let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        v["workers"].as_u64().unwrap()
+    };
+    let mut doomed = start_worker(&site);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while workers(client.clone(), api.url("/workers")).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the worker never registered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let listed = workers(client.clone(), api.url("/workers")).await;
+    assert_eq!(listed[0]["state"], "idle", "{listed:?}");
+    assert_eq!(queue_workers(client.clone(), api.url("/queue")).await, 1);
+    doomed.0.kill().unwrap(); // SIGKILL: it never says it stopped
+    doomed.0.wait().unwrap();
+    // Lease 1 s: an idle worker reports every second, and three missed reports make it lost.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = workers(client.clone(), api.url("/workers")).await;
+        if listed[0]["state"] == "lost" {
+            assert_eq!(listed[0]["stopped"], false);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never lost: {listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(queue_workers(client.clone(), api.url("/queue")).await, 0, "a lost worker is not counted");
+    let r = reqwest::get(api.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503, "no live worker: not ready");
+    // A worker stopped with SIGTERM says so.
+    let mut calm = start_worker(&site);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while workers(client.clone(), api.url("/workers")).await.iter().all(|w| w["state"] != "idle") {
+        assert!(std::time::Instant::now() < deadline, "the second worker never registered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(Command::new("kill").args(["-TERM", &calm.0.id().to_string()]).status().unwrap().success());
+    calm.0.wait().unwrap();
+    let listed = workers(client.clone(), api.url("/workers")).await;
+    let states: Vec<&str> = listed.iter().map(|w| w["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "stopped").count(), 1, "{listed:?}");
+    assert_eq!(states.iter().filter(|s| **s == "lost").count(), 1, "{listed:?}");
+}
