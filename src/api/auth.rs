@@ -38,6 +38,9 @@ impl FromRequestParts<AppState> for CurrentUser {
         let user = users::user_by_token(&state.pool, token)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid (unknown or revoked)".into()))?;
+        if let Some(slot) = parts.extensions.get::<super::access::AccessSlot>() {
+            slot.set_user(&user.name);
+        }
         state.limiter.check(user.id)?;
         Ok(CurrentUser(user))
     }

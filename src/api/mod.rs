@@ -1,6 +1,7 @@
 //! The HTTP API. Every route is listed once in `ROUTES`, which builds the router and which a
 //! test holds against openapi.yaml.
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -18,7 +19,6 @@ use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::trace::TraceLayer;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -255,6 +255,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route_layer(axum::middleware::from_fn(check_query))
+        .route_layer(axum::middleware::from_fn(access::note_route))
         .fallback(|| async { error::ApiError::NotFound("no such route; see GET /openapi.yaml".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             error::ApiError::MethodNotAllowed(format!(
@@ -264,7 +265,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
         .layer(axum::middleware::from_fn(edge_limits))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(access::access_log))
         .with_state(state)
 }
 

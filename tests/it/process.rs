@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 struct ServeProcess {
     child: Child,
     base: String,
+    /// Its log lines so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A test's files (data, admin token) and database, shared by the processes it starts.
@@ -74,8 +76,14 @@ impl ServeProcess {
             }
         };
         // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        ServeProcess { child, base }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        ServeProcess { child, base, log }
     }
 
     fn url(&self, path: &str) -> String {
@@ -542,4 +550,33 @@ async fn a_killed_worker_is_shown_lost_and_leaves_the_count_and_a_stopped_one_sa
     let states: Vec<&str> = listed.iter().map(|w| w["state"].as_str().unwrap()).collect();
     assert_eq!(states.iter().filter(|s| **s == "stopped").count(), 1, "{listed:?}");
     assert_eq!(states.iter().filter(|s| **s == "lost").count(), 1, "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_gets_one_access_log_line_with_its_route_and_user_and_never_the_token() {
+    let site = Site::new();
+    let server = ServeProcess::start_with(&site, &["--no-workers"]);
+    let token = std::fs::read_to_string(site.path().join("admin.token")).unwrap().trim().to_string();
+    let client = admin(&site);
+    let id = submit(&client, &server, json!({"model": "linear", "epochs": 1})).await;
+    assert_eq!(job(&client, &server, &id).await["status"], "queued");
+    let anonymous = reqwest::get(server.url("/queue")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let lines: Vec<String> =
+        server.log.lock().unwrap().iter().filter(|l| l.contains("trainyard::access")).cloned().collect();
+    let find = |route: &str, status: u16| {
+        lines
+            .iter()
+            .find(|l| l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status={status}")))
+            .cloned()
+    };
+    let post = find("/jobs", 201).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(post.contains("method=POST") && post.contains("user=\"admin\"") && post.contains("ms="), "{post}");
+    let get = find("/jobs/{id}", 200).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(!get.contains(&id), "the route template, not the id: {get}");
+    let refused = find("/queue", 401).unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(refused.contains("user=\"-\""), "{refused}");
+    let all = server.log.lock().unwrap().join("\n");
+    assert!(!all.contains(&token), "the token never reaches the log");
 }
