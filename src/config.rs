@@ -75,6 +75,10 @@ pub struct ServeConfig {
     /// Seconds after which a lost or stopped worker is no longer listed by GET /workers.
     #[arg(long, env = "TRAINYARD_FORGET_WORKERS_SECONDS", default_value_t = 3600.0)]
     pub forget_workers_seconds: f64,
+    /// `trainyard worker` only: serve this process's Prometheus metrics (GET /metrics, an
+    /// admin's token) on this address.
+    #[arg(long, env = "TRAINYARD_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
     /// Where the first admin's token is written (mode 0600) when the server starts with no users.
     #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
     pub admin_token_file: PathBuf,

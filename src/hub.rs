@@ -21,17 +21,21 @@ pub struct Hub {
     closing: watch::Sender<bool>,
     /// Open event streams per user.
     streams: Mutex<HashMap<i64, usize>>,
+    /// What this process counts for Prometheus.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
+impl Hub {
+    /// A hub whose telemetry exports the box's state too (`box_state`: the API's process).
+    pub fn new(box_state: bool) -> Arc<Hub> {
+        Arc::new(Hub {
             changed: broadcast::channel(1024).0,
             stops: Mutex::default(),
             queued: Notify::new(),
             closing: watch::channel(false).0,
             streams: Mutex::default(),
-        }
+            telemetry: crate::telemetry::Telemetry::new(box_state),
+        })
     }
 }
 
@@ -40,10 +44,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new() -> Arc<Hub> {
-        Arc::new(Hub::default())
-    }
-
     /// Says that `job` changed (its event is already in the database's log).
     pub fn publish(&self, job: &str) {
         let _ = self.changed.send(job.to_string());

@@ -10,6 +10,7 @@
 //! - `api`: the router, one file per resource, the error type.
 //! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
 //! - `schedule`: pure: queue positions and estimated starts under the fair-share rule.
+//! - `telemetry`: Prometheus metrics (GET /metrics).
 //! - `hub`: the process's event hub: job changes, stop flags, the idle workers' wake-up.
 //! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
 //! - `server`: `trainyard serve`, the API and workers in one process.
@@ -36,5 +37,6 @@ pub mod schedule;
 pub mod server;
 pub mod spec;
 pub mod sweep;
+pub mod telemetry;
 pub mod train;
 pub mod worker;

@@ -42,8 +42,8 @@ struct WorkerSet {
 }
 
 /// Starts the configured workers (none with `--no-workers`).
-fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>) -> WorkerSet {
-    let hub = Hub::new();
+fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>, api: bool) -> WorkerSet {
+    let hub = Hub::new(api);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let devices =
         if cfg.no_workers { Vec::new() } else { plan_devices(cfg.workers_per_gpu, cfg.cpu_workers.unwrap_or(cores)) };
@@ -81,18 +81,54 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
     WorkerSet { workers, devices, hub }
 }
 
+/// What the API's handlers share.
+fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usize) -> AppState {
+    AppState {
+        pool: pool.clone(),
+        hub: hub.clone(),
+        limits: api::Limits {
+            max_queued: cfg.max_queued_per_user,
+            max_epochs: cfg.max_epochs_per_job,
+            max_parameters: cfg.max_parameters,
+            max_job_memory_mb: cfg.max_job_memory_mb,
+            max_streams: cfg.max_streams_per_user,
+        },
+        limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
+        workers,
+        live_window: cfg.live_window(),
+        forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
+    }
+}
+
 /// `trainyard worker`: workers only, no HTTP, on the given database, until SIGINT/SIGTERM.
 /// A cancel made through an API in another process reaches them at their next heartbeat.
 pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     let pool = queue::connect(&cfg.database).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, stop_rx);
+    let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, stop_rx, false);
     info!(
         workers = w.workers.len(),
         devices = ?w.devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
         database = %queue::display_url(&cfg.database),
         "trainyard workers started"
     );
+    if let Some(bind) = cfg.metrics_bind {
+        // N.B.: only this process's counters; the box's state is the API's to export.
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} (--metrics-bind, TRAINYARD_METRICS_BIND)"))?;
+        info!("worker metrics on http://{}/metrics", listener.local_addr()?);
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(api::telemetry::scrape_process))
+            .with_state(app_state(&cfg, &pool, &w.hub, w.workers.len()));
+        let mut stop = w.hub.closing();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|c| *c).await;
+            };
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        });
+    }
     wait_for_signal().await;
     info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
     let _ = stop_tx.send(true);
@@ -128,23 +164,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, stop_rx.clone());
+    let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, stop_rx.clone(), true);
 
-    let app = api::router(AppState {
-        pool: pool.clone(),
-        hub: hub.clone(),
-        limits: api::Limits {
-            max_queued: cfg.max_queued_per_user,
-            max_epochs: cfg.max_epochs_per_job,
-            max_parameters: cfg.max_parameters,
-            max_job_memory_mb: cfg.max_job_memory_mb,
-            max_streams: cfg.max_streams_per_user,
-        },
-        limiter: Arc::new(api::auth::RateLimiter::new(cfg.rate_limit)),
-        workers: workers.len(),
-        live_window: cfg.live_window(),
-        forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
-    });
+    let app = api::router(app_state(&cfg, &pool, &hub, workers.len()));
     info!(
         workers = workers.len(),
         devices = ?devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),

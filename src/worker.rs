@@ -305,6 +305,8 @@ struct MemberJob<'a> {
     batch: u64,
     /// Its last epoch's (whole, training) seconds, for the estimates.
     last: Option<(f64, f64)>,
+    /// When it first started (ms), for the duration metric.
+    started_at: i64,
 }
 
 /// A group's training thread's view of the queue: each member's epochs and checkpoint
@@ -373,6 +375,9 @@ impl<'a> GroupDb<'a> {
                 }
             };
             let stop = self.shared.hub.start(&c.id);
+            if c.attempt == 1 {
+                self.shared.hub.telemetry.job_claimed((c.started_at - c.created_at) as f64 / 1000.0);
+            }
             if self.shared.shutting_down() {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -383,20 +388,33 @@ impl<'a> GroupDb<'a> {
             self.next_key += 1;
             self.members.insert(
                 key,
-                MemberJob { lease, store, epochs: spec.epochs, batch: spec.batch_size.into(), last: None },
+                MemberJob {
+                    lease,
+                    store,
+                    epochs: spec.epochs,
+                    batch: spec.batch_size.into(),
+                    last: None,
+                    started_at: c.started_at,
+                },
             );
             out.push((key, spec));
         }
         out
     }
 
-    /// Ends `job`'s attempt in the queue as `result` says.
-    async fn record_end(&self, job: &Lease, result: &Result<Outcome, TrainError>) -> Result<(), queue::QueueError> {
+    /// Ends `job`'s attempt in the queue as `result` says; the final status this wrote, if
+    /// it ended the job (a cancel is the API's to count).
+    async fn record_end(
+        &self,
+        job: &Lease,
+        result: &Result<Outcome, TrainError>,
+    ) -> Result<Option<JobStatus>, queue::QueueError> {
         let (pool, id, now) = (&self.shared.pool, job.id.as_str(), queue::now_ms());
         match *result {
             Ok(Outcome::Finished { epochs }) => {
                 if job.finish(pool, JobStatus::Succeeded, None, now).await? {
                     info!(job.id = %id, epochs, group.id = %self.group_id, "job succeeded");
+                    return Ok(Some(JobStatus::Succeeded));
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) if self.shared.shutting_down() => {
@@ -424,10 +442,11 @@ impl<'a> GroupDb<'a> {
                 let e = e.to_string();
                 if job.finish(pool, JobStatus::Failed, Some(&e), now).await? {
                     warn!(job.id = %id, error = %e, "job failed");
+                    return Ok(Some(JobStatus::Failed));
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -449,6 +468,7 @@ impl GroupHost for GroupDb<'_> {
         })?;
         anyhow::ensure!(ok, LEASE_LOST);
         self.shared.hub.publish(&job.id);
+        self.shared.hub.telemetry.epoch(m.seconds);
         if let Some(member) = self.members.get_mut(&key) {
             member.last = Some((m.seconds, m.train_seconds));
         }
@@ -489,8 +509,16 @@ impl GroupHost for GroupDb<'_> {
         let Some(member) = self.members.remove(&key) else { return };
         let job = member.lease.lease;
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
-        if let Err(e) = with_retries(self.handle, || self.record_end(&job, &result)) {
-            error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back");
+        match with_retries(self.handle, || self.record_end(&job, &result)) {
+            Err(e) => {
+                error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back")
+            }
+            Ok(Some(status)) => {
+                let t = &self.shared.hub.telemetry;
+                t.job_finished(status);
+                t.job_ended((queue::now_ms() - member.started_at) as f64 / 1000.0);
+            }
+            Ok(None) => {}
         }
         self.shared.hub.ended(&job.id);
     }

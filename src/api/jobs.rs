@@ -372,6 +372,7 @@ pub async fn cancel_job(
                 state.hub.stop(&id);
             }
             state.hub.publish(&id);
+            state.hub.telemetry.job_finished(JobStatus::Cancelled);
             let row = load(&state, &user, &id).await?;
             Ok(Json(show(&state, &row).await?))
         }
@@ -422,6 +423,7 @@ pub async fn cancel_jobs(
     let ids = queue::cancel_queued(&state.pool, owner.id, queue::now_ms()).await?;
     for id in &ids {
         state.hub.publish(id);
+        state.hub.telemetry.job_finished(JobStatus::Cancelled);
     }
     Ok(Json(json!({"owner": owner.name, "cancelled": ids.len(), "ids": ids})))
 }
@@ -513,12 +515,7 @@ pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> R
         .iter()
         .map(|w| {
             // N.B.: a worker killed with -9 never says it stopped; its silence says it.
-            let status = match (w.stopped_at, &w.job_id) {
-                (Some(_), _) => "stopped",
-                (None, _) if w.last_seen_at < live_since => "lost",
-                (None, Some(_)) => "busy",
-                (None, None) => "idle",
-            };
+            let status = w.state(live_since);
             json!({
                 "name": w.name,
                 "host": w.host,

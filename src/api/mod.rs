@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod json;
 pub mod plots;
 pub mod sweeps;
+pub mod telemetry;
 
 use crate::hub::Hub;
 use crate::queue::Pool;
@@ -116,6 +117,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs/{id}/metrics"),
     ("get", "/jobs/{id}/events"),
     ("get", "/events"),
+    ("get", "/metrics"),
     ("get", "/jobs/{id}/plot"),
     ("get", "/jobs/{id}/model"),
     ("get", "/plot"),
@@ -234,6 +236,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
         ("get", "/jobs/{id}/events") => get(events::job_events),
         ("get", "/events") => get(events::all_events),
+        ("get", "/metrics") => get(telemetry::scrape),
         ("get", "/jobs/{id}/plot") => get(plots::plot_job),
         ("get", "/jobs/{id}/model") => get(jobs::get_model),
         ("get", "/plot") => get(plots::plot_jobs),

@@ -261,11 +261,14 @@ pub async fn cancel_sweep(
         )));
     }
     for j in jobs {
-        if let CancelOutcome::Cancelled { was_running: true } =
+        if let CancelOutcome::Cancelled { was_running } =
             queue::cancel_job(&state.pool, &j.job.id, queue::now_ms()).await?
         {
-            state.hub.stop(&j.job.id);
+            if was_running {
+                state.hub.stop(&j.job.id);
+            }
             state.hub.publish(&j.job.id);
+            state.hub.telemetry.job_finished(crate::job::JobStatus::Cancelled);
         }
     }
     Ok(Json(sweep_json(&state.pool, &sweep).await?))

@@ -245,6 +245,9 @@ pub struct Claimed {
     /// What its group's members share (`Spec::group_key`); `None` for jobs queued before
     /// groups existed, which train alone.
     pub group_key: Option<String>,
+    /// When it was submitted and first started (ms), for the queue-wait and duration metrics.
+    pub created_at: i64,
+    pub started_at: i64,
 }
 
 impl Claimed {
@@ -296,7 +299,8 @@ async fn claim_in(
         Pick::NextOf(key) => (Some(key), None),
         Pick::NextIf(key) => (None, Some(key)),
     };
-    let claimed: Option<(String, String, i64, Option<String>, i64)> = on_db!(Tx, &mut *tx, |c, d| {
+    type Row = (String, String, i64, Option<String>, i64, i64, i64);
+    let claimed: Option<Row> = on_db!(Tx, &mut *tx, |c, d| {
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
                lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL, group_id = ?7 \
@@ -305,7 +309,7 @@ async fn claim_in(
                WHERE j.status = 'queued' AND (?6 IS NULL OR j.group_key = ?6) \
                AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
                ORDER BY {FAIR_ORDER} LIMIT 1{}) \
-             RETURNING id, spec, attempt, group_key, owner_id",
+             RETURNING id, spec, attempt, group_key, owner_id, created_at, started_at",
             d.skip_locked("j")
         );
         sqlx::query_as(&d.sql(&sql))
@@ -320,7 +324,7 @@ async fn claim_in(
             .fetch_optional(&mut **c)
             .await?
     });
-    let Some((id, spec, attempt, group_key, owner)) = claimed else { return Ok(None) };
+    let Some((id, spec, attempt, group_key, owner, created_at, started_at)) = claimed else { return Ok(None) };
     super::events::log(tx, &id, "status", "running", t.now).await?;
     on_db!(Tx, &mut *tx, |c, d| sqlx::query(&d.sql("UPDATE users SET last_served_at = ? WHERE id = ?"))
         .bind(t.now)
@@ -328,7 +332,7 @@ async fn claim_in(
         .execute(&mut **c)
         .await?
         .rows_affected());
-    Ok(Some(Claimed { id, spec, attempt, group_key }))
+    Ok(Some(Claimed { id, spec, attempt, group_key, created_at, started_at }))
 }
 
 /// Claims a group in one transaction: the next job by the fair order, then queued jobs of
@@ -639,4 +643,18 @@ pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result
 pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<String>, QueueError> {
     const SQL: &str = "SELECT metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch";
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(id).bind(since).fetch_all(p).await?))
+}
+
+/// Jobs by status, the oldest queued job's submission time, and the progress of every
+/// running job (`job::Progress` as JSON): the box's state for the Prometheus gauges.
+pub async fn box_state(pool: &Pool) -> Result<(Vec<(String, i64)>, Option<i64>, Vec<String>), QueueError> {
+    const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+    const OLDEST: &str = "SELECT MIN(created_at) FROM jobs WHERE status = 'queued'";
+    const PROGRESS: &str = "SELECT progress FROM jobs WHERE status = 'running' AND progress IS NOT NULL";
+    Ok(on_db!(Pool, pool, |p, d| {
+        let counts = sqlx::query_as(&d.sql(COUNTS)).fetch_all(p).await?;
+        let oldest = sqlx::query_scalar(&d.sql(OLDEST)).fetch_one(p).await?;
+        let progress = sqlx::query_scalar(&d.sql(PROGRESS)).fetch_all(p).await?;
+        (counts, oldest, progress)
+    }))
 }

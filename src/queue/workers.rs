@@ -14,6 +14,19 @@ pub struct WorkerRow {
     pub stopped_at: Option<i64>,
 }
 
+impl WorkerRow {
+    /// `stopped`, `lost` (silent since before `live_since`: killed, or its machine gone),
+    /// `busy` or `idle`.
+    pub fn state(&self, live_since: i64) -> &'static str {
+        match (self.stopped_at, &self.job_id) {
+            (Some(_), _) => "stopped",
+            (None, _) if self.last_seen_at < live_since => "lost",
+            (None, Some(_)) => "busy",
+            (None, None) => "idle",
+        }
+    }
+}
+
 pub async fn register_worker(pool: &Pool, name: &str, host: &str, device: &str, now: i64) -> Result<(), QueueError> {
     const SQL: &str = "INSERT INTO workers (name, host, device, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, last_seen_at = excluded.last_seen_at, \

@@ -141,3 +141,85 @@ async fn streams_are_private_and_limited_per_user() {
     tokio::time::timeout(std::time::Duration::from_secs(10), server.wait()).await.expect("stopped").unwrap();
     assert!(t.elapsed().as_secs() < 10);
 }
+
+/// The samples of a Prometheus/OpenMetrics text exposition, by `name{labels}`; panics on a
+/// line that is neither a comment nor a well-formed sample.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    assert!(text.ends_with("# EOF\n"), "ends as OpenMetrics does");
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix('#') {
+            let kind = comment.split_whitespace().next().unwrap_or_default();
+            assert!(["HELP", "TYPE", "UNIT", "EOF"].contains(&kind), "{line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(name.starts_with("trainyard_"), "{line}");
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "{line}");
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "{line}");
+            for pair in series[name_end + 1..series.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                assert!(
+                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && v.starts_with('"') && v.ends_with('"'),
+                    "{line}"
+                );
+            }
+        }
+        let v: f64 = if value == "+Inf" { f64::INFINITY } else { value.parse().unwrap_or_else(|_| panic!("{line}")) };
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_parse_move_as_jobs_run_and_are_for_admins_only() {
+    let app = spawn_app(1).await;
+    // Scrapes until `series` shows (the workers report on their heartbeat).
+    let app = &app;
+    let scrape_until = |series: &'static str| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = app.admin.get(app.url("/metrics")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+            let m = parse_metrics(&r.text().await.unwrap());
+            if m.contains_key(series) {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "{series} never showed: {m:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let before = scrape_until("trainyard_workers{device=\"cpu\",state=\"idle\"}").await;
+    assert_eq!(before["trainyard_build_info{version=\"0.1.0\"}"], 1.0);
+    assert_eq!(before.get("trainyard_jobs_finished_total{status=\"succeeded\"}"), None);
+    assert_eq!(before["trainyard_workers{device=\"cpu\",state=\"idle\"}"], 1.0, "{before:?}");
+    let done = app.submit(json!({"model": "linear", "epochs": 2})).await;
+    app.wait_for(&done, 60, crate::helpers::status_is("succeeded")).await;
+    let queued = app.submit(json!({"model": "cnn", "epochs": 500})).await;
+    let waiting = app.submit(json!({"model": "mlp", "epochs": 1})).await;
+    app.cancel(&waiting).await;
+    app.wait_for(&queued, 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
+    let after = scrape_until("trainyard_workers{device=\"cpu\",state=\"busy\"}").await;
+    assert_eq!(after["trainyard_jobs_finished_total{status=\"succeeded\"}"], 1.0);
+    assert_eq!(after["trainyard_jobs_finished_total{status=\"cancelled\"}"], 1.0);
+    assert_eq!(after["trainyard_jobs{state=\"running\"}"], 1.0);
+    assert_eq!(after["trainyard_jobs{state=\"succeeded\"}"], 1.0);
+    assert_eq!(after["trainyard_job_duration_seconds_count"], 1.0);
+    assert!(after["trainyard_queue_wait_seconds_count"] >= 2.0, "{after:?}");
+    assert!(after["trainyard_epoch_duration_seconds_count"] >= 3.0, "{after:?}");
+    assert_eq!(after["trainyard_workers{device=\"cpu\",state=\"busy\"}"], 1.0);
+    assert_eq!(after["trainyard_oldest_queued_job_age_seconds"], 0.0, "nothing waits");
+    // Histograms have cumulative buckets ending in +Inf = count.
+    assert_eq!(
+        after["trainyard_epoch_duration_seconds_bucket{le=\"+Inf\"}"],
+        after["trainyard_epoch_duration_seconds_count"]
+    );
+    // A student's token is refused, and so is no token.
+    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 403);
+    assert_eq!(reqwest::get(app.url("/metrics")).await.unwrap().status(), 401);
+    app.cancel(&queued).await;
+}

@@ -44,6 +44,7 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         retry_seconds: 60.0,
         keep_checkpoints_days: 90.0,
         forget_workers_seconds: 3600.0,
+        metrics_bind: None,
         max_attempts: 3,
         max_queued_per_user: 1000,
         max_epochs_per_job: 1000,

@@ -580,3 +580,31 @@ async fn each_request_gets_one_access_log_line_with_its_route_and_user_and_never
     let all = server.log.lock().unwrap().join("\n");
     assert!(!all.contains(&token), "the token never reaches the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_serves_its_own_prometheus_metrics() {
+    let site = Site::new();
+    let api = ServeProcess::start_with(&site, &["--no-workers"]);
+    let client = admin(&site);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let _worker = WorkerProcess(
+        trainyard(&site, "worker")
+            .args(["--metrics-bind", &bind])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let id = submit(&client, &api, json!({"model": "linear", "epochs": 2})).await;
+    poll(&client, &api.url(&format!("/jobs/{id}")), 60, status_is("succeeded")).await;
+    let url = format!("http://{bind}/metrics");
+    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("trainyard_jobs_finished_total{status=\"succeeded\"} 1"), "{text}");
+    assert!(text.contains("trainyard_epoch_duration_seconds_count 2"), "{text}");
+    assert!(
+        !text.contains("trainyard_jobs{") && !text.contains("oldest_queued"),
+        "the box's state is the API's to export: {text}"
+    );
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 401, "a token is needed here too");
+}

@@ -1,0 +1,61 @@
+//! `GET /metrics`: the Prometheus metrics, for admins' tokens (Prometheus sends one with
+//! its `authorization` scrape setting).
+
+use super::auth::CurrentUser;
+use super::error::ApiError;
+use super::AppState;
+use crate::job::{JobStatus, Progress};
+use crate::queue;
+use crate::telemetry::BoxView;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// The OpenMetrics text type, which Prometheus reads.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// This process's counters and, with `with_box`, the box's state from the database.
+pub async fn render(state: &AppState, with_box: bool) -> Result<String, ApiError> {
+    let t = &state.hub.telemetry;
+    if with_box {
+        let now = queue::now_ms();
+        let (counts, oldest, progress) = queue::box_state(&state.pool).await?;
+        let live_since = now - state.live_window.as_millis() as i64;
+        let workers = queue::workers::list_workers(&state.pool, now - 3_600_000).await?;
+        let mut by: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for w in &workers {
+            *by.entry((w.device.clone(), w.state(live_since).to_string())).or_default() += 1;
+        }
+        let fresh = |p: &Progress| now - p.at_ms < 10 * state.live_window.as_millis() as i64;
+        t.set_box(&BoxView {
+            jobs: counts.into_iter().filter_map(|(s, n)| s.parse::<JobStatus>().ok().map(|s| (s, n))).collect(),
+            workers: by.into_iter().map(|((d, s), n)| (d, s, n)).collect(),
+            oldest_queued_seconds: oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+            samples_per_second: progress
+                .iter()
+                .filter_map(|p| serde_json::from_str::<Progress>(p).ok())
+                .filter(fresh)
+                .map(|p| p.samples_per_second)
+                .sum(),
+        });
+        t.set_streams(state.hub.open_streams());
+    }
+    Ok(t.render())
+}
+
+pub async fn scrape(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    if !user.0.is_admin {
+        return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
+    }
+    let body = render(&state, true).await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
+}
+
+/// `trainyard worker --metrics-bind`'s `GET /metrics`: that process's own counters.
+pub async fn scrape_process(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    if !user.0.is_admin {
+        return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
+    }
+    let body = render(&state, false).await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
+}
