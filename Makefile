@@ -11,7 +11,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service bench-queue bench-plot bench-group bench-assignment clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-queue bench-streams bench-plot bench-group bench-assignment clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -88,6 +88,10 @@ bench-service: build
 # Queue throughput of BENCHMARKS.md: jobs/s with 1, 4, 8 worker processes, SQLite and PostgreSQL.
 bench-queue: build
 	bench/queue.sh
+
+# Event streams: 200 SSE clients following running jobs (BENCHMARKS.md "Event streams").
+bench-streams: build
+	bench/streams.sh
 
 # Plot render times of BENCHMARKS.md.
 bench-plot: $(STAMP)

@@ -47,13 +47,15 @@ fn respond(rx: mpsc::Receiver<Event>) -> EventStream {
     Sse::new(Box::pin(stream) as Events).keep_alive(KeepAlive::default())
 }
 
-/// A logged event as sent: `status` or `epoch` (the row as in /metrics), with the job's id.
+/// A logged event as sent: `status` or `epoch` (the row as in /metrics), with the job's id
+/// and when it was logged.
 fn logged(e: &queue::events::EventRow) -> Event {
     let data = match e.kind.as_str() {
         "epoch" => {
             let mut row: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
             if let Some(o) = row.as_object_mut() {
                 o.insert("job".into(), json!(e.job_id));
+                o.insert("at".into(), rfc3339(Some(e.at)));
             }
             row
         }

@@ -23,7 +23,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadRequest { code: "bad_body", message: r.body_text(), field: None }
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // N.B.: only a body with nothing in it is the default; "\n" is not JSON.
+        if bytes.is_empty() {
             return Ok(JsonBody(Value::Object(Default::default())));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::BadRequest {

@@ -108,6 +108,9 @@ async fn every_validation_error_is_listed_with_its_field() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "malformed_json");
+    // Nothing at all is the default experiment; a lone newline is not JSON.
+    let r = app.client.post(app.url("/jobs")).body("\n").send().await.unwrap();
+    assert_eq!(r.status(), 400);
 
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
     let r = app.client.post(app.url("/jobs")).body(big).send().await.unwrap();
@@ -120,6 +123,7 @@ async fn every_validation_error_is_listed_with_its_field() {
     // Nothing of the above was queued.
     let (_, list) = app.get("/jobs").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+    assert_eq!(app.client.post(app.url("/jobs")).send().await.unwrap().status(), 201, "no body: the default");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ async fn a_jobs_stream_sends_its_history_then_each_epoch_in_order_then_done_and_
     let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
     for (e, row) in events.iter().filter(|e| e.event == "epoch").zip(m["epochs"].as_array().unwrap()) {
         let mut sent = e.data.clone();
+        assert!(sent.as_object_mut().unwrap().remove("at").unwrap().as_str().unwrap().ends_with('Z'));
         sent.as_object_mut().unwrap().remove("job");
         assert_eq!(&sent, row);
     }

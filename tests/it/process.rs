@@ -459,7 +459,9 @@ async fn a_job_that_runs_out_of_memory_fails_alone_and_its_worker_goes_on() {
     let big = submit(&client, &api, json!({"model": "mlp", "hidden": [65536, 65536], "epochs": 1})).await;
     let small = submit(&client, &api, json!({"model": "linear", "epochs": 1})).await;
     // The worker's address space: enough for libtorch and a small job, not for 17 GB.
-    let worker = WorkerProcess(capped(&trainyard(&site, "worker"), 4 << 20).stdout(Stdio::null()).spawn().unwrap());
+    let worker = WorkerProcess(
+        capped(&trainyard(&site, "worker"), 4 << 20).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
     let failed = poll(&client, &api.url(&format!("/jobs/{big}")), 60, status_is("failed")).await;
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("out of memory"), "{failed}");
