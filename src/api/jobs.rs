@@ -431,6 +431,38 @@ pub async fn cancel_jobs(
 #[derive(Deserialize)]
 pub struct MetricsQuery {
     since: Option<String>,
+    format: Option<String>,
+}
+
+/// A download's file name stem: the job's name (or id) with anything but letters, digits,
+/// '-' and '_' made '_'.
+fn file_stem(row: &JobRow) -> String {
+    let name = row.name.as_deref().unwrap_or(&row.id);
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The epochs as CSV, one row each, the columns of an epoch's JSON row; empty cells for
+/// losses that were not finite.
+fn metrics_csv(epochs: &[crate::job::EpochMetrics]) -> String {
+    let mut out = String::from(
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged\n",
+    );
+    let loss = |l: Option<f64>| l.map_or(String::new(), |v| v.to_string());
+    for e in epochs {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{}\n",
+            e.epoch,
+            loss(e.train_loss),
+            e.train_acc,
+            loss(e.test_loss),
+            e.test_acc,
+            e.seconds,
+            e.train_seconds,
+            e.samples_per_second,
+            e.diverged
+        ));
+    }
+    out
 }
 
 pub async fn get_metrics(
@@ -438,7 +470,18 @@ pub async fn get_metrics(
     user: CurrentUser,
     Path(id): Path<String>,
     Query(q): Query<MetricsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "format",
+                format!("format must be json or csv, got {other:?}"),
+            ))
+        }
+    };
     let since = match &q.since {
         None => 0,
         // N.B.: any whole number is an epoch number; one past i64 is after every epoch.
@@ -448,18 +491,29 @@ pub async fn get_metrics(
         })?,
     };
     let row = load(&state, &user, &id).await?;
-    let epochs: Vec<Value> = queue::get_metrics(&state.pool, &row.id, since)
-        .await?
-        .iter()
-        .filter_map(|m| serde_json::from_str(m).ok())
-        .collect();
+    let stored = queue::get_metrics(&state.pool, &row.id, since).await?;
+    if csv {
+        let epochs: Vec<crate::job::EpochMetrics> =
+            stored.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+        let stem = file_stem(&row);
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{stem}-metrics.csv\"")),
+            ],
+            metrics_csv(&epochs),
+        )
+            .into_response());
+    }
+    let epochs: Vec<Value> = stored.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
     Ok(Json(json!({
         "job_id": row.id,
         "status": row.status,
         "epochs_total": row.epochs_total,
         "epochs": epochs,
         "progress": progress_json(&row),
-    })))
+    }))
+    .into_response())
 }
 
 /// The trained weights (safetensors), for the job's owner and admins.
@@ -486,13 +540,7 @@ pub async fn get_model(
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
             .map_err(|e| ApiError::Internal(e.into()))?;
-    let stem: String = row
-        .name
-        .clone()
-        .unwrap_or_else(|| row.id.clone())
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
+    let stem = file_stem(&row);
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),

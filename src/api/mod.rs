@@ -134,7 +134,7 @@ pub fn query_params(method: &str, path: &str) -> &'static [&'static str] {
     const PLOT: &[&str] = &["metric", "format", "width", "height"];
     match (method, path) {
         ("get", "/jobs") => &["status", "limit", "cursor", "owner"],
-        ("get", "/jobs/{id}/metrics") => &["since"],
+        ("get", "/jobs/{id}/metrics") => &["since", "format"],
         ("get", "/jobs/{id}/plot") => PLOT,
         ("get", "/plot") => &["jobs", "metric", "format", "width", "height"],
         ("get", "/sweeps/{id}/plot") => &["section", "metric", "format", "width", "height"],

@@ -555,3 +555,31 @@ async fn the_server_drops_finished_jobs_checkpoints_past_the_retention_setting()
     let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
     assert_eq!(m["epochs"].as_array().unwrap().len(), 1, "the metrics stay: {m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_download_as_csv_with_the_json_rows_numbers() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"name": "lr 0.1", "model": "linear", "epochs": 2, "lr": 0.1})).await;
+    app.wait_for(&id, 60, status_is("succeeded")).await;
+    let r = app.client.get(app.url(&format!("/jobs/{id}/metrics?format=csv"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("lr_0_1-metrics.csv"));
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged"
+    );
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    let rows = m["epochs"].as_array().unwrap();
+    assert_eq!(lines.len(), 1 + rows.len());
+    for (line, row) in lines[1..].iter().zip(rows) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], row["epoch"].to_string());
+        assert_eq!(cells[2].parse::<f64>().unwrap(), row["train_acc"].as_f64().unwrap());
+        assert_eq!(cells[3].parse::<f64>().unwrap(), row["test_loss"].as_f64().unwrap());
+    }
+    let (status, body) = app.get(&format!("/jobs/{id}/metrics?format=xml")).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("format")));
+}
