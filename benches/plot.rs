@@ -38,6 +38,7 @@ fn main() {
                 empty_note: String::new(),
                 width: 1000,
                 height: 700,
+                y_axis: Default::default(),
             };
             render(&fig, format).unwrap(); // warm-up: font registration, allocations
             let runs = 20;

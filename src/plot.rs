@@ -42,6 +42,28 @@ impl Metric {
     }
 }
 
+/// How the y axes are scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum YAxis {
+    /// Fitted to the data, so a short study's differences show (the default).
+    #[default]
+    Fit,
+    /// Loss from 0, accuracy 0–100 %: every figure on one scale.
+    Full,
+}
+
+impl YAxis {
+    pub const NAMES: [&'static str; 2] = ["fit", "full"];
+
+    pub fn parse(s: &str) -> Option<YAxis> {
+        match s {
+            "fit" => Some(YAxis::Fit),
+            "full" => Some(YAxis::Full),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Png,
@@ -86,6 +108,7 @@ pub struct Figure<'a> {
     pub empty_note: String,
     pub width: u32,
     pub height: u32,
+    pub y_axis: YAxis,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,19 +228,56 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
     Ok(())
 }
 
-/// A y range from the bulk of the values: a single huge value (a diverging first epoch) is
-/// left off the scale rather than flattening every other curve.
-fn y_range(values: &[f64]) -> (f64, f64) {
+/// A loss range from the bulk of the values: a single huge value (a diverging first epoch)
+/// is left off the scale rather than flattening every other curve. `Full` starts at 0;
+/// `Fit` hugs the values with a margin (never below 0 for losses that are not).
+fn y_range(values: &[f64], axis: YAxis) -> (f64, f64) {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return (0.0, 1.0);
     }
     v.sort_by(f64::total_cmp);
-    let lo = v[0].min(0.0);
+    let min = v[0];
     let max = v[v.len() - 1];
     let q90 = v[((v.len() - 1) as f64 * 0.9).round() as usize];
-    let hi = if q90 > 0.0 && max > 3.0 * q90 { 1.5 * q90 } else { max * 1.05 };
-    (lo, if hi > lo { hi } else { lo + 1.0 })
+    let top = if q90 > 0.0 && max > 3.0 * q90 { 1.5 * q90 } else { max };
+    match axis {
+        YAxis::Full => {
+            let (lo, hi) = (min.min(0.0), top * 1.05);
+            (lo, if hi > lo { hi } else { lo + 1.0 })
+        }
+        YAxis::Fit => {
+            let floor = if min >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+            fitted(min, top, 0.05 * top.abs().max(1e-3), floor, f64::INFINITY)
+        }
+    }
+}
+
+/// `[min, max]` with a 7% margin each side (at least `least` wide in all), kept within
+/// `[floor, ceil]`.
+fn fitted(min: f64, max: f64, least: f64, floor: f64, ceil: f64) -> (f64, f64) {
+    let span = (max - min).max(least);
+    let mid = (min + max) / 2.0;
+    let (mut lo, mut hi) = (mid - span / 2.0 - 0.07 * span, mid + span / 2.0 + 0.07 * span);
+    if lo < floor {
+        hi += floor - lo;
+        lo = floor;
+    }
+    if hi > ceil {
+        lo = (lo - (hi - ceil)).max(floor);
+        hi = ceil;
+    }
+    (lo, hi)
+}
+
+/// An accuracy range in %: 0–100, or fitted to the values (at least 4 points wide).
+fn acc_range(values: &[f64], axis: YAxis) -> (f64, f64) {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if axis == YAxis::Full || v.is_empty() {
+        return (0.0, 100.0);
+    }
+    let (min, max) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+    fitted(min, max, 4.0, 0.0, 100.0)
 }
 
 fn panel<DB: DrawingBackend>(
@@ -251,12 +311,14 @@ fn panel<DB: DrawingBackend>(
             .flat_map(|e| [e.train_loss, e.test_loss])
             .flatten()
             .collect();
-        let (lo, hi) = y_range(&all);
+        let (lo, hi) = y_range(&all, fig.y_axis);
         // Room above the curves for the legend: a line per job (or per loss), plus markers.
         let entries = if comparing { fig.series.len() } else { 2 } + 1;
         (lo, hi, hi + (hi - lo) * (0.1 + 0.08 * entries as f64).min(0.9))
     } else {
-        (0.0, 100.0, 100.0)
+        let all: Vec<f64> = fig.series.iter().flat_map(|s| s.epochs.iter()).filter_map(|e| values[0].of(e)).collect();
+        let (lo, hi) = acc_range(&all, fig.y_axis);
+        (lo, hi, hi)
     };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FAMILY, px(21.0)))
@@ -266,7 +328,21 @@ fn panel<DB: DrawingBackend>(
         // Room on the right for the last point, on the top for the legend.
         .build_cartesian_2d(0.0..x_max as f64 * 1.02 + 0.2, y_lo..y_top)?;
     let whole = |x: &f64| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { String::new() };
-    let y_fmt = |y: &f64| if metric == Metric::Loss { format!("{y:.2}") } else { format!("{y:.0}") };
+    // Enough decimals that neighbouring ticks differ.
+    let digits = if (y_top - y_lo) < 0.05 {
+        4
+    } else if (y_top - y_lo) < 0.5 {
+        3
+    } else {
+        2
+    };
+    let y_fmt = |y: &f64| {
+        if metric == Metric::Loss {
+            format!("{y:.digits$}")
+        } else {
+            format!("{y:.1}").trim_end_matches(".0").to_string()
+        }
+    };
     chart
         .configure_mesh()
         .x_desc("epoch")
@@ -500,7 +576,7 @@ pub fn compare(jobs: &[(Option<String>, serde_json::Value)]) -> Comparison {
 
 #[cfg(test)]
 mod tests {
-    use super::{thousands, y_range};
+    use super::{acc_range, thousands, y_range, YAxis};
 
     #[test]
     fn thousands_are_separated() {
@@ -512,11 +588,27 @@ mod tests {
 
     #[test]
     fn one_huge_value_does_not_set_the_range_but_a_normal_curve_does() {
-        let (lo, hi) = y_range(&[6e29, 18.0, 18.5, 19.0, 18.2, 18.1, 18.3, 18.4, 18.6, 18.7, 18.9]);
+        let (lo, hi) = y_range(&[6e29, 18.0, 18.5, 19.0, 18.2, 18.1, 18.3, 18.4, 18.6, 18.7, 18.9], YAxis::Full);
         assert_eq!(lo, 0.0);
         assert!(hi > 19.0 && hi < 40.0, "{hi}");
-        let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4]);
+        let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4], YAxis::Full);
         assert!((hi - 2.3 * 1.05).abs() < 1e-9);
-        assert_eq!(y_range(&[f64::NAN]), (0.0, 1.0));
+        assert_eq!(y_range(&[f64::NAN], YAxis::Full), (0.0, 1.0));
+    }
+
+    #[test]
+    fn fitted_axes_hug_the_values_and_full_ones_start_at_zero() {
+        // A short study: losses 1.40–1.52, accuracies 44–49 %.
+        let (lo, hi) = y_range(&[1.52, 1.47, 1.40], YAxis::Fit);
+        assert!(lo > 1.3 && lo < 1.40 && hi > 1.52 && hi < 1.62, "{lo}..{hi}");
+        assert_eq!(y_range(&[1.52, 1.47, 1.40], YAxis::Full).0, 0.0);
+        let (lo, hi) = acc_range(&[44.0, 46.5, 49.0], YAxis::Fit);
+        assert!(lo > 40.0 && lo < 44.0 && hi > 49.0 && hi < 53.0, "{lo}..{hi}");
+        assert_eq!(acc_range(&[44.0, 49.0], YAxis::Full), (0.0, 100.0));
+        // Never past 0 or 100 %, and never narrower than 4 points.
+        let (lo, hi) = acc_range(&[99.5, 100.0], YAxis::Fit);
+        assert!(hi == 100.0 && (95.0..96.0).contains(&lo), "{lo}..{hi}");
+        let (lo, _) = y_range(&[0.001, 0.002], YAxis::Fit);
+        assert!(lo >= 0.0);
     }
 }

@@ -113,6 +113,7 @@ fn figure(sv: &SectionView) -> String {
         empty_note: "no epoch finished yet".into(),
         width: 1000,
         height: 700,
+        y_axis: Default::default(),
     };
     match plot::render(&fig, Format::Svg) {
         Ok(svg) => String::from_utf8_lossy(&svg).into_owned(),

@@ -131,13 +131,13 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The query parameters each route takes (as openapi.yaml lists them); any other is a 400.
 pub fn query_params(method: &str, path: &str) -> &'static [&'static str] {
-    const PLOT: &[&str] = &["metric", "format", "width", "height"];
+    const PLOT: &[&str] = &["metric", "format", "width", "height", "y"];
     match (method, path) {
         ("get", "/jobs") => &["status", "limit", "cursor", "owner"],
         ("get", "/jobs/{id}/metrics") => &["since", "format"],
         ("get", "/jobs/{id}/plot") => PLOT,
-        ("get", "/plot") => &["jobs", "metric", "format", "width", "height"],
-        ("get", "/sweeps/{id}/plot") => &["section", "metric", "format", "width", "height"],
+        ("get", "/plot") => &["jobs", "metric", "format", "width", "height", "y"],
+        ("get", "/sweeps/{id}/plot") => &["section", "metric", "format", "width", "height", "y"],
         ("get", "/sweeps/{id}/report") => &["format"],
         _ => &[],
     }

@@ -5,7 +5,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::AppState;
 use crate::job::EpochMetrics;
-use crate::plot::{self, Figure, Format, Metric, Series};
+use crate::plot::{self, Figure, Format, Metric, Series, YAxis};
 use crate::queue::{self, JobRow};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,6 +25,8 @@ pub struct PlotQuery {
     #[serde(default)]
     height: Option<String>,
     #[serde(default)]
+    y: Option<String>,
+    #[serde(default)]
     jobs: Option<String>,
 }
 
@@ -33,6 +35,7 @@ pub(super) struct Options {
     format: Format,
     width: u32,
     height: u32,
+    y_axis: YAxis,
 }
 
 fn choice<T>(
@@ -69,6 +72,7 @@ pub(super) fn options(q: &PlotQuery) -> Result<Options, ApiError> {
         format: choice("format", q.format.as_deref(), Format::Png, Format::parse, &Format::NAMES)?,
         width: size("width", q.width.as_deref(), 1000, plot::WIDTHS)?,
         height: size("height", q.height.as_deref(), 700, plot::HEIGHTS)?,
+        y_axis: choice("y", q.y.as_deref(), YAxis::Fit, YAxis::parse, &YAxis::NAMES)?,
     })
 }
 
@@ -90,7 +94,7 @@ async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, 
 
 fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{:?}{:?}{}x{}", opts.metric, opts.format, opts.width, opts.height));
+    h.update(format!("{:?}{:?}{}x{}{:?}", opts.metric, opts.format, opts.width, opts.height, opts.y_axis));
     for (j, label) in jobs.iter().zip(labels) {
         h.update(&j.row.id);
         h.update(j.row.status.as_str());
@@ -133,6 +137,7 @@ pub(super) async fn respond(
             empty_note: format!("no epoch finished yet ({})", statuses.join(", ")),
             width: opts.width,
             height: opts.height,
+            y_axis: opts.y_axis,
         };
         plot::render(&fig, format)
     })

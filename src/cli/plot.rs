@@ -63,6 +63,7 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
         empty_note: "no epoch finished yet".into(),
         width: args.width,
         height: args.height,
+        y_axis: Default::default(),
     };
     let bytes = plot::render(&fig, format)?;
     std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;

@@ -35,6 +35,7 @@ fn figure<'a>(series: Vec<Series<'a>>, metric: Metric) -> Figure<'a> {
         empty_note: "no epoch finished yet (queued)".into(),
         width: 1000,
         height: 700,
+        y_axis: Default::default(),
     }
 }
 
@@ -268,4 +269,21 @@ async fn a_polling_client_gets_304_until_the_plot_changes() {
     let changed = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"].to_str().unwrap(), tag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plots_take_y_fit_or_full_and_nothing_else() {
+    let app = crate::helpers::spawn_app(1).await;
+    let id = app.submit(serde_json::json!({"model": "linear", "epochs": 2})).await;
+    app.wait_for(&id, 60, crate::helpers::status_is("succeeded")).await;
+    let get = |q: &str| app.client.get(app.url(&format!("/jobs/{id}/plot?format=svg&metric=test_acc{q}"))).send();
+    let fit = get("").await.unwrap().text().await.unwrap();
+    let full = get("&y=full").await.unwrap().text().await.unwrap();
+    // Full runs the accuracy axis from 0 to 100; fitted, the labels hug the values, and an
+    // axis label of 0 appears only on the full figure.
+    assert!(full.contains(">\n0\n<") && full.contains(">\n100\n<"), "full axis labels");
+    assert_ne!(fit, full);
+    let r = get("&y=tight").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["field"], "y");
 }
