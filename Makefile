@@ -48,7 +48,7 @@ build: $(STAMP)
 # TEST_POSTGRES). Without a PostgreSQL there, make test fails and says so.
 TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
-PG_SUITES := api:: queue:: users:: sweeps:: process:: plots::
+PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events::
 
 test: $(STAMP) $(ST_STAMP)
 	@host=$$(echo "$(PG_HOSTPORT)" | cut -d: -f1); port=$$(echo "$(PG_HOSTPORT):5432" | cut -d: -f2); \
