@@ -547,7 +547,8 @@ pub fn thousands(n: i64) -> String {
 
 /// How several jobs are told apart.
 pub struct Comparison {
-    /// Each job's name when set, else the settings that differ (`batch_size=1`, …).
+    /// Every job's name when each has its own, else for all the settings that differ
+    /// (`batch_size=1`, …).
     pub labels: Vec<String>,
     /// The settings every job shares.
     pub shared: String,
@@ -559,12 +560,16 @@ pub fn compare(jobs: &[(Option<String>, serde_json::Value)]) -> Comparison {
     let differs = |k: &str| jobs.iter().any(|(_, s)| setting(s, k) != setting(&jobs[0].1, k));
     let varying: Vec<&'static str> = KEY_SETTINGS.iter().copied().filter(|k| differs(k)).collect();
     let shared = describe(&jobs[0].1, KEY_SETTINGS.iter().copied().filter(|k| !differs(k)));
+    // N.B.: one style for the whole legend: names when every job has its own, otherwise the
+    // settings that differ for all (a name beside "batch_size=1, epochs=1" reads as noise).
+    let names: Vec<&String> = jobs.iter().filter_map(|(n, _)| n.as_ref()).collect();
+    let distinct = names.iter().collect::<std::collections::HashSet<_>>().len() == jobs.len();
     let labels = jobs
         .iter()
         .map(|(name, spec)| match name {
-            Some(n) => n.clone(),
-            None if varying.is_empty() => format!("seed={}", setting(spec, "seed").unwrap_or_default()),
-            None => varying
+            Some(n) if distinct => n.clone(),
+            _ if varying.is_empty() => format!("seed={}", setting(spec, "seed").unwrap_or_default()),
+            _ => varying
                 .iter()
                 .filter_map(|k| setting(spec, k).map(|v| format!("{k}={v}")))
                 .collect::<Vec<_>>()
@@ -594,6 +599,19 @@ mod tests {
         let (_, hi) = y_range(&[2.3, 2.0, 1.7, 1.5, 1.4], YAxis::Full);
         assert!((hi - 2.3 * 1.05).abs() < 1e-9);
         assert_eq!(y_range(&[f64::NAN], YAxis::Full), (0.0, 1.0));
+    }
+
+    #[test]
+    fn a_legend_names_every_job_the_same_way() {
+        let spec = |b: u64| serde_json::json!({"model": "cnn", "batch_size": b, "seed": 1});
+        let named = super::compare(&[(Some("tutorial".into()), spec(4)), (Some("big batch".into()), spec(1000))]);
+        assert_eq!(named.labels, ["tutorial", "big batch"]);
+        // One job without a name: every job is named by what differs.
+        let mixed = super::compare(&[(Some("tutorial".into()), spec(4)), (None, spec(1000))]);
+        assert_eq!(mixed.labels, ["batch_size=4", "batch_size=1000"]);
+        // Two jobs of one name say so by their settings too.
+        let same = super::compare(&[(Some("run".into()), spec(4)), (Some("run".into()), spec(1))]);
+        assert_eq!(same.labels, ["batch_size=4", "batch_size=1"]);
     }
 
     #[test]

@@ -144,8 +144,11 @@ fn a_comparison_names_jobs_by_what_differs_or_by_name() {
     assert_eq!(c.labels, ["batch_size=1", "batch_size=4"]);
     assert_eq!(c.varying, ["batch_size"]);
     assert!(c.shared.contains("lr=0.001") && c.shared.starts_with("cnn"), "{}", c.shared);
-    let c = plot::compare(&[(Some("mine".into()), a.clone()), (None, b)]);
-    assert_eq!(c.labels, ["mine", "batch_size=4"]);
+    // Names only when every job has one: a legend never mixes the two styles.
+    let c = plot::compare(&[(Some("mine".into()), a.clone()), (None, b.clone())]);
+    assert_eq!(c.labels, ["batch_size=1", "batch_size=4"]);
+    let c = plot::compare(&[(Some("mine".into()), a.clone()), (Some("theirs".into()), b)]);
+    assert_eq!(c.labels, ["mine", "theirs"]);
     let twin = json!({"model": "cnn", "batch_size": 1, "lr": 0.001, "seed": 9});
     let c = plot::compare(&[(None, a.clone()), (None, twin)]);
     assert_eq!(c.labels, ["seed=1", "seed=9"], "identical settings fall back to the seed");
