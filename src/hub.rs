@@ -89,18 +89,31 @@ impl Hub {
         lock(&self.stops).get(job).map(|f| f.store(true, Ordering::Relaxed)).is_some()
     }
 
-    /// Raises every stop flag and ends every stream (a shutdown); the workers then put
-    /// their jobs back in the queue.
+    /// The process's one shutdown signal: workers stop claiming, every stop flag is raised
+    /// (the workers then put their jobs back in the queue), streams end, the HTTP servers
+    /// stop accepting.
     pub fn close(&self) {
+        // N.B.: closing first, so a worker that sees its flag also sees the shutdown and
+        // releases its job instead of taking the stop for a cancel or a lost lease.
+        self.closing.send_replace(true);
         for flag in lock(&self.stops).values() {
             flag.store(true, Ordering::Relaxed);
         }
-        self.closing.send_replace(true);
+    }
+
+    /// True once the process is shutting down.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
     }
 
     /// Becomes true at shutdown.
     pub fn closing(&self) -> watch::Receiver<bool> {
         self.closing.subscribe()
+    }
+
+    /// Resolves at shutdown.
+    pub async fn closed(&self) {
+        let _ = self.closing().wait_for(|c| *c).await;
     }
 
     /// Opens an event stream for `user` unless they have `cap` open already; the stream

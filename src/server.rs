@@ -8,14 +8,12 @@ use crate::worker::{plan_devices, Shared, Worker, WorkerSettings};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tracing::info;
 
 /// A started server: its address, and a handle to stop it gracefully.
 pub struct Server {
     pub addr: std::net::SocketAddr,
     pub pool: queue::Pool,
-    stop: watch::Sender<bool>,
     hub: Arc<Hub>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -25,7 +23,6 @@ impl Server {
     /// finishes in-flight requests; `wait` returns once all of that is done.
     pub fn shutdown(&self) {
         info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
-        let _ = self.stop.send(true);
         self.hub.close();
     }
 
@@ -42,7 +39,7 @@ struct WorkerSet {
 }
 
 /// Starts the configured workers (none with `--no-workers`).
-fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver<bool>, api: bool) -> WorkerSet {
+fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, api: bool) -> WorkerSet {
     let hub = Hub::new(api);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let devices =
@@ -63,7 +60,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, stop_rx: watch::Receiver
         alive_every: cfg.alive_every(),
         fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
     };
-    let shared = Shared::new(pool.clone(), settings, hub.clone(), stop_rx);
+    let shared = Shared::new(pool.clone(), settings, hub.clone());
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -104,8 +101,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
 /// A cancel made through an API in another process reaches them at their next heartbeat.
 pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     let pool = queue::connect(&cfg.database).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, stop_rx, false);
+    let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, false);
     info!(
         workers = w.workers.len(),
         devices = ?w.devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
@@ -121,17 +117,13 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
         let app = axum::Router::new()
             .route("/metrics", axum::routing::get(api::telemetry::scrape_process))
             .with_state(app_state(&cfg, &pool, &w.hub, w.workers.len()));
-        let mut stop = w.hub.closing();
+        let hub = w.hub.clone();
         tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|c| *c).await;
-            };
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            axum::serve(listener, app).with_graceful_shutdown(async move { hub.closed().await }).await
         });
     }
     wait_for_signal().await;
     info!("shutting down: no new claims; running jobs stop at a batch boundary and go back to the queue");
-    let _ = stop_tx.send(true);
     w.hub.close();
     join_workers(w.workers).await;
     pool.close().await;
@@ -163,8 +155,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let pool = queue::connect(&cfg.database).await?;
     bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, stop_rx.clone(), true);
+    let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, true);
 
     let app = api::router(app_state(&cfg, &pool, &hub, workers.len()));
     info!(
@@ -175,27 +166,24 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         "trainyard listening on http://{addr}"
     );
     if cfg.keep_checkpoints_days > 0.0 {
-        tokio::spawn(retention(pool.clone(), cfg.keep_checkpoints_days, stop_rx.clone()));
+        tokio::spawn(retention(pool.clone(), cfg.keep_checkpoints_days, hub.clone()));
     }
     let task_pool = pool.clone();
-    let mut stop_rx = stop_rx;
+    let closing = hub.clone();
     let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        };
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(listener, app).with_graceful_shutdown(async move { closing.closed().await }).await?;
         join_workers(workers).await;
         task_pool.close().await;
         info!("stopped");
         Ok(())
     });
-    Ok(Server { addr, pool, stop: stop_tx, hub, task })
+    Ok(Server { addr, pool, hub, task })
 }
 
 /// Drops the checkpoints of jobs finished more than `days` ago, at start and then hourly
 /// (more often only for a keep shorter than four hours), until the server stops
 /// (`--keep-checkpoints-days`).
-async fn retention(pool: queue::Pool, days: f64, mut stop: watch::Receiver<bool>) {
+async fn retention(pool: queue::Pool, days: f64, hub: Arc<Hub>) {
     let every = Duration::from_secs_f64((days * 86_400.0 / 4.0).clamp(1.0, 3600.0));
     loop {
         let before = queue::now_ms() - (days * 86_400_000.0) as i64;
@@ -208,7 +196,7 @@ async fn retention(pool: queue::Pool, days: f64, mut stop: watch::Receiver<bool>
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = hub.closed() => return,
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tch::Device;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::{error, info, instrument, warn};
 
 /// How workers behave; one set for the whole pool.
@@ -109,23 +109,15 @@ pub struct Shared {
     /// Set when the data could not be loaded: until when workers hold off claiming, and the
     /// data directory as it was then (a change there, an admin's fix, ends the wait at once).
     data_blocked: Mutex<Option<(std::time::Instant, u64)>>,
-    shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
-    pub fn new(pool: Pool, settings: WorkerSettings, hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> Arc<Shared> {
-        Arc::new(Shared {
-            pool,
-            settings,
-            hub,
-            datasets: Mutex::new(HashMap::new()),
-            data_blocked: Mutex::new(None),
-            shutdown,
-        })
+    pub fn new(pool: Pool, settings: WorkerSettings, hub: Arc<Hub>) -> Arc<Shared> {
+        Arc::new(Shared { pool, settings, hub, datasets: Mutex::new(HashMap::new()), data_blocked: Mutex::new(None) })
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.hub.is_closing()
     }
 
     /// True while workers should not claim: the data failed to load less than the retry
@@ -608,7 +600,7 @@ impl Worker {
         if self.trainer.jobs.send(job).is_err() {
             return error!("training thread is gone");
         }
-        let mut shutdown = s.shutdown.clone();
+        let mut shutdown = s.hub.closing();
         let current = || leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         loop {
             tokio::select! {
@@ -650,7 +642,7 @@ impl Worker {
 
     /// Claims groups until shutdown; idle, it waits for a wake-up or polls now and then.
     pub async fn run(self) {
-        let mut shutdown = self.shared.shutdown.clone();
+        let mut shutdown = self.shared.hub.closing();
         let pool = &self.shared.pool;
         let device = crate::device::device_name(self.device);
         let host = self.name.split('/').next().unwrap_or("").to_string();
