@@ -166,12 +166,11 @@ pub async fn job_events(
                 let _ = tx.send(done).await;
                 return;
             }
-            let progress = progress_json(&row);
-            if progress.is_some() && progress != last_progress {
-                if tx.send(progress_event(&id, progress.as_ref().unwrap_or(&Value::Null))).await.is_err() {
+            if let Some(p) = progress_json(&row).filter(|p| last_progress.as_ref() != Some(p)) {
+                if tx.send(progress_event(&id, &p)).await.is_err() {
                     return;
                 }
-                last_progress = progress;
+                last_progress = Some(p);
             }
             if !wait(&mut changed, &mut closing, &tx, Some(&id)).await {
                 return;

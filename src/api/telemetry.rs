@@ -44,18 +44,18 @@ pub async fn render(state: &AppState, with_box: bool) -> Result<String, ApiError
 }
 
 pub async fn scrape(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
-    if !user.0.is_admin {
-        return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
-    }
-    let body = render(&state, true).await?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
+    answer(&state, &user, true).await
 }
 
 /// `trainyard worker --metrics-bind`'s `GET /metrics`: that process's own counters.
 pub async fn scrape_process(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
+    answer(&state, &user, false).await
+}
+
+async fn answer(state: &AppState, user: &CurrentUser, with_box: bool) -> Result<Response, ApiError> {
     if !user.0.is_admin {
         return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
     }
-    let body = render(&state, false).await?;
+    let body = render(state, with_box).await?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
 }
