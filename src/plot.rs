@@ -294,7 +294,20 @@ fn panel<DB: DrawingBackend>(
         Metric::TestAcc => ("test accuracy", "accuracy (%)", vec![Value::TestAcc]),
         Metric::All => unreachable!("split before"),
     };
-    let caption = if metric == Metric::Loss && comparing { "loss (solid: train, dashed: test)" } else { caption };
+    // A run of one epoch (or a point between gaps) is a dot, not a line: train filled, test
+    // open, and the caption and legend say so.
+    let lone_only = |s: &Series| {
+        let finite: Vec<bool> = s.epochs.iter().map(|e| e.train_loss.is_some()).collect();
+        finite.windows(2).all(|w| !(w[0] && w[1])) && !s.epochs.is_empty()
+    };
+    let any_lone = fig.series.iter().any(lone_only);
+    let any_line = fig.series.iter().any(|s| !s.epochs.is_empty() && !lone_only(s));
+    let caption = match (metric == Metric::Loss && comparing, any_line, any_lone) {
+        (false, ..) => caption,
+        (true, true, true) => "loss (train: solid line or filled dot; test: dashed line or open dot)",
+        (true, false, true) => "loss (filled dot: train, open dot: test)",
+        (true, ..) => "loss (solid: train, dashed: test)",
+    };
     let x_max = fig
         .series
         .iter()
@@ -386,11 +399,31 @@ fn panel<DB: DrawingBackend>(
                 (false, _) => None,
             };
             let points: Vec<(f64, Option<f64>)> = s.epochs.iter().map(|e| (e.epoch as f64, value.of(e))).collect();
+            let open = matches!(value, Value::TestLoss);
+            let dot = px(5.5);
+            let dot_style = if open { c.stroke_width(stroke) } else { c.filled() };
+            let marker = move |p: (f64, f64)| Circle::new(p, dot, dot_style);
+            // Every drawable run of this value is one epoch long: its legend is a dot too.
+            let dots_only = points.split(|(_, v)| v.is_none()).all(|seg| seg.len() <= 1);
             let mut labelled = false;
             for segment in points.split(|(_, v)| v.is_none()).filter(|seg| !seg.is_empty()) {
                 let line: Vec<(f64, f64)> =
                     segment.iter().map(|(x, v)| (*x, v.expect("split on None").min(y_hi))).collect();
                 let style = c.stroke_width(stroke);
+                if line.len() == 1 {
+                    let drawn = chart.draw_series(std::iter::once(marker(line[0])))?;
+                    if let (Some(l), false) = (&label, labelled) {
+                        if dots_only {
+                            drawn.label(l.clone()).legend(move |(x, y)| Circle::new((x + 11, y), dot, dot_style));
+                        } else {
+                            drawn
+                                .label(l.clone())
+                                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                        }
+                        labelled = true;
+                    }
+                    continue;
+                }
                 let drawn = if dashed {
                     chart.draw_series(DashedLineSeries::new(line.clone(), px(8.0), px(5.0), style))?
                 } else {

@@ -1,5 +1,6 @@
 //! Pure: a sweep's report, as one self-contained HTML page (inline SVG, no scripts, no
-//! external files) or as Markdown whose figures link to the plot routes.
+//! external files), as Markdown whose figures link to the plot routes, or as a zip of the
+//! Markdown with its figures as files beside it (what a student pastes into their write-up).
 
 use crate::job::{EpochMetrics, JobStatus};
 use crate::plot::{self, Figure, Format, Metric, Series};
@@ -102,8 +103,9 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn figure(sv: &SectionView) -> String {
-    let fig = Figure {
+/// The section's three-panel figure (loss, training and test accuracy).
+fn section_figure(sv: &SectionView) -> Figure<'_> {
+    Figure {
         // The section's heading and settings line stand above the figure already.
         title: String::new(),
         subtitle: String::new(),
@@ -114,8 +116,11 @@ fn figure(sv: &SectionView) -> String {
         width: 1000,
         height: 700,
         y_axis: Default::default(),
-    };
-    match plot::render(&fig, Format::Svg) {
+    }
+}
+
+fn figure(sv: &SectionView) -> String {
+    match plot::render(&section_figure(sv), Format::Svg) {
         Ok(svg) => String::from_utf8_lossy(&svg).into_owned(),
         Err(e) => format!("<p>(the figure could not be drawn: {})</p>", escape(&e.to_string())),
     }
@@ -209,8 +214,17 @@ fn summary(r: &Report) -> String {
     format!("{} jobs: {}.", seen.len(), parts.join(", "))
 }
 
-/// The report as Markdown; each section's figures link to the sweep's plot route.
+/// The report as Markdown; each section's figures link to the sweep's plot route (which
+/// needs the token: see `bundle` for a report that stands alone).
 pub fn markdown(r: &Report) -> String {
+    markdown_with(r, |key| {
+        [("loss", "loss"), ("train_acc", "training accuracy"), ("test_acc", "test accuracy")]
+            .map(|(metric, name)| format!("![{name}](/sweeps/{}/plot?section={key}&metric={metric})", r.sweep_id))
+            .join("\n")
+    })
+}
+
+fn markdown_with(r: &Report, figures: impl Fn(&str) -> String) -> String {
     let mut m = String::new();
     let _ = write!(m, "# {}\n\nSweep `{}`, created {}. {}\n", r.title, r.sweep_id, r.created_at, summary(r));
     for sv in &r.sections {
@@ -228,11 +242,32 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(m, "- {f}");
         }
         m.push('\n');
-        for (metric, name) in [("loss", "loss"), ("train_acc", "training accuracy"), ("test_acc", "test accuracy")] {
-            let _ = writeln!(m, "![{name}](/sweeps/{}/plot?section={}&metric={metric})", r.sweep_id, sv.section.key);
-        }
+        let _ = writeln!(m, "{}", figures(sv.section.key));
     }
     m
+}
+
+/// The Markdown report in a zip with its figures as files: `report.md`, and for each section
+/// `figures/SECTION.png` (linked from the Markdown) and `figures/SECTION.svg`.
+pub fn bundle(r: &Report) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let md = markdown_with(r, |key| {
+        format!("![Loss, training and test accuracy](figures/{key}.png)\n\n(Also as [SVG](figures/{key}.svg).)")
+    });
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    // N.B.: PNG is compressed already; storing it saves time and loses nothing.
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("report.md", deflated)?;
+    zip.write_all(md.as_bytes())?;
+    for sv in &r.sections {
+        let fig = section_figure(sv);
+        zip.start_file(format!("figures/{}.png", sv.section.key), stored)?;
+        zip.write_all(&plot::render(&fig, Format::Png)?)?;
+        zip.start_file(format!("figures/{}.svg", sv.section.key), deflated)?;
+        zip.write_all(&plot::render(&fig, Format::Svg)?)?;
+    }
+    Ok(zip.finish()?.into_inner())
 }
 
 #[cfg(test)]

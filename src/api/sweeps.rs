@@ -286,28 +286,43 @@ pub async fn get_report(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
-    let md = match q.format.as_deref() {
-        None | Some("html") => false,
-        Some("md") => true,
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Html,
+        Md,
+        Zip,
+    }
+    let kind = match q.format.as_deref() {
+        None | Some("html") => Kind::Html,
+        Some("md") => Kind::Md,
+        Some("zip") => Kind::Zip,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad_query",
                 "format",
-                format!("format must be one of html, md, got {other:?}"),
+                format!("format must be one of html, md, zip, got {other:?}"),
             ))
         }
     };
     let r = build_report(&state.pool, &sweep).await?;
-    let (body, ctype) = tokio::task::spawn_blocking(move || {
-        if md {
-            (report::markdown(&r), "text/markdown; charset=utf-8")
-        } else {
-            (report::html(&r), "text/html; charset=utf-8")
-        }
+    let file = format!("sweep-{}-report", &sweep.id[..8]);
+    let drawn = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str, String)> {
+        Ok(match kind {
+            Kind::Html => {
+                (report::html(&r).into_bytes(), "text/html; charset=utf-8", format!("inline; filename=\"{file}.html\""))
+            }
+            Kind::Md => (
+                report::markdown(&r).into_bytes(),
+                "text/markdown; charset=utf-8",
+                format!("inline; filename=\"{file}.md\""),
+            ),
+            Kind::Zip => (report::bundle(&r)?, "application/zip", format!("attachment; filename=\"{file}.zip\"")),
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(([(header::CONTENT_TYPE, ctype)], body).into_response())
+    let (body, ctype, disposition) = drawn?;
+    Ok(([(header::CONTENT_TYPE, ctype.to_string()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }
 
 #[derive(Deserialize)]

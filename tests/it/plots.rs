@@ -129,6 +129,41 @@ fn a_diverged_run_leaves_a_marked_gap_and_keeps_the_axis_readable() {
 }
 
 #[test]
+fn single_epochs_are_dots_the_legend_explains_train_filled_and_test_open() {
+    let one = curve(1);
+    let two = [epoch(1, Some(2.0))];
+    let svg = plot::render(
+        &figure(
+            vec![Series { label: "a".into(), epochs: &one }, Series { label: "b".into(), epochs: &two }],
+            Metric::Loss,
+        ),
+        Format::Svg,
+    )
+    .unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("filled dot: train, open dot: test"), "the caption says what the dots are");
+    assert!(!svg.contains("dashed"), "no line style is named when there is no line");
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let circles: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("circle")).collect();
+    let open = circles.iter().filter(|n| n.attribute("fill") == Some("none")).count();
+    let filled = circles.len() - open;
+    // Each job: a filled train dot and an open test dot; the legend: a filled dot per job.
+    assert_eq!((filled, open), (4, 2), "{} circles", circles.len());
+    // Longer runs keep their lines and the line legend.
+    let long = curve(5);
+    let svg = plot::render(
+        &figure(
+            vec![Series { label: "a".into(), epochs: &long }, Series { label: "b".into(), epochs: &one }],
+            Metric::Loss,
+        ),
+        Format::Svg,
+    )
+    .unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("train: solid line or filled dot; test: dashed line or open dot"));
+}
+
+#[test]
 fn an_empty_figure_says_so_instead_of_failing() {
     let svg = plot::render(&figure(vec![Series { label: "a".into(), epochs: &[] }], Metric::All), Format::Svg).unwrap();
     let svg = String::from_utf8(svg).unwrap();

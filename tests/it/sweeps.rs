@@ -71,6 +71,27 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
         app.client.get(app.url(&format!("/sweeps/{id}/report?format=md"))).send().await.unwrap().text().await.unwrap();
     assert!(md.starts_with("# assignment"));
     assert!(md.contains(&format!("![test accuracy](/sweeps/{id}/plot?section=batch_size&metric=test_acc)")));
+    // The zip: the same Markdown with its figures as files it links to, readable anywhere.
+    let r = app.client.get(app.url(&format!("/sweeps/{id}/report?format=zip"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(".zip"));
+    let bytes = r.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip archive");
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("report.md").unwrap(), &mut report).unwrap();
+    assert!(report.starts_with("# assignment") && !report.contains("/sweeps/"), "no link needs the server");
+    let linked: Vec<&str> =
+        report.split("](").skip(1).filter_map(|l| l.split(')').next()).filter(|l| l.ends_with(".png")).collect();
+    assert_eq!(linked.len(), 8, "a figure per section: {linked:?}");
+    for path in linked {
+        let mut png = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name(path).unwrap_or_else(|_| panic!("{path} is in the zip")), &mut png)
+            .unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{path}");
+        let svg = path.replace(".png", ".svg");
+        assert!(zip.by_name(&svg).is_ok(), "{svg} beside it");
+    }
     let plot = app
         .client
         .get(app.url(&format!("/sweeps/{id}/plot?section=batch_size&metric=test_acc&format=svg")))
