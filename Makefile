@@ -50,7 +50,13 @@ TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
 PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events::
 
-test: $(STAMP) $(ST_STAMP)
+# Debian's Chromium and its WebDriver, for the browser tests (tests/it/browser.rs); installed
+# with apt-get when missing (as root), like the compiler.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+$(BROWSER):
+	$(MAKE) --no-print-directory apt-install PKGS="chromium chromium-driver"
+
+test: $(STAMP) $(ST_STAMP) | $(BROWSER)
 	@host=$$(echo "$(PG_HOSTPORT)" | cut -d: -f1); port=$$(echo "$(PG_HOSTPORT):5432" | cut -d: -f2); \
 	  timeout 5 bash -c "exec 3<>/dev/tcp/$$host/$$port" 2>/dev/null || { \
 	  echo "error: make test runs the service tests on PostgreSQL too, and nothing answers at $$host:$$port." >&2; \

@@ -29,6 +29,109 @@ pub const FIELDS: &[&str] = &[
     "train_limit",
 ];
 
+/// Range of `epochs` (a server may allow fewer: `Limits`).
+pub const EPOCHS: (u64, u64) = (1, 1000);
+/// Range of `batch_size`.
+pub const BATCH_SIZE: (u64, u64) = (1, 50_000);
+/// Range of each `hidden` width, and how many layers.
+pub const HIDDEN_WIDTH: (u64, u64) = (1, 65_536);
+pub const HIDDEN_LAYERS: (usize, usize) = (1, 8);
+
+/// What a form needs to know of one spec field: how it is entered and what it means. The
+/// ranges are the constants `Spec::parse` checks against; `field_docs()` adds the defaults.
+pub struct FieldDoc {
+    pub name: &'static str,
+    /// `text`, `choice`, `integer`, `number`, `widths` (a list of integers) or `augment`.
+    pub input: &'static str,
+    pub choices: &'static [&'static str],
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The models the field applies to; empty for all.
+    pub models: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn doc(name: &'static str, input: &'static str, help: &'static str) -> FieldDoc {
+    FieldDoc { name, input, choices: &[], min: None, max: None, models: &[], help }
+}
+
+/// Every field of `FIELDS`, in that order.
+pub const FIELD_DOCS: &[FieldDoc] = &[
+    doc("name", "text", "A label for the job, shown in lists and in legends; at most 200 characters."),
+    FieldDoc {
+        choices: &["cnn", "linear", "mlp"],
+        ..doc(
+            "model",
+            "choice",
+            "cnn: the tutorial's network (two convolutions, three linear layers); linear: one linear \
+             layer on the 3072 pixels; mlp: linear layers of the widths in hidden.",
+        )
+    },
+    FieldDoc {
+        min: Some(HIDDEN_WIDTH.0 as f64),
+        max: Some(HIDDEN_WIDTH.1 as f64),
+        models: &["mlp"],
+        ..doc("hidden", "widths", "The hidden layers' widths, 1 to 8 of them, comma-separated (mlp only).")
+    },
+    FieldDoc {
+        choices: &["relu", "none"],
+        models: &["cnn", "mlp"],
+        ..doc(
+            "activation",
+            "choice",
+            "Between layers: relu, or none (an mlp without it is a linear model in disguise).",
+        )
+    },
+    FieldDoc {
+        min: Some(EPOCHS.0 as f64),
+        max: Some(EPOCHS.1 as f64),
+        ..doc("epochs", "integer", "Passes over the training set; test accuracy is measured after each.")
+    },
+    FieldDoc {
+        min: Some(BATCH_SIZE.0 as f64),
+        max: Some(BATCH_SIZE.1 as f64),
+        ..doc("batch_size", "integer", "Images per SGD step.")
+    },
+    FieldDoc { min: Some(0.0), ..doc("lr", "number", "The SGD learning rate, above 0.") },
+    FieldDoc { min: Some(0.0), max: Some(1.0), ..doc("momentum", "number", "SGD momentum, from 0 to below 1.") },
+    FieldDoc { min: Some(0.0), ..doc("weight_decay", "number", "L2 penalty on the weights, 0 or more.") },
+    FieldDoc {
+        choices: &["cross_entropy", "mse"],
+        ..doc("loss", "choice", "cross_entropy, or mse: the squared error against one-hot targets.")
+    },
+    doc("augment", "augment", "Random resized crops and horizontal flips of the training images."),
+    FieldDoc {
+        min: Some(0.0),
+        ..doc("seed", "integer", "Seeds the weights and the shuffling; drawn at submission when empty, then recorded.")
+    },
+    FieldDoc { choices: &["cifar10"], ..doc("dataset", "choice", "The images: CIFAR-10.") },
+    FieldDoc {
+        min: Some(1.0),
+        max: Some(CIFAR10_TRAIN_IMAGES as f64),
+        ..doc("train_limit", "integer", "Train on the first N training images only (a quick try); empty for all 50000.")
+    },
+];
+
+/// The fields as the web form shows them: each `FieldDoc` with its default.
+pub fn field_docs() -> Value {
+    let defaults = Spec::default().to_json();
+    let fields: Vec<Value> = FIELD_DOCS
+        .iter()
+        .map(|d| {
+            let default = match d.name {
+                "hidden" => serde_json::json!([120, 84]),
+                "seed" => Value::Null,
+                n => defaults.get(n).cloned().unwrap_or(Value::Null),
+            };
+            serde_json::json!({
+                "name": d.name, "input": d.input, "choices": d.choices, "min": d.min, "max": d.max,
+                "models": d.models, "help": d.help, "default": default,
+            })
+        })
+        .collect();
+    serde_json::json!({ "fields": fields })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
@@ -233,10 +336,12 @@ impl Spec {
             }
             (Some(v), ModelKind::Mlp) => {
                 let widths: Option<Vec<i64>> = v.as_array().and_then(|a| {
-                    a.iter().map(|w| whole(w).map(|w| w as i64).filter(|w| (1..=65_536).contains(w))).collect()
+                    a.iter()
+                        .map(|w| whole(w).filter(|w| (HIDDEN_WIDTH.0..=HIDDEN_WIDTH.1).contains(w)).map(|w| w as i64))
+                        .collect()
                 });
                 match widths {
-                    Some(w) if (1..=8).contains(&w.len()) => w,
+                    Some(w) if (HIDDEN_LAYERS.0..=HIDDEN_LAYERS.1).contains(&w.len()) => w,
                     _ => {
                         r.fail(
                             "hidden",
@@ -252,8 +357,8 @@ impl Spec {
         if model == ModelKind::Linear && r.present("activation").is_some() {
             r.fail("activation", "applies only to models \"mlp\" and \"cnn\"; a linear model has no hidden layer");
         }
-        let epochs = r.int("epochs", d.epochs.into(), 1, 1000) as u32;
-        let batch_size = r.int("batch_size", d.batch_size.into(), 1, 50_000) as u32;
+        let epochs = r.int("epochs", d.epochs.into(), EPOCHS.0, EPOCHS.1) as u32;
+        let batch_size = r.int("batch_size", d.batch_size.into(), BATCH_SIZE.0, BATCH_SIZE.1) as u32;
         let lr = r.float("lr", d.lr, |x| x > 0.0, "a finite number > 0");
         let momentum = r.float("momentum", d.momentum, |x| (0.0..1.0).contains(&x), "a number from 0 to below 1");
         let weight_decay = r.float("weight_decay", d.weight_decay, |x| x >= 0.0, "a finite number >= 0");
@@ -418,6 +523,25 @@ mod tests {
         let shown = Spec::parse(&json!({"model": "cnn"})).unwrap().to_json();
         assert!(shown["train_limit"].is_null() && shown["name"].is_null(), "{shown}");
         assert!(Spec::parse(&shown).is_ok());
+    }
+
+    #[test]
+    fn every_field_has_a_doc_with_its_default_and_the_defaults_parse() {
+        let names: Vec<&str> = FIELD_DOCS.iter().map(|d| d.name).collect();
+        assert_eq!(names, FIELDS);
+        let docs = field_docs();
+        let mut spec = Map::new();
+        for f in docs["fields"].as_array().unwrap() {
+            assert!(!f["help"].as_str().unwrap().is_empty());
+            let applies = f["models"].as_array().unwrap().is_empty();
+            if applies && !f["default"].is_null() {
+                spec.insert(f["name"].as_str().unwrap().into(), f["default"].clone());
+            }
+        }
+        assert_eq!(Spec::parse_with_seed(&Value::Object(spec), || 0).unwrap(), Spec::default());
+        let epochs = &docs["fields"][4];
+        assert_eq!((epochs["name"].as_str(), epochs["max"].as_f64()), (Some("epochs"), Some(1000.0)));
+        assert!(errors(json!({"epochs": 1001}))[0].message.contains("from 1 to 1000"));
     }
 
     #[test]

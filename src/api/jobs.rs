@@ -60,6 +60,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "created_at": rfc3339(Some(row.created_at)),
         "started_at": rfc3339(row.started_at),
         "finished_at": rfc3339(row.finished_at),
+        "last_epoch": row.last_epoch.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
     });
     let obj = v.as_object_mut().expect("an object");
     match row.status {

@@ -10,6 +10,8 @@ pub mod json;
 pub mod plots;
 pub mod sweeps;
 pub mod telemetry;
+pub mod users;
+pub mod web;
 
 use crate::hub::Hub;
 use crate::queue::Pool;
@@ -106,6 +108,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.yaml"),
+    ("get", "/me"),
+    ("get", "/spec"),
     ("post", "/jobs"),
     ("get", "/jobs"),
     ("get", "/jobs/{id}"),
@@ -127,6 +131,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/sweeps/{id}/cancel"),
     ("get", "/sweeps/{id}/plot"),
     ("get", "/sweeps/{id}/report"),
+    ("get", "/users"),
+    ("post", "/users"),
+    ("post", "/users/{name}/revoke"),
+    ("post", "/users/{name}/token"),
 ];
 
 /// The query parameters each route takes (as openapi.yaml lists them); any other is a 400.
@@ -225,6 +233,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/healthz") => get(healthz),
         ("get", "/readyz") => get(readyz),
         ("get", "/openapi.yaml") => get(openapi),
+        ("get", "/me") => get(users::get_me),
+        ("get", "/spec") => get(get_spec),
         ("post", "/jobs") => post(jobs::create_job),
         ("get", "/jobs") => get(jobs::list_jobs),
         ("get", "/jobs/{id}") => get(jobs::get_job),
@@ -246,6 +256,10 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("post", "/sweeps/{id}/cancel") => post(sweeps::cancel_sweep),
         ("get", "/sweeps/{id}/plot") => get(sweeps::plot_sweep),
         ("get", "/sweeps/{id}/report") => get(sweeps::get_report),
+        ("get", "/users") => get(users::list_users),
+        ("post", "/users") => post(users::create_user),
+        ("post", "/users/{name}/revoke") => post(users::revoke_user),
+        ("post", "/users/{name}/token") => post(users::rotate_token),
         _ => unreachable!("ROUTES and handler() list the same routes"),
     }
 }
@@ -258,6 +272,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .route_layer(axum::middleware::from_fn(check_query))
+        .merge(web::router())
         .route_layer(axum::middleware::from_fn(access::note_route))
         .fallback(|| async { error::ApiError::NotFound("no such route; see GET /openapi.yaml".into()) })
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
@@ -305,6 +320,12 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         )
             .into_response()
     }
+}
+
+/// The spec's fields as the web form shows them (defaults, ranges, help), from the same
+/// constants `Spec::parse` checks.
+async fn get_spec(_user: auth::CurrentUser) -> Json<serde_json::Value> {
+    Json(crate::spec::field_docs())
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -36,13 +36,16 @@ pub struct JobRow {
     pub group_size: i64,
     /// While running: where it is inside its epoch (`job::Progress` as JSON), from the heartbeat.
     pub progress: Option<String>,
+    /// The metrics of its latest recorded epoch (`EpochMetrics` as JSON), if any.
+    pub last_epoch: Option<String>,
 }
 
 pub(crate) const JOB_COLUMNS: &str =
     "seq, id, owner_id, (SELECT name FROM users WHERE users.id = jobs.owner_id) AS owner, \
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
      device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
-     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size, progress";
+     (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size, progress, \
+     (SELECT e.metrics FROM epochs e WHERE e.job_id = jobs.id ORDER BY e.epoch DESC LIMIT 1) AS last_epoch";
 
 /// A job to insert.
 pub struct NewJob<'a> {

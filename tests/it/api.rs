@@ -329,7 +329,7 @@ async fn routes_and_openapi_agree() {
     let anonymous = reqwest::Client::new();
     for (method, path) in &routed {
         let target = if path.starts_with("/sweeps") { sweep_id } else { id.as_str() };
-        let mut url = app.url(&path.replace("{id}", target));
+        let mut url = app.url(&path.replace("{id}", target).replace("{name}", "bob"));
         if path == "/plot" {
             url.push_str(&format!("?jobs={id}"));
         }
@@ -337,6 +337,10 @@ async fn routes_and_openapi_agree() {
             "get" => (app.admin.get(&url), anonymous.get(&url)),
             "post" if path == "/sweeps" => {
                 let body = json!({"vary": {"lr": [0.1]}});
+                (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
+            }
+            "post" if path == "/users" => {
+                let body = json!({"name": "frank"});
                 (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
             }
             "post" if path == "/jobs/cancel" => {
@@ -582,4 +586,59 @@ async fn metrics_download_as_csv_with_the_json_rows_numbers() {
     }
     let (status, body) = app.get(&format!("/jobs/{id}/metrics?format=xml")).await;
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("format")));
+}
+
+#[tokio::test]
+async fn a_job_shows_its_latest_epoch_in_the_list_and_alone() {
+    let app = spawn_app(1).await;
+    let id = app.submit(json!({"model": "linear", "epochs": 2})).await;
+    let queued = app.job(&id).await;
+    assert!(queued["last_epoch"].is_null() || queued["epochs_done"] != 0, "{queued}");
+    app.wait_for(&id, 60, status_is("succeeded")).await;
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    let last = &m["epochs"][1];
+    let (_, list) = app.get("/jobs").await;
+    let listed = &list["jobs"][0];
+    assert_eq!(listed["id"], id.as_str());
+    assert_eq!(&listed["last_epoch"], last, "the list's latest epoch is /metrics' last row");
+    assert_eq!(&app.job(&id).await["last_epoch"], last);
+}
+
+#[tokio::test]
+async fn the_spec_route_lists_every_field_the_server_checks_with_its_default() {
+    let app = spawn_app(0).await;
+    let (s, docs) = app.get("/spec").await;
+    assert_eq!(s, 200);
+    let fields = docs["fields"].as_array().unwrap();
+    let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, trainyard::spec::FIELDS);
+    let field = |n: &str| fields.iter().find(|f| f["name"] == n).unwrap().clone();
+    assert_eq!(field("batch_size")["default"], 4);
+    assert_eq!(field("model")["choices"], json!(["cnn", "linear", "mlp"]));
+    assert_eq!(field("hidden")["models"], json!(["mlp"]));
+    // The bound shown is the bound enforced.
+    let max = field("batch_size")["max"].as_f64().unwrap() as u64;
+    assert_eq!(app.post_job(json!({"batch_size": max + 1})).await.status(), 422);
+    assert_eq!(client_for("nope").get(app.url("/spec")).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn the_web_page_is_served_with_its_files_and_a_strict_content_policy() {
+    let app = spawn_app(0).await;
+    let plain = reqwest::Client::new();
+    let r = plain.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the page itself needs no token");
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{csp}");
+    let html = r.text().await.unwrap();
+    for (path, _, _) in trainyard::api::web::FILES.iter().filter(|f| f.0 != "/" && !f.0.ends_with(".txt")) {
+        assert!(html.contains(&format!("\"{path}\"")), "the page loads {path}");
+        let r = plain.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing from another host");
+    let js = plain.get(app.url("/ui/app.js")).send().await.unwrap().text().await.unwrap();
+    assert!(js.contains("sessionStorage") && !js.contains("localStorage"), "the token stays in the tab");
+    assert!(!js.contains("?token="), "the token never goes in a URL");
 }

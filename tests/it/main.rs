@@ -1,4 +1,5 @@
 mod api;
+mod browser;
 mod cli;
 mod db;
 mod engine;

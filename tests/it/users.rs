@@ -279,3 +279,60 @@ async fn a_job_too_big_for_the_box_is_refused_at_submission_with_its_estimate_an
         status_of(app.client.post(app.url("/sweeps")).json(&json!({"preset": "cifar10-assignment"}))).await;
     assert_eq!(status, 201, "{body}");
 }
+
+#[tokio::test]
+async fn admins_manage_users_over_http_and_students_cannot() {
+    let app = spawn_app(0).await;
+    let url = |p: &str| app.url(p);
+    let (s, e) = status_of(app.client.get(url("/users"))).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(status_of(app.client.post(url("/users")).json(&json!({"name": "x"}))).await.0, 403);
+
+    let (s, listed) = status_of(app.admin.get(url("/users"))).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = listed["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+
+    let (s, erin) = status_of(app.admin.post(url("/users")).json(&json!({"name": "erin"}))).await;
+    assert_eq!(s, 201, "{erin}");
+    assert_eq!((erin["name"].as_str(), erin["admin"].as_bool()), (Some("erin"), Some(false)));
+    let first = erin["token"].as_str().unwrap().to_string();
+    let (s, me) = status_of(client_for(&first).get(url("/me"))).await;
+    assert_eq!((s, me["name"].as_str(), me["admin"].as_bool()), (200, Some("erin"), Some(false)));
+    assert!(me["limits"]["max_epochs_per_job"].as_i64().unwrap() > 0);
+
+    let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "erin"}))).await;
+    assert_eq!(s, 409, "{e}");
+    let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "Erin Q"}))).await;
+    assert_eq!(s, 422);
+    assert!(e["error"]["message"].as_str().unwrap().contains("a-z, 0-9"), "{e}");
+    let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "f", "role": "admin"}))).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("role")));
+
+    // A new token: the old one stops at once.
+    let (s, rotated) = status_of(app.admin.post(url("/users/erin/token"))).await;
+    assert_eq!(s, 200);
+    let second = rotated["token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    assert_eq!(status_of(client_for(&first).get(url("/me"))).await.0, 401);
+    assert_eq!(status_of(client_for(&second).get(url("/me"))).await.0, 200);
+
+    // Revoked: the token stops, the list says when; twice is a 409; oneself is refused.
+    let (s, revoked) = status_of(app.admin.post(url("/users/erin/revoke"))).await;
+    assert_eq!(s, 200);
+    assert!(revoked["revoked_at"].is_string());
+    assert_eq!(status_of(client_for(&second).get(url("/me"))).await.0, 401);
+    assert_eq!(status_of(app.admin.post(url("/users/erin/revoke"))).await.0, 409);
+    let (s, e) = status_of(app.admin.post(url("/users/admin/revoke"))).await;
+    assert_eq!(s, 409);
+    assert!(e["error"]["message"].as_str().unwrap().contains("own token"));
+    assert_eq!(status_of(app.admin.post(url("/users/admin/token"))).await.0, 409, "not one's own session");
+    assert_eq!(status_of(app.admin.get(url("/me"))).await.0, 200);
+    assert_eq!(status_of(app.admin.post(url("/users/nobody/token"))).await.0, 404);
+    assert_eq!(
+        status_of(app.client.post(url("/users/bob/revoke"))).await.0,
+        403,
+        "a student cannot revoke a classmate"
+    );
+    assert_eq!(status_of(app.bob.get(url("/me"))).await.0, 200, "and bob still works");
+}

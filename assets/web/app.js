@@ -1,0 +1,865 @@
+// trainyard's web page: a client of the JSON API, as curl is. The token lives in this tab
+// (sessionStorage) and goes out as a bearer header, never in a URL; event streams are read
+// with fetch (EventSource cannot send headers). No framework, no build step.
+"use strict";
+
+const TOKEN_KEY = "trainyard.token";
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const ACTIVE = new Set(["queued", "running"]);
+let me = null;            // GET /me
+let specDocs = null;      // GET /spec
+let viewAbort = null;     // ends the current view's streams and timers
+let charts = [];          // the current view's uPlot charts, for resizing
+
+// ---------- small helpers ----------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const $ = (sel, root = document) => root.querySelector(sel);
+const sleep = (ms, signal) => new Promise((resolve) => {
+  const t = setTimeout(resolve, ms);
+  if (signal) signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+});
+const pct = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + " %");
+const fmtLoss = (x) => (x === null || x === undefined ? "—" : Number(x).toPrecision(4));
+const jobLabel = (j) => j.name || j.id.slice(0, 8);
+
+function ago(iso) {
+  if (!iso) return "—";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return Math.round(s) + " s ago";
+  if (s < 3600) return Math.round(s / 60) + " min ago";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
+  return Math.round(s / 86400) + " d ago";
+}
+function until(iso) {
+  if (!iso) return "—";
+  const s = (Date.parse(iso) - Date.now()) / 1000;
+  if (s <= 0) return "now";
+  if (s < 60) return "in " + Math.round(s) + " s";
+  if (s < 3600) return "in " + Math.round(s / 60) + " min";
+  return "in " + (s / 3600).toFixed(1) + " h";
+}
+
+function flash(message, bad) {
+  const f = $("#flash");
+  f.textContent = message || "";
+  f.className = bad ? "bad" : "";
+}
+
+// ---------- the API ----------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `the server answered ${status}`);
+    this.status = status;
+    this.code = e.code;
+    this.field = e.field;
+    this.fields = e.fields || [];
+  }
+}
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+function authHeaders(extra) { return Object.assign({ Authorization: "Bearer " + token() }, extra || {}); }
+
+async function api(method, path, body) {
+  const init = { method, headers: authHeaders() };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  const isJson = (r.headers.get("content-type") || "").includes("json");
+  const data = isJson ? await r.json() : null;
+  if (r.status === 401 && path !== "/me") {
+    signOut("Your token is no longer valid (revoked or re-issued); sign in again.");
+  }
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+/// Fetches a file with the token and saves it under the server's file name.
+async function download(path, fallbackName) {
+  try {
+    const r = await fetch(path, { headers: authHeaders() });
+    if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
+    const blob = await r.blob();
+    const cd = r.headers.get("content-disposition") || "";
+    const m = /filename="?([^";]+)"?/.exec(cd);
+    const a = h("a", { href: URL.createObjectURL(blob), download: m ? m[1] : fallbackName });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (e) {
+    flash("Download failed: " + e.message, true);
+  }
+}
+
+/// Reads a Server-Sent Events stream with fetch, reconnecting with Last-Event-ID until
+/// `signal` aborts or the stream sends `done`. `onEvent(type, data)`.
+async function stream(path, onEvent, signal) {
+  let lastId = null;
+  while (!signal.aborted) {
+    try {
+      const headers = authHeaders({ Accept: "text/event-stream" });
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      const r = await fetch(path, { headers, signal });
+      if (r.status === 404 || r.status === 401) return;
+      if (!r.ok) { await sleep(r.status === 429 ? 10000 : 3000, signal); continue; }
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value.replace(/\r\n?/g, "\n");
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let type = "message", data = "", id = null;
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const c = line.indexOf(":");
+            const k = c < 0 ? line : line.slice(0, c);
+            const v = c < 0 ? "" : line.slice(c + 1).replace(/^ /, "");
+            if (k === "event") type = v;
+            else if (k === "data") data += (data ? "\n" : "") + v;
+            else if (k === "id") id = v;
+          }
+          if (id !== null) lastId = id;
+          if (!data) continue;
+          let parsed;
+          try { parsed = JSON.parse(data); } catch { continue; }
+          onEvent(type, parsed);
+          if (type === "done") return;
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+    }
+    await sleep(2000, signal);
+  }
+}
+
+// ---------- sign in and out, routing ----------
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
+  location.hash = "#/";
+  route(message);
+}
+
+function renderSignIn(message) {
+  $("#nav").hidden = true;
+  $("#who").hidden = true;
+  const error = h("p", { class: "error", id: "token-error", role: "alert" });
+  const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true,
+                             "aria-describedby": "token-help token-error" });
+  const form = h("form", { class: "card signin", id: "sign-in" },
+    h("h1", { text: "Sign in" }),
+    h("div", { class: "field" },
+      h("label", { for: "token", text: "Your token" }), input,
+      h("span", { class: "help", id: "token-help",
+                  text: "The token your lab admin gave you (trainyard users add NAME prints it). It stays in this browser tab only." }),
+      error),
+    h("p", {}, h("button", { type: "submit", text: "Sign in" })));
+  if (message) error.textContent = message;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    try {
+      me = await api("GET", "/me");
+      route();
+    } catch (e) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      error.textContent = e.status === 401 ? "That token is not valid (unknown or revoked)." : e.message;
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  });
+  show(form);
+  input.focus();
+}
+
+function show(...nodes) {
+  const view = $("#view");
+  view.replaceChildren(...nodes);
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, "") || "/";
+  const [path, query] = raw.split("?");
+  return { parts: path.split("/").filter(Boolean), query: new URLSearchParams(query || "") };
+}
+
+async function route(message) {
+  if (viewAbort) viewAbort.abort();
+  viewAbort = new AbortController();
+  charts = [];
+  flash(message && token() ? message : "");
+  if (!token()) return renderSignIn(message);
+  try {
+    if (!me) me = await api("GET", "/me");
+  } catch (e) {
+    if (e.status === 401) return signOut("That token is not valid (unknown or revoked).");
+    flash("The server does not answer: " + e.message, true);
+    return;
+  }
+  $("#nav").hidden = false;
+  $("#who").hidden = false;
+  $("#who-name").textContent = me.name + (me.admin ? " (admin)" : "");
+  $("#nav-admin").hidden = !me.admin;
+  const { parts, query } = parseHash();
+  const section = parts[0] || "jobs";
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    const current = a.dataset.nav === section || (a.dataset.nav === "sweeps" && section === "sweep") ||
+                    (a.dataset.nav === "jobs" && section === "job");
+    if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  const signal = viewAbort.signal;
+  try {
+    if (section === "jobs") await viewJobs(query, signal);
+    else if (section === "job" && parts[1]) await viewJob(parts[1], signal);
+    else if (section === "submit") await viewSubmit(query);
+    else if (section === "compare") await viewCompare(query, signal);
+    else if (section === "sweeps") await viewSweeps();
+    else if (section === "sweep" && parts[1]) await viewSweep(parts[1], signal);
+    else if (section === "admin") await viewAdmin(signal);
+    else show(h("h1", { text: "Not found" }), h("p", {}, h("a", { href: "#/", text: "Back to my jobs" })));
+  } catch (e) {
+    if (signal.aborted) return;
+    show(h("h1", { text: "Something went wrong" }), h("p", { class: "error", text: e.message }));
+  }
+}
+
+// ---------- my jobs ----------
+
+function statusBadge(s) { return h("span", { class: "status " + s, text: s }); }
+
+function progressCell(j) {
+  if (j.status === "running") {
+    const p = j.progress;
+    const within = p ? p.fraction : 0;
+    const label = p ? `epoch ${p.epoch}: ${Math.round(100 * within)} %` : `epoch ${j.epochs_done + 1} starting`;
+    return h("div", { class: "bar" },
+      h("progress", { max: "1", value: String(within), "aria-label": `progress in ${label}` }),
+      h("span", { class: "small", text: label }));
+  }
+  if (j.status === "queued") {
+    const where = j.queue_position ? `#${j.queue_position} in queue` : "queued";
+    return h("span", { class: "small muted", text: j.estimated_start ? `${where}, starts ${until(j.estimated_start)}` : where });
+  }
+  return h("span", { class: "muted", text: "—" });
+}
+
+async function viewJobs(query, signal) {
+  const filter = query.get("status") || "";
+  const rows = new Map();   // id -> job
+  const selected = new Set();
+  const tbody = h("tbody");
+  const select = h("select", { id: "status-filter" },
+    h("option", { value: "", text: "every status" }),
+    STATUSES.map((s) => h("option", { value: s, selected: s === filter, text: s })));
+  select.addEventListener("change", () => { location.hash = select.value ? `#/?status=${select.value}` : "#/"; });
+  const compareBtn = h("button", { type: "button", class: "secondary", disabled: true, text: "Compare selected",
+    onclick: () => { location.hash = "#/compare?jobs=" + [...selected].join(","); } });
+  const cancelAll = h("button", { type: "button", class: "danger", id: "cancel-queued", text: "Cancel all my queued jobs",
+    onclick: async () => {
+      if (!confirm("Cancel every job of yours that is still queued?")) return;
+      try {
+        const r = await api("POST", "/jobs/cancel", { status: "queued" });
+        flash(`Cancelled ${r.cancelled} queued job(s).`);
+        await load(true);
+      } catch (e) { flash(e.message, true); }
+    } });
+  const more = h("button", { type: "button", class: "secondary", hidden: true, text: "Show older jobs" });
+  const empty = h("p", { class: "muted", hidden: true, id: "no-jobs" },
+    "No jobs yet. ", h("a", { href: "#/submit", text: "Submit one" }), ".");
+  const admin = me.admin;
+  const table = h("div", { class: "table-wrap" }, h("table", { id: "jobs" },
+    h("caption", { class: "skip", text: "Jobs" }),
+    h("thead", {}, h("tr", {},
+      h("th", {}, h("span", { class: "skip", text: "Select" })),
+      h("th", { text: "Job" }), admin ? h("th", { text: "Owner" }) : null, h("th", { text: "Status" }),
+      h("th", { text: "Progress" }), h("th", { class: "num", text: "Epochs" }), h("th", { class: "num", text: "Test acc." }),
+      h("th", { class: "hide-narrow", text: "Group" }), h("th", { class: "hide-narrow", text: "Submitted" }),
+      h("th", {}, h("span", { class: "skip", text: "Actions" })))),
+    tbody));
+
+  function renderRow(j) {
+    const check = h("input", { type: "checkbox", "aria-label": "select " + jobLabel(j) + " to compare", checked: selected.has(j.id) });
+    check.addEventListener("change", () => {
+      if (check.checked) selected.add(j.id); else selected.delete(j.id);
+      compareBtn.disabled = selected.size === 0;
+    });
+    const cancel = ACTIVE.has(j.status)
+      ? h("button", { type: "button", class: "danger", "data-cancel": j.id, "aria-label": "cancel " + jobLabel(j), text: "Cancel",
+          onclick: async () => {
+            try { await api("POST", `/jobs/${j.id}/cancel`); await refresh(j.id); } catch (e) { flash(e.message, true); }
+          } })
+      : null;
+    const tr = h("tr", { "data-job": j.id, "data-status": j.status },
+      h("td", {}, check),
+      h("td", {}, h("a", { href: `#/job/${j.id}`, text: jobLabel(j) }),
+        h("div", { class: "small muted", text: `${j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr}` })),
+      admin ? h("td", { text: j.owner }) : null,
+      h("td", {}, statusBadge(j.status)),
+      h("td", { class: "progress" }, progressCell(j)),
+      h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
+      h("td", { class: "num acc", text: pct(j.last_epoch && j.last_epoch.test_acc) }),
+      h("td", { class: "hide-narrow small", text: !j.group ? "—" : j.group.size > 1 ? `${j.group.id.slice(0, 8)} (${j.group.size} jobs)` : "alone" }),
+      h("td", { class: "hide-narrow small", title: j.created_at, text: ago(j.created_at) }),
+      h("td", {}, cancel));
+    return tr;
+  }
+  function put(j, prepend) {
+    if (filter && j.status !== filter) {
+      const old = tbody.querySelector(`tr[data-job="${j.id}"]`);
+      if (old) old.remove();
+      rows.delete(j.id);
+      return;
+    }
+    rows.set(j.id, j);
+    const tr = renderRow(j);
+    const old = tbody.querySelector(`tr[data-job="${j.id}"]`);
+    if (old) old.replaceWith(tr); else if (prepend) tbody.prepend(tr); else tbody.append(tr);
+    empty.hidden = rows.size > 0;
+  }
+  let cursor = null;
+  async function load(reset) {
+    const q = new URLSearchParams({ limit: "50" });
+    if (filter) q.set("status", filter);
+    if (!reset && cursor) q.set("cursor", cursor);
+    const page = await api("GET", "/jobs?" + q);
+    if (reset) { tbody.replaceChildren(); rows.clear(); }
+    page.jobs.forEach((j) => put(j, false));
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+    empty.hidden = rows.size > 0;
+  }
+  const pending = new Map();
+  async function refresh(id) {
+    try {
+      const j = await api("GET", `/jobs/${id}`);
+      put(j, !rows.has(id));
+    } catch (e) { /* gone or not ours */ }
+  }
+  function refreshSoon(id) {
+    if (pending.has(id)) return;
+    pending.set(id, setTimeout(() => { pending.delete(id); refresh(id); }, 250));
+  }
+  more.addEventListener("click", () => load(false).catch((e) => flash(e.message, true)));
+  show(h("h1", { text: admin ? "Jobs (every user's)" : "My jobs" }),
+    h("div", { class: "toolbar" },
+      h("label", { for: "status-filter", text: "Show" }), select,
+      h("span", { class: "spacer" }), compareBtn, cancelAll,
+      h("a", { class: "button", href: "#/submit", text: "Submit a job" })),
+    table, empty, h("p", {}, more));
+  await load(true);
+  // Live: progress moves the bars in place; other events re-read the job.
+  stream("/events", (type, data) => {
+    if (type === "progress" && rows.has(data.job)) {
+      const j = Object.assign({}, rows.get(data.job), { progress: data, status: "running" });
+      rows.set(j.id, j);
+      const cell = tbody.querySelector(`tr[data-job="${j.id}"] td.progress`);
+      if (cell) cell.replaceChildren(progressCell(j));
+    } else if (data.job) {
+      refreshSoon(data.job);
+    }
+  }, signal);
+  // Ages and queue estimates age too.
+  (async () => {
+    while (!signal.aborted) {
+      await sleep(30000, signal);
+      if (!signal.aborted) rows.forEach((j) => put(j, false));
+    }
+  })();
+}
+
+// ---------- one job ----------
+
+/// Tick labels with as many decimals as the step between ticks needs (so none repeat).
+function tickFormat(percent) {
+  return (u, vals) => {
+    const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 1;
+    const digits = step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3;
+    return vals.map((v) => (v === null ? "" : v.toFixed(digits) + (percent ? " %" : "")));
+  };
+}
+
+function makeChart(container, title, series, yLabel, percent) {
+  const box = h("div", { class: "chart" }, h("h3", { text: title }));
+  container.append(box);
+  const width = () => Math.max(240, box.clientWidth - 16);
+  let zoomed = false;
+  const opts = {
+    width: width(), height: 240,
+    scales: { x: { time: false } },
+    axes: [
+      { label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500], values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? v : "")) },
+      { label: yLabel, size: 64, values: tickFormat(percent) },
+    ],
+    series: [{ label: "epoch" }, ...series.map((s) => Object.assign({ width: 2, points: { show: true, size: 6 } }, s))],
+    cursor: { drag: { x: true, y: false } },
+    legend: { live: true },
+    hooks: { setSelect: [(u) => { if (u.select.width > 0) zoomed = true; }] },
+  };
+  const data = [[], ...series.map(() => [])];
+  const u = new uPlot(opts, data, box);
+  u.over.addEventListener("dblclick", () => { zoomed = false; });
+  const chart = {
+    u, box,
+    // Keeps the reader's zoom (a drag) and the series they hid (a legend click).
+    set(d) { u.setData(d, !zoomed); },
+    resize() { u.setSize({ width: width(), height: 240 }); },
+  };
+  let lastWidth = width();
+  new ResizeObserver(() => {
+    if (width() !== lastWidth) { lastWidth = width(); chart.resize(); }
+  }).observe(box);
+  charts.push(chart);
+  return chart;
+}
+
+function specTable(spec, parameters) {
+  const dl = h("dl", { class: "kv" });
+  for (const [k, v] of Object.entries(spec)) {
+    if (v === null) continue;
+    dl.append(h("dt", { text: k }), h("dd", { text: Array.isArray(v) ? v.join(", ") : String(v) }));
+  }
+  dl.append(h("dt", { text: "parameters" }), h("dd", { text: Number(parameters).toLocaleString("en") }));
+  return dl;
+}
+
+async function viewJob(id, signal) {
+  let job = await api("GET", `/jobs/${id}`);
+  const rows = new Map(); // epoch -> metrics row
+  const head = h("div");
+  const progress = h("div", { id: "job-progress" });
+  const chartsBox = h("div", { class: "charts", id: "charts" });
+  const epochsNote = h("p", { class: "muted", id: "epochs-note" });
+  const table = h("tbody");
+  show(head, progress, chartsBox, epochsNote,
+    h("h2", { text: "Epochs" }),
+    h("div", { class: "table-wrap" }, h("table", { id: "epochs" },
+      h("thead", {}, h("tr", {}, ["epoch", "train loss", "test loss", "train acc.", "test acc.", "seconds"].map((t, i) =>
+        h("th", { class: i ? "num" : "", text: t })))), table)),
+    h("h2", { text: "Spec" }), h("div", { class: "card" }, specTable(job.spec, job.parameters)));
+  const loss = makeChart(chartsBox, "Loss", [
+    { label: "train", stroke: "#2456c7" }, { label: "test", stroke: "#d1495b", dash: [6, 4] }], "loss", false);
+  const trainAcc = makeChart(chartsBox, "Training accuracy", [{ label: "train", stroke: "#2456c7" }], "accuracy", true);
+  const testAcc = makeChart(chartsBox, "Test accuracy", [{ label: "test", stroke: "#d1495b" }], "accuracy", true);
+
+  function renderHead() {
+    const active = ACTIVE.has(job.status);
+    const done = job.epochs_done > 0;
+    const links = [
+      ["Metrics (CSV)", `/jobs/${id}/metrics?format=csv`, `${id}.csv`],
+      ["Metrics (JSON)", `/jobs/${id}/metrics`, `${id}.json`],
+      ["Figure (PNG)", `/jobs/${id}/plot?format=png`, `${id}.png`],
+      ["Figure (SVG)", `/jobs/${id}/plot?format=svg`, `${id}.svg`],
+    ];
+    if (done) links.push(["Weights (safetensors)", `/jobs/${id}/model`, `${id}.safetensors`]);
+    head.replaceChildren(
+      h("h1", {}, jobLabel(job), " ", statusBadge(job.status)),
+      h("div", { class: "card" },
+        h("dl", { class: "kv" },
+          h("dt", { text: "id" }), h("dd", { text: job.id }),
+          h("dt", { text: "owner" }), h("dd", { text: job.owner }),
+          h("dt", { text: "epochs" }), h("dd", { id: "epochs-done", text: `${job.epochs_done} of ${job.epochs_total}` }),
+          h("dt", { text: "submitted" }), h("dd", { text: `${ago(job.created_at)} (${job.created_at})` }),
+          job.started_at ? [h("dt", { text: "started" }), h("dd", { text: ago(job.started_at) })] : null,
+          job.finished_at ? [h("dt", { text: "finished" }), h("dd", { text: ago(job.finished_at) })] : null,
+          job.device ? [h("dt", { text: "device" }), h("dd", { text: `${job.device} (${job.worker})` })] : null,
+          job.group ? [h("dt", { text: "group" }), h("dd", { text: job.group.size > 1 ? `${job.group.id.slice(0, 8)}: ${job.group.size} jobs trained together` : "trained alone" })] : null,
+          job.status === "queued" ? [h("dt", { text: "queue" }), h("dd", { text: `position ${job.queue_position ?? "—"}, starts ${until(job.estimated_start)}` })] : null,
+          job.error ? [h("dt", { text: "error" }), h("dd", { class: "error", text: job.error })] : null),
+        h("div", { class: "toolbar" },
+          active ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",
+            onclick: async () => {
+              try { job = await api("POST", `/jobs/${id}/cancel`); renderHead(); } catch (e) { flash(e.message, true); }
+            } }) : null,
+          h("a", { class: "button secondary", href: `#/compare?jobs=${id}`, text: "Compare with…" })),
+        h("div", { class: "downloads", "aria-label": "Downloads" },
+          h("span", { class: "muted", text: "Download:" }),
+          links.map(([label, path, name]) => h("button", { type: "button", class: "secondary", text: label,
+            onclick: () => download(path, name) })))));
+    if (job.status === "running") renderProgress(job.progress); else progress.replaceChildren();
+  }
+  function renderProgress(p) {
+    if (!p) { progress.replaceChildren(h("p", { class: "muted", text: `Epoch ${job.epochs_done + 1} is starting…` })); return; }
+    progress.replaceChildren(h("div", { class: "card bar" },
+      h("label", { for: "epoch-bar", text: `Epoch ${p.epoch} of ${job.epochs_total}` }),
+      h("progress", { id: "epoch-bar", max: "1", value: String(p.fraction) }),
+      h("span", { text: `${Math.round(100 * p.fraction)} % · ${Math.round(p.samples_per_second)} images/s · epoch ends ${until(p.epoch_eta)}, job ${until(p.eta)}` })));
+  }
+  function redraw() {
+    const e = [...rows.keys()].sort((a, b) => a - b);
+    const col = (k, f) => e.map((n) => { const v = rows.get(n)[k]; return v === null || v === undefined ? null : f(v); });
+    const id_ = (v) => v, p100 = (v) => 100 * v;
+    loss.set([e, col("train_loss", id_), col("test_loss", id_)]);
+    trainAcc.set([e, col("train_acc", p100)]);
+    testAcc.set([e, col("test_acc", p100)]);
+    table.replaceChildren(...e.map((n) => {
+      const r = rows.get(n);
+      return h("tr", {}, h("td", { text: n }), h("td", { class: "num", text: fmtLoss(r.train_loss) }),
+        h("td", { class: "num", text: fmtLoss(r.test_loss) }), h("td", { class: "num", text: pct(r.train_acc) }),
+        h("td", { class: "num", text: pct(r.test_acc) }), h("td", { class: "num", text: r.seconds.toFixed(1) }));
+    }));
+    epochsNote.textContent = e.length === 0 ? "No epoch has finished yet; the charts grow as epochs land." :
+      e.length === 1 ? "One epoch so far: each chart shows it as a single point." :
+      "Drag across a chart to zoom, double-click to zoom out; click a legend entry to hide its line.";
+  }
+  renderHead();
+  redraw();
+  stream(`/jobs/${id}/events`, (type, data) => {
+    if (type === "epoch") {
+      rows.set(data.epoch, data);
+      job.epochs_done = Math.max(job.epochs_done, data.epoch);
+      const d = $("#epochs-done");
+      if (d) d.textContent = `${job.epochs_done} of ${job.epochs_total}`;
+      redraw();
+    } else if (type === "progress") {
+      job.progress = data;
+      if (job.status === "running") renderProgress(data);
+    } else if (type === "status") {
+      if (data.status !== job.status) api("GET", `/jobs/${id}`).then((j) => { job = j; renderHead(); }).catch(() => {});
+    } else if (type === "done") {
+      job = data;
+      renderHead();
+    }
+  }, signal);
+}
+
+// ---------- compare ----------
+
+const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false] };
+const PALETTE = ["#2456c7", "#d1495b", "#1d7a3a", "#9a6700", "#7b3fb5", "#00798c", "#e36414", "#5b6475", "#c9184a", "#3a86ff"];
+
+async function viewCompare(query, signal) {
+  const chosen = new Set((query.get("jobs") || "").split(",").filter(Boolean));
+  const metric = METRICS[query.get("metric")] ? query.get("metric") : "test_acc";
+  const list = await api("GET", "/jobs?limit=100");
+  const known = new Map(list.jobs.map((j) => [j.id, j]));
+  for (const id of chosen) {
+    if (!known.has(id)) {
+      try { known.set(id, await api("GET", `/jobs/${id}`)); } catch { chosen.delete(id); }
+    }
+  }
+  const picker = h("fieldset", { class: "picker", id: "compare-picker" }, h("legend", { text: "Jobs" }),
+    [...known.values()].map((j) => h("label", {},
+      h("input", { type: "checkbox", value: j.id, checked: chosen.has(j.id) }), " ",
+      `${jobLabel(j)} — ${j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr} (${j.status}, ${j.epochs_done}/${j.epochs_total})`)));
+  const metricSel = h("select", { id: "compare-metric" },
+    Object.entries(METRICS).map(([k, [t]]) => h("option", { value: k, selected: k === metric, text: t })));
+  const apply = () => {
+    const ids = [...picker.querySelectorAll("input:checked")].map((i) => i.value);
+    location.hash = `#/compare?jobs=${ids.join(",")}&metric=${metricSel.value}`;
+  };
+  picker.addEventListener("change", apply);
+  metricSel.addEventListener("change", apply);
+  const chartsBox = h("div", { class: "charts" });
+  const ids = [...chosen];
+  const plotQuery = `jobs=${ids.join(",")}&metric=${metric === "train_loss" || metric === "test_loss" ? "loss" : metric}`;
+  show(h("h1", { text: "Compare jobs" }),
+    h("div", { class: "card" }, picker,
+      h("div", { class: "toolbar" }, h("label", { for: "compare-metric", text: "Metric" }), metricSel)),
+    ids.length === 0 ? h("p", { class: "muted", text: "Tick the jobs to overlay." }) : chartsBox,
+    ids.length ? h("div", { class: "downloads" }, h("span", { class: "muted", text: "The server's figure:" }),
+      h("button", { type: "button", class: "secondary", text: "PNG", onclick: () => download(`/plot?${plotQuery}&format=png`, "comparison.png") }),
+      h("button", { type: "button", class: "secondary", text: "SVG", onclick: () => download(`/plot?${plotQuery}&format=svg`, "comparison.svg") })) : null);
+  if (!ids.length) return;
+  const [title, percent] = METRICS[metric];
+  const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: jobLabel(known.get(id)), stroke: PALETTE[i % PALETTE.length] })),
+    percent ? "accuracy" : "loss", percent);
+  const byJob = ids.map(() => new Map());
+  const redraw = () => {
+    const xs = [...new Set(byJob.flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
+    chart.set([xs, ...byJob.map((m) => xs.map((x) => {
+      const r = m.get(x); const v = r && r[metric];
+      return v === null || v === undefined ? null : percent ? 100 * v : v;
+    }))]);
+  };
+  ids.forEach((id, i) => stream(`/jobs/${id}/events`, (type, data) => {
+    if (type === "epoch") { byJob[i].set(data.epoch, data); redraw(); }
+  }, signal));
+}
+
+// ---------- submit ----------
+
+async function viewSubmit() {
+  if (!specDocs) specDocs = await api("GET", "/spec");
+  const form = h("form", { id: "submit-form", class: "card", novalidate: true });
+  const inputs = {};
+  const errors = {};
+  const wraps = {};
+  const grid = h("div", { class: "fields" });
+  for (const f of specDocs.fields) {
+    const id = "f-" + f.name;
+    let input;
+    const described = `${id}-help ${id}-error`;
+    if (f.input === "choice") {
+      input = h("select", { id, name: f.name, "aria-describedby": described },
+        f.choices.map((c) => h("option", { value: c, selected: c === f.default, text: c })));
+    } else if (f.input === "augment") {
+      input = h("select", { id, name: f.name, "aria-describedby": described },
+        h("option", { value: "false", text: "none" }), h("option", { value: "true", text: "crops and flips" }),
+        h("option", { value: "random_resized_crop", text: "random resized crops" }),
+        h("option", { value: "horizontal_flip", text: "horizontal flips" }));
+    } else {
+      let max = f.max;
+      if (f.name === "epochs" && me.limits) max = Math.min(max, me.limits.max_epochs_per_job);
+      const attrs = { id, name: f.name, "aria-describedby": described,
+        placeholder: f.default === null ? (f.name === "seed" ? "drawn" : f.name === "train_limit" ? "all" : "") :
+          Array.isArray(f.default) ? f.default.join(", ") : String(f.default) };
+      if (f.input === "integer" || f.input === "number") {
+        Object.assign(attrs, { type: "number", inputmode: f.input === "integer" ? "numeric" : "decimal",
+          step: f.input === "integer" ? "1" : "any", min: f.min ?? null, max: max ?? null });
+      } else {
+        attrs.type = "text";
+      }
+      input = h("input", attrs);
+    }
+    inputs[f.name] = input;
+    errors[f.name] = h("span", { class: "error", id: `${id}-error`, role: "alert" });
+    const top = f.name === "epochs" && me.limits ? Math.min(f.max, me.limits.max_epochs_per_job) : f.max;
+    const range = f.input === "integer" && f.max !== null ? ` From ${f.min} to ${top}.` : "";
+    const shown = Array.isArray(f.default) ? (f.default.length ? f.default.join(", ") : "none") : f.default;
+    const dflt = f.default === null ? "" : ` Default: ${shown}.`;
+    wraps[f.name] = h("div", { class: "field", "data-field": f.name },
+      h("label", { for: id, text: f.name.replace("_", " ") }), input,
+      h("span", { class: "help", id: `${id}-help`, text: f.help + range + dflt }), errors[f.name]);
+    grid.append(wraps[f.name]);
+  }
+  const applies = () => {
+    const model = inputs.model.value;
+    for (const f of specDocs.fields) {
+      wraps[f.name].hidden = f.models.length > 0 && !f.models.includes(model);
+    }
+  };
+  inputs.model.addEventListener("change", applies);
+  applies();
+  const formError = h("p", { class: "error", role: "alert", id: "form-error" });
+  form.append(h("h2", { text: "One job" }), grid, formError,
+    h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-job", text: "Submit" }),
+      h("button", { type: "reset", class: "secondary", text: "Reset to defaults" })));
+  form.addEventListener("reset", () => setTimeout(() => { applies(); clearErrors(); }, 0));
+  function clearErrors() {
+    formError.textContent = "";
+    for (const k of Object.keys(errors)) { errors[k].textContent = ""; inputs[k].removeAttribute("aria-invalid"); }
+  }
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors();
+    const body = {};
+    for (const f of specDocs.fields) {
+      if (wraps[f.name].hidden) continue;
+      const raw = inputs[f.name].value.trim();
+      if (raw === "") continue;
+      if (f.input === "integer" || f.input === "number") body[f.name] = Number(raw);
+      else if (f.input === "widths") body[f.name] = raw.split(/[\s,]+/).filter(Boolean).map(Number);
+      else if (f.input === "augment") body[f.name] = raw === "true" ? true : raw === "false" ? false : [raw];
+      else body[f.name] = raw;
+      if ((f.input === "integer" || f.input === "number") && Number.isNaN(body[f.name])) body[f.name] = raw;
+    }
+    try {
+      const job = await api("POST", "/jobs", body);
+      flash(`Submitted ${jobLabel(job)}.`);
+      location.hash = `#/job/${job.id}`;
+    } catch (e) {
+      const fields = e.fields.length ? e.fields : e.field ? [{ field: e.field, message: e.message }] : [];
+      let first = null;
+      for (const fe of fields) {
+        if (errors[fe.field]) {
+          errors[fe.field].textContent = fe.message;
+          inputs[fe.field].setAttribute("aria-invalid", "true");
+          first = first || inputs[fe.field];
+        }
+      }
+      if (first) first.focus();
+      else formError.textContent = e.message;
+    }
+  });
+
+  const presetEpochs = h("input", { id: "preset-epochs", type: "number", min: "1", step: "1",
+    max: me.limits ? String(me.limits.max_epochs_per_job) : null, value: "50", "aria-describedby": "preset-help preset-error" });
+  const presetError = h("span", { class: "error", id: "preset-error", role: "alert" });
+  const preset = h("form", { id: "preset-form", class: "card" },
+    h("h2", { text: "The whole assignment" }),
+    h("p", { id: "preset-help", class: "help",
+      text: "Queues the CIFAR-10 assignment as one sweep: linear, MLP with and without ReLU, the tutorial's CNN; batch sizes 1, 4, 1000; learning rates 10, 0.1, 0.01, 0.0001; augmentation; MSE. Its report compares them." }),
+    h("div", { class: "field" }, h("label", { for: "preset-epochs", text: "epochs per job" }), presetEpochs, presetError),
+    h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-preset", text: "Queue the assignment" })));
+  preset.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    presetError.textContent = "";
+    presetEpochs.removeAttribute("aria-invalid");
+    try {
+      const s = await api("POST", "/sweeps", { preset: "cifar10-assignment", overrides: { epochs: Number(presetEpochs.value) } });
+      location.hash = `#/sweep/${s.id}`;
+    } catch (e) {
+      presetError.textContent = e.message;
+      presetEpochs.setAttribute("aria-invalid", "true");
+      presetEpochs.focus();
+    }
+  });
+  show(h("h1", { text: "Submit" }), form, preset);
+}
+
+// ---------- sweeps ----------
+
+async function viewSweeps() {
+  const { sweeps } = await api("GET", "/sweeps");
+  show(h("h1", { text: "Sweeps" }),
+    sweeps.length === 0 ? h("p", { class: "muted" }, "No sweeps yet. ", h("a", { href: "#/submit", text: "Queue the assignment" }), ".") :
+    h("div", { class: "table-wrap" }, h("table", { id: "sweeps" },
+      h("thead", {}, h("tr", {}, h("th", { text: "Sweep" }), h("th", { text: "Created" }))),
+      h("tbody", {}, sweeps.map((s) => h("tr", {},
+        h("td", {}, h("a", { href: `#/sweep/${s.id}`, text: s.name || s.id.slice(0, 8) })),
+        h("td", { title: s.created_at, text: ago(s.created_at) })))))));
+}
+
+async function viewSweep(id, signal) {
+  const render = async () => {
+    const s = await api("GET", `/sweeps/${id}`);
+    const counts = s.status_counts || {};
+    const total = s.jobs.length;
+    const finished = (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0);
+    const active = (counts.queued || 0) + (counts.running || 0) > 0;
+    show(h("h1", { text: s.name || `Sweep ${s.id.slice(0, 8)}` }),
+      h("div", { class: "card" },
+        h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),
+          h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
+        h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(", ") }),
+        h("div", { class: "toolbar" },
+          h("button", { type: "button", class: "secondary", text: "Report (HTML)", onclick: () => download(`/sweeps/${id}/report`, "report.html") }),
+          h("button", { type: "button", class: "secondary", text: "Report (Markdown + figures, zip)", onclick: () => download(`/sweeps/${id}/report?format=zip`, "report.zip") }),
+          h("button", { type: "button", class: "secondary", text: "Figure (PNG)", onclick: () => download(`/sweeps/${id}/plot?format=png`, "sweep.png") }),
+          h("a", { class: "button secondary", href: `#/compare?jobs=${s.jobs.map((j) => j.id).join(",")}`, text: "Compare its jobs" }),
+          active ? h("button", { type: "button", class: "danger", text: "Cancel the sweep", onclick: async () => {
+            try { await api("POST", `/sweeps/${id}/cancel`); await render(); } catch (e) { flash(e.message, true); }
+          } }) : null)),
+      h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Job", "Section", "Status", "Epochs", "Best test acc."].map((t, i) => h("th", { class: i > 2 ? "num" : "", text: t })))),
+        h("tbody", {}, s.jobs.map((j) => h("tr", {},
+          h("td", {}, h("a", { href: `#/job/${j.id}`, text: Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
+          h("td", { class: "small", text: j.sections.map((x) => x.label).join("; ") }),
+          h("td", {}, statusBadge(j.status)),
+          h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
+          h("td", { class: "num", text: pct(j.best_test_acc) })))))));
+  };
+  await render();
+  let last = 0;
+  stream("/events", (type, data) => {
+    if (type === "progress" || Date.now() - last < 2000) return;
+    last = Date.now();
+    render().catch(() => {});
+  }, signal);
+}
+
+// ---------- admin ----------
+
+async function viewAdmin(signal) {
+  if (!me.admin) { show(h("h1", { text: "Admins only" })); return; }
+  const queueBox = h("div"), workersBox = h("div"), usersBox = h("div");
+  const tokenBox = h("div", { id: "new-token", "aria-live": "polite" });
+  const newName = h("input", { id: "new-user", type: "text", pattern: "[a-z0-9._-]{1,64}", "aria-describedby": "new-user-help new-user-error" });
+  const newAdmin = h("input", { id: "new-admin", type: "checkbox" });
+  const newError = h("span", { class: "error", id: "new-user-error", role: "alert" });
+  const addForm = h("form", { class: "card", id: "add-user" },
+    h("div", { class: "field" }, h("label", { for: "new-user", text: "New user's name" }), newName,
+      h("span", { class: "help", id: "new-user-help", text: "1 to 64 characters of a-z, 0-9, '.', '_' and '-'." }), newError),
+    h("p", {}, h("label", {}, newAdmin, " admin (sees and cancels every job, manages users)")),
+    h("button", { type: "submit", text: "Add user" }));
+  const showToken = (u) => tokenBox.replaceChildren(h("div", { class: "card" },
+    h("p", {}, h("strong", { text: `${u.name}'s token` }), " — shown only this once; give it to them now:"),
+    h("p", { class: "token", text: u.token }),
+    h("button", { type: "button", class: "secondary", text: "Copy", onclick: () => navigator.clipboard && navigator.clipboard.writeText(u.token) })));
+  addForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    newError.textContent = "";
+    newName.removeAttribute("aria-invalid");
+    try {
+      const u = await api("POST", "/users", { name: newName.value.trim(), admin: newAdmin.checked });
+      showToken(u);
+      newName.value = "";
+      await loadUsers();
+    } catch (e) { newError.textContent = e.message; newName.setAttribute("aria-invalid", "true"); newName.focus(); }
+  });
+  async function loadQueue() {
+    const q = await api("GET", "/queue");
+    queueBox.replaceChildren(q.jobs.length === 0 ? h("p", { class: "muted", text: "Nothing queued or running." }) :
+      h("div", { class: "table-wrap" }, h("table", { id: "queue" },
+        h("thead", {}, h("tr", {}, ["#", "Owner", "Model", "Status", "Priority", "Epochs", "Waited", "Starts"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, q.jobs.map((j) => h("tr", {},
+          h("td", { text: j.position ?? "—" }), h("td", { text: j.owner }),
+          h("td", {}, j.id ? h("a", { href: `#/job/${j.id}`, text: j.model }) : j.model),
+          h("td", {}, statusBadge(j.status)), h("td", { class: "num", text: j.priority }),
+          h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
+          h("td", { class: "num", text: `${Math.round(j.waited_seconds / 60)} min` }),
+          h("td", { text: j.status === "running" ? "running" : until(j.estimated_start) })))))));
+  }
+  async function loadWorkers() {
+    const w = await api("GET", "/workers");
+    workersBox.replaceChildren(w.workers.length === 0 ? h("p", { class: "muted", text: "No worker has reported." }) :
+      h("div", { class: "table-wrap" }, h("table", { id: "workers" },
+        h("thead", {}, h("tr", {}, ["Worker", "Host", "Device", "State", "Current job", "Last heard"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, w.workers.map((x) => h("tr", {},
+          h("td", { text: x.name }), h("td", { text: x.host }), h("td", { text: x.device }),
+          h("td", { text: x.state }),
+          h("td", {}, x.job_id ? h("a", { href: `#/job/${x.job_id}`, text: x.job_id.slice(0, 8) }) : "—"),
+          h("td", { text: ago(x.last_heartbeat) })))))));
+  }
+  async function loadUsers() {
+    const { users } = await api("GET", "/users");
+    usersBox.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "users" },
+      h("thead", {}, h("tr", {}, ["Name", "Admin", "Created", "Token", ""].map((t) => h("th", { text: t })))),
+      h("tbody", {}, users.map((u) => h("tr", { "data-user": u.name },
+        h("td", { text: u.name }), h("td", { text: u.admin ? "yes" : "no" }), h("td", { text: ago(u.created_at) }),
+        h("td", { text: u.revoked_at ? `revoked ${ago(u.revoked_at)}` : "valid" }),
+        h("td", {},
+          u.name === me.name ? h("span", { class: "small muted", text: "you" }) : h("button", { type: "button", class: "secondary", "aria-label": `re-issue ${u.name}'s token`, text: "Re-issue token",
+            onclick: async () => {
+              if (!confirm(`Give ${u.name} a new token? Their old one stops working at once.`)) return;
+              try { showToken(await api("POST", `/users/${encodeURIComponent(u.name)}/token`)); await loadUsers(); } catch (e) { flash(e.message, true); }
+            } }), " ",
+          u.revoked_at || u.name === me.name ? null : h("button", { type: "button", class: "danger", "aria-label": `revoke ${u.name}`, text: "Revoke",
+            onclick: async () => {
+              if (!confirm(`Revoke ${u.name}'s token? Their jobs stay.`)) return;
+              try { await api("POST", `/users/${encodeURIComponent(u.name)}/revoke`); await loadUsers(); } catch (e) { flash(e.message, true); }
+            } }))))))));
+  }
+  show(h("h1", { text: "Admin" }),
+    h("h2", { text: "Queue, in fair-share order" }), queueBox,
+    h("h2", { text: "Workers" }), workersBox,
+    h("h2", { text: "Users" }), tokenBox, usersBox, addForm);
+  await Promise.all([loadQueue(), loadWorkers(), loadUsers()]);
+  while (!signal.aborted) {
+    await sleep(5000, signal);
+    if (!signal.aborted) await Promise.all([loadQueue(), loadWorkers()]).catch(() => {});
+  }
+}
+
+// ---------- start ----------
+
+window.addEventListener("hashchange", () => route());
+document.addEventListener("DOMContentLoaded", () => {
+  $("#sign-out").addEventListener("click", () => signOut("Signed out."));
+  route();
+});

@@ -1,0 +1,140 @@
+//! /me and /users: who the caller is, and an admin's accounts (what `trainyard users` does,
+//! for the web page's admin view). A token is shown once, in the answer that made it.
+
+use super::auth::CurrentUser;
+use super::error::ApiError;
+use super::jobs::rfc3339;
+use super::json::JsonBody;
+use super::AppState;
+use crate::queue::users::{self, User, UserError};
+use crate::queue::{self};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "name": u.name,
+        "admin": u.is_admin,
+        "created_at": rfc3339(Some(u.created_at)),
+        "revoked_at": rfc3339(u.revoked_at),
+    })
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Exists(_) => ApiError::Conflict(e.to_string()),
+            UserError::BadName(_) => ApiError::Unprocessable(e.to_string()),
+            UserError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            UserError::AlreadyRevoked(_) => ApiError::Conflict(e.to_string()),
+            UserError::Queue(q) => q.into(),
+        }
+    }
+}
+
+fn admin_only(user: &CurrentUser) -> Result<(), ApiError> {
+    if user.0.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only admins manage users".into()))
+    }
+}
+
+/// An admin acting on another user by name: never on themselves here (`what` they would
+/// lose, and the `command` that can).
+fn another_user(user: &CurrentUser, name: &str, what: &str, command: &str) -> Result<(), ApiError> {
+    admin_only(user)?;
+    if name == user.0.name {
+        return Err(ApiError::Conflict(format!("{what}; use `trainyard users {command}`")));
+    }
+    Ok(())
+}
+
+/// The caller, and what this server allows them (what the web page needs to know).
+pub async fn get_me(State(state): State<AppState>, user: CurrentUser) -> Json<Value> {
+    let mut v = user_json(&user.0);
+    let l = &state.limits;
+    v.as_object_mut().expect("an object").insert(
+        "limits".into(),
+        json!({
+            "max_queued_jobs": l.max_queued,
+            "max_epochs_per_job": l.max_epochs,
+            "max_parameters": l.max_parameters,
+            "max_job_memory_mb": l.max_job_memory_mb,
+            "max_streams": l.max_streams,
+        }),
+    );
+    Json(v)
+}
+
+pub async fn list_users(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
+    admin_only(&user)?;
+    let all = users::list_users(&state.pool).await?;
+    Ok(Json(json!({"users": all.iter().map(user_json).collect::<Vec<_>>()})))
+}
+
+/// `{"name", "admin"?}` → the new user with their token.
+pub async fn create_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin_only(&user)?;
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            "(body)",
+            "the body must be a JSON object {\"name\", \"admin\"}",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !["name", "admin"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request("bad_body", k, format!("unknown field {k:?}; allowed: name, admin")));
+    }
+    let name = obj.get("name").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request("bad_name", "name", "name is required: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'")
+    })?;
+    let admin = match obj.get("admin") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(ApiError::bad_request("bad_body", "admin", format!("admin must be true or false, got {v}")))
+        }
+    };
+    let (made, token) = users::add_user(&state.pool, name, admin, queue::now_ms()).await?;
+    tracing::info!(user.name = %made.name, by = %user.0.name, admin, "user added");
+    let mut v = user_json(&made);
+    v.as_object_mut().expect("an object").insert("token".into(), json!(token));
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// Revokes a user's token at once; their jobs stay. An admin cannot revoke themselves here
+/// (the page would lock them out); `trainyard users revoke` can.
+pub async fn revoke_user(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    another_user(&user, &name, "you cannot revoke your own token here (you would be locked out)", "revoke")?;
+    users::revoke_user(&state.pool, &name, queue::now_ms()).await?;
+    tracing::info!(user.name = %name, by = %user.0.name, "user revoked");
+    let revoked = users::user_by_name(&state.pool, &name).await?.ok_or_else(|| UserError::NotFound(name.clone()))?;
+    Ok(Json(user_json(&revoked)))
+}
+
+/// A new token for the user (a revoked one is restored); the old one stops working at once.
+/// Not one's own (the CLI does that).
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    another_user(&user, &name, "you cannot re-issue your own token here (this session would end)", "rotate")?;
+    let token = users::rotate_token(&state.pool, &name).await?;
+    tracing::info!(user.name = %name, by = %user.0.name, "token re-issued");
+    let u = users::user_by_name(&state.pool, &name).await?.ok_or_else(|| UserError::NotFound(name.clone()))?;
+    let mut v = user_json(&u);
+    v.as_object_mut().expect("an object").insert("token".into(), json!(token));
+    Ok(Json(v))
+}

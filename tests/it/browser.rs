@@ -1,0 +1,295 @@
+//! The web page in a real browser: Debian's headless Chromium driven through chromedriver
+//! (WebDriver, with fantoccini), against a real server with a worker. make test installs
+//! both (`chromium`, `chromium-driver`). Screenshots land in target/screenshots/.
+
+use crate::helpers::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver (killed on drop) and a session of a fresh headless Chromium.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(width: u32, height: u32) -> Browser {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver (make test installs them)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        // N.B.: the WebDriver client's rustls needs its crypto named (the tree has two).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
+            format!("--user-data-dir={}", profile.path().display()),
+            format!("--window-size={width},{height}"),
+        ]}});
+        let caps = caps.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("no WebDriver session from {CHROMEDRIVER}: {e}"),
+            }
+        };
+        Browser { client, driver, _profile: profile }
+    }
+
+    /// Evaluates `expr` in the page until it is truthy; returns its value.
+    async fn until(&self, what: &str, expr: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            match self.client.execute(&format!("return ({expr});"), vec![]).await {
+                Ok(v) if !v.is_null() && v != json!(false) && v != json!(0) && v != json!("") => return v,
+                Ok(v) => last = v,
+                Err(e) => last = json!(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = self.text("body").await;
+        panic!("timed out waiting for {what} ({expr}); last value {last}; the page says:\n{text}");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let png = self.client.screenshot().await.unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    async fn sign_in(&self, base: &str, token: &str) {
+        self.client.goto(&format!("{base}/")).await.unwrap();
+        self.until("the sign-in form", "document.querySelector('#token')", 20).await;
+        self.type_into("#token", token).await;
+        self.click("#sign-in button[type=submit]").await;
+        self.until("the signed-in page", "!document.querySelector('#who').hidden", 20).await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+fn count(css: &str) -> String {
+    format!("document.querySelectorAll({css:?}).length")
+}
+
+#[tokio::test]
+async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_browser() {
+    let app = spawn_app(1).await;
+    let now = trainyard::queue::now_ms();
+    let (_, carol) = trainyard::queue::users::add_user(&app.server.pool, "carol", false, now).await.unwrap();
+    // Bob's job must never show on Carol's page.
+    let bob_job = {
+        let r =
+            app.bob.post(app.url("/jobs")).json(&json!({"name": "bobs-secret-run", "epochs": 1})).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let b = Browser::start(1280, 1000).await;
+
+    // A wrong token is refused beside the field; the right one signs in.
+    b.client.goto(&app.url("/")).await.unwrap();
+    b.until("the sign-in form", "document.querySelector('#token')", 20).await;
+    b.type_into("#token", "ty_not-a-token").await;
+    b.click("#sign-in button[type=submit]").await;
+    let err = b.until("the token error", "document.querySelector('#token-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("not valid"), "{err}");
+    b.sign_in(&app.base, &carol).await;
+    assert_eq!(b.text("#who-name").await, "carol");
+    // A reload of the page would lose this; the checks below show it never happens.
+    b.client.execute("window.__stayed = 'yes'; return 1;", vec![]).await.unwrap();
+
+    // The submit form: two bad fields, each error shown beside its field, nothing queued.
+    b.click("a[data-nav=submit]").await;
+    b.until("the form", "document.querySelector('#f-lr')", 20).await;
+    let help = b.text("[data-field=batch_size] .help").await;
+    assert!(help.contains("From 1 to 50000.") && help.contains("Default: 4."), "{help}");
+    b.type_into("#f-lr", "-1").await;
+    b.type_into("#f-epochs", "5000").await;
+    b.click("#submit-job").await;
+    let lr_error = b.until("lr's error", "document.querySelector('#f-lr-error').textContent", 10).await;
+    assert!(lr_error.as_str().unwrap().contains("> 0"), "{lr_error}");
+    let epochs_error = b.text("#f-epochs-error").await;
+    assert!(epochs_error.contains("1000"), "the server's limit is named: {epochs_error}");
+    assert_eq!(
+        b.client.execute("return document.querySelector('#f-lr').getAttribute('aria-invalid')", vec![]).await.unwrap(),
+        json!("true")
+    );
+    assert_eq!(b.text("#f-momentum-error").await, "", "a good field shows no error");
+    b.screenshot("submit-errors.png").await;
+    assert_eq!(trainyard_jobs(&app, &carol).await, 0, "nothing was queued");
+
+    // Fixed, it is queued and the page goes to the job, which fills in live.
+    b.type_into("#f-lr", "0.01").await;
+    b.type_into("#f-epochs", "300").await;
+    b.type_into("#f-batch_size", "1").await;
+    b.type_into("#f-name", "browser-cnn").await;
+    b.click("#submit-job").await;
+    let url = b.until("the job's page", "location.hash.startsWith('#/job/') && location.hash", 20).await;
+    let id = url.as_str().unwrap().trim_start_matches("#/job/").to_string();
+    let first = b
+        .until("a first epoch row", &format!("{} >= 1 && {}", count("#epochs tbody tr"), count("#epochs tbody tr")), 60)
+        .await;
+    let later = b
+        .until(
+            "more epochs arriving without a reload",
+            &format!("{} > {} && {}", count("#epochs tbody tr"), first, count("#epochs tbody tr")),
+            60,
+        )
+        .await;
+    assert!(later.as_i64().unwrap() > first.as_i64().unwrap());
+    assert_eq!(
+        b.client.execute("return window.__stayed", vec![]).await.unwrap(),
+        json!("yes"),
+        "the page was never reloaded"
+    );
+    // The charts drew the epochs (uPlot's canvas), and the status says running.
+    b.until("three charts", "document.querySelectorAll('#charts .uplot canvas').length === 3", 10).await;
+    assert_eq!(b.text("h1 .status").await, "running");
+    b.until(
+        "the progress bar",
+        "document.querySelector('#epoch-bar') || document.querySelector('#job-progress p')",
+        10,
+    )
+    .await;
+    b.screenshot("job-live.png").await;
+
+    // My jobs: mine with its status and accuracy, Bob's absent.
+    b.click("a[data-nav=jobs]").await;
+    b.until("my job in the list", &format!("document.querySelector('tr[data-job=\"{id}\"]')"), 20).await;
+    let page = b.text("#jobs").await;
+    assert!(page.contains("browser-cnn"), "{page}");
+    assert!(!page.contains("bobs-secret-run"), "another student's job is shown: {page}");
+    assert_eq!(
+        b.client
+            .execute(&format!("return document.querySelector('tr[data-job=\"{bob_job}\"]')"), vec![])
+            .await
+            .unwrap(),
+        Value::Null
+    );
+    let acc = b.text(&format!("tr[data-job=\"{id}\"] td.acc")).await;
+    assert!(acc.ends_with('%'), "latest test accuracy shown: {acc:?}");
+    b.screenshot("jobs.png").await;
+
+    // Cancel from the list; the row turns cancelled live, and the server agrees.
+    b.click(&format!("button[data-cancel=\"{id}\"]")).await;
+    b.until(
+        "the row to say cancelled",
+        &format!("document.querySelector('tr[data-job=\"{id}\"]').dataset.status === 'cancelled'"),
+        20,
+    )
+    .await;
+    let body: Value = trainyard_job(&app, &carol, &id).await;
+    assert_eq!(body["status"], "cancelled");
+
+    // The same page on a phone: nothing wider than the screen but the tables' own scroll.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.client.goto(&app.url(&format!("/#/job/{id}"))).await.unwrap();
+    b.until("the job on a phone", &format!("{} >= 2", count("#epochs tbody tr")), 20).await;
+    let overflow =
+        b.client.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
+    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone by {overflow} px");
+    b.screenshot("job-phone.png").await;
+
+    // Signing out forgets the token: the page asks again.
+    b.click("#sign-out").await;
+    b.until("the sign-in form", "document.querySelector('#token') && sessionStorage.length === 0", 10).await;
+    b.close().await;
+}
+
+async fn trainyard_jobs(app: &TestApp, token: &str) -> usize {
+    let r = client_for(token).get(app.url("/jobs")).send().await.unwrap();
+    r.json::<Value>().await.unwrap()["jobs"].as_array().unwrap().len()
+}
+
+async fn trainyard_job(app: &TestApp, token: &str, id: &str) -> Value {
+    let r = client_for(token).get(app.url(&format!("/jobs/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_sees_the_queue_and_workers_and_adds_a_user_whose_token_works() {
+    let app = spawn_app(1).await;
+    let admin = std::fs::read_to_string(app.dir.path().join("admin.token")).unwrap().trim().to_string();
+    let b = Browser::start(1280, 1000).await;
+    b.sign_in(&app.base, &admin).await;
+    b.click("#nav-admin").await;
+    b.until("the workers table", "document.querySelector('#workers tbody tr')", 20).await;
+    assert!(b.text("#workers").await.contains("cpu"), "{}", b.text("#workers").await);
+    b.until("the users table", "document.querySelector('tr[data-user=\"alice\"]')", 20).await;
+    b.type_into("#new-user", "Dave Smith").await;
+    b.click("#add-user button[type=submit]").await;
+    let err = b.until("the name's error", "document.querySelector('#new-user-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("a-z, 0-9"), "{err}");
+    b.type_into("#new-user", "dave").await;
+    b.click("#add-user button[type=submit]").await;
+    let token = b
+        .until(
+            "dave's token",
+            "document.querySelector('#new-token .token') && document.querySelector('#new-token .token').textContent",
+            10,
+        )
+        .await;
+    let token = token.as_str().unwrap().to_string();
+    let r = client_for(&token).get(app.url("/me")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the token the page showed works");
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "dave");
+    b.until("dave in the list", "document.querySelector('tr[data-user=\"dave\"]')", 10).await;
+    b.screenshot("admin.png").await;
+    b.close().await;
+}
