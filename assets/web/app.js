@@ -410,7 +410,12 @@ function makeChart(container, title, series, yLabel, percent) {
   let zoomed = false;
   const opts = {
     width: width(), height: 240,
-    scales: { x: { time: false } },
+    // Fitted to the data (as the server's figures), never below 0 or, for accuracy, past 100 %.
+    scales: { x: { time: false }, y: { range: (u, min, max) => {
+      if (min === null || max === null) return percent ? [0, 100] : [0, 1];
+      const pad = Math.max((max - min) * 0.1, percent ? 1 : Math.abs(max) * 0.02 || 0.01);
+      return [Math.max(0, min - pad), percent ? Math.min(100, max + pad) : max + pad];
+    } } },
     axes: [
       { label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500], values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? v : "")) },
       { label: yLabel, size: 64, values: tickFormat(percent) },
@@ -552,6 +557,17 @@ async function viewJob(id, signal) {
 const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false] };
 const PALETTE = ["#2456c7", "#d1495b", "#1d7a3a", "#9a6700", "#7b3fb5", "#00798c", "#e36414", "#5b6475", "#c9184a", "#3a86ff"];
 
+/// Legend labels as the server's figures make them: every job by its name when each has its
+/// own, otherwise every job by the settings that differ (the seed aside).
+function compareLabels(jobs) {
+  const names = jobs.map((j) => j.name);
+  if (names.every((n) => n) && new Set(names).size === names.length) return names;
+  const keys = [...new Set(jobs.flatMap((j) => Object.keys(j.spec)))].filter((k) => k !== "name" && k !== "seed");
+  const differ = keys.filter((k) => new Set(jobs.map((j) => JSON.stringify(j.spec[k] ?? null))).size > 1);
+  const labels = jobs.map((j) => differ.map((k) => `${k}=${Array.isArray(j.spec[k]) ? j.spec[k].join("+") || "none" : j.spec[k]}`).join(", "));
+  return new Set(labels).size === labels.length && labels.every(Boolean) ? labels : jobs.map((j, i) => (labels[i] ? labels[i] + " · " : "") + jobLabel(j));
+}
+
 async function viewCompare(query, signal) {
   const chosen = new Set((query.get("jobs") || "").split(",").filter(Boolean));
   const metric = METRICS[query.get("metric")] ? query.get("metric") : "test_acc";
@@ -586,7 +602,8 @@ async function viewCompare(query, signal) {
       h("button", { type: "button", class: "secondary", text: "SVG", onclick: () => download(`/plot?${plotQuery}&format=svg`, "comparison.svg") })) : null);
   if (!ids.length) return;
   const [title, percent] = METRICS[metric];
-  const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: jobLabel(known.get(id)), stroke: PALETTE[i % PALETTE.length] })),
+  const labels = compareLabels(ids.map((id) => known.get(id)));
+  const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: labels[i], stroke: PALETTE[i % PALETTE.length] })),
     percent ? "accuracy" : "loss", percent);
   const byJob = ids.map(() => new Map());
   const redraw = () => {
@@ -596,9 +613,17 @@ async function viewCompare(query, signal) {
       return v === null || v === undefined ? null : percent ? 100 * v : v;
     }))]);
   };
-  ids.forEach((id, i) => stream(`/jobs/${id}/events`, (type, data) => {
-    if (type === "epoch") { byJob[i].set(data.epoch, data); redraw(); }
-  }, signal));
+  // One stream for them all (a user may hold only a few open): what exists now from
+  // /metrics, then each new epoch as /events reports it.
+  const index = new Map(ids.map((id, i) => [id, i]));
+  stream("/events", (type, data) => {
+    if (type === "epoch" && index.has(data.job)) { byJob[index.get(data.job)].set(data.epoch, data); redraw(); }
+  }, signal);
+  await Promise.all(ids.map(async (id, i) => {
+    const m = await api("GET", `/jobs/${id}/metrics`);
+    m.epochs.forEach((row) => byJob[i].set(row.epoch, row));
+  }));
+  redraw();
 }
 
 // ---------- submit ----------
@@ -736,40 +761,50 @@ async function viewSweeps() {
 }
 
 async function viewSweep(id, signal) {
-  const render = async () => {
-    const s = await api("GET", `/sweeps/${id}`);
+  let s = await api("GET", `/sweeps/${id}`);
+  const summary = h("div", { id: "sweep-summary" });
+  const tbody = h("tbody");
+  const cancel = h("button", { type: "button", class: "danger", text: "Cancel the sweep", onclick: async () => {
+    try { s = await api("POST", `/sweeps/${id}/cancel`); update(); } catch (e) { flash(e.message, true); }
+  } });
+  // The parts that change are updated in place, so reading (or keyboard focus) is not lost.
+  function update() {
     const counts = s.status_counts || {};
     const total = s.jobs.length;
     const finished = (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0);
-    const active = (counts.queued || 0) + (counts.running || 0) > 0;
-    show(h("h1", { text: s.name || `Sweep ${s.id.slice(0, 8)}` }),
-      h("div", { class: "card" },
-        h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),
-          h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
-        h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(", ") }),
-        h("div", { class: "toolbar" },
-          h("button", { type: "button", class: "secondary", text: "Report (HTML)", onclick: () => download(`/sweeps/${id}/report`, "report.html") }),
-          h("button", { type: "button", class: "secondary", text: "Report (Markdown + figures, zip)", onclick: () => download(`/sweeps/${id}/report?format=zip`, "report.zip") }),
-          h("button", { type: "button", class: "secondary", text: "Figure (PNG)", onclick: () => download(`/sweeps/${id}/plot?format=png`, "sweep.png") }),
-          h("a", { class: "button secondary", href: `#/compare?jobs=${s.jobs.map((j) => j.id).join(",")}`, text: "Compare its jobs" }),
-          active ? h("button", { type: "button", class: "danger", text: "Cancel the sweep", onclick: async () => {
-            try { await api("POST", `/sweeps/${id}/cancel`); await render(); } catch (e) { flash(e.message, true); }
-          } }) : null)),
-      h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, ["Job", "Section", "Status", "Epochs", "Best test acc."].map((t, i) => h("th", { class: i > 2 ? "num" : "", text: t })))),
-        h("tbody", {}, s.jobs.map((j) => h("tr", {},
-          h("td", {}, h("a", { href: `#/job/${j.id}`, text: Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
-          h("td", { class: "small", text: j.sections.map((x) => x.label).join("; ") }),
-          h("td", {}, statusBadge(j.status)),
-          h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
-          h("td", { class: "num", text: pct(j.best_test_acc) })))))));
-  };
-  await render();
-  let last = 0;
+    cancel.hidden = (counts.queued || 0) + (counts.running || 0) === 0;
+    summary.replaceChildren(
+      h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),
+        h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
+      h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(", ") }));
+    tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id },
+      h("td", {}, h("a", { href: `#/job/${j.id}`, text: Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
+      h("td", { class: "small", text: j.sections.map((x) => x.label).join("; ") }),
+      h("td", {}, statusBadge(j.status)),
+      h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
+      h("td", { class: "num", text: pct(j.best_test_acc) }))));
+  }
+  show(h("h1", { text: s.name || `Sweep ${s.id.slice(0, 8)}` }),
+    h("div", { class: "card" }, summary,
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "secondary", text: "Report (HTML)", onclick: () => download(`/sweeps/${id}/report`, "report.html") }),
+        h("button", { type: "button", class: "secondary", id: "report-zip", text: "Report (Markdown + figures, zip)", onclick: () => download(`/sweeps/${id}/report?format=zip`, "report.zip") }),
+        h("button", { type: "button", class: "secondary", text: "Figure (PNG)", onclick: () => download(`/sweeps/${id}/plot?format=png`, "sweep.png") }),
+        h("a", { class: "button secondary", id: "compare-sweep", href: `#/compare?jobs=${s.jobs.map((j) => j.id).join(",")}`, text: "Compare its jobs" }),
+        cancel)),
+    h("div", { class: "table-wrap" }, h("table", { id: "sweep-jobs" },
+      h("thead", {}, h("tr", {}, ["Job", "Section", "Status", "Epochs", "Best test acc."].map((t, i) => h("th", { class: i > 2 ? "num" : "", text: t })))),
+      tbody)));
+  update();
+  const mine = new Set(s.jobs.map((j) => j.id));
+  let queued = null;
   stream("/events", (type, data) => {
-    if (type === "progress" || Date.now() - last < 2000) return;
-    last = Date.now();
-    render().catch(() => {});
+    if (type === "progress" || !mine.has(data.job) || queued) return;
+    // At most one re-read a second, however many epochs land at once.
+    queued = setTimeout(async () => {
+      try { s = await api("GET", `/sweeps/${id}`); update(); } catch { /* keep what is shown */ }
+      queued = null;
+    }, 1000);
   }, signal);
 }
 

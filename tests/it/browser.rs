@@ -266,11 +266,23 @@ async fn trainyard_job(app: &TestApp, token: &str, id: &str) -> Value {
 async fn an_admin_sees_the_queue_and_workers_and_adds_a_user_whose_token_works() {
     let app = spawn_app(1).await;
     let admin = std::fs::read_to_string(app.dir.path().join("admin.token")).unwrap().trim().to_string();
+    // One job of Alice's trains, one waits (batch sizes differ, so they cannot train as one
+    // group): the queue shows both, with the owner.
+    for batch_size in [1, 2] {
+        app.submit(json!({"epochs": 300, "batch_size": batch_size})).await;
+    }
     let b = Browser::start(1280, 1000).await;
     b.sign_in(&app.base, &admin).await;
     b.click("#nav-admin").await;
     b.until("the workers table", "document.querySelector('#workers tbody tr')", 20).await;
     assert!(b.text("#workers").await.contains("cpu"), "{}", b.text("#workers").await);
+    b.until("a busy worker", "document.querySelector('#workers').textContent.includes('busy')", 20).await;
+    let queue = b
+        .until("the queue", "document.querySelector('#queue') && document.querySelector('#queue tbody').innerText", 20)
+        .await;
+    let queue = queue.as_str().unwrap();
+    assert_eq!(queue.matches("alice").count(), 2, "{queue}");
+    assert!(queue.contains("running") && queue.contains("queued"), "{queue}");
     b.until("the users table", "document.querySelector('tr[data-user=\"alice\"]')", 20).await;
     b.type_into("#new-user", "Dave Smith").await;
     b.click("#add-user button[type=submit]").await;
@@ -291,5 +303,42 @@ async fn an_admin_sees_the_queue_and_workers_and_adds_a_user_whose_token_works()
     assert_eq!(r.json::<Value>().await.unwrap()["name"], "dave");
     b.until("dave in the list", "document.querySelector('tr[data-user=\"dave\"]')", 10).await;
     b.screenshot("admin.png").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_sweep_page_follows_its_jobs_and_compare_overlays_them_named_by_what_differs() {
+    let app = spawn_app(1).await;
+    let body = json!({"name": "lr-study", "base": {"model": "linear", "epochs": 3}, "vary": {"lr": [0.1, 0.01]}});
+    let r = app.client.post(app.url("/sweeps")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let sweep: Value = r.json().await.unwrap();
+    for j in sweep["jobs"].as_array().unwrap() {
+        app.wait_for(j["id"].as_str().unwrap(), 60, status_is("succeeded")).await;
+    }
+    // Alice's token, anew (the helpers keep only her client).
+    let alice = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
+    let b = Browser::start(1280, 1000).await;
+    b.sign_in(&app.base, &alice).await;
+    b.click("a[data-nav=sweeps]").await;
+    b.until("the sweep in the list", "document.querySelector('#sweeps a')", 20).await;
+    assert_eq!(b.text("#sweeps a").await, "lr-study");
+    b.click("#sweeps a").await;
+    let done = b.until("the sweep's progress", "document.querySelector('#sweep-summary label') && document.querySelector('#sweep-summary label').textContent", 20).await;
+    assert_eq!(done, json!("2 of 2 jobs finished"));
+    assert_eq!(b.client.execute(&format!("return {}", count("#sweep-jobs tbody tr")), vec![]).await.unwrap(), json!(2));
+    b.screenshot("sweep.png").await;
+
+    b.click("#compare-sweep").await;
+    b.until("the overlay", "document.querySelectorAll('.charts .uplot canvas').length === 1", 20).await;
+    let legend = b.until("both jobs in the legend", "document.querySelector('.u-legend') && document.querySelector('.u-legend').textContent.includes('lr=0.01') && document.querySelector('.u-legend').textContent", 20).await;
+    let legend = legend.as_str().unwrap();
+    assert!(legend.contains("lr=0.1") && legend.contains("lr=0.01"), "named by what differs: {legend}");
+    assert!(!legend.contains("epochs="), "not by what they share: {legend}");
+    // Both curves hold their three epochs (uPlot's data, as drawn).
+    let lens =
+        b.client.execute("return document.querySelectorAll('.u-legend .u-series').length", vec![]).await.unwrap();
+    assert_eq!(lens, json!(3), "the x axis and two jobs");
+    b.screenshot("compare.png").await;
     b.close().await;
 }
