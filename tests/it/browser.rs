@@ -268,8 +268,9 @@ async fn an_admin_sees_the_queue_and_workers_and_adds_a_user_whose_token_works()
     let admin = std::fs::read_to_string(app.dir.path().join("admin.token")).unwrap().trim().to_string();
     // One job of Alice's trains, one waits (batch sizes differ, so they cannot train as one
     // group): the queue shows both, with the owner.
+    let mut jobs = Vec::new();
     for batch_size in [1, 2] {
-        app.submit(json!({"epochs": 300, "batch_size": batch_size})).await;
+        jobs.push(app.submit(json!({"epochs": 300, "batch_size": batch_size})).await);
     }
     let b = Browser::start(1280, 1000).await;
     b.sign_in(&app.base, &admin).await;
@@ -304,6 +305,9 @@ async fn an_admin_sees_the_queue_and_workers_and_adds_a_user_whose_token_works()
     b.until("dave in the list", "document.querySelector('tr[data-user=\"dave\"]')", 10).await;
     b.screenshot("admin.png").await;
     b.close().await;
+    for id in jobs {
+        app.cancel(&id).await;
+    }
 }
 
 #[tokio::test]
@@ -340,5 +344,47 @@ async fn a_sweep_page_follows_its_jobs_and_compare_overlays_them_named_by_what_d
         b.client.execute("return document.querySelectorAll('.u-legend .u-series').length", vec![]).await.unwrap();
     assert_eq!(lens, json!(3), "the x axis and two jobs");
     b.screenshot("compare.png").await;
+    b.close().await;
+}
+
+/// The README's two pictures, from real CIFAR-10 (not run by make test):
+/// `TRAINYARD_CIFAR=DIR cargo test --release --test it -- --ignored readme_screenshots`
+/// with DIR the binary directory `../shared/data/prepare-cifar10` prints; writes docs/web-*.png.
+#[tokio::test]
+#[ignore]
+async fn readme_screenshots() {
+    let data =
+        PathBuf::from(std::env::var("TRAINYARD_CIFAR").expect("TRAINYARD_CIFAR names CIFAR-10's binary directory"));
+    let app = spawn_with(tempfile::tempdir().unwrap(), |cfg| {
+        cfg.data_dir = data;
+        cfg.cpu_workers = Some(1);
+        cfg.threads_per_worker = Some(2);
+    })
+    .await;
+    let alice = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
+    let b = Browser::start(1280, 1300).await;
+    b.sign_in(&app.base, &alice).await;
+    b.click("a[data-nav=submit]").await;
+    b.until("the form", "document.querySelector('#f-lr')", 20).await;
+    b.type_into("#f-name", "cnn lr 0.01").await;
+    b.type_into("#f-epochs", "12").await;
+    b.type_into("#f-lr", "0.01").await;
+    b.type_into("#f-train_limit", "5000").await;
+    b.click("#submit-job").await;
+    b.until("six epochs", &format!("{} >= 6", count("#epochs tbody tr")), 600).await;
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::copy(b.screenshot("readme-job.png").await, docs.join("web-job.png")).unwrap();
+    let id = b.client.execute("return location.hash.slice('#/job/'.length)", vec![]).await.unwrap();
+    let r = client_for(&alice).post(app.url(&format!("/jobs/{}/cancel", id.as_str().unwrap()))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    b.click("a[data-nav=submit]").await;
+    b.until("the form", "document.querySelector('#f-lr')", 20).await;
+    b.client.set_window_size(1280, 1000).await.unwrap();
+    b.client.execute("document.querySelector('#f-model').value = 'mlp'; document.querySelector('#f-model').dispatchEvent(new Event('change')); return 1;", vec![]).await.unwrap();
+    b.type_into("#f-hidden", "512, 0").await;
+    b.type_into("#f-lr", "-0.1").await;
+    b.click("#submit-job").await;
+    b.until("the errors", "document.querySelector('#f-lr-error').textContent", 10).await;
+    std::fs::copy(b.screenshot("readme-submit.png").await, docs.join("web-submit.png")).unwrap();
     b.close().await;
 }
