@@ -754,10 +754,18 @@ async function viewSweeps() {
   show(h("h1", { text: "Sweeps" }),
     sweeps.length === 0 ? h("p", { class: "muted" }, "No sweeps yet. ", h("a", { href: "#/submit", text: "Queue the assignment" }), ".") :
     h("div", { class: "table-wrap" }, h("table", { id: "sweeps" },
-      h("thead", {}, h("tr", {}, h("th", { text: "Sweep" }), h("th", { text: "Created" }))),
-      h("tbody", {}, sweeps.map((s) => h("tr", {},
-        h("td", {}, h("a", { href: `#/sweep/${s.id}`, text: s.name || s.id.slice(0, 8) })),
-        h("td", { title: s.created_at, text: ago(s.created_at) })))))));
+      h("thead", {}, h("tr", {}, h("th", { text: "Sweep" }), h("th", { text: "Progress" }), h("th", { text: "Created" }))),
+      h("tbody", {}, sweeps.map((s) => {
+        const c = s.status_counts || {};
+        const total = Object.values(c).reduce((a, b) => a + b, 0);
+        const finished = (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0);
+        return h("tr", {},
+          h("td", {}, h("a", { href: `#/sweep/${s.id}`, text: s.name || s.id.slice(0, 8) })),
+          h("td", {}, h("div", { class: "bar" },
+            h("progress", { max: String(total || 1), value: String(finished), "aria-label": `${finished} of ${total} jobs finished` }),
+            h("span", { class: "small", text: `${finished} / ${total}` + (c.running ? `, ${c.running} running` : "") + (c.failed ? `, ${c.failed} failed` : "") }))),
+          h("td", { title: s.created_at, text: ago(s.created_at) }));
+      })))));
 }
 
 async function viewSweep(id, signal) {

@@ -18,6 +18,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -230,9 +231,18 @@ pub async fn create_sweep(
 pub async fn list_sweeps(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
     let owner = if user.0.is_admin { None } else { Some(user.0.id) };
     let rows = sweeps::list_sweeps(&state.pool, owner).await?;
+    let mut counts: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for (sweep, status, n) in sweeps::sweep_status_counts(&state.pool, owner).await? {
+        counts.entry(sweep).or_default().insert(status, json!(n));
+    }
     let list: Vec<Value> = rows
         .iter()
-        .map(|s| json!({"id": s.id, "name": s.name, "created_at": rfc3339(s.created_at), "url": format!("/sweeps/{}", s.id)}))
+        .map(|s| {
+            json!({
+                "id": s.id, "name": s.name, "created_at": rfc3339(s.created_at), "url": format!("/sweeps/{}", s.id),
+                "status_counts": counts.remove(&s.id).unwrap_or_default(),
+            })
+        })
         .collect();
     Ok(Json(json!({"sweeps": list})))
 }

@@ -78,6 +78,13 @@ pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?))
 }
 
+/// (sweep id, status, jobs) of one owner's sweeps (or everyone's): each sweep's progress.
+pub async fn sweep_status_counts(pool: &Pool, owner: Option<i64>) -> Result<Vec<(String, String, i64)>, QueueError> {
+    const SQL: &str = "SELECT sw.id, j.status, COUNT(*) FROM sweeps sw JOIN sweep_jobs s ON s.sweep_id = sw.id \
+         JOIN jobs j ON j.id = s.job_id WHERE (?1 IS NULL OR sw.owner_id = ?1) GROUP BY sw.id, j.status";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?))
+}
+
 /// A sweep's job with its point and sections.
 pub struct SweepJob {
     pub job: JobRow,

@@ -165,6 +165,8 @@ async fn cancelling_a_sweep_cancels_its_unfinished_jobs_and_others_cannot_see_it
         (r.status(), r.json::<Value>().await.unwrap())
     };
     assert!(bobs["sweeps"].as_array().unwrap().is_empty());
+    let (_, mine) = app.get("/sweeps").await;
+    assert_eq!(mine["sweeps"][0]["status_counts"], json!({"queued": 3}), "the list shows each sweep's progress");
     let r = app.client.post(app.url(&format!("/sweeps/{id}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let after: Value = r.json().await.unwrap();
@@ -172,4 +174,5 @@ async fn cancelling_a_sweep_cancels_its_unfinished_jobs_and_others_cannot_see_it
     assert_eq!(after["status_counts"], json!({"cancelled": 3}));
     let (_, mine) = app.get("/sweeps").await;
     assert_eq!(mine["sweeps"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["sweeps"][0]["status_counts"], json!({"cancelled": 3}));
 }
