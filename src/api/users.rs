@@ -92,9 +92,23 @@ pub async fn create_user(
     if let Some(k) = obj.keys().find(|k| !["name", "admin"].contains(&k.as_str())) {
         return Err(ApiError::bad_request("bad_body", k, format!("unknown field {k:?}; allowed: name, admin")));
     }
-    let name = obj.get("name").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::bad_request("bad_name", "name", "name is required: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'")
-    })?;
+    let name = match obj.get("name") {
+        Some(Value::String(s)) => s.as_str(),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "bad_name",
+                "name",
+                "name is required: 1 to 64 characters of a-z, 0-9, '.', '_' and '-'",
+            ))
+        }
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "bad_name",
+                "name",
+                format!("name must be a string of a-z, 0-9, '.', '_' and '-', got {v}"),
+            ))
+        }
+    };
     let admin = match obj.get("admin") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
