@@ -638,6 +638,12 @@ async fn the_web_page_is_served_with_its_files_and_a_strict_content_policy() {
         assert_eq!(r.status(), 200, "{path}");
     }
     assert!(!html.contains("http://") && !html.contains("https://"), "nothing from another host");
+    // Asked again, an unchanged file is a 304 without a body.
+    let r = plain.get(app.url("/ui/app.js")).send().await.unwrap();
+    let tag = r.headers()["etag"].clone();
+    let again = plain.get(app.url("/ui/app.js")).header("if-none-match", tag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
     let js = plain.get(app.url("/ui/app.js")).send().await.unwrap().text().await.unwrap();
     assert!(js.contains("sessionStorage") && !js.contains("localStorage"), "the token stays in the tab");
     assert!(!js.contains("?token="), "the token never goes in a URL");

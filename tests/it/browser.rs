@@ -177,7 +177,8 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     b.type_into("#f-lr", "0.01").await;
     b.type_into("#f-epochs", "300").await;
     b.type_into("#f-batch_size", "1").await;
-    b.type_into("#f-name", "browser-cnn").await;
+    // A name is text wherever it shows, never markup.
+    b.type_into("#f-name", "<b>browser</b>-cnn").await;
     b.click("#submit-job").await;
     let url = b.until("the job's page", "location.hash.startsWith('#/job/') && location.hash", 20).await;
     let id = url.as_str().unwrap().trim_start_matches("#/job/").to_string();
@@ -212,7 +213,11 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     b.click("a[data-nav=jobs]").await;
     b.until("my job in the list", &format!("document.querySelector('tr[data-job=\"{id}\"]')"), 20).await;
     let page = b.text("#jobs").await;
-    assert!(page.contains("browser-cnn"), "{page}");
+    assert!(page.contains("<b>browser</b>-cnn"), "the name as typed: {page}");
+    assert_eq!(
+        b.client.execute("return document.querySelectorAll('#jobs b, h1 b').length", vec![]).await.unwrap(),
+        json!(0)
+    );
     assert!(!page.contains("bobs-secret-run"), "another student's job is shown: {page}");
     assert_eq!(
         b.client
