@@ -29,6 +29,21 @@ impl Server {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await?
     }
+
+    /// A guard that shuts the server down when dropped: what a test holds, so that its
+    /// workers stop (at a batch boundary) when it ends, passed or failed, instead of
+    /// training on inside libtorch while the process exits.
+    pub fn shutdown_on_drop(&self) -> ShutdownOnDrop {
+        ShutdownOnDrop(self.hub.clone())
+    }
+}
+
+pub struct ShutdownOnDrop(Arc<Hub>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The workers of this process, and what they share with the API.

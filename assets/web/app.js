@@ -648,16 +648,15 @@ async function viewSubmit() {
         h("option", { value: "random_resized_crop", text: "random resized crops" }),
         h("option", { value: "horizontal_flip", text: "horizontal flips" }));
     } else {
-      let max = f.max;
-      if (f.name === "epochs" && me.limits) max = Math.min(max, me.limits.max_epochs_per_job);
       const attrs = { id, name: f.name, "aria-describedby": described,
         placeholder: f.default === null ? (f.name === "seed" ? "drawn" : f.name === "train_limit" ? "all" : "") :
           Array.isArray(f.default) ? f.default.join(", ") : String(f.default) };
+      // N.B.: text, not type=number: a browser's number field drops what it cannot read
+      // ("0,01" becomes "001"), so the server would get another number than the one typed.
+      // What is typed is sent; the server's message names what is wrong.
+      attrs.type = "text";
       if (f.input === "integer" || f.input === "number") {
-        Object.assign(attrs, { type: "number", inputmode: f.input === "integer" ? "numeric" : "decimal",
-          step: f.input === "integer" ? "1" : "any", min: f.min ?? null, max: max ?? null });
-      } else {
-        attrs.type = "text";
+        Object.assign(attrs, { inputmode: f.input === "integer" ? "numeric" : "decimal", autocomplete: "off" });
       }
       input = h("input", attrs);
     }
@@ -722,8 +721,7 @@ async function viewSubmit() {
     }
   });
 
-  const presetEpochs = h("input", { id: "preset-epochs", type: "number", min: "1", step: "1",
-    max: me.limits ? String(me.limits.max_epochs_per_job) : null, value: "50", "aria-describedby": "preset-help preset-error" });
+  const presetEpochs = h("input", { id: "preset-epochs", type: "text", inputmode: "numeric", autocomplete: "off", value: "50", "aria-describedby": "preset-help preset-error" });
   const presetError = h("span", { class: "error", id: "preset-error", role: "alert" });
   const preset = h("form", { id: "preset-form", class: "card" },
     h("h2", { text: "The whole assignment" }),
@@ -736,7 +734,9 @@ async function viewSubmit() {
     presetError.textContent = "";
     presetEpochs.removeAttribute("aria-invalid");
     try {
-      const s = await api("POST", "/sweeps", { preset: "cifar10-assignment", overrides: { epochs: Number(presetEpochs.value) } });
+      const raw = presetEpochs.value.trim();
+      const epochs = raw === "" || Number.isNaN(Number(raw)) ? raw : Number(raw);
+      const s = await api("POST", "/sweeps", { preset: "cifar10-assignment", overrides: { epochs } });
       location.hash = `#/sweep/${s.id}`;
     } catch (e) {
       presetError.textContent = e.message;

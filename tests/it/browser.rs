@@ -158,6 +158,11 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     b.until("the form", "document.querySelector('#f-lr')", 20).await;
     let help = b.text("[data-field=batch_size] .help").await;
     assert!(help.contains("From 1 to 50000.") && help.contains("Default: 4."), "{help}");
+    // A decimal comma reaches the server as typed (not as another number) and is refused there.
+    b.type_into("#f-lr", "0,01").await;
+    b.click("#submit-job").await;
+    let unread = b.until("lr's error", "document.querySelector('#f-lr-error').textContent", 10).await;
+    assert!(unread.as_str().unwrap().contains("got \"0,01\""), "{unread}");
     b.type_into("#f-lr", "-1").await;
     b.type_into("#f-epochs", "5000").await;
     b.click("#submit-job").await;

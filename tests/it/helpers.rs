@@ -11,6 +11,8 @@ use trainyard::queue::users;
 use trainyard::server::{self, Server};
 
 pub struct TestApp {
+    /// Dropped first: the server's workers stop when the test ends.
+    _stop: server::ShutdownOnDrop,
     pub base: String,
     /// Alice's client: the tests' ordinary student.
     pub client: Client,
@@ -77,6 +79,7 @@ pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeCo
     let (_, alice) = users::add_user(&server.pool, "alice", false, now).await.unwrap();
     let (_, bob) = users::add_user(&server.pool, "bob", false, now).await.unwrap();
     TestApp {
+        _stop: server.shutdown_on_drop(),
         base: format!("http://{}", server.addr),
         client: client_for(&alice),
         bob: client_for(&bob),
