@@ -500,7 +500,8 @@ async function viewJob(id, signal) {
             onclick: async () => {
               try { job = await api("POST", `/jobs/${id}/cancel`); renderHead(); } catch (e) { flash(e.message, true); }
             } }) : null,
-          h("a", { class: "button secondary", href: `#/compare?jobs=${id}`, text: "Compare with…" })),
+          h("a", { class: "button secondary", href: `#/compare?jobs=${id}`, text: "Compare with…" }),
+          h("a", { class: "button secondary", id: "resubmit", href: `#/submit?from=${id}`, text: "Submit a variant…" })),
         h("div", { class: "downloads", "aria-label": "Downloads" },
           h("span", { class: "muted", text: "Download:" }),
           links.map(([label, path, name]) => h("button", { type: "button", class: "secondary", text: label,
@@ -628,7 +629,7 @@ async function viewCompare(query, signal) {
 
 // ---------- submit ----------
 
-async function viewSubmit() {
+async function viewSubmit(query) {
   if (!specDocs) specDocs = await api("GET", "/spec");
   const form = h("form", { id: "submit-form", class: "card", novalidate: true });
   const inputs = {};
@@ -678,6 +679,24 @@ async function viewSubmit() {
     }
   };
   inputs.model.addEventListener("change", applies);
+  // "Submit a variant": the form starts from another job's spec (its seed left to be drawn).
+  const from = query.get("from");
+  let base = null;
+  if (from) {
+    try { base = await api("GET", `/jobs/${from}`); } catch (e) { flash(`Could not load that job: ${e.message}`, true); }
+  }
+  if (base) {
+    for (const f of specDocs.fields) {
+      const v = base.spec[f.name];
+      if (v === null || v === undefined || f.name === "seed") continue;
+      if (f.input === "augment") {
+        inputs[f.name].value = v === true || (Array.isArray(v) && v.length === 2) ? "true" : Array.isArray(v) && v.length === 1 ? v[0] : "false";
+      } else {
+        inputs[f.name].value = Array.isArray(v) ? v.join(", ") : String(v);
+      }
+    }
+    if (base.name) inputs.name.value = base.name + " (variant)";
+  }
   applies();
   const formError = h("p", { class: "error", role: "alert", id: "form-error" });
   form.append(h("h2", { text: "One job" }), grid, formError,
@@ -744,7 +763,9 @@ async function viewSubmit() {
       presetEpochs.focus();
     }
   });
-  show(h("h1", { text: "Submit" }), form, preset);
+  show(h("h1", { text: "Submit" }),
+    base ? h("p", { class: "muted" }, "Starting from ", h("a", { href: `#/job/${base.id}`, text: jobLabel(base) }), "'s settings; the seed will be drawn anew.") : null,
+    form, preset);
 }
 
 // ---------- sweeps ----------

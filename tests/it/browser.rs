@@ -214,6 +214,23 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     .await;
     b.screenshot("job-live.png").await;
 
+    // "Submit a variant" starts the form from this job's settings.
+    b.click("#resubmit").await;
+    let lr = b
+        .until(
+            "the form filled from the job",
+            "document.querySelector('#f-lr') && document.querySelector('#f-lr').value",
+            20,
+        )
+        .await;
+    assert_eq!(lr, json!("0.01"));
+    let filled = b
+        .client
+        .execute("return [document.querySelector('#f-batch_size').value, document.querySelector('#f-seed').value, document.querySelector('#f-name').value]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(filled, json!(["1", "", "<b>browser</b>-cnn (variant)"]), "its settings, a fresh seed");
+
     // My jobs: mine with its status and accuracy, Bob's absent.
     b.click("a[data-nav=jobs]").await;
     b.until("my job in the list", &format!("document.querySelector('tr[data-job=\"{id}\"]')"), 20).await;
