@@ -922,6 +922,9 @@ async function viewAdmin(signal) {
 
 // ---------- start ----------
 
+// For a look from the browser's console (and the browser tests): the current view's charts.
+window.trainyard = { charts: () => charts.map((c) => c.u) };
+
 window.addEventListener("hashchange", () => route());
 document.addEventListener("DOMContentLoaded", () => {
   $("#sign-out").addEventListener("click", () => signOut("Signed out."));

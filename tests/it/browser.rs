@@ -3,6 +3,7 @@
 //! both (`chromium`, `chromium-driver`). Screenshots land in target/screenshots/.
 
 use crate::helpers::*;
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -213,6 +214,35 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     )
     .await;
     b.screenshot("job-live.png").await;
+
+    // The reader zooms into the loss chart (a drag) and hides its test line (a legend click);
+    // more epochs land, and both stay as the reader left them.
+    let loss = "trainyard.charts()[0]";
+    b.until("three epochs", &format!("{loss}.data[0].length >= 3"), 60).await;
+    let over = b.client.find(Locator::Css("#charts .chart:first-child .u-over")).await.unwrap();
+    let width = b.client.execute(&format!("return {loss}.over.clientWidth"), vec![]).await.unwrap().as_f64().unwrap();
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement { element: over, duration: None, x: -width * 0.45, y: 0.0 })
+        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+        .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: width * 0.5, y: 0.0 })
+        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+    b.click("#charts .chart:first-child .u-legend .u-series:nth-child(3) th").await;
+    assert_eq!(b.client.execute(&format!("return {loss}.series[2].show"), vec![]).await.unwrap(), json!(false));
+    b.client.perform_actions(drag).await.unwrap();
+    let zoom = b
+        .client
+        .execute(&format!("return [{loss}.scales.x.min, {loss}.scales.x.max, {loss}.data[0].length]"), vec![])
+        .await
+        .unwrap();
+    let (lo, hi, n) = (zoom[0].as_f64().unwrap(), zoom[1].as_f64().unwrap(), zoom[2].as_i64().unwrap());
+    assert!(hi - lo < n as f64, "the drag zoomed in: {zoom}");
+    b.until("two more epochs", &format!("{loss}.data[0].length >= {}", n + 2), 60).await;
+    let after = b
+        .client
+        .execute(&format!("return [{loss}.scales.x.min, {loss}.scales.x.max, {loss}.series[2].show]"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(after, json!([lo, hi, false]), "the zoom and the hidden line survive new epochs");
 
     // "Submit a variant" starts the form from this job's settings.
     b.click("#resubmit").await;
