@@ -254,7 +254,7 @@ function statusBadge(s) { return h("span", { class: "status " + s, text: s }); }
 
 function progressCell(j) {
   if (j.status === "running") {
-    const p = j.progress;
+    const p = j.progress && j.progress.epoch > j.epochs_done ? j.progress : null;
     const within = p ? p.fraction : 0;
     const label = p ? `epoch ${p.epoch}: ${Math.round(100 * within)} %` : `epoch ${j.epochs_done + 1} starting`;
     return h("div", { class: "bar" },
@@ -404,7 +404,9 @@ function tickFormat(percent) {
 }
 
 function makeChart(container, title, series, yLabel, percent) {
-  const box = h("div", { class: "chart" }, h("h3", { text: title }));
+  // N.B.: a canvas says nothing to a screen reader; the page's table holds the same numbers.
+  const box = h("figure", { class: "chart", role: "group", "aria-label": `${title} by epoch (chart; the numbers are in the table)` },
+    h("h3", { text: title }));
   container.append(box);
   const width = () => Math.max(240, box.clientWidth - 16);
   let zoomed = false;
@@ -509,6 +511,8 @@ async function viewJob(id, signal) {
     if (job.status === "running") renderProgress(job.progress); else progress.replaceChildren();
   }
   function renderProgress(p) {
+    // A report from inside an epoch that has since been recorded is stale.
+    if (p && p.epoch <= job.epochs_done) p = null;
     if (!p) { progress.replaceChildren(h("p", { class: "muted", text: `Epoch ${job.epochs_done + 1} is starting…` })); return; }
     progress.replaceChildren(h("div", { class: "card bar" },
       h("label", { for: "epoch-bar", text: `Epoch ${p.epoch} of ${job.epochs_total}` }),
@@ -540,6 +544,7 @@ async function viewJob(id, signal) {
       job.epochs_done = Math.max(job.epochs_done, data.epoch);
       const d = $("#epochs-done");
       if (d) d.textContent = `${job.epochs_done} of ${job.epochs_total}`;
+      if (job.status === "running") renderProgress(job.progress);
       redraw();
     } else if (type === "progress") {
       job.progress = data;
