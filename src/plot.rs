@@ -297,8 +297,8 @@ fn panel<DB: DrawingBackend>(
     // A run of one epoch (or a point between gaps) is a dot, not a line: train filled, test
     // open, and the caption and legend say so.
     let lone_only = |s: &Series| {
-        let finite: Vec<bool> = s.epochs.iter().map(|e| e.train_loss.is_some()).collect();
-        finite.windows(2).all(|w| !(w[0] && w[1])) && !s.epochs.is_empty()
+        let train: Vec<Option<f64>> = s.epochs.iter().map(|e| e.train_loss).collect();
+        !train.is_empty() && dots_only(&train)
     };
     let any_lone = fig.series.iter().any(lone_only);
     let any_line = fig.series.iter().any(|s| !s.epochs.is_empty() && !lone_only(s));
@@ -404,7 +404,7 @@ fn panel<DB: DrawingBackend>(
             let dot_style = if open { c.stroke_width(stroke) } else { c.filled() };
             let marker = move |p: (f64, f64)| Circle::new(p, dot, dot_style);
             // Every drawable run of this value is one epoch long: its legend is a dot too.
-            let dots_only = points.split(|(_, v)| v.is_none()).all(|seg| seg.len() <= 1);
+            let all_dots = dots_only(&points.iter().map(|(_, v)| *v).collect::<Vec<_>>());
             let mut labelled = false;
             for segment in points.split(|(_, v)| v.is_none()).filter(|seg| !seg.is_empty()) {
                 let line: Vec<(f64, f64)> =
@@ -413,12 +413,10 @@ fn panel<DB: DrawingBackend>(
                 if line.len() == 1 {
                     let drawn = chart.draw_series(std::iter::once(marker(line[0])))?;
                     if let (Some(l), false) = (&label, labelled) {
-                        if dots_only {
+                        if all_dots {
                             drawn.label(l.clone()).legend(move |(x, y)| Circle::new((x + 11, y), dot, dot_style));
                         } else {
-                            drawn
-                                .label(l.clone())
-                                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                            drawn.label(l.clone()).legend(line_legend(c));
                         }
                         labelled = true;
                     }
@@ -430,9 +428,7 @@ fn panel<DB: DrawingBackend>(
                     chart.draw_series(LineSeries::new(line.clone(), style))?
                 };
                 if let (Some(l), false) = (&label, labelled) {
-                    drawn
-                        .label(l.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                    drawn.label(l.clone()).legend(line_legend(c));
                     labelled = true;
                 }
                 if line.len() <= 60 {
@@ -444,7 +440,7 @@ fn panel<DB: DrawingBackend>(
                 chart
                     .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())?
                     .label(l.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3)));
+                    .legend(line_legend(c));
             }
             let off: Vec<(f64, f64)> =
                 points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
@@ -483,6 +479,17 @@ fn panel<DB: DrawingBackend>(
             .draw()?;
     }
     Ok(())
+}
+
+/// Whether every drawable run of a series' values (split at the non-finite ones) is one
+/// epoch long: it is drawn as dots, not lines.
+fn dots_only(values: &[Option<f64>]) -> bool {
+    values.split(Option::is_none).all(|run| run.len() <= 1)
+}
+
+/// A legend entry's sample of a line in colour `c`.
+fn line_legend(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
 }
 
 /// The legend goes in the corner of the panel that the curves cross least (upper right on a

@@ -250,11 +250,22 @@ async function route(message) {
 
 // ---------- my jobs ----------
 
+/// The job's report from inside the epoch under way; null when none, or when it comes from
+/// an epoch that has since been recorded (stale).
+function liveProgress(j) {
+  return j.progress && j.progress.epoch > j.epochs_done ? j.progress : null;
+}
+
+/// Jobs of a sweep that have ended, from its status counts.
+function finishedOf(counts) {
+  return (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0);
+}
+
 function statusBadge(s) { return h("span", { class: "status " + s, text: s }); }
 
 function progressCell(j) {
   if (j.status === "running") {
-    const p = j.progress && j.progress.epoch > j.epochs_done ? j.progress : null;
+    const p = liveProgress(j);
     const within = p ? p.fraction : 0;
     const label = p ? `epoch ${p.epoch}: ${Math.round(100 * within)} %` : `epoch ${j.epochs_done + 1} starting`;
     return h("div", { class: "bar" },
@@ -508,11 +519,10 @@ async function viewJob(id, signal) {
           h("span", { class: "muted", text: "Download:" }),
           links.map(([label, path, name]) => h("button", { type: "button", class: "secondary", text: label,
             onclick: () => download(path, name) })))));
-    if (job.status === "running") renderProgress(job.progress); else progress.replaceChildren();
+    if (job.status === "running") renderProgress(); else progress.replaceChildren();
   }
-  function renderProgress(p) {
-    // A report from inside an epoch that has since been recorded is stale.
-    if (p && p.epoch <= job.epochs_done) p = null;
+  function renderProgress() {
+    const p = liveProgress(job);
     if (!p) { progress.replaceChildren(h("p", { class: "muted", text: `Epoch ${job.epochs_done + 1} is starting…` })); return; }
     progress.replaceChildren(h("div", { class: "card bar" },
       h("label", { for: "epoch-bar", text: `Epoch ${p.epoch} of ${job.epochs_total}` }),
@@ -544,11 +554,11 @@ async function viewJob(id, signal) {
       job.epochs_done = Math.max(job.epochs_done, data.epoch);
       const d = $("#epochs-done");
       if (d) d.textContent = `${job.epochs_done} of ${job.epochs_total}`;
-      if (job.status === "running") renderProgress(job.progress);
+      if (job.status === "running") renderProgress();
       redraw();
     } else if (type === "progress") {
       job.progress = data;
-      if (job.status === "running") renderProgress(data);
+      if (job.status === "running") renderProgress();
     } else if (type === "status") {
       if (data.status !== job.status) api("GET", `/jobs/${id}`).then((j) => { job = j; renderHead(); }).catch(() => {});
     } else if (type === "done") {
@@ -784,7 +794,7 @@ async function viewSweeps() {
       h("tbody", {}, sweeps.map((s) => {
         const c = s.status_counts || {};
         const total = Object.values(c).reduce((a, b) => a + b, 0);
-        const finished = (c.succeeded || 0) + (c.failed || 0) + (c.cancelled || 0);
+        const finished = finishedOf(c);
         return h("tr", {},
           h("td", {}, h("a", { href: `#/sweep/${s.id}`, text: s.name || s.id.slice(0, 8) })),
           h("td", {}, h("div", { class: "bar" },
@@ -805,7 +815,7 @@ async function viewSweep(id, signal) {
   function update() {
     const counts = s.status_counts || {};
     const total = s.jobs.length;
-    const finished = (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0);
+    const finished = finishedOf(counts);
     cancel.hidden = (counts.queued || 0) + (counts.running || 0) === 0;
     summary.replaceChildren(
       h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),

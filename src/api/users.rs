@@ -22,6 +22,18 @@ fn user_json(u: &User) -> Value {
     })
 }
 
+/// A user as shown with the token just made for them (the only time it is seen).
+fn with_token(u: &User, token: &str) -> Value {
+    let mut v = user_json(u);
+    v.as_object_mut().expect("an object").insert("token".into(), json!(token));
+    v
+}
+
+/// The user named `name` as stored now.
+async fn reread(state: &AppState, name: &str) -> Result<User, ApiError> {
+    Ok(users::user_by_name(&state.pool, name).await?.ok_or_else(|| UserError::NotFound(name.into()))?)
+}
+
 impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
         match e {
@@ -118,9 +130,7 @@ pub async fn create_user(
     };
     let (made, token) = users::add_user(&state.pool, name, admin, queue::now_ms()).await?;
     tracing::info!(user.name = %made.name, by = %user.0.name, admin, "user added");
-    let mut v = user_json(&made);
-    v.as_object_mut().expect("an object").insert("token".into(), json!(token));
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((StatusCode::CREATED, Json(with_token(&made, &token))))
 }
 
 /// Revokes a user's token at once; their jobs stay. An admin cannot revoke themselves here
@@ -133,8 +143,7 @@ pub async fn revoke_user(
     another_user(&user, &name, "you cannot revoke your own token here (you would be locked out)", "revoke")?;
     users::revoke_user(&state.pool, &name, queue::now_ms()).await?;
     tracing::info!(user.name = %name, by = %user.0.name, "user revoked");
-    let revoked = users::user_by_name(&state.pool, &name).await?.ok_or_else(|| UserError::NotFound(name.clone()))?;
-    Ok(Json(user_json(&revoked)))
+    Ok(Json(user_json(&reread(&state, &name).await?)))
 }
 
 /// A new token for the user (a revoked one is restored); the old one stops working at once.
@@ -147,8 +156,5 @@ pub async fn rotate_token(
     another_user(&user, &name, "you cannot re-issue your own token here (this session would end)", "rotate")?;
     let token = users::rotate_token(&state.pool, &name).await?;
     tracing::info!(user.name = %name, by = %user.0.name, "token re-issued");
-    let u = users::user_by_name(&state.pool, &name).await?.ok_or_else(|| UserError::NotFound(name.clone()))?;
-    let mut v = user_json(&u);
-    v.as_object_mut().expect("an object").insert("token".into(), json!(token));
-    Ok(Json(v))
+    Ok(Json(with_token(&reread(&state, &name).await?, &token)))
 }
