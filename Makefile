@@ -48,7 +48,7 @@ build: $(STAMP)
 # TEST_POSTGRES). Without a PostgreSQL there, make test fails and says so.
 TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
-PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events::
+PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events:: safety::
 
 # Debian's Chromium and its WebDriver, for the browser tests (tests/it/browser.rs); installed
 # with apt-get when missing (as root), like the compiler.
@@ -56,7 +56,14 @@ BROWSER := /usr/bin/chromium /usr/bin/chromedriver
 $(BROWSER):
 	$(MAKE) --no-print-directory apt-install PKGS="chromium chromium-driver"
 
-test: $(STAMP) $(ST_STAMP) | $(BROWSER)
+# Prometheus' own checker of /metrics (tests/it/safety.rs), from Debian's prometheus package
+# (where systemd runs, the package also starts a Prometheus on :9090; make test uses only
+# promtool).
+PROMTOOL := /usr/bin/promtool
+$(PROMTOOL):
+	$(MAKE) --no-print-directory apt-install PKGS="--no-install-recommends prometheus"
+
+test: $(STAMP) $(ST_STAMP) | $(BROWSER) $(PROMTOOL)
 	@host=$$(echo "$(PG_HOSTPORT)" | cut -d: -f1); port=$$(echo "$(PG_HOSTPORT):5432" | cut -d: -f2); \
 	  timeout 5 bash -c "exec 3<>/dev/tcp/$$host/$$port" 2>/dev/null || { \
 	  echo "error: make test runs the service tests on PostgreSQL too, and nothing answers at $$host:$$port." >&2; \

@@ -79,6 +79,22 @@ pub struct ServeConfig {
     /// admin's token) on this address.
     #[arg(long, env = "TRAINYARD_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// Seconds a connection may take to send a request's headers (and an idle keep-alive
+    /// connection may wait for its next request) before it is closed.
+    #[arg(long, env = "TRAINYARD_HEADER_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub header_timeout_seconds: f64,
+    /// Most HTTP connections open at once; a connection past it is closed at once, so the
+    /// process never runs out of file descriptors (keep it well under `ulimit -n`).
+    #[arg(long, env = "TRAINYARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Create a new, empty SQLite database even where this machine's trainyard created one
+    /// before that is now missing (deleted or moved); without it, such a start is an error.
+    #[arg(long, env = "TRAINYARD_INIT")]
+    pub init: bool,
+    /// Where trainyard remembers the SQLite databases it created (to notice one deleted)
+    /// [default: $XDG_STATE_HOME/trainyard, or ~/.local/state/trainyard].
+    #[arg(long, env = "TRAINYARD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Where the first admin's token is written (mode 0600) when the server starts with no users.
     #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
     pub admin_token_file: PathBuf,
@@ -91,6 +107,14 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The HTTP connections' limits.
+    pub fn connections(&self) -> crate::api::serve::ConnectionLimits {
+        crate::api::serve::ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs_f64(self.header_timeout_seconds.clamp(0.1, 3600.0)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+
     /// How often an idle worker says it is alive (a busy one: every heartbeat).
     pub fn alive_every(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.lease_seconds.clamp(0.5, 5.0))

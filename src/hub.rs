@@ -23,6 +23,8 @@ pub struct Hub {
     streams: Mutex<HashMap<i64, usize>>,
     /// What this process counts for Prometheus.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Whether the database takes writes, as this process last found.
+    pub storage: crate::storage::Storage,
 }
 
 impl Hub {
@@ -35,6 +37,7 @@ impl Hub {
             closing: watch::channel(false).0,
             streams: Mutex::default(),
             telemetry: crate::telemetry::Telemetry::new(box_state),
+            storage: crate::storage::Storage::default(),
         })
     }
 }

@@ -11,6 +11,8 @@
 //! - `queue`: the only place that holds SQL: claim, heartbeat, finish, metrics upsert.
 //! - `schedule`: pure: queue positions and estimated starts under the fair-share rule.
 //! - `telemetry`: Prometheus metrics (GET /metrics).
+//! - `storage`: the process's view of its database's health (a full disk, a vanished file).
+//! - `token_file`: the admin's token file, kept true when the token changes.
 //! - `hub`: the process's event hub: job changes, stop flags, the idle workers' wake-up.
 //! - `worker`: claim → heartbeat → train → record, on OS threads of its own.
 //! - `server`: `trainyard serve`, the API and workers in one process.
@@ -36,7 +38,9 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod spec;
+pub mod storage;
 pub mod sweep;
 pub mod telemetry;
+pub mod token_file;
 pub mod train;
 pub mod worker;

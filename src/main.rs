@@ -1,6 +1,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // N.B.: a write past a file-size limit (`ulimit -f`, systemd's LimitFSIZE) must fail that
+    // write, as a full disk does, not kill the whole server with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

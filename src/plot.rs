@@ -17,8 +17,8 @@ static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 pub const MAX_SERIES: usize = 20;
-pub const WIDTHS: (u32, u32) = (300, 4000);
-pub const HEIGHTS: (u32, u32) = (200, 3000);
+pub const WIDTHS: (u32, u32) = (300, 2000);
+pub const HEIGHTS: (u32, u32) = (200, 2000);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {

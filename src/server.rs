@@ -109,14 +109,17 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         workers,
         live_window: cfg.live_window(),
         forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
+        admin_token_file: cfg.admin_token_file.clone(),
+        renders: Arc::new(tokio::sync::Semaphore::new(api::MAX_RENDERS)),
     }
 }
 
 /// `trainyard worker`: workers only, no HTTP, on the given database, until SIGINT/SIGTERM.
 /// A cancel made through an API in another process reaches them at their next heartbeat.
 pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
-    let pool = queue::connect(&cfg.database).await?;
+    let pool = open_database(&cfg).await?;
     let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, false);
+    watch_database(&cfg, &w.hub);
     info!(
         workers = w.workers.len(),
         devices = ?w.devices.iter().map(|d| crate::device::device_name(*d)).collect::<Vec<_>>(),
@@ -134,7 +137,7 @@ pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
             .with_state(app_state(&cfg, &pool, &w.hub, w.workers.len()));
         let hub = w.hub.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { hub.closed().await }).await
+            api::serve::serve(listener, app, cfg.connections(), async move { hub.closed().await }).await
         });
     }
     wait_for_signal().await;
@@ -167,10 +170,11 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .with_context(|| format!("cannot listen on {} (--bind, TRAINYARD_BIND)", cfg.bind))?;
-    let pool = queue::connect(&cfg.database).await?;
+    let pool = open_database(&cfg).await?;
     bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, true);
+    watch_database(&cfg, &hub);
 
     let app = api::router(app_state(&cfg, &pool, &hub, workers.len()));
     info!(
@@ -184,15 +188,34 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(retention(pool.clone(), cfg.keep_checkpoints_days, hub.clone()));
     }
     let task_pool = pool.clone();
+    let limits = cfg.connections();
     let closing = hub.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { closing.closed().await }).await?;
+        api::serve::serve(listener, app, limits, async move { closing.closed().await }).await?;
         join_workers(workers).await;
         task_pool.close().await;
         info!("stopped");
         Ok(())
     });
     Ok(Server { addr, pool, hub, task })
+}
+
+/// Opens the database; a missing SQLite file that this machine created before is an error
+/// unless `--init` (`storage::check_database_file`).
+async fn open_database(cfg: &ServeConfig) -> anyhow::Result<queue::Pool> {
+    let state = cfg.state_dir.as_deref();
+    crate::storage::check_database_file(&cfg.database, cfg.init, state)?;
+    let pool = queue::connect(&cfg.database).await?;
+    crate::storage::remember_database_file(&cfg.database, state);
+    Ok(pool)
+}
+
+/// Notices the SQLite file being deleted or replaced under this process.
+fn watch_database(cfg: &ServeConfig, hub: &Arc<Hub>) {
+    if let Some(file) = queue::sqlite_file(&cfg.database) {
+        let closing = hub.clone();
+        tokio::spawn(crate::storage::watch_database_file(file, hub.clone(), async move { closing.closed().await }));
+    }
 }
 
 /// Drops the checkpoints of jobs finished more than `days` ago, at start and then hourly
@@ -220,17 +243,13 @@ async fn retention(pool: queue::Pool, days: f64, hub: Arc<Hub>) {
 /// owner only, so the README's curl session can read it. The token itself is never printed
 /// (a service's output ends up in logs); the path is.
 async fn bootstrap_admin(pool: &queue::Pool, path: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if queue::users::count_users(pool).await? > 0 {
         return Ok(());
     }
     let (user, token) = queue::users::add_user(pool, "admin", true, queue::now_ms()).await?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    writeln!(f, "{token}")?;
+    crate::token_file::write(path, &token)
+        .with_context(|| format!("writing the first admin's token to {}", path.display()))?;
+    // N.B.: on stdout as well as in the log, for the person who ran `make run`.
     println!("created the first user, {:?} (an admin); its token is in {}", user.name, path.display());
     info!(user = %user.name, token_file = %path.display(), "created the first admin user");
     Ok(())

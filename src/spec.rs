@@ -9,6 +9,24 @@ use std::fmt;
 /// Training images in CIFAR-10, the most `train_limit` can take.
 pub const CIFAR10_TRAIN_IMAGES: u64 = 50_000;
 
+/// Longest name of a job or a sweep, in characters.
+pub const NAME_CHARS: usize = 200;
+
+/// A job's or a sweep's name: a non-empty string of at most `NAME_CHARS` characters with no
+/// control characters (a NUL cannot be stored in PostgreSQL, and none belongs in an SVG, a
+/// legend or a log line). The error says what was wrong and what is allowed.
+pub fn check_name(v: &Value) -> Result<&str, String> {
+    let allowed = format!("must be a non-empty string of at most {NAME_CHARS} characters without control characters");
+    match v {
+        Value::String(s) if s.trim().is_empty() || s.chars().count() > NAME_CHARS => Err(format!("{allowed}, got {v}")),
+        Value::String(s) => match s.chars().find(|c| c.is_control()) {
+            Some(c) => Err(format!("{allowed} (U+0000-U+001F, U+007F-U+009F); got one with U+{:04X}", c as u32)),
+            None => Ok(s),
+        },
+        _ => Err(format!("{allowed}, got {v}")),
+    }
+}
+
 /// Largest seed drawn at submission: 2^53, so it survives a round trip through any JSON client.
 const DRAWN_SEED_LIMIT: u64 = 1 << 53;
 
@@ -316,11 +334,13 @@ impl Spec {
 
         let name = match r.present("name") {
             None => None,
-            Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => Some(s.clone()),
-            Some(v) => {
-                r.fail("name", format!("must be a non-empty string of at most 200 characters, got {v}"));
-                None
-            }
+            Some(v) => match check_name(v) {
+                Ok(s) => Some(s.to_string()),
+                Err(why) => {
+                    r.fail("name", why);
+                    None
+                }
+            },
         };
         let model = r.choice(
             "model",

@@ -1,7 +1,7 @@
 //! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination) or
 //! the assignment preset, validated as a whole before anything is queued.
 
-use crate::spec::{FieldError, Spec};
+use crate::spec::{FieldError, Spec, FIELDS};
 use serde_json::{json, Map, Value};
 
 /// Jobs one sweep may queue.
@@ -170,11 +170,13 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => Some(s.clone()),
-        Some(v) => {
-            errors.push(err("name", format!("must be a non-empty string of at most 200 characters, got {v}")));
-            None
-        }
+        Some(v) => match crate::spec::check_name(v) {
+            Ok(s) => Some(s.to_string()),
+            Err(why) => {
+                errors.push(err("name", why));
+                None
+            }
+        },
     };
     let object = |key: &str, errors: &mut Vec<FieldError>| match obj.get(key) {
         None | Some(Value::Null) => Map::new(),
@@ -217,8 +219,23 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
         ));
         return Vec::new();
     }
+    // N.B.: every key is checked, and the grid's size computed with checked arithmetic, before
+    // anything is expanded: 64 axes of two values overflow a usize and are refused here. An
+    // unknown key is no axis; the known ones are still checked, so every problem shows at once.
+    let known = |k: &String| FIELDS.contains(&k.as_str());
+    let mut unknown = Vec::new();
+    for (place, k) in base.keys().map(|k| ("base", k)).chain(vary.keys().map(|k| ("vary", k))) {
+        if !known(k) {
+            unknown.push(err(format!("{place}.{k}"), format!("unknown field; allowed fields: {}", FIELDS.join(", "))));
+        }
+    }
+    let base: Map<String, Value> = base.iter().filter(|(k, _)| known(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let base = &base;
     let mut axes: Vec<(&String, &Vec<Value>)> = Vec::new();
     for (k, v) in vary {
+        if !FIELDS.contains(&k.as_str()) {
+            continue;
+        }
         match v.as_array() {
             Some(values) if !values.is_empty() => axes.push((k, values)),
             _ => errors.push(err(format!("vary.{k}"), format!("must be a non-empty list of values, got {v}"))),
@@ -227,13 +244,17 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
             errors.push(err(format!("vary.{k}"), "is also set in base; set it in one place"));
         }
     }
-    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
-    if total > MAX_JOBS {
+    let total = axes.iter().try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()).filter(|&n| n <= MAX_JOBS));
+    let Some(_) = total else {
+        let exact = axes.iter().try_fold(1u128, |n, (_, v)| n.checked_mul(v.len() as u128));
+        let size = exact.map_or_else(|| "more than 2^128".to_string(), |n| n.to_string());
         errors
-            .push(err("vary", format!("the grid has {total} combinations; a sweep may queue at most {MAX_JOBS} jobs")));
+            .push(err("vary", format!("the grid has {size} combinations; a sweep may queue at most {MAX_JOBS} jobs")));
+        errors.extend(unknown);
         return Vec::new();
-    }
+    };
     if !errors.is_empty() {
+        errors.extend(unknown);
         return Vec::new();
     }
     let mut points: Vec<Map<String, Value>> = vec![Map::new()];
@@ -264,6 +285,7 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
             jobs.push(PlannedJob { spec, point, sections: vec![("all".into(), label)] });
         }
     }
+    errors.extend(unknown);
     jobs
 }
 
@@ -314,5 +336,25 @@ mod tests {
         let many: Vec<u32> = (1..=11).collect();
         let e = plan(&json!({"vary": {"batch_size": many, "epochs": many}}), 1).unwrap_err();
         assert!(e[0].message.contains("121 combinations"), "{:?}", e);
+    }
+
+    #[test]
+    fn a_grid_of_64_axes_is_refused_before_it_is_expanded() {
+        // 2^64 combinations: a usize product wraps to 0 in release builds.
+        let vary: Map<String, Value> = (0..64).map(|i| (format!("a{i:02}"), json!([1, 2]))).collect();
+        let e = plan(&json!({"vary": vary}), 1).unwrap_err();
+        assert_eq!(e.len(), 64, "only the unknown fields: {e:?}");
+        assert!(e.iter().all(|f| f.field.starts_with("vary.a") && f.message.starts_with("unknown field")), "{e:?}");
+        // The same size over known fields: the count is exact, and nothing is built.
+        let values: Vec<u64> = (1..=2).collect();
+        let mut vary = Map::new();
+        for f in ["epochs", "batch_size", "lr", "momentum", "seed", "train_limit", "hidden"] {
+            vary.insert(f.into(), json!(values));
+        }
+        let huge: Vec<u64> = (1..=1_000_000).collect();
+        vary.insert("epochs".into(), json!(huge));
+        let e = plan(&json!({"vary": vary}), 1).unwrap_err();
+        assert_eq!(e[0].field, "vary");
+        assert!(e[0].message.contains("64000000 combinations"), "{e:?}");
     }
 }

@@ -161,6 +161,35 @@ impl Telemetry {
     }
 }
 
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter's HELP and TYPE name its
+/// `_total` sample (OpenMetrics names the family without it, and `promtool check metrics`
+/// then finds a sample with no help text), and there is no `# EOF`.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{tag}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None if line.starts_with("# UNIT ") => continue,
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The box's state as the database has it, for the gauges.
 #[derive(Debug, Default)]
 pub struct BoxView {

@@ -238,8 +238,13 @@ impl Trainer {
 
 /// Runs a queue call from a training thread, retrying database errors (a network blip, a
 /// PostgreSQL restart) for about 6 s before giving up; the pool replaces broken connections.
-/// A job whose writes still fail stops, and its expired lease sends it back to the queue.
-fn with_retries<T, F, Fut>(handle: &tokio::runtime::Handle, mut call: F) -> Result<T, queue::QueueError>
+/// A failure that outlasts the retries is the box's trouble (`storage`): the job stops and
+/// goes back to the queue uncharged once the database answers (`GroupDb::record_end`).
+fn with_retries<T, F, Fut>(
+    handle: &tokio::runtime::Handle,
+    storage: &crate::storage::Storage,
+    mut call: F,
+) -> Result<T, queue::QueueError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, queue::QueueError>>,
@@ -248,14 +253,18 @@ where
     for _ in 0..6 {
         match handle.block_on(call()) {
             Err(queue::QueueError::Db(e)) => {
-                warn!(error = %e, retry_in = ?delay, "database call failed; retrying");
+                tracing::debug!(error = %e, retry_in = ?delay, "database call failed; retrying");
                 std::thread::sleep(delay);
                 delay *= 2;
             }
             done => return done,
         }
     }
-    handle.block_on(call())
+    let last = handle.block_on(call());
+    if let Err(e) = &last {
+        storage.failed("a training thread's write", e);
+    }
+    last
 }
 
 /// A running job's checkpoint in the database, written fenced on its attempt.
@@ -271,14 +280,18 @@ impl CheckpointStore for JobStore<'_> {
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let got = with_retries(self.handle, || queue::checkpoints::get_checkpoint(&self.shared.pool, &self.lease.id));
+        let got = with_retries(self.handle, &self.shared.hub.storage, || {
+            queue::checkpoints::get_checkpoint(&self.shared.pool, &self.lease.id)
+        });
         got.map(|c| c.map(|(_, bytes)| bytes))
             .map_err(|e| CheckpointError::Store { place: self.place(), reason: e.to_string() })
     }
 
     fn write(&self, epoch: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let pool = &self.shared.pool;
-        match with_retries(self.handle, || self.lease.save_checkpoint(pool, epoch.into(), bytes, queue::now_ms())) {
+        match with_retries(self.handle, &self.shared.hub.storage, || {
+            self.lease.save_checkpoint(pool, epoch.into(), bytes, queue::now_ms())
+        }) {
             Ok(true) => Ok(()),
             Ok(false) => Err(CheckpointError::Refused { place: self.place(), reason: LEASE_LOST.into() }),
             Err(e) => Err(CheckpointError::Store { place: self.place(), reason: e.to_string() }),
@@ -394,6 +407,25 @@ impl<'a> GroupDb<'a> {
         out
     }
 
+    /// Puts `job` back in the queue uncharged, trying until the database answers (or the
+    /// process shuts down, when the lease's expiry does it); whether it was still ours.
+    async fn release_when_writable(&self, job: &Lease) -> bool {
+        let storage = &self.shared.hub.storage;
+        loop {
+            match job.release(&self.shared.pool).await {
+                Ok(released) => {
+                    storage.recovered();
+                    return released;
+                }
+                Err(e) => storage.failed("putting a stopped job back in the queue", &e),
+            }
+            if self.shared.shutting_down() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Ends `job`'s attempt in the queue as `result` says; the final status this wrote, if
     /// it ended the job (a cancel is the API's to count).
     async fn record_end(
@@ -423,12 +455,16 @@ impl<'a> GroupDb<'a> {
                 }
             }
             // N.B.: a database that stays unwritable past the retries is not the job's fault:
-            // the job stops, and its expired lease brings it back to the queue.
+            // the job stops and goes back to the queue uncharged, as soon as the database
+            // answers (a lost lease: the release finds nothing to release).
             Err(
                 ref e @ (TrainError::Sink(_)
                 | TrainError::Checkpoint(CheckpointError::Refused { .. } | CheckpointError::Store { .. })),
             ) => {
-                warn!(job.id = %id, reason = %e, "job stopped: its lease is lost or the database unwritable")
+                warn!(job.id = %id, reason = %e, "job stopped: its lease is lost or the database unwritable");
+                if self.release_when_writable(job).await {
+                    info!(job.id = %id, "job put back in the queue (the database's trouble is not charged to it)");
+                }
             }
             Err(ref e) => {
                 let e = e.to_string();
@@ -455,7 +491,7 @@ impl GroupHost for GroupDb<'_> {
         let job = &self.members.get(&key).ok_or_else(|| anyhow::anyhow!("no member {key}"))?.lease.lease;
         let json = serde_json::to_string(m)?;
         let lease = self.shared.settings.lease.as_millis() as i64;
-        let ok = with_retries(self.handle, || {
+        let ok = with_retries(self.handle, &self.shared.hub.storage, || {
             job.record_epoch(&self.shared.pool, m.epoch.into(), &json, queue::now_ms(), lease)
         })?;
         anyhow::ensure!(ok, LEASE_LOST);
@@ -497,11 +533,21 @@ impl GroupHost for GroupDb<'_> {
         }
     }
 
+    fn notice(&mut self, key: usize, message: &str) {
+        let Some(m) = self.members.get(&key) else { return };
+        warn!(job.id = %m.lease.lease.id, notice = %message, "job notice");
+        let pool = &self.shared.pool;
+        if let Err(e) = with_retries(self.handle, &self.shared.hub.storage, || m.lease.lease.set_notice(pool, message))
+        {
+            warn!(job.id = %m.lease.lease.id, error = %e, "could not record the job's notice");
+        }
+    }
+
     fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>) {
         let Some(member) = self.members.remove(&key) else { return };
         let job = member.lease.lease;
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
-        match with_retries(self.handle, || self.record_end(&job, &result)) {
+        match with_retries(self.handle, &self.shared.hub.storage, || self.record_end(&job, &result)) {
             Err(e) => {
                 error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back")
             }
@@ -566,9 +612,13 @@ impl Worker {
     /// Claims and trains at most one group; false when the queue had nothing.
     pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
         let s = &self.shared;
-        let (requeued, failed) = queue::requeue_expired(&s.pool, queue::now_ms(), s.settings.max_attempts).await?;
-        if requeued + failed > 0 {
-            warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
+        // N.B.: while the database is in trouble, and for a lease after, an expired lease may
+        // be a live worker's whose heartbeats could not land: nobody is charged for it then.
+        if !s.hub.storage.unsettled(s.settings.lease) {
+            let (requeued, failed) = queue::requeue_expired(&s.pool, queue::now_ms(), s.settings.max_attempts).await?;
+            if requeued + failed > 0 {
+                warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
+            }
         }
         let device = crate::device::device_name(self.device);
         let terms = queue::ClaimTerms {
@@ -620,6 +670,7 @@ impl Worker {
                         .collect();
                     match queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await {
                         Ok(held) => {
+                            s.hub.storage.recovered();
                             for ((m, held), (_, news)) in members.iter().zip(held).zip(&leases) {
                                 if !held {
                                     m.stop.store(true, Ordering::Relaxed);
@@ -628,7 +679,7 @@ impl Worker {
                                 }
                             }
                         }
-                        Err(e) => warn!(error = %e, "heartbeat failed"),
+                        Err(e) => s.hub.storage.failed("renewing the running jobs' leases", &e),
                     }
                 }
                 _ = shutdown.changed() => {
@@ -659,13 +710,22 @@ impl Worker {
                 let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
                 last_seen = std::time::Instant::now();
             }
-            let idle = if self.shared.data_blocked() {
+            let storage = &self.shared.hub.storage;
+            let idle = if self.shared.data_blocked() || storage.is_lost().is_some() {
+                true
+            } else if storage.problem().is_some() {
+                // N.B.: no claim while the database cannot be written (a job claimed now
+                // could record nothing); a small write tells when it can again.
+                match queue::problems::probe_write(pool).await {
+                    Ok(()) => storage.recovered(),
+                    Err(e) => storage.failed("checking the database takes writes", &e),
+                }
                 true
             } else {
                 match self.run_once().await {
                     Ok(did) => !did,
                     Err(e) => {
-                        error!(error = %e, worker = %self.name, "queue error");
+                        storage.failed("claiming a job", &e);
                         true
                     }
                 }

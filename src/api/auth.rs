@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The user a request acts as; extracting it checks the token and the rate limit.
-pub struct CurrentUser(pub User);
+/// The user a request acts as, and the SHA-256 of the token it came with (so an event stream
+/// can ask again whether that token still works); extracting it checks the token and the
+/// rate limit.
+pub struct CurrentUser(pub User, pub String);
 
 impl CurrentUser {
     /// Whether this user may see the job: their own, or any for an admin.
@@ -42,7 +44,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             slot.set_user(&user.name);
         }
         state.limiter.check(user.id)?;
-        Ok(CurrentUser(user))
+        Ok(CurrentUser(user, users::hash_token(token)))
     }
 }
 

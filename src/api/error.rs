@@ -46,6 +46,10 @@ pub enum ApiError {
     /// The request took longer than the server allows.
     #[error("the request took longer than {0} s; try again, or ask for less")]
     Timeout(u64),
+    /// The box cannot do it now (its database's disk is full, or its database file is
+    /// gone); `/readyz` says why too.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else; logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -53,6 +57,15 @@ pub enum ApiError {
 
 impl From<crate::queue::QueueError> for ApiError {
     fn from(e: crate::queue::QueueError) -> Self {
+        // N.B.: a full disk is the box's state, not a bug: say so (503), once per request.
+        if e.is_disk_full() {
+            tracing::warn!(error = %e, "a write failed: the database's disk refused it");
+            return ApiError::Unavailable(
+                "the box's disk is full (or refuses writes), so nothing can be written now; nothing was changed: try \
+                 again once an admin has freed space (GET /readyz says when)"
+                    .into(),
+            );
+        }
         ApiError::Internal(e.into())
     }
 }
@@ -60,6 +73,13 @@ impl From<crate::queue::QueueError> for ApiError {
 impl ApiError {
     pub fn bad_request(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
         ApiError::BadRequest { code, message: message.into(), field: Some(field.into()) }
+    }
+
+    /// An Idempotency-Key sent again with another body (`what`: "job", "sweep").
+    pub fn key_reused(what: &str) -> ApiError {
+        ApiError::Unprocessable(format!(
+            "this Idempotency-Key was already used with a different request body; use a new key for a new {what}"
+        ))
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -75,6 +95,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +127,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => json!({"error": {"code": "payload_too_large", "message": self.to_string()}}),
             ApiError::UriTooLong(_) => json!({"error": {"code": "uri_too_long", "message": self.to_string()}}),
             ApiError::Timeout(_) => json!({"error": {"code": "timeout", "message": self.to_string()}}),
+            ApiError::Unavailable(m) => json!({"error": {"code": "unavailable", "message": m}}),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 json!({"error": {"code": "internal", "message": "internal server error"}})
@@ -119,6 +141,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooMany { retry_after: Some(s), .. } => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*s));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(10));
             }
             _ => {}
         }

@@ -123,6 +123,24 @@ async fn wait(
     }
 }
 
+/// Whether the stream's token still works; when it does not (revoked, or replaced by a new
+/// one), sends the final `unauthorized` event that says so, and the stream ends. A database
+/// that does not answer ends the stream too (the client reconnects with Last-Event-ID).
+async fn still_authorized(state: &AppState, token_hash: &str, tx: &mpsc::Sender<Event>) -> bool {
+    match queue::users::token_is_valid(&state.pool, token_hash).await {
+        Ok(true) => true,
+        Ok(false) => {
+            let why = json!({"error": {
+                "code": "unauthorized",
+                "message": "the bearer token was revoked or replaced; this stream ends (sign in with the new token)",
+            }});
+            let _ = tx.send(Event::default().event("unauthorized").data(why.to_string())).await;
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 fn too_many(state: &AppState) -> ApiError {
     ApiError::TooMany {
         message: format!(
@@ -145,11 +163,15 @@ pub async fn job_events(
     let id = load(&state, &user, &id).await?.id;
     let guard = state.hub.open_stream(user.0.id, state.limits.max_streams).ok_or_else(|| too_many(&state))?;
     let (tx, rx) = mpsc::channel(64);
+    let token = user.1;
     tokio::spawn(async move {
         let _open = guard;
         let (mut changed, mut closing) = (state.hub.subscribe(), state.hub.closing());
         let (mut after, mut last_progress) = (after, None::<Value>);
         loop {
+            if !still_authorized(&state, &token, &tx).await {
+                return;
+            }
             match send_logged(&state, &Scope::Job(id.clone()), &mut after, &tx).await {
                 Sent::AllSoFar => {}
                 Sent::More => continue,
@@ -195,12 +217,16 @@ pub async fn all_events(
     let scope = if user.0.is_admin { Scope::Everyone } else { Scope::Owner(user.0.id) };
     let owner = (!user.0.is_admin).then_some(user.0.id);
     let (tx, rx) = mpsc::channel(64);
+    let token = user.1;
     tokio::spawn(async move {
         let _open = guard;
         let (mut changed, mut closing) = (state.hub.subscribe(), state.hub.closing());
         let mut after = after;
         let mut last_progress: HashMap<String, Value> = HashMap::new();
         loop {
+            if !still_authorized(&state, &token, &tx).await {
+                return;
+            }
             match send_logged(&state, &scope, &mut after, &tx).await {
                 Sent::AllSoFar => {}
                 Sent::More => continue,

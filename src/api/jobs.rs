@@ -63,6 +63,9 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "last_epoch": row.last_epoch.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
     });
     let obj = v.as_object_mut().expect("an object");
+    if let Some(notice) = &row.notice {
+        obj.insert("notice".into(), json!(notice));
+    }
     match row.status {
         JobStatus::Queued => {
             let planned = plan.get(&row.id);
@@ -100,6 +103,15 @@ pub(crate) fn progress_json(row: &JobRow) -> Option<Value> {
     }))
 }
 
+/// An `owner` that no user name can be (a control character, say).
+fn bad_owner(code: &'static str, name: &str) -> ApiError {
+    ApiError::bad_request(
+        code,
+        "owner",
+        format!("owner must be a user name (1 to 64 characters of a-z, 0-9, '.', '_' and '-'); got {name:?}"),
+    )
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no job with id {id}"))
 }
@@ -130,25 +142,31 @@ async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// The `Idempotency-Key` header, if given: 1 to 200 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k.to_string())),
+        _ => Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 200 visible ASCII characters",
+        )),
+    }
+}
+
+/// What an Idempotency-Key's retry must match: the parsed body, its keys in any order.
+pub fn request_hash(body: &Value) -> String {
+    hex::encode(Sha256::digest(super::json::canonical(body).as_bytes()))
+}
+
 pub async fn create_job(
     State(state): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => Some(k.to_string()),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_idempotency_key",
-                    "Idempotency-Key",
-                    "Idempotency-Key must be 1 to 200 visible ASCII characters",
-                ))
-            }
-        },
-    };
+    let key = idempotency_key(&headers)?;
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
     let limits = &state.limits;
     let over = limits.check(&spec);
@@ -157,7 +175,7 @@ pub async fn create_job(
     }
     let spec_json = spec.to_json().to_string();
     let id = uuid::Uuid::new_v4().to_string();
-    let hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    let hash = request_hash(&body);
     let parameters = crate::train::parameter_count(&spec);
     let group_key = spec.group_key();
     let created = queue::create_job(
@@ -183,12 +201,7 @@ pub async fn create_job(
             (StatusCode::CREATED, row)
         }
         Created::Existing(row) => (StatusCode::OK, row),
-        Created::KeyConflict => {
-            return Err(ApiError::Unprocessable(
-                "this Idempotency-Key was already used with a different request body; use a new key for a new job"
-                    .into(),
-            ))
-        }
+        Created::KeyConflict => return Err(ApiError::key_reused("job")),
         Created::OverLimit(OverLimit { queued }) => {
             return Err(ApiError::TooMany {
                 message: format!(
@@ -240,6 +253,9 @@ pub async fn list_jobs(
             ApiError::bad_request("bad_query", "cursor", "cursor must be a next_cursor value from a previous page")
         })?),
     };
+    if let Some(name) = q.owner.as_deref().filter(|n| !queue::users::valid_name(n)) {
+        return Err(bad_owner("bad_query", name));
+    }
     // Admins see everyone's jobs (or one user's, with ?owner=); everybody else their own.
     let owner = match &q.owner {
         None if user.0.is_admin => None,
@@ -411,6 +427,9 @@ pub async fn cancel_jobs(
             ),
         ));
     }
+    if let Some(name) = bulk.owner.as_deref().filter(|n| !queue::users::valid_name(n)) {
+        return Err(bad_owner("bad_body", name));
+    }
     let owner = match bulk.owner {
         None => user.0.clone(),
         Some(name) if name == user.0.name => user.0.clone(),
@@ -536,11 +555,23 @@ pub async fn get_model(
         }));
     };
     let place = format!("the checkpoint of job {}", row.id);
-    let (bytes, epoch) =
-        tokio::task::spawn_blocking(move || crate::train::checkpoint::export_weights(place, checkpoint))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(e.into()))?;
+    let exported = tokio::task::spawn_blocking(move || crate::train::checkpoint::export_weights(place, checkpoint))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let (bytes, epoch) = exported.map_err(|e| {
+        use crate::train::CheckpointError;
+        match e {
+            // N.B.: bad bytes on the box are not a bug to log with a backtrace: one line,
+            // and an answer that says what is wrong.
+            CheckpointError::Damaged { .. } | CheckpointError::Corrupt { .. } => {
+                tracing::warn!(job.id = %row.id, error = %e, "a checkpoint cannot be read");
+                ApiError::Conflict(format!(
+                    "{e}; its weights cannot be downloaded (a job that runs again trains from epoch 1)"
+                ))
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    })?;
     let stem = file_stem(&row);
     Ok((
         [

@@ -8,6 +8,7 @@ pub mod events;
 pub mod jobs;
 pub mod json;
 pub mod plots;
+pub mod serve;
 pub mod sweeps;
 pub mod telemetry;
 pub mod users;
@@ -38,6 +39,23 @@ pub struct AppState {
     pub live_window: Duration,
     /// Lost and stopped workers are listed this long.
     pub forget_workers: Duration,
+    /// The first admin's token file, rewritten when the token it holds is replaced.
+    pub admin_token_file: std::path::PathBuf,
+    /// Figures and reports drawn at once (CPU and memory per render); one more is a 429.
+    pub renders: Arc<tokio::sync::Semaphore>,
+}
+
+/// Figures and reports this server draws at once.
+pub const MAX_RENDERS: usize = 4;
+
+impl AppState {
+    /// A place to draw a figure or a report, or a 429 while `MAX_RENDERS` are being drawn.
+    pub fn render_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, error::ApiError> {
+        self.renders.clone().try_acquire_owned().map_err(|_| error::ApiError::TooMany {
+            message: format!("the server is drawing {MAX_RENDERS} figures or reports already; retry in a second"),
+            retry_after: Some(1),
+        })
+    }
 }
 
 /// What one user may ask of a shared box.
@@ -228,6 +246,49 @@ async fn edge_limits(req: axum::extract::Request, next: axum::middleware::Next) 
     }
 }
 
+/// While the database file is gone or replaced (`storage::Storage::lost`), every request
+/// that reads or writes it is refused (503, saying why) rather than acknowledged into a file
+/// nobody will read again; liveness, readiness and the page's own files still answer.
+async fn refuse_when_lost(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    let exempt = matches!(path, "/healthz" | "/readyz" | "/openapi.yaml" | "/") || path.starts_with("/ui/");
+    match state.hub.storage.is_lost() {
+        Some(why) if !exempt => error::ApiError::Unavailable(format!("{why}; nothing was changed")).into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// Every error the router answers is in the JSON error shape, including the few that axum
+/// or tower-http make themselves (a path segment that is not UTF-8, say): their text becomes
+/// the message. (What hyper refuses before a request exists cannot be JSON: openapi.yaml
+/// lists those.)
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let reason = status.canonical_reason().unwrap_or("error");
+    let message = if text.is_empty() { reason.to_string() } else { text };
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("get", "/healthz") => get(healthz),
@@ -282,8 +343,10 @@ pub fn router(state: AppState) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refuse_when_lost))
         .layer(axum::middleware::from_fn(edge_limits))
         .layer(axum::middleware::from_fn(access::access_log))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -295,6 +358,26 @@ async fn healthz() -> Json<serde_json::Value> {
 /// not answer, the box has a problem of its own (its data), or no worker is alive.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     let mut reasons: Vec<String> = Vec::new();
+    let storage = &state.hub.storage;
+    if let Some(lost) = storage.is_lost() {
+        reasons.push(lost);
+    } else {
+        // N.B.: readiness means the box can take work: a small real write says whether it
+        // can (a full disk fails it, as it fails a submission).
+        match crate::queue::problems::probe_write(&state.pool).await {
+            Ok(()) => storage.recovered(),
+            Err(e) => {
+                storage.failed("checking readiness", &e);
+                reasons.push(if e.is_disk_full() {
+                    "the database cannot be written: its disk is full or refuses writes (free space; the box recovers \
+                     within seconds)"
+                        .to_string()
+                } else {
+                    "the database does not take writes".to_string()
+                });
+            }
+        }
+    }
     match crate::queue::problems::list_problems(&state.pool).await {
         Ok(problems) => reasons.extend(problems.into_iter().map(|p| p.message)),
         Err(e) => {

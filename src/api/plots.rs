@@ -109,6 +109,7 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
 
 /// Renders off the async threads, with the ETag/304 dance.
 pub(super) async fn respond(
+    state: &AppState,
     headers: &HeaderMap,
     opts: Options,
     jobs: Vec<Loaded>,
@@ -125,7 +126,9 @@ pub(super) async fn respond(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
     let format = opts.format;
+    let slot = state.render_slot()?;
     let bytes = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let epochs_total = jobs.iter().map(|j| j.row.epochs_total as u32).max().unwrap_or(1);
         let statuses: Vec<&str> = jobs.iter().map(|j| j.row.status.as_str()).collect();
         let fig = Figure {
@@ -170,7 +173,7 @@ pub async fn plot_job(
     let subtitle =
         format!("{} · seed={} · {} parameters", plot::settings_line(&job.spec), job.spec["seed"], r.parameters);
     let label = name.clone();
-    respond(&headers, opts, vec![job], vec![label], title, subtitle).await
+    respond(&state, &headers, opts, vec![job], vec![label], title, subtitle).await
 }
 
 pub async fn plot_jobs(
@@ -201,5 +204,5 @@ pub async fn plot_jobs(
         [] => format!("{} jobs compared", jobs.len()),
         keys => format!("{} jobs: {}", jobs.len(), keys.join(", ")),
     };
-    respond(&headers, opts, jobs, c.labels, title, c.shared).await
+    respond(&state, &headers, opts, jobs, c.labels, title, c.shared).await
 }

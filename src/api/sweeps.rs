@@ -7,7 +7,7 @@ use super::json::JsonBody;
 use super::plots::{options, respond, Loaded, PlotQuery};
 use super::AppState;
 use crate::job::EpochMetrics;
-use crate::queue::sweeps::{self, NewSweepJob, SweepJob, SweepRow};
+use crate::queue::sweeps::{self, NewSweepJob, SweepCreated, SweepJob, SweepRow};
 use crate::queue::{self, CancelOutcome, NewJob, Pool};
 use crate::report::{self, JobView, Report, SectionView};
 use crate::sweep::{self, Section};
@@ -152,8 +152,10 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
 pub async fn create_sweep(
     State(state): State<AppState>,
     user: CurrentUser,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let key = super::jobs::idempotency_key(&headers)?;
     let seed = crate::spec::draw_seed();
     let plan = sweep::plan(&body, seed).map_err(ApiError::Invalid)?;
     let limits = &state.limits;
@@ -202,30 +204,35 @@ pub async fn create_sweep(
         .collect();
     let n = jobs.len();
     let definition = body.to_string();
-    let created = sweeps::create_sweep(
-        &state.pool,
-        &sweep_id,
-        user.0.id,
-        plan.name.as_deref(),
-        &definition,
-        jobs,
+    let sweep = sweeps::NewSweep {
+        id: &sweep_id,
+        owner_id: user.0.id,
+        name: plan.name.as_deref(),
+        definition: &definition,
+        idempotency_key: key.as_deref(),
+        request_hash: &super::jobs::request_hash(&body),
         now,
-        limits.max_queued,
-    )
-    .await?;
-    if let Err(queue::OverLimit { queued }) = created {
-        return Err(ApiError::TooMany {
-            message: format!(
-                "this sweep queues {n} jobs and you have {queued} queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
-                limits.max_queued
-            ),
-            retry_after: None,
-        });
-    }
-    state.hub.queued_many();
+    };
+    let (status, sweep_id) = match sweeps::create_sweep(&state.pool, &sweep, jobs, limits.max_queued).await? {
+        SweepCreated::New => {
+            state.hub.queued_many();
+            (StatusCode::CREATED, sweep_id)
+        }
+        SweepCreated::Existing(id) => (StatusCode::OK, id),
+        SweepCreated::KeyConflict => return Err(ApiError::key_reused("sweep")),
+        SweepCreated::OverLimit(queue::OverLimit { queued }) => {
+            return Err(ApiError::TooMany {
+                message: format!(
+                    "this sweep queues {n} jobs and you have {queued} queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
+                    limits.max_queued
+                ),
+                retry_after: None,
+            });
+        }
+    };
     let sweep = sweeps::get_sweep(&state.pool, &sweep_id).await?.ok_or_else(|| not_found(&sweep_id))?;
     let body = sweep_json(&state.pool, &sweep).await?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
+    Ok((status, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
 }
 
 pub async fn list_sweeps(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
@@ -316,7 +323,9 @@ pub async fn get_report(
     };
     let r = build_report(&state.pool, &sweep).await?;
     let file = format!("sweep-{}-report", &sweep.id[..8]);
+    let slot = state.render_slot()?;
     let drawn = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str, String)> {
+        let _slot = slot;
         Ok(match kind {
             Kind::Html => {
                 (report::html(&r).into_bytes(), "text/html; charset=utf-8", format!("inline; filename=\"{file}.html\""))
@@ -332,8 +341,24 @@ pub async fn get_report(
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     let (body, ctype, disposition) = drawn?;
-    Ok(([(header::CONTENT_TYPE, ctype.to_string()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            // N.B.: the report holds names students typed; it may style itself and draw its
+            // inline SVG, nothing else: no script, no fetch, no framing.
+            (header::CONTENT_SECURITY_POLICY, REPORT_CSP.to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::REFERRER_POLICY, "no-referrer".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
+
+/// The served report's content policy: its own inline style and SVG, nothing to run or fetch.
+pub const REPORT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 #[derive(Deserialize)]
 pub struct SweepPlotQuery {
@@ -394,5 +419,5 @@ pub async fn plot_sweep(
     };
     let specs: Vec<(Option<String>, Value)> = loaded.iter().map(|l| (None, l.spec.clone())).collect();
     let shared = if specs.is_empty() { String::new() } else { crate::plot::compare(&specs).shared };
-    respond(&headers, opts, loaded, labels, title, shared).await
+    respond(&state, &headers, opts, loaded, labels, title, shared).await
 }

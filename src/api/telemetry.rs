@@ -11,8 +11,31 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-/// The OpenMetrics text type, which Prometheus reads.
+/// The OpenMetrics text type, which Prometheus asks for first.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus text format 0.0.4, for any other client (curl, promtool, older scrapers).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the `Accept` header asks for OpenMetrics (Prometheus sends
+/// `application/openmetrics-text;version=1.0.0,…;q=0.5,text/plain;version=0.0.4;q=…`); any
+/// other client gets the plain text format.
+fn wants_openmetrics(headers: &axum::http::HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let q = |kind: &str| -> f32 {
+        accept
+            .split(',')
+            .filter(|part| part.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(kind)))
+            .map(|part| {
+                part.split(';')
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|v| v.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0)
+            })
+            .fold(0.0, f32::max)
+    };
+    let om = q("application/openmetrics-text");
+    om > 0.0 && om >= q("text/plain")
+}
 
 /// This process's counters and, with `with_box`, the box's state from the database.
 pub async fn render(state: &AppState, with_box: bool) -> Result<String, ApiError> {
@@ -36,26 +59,44 @@ pub async fn render(state: &AppState, with_box: bool) -> Result<String, ApiError
                 .filter_map(|p| serde_json::from_str::<Progress>(p).ok())
                 .filter(fresh)
                 .map(|p| p.samples_per_second)
-                .sum(),
+                // N.B.: an empty f64 sum is -0.0, which Prometheus shows as "-0".
+                .fold(0.0, |a, b| a + b),
         });
         t.set_streams(state.hub.open_streams());
     }
     Ok(t.render())
 }
 
-pub async fn scrape(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
-    answer(&state, &user, true).await
+pub async fn scrape(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    answer(&state, &user, &headers, true).await
 }
 
 /// `trainyard worker --metrics-bind`'s `GET /metrics`: that process's own counters.
-pub async fn scrape_process(State(state): State<AppState>, user: CurrentUser) -> Result<Response, ApiError> {
-    answer(&state, &user, false).await
+pub async fn scrape_process(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    answer(&state, &user, &headers, false).await
 }
 
-async fn answer(state: &AppState, user: &CurrentUser, with_box: bool) -> Result<Response, ApiError> {
+async fn answer(
+    state: &AppState,
+    user: &CurrentUser,
+    headers: &axum::http::HeaderMap,
+    with_box: bool,
+) -> Result<Response, ApiError> {
     if !user.0.is_admin {
         return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
     }
     let body = render(state, with_box).await?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
+    Ok(if wants_openmetrics(headers) {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], crate::telemetry::to_text_format(&body)).into_response()
+    })
 }

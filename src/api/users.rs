@@ -146,6 +146,16 @@ pub async fn revoke_user(
     Ok(Json(user_json(&reread(&state, &name).await?)))
 }
 
+/// Rewrites the admin's token file if it held the token just replaced; a failure is logged
+/// (the new token is in the answer either way).
+pub fn replace_token_file(path: &std::path::Path, old_hash: &str, token: &str) {
+    match crate::token_file::replace_if_held(path, old_hash, token) {
+        Ok(true) => tracing::info!(file = %path.display(), "the admin token file holds the new token"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot rewrite the admin token file"),
+    }
+}
+
 /// A new token for the user (a revoked one is restored); the old one stops working at once.
 /// Not one's own (the CLI does that).
 pub async fn rotate_token(
@@ -154,7 +164,8 @@ pub async fn rotate_token(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     another_user(&user, &name, "you cannot re-issue your own token here (this session would end)", "rotate")?;
-    let token = users::rotate_token(&state.pool, &name).await?;
+    let (token, old) = users::rotate_token(&state.pool, &name).await?;
+    replace_token_file(&state.admin_token_file, &old, &token);
     tracing::info!(user.name = %name, by = %user.0.name, "token re-issued");
     Ok(Json(with_token(&reread(&state, &name).await?, &token)))
 }

@@ -59,13 +59,22 @@ pub fn gc(args: GcArgs) -> anyhow::Result<()> {
         } else {
             let (n, bytes) = queue::checkpoints::drop_checkpoints_before(&pool, before).await?;
             format!(
-                "dropped {n} checkpoints of jobs finished before {}: {:.1} MB freed",
+                "dropped {n} checkpoints of jobs finished before {}: {:.1} MB of checkpoints",
                 args.before,
                 bytes as f64 / 1e6
             )
         };
+        let shrunk = match queue::compact(&pool).await? {
+            Some(queue::Compacted { before, after }) => format!(
+                "; the database file went from {:.1} MB to {:.1} MB ({:.1} MB given back to the disk)",
+                before as f64 / 1e6,
+                after as f64 / 1e6,
+                before.saturating_sub(after) as f64 / 1e6
+            ),
+            None => "; PostgreSQL reuses the space (VACUUM ran; its files do not shrink)".into(),
+        };
         pool.close().await;
-        anyhow::Ok(message)
+        anyhow::Ok(format!("{message}{shrunk}"))
     })?;
     println!("{message}");
     Ok(())

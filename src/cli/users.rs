@@ -1,6 +1,7 @@
 //! `trainyard users add|list|revoke|rotate`: the accounts of a shared box.
 
 use crate::queue::{self, users};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -8,6 +9,10 @@ pub struct UsersArgs {
     /// The job database, as for `trainyard serve`.
     #[arg(long, env = "TRAINYARD_DATABASE", default_value = "sqlite://var/trainyard.db")]
     database: String,
+    /// The admin's token file, as for `trainyard serve`: rewritten when the token it holds
+    /// is rotated.
+    #[arg(long, env = "TRAINYARD_ADMIN_TOKEN_FILE", default_value = "var/admin.token")]
+    admin_token_file: std::path::PathBuf,
     #[command(subcommand)]
     command: UsersCommand,
 }
@@ -67,8 +72,14 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
                 eprintln!("revoked {name}'s token");
             }
             UsersCommand::Rotate { name } => {
-                let token = users::rotate_token(&pool, &name).await?;
+                let (token, old) = users::rotate_token(&pool, &name).await?;
                 eprintln!("{name} has a new token (the old one no longer works); it is shown only once");
+                let file = &args.admin_token_file;
+                if crate::token_file::replace_if_held(file, &old, &token)
+                    .with_context(|| format!("rewriting {}", file.display()))?
+                {
+                    eprintln!("{} holds the new token too", file.display());
+                }
                 println!("{token}");
             }
         }

@@ -163,6 +163,17 @@ pub enum QueueError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl QueueError {
+    /// Whether the database's disk refused a write: SQLite's SQLITE_FULL (13) or
+    /// SQLITE_IOERR_WRITE (778: a write past a file-size limit, a failing disk),
+    /// PostgreSQL's disk_full (53100).
+    pub fn is_disk_full(&self) -> bool {
+        let QueueError::Db(sqlx::Error::Database(db)) = self else { return false };
+        matches!(db.code().as_deref(), Some("13") | Some("778") | Some("53100"))
+            || db.message().contains("database or disk is full")
+    }
+}
+
 /// Opens the database (creating an SQLite file if needed) and applies the migrations: for
 /// `serve` and `worker`.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
@@ -192,6 +203,7 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
         let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
@@ -212,7 +224,7 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let file = opts.get_filename();
+    let file = opts.get_filename().to_path_buf();
     if !create && !file.exists() {
         let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
         return Err(QueueError::Open(format!(
@@ -230,20 +242,40 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
     }
     if !file.exists() {
         use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file);
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file);
     }
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(open_error)?;
+    // N.B.: a connection whose COMMIT and then ROLLBACK failed (SQLITE_FULL on a full disk)
+    // comes back to the pool still inside its transaction; reused, every later write failed
+    // ("begin_with at non-zero transaction depth") until the pool's connection lifetime (30
+    // minutes) ran out. Such a connection is closed instead, and the next one is fresh.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .after_release(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
+        // N.B.: the file exists by now; a connection opened later must never make a new,
+        // empty one where it was deleted (`storage::watch_database_file` notices that).
+        .connect_with(opts.create_if_missing(false))
+        .await
+        .map_err(open_error)?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok(Pool::Sqlite(pool))
 }
 
 /// Writes a consistent copy of a running SQLite database to `file` (`VACUUM INTO`: other
-/// connections may go on writing meanwhile). PostgreSQL has its own tool for this.
+/// connections may go on writing meanwhile), readable by its owner only: it holds every
+/// user's jobs and token hashes. PostgreSQL has its own tool for this.
 pub async fn backup(pool: &Pool, file: &std::path::Path) -> Result<(), QueueError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     match pool {
         Pool::Sqlite(p) => {
             let path = file.to_str().ok_or_else(|| QueueError::Open(format!("{} is not UTF-8", file.display())))?;
-            sqlx::query("VACUUM INTO ?").bind(path).execute(p).await?;
+            let io = |e: std::io::Error| QueueError::Open(format!("cannot write {}: {e}", file.display()));
+            // N.B.: VACUUM INTO writes into an empty file that exists, keeping its mode.
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file).map_err(io)?;
+            if let Err(e) = sqlx::query("VACUUM INTO ?").bind(path).execute(p).await {
+                let _ = std::fs::remove_file(file);
+                return Err(e.into());
+            }
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
             Ok(())
         }
         Pool::Postgres(_) => Err(QueueError::Unsupported(
@@ -252,6 +284,51 @@ pub async fn backup(pool: &Pool, file: &std::path::Path) -> Result<(), QueueErro
                 .into(),
         )),
     }
+}
+
+/// What `compact` did: the SQLite file's size before and after, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    pub before: u64,
+    pub after: u64,
+}
+
+/// Gives the space of deleted rows back to the filesystem. SQLite: `VACUUM` rewrites the
+/// file (it needs free disk about the file's size, and holds other writers off while it
+/// runs: seconds for a class's database), then the write-ahead log is emptied.
+/// PostgreSQL: `VACUUM` makes the space reusable by the database (its files do not shrink;
+/// `VACUUM FULL` would, with a lock); `None` there.
+pub async fn compact(pool: &Pool) -> Result<Option<Compacted>, QueueError> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let size = || async {
+                let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(p).await?;
+                let page: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(p).await?;
+                Ok::<u64, sqlx::Error>((pages * page).max(0) as u64)
+            };
+            let before = size().await?;
+            sqlx::query("VACUUM").execute(p).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
+            Ok(Some(Compacted { before, after: size().await? }))
+        }
+        Pool::Postgres(p) => {
+            for table in ["checkpoints", "metrics", "events", "sweep_jobs", "jobs"] {
+                sqlx::query(&format!("VACUUM {table}")).execute(p).await?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The file of an SQLite URL (`sqlite://var/trainyard.db` → `var/trainyard.db`); `None` for
+/// PostgreSQL or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    let file = opts.get_filename();
+    (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:")).then(|| file.to_path_buf())
 }
 
 /// The database URL as logs and messages may show it: any password replaced by `***`.

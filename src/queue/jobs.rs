@@ -38,6 +38,8 @@ pub struct JobRow {
     pub progress: Option<String>,
     /// The metrics of its latest recorded epoch (`EpochMetrics` as JSON), if any.
     pub last_epoch: Option<String>,
+    /// What its owner should know that did not end it (a damaged checkpoint, say).
+    pub notice: Option<String>,
 }
 
 pub(crate) const JOB_COLUMNS: &str =
@@ -45,7 +47,7 @@ pub(crate) const JOB_COLUMNS: &str =
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
      device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
      (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size, progress, \
-     (SELECT e.metrics FROM epochs e WHERE e.job_id = jobs.id ORDER BY e.epoch DESC LIMIT 1) AS last_epoch";
+     (SELECT e.metrics FROM epochs e WHERE e.job_id = jobs.id ORDER BY e.epoch DESC LIMIT 1) AS last_epoch, notice";
 
 /// A job to insert.
 pub struct NewJob<'a> {
@@ -558,6 +560,19 @@ impl Lease {
             super::events::log(&mut tx, &self.id, "status", status, now).await?;
         }
         tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Sets the job's notice (what its owner should know), fenced on this attempt.
+    pub async fn set_notice(&self, pool: &Pool, notice: &str) -> Result<bool, QueueError> {
+        const SQL: &str = "UPDATE jobs SET notice = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+        let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
+            .bind(notice)
+            .bind(&self.id)
+            .bind(self.attempt)
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(n == 1)
     }
 

@@ -27,7 +27,9 @@ pub mod sweeps;
 pub mod users;
 pub mod workers;
 
-pub use db::{backup, connect, display_url, now_ms, open_existing, Dialect, Pool, QueueError};
+pub use db::{
+    backup, compact, connect, display_url, now_ms, open_existing, sqlite_file, Compacted, Dialect, Pool, QueueError,
+};
 pub(crate) use db::{on_db, Tx};
 pub use jobs::*;
 pub(crate) use jobs::{create_job_in, lock_queued_count, JOB_COLUMNS};

@@ -37,6 +37,19 @@ pub async fn clear_problem(pool: &Pool, key: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// A small real write (a row made and dropped in one transaction): whether the database
+/// takes writes now. A full disk fails it as it fails every other write.
+pub async fn probe_write(pool: &Pool) -> Result<(), QueueError> {
+    const PUT: &str = "INSERT INTO problems (key, message, since) VALUES ('(probe)', '', ?) \
+         ON CONFLICT (key) DO UPDATE SET since = excluded.since";
+    const DROP: &str = "DELETE FROM problems WHERE key = '(probe)'";
+    let mut tx = pool.begin_write().await?;
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(PUT)).bind(super::now_ms()).execute(&mut **t).await?.rows_affected());
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(DROP)).execute(&mut **t).await?.rows_affected());
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn list_problems(pool: &Pool) -> Result<Vec<Problem>, QueueError> {
     Ok(on_db!(Pool, pool, |p, _d| sqlx::query_as("SELECT key, message, since FROM problems ORDER BY key")
         .fetch_all(p)

@@ -20,33 +20,74 @@ pub struct NewSweepJob<'a> {
     pub sections: String,
 }
 
+/// A sweep to create: its row, and the Idempotency-Key (with the request's hash) if given.
+pub struct NewSweep<'a> {
+    pub id: &'a str,
+    pub owner_id: i64,
+    pub name: Option<&'a str>,
+    pub definition: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: &'a str,
+    pub now: i64,
+}
+
+/// What `create_sweep` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SweepCreated {
+    /// The sweep and its jobs are queued.
+    New,
+    /// The idempotency key was used before with the same request: that sweep's id.
+    Existing(String),
+    /// The idempotency key was used before with another request.
+    KeyConflict,
+    /// It would take the owner past the limit: nothing was queued.
+    OverLimit(OverLimit),
+}
+
 /// Creates the sweep and all its jobs in one transaction: all are queued, or none (when
-/// they would take the owner past `max_queued` queued jobs).
-#[allow(clippy::too_many_arguments)]
+/// they would take the owner past `max_queued` queued jobs). A retried request (the same
+/// idempotency key and body) gets its sweep back, even at the limit.
 pub async fn create_sweep(
     pool: &Pool,
-    id: &str,
-    owner_id: i64,
-    name: Option<&str>,
-    definition: &str,
+    sweep: &NewSweep<'_>,
     jobs: Vec<NewSweepJob<'_>>,
-    now: i64,
     max_queued: i64,
-) -> Result<Result<(), OverLimit>, QueueError> {
-    const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at) VALUES (?, ?, ?, ?, ?)";
+) -> Result<SweepCreated, QueueError> {
+    const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at, idempotency_key, \
+         request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
     const JOB: &str = "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)";
+    const KEYED: &str = "SELECT id, request_hash FROM sweeps WHERE owner_id = ? AND idempotency_key = ?";
+    let owner_id = sweep.owner_id;
     let mut tx = pool.begin_write().await?;
     let queued = lock_queued_count(&mut tx, owner_id).await?;
-    if queued + jobs.len() as i64 > max_queued {
-        tx.rollback().await?;
-        return Ok(Err(OverLimit { queued }));
+    if let Some(key) = sweep.idempotency_key {
+        let existing: Option<(String, Option<String>)> = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(KEYED))
+            .bind(owner_id)
+            .bind(key)
+            .fetch_optional(&mut **t)
+            .await?);
+        if let Some((id, hash)) = existing {
+            tx.rollback().await?;
+            return Ok(if hash.as_deref() == Some(sweep.request_hash) {
+                SweepCreated::Existing(id)
+            } else {
+                SweepCreated::KeyConflict
+            });
+        }
     }
+    if queued.saturating_add(jobs.len() as i64) > max_queued {
+        tx.rollback().await?;
+        return Ok(SweepCreated::OverLimit(OverLimit { queued }));
+    }
+    let id = sweep.id;
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SWEEP))
         .bind(id)
         .bind(owner_id)
-        .bind(name)
-        .bind(definition)
-        .bind(now)
+        .bind(sweep.name)
+        .bind(sweep.definition)
+        .bind(sweep.now)
+        .bind(sweep.idempotency_key)
+        .bind(sweep.request_hash)
         .execute(&mut **t)
         .await?
         .rows_affected());
@@ -63,7 +104,7 @@ pub async fn create_sweep(
             .rows_affected());
     }
     tx.commit().await?;
-    Ok(Ok(()))
+    Ok(SweepCreated::New)
 }
 
 pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {

@@ -49,7 +49,8 @@ impl From<sqlx::Error> for UserError {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` is of the form user names take.
+pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
@@ -82,8 +83,20 @@ pub async fn user_by_token(pool: &Pool, token: &str) -> Result<Option<User>, Que
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(hash_token(token)).fetch_optional(p).await?))
 }
 
-/// The user named `name`, revoked or not.
+/// Whether the token with this SHA-256 still belongs to an unrevoked user (an open event
+/// stream asks on each poll: a revoked or replaced token stops it).
+pub async fn token_is_valid(pool: &Pool, token_hash: &str) -> Result<bool, QueueError> {
+    const SQL: &str = "SELECT COUNT(*) FROM users WHERE token_hash = ? AND revoked_at IS NULL";
+    let n: i64 = on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(token_hash).fetch_one(p).await?);
+    Ok(n > 0)
+}
+
+/// The user named `name`, revoked or not. A name no user can have (a NUL, which
+/// PostgreSQL cannot even compare) matches nobody without asking the database.
 pub async fn user_by_name(pool: &Pool, name: &str) -> Result<Option<User>, QueueError> {
+    if !valid_name(name) {
+        return Ok(None);
+    }
     const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE name = ?";
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(name).fetch_optional(p).await?))
 }
@@ -95,6 +108,9 @@ pub async fn list_users(pool: &Pool) -> Result<Vec<User>, QueueError> {
 
 /// Revokes a user's token at once; their jobs stay.
 pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserError> {
+    if !valid_name(name) {
+        return Err(UserError::NotFound(name.into()));
+    }
     const SQL: &str = "UPDATE users SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL";
     let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(now).bind(name).execute(p).await?.rows_affected());
     if n == 0 {
@@ -104,20 +120,30 @@ pub async fn revoke_user(pool: &Pool, name: &str, now: i64) -> Result<(), UserEr
 }
 
 /// Gives a user a new token (revoked or not): the old one stops working at once. Returns
-/// the new token, the only time it is seen.
-pub async fn rotate_token(pool: &Pool, name: &str) -> Result<String, UserError> {
-    let token = new_token();
-    const SQL: &str = "UPDATE users SET token_hash = ?, revoked_at = NULL WHERE name = ?";
-    let n = on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL))
-        .bind(hash_token(&token))
-        .bind(name)
-        .execute(p)
-        .await?
-        .rows_affected());
-    if n == 0 {
+/// the new token, the only time it is seen, and the old token's hash (so a token file that
+/// held it can be rewritten: `token_file::replace_if_held`).
+pub async fn rotate_token(pool: &Pool, name: &str) -> Result<(String, String), UserError> {
+    if !valid_name(name) {
         return Err(UserError::NotFound(name.into()));
     }
-    Ok(token)
+    let token = new_token();
+    const OLD: &str = "SELECT token_hash FROM users WHERE name = ?";
+    const SQL: &str = "UPDATE users SET token_hash = ?, revoked_at = NULL WHERE name = ?";
+    let mut tx = pool.begin_write().await?;
+    let old: Option<String> =
+        on_db!(Tx, &mut tx, |t, d| sqlx::query_scalar(&d.sql(OLD)).bind(name).fetch_optional(&mut **t).await?);
+    let Some(old) = old else {
+        tx.rollback().await?;
+        return Err(UserError::NotFound(name.into()));
+    };
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
+        .bind(hash_token(&token))
+        .bind(name)
+        .execute(&mut **t)
+        .await?
+        .rows_affected());
+    tx.commit().await?;
+    Ok((token, old))
 }
 
 /// Why `name` matched no unrevoked user.

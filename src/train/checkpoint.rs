@@ -1,7 +1,9 @@
 //! A run's checkpoint is one safetensors file, rewritten after every epoch: the weights by
 //! layer name, the momentum buffers as `momentum.<name>`, and in the safetensors metadata
 //! the epoch, the spec and the metrics so far. The RNG and data-order state need no bytes of
-//! their own: both are derived from (seed, epoch).
+//! their own: both are derived from (seed, epoch). A SHA-256 over the metadata and every
+//! tensor's bytes (`sha256` in the metadata) is checked on every read: damaged bytes are
+//! `CheckpointError::Damaged`, never weights to resume from.
 //!
 //! Where the bytes are kept is a `CheckpointStore`: a directory for `trainyard train`
 //! (`DirStore`), the queue's database for the service (so any machine's worker can resume
@@ -30,6 +32,10 @@ pub enum CheckpointError {
     /// The bytes are not a checkpoint this version can read.
     #[error("{place} is unreadable: {reason}")]
     Corrupt { place: String, reason: String },
+    /// The bytes are not the ones written: their checksum does not match (a bad disk, a
+    /// bit flip, a truncated copy). Training starts again rather than resume from them.
+    #[error("{place} is damaged: {reason}")]
+    Damaged { place: String, reason: String },
     /// The checkpoint belongs to another experiment.
     #[error("{place} was written for another experiment spec; remove it or choose another directory")]
     OtherSpec { place: String },
@@ -104,6 +110,35 @@ pub struct Restored {
     pub momentum: Option<Tensor>,
 }
 
+/// The checksum of a checkpoint: its metadata (but the checksum itself) in key order, then
+/// each tensor's name, shape and bytes, in name order.
+fn checksum<'a>(
+    meta: &HashMap<String, String>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [u8])>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut keys: Vec<&String> = meta.keys().filter(|k| k.as_str() != "sha256").collect();
+    keys.sort();
+    for k in keys {
+        for part in [k.as_bytes(), &[0], meta[k].as_bytes(), &[0]] {
+            h.update(part);
+        }
+    }
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, shape, bytes) in tensors {
+        h.update(name.as_bytes());
+        h.update([0]);
+        for d in shape {
+            h.update((*d as u64).to_le_bytes());
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    hex::encode(h.finalize())
+}
+
 fn f32_bytes(t: &Tensor) -> Vec<u8> {
     let v: Vec<f32> = Vec::try_from(t.to_device(tch::Device::Cpu).flatten(0, -1)).expect("float tensor");
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -133,12 +168,14 @@ pub fn save(
         }
         at += p.numel() as usize;
     }
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("epoch".to_string(), epoch.to_string()),
         ("spec".to_string(), spec.to_json().to_string()),
         ("metrics".to_string(), serde_json::to_string(metrics).expect("metrics serialize")),
     ]);
+    let sum = checksum(&meta, blobs.iter().map(|(name, shape, bytes)| (name.as_str(), shape.as_slice(), *bytes)));
+    meta.insert("sha256".to_string(), sum);
     let views = blobs.iter().map(|(name, shape, bytes)| {
         (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes agree"))
     });
@@ -154,13 +191,25 @@ struct Raw {
     meta: HashMap<String, String>,
 }
 
-/// Reads and checks checkpoint bytes; `place` names them in errors.
+/// Reads and checks checkpoint bytes: the format, and the checksum when it has one (those
+/// written before checksums have none); `place` names them in errors.
 fn parse(place: String, bytes: Vec<u8>) -> Result<Raw, CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt(format!("not a {FORMAT} file")));
+    }
+    if let Some(want) = meta.get("sha256") {
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let tensors = st.tensors();
+        let got = checksum(&meta, tensors.iter().map(|(name, v)| (name.as_str(), v.shape(), v.data())));
+        if &got != want {
+            return Err(CheckpointError::Damaged {
+                place,
+                reason: format!("its SHA-256 is {got}, but {want} was written"),
+            });
+        }
     }
     Ok(Raw { place, bytes, meta })
 }

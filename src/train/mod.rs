@@ -89,6 +89,9 @@ pub trait GroupHost {
     /// Progress within the group's current pass, about a hundred times per pass: each
     /// member's (key, epoch), and batches done of the total.
     fn batch_done(&mut self, _members: &[(usize, u32)], _done: usize, _total: usize) {}
+    /// Something `key`'s owner should know that does not end it (its checkpoint was damaged,
+    /// so it trains again from the start).
+    fn notice(&mut self, _key: usize, _message: &str) {}
     /// `key` left the group; called exactly once per member.
     fn member_done(&mut self, key: usize, result: Result<Outcome, TrainError>);
     /// At an epoch boundary: compatible members to add, at most `room`.
@@ -282,8 +285,15 @@ impl Engine<'_> {
             }
         }
         let mut m = Member { key, next: 1, history: Vec::new(), weights: None, momentum: None, spec };
-        if let Some(store) = self.host.checkpoints(key) {
-            match checkpoint::load(store, &m.spec, &arch) {
+        let loaded = self.host.checkpoints(key).map(|store| checkpoint::load(store, &m.spec, &arch));
+        if let Some(loaded) = loaded {
+            match loaded {
+                // N.B.: never resume from damaged weights: the run starts again from its
+                // seed (the same epochs come out), and its owner is told.
+                Err(e @ CheckpointError::Damaged { .. }) => {
+                    let why = format!("{e}; training started again from epoch 1");
+                    self.host.notice(key, &why);
+                }
                 Err(e) => return self.host.member_done(key, Err(e.into())),
                 Ok(Some(r)) => {
                     m.next = r.epoch + 1;

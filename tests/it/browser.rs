@@ -378,7 +378,7 @@ async fn a_sweep_page_follows_its_jobs_and_compare_overlays_them_named_by_what_d
         app.wait_for(j["id"].as_str().unwrap(), 60, status_is("succeeded")).await;
     }
     // Alice's token, anew (the helpers keep only her client).
-    let alice = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
+    let (alice, _) = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
     let b = Browser::start(1280, 1000).await;
     b.sign_in(&app.base, &alice).await;
     b.click("a[data-nav=sweeps]").await;
@@ -418,7 +418,7 @@ async fn readme_screenshots() {
         cfg.threads_per_worker = Some(2);
     })
     .await;
-    let alice = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
+    let (alice, _) = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
     let b = Browser::start(1280, 1300).await;
     b.sign_in(&app.base, &alice).await;
     b.click("a[data-nav=submit]").await;

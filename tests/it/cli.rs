@@ -300,10 +300,22 @@ fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
         }
     });
     let run = |args: &[&str]| trainyard().args(args).env("TRAINYARD_DATABASE", &url).output().unwrap();
+    rt.block_on(sqlx_checkpoint(&pool));
+    let before = std::fs::metadata(dir.path().join("lab.db")).unwrap().len();
     let out = run(&["gc", "--before", "2000-01-01"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("dropped 1 checkpoints") && stdout.contains("0.5 MB freed"), "{stdout}");
+    assert!(stdout.contains("dropped 1 checkpoints") && stdout.contains("0.5 MB of checkpoints"), "{stdout}");
+    // The file itself shrinks by what was dropped, and says so.
+    let given_back: f64 = stdout
+        .split(" MB given back")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no size given back: {stdout}"));
+    assert!(given_back >= 0.4, "{stdout}");
+    let after = std::fs::metadata(dir.path().join("lab.db")).unwrap().len();
+    assert!(after + 400_000 <= before, "the database file went from {before} to {after} bytes: {stdout}");
     let kept = |id: &str| rt.block_on(queue::checkpoints::get_checkpoint(&pool, id)).unwrap().is_some();
     assert!(!kept("old") && kept("new"), "only the old job's checkpoint went");
     assert!(String::from_utf8_lossy(&run(&["gc", "--before", "30d"]).stdout).contains("dropped 0 checkpoints"));
@@ -316,9 +328,19 @@ fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
     let copy = dir.path().join("backup.db");
     let out = run(&["backup", copy.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the copy holds everyone's jobs and token hashes: its owner's alone");
     let restored = rt.block_on(queue::open_existing(&format!("sqlite://{}", copy.display()))).unwrap();
     assert_eq!(rt.block_on(users::count_users(&restored)).unwrap(), 1);
     assert!(rt.block_on(queue::get_job(&restored, "new")).unwrap().is_some());
     let again = run(&["backup", copy.to_str().unwrap()]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists already"));
+}
+
+/// Moves the write-ahead log into the database file, so the file's size is the data's.
+async fn sqlx_checkpoint(pool: &trainyard::queue::Pool) {
+    if let trainyard::queue::Pool::Sqlite(p) = pool {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
+    }
 }

@@ -279,19 +279,13 @@ fn resuming_from_a_checkpoint_gives_the_same_metrics_as_an_uninterrupted_run() {
     let straight = run(&s, &data, None);
 
     let ckpt = tempfile::tempdir().unwrap();
-    let stop = AtomicBool::new(false);
-    let mut first = StopAfter { inner: VecSink::default(), after: 2, stop: &stop };
-    let store = DirStore::new(ckpt.path());
-    let opts = TrainOptions { checkpoints: Some(&store), threads: Some(1) };
-    let outcome = train::train(&s, &data, &opts, &mut first, &stop).unwrap();
-    assert_eq!(outcome, Outcome::Stopped { epochs_done: 2 });
-    assert_eq!(first.inner.0.len(), 2);
+    let first = stopped_after_two_epochs(&s, &data, ckpt.path());
     assert!(ckpt.path().join(train::checkpoint::FILE).exists());
 
     let resumed = run(&s, &data, Some(ckpt.path()));
     assert_eq!(resumed.iter().map(|m| m.epoch).collect::<Vec<_>>(), [3, 4], "only the missing epochs run");
     assert_eq!(timeless(&straight[2..]), timeless(&resumed));
-    assert_eq!(timeless(&straight[..2]), timeless(&first.inner.0));
+    assert_eq!(timeless(&straight[..2]), timeless(&first));
     // A finished run resumed again trains nothing.
     assert!(run(&s, &data, Some(ckpt.path())).is_empty());
 }
@@ -527,4 +521,39 @@ fn train_limit_trains_on_only_the_first_images() {
     assert_ne!(timeless(&m), timeless(&full));
     // 40 images at batch 4: accuracy is a multiple of 1/40.
     assert!((m[0].train_acc * 40.0 - (m[0].train_acc * 40.0).round()).abs() < 1e-9);
+}
+
+#[test]
+fn a_checkpoint_with_damaged_weights_is_never_resumed_from() {
+    let (_dir, data) = small_data();
+    let s = spec(json!({"epochs": 3, "model": "linear", "batch_size": 10}));
+    let straight = run(&s, &data, None);
+    let ckpt = tempfile::tempdir().unwrap();
+    stopped_after_two_epochs(&s, &data, ckpt.path());
+    // One byte inside the weights (the tensors follow the header): a header still parses.
+    let path = ckpt.path().join(train::checkpoint::FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = train::checkpoint::export_weights("the test's checkpoint".into(), bytes.clone()).unwrap_err();
+    assert!(matches!(err, train::CheckpointError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains("is damaged"), "{err}");
+    // Resuming trains every epoch again from the seed: the same run as one without a stop.
+    let again = run(&s, &data, Some(ckpt.path()));
+    assert_eq!(again.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3], "from the start, not from epoch 2");
+    assert_eq!(timeless(&straight), timeless(&again));
+    // An undamaged checkpoint still resumes (the checksum matches what was written).
+    assert!(run(&s, &data, Some(ckpt.path())).is_empty());
+}
+
+/// Trains `s` with its checkpoint in `ckpt`, stopped after two epochs; those epochs.
+fn stopped_after_two_epochs(s: &Spec, data: &Cifar10, ckpt: &Path) -> Vec<EpochMetrics> {
+    let stop = AtomicBool::new(false);
+    let mut first = StopAfter { inner: VecSink::default(), after: 2, stop: &stop };
+    let store = DirStore::new(ckpt);
+    let opts = TrainOptions { checkpoints: Some(&store), threads: Some(1) };
+    assert_eq!(train::train(s, data, &opts, &mut first, &stop).unwrap(), Outcome::Stopped { epochs_done: 2 });
+    assert_eq!(first.inner.0.len(), 2);
+    first.inner.0
 }

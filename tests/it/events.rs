@@ -151,7 +151,7 @@ async fn streams_are_private_and_limited_per_user() {
 
 /// The samples of a Prometheus/OpenMetrics text exposition, by `name{labels}`; panics on a
 /// line that is neither a comment nor a well-formed sample.
-fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
     let mut out = std::collections::HashMap::new();
     assert!(text.ends_with("# EOF\n"), "ends as OpenMetrics does");
     for line in text.lines() {
@@ -189,7 +189,13 @@ async fn prometheus_metrics_parse_move_as_jobs_run_and_are_for_admins_only() {
     let scrape_until = |series: &'static str| async move {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let r = app.admin.get(app.url("/metrics")).send().await.unwrap();
+            let r = app
+                .admin
+                .get(app.url("/metrics"))
+                .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
             let m = parse_metrics(&r.text().await.unwrap());

@@ -10,5 +10,6 @@ mod helpers;
 mod plots;
 mod process;
 mod queue;
+mod safety;
 mod sweeps;
 mod users;

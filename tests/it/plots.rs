@@ -277,7 +277,7 @@ async fn bad_plot_requests_get_404_or_400_naming_what_is_allowed() {
     check(format!("/plot?jobs={id},00000000-0000-0000-0000-000000000000"), 404, "no job").await;
     check(format!("/jobs/{id}/plot?metric=accuracy"), 400, "loss, train_acc, test_acc, all").await;
     check(format!("/jobs/{id}/plot?format=jpg"), 400, "png, svg").await;
-    check(format!("/jobs/{id}/plot?width=10"), 400, "from 300 to 4000").await;
+    check(format!("/jobs/{id}/plot?width=10"), 400, "from 300 to 2000").await;
     check("/plot".into(), 400, "1 to 20 job ids").await;
     let many: Vec<String> = (0..21).map(|i| format!("00000000-0000-0000-0000-{i:012}")).collect();
     check(format!("/plot?jobs={}", many.join(",")), 400, "1 to 20 job ids").await;

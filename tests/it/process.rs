@@ -47,7 +47,8 @@ fn trainyard(site: &Site, command: &str) -> Command {
     c.args([command, "--cpu-workers", "1", "--threads-per-worker", "1", "--lease-seconds", "1"])
         .args(["--database", &site.db.url])
         .arg("--data-dir")
-        .arg(site.path().join("data"));
+        .arg(site.path().join("data"))
+        .env("TRAINYARD_STATE_DIR", site.path().join("state"));
     c
 }
 
@@ -609,4 +610,67 @@ async fn a_worker_process_serves_its_own_prometheus_metrics() {
         "the box's state is the API's to export: {text}"
     );
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 401, "a token is needed here too");
+}
+
+/// The sizes of an SQLite database's files (the database and its write-ahead log).
+fn sqlite_bytes(db: &Path) -> u64 {
+    let wal = db.with_extension("db-wal");
+    [db, wal.as_path()].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).max().unwrap_or(0)
+}
+
+fn set_file_size_limit(pid: u32, limit: &str) {
+    let ok = Command::new("prlimit").args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")]).status().unwrap();
+    assert!(ok.success(), "prlimit (util-linux) sets a running process's file-size limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_the_box_charges_no_job_and_ends_within_seconds_of_space_freed() {
+    let site = Site::new();
+    if site.db.is_postgres() {
+        return eprintln!(
+            "skipped on PostgreSQL: the disk that fills here is SQLite's (the file-size limit of its server)"
+        );
+    }
+    let server = ServeProcess::start(&site);
+    let client = admin(&site);
+    let id = submit(&client, &server, json!({"model": "linear", "epochs": 1000, "batch_size": 10})).await;
+    let job = poll(&client, &server.url(&format!("/jobs/{id}")), 60, |j| j["epochs_done"].as_u64() >= Some(2)).await;
+    assert_eq!(job["attempt"], 1);
+    // The disk fills: no file of the server may grow past a few KB more than it has now.
+    let db = site.path().join("trainyard.db");
+    let limit = sqlite_bytes(&db) + 8192;
+    set_file_size_limit(server.child.id(), &limit.to_string());
+    let ready = poll(&client, &server.url("/readyz"), 30, |r| r["status"] == "not ready").await;
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("disk is full"), "{ready}");
+    let r = client.post(server.url("/jobs")).json(&json!({"model": "linear"})).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unavailable");
+    // The outage outlasts the jobs' 1 s lease (its length is the scenario, not a wait).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    set_file_size_limit(server.child.id(), "unlimited");
+    let freed = std::time::Instant::now();
+    poll(&client, &server.url("/readyz"), 10, |r| r["status"] == "ready").await;
+    assert!(
+        freed.elapsed() < std::time::Duration::from_secs(5),
+        "recovered {:?} after space was freed",
+        freed.elapsed()
+    );
+    let r = client.post(server.url("/jobs")).json(&json!({"model": "linear", "epochs": 1})).send().await.unwrap();
+    assert_eq!(r.status(), 201, "writes work again at once");
+    // The running job goes on, and the box's outage was not charged to it.
+    let before = job["epochs_done"].as_u64().unwrap();
+    let on = poll(&client, &server.url(&format!("/jobs/{id}")), 60, |j| {
+        j["status"] == "running" && j["epochs_done"].as_u64() > Some(before + 2)
+    })
+    .await;
+    assert_eq!(on["attempt"], 1, "{on}");
+    assert_eq!(client.post(server.url(&format!("/jobs/{id}/cancel"))).send().await.unwrap().status(), 200);
+    // Said once, not twice a second per worker.
+    let log = server.log.lock().unwrap().clone();
+    let said = log.iter().filter(|l| l.contains("the database failed")).count();
+    let again = log.iter().filter(|l| l.contains("the database is still failing")).count();
+    assert!((1..=2).contains(&said) && again <= 1, "{said} + {again} lines: {}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("the database takes writes again")), "{}", log.join("\n"));
+    assert!(!log.iter().any(|l| l.contains("non-zero transaction depth")), "{}", log.join("\n"));
 }

@@ -366,11 +366,20 @@ async fn concurrent_group_claims_never_put_one_job_in_two_groups() {
 
 #[tokio::test]
 async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
-    use trainyard::queue::sweeps::{create_sweep, NewSweepJob};
+    use trainyard::queue::sweeps::{create_sweep, NewSweep, NewSweepJob, SweepCreated};
     let (_db, pool) = pool().await;
     let member = |id| NewSweepJob { job: new_job(id, 1, "k", 10), point: "{}".into(), sections: "[]".into() };
     add(&pool, "alone", 5).await;
-    create_sweep(&pool, "s", 1, None, "{}", vec![member("a"), member("b")], 10, 100).await.unwrap().unwrap();
+    let sweep = NewSweep {
+        id: "s",
+        owner_id: 1,
+        name: None,
+        definition: "{}",
+        idempotency_key: None,
+        request_hash: "h",
+        now: 10,
+    };
+    assert_eq!(create_sweep(&pool, &sweep, vec![member("a"), member("b")], 100).await.unwrap(), SweepCreated::New);
     // The lone job and "a" finish early (oldest first); "b" is still queued.
     for id in ["alone", "a"] {
         let c = queue::claim_next_job(&pool, "w", "cpu", 20, LEASE, 0).await.unwrap().unwrap();

@@ -1,0 +1,2 @@
+-- PostgreSQL twin of migrations/sqlite/0009_job_notice.sql.
+ALTER TABLE jobs ADD COLUMN notice TEXT;

@@ -1,0 +1,234 @@
+//! The health of the process's database, as the process itself sees it: a write that failed
+//! (a full disk, a PostgreSQL restart), and the SQLite file vanishing or being replaced under
+//! the running server. What is wrong is kept here, not in the database (which is what is
+//! wrong), so `/readyz` can say it, workers hold their claims while it lasts (no job is
+//! charged for the box's own outage), and the log says it once and then once a minute
+//! instead of twice a second per worker.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often a lasting trouble is logged again.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Trouble {
+    since: Instant,
+    message: String,
+    /// Failures seen since the last log line.
+    unlogged: u64,
+    logged_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    trouble: Option<Trouble>,
+    /// When the last trouble ended.
+    ended_at: Option<Instant>,
+    /// The database file is gone or replaced: nothing written now would last. Only a
+    /// restart ends it.
+    lost: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Storage {
+    state: Mutex<State>,
+}
+
+impl Storage {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A database call failed while `doing` something. Logged at once the first time, then
+    /// at most every `LOG_EVERY` with how many failed meanwhile.
+    pub fn failed(&self, doing: &str, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let message = format!("the database does not answer or take writes ({doing}: {error})");
+        let mut s = self.state();
+        match &mut s.trouble {
+            None => {
+                tracing::error!(error = %error, doing, "the database failed; workers hold their claims until it recovers (logged again every minute while it lasts)");
+                s.trouble = Some(Trouble { since: now, message, unlogged: 0, logged_at: now });
+            }
+            Some(t) => {
+                t.message = message;
+                t.unlogged += 1;
+                if now.duration_since(t.logged_at) >= LOG_EVERY {
+                    tracing::error!(error = %error, doing, failures = t.unlogged, for_s = now.duration_since(t.since).as_secs(),
+                        "the database is still failing");
+                    t.unlogged = 0;
+                    t.logged_at = now;
+                }
+            }
+        }
+    }
+
+    /// A write went through: a trouble, if any, is over.
+    pub fn recovered(&self) {
+        let mut s = self.state();
+        if let Some(t) = s.trouble.take() {
+            tracing::info!(after_s = t.since.elapsed().as_secs_f64(), "the database takes writes again");
+            s.ended_at = Some(Instant::now());
+        }
+    }
+
+    /// The database file is gone or replaced (`why` says which): from now on the process
+    /// refuses writes and says so, until it is restarted.
+    pub fn lost(&self, why: String) {
+        let mut s = self.state();
+        if s.lost.is_none() {
+            tracing::error!(problem = %why, "the database file is gone; refusing writes until restarted");
+            s.lost = Some(why);
+        }
+    }
+
+    /// Why the box cannot write now, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let s = self.state();
+        s.lost.clone().or_else(|| s.trouble.as_ref().map(|t| t.message.clone()))
+    }
+
+    /// Whether the database file is gone or replaced.
+    pub fn is_lost(&self) -> Option<String> {
+        self.state().lost.clone()
+    }
+
+    /// True in trouble, or less than `quiet` after a trouble ended: a lease that expired
+    /// meanwhile says nothing about its worker (its heartbeats could not land either), so
+    /// nobody is charged for it until every live worker had `quiet` to renew.
+    pub fn unsettled(&self, quiet: Duration) -> bool {
+        let s = self.state();
+        s.trouble.is_some() || s.lost.is_some() || s.ended_at.is_some_and(|t| t.elapsed() < quiet)
+    }
+}
+
+/// The identity of a file, to notice it being deleted or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(path: &std::path::Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| FileId { dev: m.dev(), ino: m.ino() })
+    }
+}
+
+/// Where this machine's trainyard remembers the SQLite databases it created, so that a
+/// database deleted with its directory (`rm -rf var`) is noticed at the next start instead
+/// of silently replaced by an empty one: `--state-dir`, else `$XDG_STATE_HOME/trainyard`,
+/// else `~/.local/state/trainyard`.
+pub fn state_dir(configured: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    if let Some(d) = configured {
+        return Some(d.to_path_buf());
+    }
+    let xdg = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let home =
+        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| std::path::Path::new(&h).join(".local/state"));
+    xdg.or(home).map(|d| d.join("trainyard"))
+}
+
+const KNOWN: &str = "databases";
+
+/// The absolute path of `file`, whether or not it exists.
+fn absolute(file: &std::path::Path) -> std::path::PathBuf {
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match (abs.parent().and_then(|p| p.canonicalize().ok()), abs.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => abs,
+    }
+}
+
+/// Before a server or worker opens `url`: a missing SQLite file that this machine's
+/// trainyard created before is an error (it was deleted or moved; a new empty one would
+/// lose every acknowledged job without a word), unless `init` says to create a new one.
+pub fn check_database_file(url: &str, init: bool, state: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (Some(file), Some(state)) = (crate::queue::sqlite_file(url), state_dir(state)) else { return Ok(()) };
+    if file.exists() || init {
+        return Ok(());
+    }
+    let abs = absolute(&file);
+    let known = std::fs::read_to_string(state.join(KNOWN)).unwrap_or_default();
+    if known.lines().any(|l| std::path::Path::new(l) == abs) {
+        anyhow::bail!(
+            "the database {} is missing, but trainyard created it on this machine before (as {} records): it was \
+             deleted or moved, with every job in it. Put it back (restore a `trainyard backup` copy there), or start \
+             with --init (TRAINYARD_INIT=1) to create a new, empty database",
+            file.display(),
+            state.join(KNOWN).display()
+        );
+    }
+    Ok(())
+}
+
+/// After opening `url`: remembers its SQLite file as one this machine's trainyard uses.
+pub fn remember_database_file(url: &str, state: Option<&std::path::Path>) {
+    let (Some(file), Some(state)) = (crate::queue::sqlite_file(url), state_dir(state)) else { return };
+    let abs = absolute(&file);
+    let path = state.join(KNOWN);
+    let known = std::fs::read_to_string(&path).unwrap_or_default();
+    if known.lines().any(|l| std::path::Path::new(l) == abs) {
+        return;
+    }
+    let written = std::fs::create_dir_all(&state).and_then(|()| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(f, "{}", abs.display())
+    });
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record the database's path");
+    }
+}
+
+/// Watches the SQLite file under a running process: once it is deleted or replaced (another
+/// file at its path), `storage` is lost. Returns when `stop` resolves.
+pub async fn watch_database_file(
+    file: std::path::PathBuf,
+    storage: std::sync::Arc<crate::hub::Hub>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let Some(first) = FileId::of(&file) else { return };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut stop => return,
+        }
+        let why = match FileId::of(&file) {
+            Some(id) if id == first => continue,
+            Some(_) => "replaced by another file",
+            None => "deleted",
+        };
+        storage.storage.lost(format!(
+            "the database file {} was {why} under the running server: writes would be lost, so none are taken; \
+             restore the file and restart trainyard",
+            file.display()
+        ));
+        return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trouble_holds_until_a_write_succeeds_and_then_settles_after_the_quiet_period() {
+        let s = Storage::default();
+        assert!(s.problem().is_none() && !s.unsettled(Duration::from_secs(1)));
+        s.failed("claiming", &"database or disk is full");
+        s.failed("claiming", &"database or disk is full");
+        assert!(s.problem().unwrap().contains("database or disk is full"));
+        assert!(s.unsettled(Duration::ZERO));
+        s.recovered();
+        assert!(s.problem().is_none());
+        assert!(s.unsettled(Duration::from_secs(60)), "a lease may have expired in the outage");
+        assert!(!s.unsettled(Duration::ZERO));
+        s.lost("the database file var/x.db was deleted".into());
+        s.recovered();
+        assert!(s.problem().unwrap().contains("deleted"), "only a restart ends a lost database");
+    }
+}
