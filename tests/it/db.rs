@@ -41,6 +41,16 @@ impl TestDb {
         on_server(server, &sql).expect("a count") > 0
     }
 
+    /// PostgreSQL: refuses (`true`) or allows again new connections to this database; locked
+    /// out, every connection is also ended, as a long outage or a lock-out by an admin would.
+    pub fn lock_out(&self, locked: bool) {
+        let (server, name) = self.postgres.as_ref().expect("only PostgreSQL can be locked out");
+        on_server(server, &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {}", !locked));
+        if locked {
+            self.cut_connections();
+        }
+    }
+
     /// PostgreSQL: ends every client connection to this database, as a restart or a network
     /// cut would. Returns how many there were.
     pub fn cut_connections(&self) -> i64 {

@@ -395,3 +395,81 @@ async fn a_deleted_database_is_noticed_at_once_and_not_replaced_at_the_next_star
     fresh.shutdown();
     fresh.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_lock_out_longer_than_the_retries_is_not_charged_to_a_running_job() {
+    let app = spawn_app(1).await;
+    if !app.db.is_postgres() {
+        return eprintln!("skipped on SQLite: this outage is PostgreSQL's (the disk-full test is SQLite's)");
+    }
+    let id = app.submit(json!({"model": "linear", "epochs": 1000, "batch_size": 10})).await;
+    let running = app.wait_for(&id, 60, |j| j["epochs_done"].as_u64() >= Some(2)).await;
+    assert_eq!(running["attempt"], 1);
+    // 8 s without the database: past the workers' ~6 s of retries and the 1 s lease (the
+    // outage's length is the scenario, not a wait for something to happen).
+    app.db.lock_out(true);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    app.db.lock_out(false);
+    let before = running["epochs_done"].as_u64().unwrap();
+    let on = app.wait_for(&id, 60, |j| j["status"] == "running" && j["epochs_done"].as_u64() > Some(before + 2)).await;
+    assert_eq!(on["attempt"], 1, "the box's outage is not the job's: {on}");
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(app.cancel(&id).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_students_worst_requests_healthz_answers_fast_and_no_acknowledged_job_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let app = spawn_with(dir, |c| {
+        c.cpu_workers = Some(0);
+        c.header_timeout_seconds = 2.0;
+    })
+    .await;
+    let app = &app;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Liveness, probed every 20 ms throughout.
+    let probe = {
+        let (url, stop) = (app.url("/healthz"), stop.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+                worst = worst.max(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            worst
+        })
+    };
+    let addr = app.server.addr;
+    let slow = tokio::task::spawn_blocking(move || (0..200).map(|_| half_open(addr)).collect::<Vec<_>>());
+    let vary: Map<String, Value> = (0..64).map(|i| (format!("a{i:02}"), json!([1, 2]))).collect();
+    let job = app.submit(json!({"model": "linear"})).await;
+    let mut acknowledged = vec![job.clone()];
+    for round in 0..10 {
+        let hostile = [
+            app.client.post(app.url("/sweeps")).json(&json!({"vary": vary})),
+            app.client.post(app.url("/jobs")).json(&json!({"name": "a\u{0}b"})),
+            app.client.post(app.url("/jobs")).body(r#"{"epochs": 2000, "epochs": 1}"#),
+            app.client.get(app.url(&format!("/jobs/{job}/plot?width=4000&height=3000"))),
+            app.client.get(app.url(&format!("/jobs/{job}/plot?width=2000&height=2000"))),
+            app.client.get(app.url("/jobs?owner=a%00")),
+        ];
+        let answers = futures::future::join_all(hostile.into_iter().map(|r| r.send())).await;
+        for a in answers {
+            let status = a.unwrap().status().as_u16();
+            assert!(status < 500, "round {round}: {status}");
+        }
+        acknowledged.push(app.submit(json!({"model": "linear", "name": format!("kept {round}")})).await);
+    }
+    let _slow = slow.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let worst = probe.await.unwrap();
+    assert!(worst < Duration::from_millis(100), "/healthz took {worst:?} at worst");
+    for id in &acknowledged {
+        assert_eq!(app.job(id).await["status"], "queued");
+    }
+}
