@@ -473,3 +473,58 @@ async fn under_a_students_worst_requests_healthz_answers_fast_and_no_acknowledge
         assert_eq!(app.job(id).await["status"], "queued");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_checkpoint_is_damaged_trains_again_from_epoch_1_and_says_so() {
+    use trainyard::train::{self, CheckpointStore, DirStore, TrainOptions};
+    let app = idle_app().await;
+    let body = json!({"model": "linear", "epochs": 2, "batch_size": 50, "seed": 5, "name": "twin"});
+    // The checkpoint this very spec leaves after its last epoch, trained here...
+    let spec = trainyard::spec::Spec::parse(&body).unwrap();
+    let data = trainyard::train::data::Cifar10::load(&app.dir.path().join("data"), tch::Device::Cpu).unwrap();
+    let ckpt = tempfile::tempdir().unwrap();
+    let store = DirStore::new(ckpt.path());
+    let opts = TrainOptions { checkpoints: Some(&store as &dyn CheckpointStore), threads: Some(1) };
+    let mut sink = trainyard::train::metrics::VecSink::default();
+    train::train(&spec, &data, &opts, &mut sink, &std::sync::atomic::AtomicBool::new(false)).unwrap();
+    let mut bytes = store.read().unwrap().unwrap();
+    let at = bytes.len() - 32;
+    bytes[at] ^= 0x10;
+    // ...damaged, and stored as the queued job's: a worker that claims it would resume there.
+    let id = app.submit(body).await;
+    let now = trainyard::queue::now_ms();
+    match &app.server.pool {
+        trainyard::queue::Pool::Sqlite(p) => {
+            sqlx::query("INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES (?, 2, ?, ?)")
+                .bind(&id)
+                .bind(&bytes)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ())
+        }
+        trainyard::queue::Pool::Postgres(p) => {
+            sqlx::query("INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES ($1, 2, $2, $3)")
+                .bind(&id)
+                .bind(&bytes)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ())
+        }
+    }
+    .unwrap();
+    // A worker on the same database takes it.
+    let workers = trainyard::server::start(config(app.dir.path(), &app.db.url, 1)).await.unwrap();
+    let _stop = workers.shutdown_on_drop();
+    let done = app.wait_for(&id, 60, status_is("succeeded")).await;
+    assert_eq!((done["epochs_done"].as_u64(), done["attempt"].as_u64()), (Some(2), Some(1)), "{done}");
+    let notice = done["notice"].as_str().unwrap_or_else(|| panic!("no notice: {done}"));
+    assert!(notice.contains("is damaged") && notice.contains("from epoch 1"), "{notice}");
+    // Its epochs are the undamaged run's.
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    let got: Vec<f64> = m["epochs"].as_array().unwrap().iter().map(|e| e["test_acc"].as_f64().unwrap()).collect();
+    let want: Vec<f64> = sink.0.iter().map(|e| e.test_acc).collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 0.006), "{got:?} vs the undamaged run's {want:?}");
+}
