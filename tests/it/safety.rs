@@ -337,21 +337,7 @@ async fn a_damaged_checkpoint_downloads_as_a_clear_409() {
     let at = bytes.len() - 64;
     bytes[at] ^= 0x01;
     // Bytes damaged on the box's disk, under the database.
-    match pool {
-        queue::Pool::Sqlite(p) => sqlx::query("UPDATE checkpoints SET data = ? WHERE job_id = ?")
-            .bind(&bytes)
-            .bind(&id)
-            .execute(p)
-            .await
-            .map(|_| ()),
-        queue::Pool::Postgres(p) => sqlx::query("UPDATE checkpoints SET data = $1 WHERE job_id = $2")
-            .bind(&bytes)
-            .bind(&id)
-            .execute(p)
-            .await
-            .map(|_| ()),
-    }
-    .unwrap();
+    put_checkpoint(pool, &id, &bytes).await;
     let (status, body) = app.get(&format!("/jobs/{id}/model")).await;
     assert_eq!(status, 409, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
@@ -492,28 +478,7 @@ async fn a_job_whose_checkpoint_is_damaged_trains_again_from_epoch_1_and_says_so
     bytes[at] ^= 0x10;
     // ...damaged, and stored as the queued job's: a worker that claims it would resume there.
     let id = app.submit(body).await;
-    let now = trainyard::queue::now_ms();
-    match &app.server.pool {
-        trainyard::queue::Pool::Sqlite(p) => {
-            sqlx::query("INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES (?, 2, ?, ?)")
-                .bind(&id)
-                .bind(&bytes)
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|_| ())
-        }
-        trainyard::queue::Pool::Postgres(p) => {
-            sqlx::query("INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES ($1, 2, $2, $3)")
-                .bind(&id)
-                .bind(&bytes)
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|_| ())
-        }
-    }
-    .unwrap();
+    put_checkpoint(&app.server.pool, &id, &bytes).await;
     // A worker on the same database takes it.
     let workers = trainyard::server::start(config(app.dir.path(), &app.db.url, 1)).await.unwrap();
     let _stop = workers.shutdown_on_drop();
@@ -527,4 +492,16 @@ async fn a_job_whose_checkpoint_is_damaged_trains_again_from_epoch_1_and_says_so
     let want: Vec<f64> = sink.0.iter().map(|e| e.test_acc).collect();
     assert_eq!(got.len(), want.len());
     assert!(got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 0.006), "{got:?} vs the undamaged run's {want:?}");
+}
+
+/// Stores `bytes` as `job`'s checkpoint (of its epoch 2) behind the queue's back, as a
+/// damaged disk would leave them.
+async fn put_checkpoint(pool: &trainyard::queue::Pool, job: &str, bytes: &[u8]) {
+    const SQL: &str = "INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES ($1, 2, $2, 0) \
+         ON CONFLICT (job_id) DO UPDATE SET data = excluded.data";
+    let done = match pool {
+        trainyard::queue::Pool::Sqlite(p) => sqlx::query(SQL).bind(job).bind(bytes).execute(p).await.map(|_| ()),
+        trainyard::queue::Pool::Postgres(p) => sqlx::query(SQL).bind(job).bind(bytes).execute(p).await.map(|_| ()),
+    };
+    done.unwrap();
 }
