@@ -14,7 +14,7 @@ cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm
 trap cleanup EXIT
 "$bin" data synthetic --data-dir "$dir/data" >/dev/null
 RUST_LOG=warn,trainyard=info "$bin" serve --bind 127.0.0.1:0 --database "sqlite://$dir/st.db" \
-  --data-dir "$dir/data" --no-workers --rate-limit 0 --admin-token-file "$dir/admin.token" \
+  --data-dir "$dir/data" --no-workers --rate-limit 0 --admin-token-file "$dir/admin.token" --state-dir "$dir/state" \
   >"$dir/serve.out" 2>"$dir/serve.log" &
 server=$!
 for _ in $(seq 100); do

@@ -3,8 +3,12 @@
 use std::process::Command;
 use trainyard::job::JobStatus;
 
+/// The binary, remembering the databases it creates under the system's temporary directory
+/// rather than the user's `~/.local/state` (each test's database is a temporary one).
 fn trainyard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_trainyard"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainyard"));
+    c.env("TRAINYARD_STATE_DIR", std::env::temp_dir().join("trainyard-tests-state"));
+    c
 }
 
 #[test]
