@@ -110,7 +110,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         live_window: cfg.live_window(),
         forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
         admin_token_file: cfg.admin_token_file.clone(),
-        renders: Arc::new(tokio::sync::Semaphore::new(api::MAX_RENDERS)),
+        renders: api::Renders::new(api::MAX_RENDERS),
     }
 }
 

@@ -15,14 +15,16 @@ pub const LOG_EVERY: Duration = Duration::from_secs(60);
 struct Trouble {
     since: Instant,
     message: String,
-    /// Failures seen since the last log line.
-    unlogged: u64,
-    logged_at: Instant,
 }
 
 #[derive(Debug, Default)]
 struct State {
     trouble: Option<Trouble>,
+    /// When the last line about the database's trouble was logged, and the failures since.
+    /// N.B.: kept across troubles: a disk that is nearly full lets small writes through
+    /// between failing big ones, and each flap must not log anew.
+    logged_at: Option<Instant>,
+    unlogged: u64,
     /// When the last trouble ended.
     ended_at: Option<Instant>,
     /// The database file is gone or replaced: nothing written now would last. Only a
@@ -46,21 +48,21 @@ impl Storage {
         let now = Instant::now();
         let message = format!("the database does not answer or take writes ({doing}: {error})");
         let mut s = self.state();
-        match &mut s.trouble {
-            None => {
-                tracing::error!(error = %error, doing, "the database failed; workers hold their claims until it recovers (logged again every minute while it lasts)");
-                s.trouble = Some(Trouble { since: now, message, unlogged: 0, logged_at: now });
-            }
-            Some(t) => {
-                t.message = message;
-                t.unlogged += 1;
-                if now.duration_since(t.logged_at) >= LOG_EVERY {
-                    tracing::error!(error = %error, doing, failures = t.unlogged, for_s = now.duration_since(t.since).as_secs(),
-                        "the database is still failing");
-                    t.unlogged = 0;
-                    t.logged_at = now;
-                }
-            }
+        let since = s.trouble.as_ref().map_or(now, |t| t.since);
+        let new = s.trouble.is_none();
+        s.trouble = Some(Trouble { since, message });
+        let quiet = s.logged_at.is_none_or(|t| now.duration_since(t) >= LOG_EVERY);
+        if new && quiet {
+            tracing::error!(error = %error, doing, "the database failed; workers hold their claims until it recovers (logged again every minute while it lasts)");
+            s.unlogged = 0;
+            s.logged_at = Some(now);
+        } else if quiet {
+            tracing::error!(error = %error, doing, failures = s.unlogged + 1, for_s = now.duration_since(since).as_secs(),
+                "the database is still failing");
+            s.unlogged = 0;
+            s.logged_at = Some(now);
+        } else {
+            s.unlogged += 1;
         }
     }
 
@@ -68,8 +70,12 @@ impl Storage {
     pub fn recovered(&self) {
         let mut s = self.state();
         if let Some(t) = s.trouble.take() {
-            tracing::info!(after_s = t.since.elapsed().as_secs_f64(), "the database takes writes again");
-            s.ended_at = Some(Instant::now());
+            let now = Instant::now();
+            // N.B.: said once a minute at most too (a nearly full disk flaps).
+            if s.ended_at.is_none_or(|e| now.duration_since(e) >= LOG_EVERY) {
+                tracing::info!(after_s = t.since.elapsed().as_secs_f64(), "the database takes writes again");
+            }
+            s.ended_at = Some(now);
         }
     }
 

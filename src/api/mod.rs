@@ -42,19 +42,53 @@ pub struct AppState {
     /// The first admin's token file, rewritten when the token it holds is replaced.
     pub admin_token_file: std::path::PathBuf,
     /// Figures and reports drawn at once (CPU and memory per render); one more is a 429.
-    pub renders: Arc<tokio::sync::Semaphore>,
+    pub renders: Renders,
 }
 
 /// Figures and reports this server draws at once.
 pub const MAX_RENDERS: usize = 4;
 
-impl AppState {
-    /// A place to draw a figure or a report, or a 429 while `MAX_RENDERS` are being drawn.
-    pub fn render_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, error::ApiError> {
-        self.renders.clone().try_acquire_owned().map_err(|_| error::ApiError::TooMany {
-            message: format!("the server is drawing {MAX_RENDERS} figures or reports already; retry in a second"),
+/// The places to draw figures and reports in: at most `n` at once, whoever asks.
+#[derive(Clone)]
+pub struct Renders {
+    n: usize,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Renders {
+    pub fn new(n: usize) -> Renders {
+        Renders { n, slots: Arc::new(tokio::sync::Semaphore::new(n)) }
+    }
+
+    /// A place to draw one, held until dropped; a 429 (retry in a second) while all are taken.
+    pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, error::ApiError> {
+        self.slots.clone().try_acquire_owned().map_err(|_| error::ApiError::TooMany {
+            message: format!("the server is drawing {} figures or reports already; retry in a second", self.n),
             retry_after: Some(1),
         })
+    }
+}
+
+impl AppState {
+    /// A place to draw a figure or a report (`Renders::slot`).
+    pub fn render_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, error::ApiError> {
+        self.renders.slot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_render_past_the_limit_is_a_429_with_retry_after_until_one_ends() {
+        let renders = Renders::new(2);
+        let (a, _b) = (renders.slot().unwrap(), renders.slot().unwrap());
+        let Err(error::ApiError::TooMany { message, retry_after }) = renders.slot() else { panic!("a third slot") };
+        assert_eq!(retry_after, Some(1));
+        assert!(message.contains("drawing 2 figures"), "{message}");
+        drop(a);
+        assert!(renders.slot().is_ok(), "a slot frees when its render ends");
     }
 }
 
