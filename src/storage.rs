@@ -66,6 +66,15 @@ impl Storage {
         }
     }
 
+    /// Notes how a database call made while `doing` something went: a success ends a
+    /// trouble (`recovered`), a failure is one (`failed`).
+    pub fn outcome<T, E: std::fmt::Display>(&self, doing: &str, result: &Result<T, E>) {
+        match result {
+            Ok(_) => self.recovered(),
+            Err(e) => self.failed(doing, e),
+        }
+    }
+
     /// A write went through: a trouble, if any, is over.
     pub fn recovered(&self) {
         let mut s = self.state();
@@ -139,6 +148,27 @@ pub fn state_dir(configured: Option<&std::path::Path>) -> Option<std::path::Path
 
 const KNOWN: &str = "databases";
 
+/// A SQLite URL's file and its absolute path, with the state directory's record of known
+/// databases and whether it lists that path; `None` for PostgreSQL or no state directory.
+struct Known {
+    file: std::path::PathBuf,
+    abs: std::path::PathBuf,
+    state: std::path::PathBuf,
+    listed: bool,
+}
+
+impl Known {
+    fn of(url: &str, state: Option<&std::path::Path>) -> Option<Known> {
+        let (file, state) = (crate::queue::sqlite_file(url)?, state_dir(state)?);
+        let abs = absolute(&file);
+        let listed = std::fs::read_to_string(state.join(KNOWN))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| std::path::Path::new(l) == abs);
+        Some(Known { file, abs, state, listed })
+    }
+}
+
 /// The absolute path of `file`, whether or not it exists.
 fn absolute(file: &std::path::Path) -> std::path::PathBuf {
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
@@ -152,13 +182,8 @@ fn absolute(file: &std::path::Path) -> std::path::PathBuf {
 /// trainyard created before is an error (it was deleted or moved; a new empty one would
 /// lose every acknowledged job without a word), unless `init` says to create a new one.
 pub fn check_database_file(url: &str, init: bool, state: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let (Some(file), Some(state)) = (crate::queue::sqlite_file(url), state_dir(state)) else { return Ok(()) };
-    if file.exists() || init {
-        return Ok(());
-    }
-    let abs = absolute(&file);
-    let known = std::fs::read_to_string(state.join(KNOWN)).unwrap_or_default();
-    if known.lines().any(|l| std::path::Path::new(l) == abs) {
+    let Some(Known { file, state, listed, .. }) = Known::of(url, state) else { return Ok(()) };
+    if listed && !init && !file.exists() {
         anyhow::bail!(
             "the database {} is missing, but trainyard created it on this machine before (as {} records): it was \
              deleted or moved, with every job in it. Put it back (restore a `trainyard backup` copy there), or start \
@@ -172,13 +197,8 @@ pub fn check_database_file(url: &str, init: bool, state: Option<&std::path::Path
 
 /// After opening `url`: remembers its SQLite file as one this machine's trainyard uses.
 pub fn remember_database_file(url: &str, state: Option<&std::path::Path>) {
-    let (Some(file), Some(state)) = (crate::queue::sqlite_file(url), state_dir(state)) else { return };
-    let abs = absolute(&file);
+    let Some(Known { abs, state, listed: false, .. }) = Known::of(url, state) else { return };
     let path = state.join(KNOWN);
-    let known = std::fs::read_to_string(&path).unwrap_or_default();
-    if known.lines().any(|l| std::path::Path::new(l) == abs) {
-        return;
-    }
     let written = std::fs::create_dir_all(&state).and_then(|()| {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
@@ -190,10 +210,10 @@ pub fn remember_database_file(url: &str, state: Option<&std::path::Path>) {
 }
 
 /// Watches the SQLite file under a running process: once it is deleted or replaced (another
-/// file at its path), `storage` is lost. Returns when `stop` resolves.
+/// file at its path), the hub's storage is lost. Returns when `stop` resolves.
 pub async fn watch_database_file(
     file: std::path::PathBuf,
-    storage: std::sync::Arc<crate::hub::Hub>,
+    hub: std::sync::Arc<crate::hub::Hub>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let Some(first) = FileId::of(&file) else { return };
@@ -208,7 +228,7 @@ pub async fn watch_database_file(
             Some(_) => "replaced by another file",
             None => "deleted",
         };
-        storage.storage.lost(format!(
+        hub.storage.lost(format!(
             "the database file {} was {why} under the running server: writes would be lost, so none are taken; \
              restore the file and restart trainyard",
             file.display()

@@ -412,12 +412,10 @@ impl<'a> GroupDb<'a> {
     async fn release_when_writable(&self, job: &Lease) -> bool {
         let storage = &self.shared.hub.storage;
         loop {
-            match job.release(&self.shared.pool).await {
-                Ok(released) => {
-                    storage.recovered();
-                    return released;
-                }
-                Err(e) => storage.failed("putting a stopped job back in the queue", &e),
+            let released = job.release(&self.shared.pool).await;
+            storage.outcome("putting a stopped job back in the queue", &released);
+            if let Ok(released) = released {
+                return released;
             }
             if self.shared.shutting_down() {
                 return false;
@@ -668,18 +666,14 @@ impl Worker {
                             (m.lease.clone(), news.and_then(|p| serde_json::to_string(&p).ok()))
                         })
                         .collect();
-                    match queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await {
-                        Ok(held) => {
-                            s.hub.storage.recovered();
-                            for ((m, held), (_, news)) in members.iter().zip(held).zip(&leases) {
-                                if !held {
-                                    m.stop.store(true, Ordering::Relaxed);
-                                } else if news.is_some() {
-                                    s.hub.publish(&m.lease.id);
-                                }
-                            }
+                    let renewed = queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await;
+                    s.hub.storage.outcome("renewing the running jobs' leases", &renewed);
+                    for ((m, held), (_, news)) in members.iter().zip(renewed.unwrap_or_default()).zip(&leases) {
+                        if !held {
+                            m.stop.store(true, Ordering::Relaxed);
+                        } else if news.is_some() {
+                            s.hub.publish(&m.lease.id);
                         }
-                        Err(e) => s.hub.storage.failed("renewing the running jobs' leases", &e),
                     }
                 }
                 _ = shutdown.changed() => {
@@ -716,10 +710,7 @@ impl Worker {
             } else if storage.problem().is_some() {
                 // N.B.: no claim while the database cannot be written (a job claimed now
                 // could record nothing); a small write tells when it can again.
-                match queue::problems::probe_write(pool).await {
-                    Ok(()) => storage.recovered(),
-                    Err(e) => storage.failed("checking the database takes writes", &e),
-                }
+                storage.outcome("checking the database takes writes", &queue::problems::probe_write(pool).await);
                 true
             } else {
                 match self.run_once().await {

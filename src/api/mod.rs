@@ -398,18 +398,16 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     } else {
         // N.B.: readiness means the box can take work: a small real write says whether it
         // can (a full disk fails it, as it fails a submission).
-        match crate::queue::problems::probe_write(&state.pool).await {
-            Ok(()) => storage.recovered(),
-            Err(e) => {
-                storage.failed("checking readiness", &e);
-                reasons.push(if e.is_disk_full() {
-                    "the database cannot be written: its disk is full or refuses writes (free space; the box recovers \
+        let probe = crate::queue::problems::probe_write(&state.pool).await;
+        storage.outcome("checking readiness", &probe);
+        if let Err(e) = probe {
+            reasons.push(if e.is_disk_full() {
+                "the database cannot be written: its disk is full or refuses writes (free space; the box recovers \
                      within seconds)"
-                        .to_string()
-                } else {
-                    "the database does not take writes".to_string()
-                });
-            }
+                    .to_string()
+            } else {
+                "the database does not take writes".to_string()
+            });
         }
     }
     match crate::queue::problems::list_problems(&state.pool).await {

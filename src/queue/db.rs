@@ -174,6 +174,19 @@ impl QueueError {
     }
 }
 
+/// Whether a connection given back to the pool may be reused: not if it is still inside a
+/// transaction. N.B.: one whose COMMIT and then ROLLBACK failed (SQLITE_FULL on a full disk)
+/// came back that way; reused, every later write failed ("begin_with at non-zero
+/// transaction depth") until the pool's connection lifetime (30 minutes) ran out. Such a
+/// connection is closed instead, and the next one is fresh.
+fn outside_transactions<C: sqlx::Connection>(
+    conn: &mut C,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    let reuse = !conn.is_in_transaction();
+    Box::pin(async move { Ok(reuse) })
+}
+
 /// Opens the database (creating an SQLite file if needed) and applies the migrations: for
 /// `serve` and `worker`.
 pub async fn connect(url: &str) -> Result<Pool, QueueError> {
@@ -203,7 +216,7 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
         let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
-            .after_release(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
+            .after_release(outside_transactions)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
@@ -244,13 +257,9 @@ async fn open(url: &str, create: bool) -> Result<Pool, QueueError> {
         use std::os::unix::fs::OpenOptionsExt;
         let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file);
     }
-    // N.B.: a connection whose COMMIT and then ROLLBACK failed (SQLITE_FULL on a full disk)
-    // comes back to the pool still inside its transaction; reused, every later write failed
-    // ("begin_with at non-zero transaction depth") until the pool's connection lifetime (30
-    // minutes) ran out. Such a connection is closed instead, and the next one is fresh.
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
-        .after_release(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
+        .after_release(outside_transactions)
         // N.B.: the file exists by now; a connection opened later must never make a new,
         // empty one where it was deleted (`storage::watch_database_file` notices that).
         .connect_with(opts.create_if_missing(false))
