@@ -1,7 +1,7 @@
 //! Live progress over real HTTP: the job's progress inside an epoch, its event stream, the
 //! caller's stream of all their jobs, and the limits on streams.
 
-use crate::helpers::{spawn_app, spawn_with, write_data, Sse, SseReader};
+use crate::helpers::{spawn_app, spawn_idle, spawn_with, Sse, SseReader};
 use serde_json::{json, Value};
 
 /// The ids of the events that carry one.
@@ -101,13 +101,7 @@ async fn a_running_job_shows_its_progress_inside_the_epoch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_private_and_limited_per_user() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| {
-        c.cpu_workers = Some(0);
-        c.max_streams_per_user = 2;
-    })
-    .await;
+    let app = spawn_idle(|c| c.max_streams_per_user = 2).await;
     let id = app.submit(json!({"model": "linear", "epochs": 1})).await;
     // Another student's job is 404, as everywhere.
     let r = app.bob.get(app.url(&format!("/jobs/{id}/events"))).send().await.unwrap();

@@ -72,6 +72,25 @@ pub async fn spawn_app(workers: usize) -> TestApp {
     spawn_with(dir, |cfg| cfg.cpu_workers = Some(workers)).await
 }
 
+/// A server whose workers never claim (what is queued stays queued), with the small data
+/// and `adjust`'s settings.
+pub async fn spawn_idle(adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    spawn_with(dir, |c| {
+        c.cpu_workers = Some(0);
+        adjust(c);
+    })
+    .await
+}
+
+/// A request's status and its JSON body (null when it has none).
+pub async fn status_of(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
 pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let db = TestDb::new(dir.path());
     let mut cfg = config(dir.path(), &db.url, 1);

@@ -7,19 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-async fn status_of(r: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = r.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// An app whose workers never claim: what is queued stays queued.
-async fn idle_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    spawn_with(dir, |c| c.cpu_workers = Some(0)).await
-}
-
 async fn healthz_ms(app: &TestApp) -> u128 {
     let started = Instant::now();
     let r = reqwest::get(app.url("/healthz")).await.unwrap();
@@ -29,7 +16,7 @@ async fn healthz_ms(app: &TestApp) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grid_of_64_axes_is_refused_and_the_server_keeps_serving() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     // 971 bytes: 2^64 combinations, which wrapped to 0 and were then built in memory.
     let vary: Map<String, Value> = (0..64).map(|i| (format!("a{i:02}"), json!([1, 2]))).collect();
     let (status, body) = status_of(app.client.post(app.url("/sweeps")).json(&json!({"vary": vary}))).await;
@@ -53,7 +40,7 @@ async fn a_grid_of_64_axes_is_refused_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_names_are_refused_naming_the_field() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&json!({"name": "a\u{0}b"}))).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["field"], "name", "{body}");
@@ -79,7 +66,7 @@ async fn control_characters_in_names_are_refused_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_given_twice_is_a_400_naming_it_and_queues_nothing() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     for (body, key) in [
         (r#"{"epochs": 2000, "epochs": 1}"#, "epochs"),
         (r#"{"model": "mlp", "hidden": [8], "model": "cnn"}"#, "model"),
@@ -97,7 +84,7 @@ async fn a_key_given_twice_is_a_400_naming_it_and_queues_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_holds_for_sweeps_and_ignores_the_order_of_keys() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let post = |body: &'static str, key: &'static str| {
         app.client.post(app.url("/sweeps")).header("Idempotency-Key", key).body(body).send()
     };
@@ -130,7 +117,7 @@ async fn an_idempotency_key_holds_for_sweeps_and_ignores_the_order_of_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_report_may_not_run_or_fetch_anything_and_figures_are_capped() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let (status, sweep) = status_of(
         app.client.post(app.url("/sweeps")).json(&json!({"name": "<script>x</script>", "vary": {"lr": [0.1]}})),
     )
@@ -157,7 +144,7 @@ async fn the_served_report_may_not_run_or_fetch_anything_and_figures_are_capped(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_the_router_makes_itself_are_json_too() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     // A path segment that is not UTF-8 fails axum's own extractor.
     let r = app.client.get(app.url("/jobs/%FF%FE")).send().await.unwrap();
     let status = r.status().as_u16();
@@ -192,10 +179,7 @@ fn closed_within(s: &mut TcpStream, secs: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off_and_the_box_keeps_answering() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| {
-        c.cpu_workers = Some(0);
+    let app = spawn_idle(|c| {
         c.header_timeout_seconds = 2.0;
         c.max_connections = 40;
     })
@@ -230,7 +214,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_and_the_box_keeps_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_or_replaced_token_ends_its_open_event_streams() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let job = app.submit(json!({"model": "linear"})).await;
     let bob = app.bob.clone();
     let mut all = SseReader::new(SseReader::open(&bob, &app.url("/events"), None).await);
@@ -252,7 +236,7 @@ async fn a_revoked_or_replaced_token_ends_its_open_event_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_in_the_plain_text_format_pass_promtool_and_prometheus_gets_openmetrics() {
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     // A job ended (cancelled), so the counter of finished jobs has a sample.
     let job = app.submit(json!({"model": "linear"})).await;
     assert_eq!(app.cancel(&job).await.0, 200);
@@ -293,7 +277,7 @@ async fn metrics_in_the_plain_text_format_pass_promtool_and_prometheus_gets_open
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_admins_token_rewrites_the_token_file() {
     use std::os::unix::fs::PermissionsExt;
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let file = app.dir.path().join("admin.token");
     let old = std::fs::read_to_string(&file).unwrap().trim().to_string();
     // A second admin re-issues the first admin's token over HTTP.
@@ -406,13 +390,7 @@ async fn a_postgresql_lock_out_longer_than_the_retries_is_not_charged_to_a_runni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_students_worst_requests_healthz_answers_fast_and_no_acknowledged_job_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| {
-        c.cpu_workers = Some(0);
-        c.header_timeout_seconds = 2.0;
-    })
-    .await;
+    let app = spawn_idle(|c| c.header_timeout_seconds = 2.0).await;
     let app = &app;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Liveness, probed every 20 ms throughout.
@@ -470,7 +448,7 @@ async fn under_a_students_worst_requests_healthz_answers_fast_and_no_acknowledge
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_checkpoint_is_damaged_trains_again_from_epoch_1_and_says_so() {
     use trainyard::train::{self, CheckpointStore, DirStore, TrainOptions};
-    let app = idle_app().await;
+    let app = spawn_idle(|_| {}).await;
     let body = json!({"model": "linear", "epochs": 2, "batch_size": 50, "seed": 5, "name": "twin"});
     // The checkpoint this very spec leaves after its last epoch, trained here...
     let spec = trainyard::spec::Spec::parse(&body).unwrap();

@@ -5,12 +5,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 use trainyard::queue::{self, users};
 
-async fn status_of(r: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = r.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_job_is_404_everywhere_and_admins_see_all() {
     let app = spawn_app(0).await;
@@ -132,13 +126,7 @@ async fn an_admin_sets_a_priority_that_goes_first_and_a_student_cannot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_submissions_never_pass_the_queued_limit_and_a_retry_still_gets_its_job() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| {
-        c.cpu_workers = Some(0);
-        c.max_queued_per_user = 5;
-    })
-    .await;
+    let app = spawn_idle(|c| c.max_queued_per_user = 5).await;
     let keyed = || app.client.post(app.url("/jobs")).header("Idempotency-Key", "k1").json(&json!({"epochs": 1}));
     let (status, first) = status_of(keyed()).await;
     assert_eq!(status, 201);
@@ -164,10 +152,7 @@ async fn simultaneous_submissions_never_pass_the_queued_limit_and_a_retry_still_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_limit_answers_with_its_message() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| {
-        c.cpu_workers = Some(0);
+    let app = spawn_idle(|c| {
         c.max_queued_per_user = 2;
         c.max_epochs_per_job = 20;
         c.rate_limit = 5.0;
@@ -251,9 +236,7 @@ fn the_users_command_adds_lists_and_revokes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_too_big_for_the_box_is_refused_at_submission_with_its_estimate_and_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
-    let app = spawn_with(dir, |c| c.cpu_workers = Some(0)).await;
+    let app = spawn_idle(|_| {}).await;
     // 30 billion parameters: it would fill the machine's memory and take it down.
     let huge = json!({"model": "mlp", "hidden": [65536, 65536, 65536, 65536, 65536, 65536, 65536, 65536], "epochs": 1});
     let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&huge)).await;
