@@ -179,8 +179,16 @@ pub async fn job_events(
             }
             let Ok(Some(row)) = queue::get_job(&state.pool, &id).await else { break };
             if row.status.is_finished() {
-                // N.B.: the finishing event is logged in the same transaction as the status,
-                // so every event is out by now.
+                // The finishing event is logged in the same transaction as the status, but it
+                // may have committed between the read above and this one: read the log to its
+                // end once more, so `done` comes after every event and carries the last id.
+                loop {
+                    match send_logged(&state, &Scope::Job(id.clone()), &mut after, &tx).await {
+                        Sent::AllSoFar => break,
+                        Sent::More => continue,
+                        Sent::Stop => return,
+                    }
+                }
                 let done = Event::default()
                     .event("done")
                     .id(after.to_string())
