@@ -5,6 +5,7 @@ mod db;
 mod engine;
 mod events;
 mod fetch;
+mod golden;
 mod group;
 mod helpers;
 mod plots;
