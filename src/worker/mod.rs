@@ -1,0 +1,256 @@
+//! Workers: claim a group → heartbeat → train → record.
+//!
+//! Each worker is an async task that talks to the queue, paired with one OS thread of its
+//! own that trains (never on the async runtime). A worker claims a group of compatible jobs
+//! (the next job in the fair order, then jobs of its group key) and trains them as one
+//! fused group; compatible jobs queued meanwhile join at epoch boundaries. A lost lease, a
+//! cancel or a shutdown raises that member's stop flag, which training checks between
+//! mini-batches.
+//!
+//! - this file: the settings, and each worker's async loop (claim, heartbeat, idle waits);
+//! - `trainer`: the training thread each worker owns;
+//! - `group_db`: that thread's side of the queue (fenced writes with retries, members' ends,
+//!   joins), and `eta` the arithmetic of its progress reports;
+//! - `datasets`: the data every worker of a device shares, and the back-off while it cannot
+//!   be loaded.
+
+mod datasets;
+mod eta;
+mod group_db;
+mod trainer;
+
+use crate::hub::Hub;
+use crate::queue::{self, Claimed, Lease, Pool};
+use crate::spec::Spec;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tch::Device;
+use tokio::sync::oneshot;
+use tracing::{error, instrument, warn};
+use trainer::{Assignment, Leases, Trainer};
+
+/// How workers behave; one set for the whole pool.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub data_dir: PathBuf,
+    /// A lease not renewed for this long means the worker died.
+    pub lease: Duration,
+    /// How often a running job's lease is renewed (and a cancel from elsewhere noticed).
+    pub heartbeat: Duration,
+    /// Claims of one job before it fails for good.
+    pub max_attempts: i64,
+    /// torch's intra-op threads per worker; `None` leaves torch's default.
+    pub threads: Option<i32>,
+    /// Most running jobs per user (0: no limit).
+    pub max_running_per_user: i64,
+    /// Where `trainyard data fetch` gets the archive when the data directory is empty.
+    pub fetch: crate::fetch::Source,
+    /// Most jobs a worker trains as one fused group; `None`: the device kind's default.
+    pub max_group: Option<usize>,
+    /// Most memory one job may need (MB, by its estimate); a group's members together stay
+    /// within it too.
+    pub max_job_memory_mb: i64,
+    /// How long workers wait before trying data that failed to load again (sooner if the
+    /// data directory changes).
+    pub retry: Duration,
+    /// How often an idle worker says it is alive.
+    pub alive_every: Duration,
+}
+
+/// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
+pub const DEFAULT_MAX_GROUP_CPU: usize = 8;
+pub const DEFAULT_MAX_GROUP_GPU: usize = 32;
+
+impl WorkerSettings {
+    /// The most members of a group of `spec`'s shape on `device`: the group size setting,
+    /// and no more members than fit the per-job memory budget together (members of one
+    /// group share their shape, so they need the same memory each).
+    pub fn max_group_for(&self, device: Device, spec: &Spec) -> usize {
+        let cap =
+            self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU });
+        let each = crate::train::model::Architecture::of(spec).estimate(spec.batch_size.into()).bytes().max(1);
+        let fit = (self.max_job_memory_mb.max(1).saturating_mul(1 << 20) / each).max(1) as usize;
+        cap.min(fit).max(1)
+    }
+
+    /// As `max_group_for`, for a claimed job's stored spec (a spec that does not parse
+    /// trains alone, and fails there).
+    fn max_group_of(&self, device: Device, claimed: &Claimed) -> usize {
+        group_db::parse_spec(&claimed.spec).map_or(1, |spec| self.max_group_for(device, &spec))
+    }
+}
+
+/// What every worker of this process shares.
+pub struct Shared {
+    pub pool: Pool,
+    pub settings: WorkerSettings,
+    /// Stop flags, the idle workers' wake-up, and word of every change to a job.
+    pub hub: Arc<Hub>,
+    datasets: datasets::Datasets,
+}
+
+impl Shared {
+    pub fn new(pool: Pool, settings: WorkerSettings, hub: Arc<Hub>) -> Arc<Shared> {
+        Arc::new(Shared { pool, settings, hub, datasets: Default::default() })
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.hub.is_closing()
+    }
+}
+
+/// One worker: a name, a device and its training thread.
+pub struct Worker {
+    shared: Arc<Shared>,
+    name: String,
+    device: Device,
+    trainer: Trainer,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, name: String, device: Device) -> Worker {
+        let trainer = Trainer::spawn(shared.clone(), device, name.clone());
+        Worker { shared, name, device, trainer }
+    }
+
+    /// Claims and trains at most one group; false when the queue had nothing.
+    pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
+        let s = &self.shared;
+        // N.B.: while the database is in trouble, and for a lease after, an expired lease may
+        // be a live worker's whose heartbeats could not land: nobody is charged for it then.
+        if !s.hub.storage.unsettled(s.settings.lease) {
+            let (requeued, failed) = queue::requeue_expired(&s.pool, queue::now_ms(), s.settings.max_attempts).await?;
+            if requeued + failed > 0 {
+                warn!(requeued, failed, "jobs whose worker stopped responding were taken back");
+            }
+        }
+        let device = crate::device::device_name(self.device);
+        let terms = queue::ClaimTerms {
+            worker: &self.name,
+            device: &device,
+            now: queue::now_ms(),
+            lease_ms: s.settings.lease.as_millis() as i64,
+            max_running: s.settings.max_running_per_user,
+        };
+        let group_id = uuid::Uuid::new_v4().to_string();
+        let cap = |head: &Claimed| s.settings.max_group_of(self.device, head);
+        let claimed = queue::claim_group(&s.pool, &terms, cap, &group_id).await?;
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        self.run_group(group_id, claimed).await;
+        Ok(true)
+    }
+
+    /// Hands the group to the training thread and renews its members' leases until it ends.
+    #[instrument(skip_all, fields(group.id = %group_id, worker = %self.name))]
+    async fn run_group(&self, group_id: String, claimed: Vec<Claimed>) {
+        let s = &self.shared;
+        let lease = s.settings.lease.as_millis() as i64;
+        let leases: Leases = Arc::default();
+        let (done_tx, mut done_rx) = oneshot::channel();
+        let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
+        let job = Assignment { group_id, first: claimed, leases: leases.clone(), done: done_tx };
+        if self.trainer.jobs.send(job).is_err() {
+            return error!("training thread is gone");
+        }
+        let mut shutdown = s.hub.closing();
+        let current = || leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        loop {
+            tokio::select! {
+                _ = &mut done_rx => break,
+                _ = tokio::time::sleep(s.settings.heartbeat) => {
+                    let members = current();
+                    let job = members.first().map(|m| m.lease.id.as_str()).or(ids.first().map(String::as_str));
+                    let _ = queue::workers::worker_seen(&s.pool, &self.name, job, queue::now_ms()).await;
+                    // N.B.: one transaction renews the whole group's leases and carries each
+                    // member's progress: no write of its own per batch.
+                    let leases: Vec<(Lease, Option<String>)> = members
+                        .iter()
+                        .map(|m| {
+                            let news = m.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                            (m.lease.clone(), news.and_then(|p| serde_json::to_string(&p).ok()))
+                        })
+                        .collect();
+                    let renewed = queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await;
+                    s.hub.storage.outcome("renewing the running jobs' leases", &renewed);
+                    for ((m, held), (_, news)) in members.iter().zip(renewed.unwrap_or_default()).zip(&leases) {
+                        if !held {
+                            m.stop.store(true, Ordering::Relaxed);
+                        } else if news.is_some() {
+                            s.hub.publish(&m.lease.id);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    for m in current() {
+                        m.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims groups until shutdown; idle, it waits for a wake-up or polls now and then.
+    pub async fn run(self) {
+        let mut shutdown = self.shared.hub.closing();
+        let pool = &self.shared.pool;
+        let device = crate::device::device_name(self.device);
+        let host = self.name.split('/').next().unwrap_or("").to_string();
+        if let Err(e) = queue::workers::register_worker(pool, &self.name, &host, &device, queue::now_ms()).await {
+            warn!(error = %e, "registering the worker failed");
+        }
+        let mut last_seen = std::time::Instant::now();
+        loop {
+            if self.shared.shutting_down() {
+                break;
+            }
+            // Idle, a worker says it is alive every few seconds (running, every heartbeat).
+            if last_seen.elapsed() >= self.shared.settings.alive_every {
+                let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
+                last_seen = std::time::Instant::now();
+            }
+            let storage = &self.shared.hub.storage;
+            let idle = if self.shared.datasets.blocked(&self.shared.settings) || storage.is_lost().is_some() {
+                true
+            } else if storage.problem().is_some() {
+                // N.B.: no claim while the database cannot be written (a job claimed now
+                // could record nothing); a small write tells when it can again.
+                storage.outcome("checking the database takes writes", &queue::problems::probe_write(pool).await);
+                true
+            } else {
+                match self.run_once().await {
+                    Ok(did) => !did,
+                    Err(e) => {
+                        storage.failed("claiming a job", &e);
+                        true
+                    }
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = self.shared.hub.wait_queued() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            } else {
+                let _ = queue::workers::worker_seen(pool, &self.name, None, queue::now_ms()).await;
+                last_seen = std::time::Instant::now();
+            }
+        }
+        let _ = queue::workers::worker_stopped(pool, &self.name, queue::now_ms()).await;
+    }
+}
+
+/// The devices to run workers on: `per_gpu` workers on each CUDA device, or `cpu` CPU
+/// workers where there is none.
+pub fn plan_devices(per_gpu: usize, cpu: usize) -> Vec<Device> {
+    let gpus = tch::Cuda::device_count() as usize;
+    if gpus > 0 {
+        (0..gpus).flat_map(|i| std::iter::repeat_n(Device::Cuda(i), per_gpu)).collect()
+    } else {
+        vec![Device::Cpu; cpu]
+    }
+}
