@@ -41,13 +41,6 @@ impl GroupHost for Collect {
     }
 }
 
-/// The dataset read by several threads at once.
-///
-/// N.B.: as in the worker (`worker::SharedData`): the tensors are only read (index_select,
-/// narrow), which libtorch allows from several threads; nothing writes them after loading.
-struct SharedData(Cifar10);
-unsafe impl Sync for SharedData {}
-
 fn member(g: usize, limit: u32, model: &str, batch: u32) -> Spec {
     // The assignment's learning rates and a seed each: members differ as a class's jobs do.
     let lrs = [0.001, 0.1, 0.01, 0.0001, 0.003];
@@ -108,26 +101,15 @@ fn main() {
         // threads (at least 1), as `--cpu-workers G` would.
         let each = (threads / g as i32).max(1);
         let t = Instant::now();
-        let shared = SharedData(Cifar10 {
-            train: trainyard::train::data::Split {
-                images: data.train.images.shallow_clone(),
-                labels: data.train.labels.shallow_clone(),
-            },
-            test: trainyard::train::data::Split {
-                images: data.test.images.shallow_clone(),
-                labels: data.test.labels.shallow_clone(),
-            },
-            device,
-        });
         std::thread::scope(|s| {
             for i in 0..g {
-                let data = &shared;
+                let data = &data;
                 let model = &model;
                 s.spawn(move || {
                     let mut sink = VecSink::default();
                     let opts = TrainOptions { checkpoints: None, threads: Some(each) };
                     let spec = member(i, limit, model, batch);
-                    train::train(&spec, &data.0, &opts, &mut sink, &AtomicBool::new(false)).unwrap();
+                    train::train(&spec, data, &opts, &mut sink, &AtomicBool::new(false)).unwrap();
                 });
             }
         });

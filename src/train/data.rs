@@ -32,13 +32,31 @@ pub enum DataError {
     Io { file: String, dir: PathBuf, source: std::io::Error },
 }
 
-/// Raw images ([N, 3, 32, 32] uint8) and labels ([N] int64) of one split.
+/// One split's raw images ([N, 3, 32, 32] uint8) and labels ([N] int64), resident on a
+/// device, that can only be read.
+///
+/// N.B.: `tch::Tensor` is `Send` but not `Sync`, because a handle lets its holder change
+/// the storage. A `Split` never gives one out: its tensors are private, and every method
+/// returns a tensor of new storage (`index_select` allocates, and so does turning uint8
+/// images into floats, which is why `new` insists on uint8). So nothing can write a split
+/// after it is made, and reading one from several threads at once is what libtorch allows:
+/// every worker of a device trains on one copy of the data.
 pub struct Split {
-    pub images: Tensor,
-    pub labels: Tensor,
+    images: Tensor,
+    labels: Tensor,
 }
 
+// SAFETY: see the N.B. above; the only `&self` methods read.
+unsafe impl Sync for Split {}
+
 impl Split {
+    /// A split of `images` [N, 3, 32, 32] (uint8) and `labels` [N] (int64).
+    pub fn new(images: Tensor, labels: Tensor) -> Split {
+        assert_eq!(images.kind(), Kind::Uint8, "a split holds raw uint8 images");
+        assert_eq!(images.size()[0], labels.size()[0], "one label per image");
+        Split { images, labels }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.size()[0] as usize
     }
@@ -47,7 +65,42 @@ impl Split {
         self.len() == 0
     }
 
-    fn to_device(&self, device: Device) -> Split {
+    pub fn device(&self) -> Device {
+        self.images.device()
+    }
+
+    /// The images at `rows` ([K] int64), normalised: [K, 3, 32, 32] float.
+    pub fn images_at(&self, rows: &Tensor) -> Tensor {
+        normalise(&self.images.index_select(0, rows))
+    }
+
+    /// `len` images from `start`, normalised.
+    pub fn images_from(&self, start: i64, len: i64) -> Tensor {
+        normalise(&self.images.narrow(0, start, len))
+    }
+
+    /// The labels at `rows`.
+    pub fn labels_at(&self, rows: &Tensor) -> Tensor {
+        self.labels.index_select(0, rows)
+    }
+
+    /// `len` labels from `start`.
+    pub fn labels_from(&self, start: i64, len: i64) -> Tensor {
+        self.labels.narrow(0, start, len).copy()
+    }
+
+    /// A copy of the raw images (uint8), for a look at the data as it was read.
+    pub fn raw_images(&self) -> Tensor {
+        self.images.copy()
+    }
+
+    /// A copy of the labels.
+    pub fn labels(&self) -> Tensor {
+        self.labels.copy()
+    }
+
+    /// A copy on `device`.
+    pub fn to_device(&self, device: Device) -> Split {
         Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
     }
 }
@@ -101,11 +154,16 @@ fn read_split(dir: &Path, files: &[&str]) -> Result<Split, DataError> {
         }
     }
     let n = labels.len() as i64;
-    Ok(Split { images: Tensor::from_slice(&images).view([n, 3, 32, 32]), labels: Tensor::from_slice(&labels) })
+    Ok(Split::new(Tensor::from_slice(&images).view([n, 3, 32, 32]), Tensor::from_slice(&labels)))
 }
 
 /// Turns uint8 images into the tutorial's normalisation, (x/255 - 0.5)/0.5, in float.
-pub fn normalise(images_u8: &Tensor) -> Tensor {
+///
+/// N.B.: the float tensor is new storage only because the input is uint8 (`to_kind` of a
+/// tensor already of that kind returns the same storage, which the in-place steps would
+/// then change): `Split::new` holds its images to uint8.
+fn normalise(images_u8: &Tensor) -> Tensor {
+    debug_assert_eq!(images_u8.kind(), Kind::Uint8);
     images_u8.to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0)
 }
 
@@ -149,8 +207,8 @@ impl<'a> GroupBatches<'a> {
         let n = limit.min(split.len());
         let perms: Vec<i64> = members.iter_mut().flat_map(|m| m.rng.permutation(n)).collect();
         let g = members.len() as i64;
-        let orders = Tensor::from_slice(&perms).to_device(split.images.device()).view([g, n as i64]);
-        let labels = split.labels.index_select(0, &orders.view([-1])).view([g, n as i64]);
+        let orders = Tensor::from_slice(&perms).to_device(split.device()).view([g, n as i64]);
+        let labels = split.labels_at(&orders.view([-1])).view([g, n as i64]);
         GroupBatches { split, orders, labels, n, batch_size, next: 0, members }
     }
 
@@ -191,7 +249,7 @@ impl Iterator for GroupBatches<'_> {
         let (start, len) = (self.next, self.batch_size.min(self.n - self.next));
         let idx = self.orders.narrow(1, start as i64, len as i64).reshape([-1]);
         self.next += len;
-        let mut images = normalise(&self.split.images.index_select(0, &idx));
+        let mut images = self.split.images_at(&idx);
         let mut plans = Vec::new();
         let mut rows = Vec::new();
         for (g, m) in self.members.iter_mut().enumerate() {
@@ -242,4 +300,29 @@ pub fn write_synthetic(dir: &Path, train_per_file: usize, test: usize, seed: u64
         write(file, train_per_file)?;
     }
     write(TEST_FILE, test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "raw uint8 images")]
+    fn a_split_refuses_float_images_whose_normalising_would_write_them() {
+        let images = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        Split::new(images, Tensor::zeros([2], (Kind::Int64, Device::Cpu)));
+    }
+
+    #[test]
+    fn reading_a_split_leaves_it_as_it_was() {
+        let images = Tensor::from_slice(&[7u8; 2 * IMAGE_BYTES]).view([2, 3, 32, 32]);
+        let split = Split::new(images, Tensor::from_slice(&[1i64, 2]));
+        let rows = Tensor::from_slice(&[1i64]);
+        for mut t in [split.images_at(&rows), split.images_from(0, 2)] {
+            let _ = t.fill_(0.0);
+        }
+        let _ = split.labels_from(0, 2).fill_(0);
+        assert_eq!(split.raw_images().int64_value(&[1, 2, 3, 4]), 7);
+        assert_eq!(split.labels().int64_value(&[1]), 2);
+    }
 }

@@ -18,7 +18,7 @@ pub mod sgd;
 
 use crate::spec::{Augmentation, LossKind, Spec};
 use augment::AugmentParams;
-use data::{normalise, Cifar10, GroupBatches, MemberEpoch};
+use data::{Cifar10, GroupBatches, MemberEpoch};
 use metrics::{finite, EpochMetrics, MetricSink};
 use model::{Architecture, GroupParams};
 use rng::EpochRng;
@@ -528,8 +528,8 @@ impl Engine<'_> {
                 }
             }
             let len = EVAL_CHUNK.min(n - at);
-            let images = normalise(&test.images.narrow(0, at, len));
-            let labels = test.labels.narrow(0, at, len);
+            let images = test.images_from(at, len);
+            let labels = test.labels_from(at, len);
             let kinds: Vec<LossKind> = self.members.iter().map(|m| m.spec.loss).collect();
             let (arch, f) = self.fuse();
             tch::no_grad(|| {

@@ -196,7 +196,7 @@ fn random_crops_follow_torchvisions_scale_and_ratio_and_flips_are_fair() {
 #[test]
 fn augmented_batches_keep_shape_and_value_range_and_differ_from_the_input() {
     let (_dir, data) = small_data();
-    let x = data::normalise(&data.train.images.narrow(0, 0, 64));
+    let x = data.train.images_from(0, 64);
     let plans = AugmentParams { crop: true, flip: true }.sample(&mut EpochRng::new(2, 1), 64);
     let y = augment::apply(&x, &plans);
     assert_eq!(y.size(), x.size());
@@ -383,10 +383,10 @@ fn a_torch_failure_comes_back_as_an_error_not_a_panic() {
     let (_dir, data) = small_data();
     // Half-size images make the CNN's first dense layer mismatch.
     let bad = Cifar10 {
-        train: data::Split {
-            images: data.train.images.narrow(2, 0, 16).narrow(3, 0, 16).contiguous(),
-            labels: data.train.labels.shallow_clone(),
-        },
+        train: data::Split::new(
+            data.train.raw_images().narrow(2, 0, 16).narrow(3, 0, 16).contiguous(),
+            data.train.labels(),
+        ),
         test: data.test,
         device: Device::Cpu,
     };
@@ -492,8 +492,8 @@ fn each_bad_data_directory_gives_its_clear_error() {
     let data = Cifar10::load(d, Device::Cpu).unwrap();
     assert_eq!(data.train.len(), 50);
     assert_eq!(data.test.len(), 10);
-    assert_eq!(data.train.images.size(), [50, 3, 32, 32]);
-    assert_eq!(data.train.images.kind(), Kind::Uint8);
+    assert_eq!(data.train.raw_images().size(), [50, 3, 32, 32]);
+    assert_eq!(data.train.raw_images().kind(), Kind::Uint8);
 }
 
 #[test]
@@ -505,11 +505,11 @@ fn the_loader_reads_records_as_label_then_channel_planes() {
         std::fs::write(dir.path().join(f), &record).unwrap();
     }
     let d = Cifar10::load(dir.path(), Device::Cpu).unwrap();
-    assert_eq!(d.train.labels.int64_value(&[3]), 7);
-    assert_eq!(d.train.images.int64_value(&[0, 0, 0, 0]), 0);
-    assert_eq!(d.train.images.int64_value(&[0, 1, 0, 1]), 50 + 1025 % 7);
-    assert_eq!(d.train.images.int64_value(&[0, 2, 31, 31]), (100 + 3071 % 7) as i64);
-    let n = data::normalise(&d.train.images.narrow(0, 0, 1));
+    assert_eq!(d.train.labels().int64_value(&[3]), 7);
+    assert_eq!(d.train.raw_images().int64_value(&[0, 0, 0, 0]), 0);
+    assert_eq!(d.train.raw_images().int64_value(&[0, 1, 0, 1]), 50 + 1025 % 7);
+    assert_eq!(d.train.raw_images().int64_value(&[0, 2, 31, 31]), (100 + 3071 % 7) as i64);
+    let n = d.train.images_from(0, 1);
     assert!((n.double_value(&[0, 1, 0, 1]) - (53.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
 }
 
