@@ -23,8 +23,7 @@ pub struct Planned {
 pub type History = HashMap<(String, i64), f64>;
 
 fn setup(e: &QueueEntry) -> (String, i64) {
-    let spec: serde_json::Value = serde_json::from_str(&e.spec).unwrap_or_default();
-    (spec["model"].as_str().unwrap_or("").to_string(), spec["batch_size"].as_i64().unwrap_or(0))
+    e.spec.0.as_ref().map_or((String::new(), 0), |s| (s.model.as_str().to_string(), s.batch_size.into()))
 }
 
 /// Plans the queue for `workers` workers at time `now`.
@@ -96,7 +95,7 @@ mod tests {
             owner: format!("u{owner}"),
             priority: 0,
             status,
-            spec: r#"{"model":"cnn","batch_size":4}"#.into(),
+            spec: crate::queue::StoredSpec(Some(crate::spec::Spec::default())),
             epochs_total: 10,
             epochs_done: if status == JobStatus::Running { 4 } else { 0 },
             created_at: 0,

@@ -158,6 +158,17 @@ pub enum ModelKind {
     Mlp,
 }
 
+impl ModelKind {
+    /// Its name in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Cnn => "cnn",
+            ModelKind::Linear => "linear",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
@@ -441,6 +452,16 @@ impl Spec {
             dataset,
             train_limit,
         })
+    }
+
+    /// A spec as the queue stored it (`to_json`'s text), parsed and checked again; the
+    /// error says what no longer holds. A stored spec always names its seed.
+    pub fn from_stored(text: &str) -> Result<Spec, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("the stored spec is not JSON: {e}"))?;
+        if value.get("seed").is_none_or(Value::is_null) {
+            return Err("the stored spec has no seed".into());
+        }
+        Spec::parse(&value).map_err(|e| e.to_string())
     }
 
     /// The spec as stored and shown: every field, defaults included.

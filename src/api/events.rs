@@ -10,7 +10,8 @@ use super::error::ApiError;
 use super::jobs::{job_json, load, progress_json, rfc3339};
 use super::AppState;
 use crate::job::JobStatus;
-use crate::queue::{self, events::Scope};
+use crate::queue;
+use crate::queue::events::{Logged, Scope};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -50,18 +51,18 @@ fn respond(rx: mpsc::Receiver<Event>) -> EventStream {
 /// A logged event as sent: `status` or `epoch` (the row as in /metrics), with the job's id
 /// and when it was logged.
 fn logged(e: &queue::events::EventRow) -> Event {
-    let data = match e.kind.as_str() {
-        "epoch" => {
-            let mut row: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+    let data = match &e.what {
+        Logged::Epoch(m) => {
+            let mut row = serde_json::to_value(m).unwrap_or(Value::Null);
             if let Some(o) = row.as_object_mut() {
                 o.insert("job".into(), json!(e.job_id));
                 o.insert("at".into(), rfc3339(Some(e.at)));
             }
             row
         }
-        _ => json!({"job": e.job_id, "status": e.data, "at": rfc3339(Some(e.at))}),
+        Logged::Status(status) => json!({"job": e.job_id, "status": status, "at": rfc3339(Some(e.at))}),
     };
-    Event::default().event(e.kind.as_str()).id(e.seq.to_string()).data(data.to_string())
+    Event::default().event(e.what.kind()).id(e.seq.to_string()).data(data.to_string())
 }
 
 /// How far `send_logged` got.

@@ -50,7 +50,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "owner": row.owner,
         "status": row.status,
         "priority": row.priority,
-        "spec": serde_json::from_str::<Value>(&row.spec).unwrap_or(Value::Null),
+        "spec": row.spec.as_ref().map(Spec::to_json),
         "parameters": row.parameters,
         "epochs_done": row.epochs_done,
         "epochs_total": row.epochs_total,
@@ -60,7 +60,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "created_at": rfc3339(Some(row.created_at)),
         "started_at": rfc3339(row.started_at),
         "finished_at": rfc3339(row.finished_at),
-        "last_epoch": row.last_epoch.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "last_epoch": row.last_epoch,
     });
     let obj = v.as_object_mut().expect("an object");
     if let Some(notice) = &row.notice {
@@ -87,7 +87,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
 /// A running job's place inside its current epoch, as its worker last said on the
 /// heartbeat; `None` before the first report of the epoch under way.
 pub(crate) fn progress_json(row: &JobRow) -> Option<Value> {
-    let p: crate::job::Progress = serde_json::from_str(row.progress.as_deref()?).ok()?;
+    let p = row.progress.as_ref()?;
     if row.status != JobStatus::Running || i64::from(p.epoch) <= row.epochs_done {
         return None;
     }
@@ -337,8 +337,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
         .iter()
         .map(|e| {
             let p = plan.get(&e.id);
-            let model =
-                serde_json::from_str::<Value>(&e.spec).ok().and_then(|s| s["model"].as_str().map(str::to_owned));
+            let model = e.spec.0.as_ref().map(|s| s.model);
             let mine = e.owner_id == user.0.id;
             let waited = (e.started_at.unwrap_or(now) - e.created_at).max(0) as f64 / 1000.0;
             let pos = p.and_then(|p| p.position);
@@ -513,8 +512,7 @@ pub async fn get_metrics(
     let row = load(&state, &user, &id).await?;
     let stored = queue::get_metrics(&state.pool, &row.id, since).await?;
     if csv {
-        let epochs: Vec<crate::job::EpochMetrics> =
-            stored.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+        let epochs = stored;
         let stem = file_stem(&row);
         return Ok((
             [
@@ -525,7 +523,7 @@ pub async fn get_metrics(
         )
             .into_response());
     }
-    let epochs: Vec<Value> = stored.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
+    let epochs = stored;
     Ok(Json(json!({
         "job_id": row.id,
         "status": row.status,

@@ -7,6 +7,7 @@ use super::AppState;
 use crate::job::EpochMetrics;
 use crate::plot::{self, Figure, Format, Metric, Series, YAxis};
 use crate::queue::{self, JobRow};
+use crate::spec::Spec;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -81,15 +82,19 @@ pub(super) struct Loaded {
     pub row: JobRow,
     pub spec: Value,
     pub epochs: Vec<EpochMetrics>,
-    pub raw: Vec<String>,
 }
 
 async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, ApiError> {
     let row = super::jobs::load(state, user, id).await?;
-    let raw = queue::get_metrics(&state.pool, &row.id, 0).await?;
-    let epochs = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
-    let spec = serde_json::from_str(&row.spec).unwrap_or(Value::Null);
-    Ok(Loaded { row, spec, epochs, raw })
+    let epochs = queue::get_metrics(&state.pool, &row.id, 0).await?;
+    Ok(Loaded::new(row, epochs))
+}
+
+impl Loaded {
+    pub fn new(row: JobRow, epochs: Vec<EpochMetrics>) -> Loaded {
+        let spec = row.spec.as_ref().map_or(Value::Null, Spec::to_json);
+        Loaded { row, spec, epochs }
+    }
 }
 
 fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
@@ -98,10 +103,11 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
     for (j, label) in jobs.iter().zip(labels) {
         h.update(&j.row.id);
         h.update(j.row.status.as_str());
-        h.update(&j.row.spec);
+        // N.B.: the texts as stored: a spec's JSON and each epoch's.
+        h.update(j.spec.to_string());
         h.update(label);
-        for m in &j.raw {
-            h.update(m);
+        for m in &j.epochs {
+            h.update(serde_json::to_string(m).unwrap_or_default());
         }
     }
     format!("\"{}\"", &hex::encode(h.finalize())[..32])

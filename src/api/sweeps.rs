@@ -10,6 +10,7 @@ use crate::job::EpochMetrics;
 use crate::queue::sweeps::{self, NewSweepJob, SweepCreated, SweepJob, SweepRow};
 use crate::queue::{self, CancelOutcome, NewJob, Pool};
 use crate::report::{self, JobView, Report, SectionView};
+use crate::spec::Spec;
 use crate::sweep::{self, Section};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -34,11 +35,6 @@ async fn load_sweep(state: &AppState, user: &CurrentUser, id: &str) -> Result<Sw
     sweeps::get_sweep(&state.pool, &id).await?.filter(|s| user.may_see(s.owner_id)).ok_or_else(|| not_found(&id))
 }
 
-/// (section key, label) pairs of a sweep job.
-fn sections_of(j: &SweepJob) -> Vec<(String, String)> {
-    serde_json::from_str(&j.sections).unwrap_or_default()
-}
-
 /// A section some sweep has (a preset's, or a grid's one).
 fn known_section(key: &str) -> bool {
     key == sweep::grid_section().key || sweep::preset_sections().iter().any(|(s, _)| s.key == key)
@@ -46,8 +42,7 @@ fn known_section(key: &str) -> bool {
 
 /// The sections of a sweep's report, in order.
 fn sections_for(sweep: &SweepRow) -> Vec<Section> {
-    let def: Value = serde_json::from_str(&sweep.definition).unwrap_or_default();
-    if def.get("preset").is_some() {
+    if sweep.definition.get("preset").is_some() {
         sweep::preset_sections().into_iter().map(|(s, _)| s).collect()
     } else {
         vec![sweep::grid_section()]
@@ -59,7 +54,7 @@ fn sections_for(sweep: &SweepRow) -> Vec<Section> {
 fn members_of<'a>(jobs: &'a [SweepJob], key: &str) -> Vec<(&'a SweepJob, String)> {
     let mut members: Vec<(&SweepJob, String)> = jobs
         .iter()
-        .filter_map(|j| sections_of(j).into_iter().find(|(k, _)| k == key).map(|(_, label)| (j, label)))
+        .filter_map(|j| j.sections.iter().find(|(k, _)| k == key).map(|(_, label)| (j, label.clone())))
         .collect();
     if let Some((_, order)) = sweep::preset_sections().into_iter().find(|(s, _)| s.key == key) {
         members.sort_by_key(|(_, label)| order.iter().position(|(l, _)| l == label).unwrap_or(usize::MAX));
@@ -67,18 +62,12 @@ fn members_of<'a>(jobs: &'a [SweepJob], key: &str) -> Vec<(&'a SweepJob, String)
     members
 }
 
-async fn epochs_of(pool: &Pool, id: &str) -> Result<(Vec<String>, Vec<EpochMetrics>), ApiError> {
-    let raw = queue::get_metrics(pool, id, 0).await?;
-    let parsed = raw.iter().filter_map(|m| serde_json::from_str(m).ok()).collect();
-    Ok((raw, parsed))
-}
-
 /// Everything the report shows, read from the database (also used by `trainyard report`).
 pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiError> {
     let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
     let mut epochs = std::collections::HashMap::new();
     for j in &jobs {
-        epochs.insert(j.job.id.clone(), epochs_of(pool, &j.job.id).await?.1);
+        epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
     }
     let mut sections = Vec::new();
     for section in sections_for(sweep) {
@@ -87,7 +76,7 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
             continue;
         }
         let specs: Vec<(Option<String>, Value)> =
-            members.iter().map(|(j, _)| (None, serde_json::from_str(&j.job.spec).unwrap_or_default())).collect();
+            members.iter().map(|(j, _)| (None, j.job.spec.as_ref().map_or(Value::Null, Spec::to_json))).collect();
         let shared = crate::plot::compare(&specs).shared;
         let views = members
             .iter()
@@ -116,8 +105,8 @@ fn job_summary(j: &SweepJob, epochs: &[EpochMetrics]) -> Value {
     json!({
         "id": j.job.id,
         "status": j.job.status,
-        "point": serde_json::from_str::<Value>(&j.point).unwrap_or_default(),
-        "sections": sections_of(j).into_iter().map(|(k, l)| json!({"section": k, "label": l})).collect::<Vec<_>>(),
+        "point": j.point,
+        "sections": j.sections.iter().map(|(k, l)| json!({"section": k, "label": l})).collect::<Vec<_>>(),
         "parameters": j.job.parameters,
         "epochs_done": j.job.epochs_done,
         "epochs_total": j.job.epochs_total,
@@ -131,7 +120,7 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
     let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
     let mut out = Vec::new();
     for j in &jobs {
-        out.push(job_summary(j, &epochs_of(pool, &j.job.id).await?.1));
+        out.push(job_summary(j, &queue::get_metrics(pool, &j.job.id, 0).await?));
     }
     let mut counts = serde_json::Map::new();
     for j in &jobs {
@@ -142,7 +131,7 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
         "id": sweep.id,
         "name": sweep.name,
         "created_at": rfc3339(sweep.created_at),
-        "definition": serde_json::from_str::<Value>(&sweep.definition).unwrap_or_default(),
+        "definition": sweep.definition,
         "status_counts": counts,
         "jobs": out,
         "report": format!("/sweeps/{}/report", sweep.id),
@@ -402,15 +391,14 @@ pub async fn plot_sweep(
         Some(k) => members_of(&jobs, k),
         None => jobs
             .iter()
-            .map(|j| (j, sections_of(j).first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string())))
+            .map(|j| (j, j.sections.first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string())))
             .collect(),
     };
     let mut loaded = Vec::new();
     let mut labels = Vec::new();
     for (j, label) in members {
-        let (raw, epochs) = epochs_of(&state.pool, &j.job.id).await?;
-        let spec = serde_json::from_str(&j.job.spec).unwrap_or_default();
-        loaded.push(Loaded { row: j.job.clone(), spec, epochs, raw });
+        let epochs = queue::get_metrics(&state.pool, &j.job.id, 0).await?;
+        loaded.push(Loaded::new(j.job.clone(), epochs));
         labels.push(label);
     }
     let title = match key.as_ref().and_then(|k| sections.iter().find(|s| s.key == k)) {

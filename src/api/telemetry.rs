@@ -56,8 +56,7 @@ pub async fn render(state: &AppState, with_box: bool) -> Result<String, ApiError
             oldest_queued_seconds: oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
             samples_per_second: progress
                 .iter()
-                .filter_map(|p| serde_json::from_str::<Progress>(p).ok())
-                .filter(fresh)
+                .filter(|p| fresh(p))
                 .map(|p| p.samples_per_second)
                 // N.B.: an empty f64 sum is -0.0, which Prometheus shows as "-0".
                 .fold(0.0, |a, b| a + b),

@@ -161,6 +161,17 @@ pub enum QueueError {
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value no longer reads as its type; `what` names it (the job, the column).
+    #[error("{what} in the database does not read: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+/// Reads JSON text the queue stored as `T`; `what` names the value when it does not read.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<T, QueueError> {
+    serde_json::from_str(text).map_err(|e| QueueError::Corrupt { what: what(), reason: e.to_string() })
 }
 
 impl QueueError {

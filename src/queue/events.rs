@@ -2,19 +2,53 @@
 //! same transaction as the change itself, so every process's change is there and a stream
 //! that reconnects with `Last-Event-ID` (the `seq`) gets exactly what it missed.
 
-use super::{on_db, Pool, QueueError, Tx};
-use sqlx::FromRow;
+use super::{decode, on_db, Pool, QueueError, Tx};
+use crate::job::{EpochMetrics, JobStatus};
 
 /// One logged event.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     pub seq: i64,
     pub job_id: String,
     pub owner_id: i64,
-    /// `status` (data: the new status) or `epoch` (data: the epoch's row as JSON).
-    pub kind: String,
-    pub data: String,
+    pub what: Logged,
     pub at: i64,
+}
+
+/// What an event says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logged {
+    /// The job's new status.
+    Status(JobStatus),
+    /// A finished epoch's row.
+    Epoch(EpochMetrics),
+}
+
+impl Logged {
+    /// The event's kind as stored and sent: `status` or `epoch`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Logged::Status(_) => "status",
+            Logged::Epoch(_) => "epoch",
+        }
+    }
+}
+
+/// An event as stored: seq, job, owner, kind, data (the status, or the epoch's JSON), at.
+type EventRecord = (i64, String, i64, String, String, i64);
+
+fn event_row((seq, job_id, owner_id, kind, data, at): EventRecord) -> Result<EventRow, QueueError> {
+    let what = match kind.as_str() {
+        "status" => Logged::Status(
+            data.parse().map_err(|reason| QueueError::Corrupt { what: format!("event {seq}'s status"), reason })?,
+        ),
+        "epoch" => Logged::Epoch(decode(&data, || format!("event {seq} (an epoch of job {job_id})"))?),
+        other => {
+            let reason = format!("no event kind {other:?}");
+            return Err(QueueError::Corrupt { what: format!("event {seq}"), reason });
+        }
+    };
+    Ok(EventRow { seq, job_id, owner_id, what, at })
 }
 
 /// Logs an event of `job_id` inside `tx` (the owner is read from the job).
@@ -49,7 +83,7 @@ pub async fn events_after(pool: &Pool, scope: &Scope, after: i64, limit: i64) ->
         Scope::Everyone => ("1 = 1", None, None),
     };
     let sql = format!("SELECT {COLUMNS} FROM events WHERE {filter} AND seq > ? ORDER BY seq LIMIT ?");
-    Ok(on_db!(Pool, pool, |p, d| {
+    let records: Vec<EventRecord> = on_db!(Pool, pool, |p, d| {
         let sql = d.sql(&sql);
         let mut q = sqlx::query_as(&sql);
         if let Some(j) = job {
@@ -59,7 +93,8 @@ pub async fn events_after(pool: &Pool, scope: &Scope, after: i64, limit: i64) ->
             q = q.bind(o);
         }
         q.bind(after).bind(limit).fetch_all(p).await?
-    }))
+    });
+    records.into_iter().map(event_row).collect()
 }
 
 /// The newest event's `seq` (0 when there is none): where a stream that wants only what

@@ -1,14 +1,13 @@
 //! The job lifecycle: create, list, cancel, claim (alone or as a group), heartbeat, record,
 //! finish, release and requeue. Every write a worker makes is fenced on (id, attempt).
 
-use super::{on_db, Pool, QueueError, Tx};
-use serde::Serialize;
+use super::{decode, on_db, Pool, QueueError, Tx};
+use crate::job::{EpochMetrics, JobStatus, Progress};
+use crate::spec::Spec;
 use sqlx::FromRow;
 
-use crate::job::JobStatus;
-
-/// A job row with its queue position (while queued).
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A job as the queue holds it, every stored value decoded.
+#[derive(Debug, Clone)]
 pub struct JobRow {
     pub seq: i64,
     pub id: String,
@@ -16,9 +15,10 @@ pub struct JobRow {
     pub owner: String,
     pub priority: i64,
     pub name: Option<String>,
-    pub spec: String,
+    /// Its spec; `None` when the stored spec no longer parses (the job fails at its claim,
+    /// saying why).
+    pub spec: Option<Spec>,
     pub parameters: i64,
-    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub epochs_total: i64,
     pub epochs_done: i64,
@@ -34,12 +34,98 @@ pub struct JobRow {
     /// The group it trains or last trained in, and how many jobs trained in that group.
     pub group_id: Option<String>,
     pub group_size: i64,
-    /// While running: where it is inside its epoch (`job::Progress` as JSON), from the heartbeat.
-    pub progress: Option<String>,
-    /// The metrics of its latest recorded epoch (`EpochMetrics` as JSON), if any.
-    pub last_epoch: Option<String>,
+    /// While running: where it is inside its epoch, from the heartbeat.
+    pub progress: Option<Progress>,
+    /// The metrics of its latest recorded epoch, if any.
+    pub last_epoch: Option<EpochMetrics>,
     /// What its owner should know that did not end it (a damaged checkpoint, say).
     pub notice: Option<String>,
+}
+
+/// A job row as stored (`JOB_COLUMNS`): what `JobRow` decodes.
+#[derive(Debug, Clone, FromRow)]
+pub(crate) struct JobRecord {
+    seq: i64,
+    id: String,
+    owner_id: i64,
+    owner: String,
+    priority: i64,
+    name: Option<String>,
+    spec: String,
+    parameters: i64,
+    status: String,
+    epochs_total: i64,
+    epochs_done: i64,
+    attempt: i64,
+    worker: Option<String>,
+    device: Option<String>,
+    lease_expires_at: Option<i64>,
+    error: Option<String>,
+    request_hash: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    group_id: Option<String>,
+    group_size: i64,
+    progress: Option<String>,
+    last_epoch: Option<String>,
+    notice: Option<String>,
+}
+
+impl TryFrom<JobRecord> for JobRow {
+    type Error = QueueError;
+
+    fn try_from(r: JobRecord) -> Result<JobRow, QueueError> {
+        let id = r.id;
+        let status =
+            r.status.parse().map_err(|reason| QueueError::Corrupt { what: format!("job {id}'s status"), reason })?;
+        let progress = r.progress.as_deref().map(|t| decode(t, || format!("job {id}'s progress"))).transpose()?;
+        let last_epoch =
+            r.last_epoch.as_deref().map(|t| decode(t, || format!("job {id}'s latest epoch"))).transpose()?;
+        Ok(JobRow {
+            seq: r.seq,
+            spec: Spec::from_stored(&r.spec).ok(),
+            owner_id: r.owner_id,
+            owner: r.owner,
+            priority: r.priority,
+            name: r.name,
+            parameters: r.parameters,
+            status,
+            epochs_total: r.epochs_total,
+            epochs_done: r.epochs_done,
+            attempt: r.attempt,
+            worker: r.worker,
+            device: r.device,
+            lease_expires_at: r.lease_expires_at,
+            error: r.error,
+            request_hash: r.request_hash,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            group_id: r.group_id,
+            group_size: r.group_size,
+            progress,
+            last_epoch,
+            notice: r.notice,
+            id,
+        })
+    }
+}
+
+/// A spec column as decoded for a row read straight into its type: the spec, or `None`
+/// when the stored text no longer parses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpec(pub Option<Spec>);
+
+impl From<String> for StoredSpec {
+    fn from(text: String) -> StoredSpec {
+        StoredSpec(Spec::from_stored(&text).ok())
+    }
+}
+
+/// Decodes stored job rows.
+pub(crate) fn job_rows(records: Vec<JobRecord>) -> Result<Vec<JobRow>, QueueError> {
+    records.into_iter().map(JobRow::try_from).collect()
 }
 
 pub(crate) const JOB_COLUMNS: &str =
@@ -124,11 +210,12 @@ pub async fn create_job(pool: &Pool, job: NewJob<'_>, max_queued: i64) -> Result
     let queued = lock_queued_count(&mut tx, job.owner_id).await?;
     if let Some(key) = job.idempotency_key {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE owner_id = ? AND idempotency_key = ?");
-        let existing: Option<JobRow> = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&sql))
+        let existing: Option<JobRecord> = on_db!(Tx, &mut tx, |t, d| sqlx::query_as(&d.sql(&sql))
             .bind(job.owner_id)
             .bind(key)
             .fetch_optional(&mut **t)
             .await?);
+        let existing = existing.map(JobRow::try_from).transpose()?;
         if let Some(existing) = existing {
             tx.rollback().await?;
             return Ok(if existing.request_hash.as_deref() == Some(job.request_hash) {
@@ -150,7 +237,9 @@ pub async fn create_job(pool: &Pool, job: NewJob<'_>, max_queued: i64) -> Result
 
 pub async fn get_job(pool: &Pool, id: &str) -> Result<Option<JobRow>, QueueError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(id).fetch_optional(p).await?))
+    let record: Option<JobRecord> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(id).fetch_optional(p).await?);
+    record.map(JobRow::try_from).transpose()
 }
 
 /// Newest first, of one owner (or everyone's); `before` is the `seq` cursor of the
@@ -167,7 +256,7 @@ pub async fn list_jobs(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
          AND (?4 IS NULL OR owner_id = ?4) ORDER BY seq DESC LIMIT ?3"
     );
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql))
+    job_rows(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql))
         .bind(status)
         .bind(before)
         .bind(limit)
@@ -242,10 +331,11 @@ pub async fn cancel_queued(pool: &Pool, owner: i64, now: i64) -> Result<Vec<Stri
 }
 
 /// What a worker gets from a claim.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
-    pub spec: String,
+    /// Its spec, or why the stored spec no longer parses (the worker fails the job).
+    pub spec: Result<Spec, String>,
     pub attempt: i64,
     /// What its group's members share (`Spec::group_key`); `None` for jobs queued before
     /// groups existed, which train alone.
@@ -337,6 +427,7 @@ async fn claim_in(
         .execute(&mut **c)
         .await?
         .rows_affected());
+    let spec = Spec::from_stored(&spec);
     Ok(Some(Claimed { id, spec, attempt, group_key, created_at, started_at }))
 }
 
@@ -425,7 +516,9 @@ pub struct QueueEntry {
     pub priority: i64,
     #[sqlx(try_from = "String")]
     pub status: JobStatus,
-    pub spec: String,
+    /// Its spec; `None` when the stored spec no longer parses.
+    #[sqlx(try_from = "String")]
+    pub spec: StoredSpec,
     pub epochs_total: i64,
     pub epochs_done: i64,
     pub created_at: i64,
@@ -451,15 +544,16 @@ pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
     }))
 }
 
-/// Mean seconds per epoch of past jobs, by (model, batch size): what a queued job will take.
+/// Mean seconds per epoch of past jobs, by (model, batch size): what a queued job will take
+/// (setups whose rows say nothing of their seconds, damaged ones, are left out).
 pub async fn epoch_seconds_by_setup(pool: &Pool) -> Result<Vec<(String, i64, f64)>, QueueError> {
     Ok(on_db!(Pool, pool, |p, d| {
         let sql = format!(
-            "SELECT {} AS model, {} AS batch, AVG({}) AS seconds \
-             FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY 1, 2",
+            "SELECT {} AS model, {} AS batch, AVG({seconds}) AS seconds \
+             FROM epochs e JOIN jobs j ON j.id = e.job_id GROUP BY 1, 2 HAVING AVG({seconds}) IS NOT NULL",
             d.json_text("j.spec", "model"),
             d.json_i64("j.spec", "batch_size"),
-            d.json_f64("e.metrics", "seconds")
+            seconds = d.json_f64("e.metrics", "seconds")
         );
         sqlx::query_as(&sql).fetch_all(p).await?
     }))
@@ -512,10 +606,11 @@ impl Lease {
         &self,
         pool: &Pool,
         epoch: i64,
-        metrics: &str,
+        metrics: &EpochMetrics,
         now: i64,
         lease_ms: i64,
     ) -> Result<bool, QueueError> {
+        let metrics = &serde_json::to_string(metrics).expect("metrics always serialize");
         const UPSERT: &str = "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
              ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics";
         let progress = [epoch, now + lease_ms];
@@ -600,7 +695,7 @@ impl Lease {
 /// each, whether it is still held.
 pub async fn renew_leases(
     pool: &Pool,
-    leases: &[(Lease, Option<String>)],
+    leases: &[(Lease, Option<Progress>)],
     now: i64,
     lease_ms: i64,
 ) -> Result<Vec<bool>, QueueError> {
@@ -609,6 +704,7 @@ pub async fn renew_leases(
     let mut held = Vec::with_capacity(leases.len());
     let mut tx = pool.begin_write().await?;
     for (l, progress) in leases {
+        let progress = progress.as_ref().map(|p| serde_json::to_string(p).expect("progress always serializes"));
         let n = on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(SQL))
             .bind(now + lease_ms)
             .bind(progress.as_deref())
@@ -657,22 +753,27 @@ pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result
     Ok((requeued, failed))
 }
 
-/// The epochs after `since`, as stored JSON strings, in order.
-pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<String>, QueueError> {
-    const SQL: &str = "SELECT metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch";
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(id).bind(since).fetch_all(p).await?))
+/// The epochs after `since`, in order.
+pub async fn get_metrics(pool: &Pool, id: &str, since: i64) -> Result<Vec<EpochMetrics>, QueueError> {
+    const SQL: &str = "SELECT epoch, metrics FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch";
+    let rows: Vec<(i64, String)> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(id).bind(since).fetch_all(p).await?);
+    rows.iter().map(|(epoch, m)| decode(m, || format!("job {id}'s epoch {epoch}"))).collect()
 }
 
 /// Jobs by status, the oldest queued job's submission time, and the progress of every
-/// running job (`job::Progress` as JSON): the box's state for the Prometheus gauges.
-pub async fn box_state(pool: &Pool) -> Result<(Vec<(String, i64)>, Option<i64>, Vec<String>), QueueError> {
+/// running job: the box's state for the Prometheus gauges.
+pub async fn box_state(pool: &Pool) -> Result<(Vec<(String, i64)>, Option<i64>, Vec<Progress>), QueueError> {
     const COUNTS: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
     const OLDEST: &str = "SELECT MIN(created_at) FROM jobs WHERE status = 'queued'";
-    const PROGRESS: &str = "SELECT progress FROM jobs WHERE status = 'running' AND progress IS NOT NULL";
-    Ok(on_db!(Pool, pool, |p, d| {
+    const PROGRESS: &str = "SELECT id, progress FROM jobs WHERE status = 'running' AND progress IS NOT NULL";
+    let (counts, oldest, progress): (_, _, Vec<(String, String)>) = on_db!(Pool, pool, |p, d| {
         let counts = sqlx::query_as(&d.sql(COUNTS)).fetch_all(p).await?;
         let oldest = sqlx::query_scalar(&d.sql(OLDEST)).fetch_one(p).await?;
-        let progress = sqlx::query_scalar(&d.sql(PROGRESS)).fetch_all(p).await?;
+        let progress = sqlx::query_as(&d.sql(PROGRESS)).fetch_all(p).await?;
         (counts, oldest, progress)
-    }))
+    });
+    let progress =
+        progress.iter().map(|(id, p)| decode(p, || format!("job {id}'s progress"))).collect::<Result<_, _>>()?;
+    Ok((counts, oldest, progress))
 }

@@ -30,6 +30,6 @@ pub mod workers;
 pub use db::{
     backup, compact, connect, display_url, now_ms, open_existing, sqlite_file, Compacted, Dialect, Pool, QueueError,
 };
-pub(crate) use db::{on_db, Tx};
+pub(crate) use db::{decode, on_db, Tx};
 pub use jobs::*;
-pub(crate) use jobs::{create_job_in, lock_queued_count, JOB_COLUMNS};
+pub(crate) use jobs::{create_job_in, lock_queued_count, JobRecord, JOB_COLUMNS};

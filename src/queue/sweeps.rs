@@ -1,16 +1,29 @@
 //! Sweeps: many jobs queued by one request, kept together for their report.
 
-use super::{create_job_in, lock_queued_count, on_db, JobRow, NewJob, OverLimit, Pool, QueueError, JOB_COLUMNS};
+use super::{
+    create_job_in, decode, lock_queued_count, on_db, JobRecord, JobRow, NewJob, OverLimit, Pool, QueueError,
+    JOB_COLUMNS,
+};
+use serde_json::Value;
 use sqlx::FromRow;
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct SweepRow {
     pub seq: i64,
     pub id: String,
     pub owner_id: i64,
     pub name: Option<String>,
-    pub definition: String,
+    /// The request that made it.
+    pub definition: Value,
     pub created_at: i64,
+}
+
+/// A sweep row as stored.
+type SweepRecord = (i64, String, i64, Option<String>, String, i64);
+
+fn sweep_row((seq, id, owner_id, name, definition, created_at): SweepRecord) -> Result<SweepRow, QueueError> {
+    let definition = decode(&definition, || format!("sweep {id}'s definition"))?;
+    Ok(SweepRow { seq, id, owner_id, name, definition, created_at })
 }
 
 /// One job of a sweep to create: the job, its point of the grid, its report sections.
@@ -109,14 +122,18 @@ pub async fn create_sweep(
 
 pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {
     const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE id = ?";
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(id).fetch_optional(p).await?))
+    let record: Option<SweepRecord> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(id).fetch_optional(p).await?);
+    record.map(sweep_row).transpose()
 }
 
 /// Newest first, of one owner (or everyone's).
 pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
     const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps \
          WHERE (?1 IS NULL OR owner_id = ?1) ORDER BY seq DESC LIMIT 200";
-    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?))
+    let records: Vec<SweepRecord> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?);
+    records.into_iter().map(sweep_row).collect()
 }
 
 /// (sweep id, status, jobs) of one owner's sweeps (or everyone's): each sweep's progress.
@@ -126,11 +143,13 @@ pub async fn sweep_status_counts(pool: &Pool, owner: Option<i64>) -> Result<Vec<
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?))
 }
 
-/// A sweep's job with its point and sections.
+/// A sweep's job with its point of the grid and its report sections.
 pub struct SweepJob {
     pub job: JobRow,
-    pub point: String,
-    pub sections: String,
+    /// The settings this job varies (a JSON object).
+    pub point: Value,
+    /// (section key, label) of each report section it is in.
+    pub sections: Vec<(String, String)>,
 }
 
 pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, QueueError> {
@@ -141,10 +160,17 @@ pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, Qu
     #[derive(FromRow)]
     struct Row {
         #[sqlx(flatten)]
-        job: JobRow,
+        job: JobRecord,
         point: String,
         sections: String,
     }
     let rows: Vec<Row> = on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(sweep_id).fetch_all(p).await?);
-    Ok(rows.into_iter().map(|r| SweepJob { job: r.job, point: r.point, sections: r.sections }).collect())
+    rows.into_iter()
+        .map(|r| {
+            let job = JobRow::try_from(r.job)?;
+            let point = decode(&r.point, || format!("job {}'s point in sweep {sweep_id}", job.id))?;
+            let sections = decode(&r.sections, || format!("job {}'s sections in sweep {sweep_id}", job.id))?;
+            Ok(SweepJob { job, point, sections })
+        })
+        .collect()
 }

@@ -158,7 +158,7 @@ impl<'a> GroupDb<'a> {
     fn admit(&mut self, claimed: Vec<Claimed>) -> Vec<(usize, Spec)> {
         let mut out = Vec::new();
         for c in claimed {
-            let spec = match parse_spec(&c.spec) {
+            let spec = match c.spec.clone() {
                 Ok(spec) => spec,
                 Err(e) => {
                     let lease = c.lease();
@@ -279,11 +279,9 @@ impl GroupHost for GroupDb<'_> {
 
     fn record_epoch(&mut self, key: usize, m: &EpochMetrics) -> anyhow::Result<()> {
         let job = &self.members.get(&key).ok_or_else(|| anyhow::anyhow!("no member {key}"))?.lease.lease;
-        let json = serde_json::to_string(m)?;
         let lease = self.at.shared.settings.lease.as_millis() as i64;
-        let ok = self
-            .at
-            .retrying(|| job.record_epoch(&self.at.shared.pool, m.epoch.into(), &json, queue::now_ms(), lease))?;
+        let ok =
+            self.at.retrying(|| job.record_epoch(&self.at.shared.pool, m.epoch.into(), m, queue::now_ms(), lease))?;
         anyhow::ensure!(ok, LEASE_LOST);
         self.at.shared.hub.publish(&job.id);
         self.at.shared.hub.telemetry.epoch(m.seconds);
@@ -369,9 +367,4 @@ impl GroupHost for GroupDb<'_> {
         }
         self.admit(claimed)
     }
-}
-
-/// A stored spec, parsed and checked again.
-pub(super) fn parse_spec(stored: &str) -> Result<Spec, String> {
-    serde_json::from_str(stored).map_err(|e| e.to_string()).and_then(|v| Spec::parse(&v).map_err(|e| e.to_string()))
 }

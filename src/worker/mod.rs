@@ -20,6 +20,7 @@ mod group_db;
 mod trainer;
 
 use crate::hub::Hub;
+use crate::job::Progress;
 use crate::queue::{self, Claimed, Lease, Pool};
 use crate::spec::Spec;
 use std::path::PathBuf;
@@ -78,7 +79,7 @@ impl WorkerSettings {
     /// As `max_group_for`, for a claimed job's stored spec (a spec that does not parse
     /// trains alone, and fails there).
     fn max_group_of(&self, device: Device, claimed: &Claimed) -> usize {
-        group_db::parse_spec(&claimed.spec).map_or(1, |spec| self.max_group_for(device, &spec))
+        claimed.spec.as_ref().map_or(1, |spec| self.max_group_for(device, spec))
     }
 }
 
@@ -167,11 +168,11 @@ impl Worker {
                     let _ = queue::workers::worker_seen(&s.pool, &self.name, job, queue::now_ms()).await;
                     // N.B.: one transaction renews the whole group's leases and carries each
                     // member's progress: no write of its own per batch.
-                    let leases: Vec<(Lease, Option<String>)> = members
+                    let leases: Vec<(Lease, Option<Progress>)> = members
                         .iter()
                         .map(|m| {
                             let news = m.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-                            (m.lease.clone(), news.and_then(|p| serde_json::to_string(&p).ok()))
+                            (m.lease.clone(), news)
                         })
                         .collect();
                     let renewed = queue::renew_leases(&s.pool, &leases, queue::now_ms(), lease).await;

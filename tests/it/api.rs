@@ -656,3 +656,30 @@ fn metrics_read_back_from_json_keep_every_digit() {
     let s = "2.1159428342798497e-7";
     assert_eq!(serde_json::from_str::<f64>(s).unwrap(), s.parse::<f64>().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_value_that_no_longer_reads_is_an_error_naming_the_job_and_a_bad_spec_fails_at_claim() {
+    let app = spawn_app(1).await;
+    let done = app.submit(json!({"model": "linear", "epochs": 1})).await;
+    app.wait_for(&done, 60, status_is("succeeded")).await;
+    // A damaged epoch row: /metrics fails and the error names the job and the epoch; the
+    // row is not silently dropped.
+    let bad = r#"{"epoch": "one"}"#;
+    app.db.execute(&format!("UPDATE epochs SET metrics = '{bad}' WHERE job_id = '{done}'")).await;
+    let (status, _) = app.get(&format!("/jobs/{done}/metrics")).await;
+    assert_eq!(status, 500);
+    let why = trainyard::queue::get_metrics(&app.server.pool, &done, 0).await.unwrap_err().to_string();
+    assert!(why.contains(&format!("job {done}'s epoch 1")), "{why}");
+    // A stored spec that no longer parses: the job is still listed (its spec null) and its
+    // worker fails it at the claim, saying why. The worker is busy meanwhile with a long job.
+    let long = app.submit(json!({"model": "cnn", "epochs": 100, "batch_size": 1})).await;
+    app.wait_for(&long, 60, status_is("running")).await;
+    let queued = app.submit(json!({"model": "linear", "epochs": 1})).await;
+    let damaged = r#"{"model": "resnet", "seed": 1}"#;
+    app.db.execute(&format!("UPDATE jobs SET spec = '{damaged}' WHERE id = '{queued}'")).await;
+    assert!(app.job(&queued).await["spec"].is_null());
+    app.cancel(&long).await;
+    let failed = app.wait_for(&queued, 60, status_is("failed")).await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("model") && error.contains("resnet"), "{error}");
+}

@@ -62,6 +62,21 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs one statement on this database behind the service's back (to damage a stored
+    /// value, say), whichever database it is.
+    pub async fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((server, name)) = &self.postgres {

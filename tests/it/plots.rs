@@ -196,9 +196,8 @@ async fn job_with_epochs(app: &TestApp, spec: Value, epochs: &[EpochMetrics], fi
     let claimed = queue::claim_next_job(pool, "test", "cpu", queue::now_ms(), 60_000, 0).await.unwrap().unwrap();
     assert_eq!(claimed.id, id);
     for m in epochs {
-        let json = serde_json::to_string(m).unwrap();
         assert!(queue::Lease::new(id.as_str(), claimed.attempt)
-            .record_epoch(pool, m.epoch.into(), &json, queue::now_ms(), 60_000)
+            .record_epoch(pool, m.epoch.into(), m, queue::now_ms(), 60_000)
             .await
             .unwrap());
     }
@@ -299,9 +298,8 @@ async fn a_polling_client_gets_304_until_the_plot_changes() {
     // A new epoch changes it.
     let claimed =
         queue::claim_next_job(&app.server.pool, "t", "cpu", queue::now_ms(), 60_000, 0).await.unwrap().unwrap();
-    let m = serde_json::to_string(&curve(1)[0]).unwrap();
     queue::Lease::new(id.as_str(), claimed.attempt)
-        .record_epoch(&app.server.pool, 1, &m, queue::now_ms(), 60_000)
+        .record_epoch(&app.server.pool, 1, &curve(1)[0], queue::now_ms(), 60_000)
         .await
         .unwrap();
     let changed = app.client.get(app.url(&path)).header("If-None-Match", &tag).send().await.unwrap();

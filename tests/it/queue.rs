@@ -1,7 +1,7 @@
 //! The queue's rules, driven directly with a clock the test moves.
 
 use crate::db::TestDb;
-use trainyard::job::JobStatus;
+use trainyard::job::{JobStatus, Progress};
 use trainyard::queue::{self, users, Created, NewJob, Pool};
 
 async fn pool() -> ((tempfile::TempDir, TestDb), Pool) {
@@ -88,7 +88,7 @@ async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
     let (_d, pool) = pool().await;
     add(&pool, "a", 0).await;
     let first = queue::claim_next_job(&pool, "w1", "cpu", 0, LEASE, 0).await.unwrap().unwrap();
-    assert!(queue::Lease::new("a", first.attempt).record_epoch(&pool, 1, "{\"epoch\":1}", 100, LEASE).await.unwrap());
+    assert!(queue::Lease::new("a", first.attempt).record_epoch(&pool, 1, &epoch(1, 0.1), 100, LEASE).await.unwrap());
     // The heartbeat keeps it: not expired at t = 1000 after a renewal at t = 500.
     assert!(queue::Lease::new("a", first.attempt).heartbeat(&pool, 500, LEASE).await.unwrap());
     assert_eq!(queue::requeue_expired(&pool, 1_200, 3).await.unwrap(), (0, 0));
@@ -98,21 +98,12 @@ async fn an_expired_lease_requeues_the_job_and_fences_out_the_old_worker() {
     assert_eq!(second.attempt, 2);
     // The first worker, late, changes nothing.
     assert!(!queue::Lease::new("a", first.attempt).heartbeat(&pool, 1_800, LEASE).await.unwrap());
-    assert!(!queue::Lease::new("a", first.attempt)
-        .record_epoch(&pool, 2, "{\"epoch\":2,\"old\":true}", 1_800, LEASE)
-        .await
-        .unwrap());
+    assert!(!queue::Lease::new("a", first.attempt).record_epoch(&pool, 2, &epoch(2, 0.2), 1_800, LEASE).await.unwrap());
     assert!(!queue::Lease::new("a", first.attempt).finish(&pool, JobStatus::Succeeded, None, 1_800).await.unwrap());
     // The second one writes, upserting epoch 1 rather than adding a row.
-    assert!(queue::Lease::new("a", second.attempt)
-        .record_epoch(&pool, 1, "{\"epoch\":1,\"again\":true}", 1_900, LEASE)
-        .await
-        .unwrap());
-    assert!(queue::Lease::new("a", second.attempt)
-        .record_epoch(&pool, 2, "{\"epoch\":2}", 1_950, LEASE)
-        .await
-        .unwrap());
-    assert_eq!(queue::get_metrics(&pool, "a", 0).await.unwrap(), ["{\"epoch\":1,\"again\":true}", "{\"epoch\":2}"]);
+    assert!(queue::Lease::new("a", second.attempt).record_epoch(&pool, 1, &epoch(1, 0.3), 1_900, LEASE).await.unwrap());
+    assert!(queue::Lease::new("a", second.attempt).record_epoch(&pool, 2, &epoch(2, 0.4), 1_950, LEASE).await.unwrap());
+    assert_eq!(queue::get_metrics(&pool, "a", 0).await.unwrap(), [epoch(1, 0.3), epoch(2, 0.4)]);
     assert!(queue::Lease::new("a", second.attempt).finish(&pool, JobStatus::Succeeded, None, 2_000).await.unwrap());
     let job = queue::get_job(&pool, "a").await.unwrap().unwrap();
     assert_eq!((job.status.as_str(), job.attempt, job.epochs_done), ("succeeded", 2, 2));
@@ -266,14 +257,23 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
     }
     // One transaction renews the whole group's leases, carries progress where there is
     // news (and keeps the last where there is none), and tells which leases are lost.
-    let progress = |i: usize| (i == 0).then(|| r#"{"epoch":1}"#.to_string());
-    let leases: Vec<(queue::Lease, Option<String>)> =
+    let news = Progress {
+        epoch: 1,
+        batches_done: 2,
+        batches_total: 10,
+        samples_per_second: 8.0,
+        epoch_eta_ms: 20,
+        job_eta_ms: 30,
+        at_ms: 10,
+    };
+    let progress = |i: usize| (i == 0).then(|| news.clone());
+    let leases: Vec<(queue::Lease, Option<Progress>)> =
         g.iter().enumerate().map(|(i, c)| (c.lease(), progress(i))).collect();
     assert_eq!(queue::renew_leases(&pool, &leases, 10, LEASE).await.unwrap(), [true; 4]);
     let quiet: Vec<_> = leases.iter().map(|(l, _)| (l.clone(), None)).collect();
     assert_eq!(queue::renew_leases(&pool, &quiet, 10, LEASE).await.unwrap(), [true; 4]);
     let first = queue::get_job(&pool, "a-cnn0").await.unwrap().unwrap();
-    assert_eq!(first.progress.as_deref(), Some(r#"{"epoch":1}"#));
+    assert_eq!(first.progress, Some(news));
     assert_eq!(queue::get_job(&pool, "b-cnn0").await.unwrap().unwrap().progress, None);
     queue::cancel_job(&pool, "a-cnn2", 10).await.unwrap();
     assert_eq!(queue::renew_leases(&pool, &quiet, 10, LEASE).await.unwrap(), [true, true, true, false]);
@@ -399,4 +399,19 @@ async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
     assert_eq!((d.jobs, d.sweeps), (2, 1));
     assert!(queue::sweeps::get_sweep(&pool, "s").await.unwrap().is_none());
     assert!(queue::sweeps::sweep_jobs(&pool, "s").await.unwrap().is_empty());
+}
+
+/// An epoch's row whose test accuracy tells it apart.
+fn epoch(epoch: u32, test_acc: f64) -> trainyard::job::EpochMetrics {
+    trainyard::job::EpochMetrics {
+        epoch,
+        train_loss: Some(1.0),
+        train_acc: 0.5,
+        test_loss: None,
+        test_acc,
+        seconds: 1.0,
+        train_seconds: 0.5,
+        samples_per_second: 100.0,
+        diverged: false,
+    }
 }
