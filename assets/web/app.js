@@ -573,17 +573,6 @@ async function viewJob(id, signal) {
 const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false] };
 const PALETTE = ["#2456c7", "#d1495b", "#1d7a3a", "#9a6700", "#7b3fb5", "#00798c", "#e36414", "#5b6475", "#c9184a", "#3a86ff"];
 
-/// Legend labels as the server's figures make them: every job by its name when each has its
-/// own, otherwise every job by the settings that differ (the seed aside).
-function compareLabels(jobs) {
-  const names = jobs.map((j) => j.name);
-  if (names.every((n) => n) && new Set(names).size === names.length) return names;
-  const keys = [...new Set(jobs.flatMap((j) => Object.keys(j.spec)))].filter((k) => k !== "name" && k !== "seed");
-  const differ = keys.filter((k) => new Set(jobs.map((j) => JSON.stringify(j.spec[k] ?? null))).size > 1);
-  const labels = jobs.map((j) => differ.map((k) => `${k}=${Array.isArray(j.spec[k]) ? j.spec[k].join("+") || "none" : j.spec[k]}`).join(", "));
-  return new Set(labels).size === labels.length && labels.every(Boolean) ? labels : jobs.map((j, i) => (labels[i] ? labels[i] + " · " : "") + jobLabel(j));
-}
-
 async function viewCompare(query, signal) {
   const chosen = new Set((query.get("jobs") || "").split(",").filter(Boolean));
   const metric = METRICS[query.get("metric")] ? query.get("metric") : "test_acc";
@@ -618,7 +607,8 @@ async function viewCompare(query, signal) {
       h("button", { type: "button", class: "secondary", text: "SVG", onclick: () => download(`/plot?${plotQuery}&format=svg`, "comparison.svg") })) : null);
   if (!ids.length) return;
   const [title, percent] = METRICS[metric];
-  const labels = compareLabels(ids.map((id) => known.get(id)));
+  // N.B.: the server names the jobs, as its figures do (GET /compare).
+  const labels = (await api("GET", `/compare?jobs=${ids.join(",")}`)).jobs.map((j) => j.label);
   const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: labels[i], stroke: PALETTE[i % PALETTE.length] })),
     percent ? "accuracy" : "loss", percent);
   const byJob = ids.map(() => new Map());

@@ -5,7 +5,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::AppState;
 use crate::job::EpochMetrics;
-use crate::plot::{self, Figure, Format, Metric, Series, YAxis};
+use crate::plot::{self, Comparison, Figure, Format, Metric, Series, YAxis};
 use crate::queue::{self, JobRow};
 use crate::spec::Spec;
 use axum::extract::{Path, Query, State};
@@ -182,15 +182,14 @@ pub async fn plot_job(
     respond(&state, &headers, opts, vec![job], vec![label], title, subtitle).await
 }
 
-pub async fn plot_jobs(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Query(q): Query<PlotQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let opts = options(&q)?;
-    let mut ids: Vec<&str> =
-        q.jobs.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+/// The jobs `?jobs=` names (1 to `plot::MAX_SERIES`, each once), loaded, with how a
+/// comparison of them tells them apart.
+async fn compared(
+    state: &AppState,
+    user: &CurrentUser,
+    jobs: Option<&str>,
+) -> Result<(Vec<Loaded>, Comparison), ApiError> {
+    let mut ids: Vec<&str> = jobs.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
     if ids.is_empty() || ids.len() > plot::MAX_SERIES {
@@ -202,13 +201,49 @@ pub async fn plot_jobs(
     }
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {
-        jobs.push(load(&state, &user, id).await?);
+        jobs.push(load(state, user, id).await?);
     }
     let described: Vec<(Option<String>, Value)> = jobs.iter().map(|j| (j.row.name.clone(), j.spec.clone())).collect();
     let c = plot::compare(&described);
-    let title = match c.varying.as_slice() {
-        [] => format!("{} jobs compared", jobs.len()),
-        keys => format!("{} jobs: {}", jobs.len(), keys.join(", ")),
-    };
+    Ok((jobs, c))
+}
+
+/// A comparison's title: how many jobs, and what varies.
+fn compare_title(n: usize, c: &Comparison) -> String {
+    match c.varying.as_slice() {
+        [] => format!("{n} jobs compared"),
+        keys => format!("{n} jobs: {}", keys.join(", ")),
+    }
+}
+
+pub async fn plot_jobs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<PlotQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = options(&q)?;
+    let (jobs, c) = compared(&state, &user, q.jobs.as_deref()).await?;
+    let title = compare_title(jobs.len(), &c);
     respond(&state, &headers, opts, jobs, c.labels, title, c.shared).await
+}
+
+/// `GET /compare`: how `/plot` tells the jobs apart (its legend's labels, its title and the
+/// settings they share), so the page's own chart names the jobs as the server's figure does.
+pub async fn compare_jobs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<CompareQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (jobs, c) = compared(&state, &user, q.jobs.as_deref()).await?;
+    let title = compare_title(jobs.len(), &c);
+    let listed: Vec<Value> =
+        jobs.iter().zip(&c.labels).map(|(j, label)| serde_json::json!({"id": j.row.id, "label": label})).collect();
+    Ok(axum::Json(serde_json::json!({"title": title, "shared": c.shared, "varying": c.varying, "jobs": listed})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompareQuery {
+    #[serde(default)]
+    jobs: Option<String>,
 }

@@ -330,7 +330,7 @@ async fn routes_and_openapi_agree() {
     for (method, path) in &routed {
         let target = if path.starts_with("/sweeps") { sweep_id } else { id.as_str() };
         let mut url = app.url(&path.replace("{id}", target).replace("{name}", "bob"));
-        if path == "/plot" {
+        if path == "/plot" || path == "/compare" {
             url.push_str(&format!("?jobs={id}"));
         }
         let (r, anon) = match method.as_str() {

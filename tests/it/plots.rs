@@ -259,6 +259,28 @@ async fn ten_jobs_compare_on_one_chart_each_in_its_colour_and_named_by_what_diff
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_says_the_labels_title_and_shared_settings_the_figure_draws() {
+    let app = spawn_app(0).await;
+    // An mlp beside a cnn: `hidden` applies to one of them only.
+    let mlp = job_with_epochs(&app, json!({"model": "mlp", "epochs": 2, "seed": 1}), &curve(2), true).await;
+    let cnn = job_with_epochs(&app, json!({"model": "cnn", "epochs": 2, "seed": 1}), &curve(2), true).await;
+    let (status, c) = app.get(&format!("/compare?jobs={mlp},{cnn}")).await;
+    assert_eq!(status, 200, "{c}");
+    let labels: Vec<&str> = c["jobs"].as_array().unwrap().iter().map(|j| j["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["model=mlp, hidden=120+84", "model=cnn"], "{c}");
+    assert_eq!(c["jobs"][0]["id"], mlp);
+    let svg = fetch(&app, &format!("/plot?jobs={mlp},{cnn}&format=svg&metric=loss")).await.text().await.unwrap();
+    for label in labels {
+        assert!(svg.contains(&format!(">\n{label}\n<")), "the figure's legend holds {label}");
+    }
+    assert!(svg.contains(c["title"].as_str().unwrap()), "{c}");
+    assert!(svg.contains(c["shared"].as_str().unwrap()), "{c}");
+    // The same limits as /plot.
+    let (status, e) = app.get("/compare?jobs=").await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("jobs")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_plot_requests_get_404_or_400_naming_what_is_allowed() {
     let app = spawn_app(0).await;
     let id = app.submit(json!({})).await;
