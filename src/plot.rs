@@ -521,21 +521,6 @@ fn emptiest_corner(fig: &Figure, values: &[Value], (x_max, y_lo, y_top): (f64, f
         .clone()
 }
 
-/// The settings a title or legend names, in this order.
-const KEY_SETTINGS: [&str; 11] = [
-    "model",
-    "hidden",
-    "activation",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "loss",
-    "augment",
-    "train_limit",
-    "epochs",
-];
-
 fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     let v = spec.get(key)?;
     Some(match v {
@@ -549,9 +534,15 @@ fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     })
 }
 
-/// Settings at their usual value (ReLU, no weight decay, no augmentation) go unsaid.
+/// Settings at their usual value (ReLU, no weight decay, no augmentation: the spec's table
+/// says) go unsaid.
 fn usual(key: &str, value: &str) -> bool {
-    matches!((key, value), ("activation", "relu") | ("weight_decay", "0.0") | ("augment", "none"))
+    crate::spec::field_doc(key).and_then(|d| d.usual) == Some(value)
+}
+
+/// The settings a title or legend names, in the order it names them (the spec's table).
+fn key_settings() -> impl Iterator<Item = &'static str> {
+    crate::spec::legend_fields().into_iter().map(|d| d.name)
 }
 
 /// "cnn · batch_size=4 · lr=0.001 · …": the given keys of a spec, usual values left out.
@@ -565,7 +556,7 @@ fn describe<'k>(spec: &serde_json::Value, keys: impl Iterator<Item = &'k str>) -
 
 /// One spec's key settings, for a title.
 pub fn settings_line(spec: &serde_json::Value) -> String {
-    describe(spec, KEY_SETTINGS.iter().copied())
+    describe(spec, key_settings())
 }
 
 /// 62006 → "62,006".
@@ -598,8 +589,8 @@ pub struct Comparison {
 
 pub fn compare(jobs: &[(Option<String>, serde_json::Value)]) -> Comparison {
     let differs = |k: &str| jobs.iter().any(|(_, s)| setting(s, k) != setting(&jobs[0].1, k));
-    let varying: Vec<&'static str> = KEY_SETTINGS.iter().copied().filter(|k| differs(k)).collect();
-    let shared = describe(&jobs[0].1, KEY_SETTINGS.iter().copied().filter(|k| !differs(k)));
+    let varying: Vec<&'static str> = key_settings().filter(|k| differs(k)).collect();
+    let shared = describe(&jobs[0].1, key_settings().filter(|k| !differs(k)));
     // N.B.: one style for the whole legend: names when every job has its own, otherwise the
     // settings that differ for all (a name beside "batch_size=1, epochs=1" reads as noise).
     let names: Vec<&String> = jobs.iter().filter_map(|(n, _)| n.as_ref()).collect();

@@ -67,10 +67,39 @@ pub struct FieldDoc {
     /// The models the field applies to; empty for all.
     pub models: &'static [&'static str],
     pub help: &'static str,
+    /// Where a figure's title or legend names the setting (lowest first); `None`: never.
+    pub legend: Option<u8>,
+    /// The value a title or legend leaves unsaid, as `plot` writes it ("relu").
+    pub usual: Option<&'static str>,
+    /// Part of `Spec::group_key`: jobs must share it to train as one fused group.
+    pub group: bool,
 }
 
 const fn doc(name: &'static str, input: &'static str, help: &'static str) -> FieldDoc {
-    FieldDoc { name, input, choices: &[], min: None, max: None, models: &[], help }
+    FieldDoc {
+        name,
+        input,
+        choices: &[],
+        min: None,
+        max: None,
+        models: &[],
+        help,
+        legend: None,
+        usual: None,
+        group: false,
+    }
+}
+
+/// The fields a title or legend names, in the order it names them.
+pub fn legend_fields() -> Vec<&'static FieldDoc> {
+    let mut named: Vec<&FieldDoc> = FIELD_DOCS.iter().filter(|d| d.legend.is_some()).collect();
+    named.sort_by_key(|d| d.legend);
+    named
+}
+
+/// The doc of field `name`.
+pub fn field_doc(name: &str) -> Option<&'static FieldDoc> {
+    FIELD_DOCS.iter().find(|d| d.name == name)
 }
 
 /// Every field of `FIELDS`, in that order.
@@ -78,6 +107,8 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     doc("name", "text", "A label for the job, shown in lists and in legends; at most 200 characters."),
     FieldDoc {
         choices: &["cnn", "linear", "mlp"],
+        legend: Some(0),
+        group: true,
         ..doc(
             "model",
             "choice",
@@ -89,11 +120,16 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         min: Some(HIDDEN_WIDTH.0 as f64),
         max: Some(HIDDEN_WIDTH.1 as f64),
         models: &["mlp"],
+        legend: Some(1),
+        group: true,
         ..doc("hidden", "widths", "The hidden layers' widths, 1 to 8 of them, comma-separated (mlp only).")
     },
     FieldDoc {
         choices: &["relu", "none"],
         models: &["cnn", "mlp"],
+        legend: Some(2),
+        usual: Some("relu"),
+        group: true,
         ..doc(
             "activation",
             "choice",
@@ -103,29 +139,49 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         min: Some(EPOCHS.0 as f64),
         max: Some(EPOCHS.1 as f64),
+        legend: Some(10),
         ..doc("epochs", "integer", "Passes over the training set; test accuracy is measured after each.")
     },
     FieldDoc {
         min: Some(BATCH_SIZE.0 as f64),
         max: Some(BATCH_SIZE.1 as f64),
+        legend: Some(3),
+        group: true,
         ..doc("batch_size", "integer", "Images per SGD step.")
     },
-    FieldDoc { min: Some(0.0), ..doc("lr", "number", "The SGD learning rate, above 0.") },
-    FieldDoc { min: Some(0.0), max: Some(1.0), ..doc("momentum", "number", "SGD momentum, from 0 to below 1.") },
-    FieldDoc { min: Some(0.0), ..doc("weight_decay", "number", "L2 penalty on the weights, 0 or more.") },
+    FieldDoc { min: Some(0.0), legend: Some(4), ..doc("lr", "number", "The SGD learning rate, above 0.") },
+    FieldDoc {
+        min: Some(0.0),
+        max: Some(1.0),
+        legend: Some(5),
+        ..doc("momentum", "number", "SGD momentum, from 0 to below 1.")
+    },
+    FieldDoc {
+        min: Some(0.0),
+        legend: Some(6),
+        usual: Some("0.0"),
+        ..doc("weight_decay", "number", "L2 penalty on the weights, 0 or more.")
+    },
     FieldDoc {
         choices: &["cross_entropy", "mse"],
+        legend: Some(7),
         ..doc("loss", "choice", "cross_entropy, or mse: the squared error against one-hot targets.")
     },
-    doc("augment", "augment", "Random resized crops and horizontal flips of the training images."),
+    FieldDoc {
+        legend: Some(8),
+        usual: Some("none"),
+        ..doc("augment", "augment", "Random resized crops and horizontal flips of the training images.")
+    },
     FieldDoc {
         min: Some(0.0),
         ..doc("seed", "integer", "Seeds the weights and the shuffling; drawn at submission when empty, then recorded.")
     },
-    FieldDoc { choices: &["cifar10"], ..doc("dataset", "choice", "The images: CIFAR-10.") },
+    FieldDoc { choices: &["cifar10"], group: true, ..doc("dataset", "choice", "The images: CIFAR-10.") },
     FieldDoc {
         min: Some(1.0),
         max: Some(CIFAR10_TRAIN_IMAGES as f64),
+        legend: Some(9),
+        group: true,
         ..doc("train_limit", "integer", "Train on the first N training images only (a quick try); empty for all 50000.")
     },
 ];
@@ -583,6 +639,30 @@ mod tests {
         let epochs = &docs["fields"][4];
         assert_eq!((epochs["name"].as_str(), epochs["max"].as_f64()), (Some("epochs"), Some(1000.0)));
         assert!(errors(json!({"epochs": 1001}))[0].message.contains("from 1 to 1000"));
+    }
+
+    #[test]
+    fn the_tables_group_fields_are_what_the_group_key_holds() {
+        let base = json!({"model": "mlp", "seed": 1});
+        let other = |field: &str| match field {
+            "name" => json!("x"),
+            "model" => json!("cnn"),
+            "hidden" => json!([10]),
+            "activation" => json!("none"),
+            "loss" => json!("mse"),
+            "augment" => json!(true),
+            "lr" | "momentum" | "weight_decay" => json!(0.5),
+            _ => json!(8),
+        };
+        let key = |v: &Value| Spec::parse(v).unwrap().group_key();
+        for d in FIELD_DOCS.iter().filter(|d| d.choices.len() != 1) {
+            let mut changed = base.clone();
+            changed[d.name] = other(d.name);
+            assert_eq!(key(&changed) != key(&base), d.group, "{}: in the group key or not, as the table says", d.name);
+        }
+        let named: Vec<&str> = legend_fields().iter().map(|d| d.name).collect();
+        assert_eq!(named[..3], ["model", "hidden", "activation"]);
+        assert_eq!(named.last(), Some(&"epochs"));
     }
 
     #[test]
