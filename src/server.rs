@@ -14,6 +14,8 @@ use tracing::info;
 pub struct Server {
     pub addr: std::net::SocketAddr,
     pub pool: queue::Pool,
+    /// The first admin this start created (no user existed), and where its token is.
+    pub created_admin: Option<(String, std::path::PathBuf)>,
     hub: Arc<Hub>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -171,7 +173,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {} (--bind, TRAINYARD_BIND)", cfg.bind))?;
     let pool = open_database(&cfg).await?;
-    bootstrap_admin(&pool, &cfg.admin_token_file).await?;
+    let created_admin = bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, true);
     watch_database(&cfg, &hub);
@@ -197,7 +199,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         info!("stopped");
         Ok(())
     });
-    Ok(Server { addr, pool, hub, task })
+    Ok(Server { addr, pool, created_admin, hub, task })
 }
 
 /// Opens the database; a missing SQLite file that this machine created before is an error
@@ -240,24 +242,29 @@ async fn retention(pool: queue::Pool, days: f64, hub: Arc<Hub>) {
 }
 
 /// With no users at all, makes an admin and writes its token to `path`, readable by its
-/// owner only, so the README's curl session can read it. The token itself is never printed
-/// (a service's output ends up in logs); the path is.
-async fn bootstrap_admin(pool: &queue::Pool, path: &std::path::Path) -> anyhow::Result<()> {
+/// owner only, so the README's curl session can read it; the admin's name and the path when
+/// it did. The token itself is never printed or logged (a service's output ends up in logs).
+async fn bootstrap_admin(
+    pool: &queue::Pool,
+    path: &std::path::Path,
+) -> anyhow::Result<Option<(String, std::path::PathBuf)>> {
     if queue::users::count_users(pool).await? > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let (user, token) = queue::users::add_user(pool, "admin", true, queue::now_ms()).await?;
     crate::token_file::write(path, &token)
         .with_context(|| format!("writing the first admin's token to {}", path.display()))?;
-    // N.B.: on stdout as well as in the log, for the person who ran `make run`.
-    println!("created the first user, {:?} (an admin); its token is in {}", user.name, path.display());
     info!(user = %user.name, token_file = %path.display(), "created the first admin user");
-    Ok(())
+    Ok(Some((user.name, path.to_path_buf())))
 }
 
 /// `trainyard serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let server = start(cfg).await?;
+    if let Some((name, path)) = &server.created_admin {
+        // N.B.: said on stdout as well as in the log, for the person who ran `make run`.
+        crate::cli::say(&format!("created the first user, {name:?} (an admin); its token is in {}", path.display()));
+    }
     wait_for_signal().await;
     server.shutdown();
     server.wait().await

@@ -561,12 +561,12 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// A seed from the OS's randomness (through std's hasher keys) mixed with the clock.
 /// A fresh seed for a spec that names none (below 2^53, so JSON clients keep it exact).
 pub fn draw_seed() -> u64 {
     rand_seed() % DRAWN_SEED_LIMIT
 }
 
+/// A seed from the OS's randomness (through std's hasher keys) mixed with the clock.
 fn rand_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -68,6 +68,11 @@ enum DataCommand {
     },
 }
 
+/// A line for the person at the terminal (the service itself speaks through tracing).
+pub fn say(line: &str) {
+    println!("{line}");
+}
+
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {

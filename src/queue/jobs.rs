@@ -205,6 +205,7 @@ pub(crate) async fn lock_queued_count(tx: &mut Tx, owner: i64) -> Result<i64, Qu
 
 /// Queues `job` unless its owner has `max_queued` jobs queued already. A retried request
 /// (the same idempotency key) gets its job back even at the limit.
+#[tracing::instrument(level = "debug", skip_all, fields(job.id = %job.id, owner = job.owner_id))]
 pub async fn create_job(pool: &Pool, job: NewJob<'_>, max_queued: i64) -> Result<Created, QueueError> {
     let mut tx = pool.begin_write().await?;
     let queued = lock_queued_count(&mut tx, job.owner_id).await?;
@@ -286,6 +287,7 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn cancel_job(pool: &Pool, id: &str, now: i64) -> Result<CancelOutcome, QueueError> {
     let mut tx = pool.begin_write().await?;
     let status: Option<String> = on_db!(Tx, &mut tx, |t, d| sqlx::query_scalar(
@@ -435,6 +437,7 @@ async fn claim_in(
 /// its group key, also in the fair order (so the per-owner running limit holds for each),
 /// up to `max_group(&head)` in all. Empty when nothing can be claimed. On PostgreSQL each
 /// pick skips rows another claim holds, so no job lands in two groups.
+#[tracing::instrument(level = "debug", skip_all, fields(worker = %terms.worker, group.id = %group_id))]
 pub async fn claim_group(
     pool: &Pool,
     terms: &ClaimTerms<'_>,
@@ -477,6 +480,7 @@ async fn claim_while(
 /// the fair order's next job has `group_key`, it joins, up to `room`. A job of another
 /// shape at the head of the queue stops the joining, so a group that keeps taking newcomers
 /// never keeps anyone else waiting longer than its members already do.
+#[tracing::instrument(level = "debug", skip_all, fields(worker = %terms.worker, group.id = %group_id, room))]
 pub async fn claim_joiners(
     pool: &Pool,
     terms: &ClaimTerms<'_>,
@@ -602,6 +606,7 @@ impl Lease {
     }
 
     /// Upserts one epoch's metrics, advances `epochs_done` and renews the lease, fenced.
+    #[tracing::instrument(level = "debug", skip_all, fields(job.id = %self.id, attempt = self.attempt, epoch))]
     pub async fn record_epoch(
         &self,
         pool: &Pool,
@@ -630,6 +635,7 @@ impl Lease {
     }
 
     /// Ends the attempt as `succeeded` or `failed`, fenced.
+    #[tracing::instrument(level = "debug", skip_all, fields(job.id = %self.id, attempt = self.attempt, status = %status))]
     pub async fn finish(
         &self,
         pool: &Pool,
@@ -671,8 +677,10 @@ impl Lease {
         Ok(n == 1)
     }
 
-    /// Puts the job back in the queue without charging the attempt (a graceful shutdown).
-    pub async fn release(&self, pool: &Pool) -> Result<bool, QueueError> {
+    /// Puts the job back in the queue at `now` without charging the attempt (a graceful
+    /// shutdown, the box's trouble).
+    #[tracing::instrument(level = "debug", skip_all, fields(job.id = %self.id, attempt = self.attempt))]
+    pub async fn release(&self, pool: &Pool, now: i64) -> Result<bool, QueueError> {
         const SQL: &str = "UPDATE jobs SET status = 'queued', attempt = attempt - 1, worker = NULL, device = NULL, \
              lease_expires_at = NULL, progress = NULL WHERE id = ? AND attempt = ? AND status = 'running'";
         let mut tx = pool.begin_write().await?;
@@ -683,7 +691,7 @@ impl Lease {
             .await?
             .rows_affected());
         if n == 1 {
-            super::events::log(&mut tx, &self.id, "status", "queued", super::now_ms()).await?;
+            super::events::log(&mut tx, &self.id, "status", "queued", now).await?;
         }
         tx.commit().await?;
         Ok(n == 1)
@@ -691,8 +699,9 @@ impl Lease {
 }
 
 /// Renews every lease of a group in one transaction (one commit, however many members),
-/// with each member's in-epoch progress (`job::Progress` as JSON) when there is news; for
+/// with each member's in-epoch progress when there is news; for
 /// each, whether it is still held.
+#[tracing::instrument(level = "debug", skip_all, fields(leases = leases.len()))]
 pub async fn renew_leases(
     pool: &Pool,
     leases: &[(Lease, Option<Progress>)],
@@ -721,6 +730,7 @@ pub async fn renew_leases(
 
 /// Jobs whose worker died: back to the queue (they resume from their checkpoint), or failed
 /// once they used `max_attempts`. Returns (requeued, failed).
+#[tracing::instrument(level = "debug", skip(pool))]
 pub async fn requeue_expired(pool: &Pool, now: i64, max_attempts: i64) -> Result<(u64, u64), QueueError> {
     const FAIL: &str = "UPDATE jobs SET status = 'failed', finished_at = ?1, lease_expires_at = NULL, \
            error = 'the worker running it stopped responding ' || CAST(attempt AS TEXT) \

@@ -7,7 +7,7 @@
 //!
 //! Where the bytes are kept is a `CheckpointStore`: a directory for `trainyard train`
 //! (`DirStore`), the queue's database for the service (so any machine's worker can resume
-//! a job; see `worker::JobDb`).
+//! a job; see `worker::group_db::JobStore`).
 
 use super::metrics::EpochMetrics;
 use super::model::Architecture;

@@ -123,6 +123,7 @@ impl<'a> GroupDb<'a> {
         self.members.keys().copied().collect()
     }
 
+    #[tracing::instrument(skip_all, fields(group.id = %self.group_id, worker = %self.at.worker))]
     pub(super) fn run(&mut self, first: Vec<Claimed>) {
         let problem = format!("data@{}", self.at.worker.split('/').next().unwrap_or_default());
         let pool = &self.at.shared.pool;
@@ -132,7 +133,7 @@ impl<'a> GroupDb<'a> {
                 // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,
                 // and workers try again after the retry interval or once the data changes.
                 for c in first {
-                    let _ = self.at.handle.block_on(c.lease().release(pool));
+                    let _ = self.at.handle.block_on(c.lease().release(pool, queue::now_ms()));
                 }
                 let _ = self.at.handle.block_on(queue::problems::set_problem(pool, &problem, &e, queue::now_ms()));
                 self.at.shared.datasets.block(&self.at.shared.settings);
@@ -204,7 +205,7 @@ impl<'a> GroupDb<'a> {
     async fn release_when_writable(&self, job: &Lease) -> bool {
         let storage = &self.at.shared.hub.storage;
         loop {
-            let released = job.release(&self.at.shared.pool).await;
+            let released = job.release(&self.at.shared.pool, queue::now_ms()).await;
             storage.outcome("putting a stopped job back in the queue", &released);
             if let Ok(released) = released {
                 return released;
@@ -232,7 +233,7 @@ impl<'a> GroupDb<'a> {
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) if self.at.shared.shutting_down() => {
-                if job.release(pool).await? {
+                if job.release(pool, now).await? {
                     info!(job.id = %id, epochs_done, "shutting down: job put back in the queue");
                 }
             }

@@ -117,6 +117,7 @@ impl Worker {
     }
 
     /// Claims and trains at most one group; false when the queue had nothing.
+    #[instrument(level = "debug", skip_all, fields(worker = %self.name))]
     pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
         let s = &self.shared;
         // N.B.: while the database is in trouble, and for a lease after, an expired lease may
@@ -195,6 +196,7 @@ impl Worker {
     }
 
     /// Claims groups until shutdown; idle, it waits for a wake-up or polls now and then.
+    #[instrument(skip_all, fields(worker = %self.name))]
     pub async fn run(self) {
         let mut shutdown = self.shared.hub.closing();
         let pool = &self.shared.pool;
