@@ -137,7 +137,6 @@ async fn the_apis_answers_are_byte_for_byte_as_recorded() {
     .await;
     assert_eq!(code, 201, "{sweep}");
     let sid = sweep["id"].as_str().unwrap().to_string();
-    s.record_json("sweep created", &sweep);
     let done = crate::helpers::poll(&app.client, &app.url(&format!("/sweeps/{sid}")), 120, |v| {
         v["jobs"].as_array().is_some_and(|j| j.iter().all(|j| j["status"] == "succeeded"))
     })
@@ -155,6 +154,14 @@ async fn the_apis_answers_are_byte_for_byte_as_recorded() {
         idle.submit(body).await;
     }
     s.record_json("queue", &idle.get("/queue").await.1);
+    // A sweep's answer as created (its jobs queued: this server claims nothing).
+    let (code, created) = crate::helpers::status_of(idle.client.post(idle.url("/sweeps")).json(&json!({
+        "name": "golden lrs", "base": {"model": "linear", "epochs": 1, "batch_size": 20, "seed": 3},
+        "vary": {"lr": [0.01, 0.1]}
+    })))
+    .await;
+    assert_eq!(code, 201, "{created}");
+    s.record_json("sweep created", &created);
     s.record_json("queued jobs", &idle.get("/jobs").await.1);
 
     let got: String = s.out.iter().map(|(label, v)| format!("## {label}\n{v}\n")).collect();
