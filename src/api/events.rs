@@ -9,6 +9,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::jobs::{job_json, load, progress_json, rfc3339};
 use super::AppState;
+use super::Route;
 use crate::job::JobStatus;
 use crate::queue;
 use crate::queue::events::{Logged, Scope};
@@ -260,4 +261,9 @@ pub async fn all_events(
         }
     });
     Ok(respond(rx))
+}
+
+/// The event streams: one job's, and everything of the caller's jobs.
+pub(super) fn routes() -> Vec<Route> {
+    vec![Route::get("/jobs/{id}/events", &[], job_events), Route::get("/events", &[], all_events)]
 }

@@ -4,6 +4,7 @@ use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::AppState;
+use super::Route;
 use crate::job::JobStatus;
 use crate::queue::{self, CancelOutcome, Created, JobRow, NewJob, OverLimit};
 use crate::schedule::{self, Planned};
@@ -608,4 +609,20 @@ pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> R
         })
         .collect();
     Ok(Json(json!({"workers": workers})))
+}
+
+/// The job routes: submit, list, show, change, cancel; metrics, weights; the queue and its workers.
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/jobs", create_job),
+        Route::get("/jobs", &["status", "limit", "cursor", "owner"], list_jobs),
+        Route::get("/jobs/{id}", &[], get_job),
+        Route::patch("/jobs/{id}", update_job),
+        Route::post("/jobs/{id}/cancel", cancel_job),
+        Route::post("/jobs/cancel", cancel_jobs),
+        Route::get("/jobs/{id}/metrics", &["since", "format"], get_metrics),
+        Route::get("/jobs/{id}/model", &[], get_model),
+        Route::get("/queue", &[], get_queue),
+        Route::get("/workers", &[], list_workers),
+    ]
 }

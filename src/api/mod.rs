@@ -1,5 +1,6 @@
-//! The HTTP API. Every route is listed once in `ROUTES`, which builds the router and which a
-//! test holds against openapi.yaml.
+//! The HTTP API. Each resource's module lists its routes (`routes()`: method, path, query
+//! parameters, handler); `router` builds the API from them, and a test holds them against
+//! openapi.yaml.
 
 pub mod access;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod web;
 use crate::hub::Hub;
 use crate::queue::Pool;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post, MethodRouter};
@@ -155,78 +157,67 @@ impl Limits {
 /// The OpenAPI document, served as is.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
-/// (method, path) of every route, as openapi.yaml writes them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/openapi.yaml"),
-    ("get", "/me"),
-    ("get", "/spec"),
-    ("post", "/jobs"),
-    ("get", "/jobs"),
-    ("get", "/jobs/{id}"),
-    ("patch", "/jobs/{id}"),
-    ("get", "/queue"),
-    ("get", "/workers"),
-    ("post", "/jobs/{id}/cancel"),
-    ("post", "/jobs/cancel"),
-    ("get", "/jobs/{id}/metrics"),
-    ("get", "/jobs/{id}/events"),
-    ("get", "/events"),
-    ("get", "/metrics"),
-    ("get", "/jobs/{id}/plot"),
-    ("get", "/jobs/{id}/model"),
-    ("get", "/plot"),
-    ("get", "/compare"),
-    ("post", "/sweeps"),
-    ("get", "/sweeps"),
-    ("get", "/sweeps/{id}"),
-    ("post", "/sweeps/{id}/cancel"),
-    ("get", "/sweeps/{id}/plot"),
-    ("get", "/sweeps/{id}/report"),
-    ("get", "/users"),
-    ("post", "/users"),
-    ("post", "/users/{name}/revoke"),
-    ("post", "/users/{name}/token"),
-];
+/// One route: its method and path as openapi.yaml writes them, the query parameters it
+/// takes (any other is a 400), and its handler. Each resource's module lists its own
+/// (`routes()`); `router` builds the whole API from them and a test holds them against
+/// openapi.yaml.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub query: &'static [&'static str],
+    handler: MethodRouter<AppState>,
+}
 
-/// The query parameters each route takes (as openapi.yaml lists them); any other is a 400.
-pub fn query_params(method: &str, path: &str) -> &'static [&'static str] {
-    const PLOT: &[&str] = &["metric", "format", "width", "height", "y"];
-    match (method, path) {
-        ("get", "/jobs") => &["status", "limit", "cursor", "owner"],
-        ("get", "/jobs/{id}/metrics") => &["since", "format"],
-        ("get", "/jobs/{id}/plot") => PLOT,
-        ("get", "/plot") => &["jobs", "metric", "format", "width", "height", "y"],
-        ("get", "/compare") => &["jobs"],
-        ("get", "/sweeps/{id}/plot") => &["section", "metric", "format", "width", "height", "y"],
-        ("get", "/sweeps/{id}/report") => &["format"],
-        _ => &[],
+impl Route {
+    pub(crate) fn get<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        query: &'static [&'static str],
+        h: H,
+    ) -> Route {
+        Route { method: "get", path, query, handler: get(h) }
     }
+
+    pub(crate) fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+        Route { method: "post", path, query: &[], handler: post(h) }
+    }
+
+    pub(crate) fn patch<H: Handler<T, AppState>, T: 'static>(path: &'static str, h: H) -> Route {
+        Route { method: "patch", path, query: &[], handler: patch(h) }
+    }
+}
+
+/// The query parameters of the plot routes.
+pub(crate) const PLOT_QUERY: &[&str] = &["metric", "format", "width", "height", "y"];
+
+/// Every route of the API, resource by resource.
+pub fn routes() -> Vec<Route> {
+    let own = vec![
+        Route::get("/healthz", &[], healthz),
+        Route::get("/readyz", &[], readyz),
+        Route::get("/openapi.yaml", &[], openapi),
+        Route::get("/spec", &[], get_spec),
+        Route::get("/metrics", &[], telemetry::scrape),
+    ];
+    [own, jobs::routes(), events::routes(), plots::routes(), sweeps::routes(), users::routes()]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Holds the query string to the body's standard: an unknown parameter (a typo such as
 /// `?stauts=`) or one given twice is a 400 in the JSON error shape naming what is allowed,
 /// never silently ignored.
-async fn check_query(
-    matched: axum::extract::MatchedPath,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    // N.B.: axum answers HEAD with the GET route.
-    let method = if req.method() == axum::http::Method::HEAD {
-        "get".into()
-    } else {
-        req.method().as_str().to_ascii_lowercase()
-    };
-    let allowed = query_params(&method, matched.as_str());
+fn check_query(
+    (method, path, allowed): (&str, &str, &[&str]),
+    req: &axum::extract::Request,
+) -> Result<(), error::ApiError> {
     let mut seen: Vec<String> = Vec::new();
     for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let raw = pair.split('=').next().unwrap_or_default();
         let key = percent_decode(raw);
         let problem = if !allowed.contains(&key.as_str()) {
             Some(if allowed.is_empty() {
-                format!("unknown query parameter {key:?}: {} {} takes none", method.to_uppercase(), matched.as_str())
+                format!("unknown query parameter {key:?}: {} {} takes none", method.to_uppercase(), path)
             } else {
                 format!("unknown query parameter {key:?}; allowed: {}", allowed.join(", "))
             })
@@ -236,11 +227,11 @@ async fn check_query(
             None
         };
         if let Some(message) = problem {
-            return error::ApiError::BadRequest { code: "bad_query", message, field: Some(key) }.into_response();
+            return Err(error::ApiError::BadRequest { code: "bad_query", message, field: Some(key) });
         }
         seen.push(key);
     }
-    next.run(req).await
+    Ok(())
 }
 
 /// A query key with its %XX escapes and '+' decoded (keys are ASCII names; anything else
@@ -325,51 +316,22 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     axum::response::Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
-    match (method, path) {
-        ("get", "/healthz") => get(healthz),
-        ("get", "/readyz") => get(readyz),
-        ("get", "/openapi.yaml") => get(openapi),
-        ("get", "/me") => get(users::get_me),
-        ("get", "/spec") => get(get_spec),
-        ("post", "/jobs") => post(jobs::create_job),
-        ("get", "/jobs") => get(jobs::list_jobs),
-        ("get", "/jobs/{id}") => get(jobs::get_job),
-        ("patch", "/jobs/{id}") => patch(jobs::update_job),
-        ("get", "/queue") => get(jobs::get_queue),
-        ("get", "/workers") => get(jobs::list_workers),
-        ("post", "/jobs/{id}/cancel") => post(jobs::cancel_job),
-        ("post", "/jobs/cancel") => post(jobs::cancel_jobs),
-        ("get", "/jobs/{id}/metrics") => get(jobs::get_metrics),
-        ("get", "/jobs/{id}/events") => get(events::job_events),
-        ("get", "/events") => get(events::all_events),
-        ("get", "/metrics") => get(telemetry::scrape),
-        ("get", "/jobs/{id}/plot") => get(plots::plot_job),
-        ("get", "/jobs/{id}/model") => get(jobs::get_model),
-        ("get", "/plot") => get(plots::plot_jobs),
-        ("get", "/compare") => get(plots::compare_jobs),
-        ("post", "/sweeps") => post(sweeps::create_sweep),
-        ("get", "/sweeps") => get(sweeps::list_sweeps),
-        ("get", "/sweeps/{id}") => get(sweeps::get_sweep),
-        ("post", "/sweeps/{id}/cancel") => post(sweeps::cancel_sweep),
-        ("get", "/sweeps/{id}/plot") => get(sweeps::plot_sweep),
-        ("get", "/sweeps/{id}/report") => get(sweeps::get_report),
-        ("get", "/users") => get(users::list_users),
-        ("post", "/users") => post(users::create_user),
-        ("post", "/users/{name}/revoke") => post(users::revoke_user),
-        ("post", "/users/{name}/token") => post(users::rotate_token),
-        _ => unreachable!("ROUTES and handler() list the same routes"),
-    }
-}
-
 pub fn router(state: AppState) -> Router {
     // A path given twice (GET and POST /jobs) gets its method routers merged by axum.
     let mut router = Router::new();
-    for (method, path) in ROUTES {
-        router = router.route(path, handler(method, path));
+    for route in routes() {
+        let rule = (route.method, route.path, route.query);
+        let checked = route.handler.route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match check_query(rule, &req) {
+                    Ok(()) => next.run(req).await,
+                    Err(e) => e.into_response(),
+                }
+            },
+        ));
+        router = router.route(route.path, checked);
     }
     router
-        .route_layer(axum::middleware::from_fn(check_query))
         .merge(web::router())
         .route_layer(axum::middleware::from_fn(access::note_route))
         .fallback(|| async { error::ApiError::NotFound("no such route; see GET /openapi.yaml".into()) })

@@ -4,6 +4,7 @@
 use super::auth::CurrentUser;
 use super::error::ApiError;
 use super::AppState;
+use super::{Route, PLOT_QUERY};
 use crate::job::EpochMetrics;
 use crate::plot::{self, Comparison, Figure, Format, Metric, Series, YAxis};
 use crate::queue::{self, JobRow};
@@ -246,4 +247,13 @@ pub async fn compare_jobs(
 pub struct CompareQuery {
     #[serde(default)]
     jobs: Option<String>,
+}
+
+/// The figures of jobs, and how a comparison names them.
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/jobs/{id}/plot", PLOT_QUERY, plot_job),
+        Route::get("/plot", &["jobs", "metric", "format", "width", "height", "y"], plot_jobs),
+        Route::get("/compare", &["jobs"], compare_jobs),
+    ]
 }

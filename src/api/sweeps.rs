@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::json::JsonBody;
 use super::plots::{options, respond, Loaded, PlotQuery};
 use super::AppState;
+use super::Route;
 use crate::job::EpochMetrics;
 use crate::queue::sweeps::{self, NewSweepJob, SweepCreated, SweepJob, SweepRow};
 use crate::queue::{self, CancelOutcome, NewJob, Pool};
@@ -408,4 +409,16 @@ pub async fn plot_sweep(
     let specs: Vec<(Option<String>, Value)> = loaded.iter().map(|l| (None, l.spec.clone())).collect();
     let shared = if specs.is_empty() { String::new() } else { crate::plot::compare(&specs).shared };
     respond(&state, &headers, opts, loaded, labels, title, shared).await
+}
+
+/// The sweep routes: create, list, show, cancel, its figures and its report.
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/sweeps", create_sweep),
+        Route::get("/sweeps", &[], list_sweeps),
+        Route::get("/sweeps/{id}", &[], get_sweep),
+        Route::post("/sweeps/{id}/cancel", cancel_sweep),
+        Route::get("/sweeps/{id}/plot", &["section", "metric", "format", "width", "height", "y"], plot_sweep),
+        Route::get("/sweeps/{id}/report", &["format"], get_report),
+    ]
 }

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::jobs::rfc3339;
 use super::json::JsonBody;
 use super::AppState;
+use super::Route;
 use crate::queue::users::{self, User, UserError};
 use crate::queue::{self};
 use axum::extract::{Path, State};
@@ -168,4 +169,15 @@ pub async fn rotate_token(
     replace_token_file(&state.admin_token_file, &old, &token);
     tracing::info!(user.name = %name, by = %user.0.name, "token re-issued");
     Ok(Json(with_token(&reread(&state, &name).await?, &token)))
+}
+
+/// The caller's account, and the users admins manage.
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/me", &[], get_me),
+        Route::get("/users", &[], list_users),
+        Route::post("/users", create_user),
+        Route::post("/users/{name}/revoke", revoke_user),
+        Route::post("/users/{name}/token", rotate_token),
+    ]
 }

@@ -273,11 +273,12 @@ async fn routes_and_openapi_agree() {
         }
     }
     let routed: BTreeSet<(String, String)> =
-        trainyard::api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        trainyard::api::routes().iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
     assert_eq!(documented, routed);
     // Each route takes exactly the query parameters openapi.yaml lists for it.
     let shared = &doc["components"]["parameters"];
-    for (method, path) in trainyard::api::ROUTES {
+    for route in trainyard::api::routes() {
+        let (method, path) = (&route.method, &route.path);
         let params = doc["paths"][*path][*method]["parameters"].as_sequence().cloned().unwrap_or_default();
         let mut listed: Vec<String> = params
             .iter()
@@ -289,7 +290,7 @@ async fn routes_and_openapi_agree() {
             .map(|p| p["name"].as_str().unwrap().to_string())
             .collect();
         listed.sort();
-        let mut taken: Vec<String> = trainyard::api::query_params(method, path).iter().map(|s| s.to_string()).collect();
+        let mut taken: Vec<String> = route.query.iter().map(|s| s.to_string()).collect();
         taken.sort();
         assert_eq!(listed, taken, "{method} {path}");
         // Every status the server can send on the route is documented: 400 for a bad query
