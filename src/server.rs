@@ -258,16 +258,13 @@ async fn bootstrap_admin(
     Ok(Some((user.name, path.to_path_buf())))
 }
 
-/// `trainyard serve`: runs until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let server = start(cfg).await?;
-    if let Some((name, path)) = &server.created_admin {
-        // N.B.: said on stdout as well as in the log, for the person who ran `make run`.
-        crate::cli::say(&format!("created the first user, {name:?} (an admin); its token is in {}", path.display()));
+impl Server {
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully (`trainyard serve`).
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        self.shutdown();
+        self.wait().await
     }
-    wait_for_signal().await;
-    server.shutdown();
-    server.wait().await
 }
 
 async fn wait_for_signal() {

@@ -183,13 +183,8 @@ pub async fn plot_job(
     respond(&state, &headers, opts, vec![job], vec![label], title, subtitle).await
 }
 
-/// The jobs `?jobs=` names (1 to `plot::MAX_SERIES`, each once), loaded, with how a
-/// comparison of them tells them apart.
-async fn compared(
-    state: &AppState,
-    user: &CurrentUser,
-    jobs: Option<&str>,
-) -> Result<(Vec<Loaded>, Comparison), ApiError> {
+/// The job ids `?jobs=` names: 1 to `plot::MAX_SERIES`, each once.
+fn chosen(jobs: Option<&str>) -> Result<Vec<&str>, ApiError> {
     let mut ids: Vec<&str> = jobs.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
@@ -200,13 +195,13 @@ async fn compared(
             format!("jobs must list 1 to {} job ids separated by commas, got {}", plot::MAX_SERIES, ids.len()),
         ));
     }
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        jobs.push(load(state, user, id).await?);
-    }
+    Ok(ids)
+}
+
+/// How a comparison of `jobs` tells them apart.
+fn comparison(jobs: &[Loaded]) -> Comparison {
     let described: Vec<(Option<String>, Value)> = jobs.iter().map(|j| (j.row.name.clone(), j.spec.clone())).collect();
-    let c = plot::compare(&described);
-    Ok((jobs, c))
+    plot::compare(&described)
 }
 
 /// A comparison's title: how many jobs, and what varies.
@@ -224,7 +219,11 @@ pub async fn plot_jobs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let opts = options(&q)?;
-    let (jobs, c) = compared(&state, &user, q.jobs.as_deref()).await?;
+    let mut jobs = Vec::new();
+    for id in chosen(q.jobs.as_deref())? {
+        jobs.push(load(&state, &user, id).await?);
+    }
+    let c = comparison(&jobs);
     let title = compare_title(jobs.len(), &c);
     respond(&state, &headers, opts, jobs, c.labels, title, c.shared).await
 }
@@ -236,7 +235,12 @@ pub async fn compare_jobs(
     user: CurrentUser,
     Query(q): Query<CompareQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let (jobs, c) = compared(&state, &user, q.jobs.as_deref()).await?;
+    // N.B.: labels come from the specs alone: no job's epochs are read.
+    let mut jobs = Vec::new();
+    for id in chosen(q.jobs.as_deref())? {
+        jobs.push(Loaded::new(super::jobs::load(&state, &user, id).await?, Vec::new()));
+    }
+    let c = comparison(&jobs);
     let title = compare_title(jobs.len(), &c);
     let listed: Vec<Value> =
         jobs.iter().zip(&c.labels).map(|(j, label)| serde_json::json!({"id": j.row.id, "label": label})).collect();

@@ -68,17 +68,20 @@ enum DataCommand {
     },
 }
 
-/// A line for the person at the terminal (the service itself speaks through tracing).
-pub fn say(line: &str) {
-    println!("{line}");
-}
-
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(cfg) => {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-                rt.block_on(crate::server::serve(cfg))
+                rt.block_on(async {
+                    let server = crate::server::start(cfg).await?;
+                    if let Some((name, path)) = &server.created_admin {
+                        // N.B.: said on stdout as well as in the log, for the person who ran
+                        // `make run`; the service itself speaks through tracing.
+                        println!("created the first user, {name:?} (an admin); its token is in {}", path.display());
+                    }
+                    server.run_until_signal().await
+                })
             }
             Command::Data { command: DataCommand::Synthetic { data_dir, per_file } } => {
                 crate::train::data::write_synthetic(&data_dir, per_file, per_file, 1)?;
