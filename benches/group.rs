@@ -10,7 +10,7 @@ use serde_json::json;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use trainyard::spec::Spec;
-use trainyard::train::data::Cifar10;
+use trainyard::train::data::Data;
 use trainyard::train::metrics::{EpochMetrics, VecSink};
 use trainyard::train::{self, CheckpointStore, GroupHost, GroupOptions, Outcome, TrainError, TrainOptions};
 
@@ -61,7 +61,8 @@ fn main() {
     let model = env_or("MODEL", "cnn");
     let batch: u32 = env_or("BATCH", "4").parse().expect("a number");
     let device = trainyard::device::parse_device(&env_or("DEVICE", "cpu")).expect("cpu or cuda[:N]");
-    let data = Cifar10::load(std::path::Path::new(&dir), device).expect("CIFAR-10 in CIFAR_BIN");
+    let data =
+        Data::load(&trainyard::dataset::CIFAR10, std::path::Path::new(&dir), device).expect("CIFAR-10 in CIFAR_BIN");
     tch::set_num_threads(threads);
     println!(
         "{model} batch {batch}, {limit} training images per epoch, {} test images, {threads} torch threads, {}",

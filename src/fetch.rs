@@ -54,9 +54,10 @@ pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
 /// Writes the archive's `cifar-10-batches-bin/<expected file>` entries into `dir`, each
 /// through a temporary file and a rename; anything else in the archive is skipped.
 pub fn unpack(archive: &[u8], dir: &Path) -> anyhow::Result<()> {
-    use crate::train::data::{TEST_FILE, TRAIN_FILES};
+    let cifar = &crate::dataset::CIFAR10;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let wanted: Vec<&str> = TRAIN_FILES.iter().copied().chain([TEST_FILE, "batches.meta.txt"]).collect();
+    let files: Vec<&str> = cifar.train_files.iter().chain(cifar.test_files).copied().collect();
+    let wanted: Vec<&str> = files.iter().copied().chain(["batches.meta.txt"]).collect();
     let mut found = 0;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for entry in tar.entries().context("reading the archive")? {
@@ -74,7 +75,7 @@ pub fn unpack(archive: &[u8], dir: &Path) -> anyhow::Result<()> {
         std::fs::rename(&tmp, dir.join(&name))?;
         found += 1;
     }
-    if found < TRAIN_FILES.len() + 1 {
+    if found < files.len() {
         bail!("the archive lacks some of the CIFAR-10 binary files (found {found})");
     }
     Ok(())

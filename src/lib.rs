@@ -18,20 +18,25 @@
 //! - `server`: `trainyard serve`, the API and workers in one process.
 //! - `fetch`: `trainyard data fetch`.
 //! - `plot`: pure: metrics in, PNG or SVG bytes out.
-//! - `spec`: the experiment spec — parse, defaults, validation.
+//! - `spec`: the experiment spec — parse, defaults, validation — and its table of fields.
+//! - `network`: a spec's network as plain data: layers, shapes, parameters, memory.
+//! - `dataset`: the datasets a spec can name: image shape, classes, splits, normalisation.
 //! - `sweep`: pure: a sweep request (a grid, or the assignment preset) → the jobs to queue.
 //! - `report`: pure: a sweep's report as self-contained HTML or Markdown.
-//! - `train`: blocking training code: data, models, augmentation, SGD, the loop, checkpoints.
+//! - `train`: blocking training code: data, models, augmentation, optimisers, the loop,
+//!   checkpoints.
 //! - `device`: naming and checking torch devices.
 //! - `cli`: the `trainyard` command's subcommands.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod device;
 pub mod fetch;
 pub mod hub;
 pub mod job;
+pub mod network;
 pub mod plot;
 pub mod queue;
 pub mod report;

@@ -2,12 +2,10 @@
 //! tutorial's value as default. `Spec::parse` is the only way in; it reports every
 //! problem at once, each naming its field and what is allowed.
 
+use crate::dataset::Dataset;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
-
-/// Training images in CIFAR-10, the most `train_limit` can take.
-pub const CIFAR10_TRAIN_IMAGES: u64 = 50_000;
 
 /// Longest name of a job or a sweep, in characters.
 pub const NAME_CHARS: usize = 200;
@@ -176,10 +174,10 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         min: Some(0.0),
         ..doc("seed", "integer", "Seeds the weights and the shuffling; drawn at submission when empty, then recorded.")
     },
-    FieldDoc { choices: &["cifar10"], group: true, ..doc("dataset", "choice", "The images: CIFAR-10.") },
+    FieldDoc { choices: crate::dataset::NAMES, group: true, ..doc("dataset", "choice", "The images: CIFAR-10.") },
     FieldDoc {
         min: Some(1.0),
-        max: Some(CIFAR10_TRAIN_IMAGES as f64),
+        max: Some(crate::dataset::CIFAR10.train_images as f64),
         legend: Some(9),
         group: true,
         ..doc("train_limit", "integer", "Train on the first N training images only (a quick try); empty for all 50000.")
@@ -378,6 +376,11 @@ impl<'a> Reader<'a> {
 }
 
 impl Spec {
+    /// The dataset the spec names (`parse` let no other name in).
+    pub fn data(&self) -> &'static Dataset {
+        crate::dataset::named(&self.dataset).expect("a parsed spec names a known dataset")
+    }
+
     /// Parses and validates a spec; a missing seed is drawn here, so it is recorded.
     pub fn parse(value: &Value) -> Result<Spec, SpecErrors> {
         Self::parse_with_seed(value, draw_seed)
@@ -485,9 +488,10 @@ impl Spec {
                 }
             },
         };
-        let dataset = r.choice("dataset", "cifar10", &[("cifar10", "cifar10")]).to_string();
-        // N.B.: CIFAR-10 has 50,000 training images; a larger limit would silently mean "all".
-        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, CIFAR10_TRAIN_IMAGES) as u32);
+        let datasets: Vec<(&str, &'static Dataset)> = crate::dataset::ALL.iter().map(|d| (d.name, *d)).collect();
+        let data = r.choice("dataset", crate::dataset::ALL[0], &datasets);
+        // N.B.: a larger limit than the dataset's training images would silently mean "all".
+        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, data.train_images) as u32);
 
         if !r.errors.is_empty() {
             return Err(SpecErrors(r.errors));
@@ -505,7 +509,7 @@ impl Spec {
             loss,
             augment,
             seed: seed.unwrap_or_else(draw_seed),
-            dataset,
+            dataset: data.name.to_string(),
             train_limit,
         })
     }

@@ -177,7 +177,7 @@ pub async fn create_job(
     let spec_json = spec.to_json().to_string();
     let id = uuid::Uuid::new_v4().to_string();
     let hash = request_hash(&body);
-    let parameters = crate::train::parameter_count(&spec);
+    let parameters = crate::network::parameter_count(&spec);
     let group_key = spec.group_key();
     let created = queue::create_job(
         &state.pool,

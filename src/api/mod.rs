@@ -109,7 +109,7 @@ pub struct Limits {
 
 impl Limits {
     /// What in `spec` this server will not run, each naming its field, the estimate and the
-    /// limit; empty when it fits. No tensor is made (see `train::parameter_count`).
+    /// limit; empty when it fits. No tensor is made (see `crate::network`).
     pub fn check(&self, spec: &crate::spec::Spec) -> Vec<crate::spec::FieldError> {
         use crate::spec::{FieldError, ModelKind};
         let mut errors = Vec::new();
@@ -122,7 +122,7 @@ impl Limits {
                 ),
             });
         }
-        let e = crate::train::model::Architecture::of(spec).estimate(spec.batch_size.into());
+        let e = crate::network::Architecture::of(spec).estimate(spec.batch_size.into());
         let mb = |b: i64| (b + (1 << 20) - 1) >> 20;
         let shape_field = if spec.model == ModelKind::Mlp { "hidden" } else { "model" };
         if e.parameters > self.max_parameters {

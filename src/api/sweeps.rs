@@ -181,7 +181,7 @@ pub async fn create_sweep(
                 owner_id: user.0.id,
                 name: j.spec.name.as_deref(),
                 spec,
-                parameters: crate::train::parameter_count(&j.spec),
+                parameters: crate::network::parameter_count(&j.spec),
                 epochs_total: j.spec.epochs.into(),
                 group_key: group_key.as_str(),
                 idempotency_key: None,

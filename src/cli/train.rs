@@ -2,7 +2,7 @@
 
 use crate::device::{device_name, parse_device};
 use crate::spec::Spec;
-use crate::train::data::Cifar10;
+use crate::train::data::Data;
 use crate::train::metrics::{EpochMetrics, MetricSink};
 use crate::train::{self, Outcome, TrainOptions};
 use anyhow::{bail, Context};
@@ -60,14 +60,14 @@ fn saved_spec(out: &Path) -> Option<Spec> {
 }
 
 fn run_one(spec: &Spec, data_dir: &Path, out: &Path, device: tch::Device, threads: Option<i32>) -> anyhow::Result<()> {
-    let data = Cifar10::load(data_dir, device)?;
+    let data = Data::load(spec.data(), data_dir, device)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("spec.json"), serde_json::to_string_pretty(&spec.to_json())? + "\n")?;
     println!(
         "{}: model {:?}, {} trainable parameters, batch {}, lr {}, {} epochs, seed {}, on {} ({} training / {} test images)",
         spec.name.as_deref().unwrap_or("experiment"),
         spec.model,
-        train::parameter_count(spec),
+        crate::network::parameter_count(spec),
         spec.batch_size,
         spec.lr,
         spec.epochs,

@@ -1,5 +1,6 @@
 //! A run's checkpoint is one safetensors file, rewritten after every epoch: the weights by
-//! layer name, the momentum buffers as `momentum.<name>`, and in the safetensors metadata
+//! layer name, the optimiser's buffers as `<buffer>.<name>` (SGD's `momentum.fc1.weight`;
+//! `train::optim::BUFFER_NAMES`), and in the safetensors metadata
 //! the epoch, the spec and the metrics so far. The RNG and data-order state need no bytes of
 //! their own: both are derived from (seed, epoch). A SHA-256 over the metadata and every
 //! tensor's bytes (`sha256` in the metadata) is checked on every read: damaged bytes are
@@ -10,7 +11,8 @@
 //! a job; see `worker::group_db::JobStore`).
 
 use super::metrics::EpochMetrics;
-use super::model::Architecture;
+use super::optim::{self, MemberState};
+use crate::network::Architecture;
 use crate::spec::Spec;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -100,14 +102,14 @@ impl CheckpointStore for DirStore {
     }
 }
 
-/// What a checkpoint holds for one model: its weights and momentum, each [P] in the
+/// What a checkpoint holds for one model: its weights and optimiser state, each [P] in the
 /// architecture's parameter order, the last finished epoch and the metrics so far.
 pub struct Restored {
     pub epoch: u32,
     pub metrics: Vec<EpochMetrics>,
     pub weights: Tensor,
-    /// `None` when the run uses no momentum (or had not stepped).
-    pub momentum: Option<Tensor>,
+    /// The buffers the spec's optimiser keeps (none for SGD without momentum).
+    pub state: MemberState,
 }
 
 /// The checksum of a checkpoint: its metadata (but the checksum itself) in key order, then
@@ -144,27 +146,27 @@ fn f32_bytes(t: &Tensor) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes the checkpoint for a finished `epoch` to `store`: `weights` and `momentum` are
-/// one model's [P] values in `arch`'s parameter order.
+/// Writes the checkpoint for a finished `epoch` to `store`: `weights` and each of `state`'s
+/// buffers are one model's [P] values in `arch`'s parameter order.
 pub fn save(
     store: &dyn CheckpointStore,
     spec: &Spec,
     arch: &Architecture,
     epoch: u32,
     weights: &Tensor,
-    momentum: Option<&Tensor>,
+    state: &MemberState,
     metrics: &[EpochMetrics],
 ) -> Result<(), CheckpointError> {
     let weights = f32_bytes(weights);
-    let momentum = momentum.map(f32_bytes);
+    let buffers: Vec<(&str, Vec<u8>)> = state.buffers.iter().map(|(name, t)| (name.as_str(), f32_bytes(t))).collect();
     let mut blobs: Vec<(String, Vec<usize>, &[u8])> = Vec::new();
     let mut at = 0;
     for p in &arch.params {
         let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
         let range = at * 4..(at + p.numel() as usize) * 4;
         blobs.push((p.name.clone(), shape.clone(), &weights[range.clone()]));
-        if let Some(m) = &momentum {
-            blobs.push((format!("momentum.{}", p.name), shape, &m[range]));
+        for (buffer, bytes) in &buffers {
+            blobs.push((format!("{buffer}.{}", p.name), shape.clone(), &bytes[range.clone()]));
         }
         at += p.numel() as usize;
     }
@@ -242,27 +244,37 @@ pub fn load(
         into.extend(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
         Ok(true)
     };
-    let (mut weights, mut momentum) = (Vec::new(), Vec::new());
-    let mut all_momentum = true;
+    let mut weights = Vec::new();
     for p in &arch.params {
         if !read(&p.name, &p.shape, &mut weights)? {
             return Err(corrupt(format!("{} is missing", p.name)));
         }
-        all_momentum &= read(&format!("momentum.{}", p.name), &p.shape, &mut momentum)?;
     }
-    let momentum = (all_momentum && !momentum.is_empty()).then(|| Tensor::from_slice(&momentum));
-    Ok(Some(Restored { epoch, metrics, weights: Tensor::from_slice(&weights), momentum }))
+    // N.B.: a buffer is resumed whole or not at all (a run checkpointed before its first
+    // step has none, and its optimiser starts from zero as it would have).
+    let mut state = MemberState::default();
+    for buffer in optim::state_names(spec) {
+        let mut values = Vec::new();
+        let mut all = true;
+        for p in &arch.params {
+            all &= read(&format!("{buffer}.{}", p.name), &p.shape, &mut values)?;
+        }
+        if all && !values.is_empty() {
+            state.buffers.push((buffer.to_string(), Tensor::from_slice(&values)));
+        }
+    }
+    Ok(Some(Restored { epoch, metrics, weights: Tensor::from_slice(&weights), state }))
 }
 
-/// The trained weights of a checkpoint as a safetensors file of their own (no momentum),
+/// The trained weights of a checkpoint as a safetensors file of their own (no optimiser state),
 /// with the epoch and the spec in its metadata; `place` names the checkpoint in errors.
 pub fn export_weights(place: String, checkpoint: Vec<u8>) -> Result<(Vec<u8>, u32), CheckpointError> {
     let Raw { place, bytes, meta } = parse(place, checkpoint)?;
     let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut weights: Vec<(String, TensorView)> =
-        st.tensors().into_iter().filter(|(name, _)| !name.starts_with("momentum.")).collect();
+    let is_state = |name: &str| name.split_once('.').is_some_and(|(first, _)| optim::BUFFER_NAMES.contains(&first));
+    let mut weights: Vec<(String, TensorView)> = st.tensors().into_iter().filter(|(name, _)| !is_state(name)).collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
     let out_meta = HashMap::from([
         ("format".to_string(), "trainyard-weights-1".to_string()),

@@ -1,38 +1,38 @@
-//! CIFAR-10 in its binary format, loaded once onto the training device as uint8, and the
-//! batch source that turns it into normalised mini-batches in a seeded order.
+//! A dataset's two splits, loaded once onto the training device as uint8 (CIFAR-10's binary
+//! format: a label byte, then the image's bytes, channel by channel), and the batch source
+//! that turns them into normalised mini-batches in a seeded order.
 
 use super::augment::{self, AugmentParams};
 use super::rng::EpochRng;
+use crate::dataset::Dataset;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-pub const IMAGE_BYTES: usize = 3 * 32 * 32;
-pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
-pub const CLASSES: i64 = 10;
-pub const TRAIN_FILES: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
-pub const TEST_FILE: &str = "test_batch.bin";
-pub const WHERE_TO_GET: &str = "get the CIFAR-10 binary version (cifar-10-binary.tar.gz) from \
-https://www.cs.toronto.edu/~kriz/cifar.html and unpack its cifar-10-batches-bin files there";
+/// Bytes per record of the binary format: the label, then the image.
+pub fn record_bytes(data: &Dataset) -> usize {
+    1 + data.image_numel() as usize
+}
 
 /// What is wrong with a data directory; each names the file and the directory.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file the dataset needs is not there.
-    #[error("CIFAR-10 file {file} is missing from {dir}; {WHERE_TO_GET}", dir = .dir.display())]
-    Missing { file: String, dir: PathBuf },
-    /// The file's size is not a whole number of 3,073-byte records, or it holds none.
-    #[error("CIFAR-10 file {file} in {dir} is {size} bytes, not a whole number of {RECORD_BYTES}-byte records (it may be truncated); {WHERE_TO_GET}", dir = .dir.display())]
-    Truncated { file: String, dir: PathBuf, size: u64 },
-    /// A record's label byte is not a class 0..=9.
-    #[error("CIFAR-10 file {file} in {dir} has label {label} in record {record}; labels are 0 to 9, so this is not a CIFAR-10 binary file", dir = .dir.display())]
-    BadLabel { file: String, dir: PathBuf, record: usize, label: u8 },
+    #[error("{} file {file} is missing from {dir}; {}", .data.title, .data.where_to_get, dir = .dir.display())]
+    Missing { data: &'static Dataset, file: String, dir: PathBuf },
+    /// The file's size is not a whole number of records, or it holds none.
+    #[error("{} file {file} in {dir} is {size} bytes, not a whole number of {}-byte records (it may be truncated); {}",
+        .data.title, record_bytes(.data), .data.where_to_get, dir = .dir.display())]
+    Truncated { data: &'static Dataset, file: String, dir: PathBuf, size: u64 },
+    /// A record's label byte is not one of the dataset's classes.
+    #[error("{} file {file} in {dir} has label {label} in record {record}; labels are 0 to {}, so this is not a {} binary file",
+        .data.title, .data.num_classes() - 1, .data.title, dir = .dir.display())]
+    BadLabel { data: &'static Dataset, file: String, dir: PathBuf, record: usize, label: u8 },
     /// The file exists but could not be read.
-    #[error("could not read CIFAR-10 file {file} in {dir}: {source}", dir = .dir.display())]
-    Io { file: String, dir: PathBuf, source: std::io::Error },
+    #[error("could not read {} file {file} in {dir}: {source}", .data.title, dir = .dir.display())]
+    Io { data: &'static Dataset, file: String, dir: PathBuf, source: std::io::Error },
 }
 
-/// One split's raw images ([N, 3, 32, 32] uint8) and labels ([N] int64), resident on a
+/// One split's raw images ([N, C, H, W] uint8) and labels ([N] int64), resident on a
 /// device, that can only be read.
 ///
 /// N.B.: `tch::Tensor` is `Send` but not `Sync`, because a handle lets its holder change
@@ -44,17 +44,20 @@ pub enum DataError {
 pub struct Split {
     images: Tensor,
     labels: Tensor,
+    /// Whose images these are: how they are normalised.
+    data: &'static Dataset,
 }
 
 // SAFETY: see the N.B. above; the only `&self` methods read.
 unsafe impl Sync for Split {}
 
 impl Split {
-    /// A split of `images` [N, 3, 32, 32] (uint8) and `labels` [N] (int64).
-    pub fn new(images: Tensor, labels: Tensor) -> Split {
+    /// A split of `data`'s `images` [N, C, H, W] (uint8) and `labels` [N] (int64).
+    pub fn new(images: Tensor, labels: Tensor, data: &'static Dataset) -> Split {
         assert_eq!(images.kind(), Kind::Uint8, "a split holds raw uint8 images");
         assert_eq!(images.size()[0], labels.size()[0], "one label per image");
-        Split { images, labels }
+        assert_eq!(&images.size()[1..], [data.channels, data.height, data.width], "{}'s image shape", data.title);
+        Split { images, labels, data }
     }
 
     pub fn len(&self) -> usize {
@@ -69,14 +72,14 @@ impl Split {
         self.images.device()
     }
 
-    /// The images at `rows` ([K] int64), normalised: [K, 3, 32, 32] float.
+    /// The images at `rows` ([K] int64), normalised: [K, C, H, W] float.
     pub fn images_at(&self, rows: &Tensor) -> Tensor {
-        normalise(&self.images.index_select(0, rows))
+        normalise(&self.images.index_select(0, rows), self.data)
     }
 
     /// `len` images from `start`, normalised.
     pub fn images_from(&self, start: i64, len: i64) -> Tensor {
-        normalise(&self.images.narrow(0, start, len))
+        normalise(&self.images.narrow(0, start, len), self.data)
     }
 
     /// The labels at `rows`.
@@ -101,27 +104,29 @@ impl Split {
 
     /// A copy on `device`.
     pub fn to_device(&self, device: Device) -> Split {
-        Split { images: self.images.to_device(device), labels: self.labels.to_device(device) }
+        Split { images: self.images.to_device(device), labels: self.labels.to_device(device), data: self.data }
     }
 }
 
-/// The dataset, resident on one device.
-pub struct Cifar10 {
+/// A dataset's two splits, resident on one device.
+pub struct Data {
+    pub dataset: &'static Dataset,
     pub train: Split,
     pub test: Split,
     pub device: Device,
 }
 
-impl Cifar10 {
-    /// Loads `dir` (data_batch_1..5.bin and test_batch.bin) onto `device`.
-    pub fn load(dir: &Path, device: Device) -> Result<Cifar10, DataError> {
-        let train = read_split(dir, &TRAIN_FILES)?;
-        let test = read_split(dir, &[TEST_FILE])?;
-        Ok(Cifar10 { train: train.to_device(device), test: test.to_device(device), device })
+impl Data {
+    /// Loads `dataset`'s files in `dir` onto `device`.
+    pub fn load(dataset: &'static Dataset, dir: &Path, device: Device) -> Result<Data, DataError> {
+        let train = read_split(dataset, dir, dataset.train_files)?;
+        let test = read_split(dataset, dir, dataset.test_files)?;
+        Ok(Data { dataset, train: train.to_device(device), test: test.to_device(device), device })
     }
 }
 
-fn read_split(dir: &Path, files: &[&str]) -> Result<Split, DataError> {
+fn read_split(data: &'static Dataset, dir: &Path, files: &[&str]) -> Result<Split, DataError> {
+    let record_bytes = record_bytes(data);
     let mut images: Vec<u8> = Vec::new();
     let mut labels: Vec<i64> = Vec::new();
     for file in files {
@@ -131,46 +136,61 @@ fn read_split(dir: &Path, files: &[&str]) -> Result<Split, DataError> {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (file, dir) = err_ctx();
-                return Err(DataError::Missing { file, dir });
+                return Err(DataError::Missing { data, file, dir });
             }
             Err(source) => {
                 let (file, dir) = err_ctx();
-                return Err(DataError::Io { file, dir, source });
+                return Err(DataError::Io { data, file, dir, source });
             }
         };
-        if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+        if bytes.is_empty() || bytes.len() % record_bytes != 0 {
             let (file, dir) = err_ctx();
-            return Err(DataError::Truncated { file, dir, size: bytes.len() as u64 });
+            return Err(DataError::Truncated { data, file, dir, size: bytes.len() as u64 });
         }
         images.reserve(bytes.len());
-        for (record, chunk) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+        for (record, chunk) in bytes.chunks_exact(record_bytes).enumerate() {
             let label = chunk[0];
-            if i64::from(label) >= CLASSES {
+            if i64::from(label) >= data.num_classes() {
                 let (file, dir) = err_ctx();
-                return Err(DataError::BadLabel { file, dir, record, label });
+                return Err(DataError::BadLabel { data, file, dir, record, label });
             }
             labels.push(label.into());
             images.extend_from_slice(&chunk[1..]);
         }
     }
     let n = labels.len() as i64;
-    Ok(Split::new(Tensor::from_slice(&images).view([n, 3, 32, 32]), Tensor::from_slice(&labels)))
+    let images = Tensor::from_slice(&images).view([n, data.channels, data.height, data.width]);
+    Ok(Split::new(images, Tensor::from_slice(&labels), data))
 }
 
-/// Turns uint8 images into the tutorial's normalisation, (x/255 - 0.5)/0.5, in float.
+/// Turns uint8 images into `data`'s normalisation, (x/255 − mean)/std per channel, in float:
+/// for CIFAR-10 the tutorial's (x/255 − 0.5)/0.5.
 ///
 /// N.B.: the float tensor is new storage only because the input is uint8 (`to_kind` of a
 /// tensor already of that kind returns the same storage, which the in-place steps would
 /// then change): `Split::new` holds its images to uint8.
-fn normalise(images_u8: &Tensor) -> Tensor {
+fn normalise(images_u8: &Tensor, data: &Dataset) -> Tensor {
     debug_assert_eq!(images_u8.kind(), Kind::Uint8);
-    images_u8.to_kind(Kind::Float).g_mul_scalar_(2.0 / 255.0).g_sub_scalar_(1.0)
+    let mut x = images_u8.to_kind(Kind::Float);
+    let same = |v: &[f64]| v.windows(2).all(|w| w[0] == w[1]);
+    if same(data.mean) && same(data.std) {
+        // One scale and shift for every channel: two in-place scalar operations.
+        let (mean, std) = (data.mean[0], data.std[0]);
+        return x.g_mul_scalar_(1.0 / (255.0 * std)).g_sub_scalar_(mean / std);
+    }
+    let per_channel = |f: &dyn Fn(usize) -> f64| {
+        let v: Vec<f32> = (0..data.mean.len()).map(|c| f(c) as f32).collect();
+        Tensor::from_slice(&v).to_device(x.device()).view([1, -1, 1, 1])
+    };
+    let scale = per_channel(&|c| 1.0 / (255.0 * data.std[c]));
+    let shift = per_channel(&|c| data.mean[c] / data.std[c]);
+    x.g_mul_(&scale).g_sub_(&shift)
 }
 
 /// One mini-batch for every member of a group, normalised (and augmented for the members
 /// that ask), on the training device.
 pub struct Batch {
-    /// Member after member: [G·len, 3, 32, 32].
+    /// Member after member: [G·len, C, H, W].
     pub images: Tensor,
     /// [G·len], member after member.
     pub labels: Tensor,
@@ -274,20 +294,23 @@ impl Iterator for GroupBatches<'_> {
 /// colour and stripe direction, plus noise. For tests and the demo; the real data never
 /// comes from here.
 pub fn write_synthetic(dir: &Path, train_per_file: usize, test: usize, seed: u64) -> std::io::Result<()> {
+    let data = &crate::dataset::CIFAR10;
+    let (channels, height, width) = (data.channels as usize, data.height as usize, data.width as usize);
+    let classes = data.classes.len();
     std::fs::create_dir_all(dir)?;
     let mut rng = EpochRng::new(seed, 0);
     let mut write = |name: &str, count: usize| -> std::io::Result<()> {
-        let mut out = Vec::with_capacity(count * RECORD_BYTES);
+        let mut out = Vec::with_capacity(count * record_bytes(data));
         for i in 0..count {
-            let class = ((i + rng.below(3) as usize) % CLASSES as usize) as u8;
-            out.push(class);
-            for c in 0..3usize {
+            let class = (i + rng.below(3) as usize) % classes;
+            out.push(class as u8);
+            for c in 0..channels {
                 // A colour per class and channel, and a stripe pattern whose period depends on the class.
-                let base = 40.0 + 170.0 * (((class as usize * 7 + c * 3) % 10) as f32 / 9.0);
-                for y in 0..32usize {
-                    for x in 0..32usize {
+                let base = 40.0 + 170.0 * (((class * 7 + c * 3) % 10) as f32 / 9.0);
+                for y in 0..height {
+                    for x in 0..width {
                         let stripe = if class.is_multiple_of(2) { x } else { y };
-                        let wave = if (stripe / (2 + class as usize / 2)).is_multiple_of(2) { 25.0 } else { -25.0 };
+                        let wave = if (stripe / (2 + class / 2)).is_multiple_of(2) { 25.0 } else { -25.0 };
                         let noise = (rng.uniform() - 0.5) * 60.0;
                         out.push((base + wave + noise).clamp(0.0, 255.0) as u8);
                     }
@@ -296,10 +319,13 @@ pub fn write_synthetic(dir: &Path, train_per_file: usize, test: usize, seed: u64
         }
         std::fs::write(dir.join(name), out)
     };
-    for file in TRAIN_FILES {
+    for file in data.train_files {
         write(file, train_per_file)?;
     }
-    write(TEST_FILE, test)
+    for file in data.test_files {
+        write(file, test)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -310,13 +336,13 @@ mod tests {
     #[should_panic(expected = "raw uint8 images")]
     fn a_split_refuses_float_images_whose_normalising_would_write_them() {
         let images = Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-        Split::new(images, Tensor::zeros([2], (Kind::Int64, Device::Cpu)));
+        Split::new(images, Tensor::zeros([2], (Kind::Int64, Device::Cpu)), &crate::dataset::CIFAR10);
     }
 
     #[test]
     fn reading_a_split_leaves_it_as_it_was() {
-        let images = Tensor::from_slice(&[7u8; 2 * IMAGE_BYTES]).view([2, 3, 32, 32]);
-        let split = Split::new(images, Tensor::from_slice(&[1i64, 2]));
+        let images = Tensor::from_slice(&[7u8; 2 * 3 * 32 * 32]).view([2, 3, 32, 32]);
+        let split = Split::new(images, Tensor::from_slice(&[1i64, 2]), &crate::dataset::CIFAR10);
         let rows = Tensor::from_slice(&[1i64]);
         for mut t in [split.images_at(&rows), split.images_from(0, 2)] {
             let _ = t.fill_(0.0);
@@ -324,5 +350,25 @@ mod tests {
         let _ = split.labels_from(0, 2).fill_(0);
         assert_eq!(split.raw_images().int64_value(&[1, 2, 3, 4]), 7);
         assert_eq!(split.labels().int64_value(&[1]), 2);
+    }
+
+    #[test]
+    fn each_channel_is_normalised_with_its_own_mean_and_std() {
+        static TWO: Dataset = Dataset {
+            name: "two",
+            channels: 2,
+            height: 1,
+            width: 1,
+            mean: &[0.25, 0.5],
+            std: &[0.5, 0.2],
+            ..crate::dataset::CIFAR10
+        };
+        let images = Tensor::from_slice(&[51u8, 204]).view([1, 2, 1, 1]);
+        let split = Split::new(images, Tensor::from_slice(&[0i64]), &TWO);
+        let got = split.images_from(0, 1);
+        for (c, x) in [51.0, 204.0].iter().enumerate() {
+            let want = (x / 255.0 - TWO.mean[c]) / TWO.std[c];
+            assert!((got.double_value(&[0, c as i64, 0, 0]) - want).abs() < 1e-6, "channel {c}: {got}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Training: blocking code only — no tokio, no SQL.
 //!
 //! One engine trains a group of G same-shaped models as one (`train_group`): a batch source
-//! that gives each member its own batches (`data`), a fused model (`model`), one optimiser
-//! step for all members (`sgd`), metrics and checkpoints per member. Every member trains as
+//! that gives each member its own batches (`data`), a fused model (`model`, from the plan in
+//! `crate::network`), one optimiser step for all members (`optim`), metrics and checkpoints
+//! per member. Every member trains as
 //! it would alone — its own seed, data order, lr, momentum, weight decay, loss,
 //! augmentation and epochs — and leaves the group on its own (finished, stopped, or its
 //! writes refused) while the others go on; new members join at epoch boundaries. `train`
@@ -13,16 +14,17 @@ pub mod checkpoint;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod rng;
-pub mod sgd;
 
+use crate::network::Architecture;
 use crate::spec::{Augmentation, LossKind, Spec};
 use augment::AugmentParams;
-use data::{Cifar10, GroupBatches, MemberEpoch};
+use data::{Data, GroupBatches, MemberEpoch};
 use metrics::{finite, EpochMetrics, MetricSink};
-use model::{Architecture, GroupParams};
+use model::GroupParams;
+use optim::{MemberState, Optimizer};
 use rng::EpochRng;
-use sgd::{MemberHyper, Sgd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -73,8 +75,6 @@ pub enum TrainError {
     Incompatible(String),
 }
 
-pub use model::parameter_count;
-
 /// What a group's training needs from where it runs: each member's stop flag, checkpoint
 /// store and metric sink, word of members that leave, and new members at epoch boundaries.
 /// Members are named by a key the host chooses.
@@ -113,7 +113,7 @@ pub struct GroupOptions {
 /// Each member's end comes back through `host.member_done`; a libtorch failure (a CUDA
 /// out-of-memory, say) ends every member still in the group with `TrainError::Torch`
 /// instead of unwinding through the caller.
-pub fn train_group(first: Vec<(usize, Spec)>, data: &Cifar10, opts: &GroupOptions, host: &mut dyn GroupHost) {
+pub fn train_group(first: Vec<(usize, Spec)>, data: &Data, opts: &GroupOptions, host: &mut dyn GroupHost) {
     if let Some(n) = opts.threads {
         tch::set_num_threads(n);
     }
@@ -138,7 +138,7 @@ pub fn train_group(first: Vec<(usize, Spec)>, data: &Cifar10, opts: &GroupOption
 /// checkpoint of the same spec.
 pub fn train(
     spec: &Spec,
-    data: &Cifar10,
+    data: &Data,
     opts: &TrainOptions,
     sink: &mut dyn MetricSink,
     stop: &AtomicBool,
@@ -180,13 +180,14 @@ struct Member {
     history: Vec<EpochMetrics>,
     /// Its weights [P] while outside the fused buffer (joining, or the group rebuilding).
     weights: Option<Tensor>,
-    momentum: Option<Tensor>,
+    /// Its optimiser's state while outside the fused one.
+    state: MemberState,
 }
 
 /// The fused state of the current members, in member order.
 struct Fused {
     params: GroupParams,
-    sgd: Sgd,
+    optim: Box<dyn Optimizer>,
     losses: Losses,
 }
 
@@ -211,7 +212,7 @@ impl Losses {
     }
 
     /// Each member's mean loss over its batch — [G], or a scalar for a group of one — from
-    /// logits [G·B, 10] and labels [G·B], member after member.
+    /// logits [G·B, classes] and labels [G·B], member after member.
     ///
     /// N.B.: the sum of these is what the group backpropagates: each member's gradients are
     /// those of its own mean loss, and a NaN in one member's loss reaches no other member.
@@ -220,7 +221,7 @@ impl Losses {
             let kind = if matches!(self, Losses::Mse) { LossKind::Mse } else { LossKind::CrossEntropy };
             return loss_fn(kind, logits, labels);
         }
-        let one_hot = || labels.one_hot(data::CLASSES).to_kind(logits.kind());
+        let one_hot = || labels.one_hot(classes(logits)).to_kind(logits.kind());
         let ce = || {
             logits
                 .cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)
@@ -236,17 +237,23 @@ impl Losses {
     }
 }
 
-/// The loss of one model's logits [B, 10] against labels [B], as a scalar mean per sample.
+/// The loss of one model's logits [B, classes] against labels [B], as a scalar mean per
+/// sample.
 pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
     match kind {
         LossKind::CrossEntropy => logits.cross_entropy_for_logits(labels),
-        // Mean over all B×10 outputs, as nn.MSELoss() against one-hot targets.
-        LossKind::Mse => logits.mse_loss(&labels.one_hot(data::CLASSES).to_kind(logits.kind()), Reduction::Mean),
+        // Mean over all B×classes outputs, as nn.MSELoss() against one-hot targets.
+        LossKind::Mse => logits.mse_loss(&labels.one_hot(classes(logits)).to_kind(logits.kind()), Reduction::Mean),
     }
 }
 
+/// Classes of logits [B, classes].
+fn classes(logits: &Tensor) -> i64 {
+    logits.size().last().copied().unwrap_or(0)
+}
+
 struct Engine<'a> {
-    data: &'a Cifar10,
+    data: &'a Data,
     host: &'a mut dyn GroupHost,
     arch: Option<Architecture>,
     members: Vec<Member>,
@@ -277,6 +284,11 @@ impl Engine<'_> {
 
     /// Takes a member in: its initial weights, or its checkpoint's state.
     fn admit(&mut self, key: usize, spec: Spec) {
+        if spec.data() != self.data.dataset {
+            let why =
+                format!("cannot train on {}: this group's data is {}", spec.data().title, self.data.dataset.title);
+            return self.host.member_done(key, Err(TrainError::Incompatible(why)));
+        }
         let arch = Architecture::of(&spec);
         if let Some(first) = self.members.first() {
             if first.spec.group_key() != spec.group_key() {
@@ -284,7 +296,7 @@ impl Engine<'_> {
                 return self.host.member_done(key, Err(TrainError::Incompatible(why)));
             }
         }
-        let mut m = Member { key, next: 1, history: Vec::new(), weights: None, momentum: None, spec };
+        let mut m = Member { key, next: 1, history: Vec::new(), weights: None, state: MemberState::default(), spec };
         let loaded = self.host.checkpoints(key).map(|store| checkpoint::load(store, &m.spec, &arch));
         if let Some(loaded) = loaded {
             match loaded {
@@ -299,7 +311,7 @@ impl Engine<'_> {
                     m.next = r.epoch + 1;
                     m.history = r.metrics;
                     m.weights = Some(r.weights);
-                    m.momentum = r.momentum;
+                    m.state = r.state;
                 }
                 Ok(None) => {}
             }
@@ -308,7 +320,7 @@ impl Engine<'_> {
             return self.host.member_done(key, Ok(Outcome::Finished { epochs: m.spec.epochs }));
         }
         if m.weights.is_none() {
-            let made = arch.initial_values(m.spec.seed).map_err(|e| e.to_string()).and_then(|values| {
+            let made = model::initial_values(&arch, m.spec.seed).map_err(|e| e.to_string()).and_then(|values| {
                 Tensor::f_from_slice(&values).map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
             });
             match made {
@@ -329,7 +341,7 @@ impl Engine<'_> {
         let (Some(f), Some(arch)) = (self.fused.take(), &self.arch) else { return };
         for (i, m) in self.members.iter_mut().enumerate() {
             m.weights = Some(f.params.member(arch, &f.params.flat, i as i64));
-            m.momentum = f.sgd.buf.as_ref().map(|b| f.params.member(arch, b, i as i64));
+            m.state = f.optim.member_state(arch, &f.params, i as i64);
         }
     }
 
@@ -341,15 +353,10 @@ impl Engine<'_> {
         let fused = self.fused.get_or_insert_with(|| {
             let rows: Vec<Tensor> = self.members.iter_mut().map(|m| m.weights.take().expect("unfused")).collect();
             let params = GroupParams::from_members(arch, &rows, device);
-            let hyper: Vec<MemberHyper> = self
-                .members
-                .iter()
-                .map(|m| MemberHyper { lr: m.spec.lr, momentum: m.spec.momentum, weight_decay: m.spec.weight_decay })
-                .collect();
-            let momentum: Vec<Option<Tensor>> = self.members.iter_mut().map(|m| m.momentum.take()).collect();
-            let sgd = Sgd::new(arch, &params, &hyper, &momentum);
+            let states: Vec<MemberState> = self.members.iter_mut().map(|m| std::mem::take(&mut m.state)).collect();
             let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();
-            Fused { params, sgd, losses: Losses::new(&specs, device) }
+            let optim = optim::for_members(arch, &params, &specs, states);
+            Fused { params, optim, losses: Losses::new(&specs, device) }
         });
         (arch, fused)
     }
@@ -401,6 +408,8 @@ impl Engine<'_> {
                 augment: (!m.spec.augment.is_empty()).then(|| AugmentParams {
                     crop: m.spec.has(Augmentation::RandomResizedCrop),
                     flip: m.spec.has(Augmentation::HorizontalFlip),
+                    height: data.dataset.height,
+                    width: data.dataset.width,
                 }),
             })
             .collect();
@@ -428,7 +437,7 @@ impl Engine<'_> {
             }
             let Some(batch) = source.next() else { break };
             let (arch, f) = self.fuse();
-            f.sgd.zero_grad(&f.params);
+            f.optim.zero_grad(&f.params);
             let logits = model::forward(arch, &f.params, &batch.images);
             let g = f.params.members;
             let means = f.losses.batch_means(&logits, &batch.labels, g);
@@ -437,7 +446,7 @@ impl Engine<'_> {
             } else {
                 means.sum(Kind::Float).backward();
             }
-            f.sgd.step(&f.params);
+            f.optim.step(&f.params);
             tch::no_grad(|| {
                 let (at, len) = (batch.start as i64, batch.len as i64);
                 let mut slot = losses.narrow(1, done as i64, 1);
@@ -501,9 +510,8 @@ impl Engine<'_> {
         member.next += 1;
         if let (Some(store), Some(f), Some(arch)) = (self.host.checkpoints(key), &self.fused, &self.arch) {
             let weights = f.params.member(arch, &f.params.flat, i as i64);
-            let momentum = f.sgd.buf.as_ref().filter(|_| member.spec.momentum != 0.0);
-            let momentum = momentum.map(|b| f.params.member(arch, b, i as i64));
-            checkpoint::save(store, &member.spec, arch, member.next - 1, &weights, momentum.as_ref(), &member.history)?;
+            let state = f.optim.member_state(arch, &f.params, i as i64);
+            checkpoint::save(store, &member.spec, arch, member.next - 1, &weights, &state, &member.history)?;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Networks as lists of layers, trained G at a time: a fused group of same-shaped models.
 //!
-//! A spec's model is planned as layers (convolution, max pooling, flatten, linear, ReLU)
-//! and the parameter shapes they need. `GroupParams` holds the weights of G members of one
-//! architecture, and `forward` runs all of them at once (horizontal fusion, as HFTA):
+//! A spec's model is planned as layers and parameter shapes in `crate::network`;
+//! `GroupParams` holds the weights of G members of one architecture, and `forward` runs all
+//! of them at once (horizontal fusion, as HFTA):
 //! - a convolution is one grouped convolution over the members' channels side by side
 //!   (input [B, G·Cin, H, W], weight [G·Cout, Cin, k, k], groups = G);
 //! - a linear layer is one batched matmul (`baddbmm`, [G, B, in] × [G, in, out]);
@@ -20,193 +20,24 @@
 //! groups = 1 is a convolution).
 
 use super::rng::EpochRng;
-use crate::spec::{Activation, ModelKind, Spec};
+use crate::network::{Architecture, Layer};
 use tch::{Device, Kind, Tensor};
 
-/// One trainable tensor of a member's model, by name and shape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
-    pub name: String,
-    pub shape: Vec<i64>,
-    /// Inputs per output: the initialisation bound is 1/sqrt(fan_in).
-    pub fan_in: i64,
-}
-
-impl ParamSpec {
-    pub fn numel(&self) -> i64 {
-        self.shape.iter().product()
-    }
-}
-
-/// One layer; `weight` indexes the architecture's parameters (the bias is the next one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
-    /// Stride 1, no padding, with bias.
-    Conv2d {
-        weight: usize,
-        cin: i64,
-        cout: i64,
-        k: i64,
-    },
-    /// 2×2 max pooling, stride 2.
-    MaxPool2,
-    /// [B, C, H, W] → [B, C·H·W].
-    Flatten,
-    Linear {
-        weight: usize,
-        inp: i64,
-        out: i64,
-    },
-    Relu,
-}
-
-/// A model as layers and the parameters they use, before any tensor exists.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Architecture {
-    pub layers: Vec<Layer>,
-    pub params: Vec<ParamSpec>,
-}
-
-impl Architecture {
-    /// The spec's model: `linear`, `mlp` (with its hidden widths) or the tutorial's `cnn`.
-    pub fn of(spec: &Spec) -> Architecture {
-        let mut a = Architecture { layers: Vec::new(), params: Vec::new() };
-        let relu = spec.activation == Activation::Relu;
-        let input = 3 * 32 * 32;
-        match spec.model {
-            ModelKind::Linear => {
-                a.layers.push(Layer::Flatten);
-                a.linear("fc", input, 10);
-            }
-            ModelKind::Mlp => {
-                a.layers.push(Layer::Flatten);
-                a.dense(input, &spec.hidden, relu);
-            }
-            ModelKind::Cnn => {
-                a.conv("conv1", 3, 6, 5);
-                a.act(relu);
-                a.layers.push(Layer::MaxPool2);
-                a.conv("conv2", 6, 16, 5);
-                a.act(relu);
-                a.layers.push(Layer::MaxPool2);
-                a.layers.push(Layer::Flatten);
-                a.dense(16 * 5 * 5, &[120, 84], relu);
-            }
-        }
-        a
-    }
-
-    fn act(&mut self, relu: bool) {
-        if relu {
-            self.layers.push(Layer::Relu);
-        }
-    }
-
-    /// Linear layers through `hidden` to the 10 classes, with the activation between them.
-    fn dense(&mut self, input: i64, hidden: &[i64], relu: bool) {
-        let mut widths = vec![input];
-        widths.extend(hidden);
-        widths.push(10);
-        for (i, w) in widths.windows(2).enumerate() {
-            if i > 0 {
-                self.act(relu);
-            }
-            self.linear(&format!("fc{}", i + 1), w[0], w[1]);
-        }
-    }
-
-    fn linear(&mut self, name: &str, inp: i64, out: i64) {
-        let weight = self.params.len();
-        self.params.push(ParamSpec { name: format!("{name}.weight"), shape: vec![out, inp], fan_in: inp });
-        self.params.push(ParamSpec { name: format!("{name}.bias"), shape: vec![out], fan_in: inp });
-        self.layers.push(Layer::Linear { weight, inp, out });
-    }
-
-    fn conv(&mut self, name: &str, cin: i64, cout: i64, k: i64) {
-        let weight = self.params.len();
-        let fan_in = cin * k * k;
-        self.params.push(ParamSpec { name: format!("{name}.weight"), shape: vec![cout, cin, k, k], fan_in });
-        self.params.push(ParamSpec { name: format!("{name}.bias"), shape: vec![cout], fan_in });
-        self.layers.push(Layer::Conv2d { weight, cin, cout, k });
-    }
-
-    /// Trainable parameters of one member.
-    pub fn numel(&self) -> i64 {
-        self.params.iter().map(ParamSpec::numel).sum()
-    }
-
-    /// PyTorch's default init for Linear and Conv2d: weights and biases uniform in
-    /// ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0,
-    /// as one member's values in parameter order.
-    ///
-    /// N.B.: an allocation that fails is an error, not an abort of the whole process: a
-    /// worker fails that one job and goes on.
-    pub fn initial_values(&self, seed: u64) -> Result<Vec<f32>, std::collections::TryReserveError> {
-        let mut rng = EpochRng::new(seed, 0);
-        let mut values = Vec::new();
-        values.try_reserve_exact(self.numel().max(0) as usize)?;
-        for p in &self.params {
-            let bound = 1.0 / (p.fan_in as f32).sqrt();
-            values.extend((0..p.numel()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound));
-        }
-        Ok(values)
-    }
-}
-
-/// What one job needs to train, estimated from its shapes alone (no tensor is made).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Estimate {
-    pub parameters: i64,
-    /// Weights, gradients and momentum, 4 bytes each.
-    pub state_bytes: i64,
-    /// The larger of a training step's activations (kept for the backward pass, and their
-    /// gradients) at the spec's batch size and an evaluation pass's at 1,000 images.
-    pub activation_bytes: i64,
-}
-
-impl Estimate {
-    pub fn bytes(&self) -> i64 {
-        self.state_bytes.saturating_add(self.activation_bytes)
-    }
-}
-
-impl Architecture {
-    /// The job's memory at `batch` images per step, on any device.
-    pub fn estimate(&self, batch: i64) -> Estimate {
-        // Floats per image after each layer; evaluation needs only the widest two at once.
-        let (mut c, mut h): (i64, i64) = (3, 32);
-        let mut cur: i64 = 3 * 32 * 32;
-        let (mut total, mut widest) = (cur, cur);
-        for layer in &self.layers {
-            cur = match *layer {
-                Layer::Conv2d { cout, k, .. } => {
-                    (c, h) = (cout, h - k + 1);
-                    c * h * h
-                }
-                Layer::MaxPool2 => {
-                    h /= 2;
-                    c * h * h
-                }
-                Layer::Flatten | Layer::Relu => cur,
-                Layer::Linear { out, .. } => out,
-            };
-            total = total.saturating_add(cur);
-            widest = widest.max(cur);
-        }
-        let parameters = self.numel();
-        let train = total.saturating_mul(batch).saturating_mul(2 * 4);
-        let eval = widest.saturating_mul(2 * 1000 * 4);
-        Estimate { parameters, state_bytes: parameters.saturating_mul(3 * 4), activation_bytes: train.max(eval) }
-    }
-}
-
-/// Trainable parameters of the spec's model, counted from its shapes alone.
+/// PyTorch's default init for Linear and Conv2d: weights and biases uniform in
+/// ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0, as one
+/// member's values in parameter order.
 ///
-/// N.B.: no tensor is made, so request handlers can call this: a torch operation on an async
-/// runtime thread would start an OpenMP team there, and libgomp throttles every team's spin
-/// waits once it manages more threads than there are cores (it made training 3× slower).
-pub fn parameter_count(spec: &Spec) -> i64 {
-    Architecture::of(spec).numel()
+/// N.B.: an allocation that fails is an error, not an abort of the whole process: a worker
+/// fails that one job and goes on.
+pub fn initial_values(arch: &Architecture, seed: u64) -> Result<Vec<f32>, std::collections::TryReserveError> {
+    let mut rng = EpochRng::new(seed, 0);
+    let mut values = Vec::new();
+    values.try_reserve_exact(arch.numel().max(0) as usize)?;
+    for p in &arch.params {
+        let bound = 1.0 / (p.fan_in as f32).sqrt();
+        values.extend((0..p.numel()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound));
+    }
+    Ok(values)
 }
 
 /// The weights of G members of one architecture in one flat buffer.
@@ -266,15 +97,15 @@ impl GroupParams {
         ps
     }
 
-    /// Parameter `i` of every member in a buffer laid out as `flat` (weights, gradients or
-    /// momentum), shaped as its leaf tensor.
+    /// Parameter `i` of every member in a buffer laid out as `flat` (weights, gradients or an
+    /// optimiser's state), shaped as its leaf tensor.
     pub fn view_of(&self, buffer: &Tensor, i: usize) -> Tensor {
         let t = &self.tensors[i];
         buffer.narrow(0, self.offsets[i], t.numel() as i64).view(t.size().as_slice())
     }
 
-    /// Member `m`'s slice of a buffer laid out as `flat` (weights, gradients or momentum),
-    /// as its own [P] tensor in parameter order.
+    /// Member `m`'s slice of a buffer laid out as `flat` (weights, gradients or an
+    /// optimiser's state), as its own [P] tensor in parameter order.
     pub fn member(&self, arch: &Architecture, buffer: &Tensor, m: i64) -> Tensor {
         let parts: Vec<Tensor> = arch
             .params
@@ -297,7 +128,7 @@ impl GroupParams {
 }
 
 /// Members' [P] rows → the parameter-by-parameter [G, numel] layout of `GroupParams::flat`
-/// (for the weights, or for a momentum buffer laid out alike).
+/// (for the weights, or for an optimiser's buffer laid out alike).
 pub fn stack_rows(arch: &Architecture, rows: &[Tensor]) -> Tensor {
     let mut blocks = Vec::with_capacity(arch.params.len());
     let mut at = 0;
@@ -319,8 +150,8 @@ enum Act {
     Dense(Tensor),
 }
 
-/// Logits of every member, member after member: [G·B, 10], from each member's own images,
-/// member after member: [G·B, 3, 32, 32].
+/// Logits of every member, member after member: [G·B, classes], from each member's own
+/// images, member after member: [G·B, C, H, W].
 pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor) -> Tensor {
     let g = ps.members;
     let mut xs = Act::Stacked(images.shallow_clone());
@@ -374,7 +205,7 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor) -> Tensor
     }
 }
 
-/// Logits [B, 10] of member `m` alone, through views of its weights: evaluation, where a
+/// Logits [B, classes] of member `m` alone, through views of its weights: evaluation, where a
 /// batch is large and every member sees the same images, runs each member's plain layers
 /// (measured faster than the fused ones on CPU: BENCHMARKS.md, "Fused groups").
 pub fn forward_member(arch: &Architecture, ps: &GroupParams, m: i64, x: &Tensor) -> Tensor {

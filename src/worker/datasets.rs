@@ -1,9 +1,10 @@
-//! The dataset cache every worker of this process shares: each device's copy of the data,
-//! loaded (and fetched into an empty data directory) on first need, and the back-off while
-//! the data cannot be loaded.
+//! The dataset cache every worker of this process shares: each dataset's copy on each
+//! device, loaded (CIFAR-10 fetched into an empty data directory) on first need, and the
+//! back-off while the data cannot be loaded.
 
 use super::WorkerSettings;
-use crate::train::data::{Cifar10, DataError};
+use crate::dataset::Dataset;
+use crate::train::data::{Data, DataError};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,10 +12,10 @@ use std::time::Instant;
 use tch::Device;
 use tracing::info;
 
-/// The datasets loaded so far, one per device, and whether loading is on hold.
+/// The datasets loaded so far, by dataset and device, and whether loading is on hold.
 #[derive(Default)]
 pub(super) struct Datasets {
-    loaded: Mutex<HashMap<String, Arc<Cifar10>>>,
+    loaded: Mutex<HashMap<(&'static str, String), Arc<Data>>>,
     /// Set when the data could not be loaded: until when workers hold off claiming, and the
     /// data directory as it was then (a change there, an admin's fix, ends the wait at once).
     blocked: Mutex<Option<(Instant, u64)>>,
@@ -25,7 +26,7 @@ pub(super) struct Datasets {
 fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let files = crate::train::data::TRAIN_FILES.iter().chain([&crate::train::data::TEST_FILE]);
+    let files = crate::dataset::ALL.iter().flat_map(|d| d.train_files.iter().chain(d.test_files));
     for f in files {
         f.hash(&mut h);
         if let Ok(m) = std::fs::metadata(dir.join(f)) {
@@ -57,28 +58,35 @@ impl Datasets {
         *self.blocked.lock().unwrap_or_else(PoisonError::into_inner) = Some((until, fingerprint(&settings.data_dir)));
     }
 
-    /// The device's dataset, loaded on first need (fetching it into an empty data directory).
+    /// `dataset` on `device`, loaded on first need (CIFAR-10 is fetched into an empty data
+    /// directory).
     ///
-    /// N.B.: one copy serves every worker of the device at once; `Cifar10` can be shared
+    /// N.B.: one copy serves every worker of the device at once; `Data` can be shared
     /// because its splits can only be read (see `train::data::Split`).
-    pub(super) fn get(&self, device: Device, settings: &WorkerSettings) -> Result<Arc<Cifar10>, String> {
-        let key = crate::device::device_name(device);
+    pub(super) fn get(
+        &self,
+        dataset: &'static Dataset,
+        device: Device,
+        settings: &WorkerSettings,
+    ) -> Result<Arc<Data>, String> {
+        let key = (dataset.name, crate::device::device_name(device));
         let mut sets = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(d) = sets.get(&key) {
             return Ok(d.clone());
         }
         let dir = &settings.data_dir;
-        let loaded = match Cifar10::load(dir, device) {
-            Err(DataError::Missing { .. }) if crate::fetch::is_empty_dir(dir) => {
+        let fetchable = dataset == &crate::dataset::CIFAR10;
+        let loaded = match Data::load(dataset, dir, device) {
+            Err(DataError::Missing { .. }) if fetchable && crate::fetch::is_empty_dir(dir) => {
                 info!(data.dir = %dir.display(), "data directory is empty; fetching CIFAR-10");
                 crate::fetch::fetch(&settings.fetch, dir).map_err(|e| {
                     format!(
                         "CIFAR-10 is not in {} and fetching it failed ({e:#}); {}",
                         dir.display(),
-                        crate::train::data::WHERE_TO_GET
+                        dataset.where_to_get
                     )
                 })?;
-                Cifar10::load(dir, device)
+                Data::load(dataset, dir, device)
             }
             other => other,
         };

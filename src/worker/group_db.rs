@@ -127,7 +127,10 @@ impl<'a> GroupDb<'a> {
     pub(super) fn run(&mut self, first: Vec<Claimed>) {
         let problem = format!("data@{}", self.at.worker.split('/').next().unwrap_or_default());
         let pool = &self.at.shared.pool;
-        let data = match self.at.shared.datasets.get(self.at.device, &self.at.shared.settings) {
+        // A group trains on one dataset, its first member's (a stored spec that no longer
+        // parses fails at admission, whatever is loaded).
+        let dataset = first.iter().find_map(|c| c.spec.as_ref().ok()).map_or(crate::dataset::ALL[0], Spec::data);
+        let data = match self.at.shared.datasets.get(dataset, self.at.device, &self.at.shared.settings) {
             Ok(d) => d,
             Err(e) => {
                 // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,

@@ -71,7 +71,7 @@ impl WorkerSettings {
     pub fn max_group_for(&self, device: Device, spec: &Spec) -> usize {
         let cap =
             self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU });
-        let each = crate::train::model::Architecture::of(spec).estimate(spec.batch_size.into()).bytes().max(1);
+        let each = crate::network::Architecture::of(spec).estimate(spec.batch_size.into()).bytes().max(1);
         let fit = (self.max_job_memory_mb.max(1).saturating_mul(1 << 20) / each).max(1) as usize;
         cap.min(fit).max(1)
     }

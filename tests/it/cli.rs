@@ -183,7 +183,7 @@ fn data_synthetic_writes_a_dataset_the_loader_takes() {
     let out =
         trainyard().args(["data", "synthetic", "--per-file", "30", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success());
-    let d = trainyard::train::data::Cifar10::load(dir.path(), tch::Device::Cpu).unwrap();
+    let d = trainyard::train::data::Data::load(&trainyard::dataset::CIFAR10, dir.path(), tch::Device::Cpu).unwrap();
     assert_eq!((d.train.len(), d.test.len()), (150, 30));
 }
 
@@ -249,16 +249,25 @@ fn serve_binds_first_names_a_busy_address_and_never_prints_the_admin_token() {
 
     let mut child =
         serve("127.0.0.1:0").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The first admin's line is the last thing a start says (after the token file is
+    // written): everything it would print at start is printed once that line is there.
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).try_for_each(|l| tx.send(l))
+    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !token_file.exists() || std::fs::read_to_string(&token_file).unwrap().trim().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the server wrote no token file");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut said = Vec::new();
+    while !said.last().is_some_and(|l: &String| l.contains("created the first user")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        said.push(rx.recv_timeout(left).unwrap_or_else(|e| panic!("no first admin's line ({e}): {said:?}")));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!token.is_empty(), "the server wrote its token file: {said:?}");
+    let (stdout, stderr) = (said.join("\n"), String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains(&token) && !stderr.contains(&token), "the token leaked: {stdout}{stderr}");
     assert!(stdout.contains(&token_file.display().to_string()), "the path is shown: {stdout}");
     // What the server created is its owner's alone.

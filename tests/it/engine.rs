@@ -4,20 +4,23 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
+use trainyard::dataset::CIFAR10;
+use trainyard::network::{parameter_count, Architecture};
 use trainyard::spec::Spec;
 use trainyard::train::augment::{self, AugmentParams, ImagePlan};
-use trainyard::train::data::{self, Cifar10, DataError, RECORD_BYTES};
+use trainyard::train::data::{self, Data, DataError};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
-use trainyard::train::model::{self, Architecture, GroupParams};
+use trainyard::train::model::{self, GroupParams};
+use trainyard::train::optim::sgd::{MemberHyper, Sgd};
+use trainyard::train::optim::{MemberState, Optimizer};
 use trainyard::train::rng::EpochRng;
-use trainyard::train::sgd::{MemberHyper, Sgd};
 use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
 
 /// 5 × 100 training and 200 test images of the synthetic, learnable classes.
-fn small_data() -> (tempfile::TempDir, Cifar10) {
+fn small_data() -> (tempfile::TempDir, Data) {
     let dir = tempfile::tempdir().unwrap();
     data::write_synthetic(dir.path(), 100, 200, 3).unwrap();
-    let data = Cifar10::load(dir.path(), Device::Cpu).unwrap();
+    let data = Data::load(&CIFAR10, dir.path(), Device::Cpu).unwrap();
     (dir, data)
 }
 
@@ -27,7 +30,7 @@ fn spec(v: serde_json::Value) -> Spec {
     Spec::parse(&v).unwrap()
 }
 
-fn run(spec: &Spec, data: &Cifar10, ckpt: Option<&Path>) -> Vec<EpochMetrics> {
+fn run(spec: &Spec, data: &Data, ckpt: Option<&Path>) -> Vec<EpochMetrics> {
     let mut sink = VecSink::default();
     let store = ckpt.map(DirStore::new);
     let opts = TrainOptions { checkpoints: store.as_ref().map(|s| s as &dyn CheckpointStore), threads: Some(1) };
@@ -58,15 +61,15 @@ fn each_model_learns_well_above_chance_in_a_few_epochs() {
 
 #[test]
 fn the_three_models_have_the_assignments_parameter_counts() {
-    assert_eq!(train::parameter_count(&spec(json!({"model": "linear"}))), 30_730);
-    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp"}))), 379_774);
-    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "activation": "none"}))), 379_774);
-    assert_eq!(train::parameter_count(&spec(json!({"model": "cnn"}))), 62_006);
-    assert_eq!(train::parameter_count(&spec(json!({"model": "mlp", "hidden": [10]}))), 3072 * 10 + 10 + 10 * 10 + 10);
+    assert_eq!(parameter_count(&spec(json!({"model": "linear"}))), 30_730);
+    assert_eq!(parameter_count(&spec(json!({"model": "mlp"}))), 379_774);
+    assert_eq!(parameter_count(&spec(json!({"model": "mlp", "activation": "none"}))), 379_774);
+    assert_eq!(parameter_count(&spec(json!({"model": "cnn"}))), 62_006);
+    assert_eq!(parameter_count(&spec(json!({"model": "mlp", "hidden": [10]}))), 3072 * 10 + 10 + 10 * 10 + 10);
     for model in ["linear", "mlp", "cnn"] {
         let s = spec(json!({"model": model}));
         let made = one(&s).tensors.iter().map(|t| t.numel() as i64).sum::<i64>();
-        assert_eq!(made, train::parameter_count(&s), "{model}");
+        assert_eq!(made, parameter_count(&s), "{model}");
     }
 }
 
@@ -113,7 +116,7 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
 /// The spec's model with its initial weights, as a group of one.
 fn one(s: &Spec) -> GroupParams {
     let arch = Architecture::of(s);
-    GroupParams::from_members(&arch, &[Tensor::from_slice(&arch.initial_values(s.seed).unwrap())], Device::Cpu)
+    GroupParams::from_members(&arch, &[Tensor::from_slice(&model::initial_values(&arch, s.seed).unwrap())], Device::Cpu)
 }
 
 fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
@@ -137,11 +140,11 @@ fn coordinates_image() -> Tensor {
 #[test]
 fn a_full_box_with_flip_mirrors_the_image_exactly() {
     let img = coordinates_image();
-    let flipped = augment::apply(&img, &[ImagePlan { flip: true, ..ImagePlan::IDENTITY }]);
+    let flipped = augment::apply(&img, &[ImagePlan { flip: true, ..ImagePlan::whole(32, 32) }]);
     assert_eq!(flipped.size(), [1, 3, 32, 32]);
     let expected = img.flip([3]);
     assert!(flipped.allclose(&expected, 1e-4, 1e-3, false), "max diff {}", (flipped - expected).abs().max());
-    let same = augment::apply(&img, &[ImagePlan::IDENTITY]);
+    let same = augment::apply(&img, &[ImagePlan::whole(32, 32)]);
     assert!(same.allclose(&img, 1e-4, 1e-3, false));
 }
 
@@ -176,7 +179,7 @@ fn a_crop_box_is_scaled_back_to_32_by_32_from_inside_the_box() {
 
 #[test]
 fn random_crops_follow_torchvisions_scale_and_ratio_and_flips_are_fair() {
-    let params = AugmentParams { crop: true, flip: true };
+    let params = AugmentParams { crop: true, flip: true, height: 32, width: 32 };
     let plans = params.sample(&mut EpochRng::new(1, 1), 4000);
     let mut flips = 0;
     let mut small = 0;
@@ -197,7 +200,7 @@ fn random_crops_follow_torchvisions_scale_and_ratio_and_flips_are_fair() {
 fn augmented_batches_keep_shape_and_value_range_and_differ_from_the_input() {
     let (_dir, data) = small_data();
     let x = data.train.images_from(0, 64);
-    let plans = AugmentParams { crop: true, flip: true }.sample(&mut EpochRng::new(2, 1), 64);
+    let plans = AugmentParams { crop: true, flip: true, height: 32, width: 32 }.sample(&mut EpochRng::new(2, 1), 64);
     let y = augment::apply(&x, &plans);
     assert_eq!(y.size(), x.size());
     assert!(y.min().double_value(&[]) >= -1.0 - 1e-5 && y.max().double_value(&[]) <= 1.0 + 1e-5);
@@ -381,15 +384,10 @@ fn a_sink_error_stops_the_run_with_that_error() {
 #[test]
 fn a_torch_failure_comes_back_as_an_error_not_a_panic() {
     let (_dir, data) = small_data();
-    // Half-size images make the CNN's first dense layer mismatch.
-    let bad = Cifar10 {
-        train: data::Split::new(
-            data.train.raw_images().narrow(2, 0, 16).narrow(3, 0, 16).contiguous(),
-            data.train.labels(),
-        ),
-        test: data.test,
-        device: Device::Cpu,
-    };
+    // Labels past the classes make libtorch's loss fail.
+    let mut labels = data.train.labels();
+    let _ = labels.fill_(12);
+    let bad = Data { train: data::Split::new(data.train.raw_images(), labels, &CIFAR10), ..data };
     let err = train::train(
         &spec(json!({"epochs": 1})),
         &bad,
@@ -413,9 +411,9 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
         MemberHyper { lr: 0.2, momentum: 0.0, weight_decay: 0.0 },
     ];
     let rows: Vec<Tensor> =
-        [1, 2].iter().map(|&seed| Tensor::from_slice(&arch.initial_values(seed).unwrap())).collect();
+        [1, 2].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
     let ours = GroupParams::from_members(&arch, &rows, Device::Cpu);
-    let mut opt = Sgd::new(&arch, &ours, &hyper, &[None, None]);
+    let mut opt = Sgd::new(&arch, &ours, &hyper, vec![MemberState::default(), MemberState::default()]);
     use tch::nn::OptimizerConfig;
     let theirs: Vec<_> = hyper
         .iter()
@@ -448,7 +446,7 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
 }
 
 fn load_err(dir: &Path) -> String {
-    match Cifar10::load(dir, Device::Cpu) {
+    match Data::load(&CIFAR10, dir, Device::Cpu) {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e.to_string(),
     }
@@ -477,19 +475,19 @@ fn each_bad_data_directory_gives_its_clear_error() {
     std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
     let e = load_err(d);
     assert!(e.contains("data_batch_3.bin") && e.contains("not a whole number") && e.contains(&shown), "{e}");
-    assert!(matches!(Cifar10::load(d, Device::Cpu), Err(DataError::Truncated { .. })));
+    assert!(matches!(Data::load(&CIFAR10, d, Device::Cpu), Err(DataError::Truncated { .. })));
 
     std::fs::write(&f, []).unwrap();
     assert!(load_err(d).contains("data_batch_3.bin in"));
 
     let mut bad_label = bytes.clone();
-    bad_label[RECORD_BYTES * 2] = 10;
+    bad_label[data::record_bytes(&CIFAR10) * 2] = 10;
     std::fs::write(&f, &bad_label).unwrap();
     let e = load_err(d);
     assert!(e.contains("label 10 in record 2") && e.contains("data_batch_3.bin"), "{e}");
 
     std::fs::write(&f, &bytes).unwrap();
-    let data = Cifar10::load(d, Device::Cpu).unwrap();
+    let data = Data::load(&CIFAR10, d, Device::Cpu).unwrap();
     assert_eq!(data.train.len(), 50);
     assert_eq!(data.test.len(), 10);
     assert_eq!(data.train.raw_images().size(), [50, 3, 32, 32]);
@@ -501,10 +499,10 @@ fn the_loader_reads_records_as_label_then_channel_planes() {
     let dir = tempfile::tempdir().unwrap();
     let mut record = vec![7u8];
     record.extend((0..3072).map(|i| (i / 1024 * 50 + i % 7) as u8));
-    for f in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+    for f in CIFAR10.train_files.iter().chain(CIFAR10.test_files) {
         std::fs::write(dir.path().join(f), &record).unwrap();
     }
-    let d = Cifar10::load(dir.path(), Device::Cpu).unwrap();
+    let d = Data::load(&CIFAR10, dir.path(), Device::Cpu).unwrap();
     assert_eq!(d.train.labels().int64_value(&[3]), 7);
     assert_eq!(d.train.raw_images().int64_value(&[0, 0, 0, 0]), 0);
     assert_eq!(d.train.raw_images().int64_value(&[0, 1, 0, 1]), 50 + 1025 % 7);
@@ -548,7 +546,7 @@ fn a_checkpoint_with_damaged_weights_is_never_resumed_from() {
 }
 
 /// Trains `s` with its checkpoint in `ckpt`, stopped after two epochs; those epochs.
-fn stopped_after_two_epochs(s: &Spec, data: &Cifar10, ckpt: &Path) -> Vec<EpochMetrics> {
+fn stopped_after_two_epochs(s: &Spec, data: &Data, ckpt: &Path) -> Vec<EpochMetrics> {
     let stop = AtomicBool::new(false);
     let mut first = StopAfter { inner: VecSink::default(), after: 2, stop: &stop };
     let store = DirStore::new(ckpt);

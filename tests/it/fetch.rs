@@ -1,15 +1,16 @@
 //! `trainyard data fetch` against a local stand-in for the dataset's home page.
 
 use md5::{Digest, Md5};
+use trainyard::dataset::CIFAR10;
 use trainyard::fetch::{self, Source};
-use trainyard::train::data::{self, Cifar10};
+use trainyard::train::data::{self, Data};
 
 /// A cifar-10-binary.tar.gz of the synthetic data, with one file that must not be unpacked.
 fn archive() -> Vec<u8> {
     let src = tempfile::tempdir().unwrap();
     data::write_synthetic(src.path(), 20, 20, 4).unwrap();
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    for f in data::TRAIN_FILES.iter().chain([&data::TEST_FILE]) {
+    for f in CIFAR10.train_files.iter().chain(CIFAR10.test_files) {
         tar.append_path_with_name(src.path().join(f), format!("cifar-10-batches-bin/{f}")).unwrap();
     }
     let extra = b"not part of the dataset";
@@ -60,7 +61,7 @@ async fn fetch_checks_the_md5_and_unpacks_only_the_dataset_files() {
             "test_batch.bin"
         ]
     );
-    let loaded = Cifar10::load(&target, tch::Device::Cpu).unwrap();
+    let loaded = Data::load(&CIFAR10, &target, tch::Device::Cpu).unwrap();
     assert_eq!((loaded.train.len(), loaded.test.len()), (100, 20));
 }
 

@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use tch::Device;
 use trainyard::spec::Spec;
-use trainyard::train::data::{self, Cifar10};
+use trainyard::train::data::{self, Data};
 use trainyard::train::metrics::{EpochMetrics, VecSink};
 use trainyard::train::{self, CheckpointStore, DirStore, GroupHost, GroupOptions, Outcome, TrainError, TrainOptions};
 
-fn small_data() -> (tempfile::TempDir, Cifar10) {
+fn small_data() -> (tempfile::TempDir, Data) {
     let dir = tempfile::tempdir().unwrap();
     data::write_synthetic(dir.path(), 40, 100, 5).unwrap();
-    let data = Cifar10::load(dir.path(), Device::Cpu).unwrap();
+    let data = Data::load(&trainyard::dataset::CIFAR10, dir.path(), Device::Cpu).unwrap();
     (dir, data)
 }
 
@@ -20,7 +20,7 @@ fn spec(v: serde_json::Value) -> Spec {
     Spec::parse(&v).unwrap()
 }
 
-fn alone(s: &Spec, data: &Cifar10) -> Vec<EpochMetrics> {
+fn alone(s: &Spec, data: &Data) -> Vec<EpochMetrics> {
     let mut sink = VecSink::default();
     let opts = TrainOptions { checkpoints: None, threads: Some(1) };
     assert_eq!(
@@ -99,7 +99,7 @@ impl GroupHost for Host {
     }
 }
 
-fn run_group(members: Vec<(usize, Spec)>, data: &Cifar10, host: &mut Host) {
+fn run_group(members: Vec<(usize, Spec)>, data: &Data, host: &mut Host) {
     train::train_group(members, data, &GroupOptions { threads: Some(1), max_members: 16 }, host);
 }
 

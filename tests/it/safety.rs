@@ -451,7 +451,12 @@ async fn a_job_whose_checkpoint_is_damaged_trains_again_from_epoch_1_and_says_so
     let body = json!({"model": "linear", "epochs": 2, "batch_size": 50, "seed": 5, "name": "twin"});
     // The checkpoint this very spec leaves after its last epoch, trained here...
     let spec = trainyard::spec::Spec::parse(&body).unwrap();
-    let data = trainyard::train::data::Cifar10::load(&app.dir.path().join("data"), tch::Device::Cpu).unwrap();
+    let data = trainyard::train::data::Data::load(
+        &trainyard::dataset::CIFAR10,
+        &app.dir.path().join("data"),
+        tch::Device::Cpu,
+    )
+    .unwrap();
     let ckpt = tempfile::tempdir().unwrap();
     let store = DirStore::new(ckpt.path());
     let opts = TrainOptions { checkpoints: Some(&store as &dyn CheckpointStore), threads: Some(1) };
