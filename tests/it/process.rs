@@ -184,31 +184,29 @@ async fn an_api_without_workers_and_a_separate_worker_process_share_the_queue() 
     let client = admin(&site);
     let quick = submit(&client, &api, json!({"model": "linear", "epochs": 2})).await;
     let long = submit(&client, &api, json!({"model": "cnn", "epochs": 500})).await;
-    // Nothing trains until a worker process starts.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let job: Value = client.get(api.url(&format!("/jobs/{quick}"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!(job["status"], "queued");
-
-    // The API's event stream follows a job that another process trains.
+    // The API's event stream follows a job that another process trains; nothing trains
+    // until that process starts: the stream, opened before it, begins with the job queued.
     let stream = crate::helpers::SseReader::open(&client, &api.url(&format!("/jobs/{quick}/events")), None).await;
     let mut stream = crate::helpers::SseReader::new(stream);
+    let first = stream.next(30).await.expect("the job's first event");
+    assert_eq!((first.event.as_str(), &first.data["status"]), ("status", &json!("queued")), "{:?}", first.data);
     let worker = start_worker(&site);
     let events = stream.rest(60).await;
     let kinds: Vec<&str> = events.iter().filter(|e| e.event != "progress").map(|e| e.event.as_str()).collect();
-    assert_eq!(kinds, ["status", "status", "epoch", "epoch", "status", "done"], "{events:?}");
+    assert_eq!(kinds, ["status", "epoch", "epoch", "status", "done"], "{events:?}");
     poll(&client, &api.url(&format!("/jobs/{quick}")), 60, status_is("succeeded")).await;
     poll(&client, &api.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= 1).await;
     // A cancel through the API reaches the other process at its next heartbeat: the worker
-    // lets go, and its later writes are fenced off (epochs_done stops moving).
+    // lets go (its one worker trains the next job), and its later writes are fenced off
+    // (epochs_done stays where the cancel left it).
     let r = client.post(api.url(&format!("/jobs/{long}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let a: Value = client.get(api.url(&format!("/jobs/{long}"))).send().await.unwrap().json().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-    let b: Value = client.get(api.url(&format!("/jobs/{long}"))).send().await.unwrap().json().await.unwrap();
-    assert_eq!((a["status"].as_str(), b["epochs_done"].clone()), (Some("cancelled"), a["epochs_done"].clone()));
+    assert_eq!(a["status"], "cancelled");
     let next = submit(&client, &api, json!({"model": "linear", "epochs": 1})).await;
     poll(&client, &api.url(&format!("/jobs/{next}")), 30, status_is("succeeded")).await;
+    let b: Value = client.get(api.url(&format!("/jobs/{long}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!((b["status"].as_str(), &b["epochs_done"]), (Some("cancelled"), &a["epochs_done"]));
     drop(worker);
 }
 
@@ -386,8 +384,11 @@ async fn a_compatible_job_joins_a_running_group_and_a_cancelled_member_leaves_it
     .await;
     let cancelled = job(&client, &server, &other).await;
     assert_eq!(cancelled["status"], "cancelled");
+    // Two more epochs of its group (each pass trains every member) after it was read.
     let frozen = cancelled["epochs_done"].clone();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let now = job(&client, &server, &long).await["epochs_done"].as_u64().unwrap();
+    poll(&client, &server.url(&format!("/jobs/{long}")), 60, |j| j["epochs_done"].as_u64().unwrap_or(0) >= now + 2)
+        .await;
     assert_eq!(job(&client, &server, &other).await["epochs_done"], frozen, "a cancelled member writes nothing more");
     let r = client.post(server.url(&format!("/jobs/{long}/cancel"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -563,9 +564,17 @@ async fn each_request_gets_one_access_log_line_with_its_route_and_user_and_never
     assert_eq!(job(&client, &server, &id).await["status"], "queued");
     let anonymous = reqwest::get(server.url("/queue")).await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let lines: Vec<String> =
-        server.log.lock().unwrap().iter().filter(|l| l.contains("trainyard::access")).cloned().collect();
+    // The anonymous request is the last one made: once its line is there, all are.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines: Vec<String> = loop {
+        let lines: Vec<String> =
+            server.log.lock().unwrap().iter().filter(|l| l.contains("trainyard::access")).cloned().collect();
+        if lines.iter().any(|l| l.contains("route=\"/queue\"") && l.contains("status=401")) {
+            break lines;
+        }
+        assert!(std::time::Instant::now() < deadline, "no access line for the anonymous request: {lines:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
     let find = |route: &str, status: u16| {
         lines
             .iter()
