@@ -1,7 +1,7 @@
 //! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination) or
 //! the assignment preset, validated as a whole before anything is queued.
 
-use crate::spec::{FieldError, Spec, FIELDS};
+use crate::spec::{field_names, is_field, FieldError, Spec};
 use serde_json::{json, Map, Value};
 
 /// Jobs one sweep may queue.
@@ -222,18 +222,21 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
     // N.B.: every key is checked, and the grid's size computed with checked arithmetic, before
     // anything is expanded: 64 axes of two values overflow a usize and are refused here. An
     // unknown key is no axis; the known ones are still checked, so every problem shows at once.
-    let known = |k: &String| FIELDS.contains(&k.as_str());
+    let known = |k: &String| is_field(k);
     let mut unknown = Vec::new();
     for (place, k) in base.keys().map(|k| ("base", k)).chain(vary.keys().map(|k| ("vary", k))) {
         if !known(k) {
-            unknown.push(err(format!("{place}.{k}"), format!("unknown field; allowed fields: {}", FIELDS.join(", "))));
+            unknown.push(err(
+                format!("{place}.{k}"),
+                format!("unknown field; allowed fields: {}", field_names().join(", ")),
+            ));
         }
     }
     let base: Map<String, Value> = base.iter().filter(|(k, _)| known(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let base = &base;
     let mut axes: Vec<(&String, &Vec<Value>)> = Vec::new();
     for (k, v) in vary {
-        if !FIELDS.contains(&k.as_str()) {
+        if !is_field(k) {
             continue;
         }
         match v.as_array() {
