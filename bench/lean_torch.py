@@ -3,16 +3,19 @@
 no DataLoader, per-batch normalisation, SGD momentum 0.9, cross-entropy, evaluation every
 epoch. The bar trainyard is measured against besides the tutorial's own code.
 
-usage: lean_torch.py BIN_DIR [--model cnn|mlp|linear] [--batch-size 4] [--epochs 1] [--lr 0.001] [--threads N]
+usage: lean_torch.py BIN_DIR [--model cnn|mlp|linear] [--layers JSON] [--batch-size 4] [--epochs 1] [--lr 0.001]
+                     [--threads N] [--train-limit N]
+--layers builds a spec's list of layers (README, "Your own network") from PyTorch's own modules.
 BIN_DIR holds cifar-10-batches-bin (data_batch_1..5.bin, test_batch.bin). One JSON line per epoch.
 """
-import argparse, json, os, time
+import argparse, json, os, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 
 p = argparse.ArgumentParser()
 p.add_argument("bin_dir"); p.add_argument("--model", default="cnn")
 p.add_argument("--batch-size", type=int, default=4); p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr", type=float, default=0.001); p.add_argument("--threads", type=int, default=0)
+p.add_argument("--layers", default=None); p.add_argument("--train-limit", type=int, default=0)
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -25,6 +28,8 @@ def load(files):
 
 
 xtr, ytr = load([f"data_batch_{i}.bin" for i in range(1, 6)])
+if a.train_limit:
+    xtr, ytr = xtr[:a.train_limit].clone(), ytr[:a.train_limit].clone()
 xte, yte = load(["test_batch.bin"])
 
 
@@ -40,7 +45,11 @@ class Net(nn.Module):
 
 
 torch.manual_seed(0)
-if a.model == "cnn":
+if a.layers:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_layers import build
+    net = build(json.loads(a.layers), torch.zeros(2, 3, 32, 32))
+elif a.model == "cnn":
     net = Net()
 elif a.model == "mlp":
     net = nn.Sequential(nn.Flatten(), nn.Linear(3072, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))

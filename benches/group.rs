@@ -4,7 +4,8 @@
 //! Environment: CIFAR_BIN (the binary CIFAR-10 directory; default
 //! ~/.cache/cifar10/cifar-10-batches-bin), GROUP_SIZES (default "1 2 4 8 16"), TRAIN_LIMIT
 //! (images per epoch, default 5000), THREADS (torch threads, default 2), DEVICE (cpu or
-//! cuda, default cpu), MODEL (cnn, mlp or linear; default cnn), BATCH (default 4).
+//! cuda, default cpu), MODEL (cnn, mlp or linear; default cnn), LAYERS (a JSON list of
+//! layers, instead of MODEL), BATCH (default 4).
 
 use serde_json::json;
 use std::sync::atomic::AtomicBool;
@@ -41,14 +42,18 @@ impl GroupHost for Collect {
     }
 }
 
+/// A member's spec: `model` is a named model, or a JSON list of layers (`LAYERS`).
 fn member(g: usize, limit: u32, model: &str, batch: u32) -> Spec {
     // The assignment's learning rates and a seed each: members differ as a class's jobs do.
     let lrs = [0.001, 0.1, 0.01, 0.0001, 0.003];
-    Spec::parse(&json!({
-        "model": model, "batch_size": batch, "epochs": 1, "train_limit": limit,
-        "lr": lrs[g % lrs.len()], "seed": g as u64 + 1,
-    }))
-    .expect("a valid spec")
+    let mut spec = json!({
+        "batch_size": batch, "epochs": 1, "train_limit": limit, "lr": lrs[g % lrs.len()], "seed": g as u64 + 1,
+    });
+    match serde_json::from_str::<serde_json::Value>(model) {
+        Ok(layers @ serde_json::Value::Array(_)) => spec["layers"] = layers,
+        _ => spec["model"] = json!(model),
+    }
+    Spec::parse(&spec).expect("a valid spec")
 }
 
 fn main() {
@@ -58,7 +63,7 @@ fn main() {
         env_or("GROUP_SIZES", "1 2 4 8 16").split_whitespace().map(|s| s.parse().expect("a number")).collect();
     let limit: u32 = env_or("TRAIN_LIMIT", "5000").parse().expect("a number");
     let threads: i32 = env_or("THREADS", "2").parse().expect("a number");
-    let model = env_or("MODEL", "cnn");
+    let model = std::env::var("LAYERS").unwrap_or_else(|_| env_or("MODEL", "cnn"));
     let batch: u32 = env_or("BATCH", "4").parse().expect("a number");
     let device = trainyard::device::parse_device(&env_or("DEVICE", "cpu")).expect("cpu or cuda[:N]");
     let data =

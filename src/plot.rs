@@ -523,6 +523,11 @@ fn emptiest_corner(fig: &Figure, values: &[Value], (x_max, y_lo, y_top): (f64, f
 
 fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     let v = spec.get(key)?;
+    if key == "model" && v == "custom" {
+        // One's own network is named by its layers, so two of them are told apart.
+        let layers = spec.get("layers").and_then(|l| crate::network::parse_layers(l, "layers").ok());
+        return Some(layers.map_or_else(|| "custom".into(), |l| crate::network::summary(&l)));
+    }
     Some(match v {
         serde_json::Value::Null => return None,
         serde_json::Value::String(s) => s.clone(),

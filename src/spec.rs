@@ -3,6 +3,7 @@
 //! problem at once, each naming its field and what is allowed.
 
 use crate::dataset::Dataset;
+use crate::network::{layers_json, named_layers, parse_layers, plan, LayerSpec, Naming};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -98,14 +99,15 @@ pub fn field_doc(name: &str) -> Option<&'static FieldDoc> {
 pub const FIELD_DOCS: &[FieldDoc] = &[
     doc("name", "text", "A label for the job, shown in lists and in legends; at most 200 characters."),
     FieldDoc {
-        choices: &["cnn", "linear", "mlp"],
+        choices: &["cnn", "linear", "mlp", "custom"],
         legend: Some(0),
         group: true,
         ..doc(
             "model",
             "choice",
             "cnn: the tutorial's network (two convolutions, three linear layers); linear: one linear \
-             layer on the 3072 pixels; mlp: linear layers of the widths in hidden.",
+             layer on the 3072 pixels; mlp: linear layers of the widths in hidden; custom: your own \
+             list of layers (layers).",
         )
     },
     FieldDoc {
@@ -126,6 +128,17 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
             "activation",
             "choice",
             "Between layers: relu, or none (an mlp without it is a linear model in disguise).",
+        )
+    },
+    FieldDoc {
+        models: &["custom"],
+        group: true,
+        ..doc(
+            "layers",
+            "layers",
+            "The network as a list of layers, e.g. [{\"conv2d\": {\"out\": 16, \"kernel\": 3}}, \"relu\", \
+             {\"maxpool2d\": 2}, \"flatten\", {\"linear\": 10}] (the kinds: GET /spec's layers). A \
+             named model's are shown with it.",
         )
     },
     FieldDoc {
@@ -186,7 +199,8 @@ pub fn field_docs() -> Value {
         .map(|d| {
             let default = match d.name {
                 "hidden" => serde_json::json!([120, 84]),
-                "seed" => Value::Null,
+                // A named model's layers are its own; a list of one's own has no default.
+                "seed" | "layers" => Value::Null,
                 n => defaults.get(n).cloned().unwrap_or(Value::Null),
             };
             serde_json::json!({
@@ -195,7 +209,15 @@ pub fn field_docs() -> Value {
             })
         })
         .collect();
-    serde_json::json!({ "fields": fields })
+    let layers: Vec<Value> = crate::network::LAYER_DOCS
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "form": d.form, "help": d.help}))
+        .collect();
+    serde_json::json!({
+        "fields": fields,
+        "layers": layers,
+        "layer_limits": {"layers": crate::network::MAX_LAYERS, "nesting": crate::network::MAX_NESTING},
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +226,8 @@ pub enum ModelKind {
     Cnn,
     Linear,
     Mlp,
+    /// The spec's own `layers`.
+    Custom,
 }
 
 impl ModelKind {
@@ -213,6 +237,7 @@ impl ModelKind {
             ModelKind::Cnn => "cnn",
             ModelKind::Linear => "linear",
             ModelKind::Mlp => "mlp",
+            ModelKind::Custom => "custom",
         }
     }
 }
@@ -251,13 +276,16 @@ impl Augmentation {
 
 /// A validated experiment with every default filled in (the seed included), so the
 /// stored spec alone repeats the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Spec {
     pub name: Option<String>,
     pub model: ModelKind,
     /// Hidden layer widths; used by `mlp` only (empty for the other models).
     pub hidden: Vec<i64>,
     pub activation: Activation,
+    /// The network: a named model's expansion, or the spec's own list (`custom`).
+    #[serde(serialize_with = "serialize_layers")]
+    pub layers: Vec<LayerSpec>,
     pub epochs: u32,
     pub batch_size: u32,
     pub lr: f64,
@@ -305,6 +333,7 @@ impl Default for Spec {
             model: ModelKind::Cnn,
             hidden: Vec::new(),
             activation: Activation::Relu,
+            layers: named_layers(ModelKind::Cnn, &[], Activation::Relu, 10),
             epochs: 50,
             batch_size: 4,
             lr: 0.001,
@@ -406,16 +435,26 @@ impl Spec {
                 }
             },
         };
+        // N.B.: a list of layers without a model is the spec's own network.
+        let own = if r.present("layers").is_some() { ModelKind::Custom } else { d.model };
         let model = r.choice(
             "model",
-            d.model,
-            &[("cnn", ModelKind::Cnn), ("linear", ModelKind::Linear), ("mlp", ModelKind::Mlp)],
+            own,
+            &[
+                ("cnn", ModelKind::Cnn),
+                ("linear", ModelKind::Linear),
+                ("mlp", ModelKind::Mlp),
+                ("custom", ModelKind::Custom),
+            ],
         );
         let hidden = match (r.present("hidden"), model) {
             (None, ModelKind::Mlp) => vec![120, 84],
             (None, _) => Vec::new(),
-            (Some(_), ModelKind::Cnn | ModelKind::Linear) => {
-                r.fail("hidden", "applies only to model \"mlp\"; leave it out for \"cnn\" and \"linear\"");
+            (Some(_), ModelKind::Cnn | ModelKind::Linear | ModelKind::Custom) => {
+                r.fail(
+                    "hidden",
+                    "applies only to model \"mlp\"; leave it out for \"cnn\", \"linear\" and your own layers",
+                );
                 Vec::new()
             }
             (Some(v), ModelKind::Mlp) => {
@@ -440,6 +479,9 @@ impl Spec {
             r.choice("activation", d.activation, &[("relu", Activation::Relu), ("none", Activation::None)]);
         if model == ModelKind::Linear && r.present("activation").is_some() {
             r.fail("activation", "applies only to models \"mlp\" and \"cnn\"; a linear model has no hidden layer");
+        }
+        if model == ModelKind::Custom && r.present("activation").is_some() {
+            r.fail("activation", "applies only to models \"mlp\" and \"cnn\"; write your activations in layers");
         }
         let epochs = r.int("epochs", d.epochs.into(), EPOCHS.0, EPOCHS.1) as u32;
         let batch_size = r.int("batch_size", d.batch_size.into(), BATCH_SIZE.0, BATCH_SIZE.1) as u32;
@@ -486,6 +528,39 @@ impl Spec {
         let data = r.choice("dataset", crate::dataset::ALL[0], &datasets);
         // N.B.: a larger limit than the dataset's training images would silently mean "all".
         let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, data.train_images) as u32);
+        let named = (model != ModelKind::Custom).then(|| named_layers(model, &hidden, activation, data.num_classes()));
+        let layers = match (r.present("layers"), named) {
+            (None, Some(named)) => named,
+            (None, None) => {
+                r.fail("layers", "model \"custom\" needs its list of layers");
+                Vec::new()
+            }
+            (Some(v), named) => match parse_layers(v, "layers") {
+                Err(errors) => {
+                    r.errors.extend(errors.into_iter().map(|e| FieldError { field: e.path, message: e.message }));
+                    Vec::new()
+                }
+                // A returned spec shows a named model's layers; sent back, they must be its own.
+                Ok(layers) if named.as_ref().is_some_and(|n| *n != layers) => {
+                    r.fail(
+                        "layers",
+                        format!(
+                            "are not model \"{}\"'s layers; leave model out (or say \"custom\") to train your own list",
+                            model.as_str()
+                        ),
+                    );
+                    Vec::new()
+                }
+                Ok(layers) => layers,
+            },
+        };
+        if r.errors.is_empty() {
+            let smallest = smallest_batch(batch_size, train_limit, data);
+            let naming = if model == ModelKind::Custom { Naming::Position } else { Naming::Tutorial };
+            if let Err(errors) = plan(&layers, data, naming, smallest) {
+                r.errors.extend(errors.into_iter().map(|e| FieldError { field: e.path, message: e.message }));
+            }
+        }
 
         if !r.errors.is_empty() {
             return Err(SpecErrors(r.errors));
@@ -495,6 +570,7 @@ impl Spec {
             model,
             hidden,
             activation,
+            layers,
             epochs,
             batch_size,
             lr,
@@ -528,24 +604,51 @@ impl Spec {
         if self.model != ModelKind::Mlp {
             obj.shift_remove("hidden");
         }
-        if self.model == ModelKind::Linear {
+        if matches!(self.model, ModelKind::Linear | ModelKind::Custom) {
             obj.shift_remove("activation");
         }
         v
+    }
+
+    /// The network in a few characters, as lists and figures name it: a named model's name
+    /// (`cnn`), or a summary of one's own layers (`conv16-bn-relu-pool-…-fc10`).
+    pub fn network_name(&self) -> String {
+        match self.model {
+            ModelKind::Custom => crate::network::summary(&self.layers),
+            named => named.as_str().to_string(),
+        }
+    }
+
+    /// The fewest images a training step of this spec sees: its batch size, or the epoch's
+    /// last batch when that is smaller.
+    pub fn smallest_batch(&self) -> i64 {
+        smallest_batch(self.batch_size, self.train_limit, self.data())
     }
 
     pub fn has(&self, aug: Augmentation) -> bool {
         self.augment.contains(&aug)
     }
 
-    /// What jobs must share to train as one fused group: the architecture (model, hidden
-    /// widths, activation), the batch size, the training subset and the dataset. Everything
-    /// else (seed, lr, momentum, weight decay, loss, augmentation, epochs) may differ.
+    /// What jobs must share to train as one fused group: the network's layers (a named
+    /// model and its own list are one network), the batch size, the training subset and the
+    /// dataset. Everything else (seed, lr, momentum, weight decay, loss, augmentation,
+    /// epochs) may differ.
     pub fn group_key(&self) -> String {
-        let activation = (self.model != ModelKind::Linear).then_some(self.activation);
-        serde_json::json!([self.model, self.hidden, activation, self.batch_size, self.train_limit, self.dataset])
-            .to_string()
+        serde_json::json!([layers_json(&self.layers), self.batch_size, self.train_limit, self.dataset]).to_string()
     }
+}
+
+/// The fewest images a training step sees: `batch`, or the epoch's last batch of the
+/// dataset's (or `limit`'s) training images when that is smaller.
+fn smallest_batch(batch: u32, limit: Option<u32>, data: &Dataset) -> i64 {
+    let n = limit.map_or(data.train_images, |l| u64::from(l).min(data.train_images));
+    let batch = u64::from(batch.max(1));
+    let last = n % batch;
+    (if last == 0 { batch } else { last }).min(batch) as i64
+}
+
+fn serialize_layers<S: serde::Serializer>(layers: &[LayerSpec], s: S) -> Result<S::Ok, S::Error> {
+    layers_json(layers).serialize(s)
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -636,7 +739,7 @@ mod tests {
             }
         }
         assert_eq!(Spec::parse_with_seed(&Value::Object(spec), || 0).unwrap(), Spec::default());
-        let epochs = &docs["fields"][4];
+        let epochs = &docs["fields"][5];
         assert_eq!((epochs["name"].as_str(), epochs["max"].as_f64()), (Some("epochs"), Some(1000.0)));
         assert!(errors(json!({"epochs": 1001}))[0].message.contains("from 1 to 1000"));
     }
@@ -658,6 +761,9 @@ mod tests {
         for d in FIELD_DOCS.iter().filter(|d| d.choices.len() != 1) {
             let mut changed = base.clone();
             changed[d.name] = other(d.name);
+            if d.name == "layers" {
+                changed = json!({"seed": 1, "layers": ["flatten", {"linear": 10}]});
+            }
             assert_eq!(key(&changed) != key(&base), d.group, "{}: in the group key or not, as the table says", d.name);
         }
         let named: Vec<&str> = legend_fields().iter().map(|d| d.name).collect();

@@ -328,7 +328,7 @@ async function viewJobs(query, signal) {
     const tr = h("tr", { "data-job": j.id, "data-status": j.status },
       h("td", {}, check),
       h("td", {}, h("a", { href: `#/job/${j.id}`, text: jobLabel(j) }),
-        h("div", { class: "small muted", text: `${j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr}` })),
+        h("div", { class: "small muted", text: `${j.network || j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr}` })),
       admin ? h("td", { text: j.owner }) : null,
       h("td", {}, statusBadge(j.status)),
       h("td", { class: "progress" }, progressCell(j)),
@@ -586,7 +586,7 @@ async function viewCompare(query, signal) {
   const picker = h("fieldset", { class: "picker", id: "compare-picker" }, h("legend", { text: "Jobs" }),
     [...known.values()].map((j) => h("label", {},
       h("input", { type: "checkbox", value: j.id, checked: chosen.has(j.id) }), " ",
-      `${jobLabel(j)} — ${j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr} (${j.status}, ${j.epochs_done}/${j.epochs_total})`)));
+      `${jobLabel(j)} — ${j.network || j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr} (${j.status}, ${j.epochs_done}/${j.epochs_total})`)));
   const metricSel = h("select", { id: "compare-metric" },
     Object.entries(METRICS).map(([k, [t]]) => h("option", { value: k, selected: k === metric, text: t })));
   const apply = () => {
@@ -653,6 +653,10 @@ async function viewSubmit(query) {
         h("option", { value: "false", text: "none" }), h("option", { value: "true", text: "crops and flips" }),
         h("option", { value: "random_resized_crop", text: "random resized crops" }),
         h("option", { value: "horizontal_flip", text: "horizontal flips" }));
+    } else if (f.input === "layers") {
+      // A JSON list of layers; the server names what does not fit (layers[3].conv2d.kernel).
+      input = h("textarea", { id, name: f.name, "aria-describedby": described, rows: 6, spellcheck: "false",
+        placeholder: '[{"conv2d": {"out": 16, "kernel": 3, "padding": 1}}, "relu", {"maxpool2d": 2}, "flatten", {"linear": 10}]' });
     } else {
       const attrs = { id, name: f.name, "aria-describedby": described,
         placeholder: f.default === null ? (f.name === "seed" ? "drawn" : f.name === "train_limit" ? "all" : "") :
@@ -694,7 +698,9 @@ async function viewSubmit(query) {
     for (const f of specDocs.fields) {
       const v = base.spec[f.name];
       if (v === null || v === undefined || f.name === "seed") continue;
-      if (f.input === "augment") {
+      if (f.input === "layers") {
+        inputs[f.name].value = JSON.stringify(v);
+      } else if (f.input === "augment") {
         inputs[f.name].value = v === true || (Array.isArray(v) && v.length === 2) ? "true" : Array.isArray(v) && v.length === 1 ? v[0] : "false";
       } else {
         inputs[f.name].value = Array.isArray(v) ? v.join(", ") : String(v);
@@ -712,9 +718,7 @@ async function viewSubmit(query) {
     formError.textContent = "";
     for (const k of Object.keys(errors)) { errors[k].textContent = ""; inputs[k].removeAttribute("aria-invalid"); }
   }
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    clearErrors();
+  function collect() {
     const body = {};
     for (const f of specDocs.fields) {
       if (wraps[f.name].hidden) continue;
@@ -723,9 +727,54 @@ async function viewSubmit(query) {
       if (f.input === "integer" || f.input === "number") body[f.name] = Number(raw);
       else if (f.input === "widths") body[f.name] = raw.split(/[\s,]+/).filter(Boolean).map(Number);
       else if (f.input === "augment") body[f.name] = raw === "true" ? true : raw === "false" ? false : [raw];
+      else if (f.input === "layers") { try { body[f.name] = JSON.parse(raw); } catch { body[f.name] = raw; } }
       else body[f.name] = raw;
       if ((f.input === "integer" || f.input === "number") && Number.isNaN(body[f.name])) body[f.name] = raw;
     }
+    return body;
+  }
+  // The network as the server plans it (POST /spec/check), shown as one types: each layer's
+  // output and parameters, the total and the memory estimate, or what does not fit.
+  const plan = h("div", { id: "network-plan", class: "small", "aria-live": "polite" });
+  grid.after(plan);
+  let planTimer = null;
+  let planSeq = 0;
+  async function showPlan() {
+    const seq = ++planSeq;
+    let checked;
+    try { checked = await api("POST", "/spec/check", collect()); } catch (e) { return; }
+    if (seq !== planSeq) return;
+    plan.replaceChildren();
+    const net = checked.network;
+    if (net) {
+      plan.append(h("table", { class: "plan" },
+        h("tr", {}, h("th", { text: "layer" }), h("th", { text: "gives" }), h("th", { text: "parameters" })),
+        net.layers.map((l) => h("tr", {},
+          h("td", { text: `${l.path.replace(/^layers/, "")} ${typeof l.layer === "string" ? l.layer : Object.keys(l.layer)[0]}` }),
+          h("td", { text: l.output.join("×") }), h("td", { text: l.parameters.toLocaleString("en") })))),
+        h("p", { text: `${net.summary}: ${net.parameters.toLocaleString("en")} parameters, about ${net.memory_mb} MB to train.` }));
+      if (checked.spec && checked.spec.model !== "custom") {
+        // A named model as the starting point of one's own list.
+        plan.append(h("button", { type: "button", class: "secondary", id: "edit-layers", text: "Edit these layers",
+          onclick: () => {
+            inputs.model.value = "custom";
+            applies();
+            inputs.layers.value = JSON.stringify(checked.spec.layers);
+            inputs.layers.focus();
+            planSoon();
+          } }));
+      }
+    }
+    for (const e of checked.errors) plan.append(h("p", { class: "error", text: `${e.field}: ${e.message}` }));
+  }
+  const planSoon = () => { clearTimeout(planTimer); planTimer = setTimeout(showPlan, 300); };
+  form.addEventListener("input", planSoon);
+  inputs.model.addEventListener("change", planSoon);
+  planSoon();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors();
+    const body = collect();
     try {
       const job = await api("POST", "/jobs", body);
       flash(`Submitted ${jobLabel(job)}.`);
@@ -734,10 +783,13 @@ async function viewSubmit(query) {
       const fields = e.fields.length ? e.fields : e.field ? [{ field: e.field, message: e.message }] : [];
       let first = null;
       for (const fe of fields) {
-        if (errors[fe.field]) {
-          errors[fe.field].textContent = fe.message;
-          inputs[fe.field].setAttribute("aria-invalid", "true");
-          first = first || inputs[fe.field];
+        // A layer's error (layers[3].conv2d.kernel) shows under the layers field, with its path.
+        const field = fe.field.startsWith("layers") ? "layers" : fe.field;
+        if (errors[field]) {
+          const shown = field === fe.field ? fe.message : `${fe.field}: ${fe.message}`;
+          errors[field].textContent = errors[field].textContent ? `${errors[field].textContent} ${shown}` : shown;
+          inputs[field].setAttribute("aria-invalid", "true");
+          first = first || inputs[field];
         }
       }
       if (first) first.focus();

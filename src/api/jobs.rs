@@ -52,6 +52,7 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "status": row.status,
         "priority": row.priority,
         "spec": row.spec.as_ref().map(Spec::to_json),
+        "network": row.spec.as_ref().map(Spec::network_name),
         "parameters": row.parameters,
         "epochs_done": row.epochs_done,
         "epochs_total": row.epochs_total,

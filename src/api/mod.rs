@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod json;
 pub mod plots;
 pub mod serve;
+pub mod spec;
 pub mod sweeps;
 pub mod telemetry;
 pub mod users;
@@ -124,13 +125,17 @@ impl Limits {
         }
         let e = crate::network::Architecture::of(spec).estimate(spec.batch_size.into());
         let mb = |b: i64| (b + (1 << 20) - 1) >> 20;
-        let shape_field = if spec.model == ModelKind::Mlp { "hidden" } else { "model" };
+        let shape_field = match spec.model {
+            ModelKind::Mlp => "hidden",
+            ModelKind::Custom => "layers",
+            _ => "model",
+        };
         if e.parameters > self.max_parameters {
             errors.push(FieldError {
                 field: shape_field.into(),
                 message: format!(
                     "this model has {} trainable parameters; this server allows at most {} per job \
-                     (TRAINYARD_MAX_PARAMETERS): choose smaller hidden layers",
+                     (TRAINYARD_MAX_PARAMETERS): choose smaller (or fewer) layers",
                     e.parameters, self.max_parameters
                 ),
             });
@@ -141,7 +146,7 @@ impl Limits {
                 message: format!(
                     "this job needs about {} MB to train ({} MB of weights, gradients and momentum, {} MB of \
                      activations at batch size {}); this server allows at most {} MB per job \
-                     (TRAINYARD_MAX_JOB_MEMORY_MB): choose a smaller batch size or smaller hidden layers",
+                     (TRAINYARD_MAX_JOB_MEMORY_MB): choose a smaller batch size or smaller layers",
                     mb(e.bytes()),
                     mb(e.state_bytes),
                     mb(e.activation_bytes),
@@ -195,10 +200,9 @@ pub fn routes() -> Vec<Route> {
         Route::get("/healthz", &[], healthz),
         Route::get("/readyz", &[], readyz),
         Route::get("/openapi.yaml", &[], openapi),
-        Route::get("/spec", &[], get_spec),
         Route::get("/metrics", &[], telemetry::scrape),
     ];
-    [own, jobs::routes(), events::routes(), plots::routes(), sweeps::routes(), users::routes()]
+    [own, spec::routes(), jobs::routes(), events::routes(), plots::routes(), sweeps::routes(), users::routes()]
         .into_iter()
         .flatten()
         .collect()
@@ -400,12 +404,6 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         )
             .into_response()
     }
-}
-
-/// The spec's fields as the web form shows them (defaults, ranges, help), from the same
-/// constants `Spec::parse` checks.
-async fn get_spec(_user: auth::CurrentUser) -> Json<serde_json::Value> {
-    Json(crate::spec::field_docs())
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -108,8 +108,18 @@ pub struct Restored {
     pub epoch: u32,
     pub metrics: Vec<EpochMetrics>,
     pub weights: Tensor,
+    /// The running statistics [S] (batch normalisation's), `None` for a network without.
+    pub stats: Option<Tensor>,
     /// The buffers the spec's optimiser keeps (none for SGD without momentum).
     pub state: MemberState,
+}
+
+/// One member's state after an epoch, as `save` writes it: weights [P], running statistics
+/// [S] and the optimiser's buffers, each in the architecture's order.
+pub struct Saved<'a> {
+    pub weights: &'a Tensor,
+    pub stats: &'a Tensor,
+    pub state: &'a MemberState,
 }
 
 /// The checksum of a checkpoint: its metadata (but the checksum itself) in key order, then
@@ -146,20 +156,27 @@ fn f32_bytes(t: &Tensor) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes the checkpoint for a finished `epoch` to `store`: `weights` and each of `state`'s
-/// buffers are one model's [P] values in `arch`'s parameter order.
+/// Writes the checkpoint for a finished `epoch` to `store`: one model's state, named by
+/// `arch`'s parameters and statistics.
 pub fn save(
     store: &dyn CheckpointStore,
     spec: &Spec,
     arch: &Architecture,
     epoch: u32,
-    weights: &Tensor,
-    state: &MemberState,
+    saved: &Saved,
     metrics: &[EpochMetrics],
 ) -> Result<(), CheckpointError> {
-    let weights = f32_bytes(weights);
-    let buffers: Vec<(&str, Vec<u8>)> = state.buffers.iter().map(|(name, t)| (name.as_str(), f32_bytes(t))).collect();
+    let weights = f32_bytes(saved.weights);
+    let stats = f32_bytes(saved.stats);
+    let buffers: Vec<(&str, Vec<u8>)> =
+        saved.state.buffers.iter().map(|(name, t)| (name.as_str(), f32_bytes(t))).collect();
     let mut blobs: Vec<(String, Vec<usize>, &[u8])> = Vec::new();
+    let mut at = 0;
+    for s in &arch.stats {
+        let shape: Vec<usize> = s.shape.iter().map(|&d| d as usize).collect();
+        blobs.push((s.name.clone(), shape, &stats[at * 4..(at + s.numel() as usize) * 4]));
+        at += s.numel() as usize;
+    }
     let mut at = 0;
     for p in &arch.params {
         let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
@@ -227,7 +244,9 @@ pub fn load(
     let corrupt = |reason: String| CheckpointError::Corrupt { place: place.clone(), reason };
     let saved: serde_json::Value =
         serde_json::from_str(meta.get("spec").map_or("", String::as_str)).map_err(|e| corrupt(format!("spec: {e}")))?;
-    if saved != spec.to_json() {
+    // N.B.: compared as read today, so a checkpoint written before a spec field existed (a
+    // named model's `layers`) still belongs to its job.
+    if Spec::parse(&saved).map(|s| s.to_json()).ok() != Some(spec.to_json()) {
         return Err(CheckpointError::OtherSpec { place });
     }
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;
@@ -250,6 +269,13 @@ pub fn load(
             return Err(corrupt(format!("{} is missing", p.name)));
         }
     }
+    let mut stats = Vec::new();
+    for s in &arch.stats {
+        if !read(&s.name, &s.shape, &mut stats)? {
+            return Err(corrupt(format!("{} is missing", s.name)));
+        }
+    }
+    let stats = (!arch.stats.is_empty()).then(|| Tensor::from_slice(&stats));
     // N.B.: a buffer is resumed whole or not at all (a run checkpointed before its first
     // step has none, and its optimiser starts from zero as it would have).
     let mut state = MemberState::default();
@@ -263,7 +289,7 @@ pub fn load(
             state.buffers.push((buffer.to_string(), Tensor::from_slice(&values)));
         }
     }
-    Ok(Some(Restored { epoch, metrics, weights: Tensor::from_slice(&weights), state }))
+    Ok(Some(Restored { epoch, metrics, weights: Tensor::from_slice(&weights), stats, state }))
 }
 
 /// The trained weights of a checkpoint as a safetensors file of their own (no optimiser state),

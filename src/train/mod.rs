@@ -35,6 +35,10 @@ pub use data::DataError;
 /// Test images evaluated per forward pass.
 const EVAL_CHUNK: i64 = 1000;
 
+/// Where the dropout keys' random streams start (stream `DROPOUT_STREAMS + e` for epoch e),
+/// far from the data streams (stream e) and the initialisation's (stream 0).
+const DROPOUT_STREAMS: u64 = 1 << 32;
+
 /// How a run is executed, apart from what it trains.
 #[derive(Clone, Copy, Default)]
 pub struct TrainOptions<'a> {
@@ -178,8 +182,13 @@ struct Member {
     /// The epoch it trains next.
     next: u32,
     history: Vec<EpochMetrics>,
+    /// Its own plan of the group's network (its parameters' names are its own: a named
+    /// model's `conv1`, a list's `0`), for its checkpoints.
+    arch: Architecture,
     /// Its weights [P] while outside the fused buffer (joining, or the group rebuilding).
     weights: Option<Tensor>,
+    /// Its running statistics [S] while outside the fused buffer.
+    stats: Option<Tensor>,
     /// Its optimiser's state while outside the fused one.
     state: MemberState,
 }
@@ -296,7 +305,16 @@ impl Engine<'_> {
                 return self.host.member_done(key, Err(TrainError::Incompatible(why)));
             }
         }
-        let mut m = Member { key, next: 1, history: Vec::new(), weights: None, state: MemberState::default(), spec };
+        let mut m = Member {
+            key,
+            next: 1,
+            history: Vec::new(),
+            arch: arch.clone(),
+            weights: None,
+            stats: None,
+            state: MemberState::default(),
+            spec,
+        };
         let loaded = self.host.checkpoints(key).map(|store| checkpoint::load(store, &m.spec, &arch));
         if let Some(loaded) = loaded {
             match loaded {
@@ -311,6 +329,7 @@ impl Engine<'_> {
                     m.next = r.epoch + 1;
                     m.history = r.metrics;
                     m.weights = Some(r.weights);
+                    m.stats = r.stats;
                     m.state = r.state;
                 }
                 Ok(None) => {}
@@ -341,6 +360,7 @@ impl Engine<'_> {
         let (Some(f), Some(arch)) = (self.fused.take(), &self.arch) else { return };
         for (i, m) in self.members.iter_mut().enumerate() {
             m.weights = Some(f.params.member(arch, &f.params.flat, i as i64));
+            m.stats = Some(f.params.member_stats(arch, i as i64));
             m.state = f.optim.member_state(arch, &f.params, i as i64);
         }
     }
@@ -352,7 +372,9 @@ impl Engine<'_> {
         let device = self.data.device;
         let fused = self.fused.get_or_insert_with(|| {
             let rows: Vec<Tensor> = self.members.iter_mut().map(|m| m.weights.take().expect("unfused")).collect();
-            let params = GroupParams::from_members(arch, &rows, device);
+            let stats: Vec<Tensor> =
+                self.members.iter_mut().map(|m| m.stats.take().unwrap_or_else(|| model::initial_stats(arch))).collect();
+            let params = GroupParams::from_members(arch, &rows, &stats, device);
             let states: Vec<MemberState> = self.members.iter_mut().map(|m| std::mem::take(&mut m.state)).collect();
             let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();
             let optim = optim::for_members(arch, &params, &specs, states);
@@ -414,6 +436,11 @@ impl Engine<'_> {
             })
             .collect();
         let mut source = GroupBatches::new(&data.train, limit, full, epochs);
+        // Each member's dropout keys come from a stream of its own (seed, epoch), one per
+        // dropout layer and step, whatever group it trains in.
+        let dropouts = self.arch.as_ref().map_or(0, |a| a.dropouts);
+        let mut drop_rngs: Vec<EpochRng> =
+            self.members.iter().map(|m| EpochRng::new(m.spec.seed, DROPOUT_STREAMS + u64::from(m.next))).collect();
         let (total, samples) = (source.batches(), source.samples());
         let report_every = (total / 100).max(1);
         let mut where_: Vec<(usize, u32)> = self.members.iter().map(|m| (m.key, m.next)).collect();
@@ -433,12 +460,24 @@ impl Engine<'_> {
                     return;
                 }
                 source.retain(&keep);
+                let mut i = 0;
+                drop_rngs.retain(|_| {
+                    i += 1;
+                    keep.contains(&(i - 1))
+                });
                 where_ = self.members.iter().map(|m| (m.key, m.next)).collect();
             }
             let Some(batch) = source.next() else { break };
+            let keys = (dropouts > 0).then(|| {
+                let keys: Vec<i64> = drop_rngs
+                    .iter_mut()
+                    .flat_map(|r| (0..dropouts).map(|_| r.below(1 << 32) as i64).collect::<Vec<_>>())
+                    .collect();
+                Tensor::from_slice(&keys).to_device(device).view([-1, dropouts as i64])
+            });
             let (arch, f) = self.fuse();
             f.optim.zero_grad(&f.params);
-            let logits = model::forward(arch, &f.params, &batch.images);
+            let logits = model::forward(arch, &f.params, &batch.images, keys.as_ref());
             let g = f.params.members;
             let means = f.losses.batch_means(&logits, &batch.labels, g);
             if g == 1 {
@@ -510,8 +549,10 @@ impl Engine<'_> {
         member.next += 1;
         if let (Some(store), Some(f), Some(arch)) = (self.host.checkpoints(key), &self.fused, &self.arch) {
             let weights = f.params.member(arch, &f.params.flat, i as i64);
+            let stats = f.params.member_stats(arch, i as i64);
             let state = f.optim.member_state(arch, &f.params, i as i64);
-            checkpoint::save(store, &member.spec, arch, member.next - 1, &weights, &state, &member.history)?;
+            let saved = checkpoint::Saved { weights: &weights, stats: &stats, state: &state };
+            checkpoint::save(store, &member.spec, &member.arch, member.next - 1, &saved, &member.history)?;
         }
         Ok(())
     }

@@ -1,12 +1,16 @@
 //! Networks as lists of layers, trained G at a time: a fused group of same-shaped models.
 //!
-//! A spec's model is planned as layers and parameter shapes in `crate::network`;
-//! `GroupParams` holds the weights of G members of one architecture, and `forward` runs all
-//! of them at once (horizontal fusion, as HFTA):
+//! A spec's network is planned as layers and tensor shapes in `crate::network`;
+//! `GroupParams` holds the weights (and running statistics) of G members of one
+//! architecture, and `forward` runs all of them at once (horizontal fusion, as HFTA):
 //! - a convolution is one grouped convolution over the members' channels side by side
 //!   (input [B, G·Cin, H, W], weight [G·Cout, Cin, k, k], groups = G);
+//! - batch normalisation is one op over the members' channels (or features) side by side,
+//!   so each member's statistics are its own;
 //! - a linear layer is one batched matmul (`baddbmm`, [G, B, in] × [G, in, out]);
-//! - pooling and ReLU act per channel, so they need nothing.
+//! - dropout draws each member's mask from that member's own keys;
+//! - pooling and activations act per channel, and a residual block adds per member, so they
+//!   need nothing.
 //!
 //! Convolutions run on channels-last activations ([B, H, W, C] in memory): libtorch's CPU
 //! kernels for grouped convolutions with few channels per group are several times faster
@@ -20,12 +24,17 @@
 //! groups = 1 is a convolution).
 
 use super::rng::EpochRng;
-use crate::network::{Architecture, Layer};
+use crate::network::{ActKind, Architecture, Init, Layer, ParamSpec};
 use tch::{Device, Kind, Tensor};
 
-/// PyTorch's default init for Linear and Conv2d: weights and biases uniform in
-/// ±1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0, as one
-/// member's values in parameter order.
+/// Batch normalisation's PyTorch defaults.
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
+/// PyTorch's default init: Linear and Conv2d weights and biases uniform in ±1/sqrt(fan_in)
+/// (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0 in parameter order;
+/// batch normalisation's weight 1 and bias 0 (drawing nothing). One member's values in
+/// parameter order.
 ///
 /// N.B.: an allocation that fails is an error, not an abort of the whole process: a worker
 /// fails that one job and goes on.
@@ -34,13 +43,53 @@ pub fn initial_values(arch: &Architecture, seed: u64) -> Result<Vec<f32>, std::c
     let mut values = Vec::new();
     values.try_reserve_exact(arch.numel().max(0) as usize)?;
     for p in &arch.params {
-        let bound = 1.0 / (p.fan_in as f32).sqrt();
-        values.extend((0..p.numel()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound));
+        match p.init {
+            Init::Uniform { fan_in } => {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                values.extend((0..p.numel()).map(|_| (rng.uniform() * 2.0 - 1.0) * bound));
+            }
+            Init::Zeros => values.extend((0..p.numel()).map(|_| 0.0)),
+            Init::Ones => values.extend((0..p.numel()).map(|_| 1.0)),
+        }
     }
     Ok(values)
 }
 
-/// The weights of G members of one architecture in one flat buffer.
+/// The running statistics a member starts with (means 0, variances 1), in order.
+pub fn initial_stats(arch: &Architecture) -> Tensor {
+    let values: Vec<f32> = arch
+        .stats
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(if s.init == Init::Ones { 1.0 } else { 0.0 }, s.numel() as usize))
+        .collect();
+    Tensor::from_slice(&values)
+}
+
+/// Every layer of `layers`, residual bodies included, in order.
+fn each_layer<'a>(layers: &'a [Layer], out: &mut Vec<&'a Layer>) {
+    for l in layers {
+        out.push(l);
+        if let Layer::Residual { layers, .. } = l {
+            each_layer(layers, out);
+        }
+    }
+}
+
+/// Where each tensor's [G, numel] block starts in a flat buffer of `specs`.
+fn offsets(specs: &[ParamSpec], g: i64) -> Vec<i64> {
+    let mut at = 0;
+    specs
+        .iter()
+        .map(|p| {
+            let start = at;
+            at += g * p.numel();
+            start
+        })
+        .collect()
+}
+
+/// The weights of G members of one architecture in one flat buffer, and their running
+/// statistics in another.
 pub struct GroupParams {
     pub members: i64,
     /// [Σ G·numel], parameter by parameter, each a [G, numel] block.
@@ -49,24 +98,37 @@ pub struct GroupParams {
     pub tensors: Vec<Tensor>,
     /// Where each parameter's block starts in `flat`.
     offsets: Vec<i64>,
+    /// The running statistics, laid out as `flat` is (no gradient: training updates them).
+    pub stats_flat: Tensor,
+    /// Each statistic as a [G·C] view of `stats_flat`: the members' channels side by side.
+    pub stats: Vec<Tensor>,
+    stat_offsets: Vec<i64>,
 }
 
 impl GroupParams {
-    /// Stacks members' values, each [P] in parameter order (as `member` returns them).
+    /// Stacks members' values, each [P] in parameter order (as `member` returns them), and
+    /// their running statistics, each [S] (as `member_stats` returns them).
     ///
     /// N.B.: each parameter's leaf tensor is shaped as the fused layer uses it, so a step
     /// makes no reshapes: a convolution's weight is [G·Cout, Cin, k, k] and its bias [G·Cout];
-    /// a linear layer's weight is [G, out, in] and its bias [G, 1, out], or for a group of one
-    /// [out, in] and [out], as an unfused model's.
-    pub fn from_members(arch: &Architecture, rows: &[Tensor], device: Device) -> GroupParams {
+    /// batch normalisation's weight and bias [G·C]; a linear layer's weight is [G, out, in]
+    /// and its bias [G, 1, out], or for a group of one [out, in] and [out], as an unfused
+    /// model's.
+    pub fn from_members(arch: &Architecture, rows: &[Tensor], stat_rows: &[Tensor], device: Device) -> GroupParams {
         let g = rows.len() as i64;
-        let flat = stack_rows(arch, rows).to_device(device);
+        let flat = stack(&arch.params, rows).to_device(device);
         let mut shapes: Vec<Vec<i64>> = arch.params.iter().map(|p| [&[g][..], &p.shape].concat()).collect();
-        for layer in &arch.layers {
+        let mut all = Vec::new();
+        each_layer(&arch.layers, &mut all);
+        for layer in all {
             match *layer {
-                Layer::Conv2d { weight, cin, cout, k } => {
+                Layer::Conv2d { weight, cin, cout, k, .. } => {
                     shapes[weight] = vec![g * cout, cin, k, k];
                     shapes[weight + 1] = vec![g * cout];
+                }
+                Layer::BatchNorm { weight, channels, .. } => {
+                    shapes[weight] = vec![g * channels];
+                    shapes[weight + 1] = vec![g * channels];
                 }
                 Layer::Linear { weight, inp, out } if g == 1 => {
                     shapes[weight] = vec![out, inp];
@@ -79,13 +141,23 @@ impl GroupParams {
                 _ => {}
             }
         }
-        let mut offsets = Vec::with_capacity(arch.params.len());
-        let mut at = 0;
-        for p in &arch.params {
-            offsets.push(at);
-            at += g * p.numel();
-        }
-        let mut ps = GroupParams { members: g, flat, tensors: Vec::new(), offsets };
+        let stats_flat = if arch.stats.is_empty() {
+            Tensor::zeros([0], (Kind::Float, device))
+        } else {
+            stack(&arch.stats, stat_rows).to_device(device)
+        };
+        let stat_offsets = offsets(&arch.stats, g);
+        let stats =
+            arch.stats.iter().zip(&stat_offsets).map(|(s, &at)| stats_flat.narrow(0, at, g * s.numel())).collect();
+        let mut ps = GroupParams {
+            members: g,
+            flat,
+            tensors: Vec::new(),
+            offsets: offsets(&arch.params, g),
+            stats_flat,
+            stats,
+            stat_offsets,
+        };
         ps.tensors = shapes
             .iter()
             .map(|shape| Tensor::zeros(shape.as_slice(), (Kind::Float, device)).set_requires_grad(true))
@@ -107,13 +179,12 @@ impl GroupParams {
     /// Member `m`'s slice of a buffer laid out as `flat` (weights, gradients or an
     /// optimiser's state), as its own [P] tensor in parameter order.
     pub fn member(&self, arch: &Architecture, buffer: &Tensor, m: i64) -> Tensor {
-        let parts: Vec<Tensor> = arch
-            .params
-            .iter()
-            .zip(&self.offsets)
-            .map(|(p, &at)| buffer.narrow(0, at, self.members * p.numel()).view([self.members, p.numel()]).get(m))
-            .collect();
-        Tensor::cat(&parts, 0)
+        member_of(&arch.params, &self.offsets, self.members, buffer, m)
+    }
+
+    /// Member `m`'s running statistics, [S] in order.
+    pub fn member_stats(&self, arch: &Architecture, m: i64) -> Tensor {
+        member_of(&arch.stats, &self.stat_offsets, self.members, &self.stats_flat, m)
     }
 
     /// A buffer laid out as `flat` whose every element holds its member's value of `per_member`.
@@ -127,12 +198,23 @@ impl GroupParams {
     }
 }
 
-/// Members' [P] rows → the parameter-by-parameter [G, numel] layout of `GroupParams::flat`
-/// (for the weights, or for an optimiser's buffer laid out alike).
-pub fn stack_rows(arch: &Architecture, rows: &[Tensor]) -> Tensor {
-    let mut blocks = Vec::with_capacity(arch.params.len());
+fn member_of(specs: &[ParamSpec], offsets: &[i64], g: i64, buffer: &Tensor, m: i64) -> Tensor {
+    if specs.is_empty() {
+        return Tensor::zeros([0], (Kind::Float, buffer.device()));
+    }
+    let parts: Vec<Tensor> = specs
+        .iter()
+        .zip(offsets)
+        .map(|(p, &at)| buffer.narrow(0, at, g * p.numel()).view([g, p.numel()]).get(m))
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// Members' [P] rows → the tensor-by-tensor [G, numel] layout of `GroupParams::flat`.
+fn stack(specs: &[ParamSpec], rows: &[Tensor]) -> Tensor {
+    let mut blocks = Vec::with_capacity(specs.len());
     let mut at = 0;
-    for p in &arch.params {
+    for p in specs {
         let parts: Vec<Tensor> = rows.iter().map(|r| r.narrow(0, at, p.numel())).collect();
         blocks.push(Tensor::stack(&parts, 0).reshape([-1]));
         at += p.numel();
@@ -140,96 +222,249 @@ pub fn stack_rows(arch: &Architecture, rows: &[Tensor]) -> Tensor {
     Tensor::cat(&blocks, 0)
 }
 
+/// Members' [P] rows → the parameter-by-parameter [G, numel] layout of `GroupParams::flat`
+/// (for the weights, or for an optimiser's buffer laid out alike).
+pub fn stack_rows(arch: &Architecture, rows: &[Tensor]) -> Tensor {
+    stack(&arch.params, rows)
+}
+
 /// How activations are laid out between layers.
 enum Act {
     /// Member after member: [G·B, C, H, W] (a group of one: [B, C, H, W]).
     Stacked(Tensor),
-    /// Members' channels side by side: [B, G·C, H, W].
+    /// Members' channels side by side: [B, G·C, H, W], channels last in memory.
     Channels(Tensor),
     /// [G, B, F] (a group of one: [B, F]).
     Dense(Tensor),
 }
 
-/// Logits of every member, member after member: [G·B, classes], from each member's own
-/// images, member after member: [G·B, C, H, W].
-pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor) -> Tensor {
-    let g = ps.members;
-    let mut xs = Act::Stacked(images.shallow_clone());
-    for layer in &arch.layers {
-        xs = match (*layer, xs) {
-            (Layer::Conv2d { weight, .. }, xs) => {
-                let x = match xs {
-                    Act::Channels(x) => x,
-                    Act::Stacked(x) if g == 1 => x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
-                    Act::Stacked(x) => {
-                        // [G·B, C, H, W] → [B, G·C, H, W] with the channels last in memory.
-                        let s = x.size();
-                        let b = s[0] / g;
-                        let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
-                        nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
-                    }
-                    Act::Dense(_) => panic!("a convolution after a flatten"),
-                };
-                let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
-                Act::Channels(x.conv2d(w, Some(b), [1, 1], [0, 0], [1, 1], g))
-            }
-            (Layer::MaxPool2, Act::Channels(x)) => Act::Channels(x.max_pool2d_default(2)),
-            (Layer::MaxPool2, Act::Stacked(x)) => Act::Stacked(x.max_pool2d_default(2)),
-            (Layer::Flatten, Act::Stacked(x) | Act::Channels(x)) if g == 1 => Act::Dense(x.flatten(1, -1)),
-            (Layer::Flatten, Act::Stacked(x)) => {
-                let b = x.size()[0] / g;
-                Act::Dense(x.view([g, b, -1]))
-            }
-            (Layer::Flatten, Act::Channels(x)) => {
-                let b = x.size()[0];
-                Act::Dense(x.reshape([b, g, -1]).transpose(0, 1))
-            }
-            (Layer::Linear { weight, .. }, Act::Dense(x)) => {
-                let (w, bias) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
-                if g == 1 {
-                    Act::Dense(x.linear(w, Some(bias)))
-                } else {
-                    Act::Dense(bias.baddbmm(&x, &w.transpose(1, 2), 1, 1))
-                }
-            }
-            (Layer::Relu, Act::Stacked(x)) => Act::Stacked(x.relu()),
-            (Layer::Relu, Act::Channels(x)) => Act::Channels(x.relu()),
-            (Layer::Relu, Act::Dense(x)) => Act::Dense(x.relu()),
-            (layer, _) => panic!("layer {layer:?} does not fit its input"),
-        };
+impl Act {
+    fn shallow(&self) -> Act {
+        match self {
+            Act::Stacked(x) => Act::Stacked(x.shallow_clone()),
+            Act::Channels(x) => Act::Channels(x.shallow_clone()),
+            Act::Dense(x) => Act::Dense(x.shallow_clone()),
+        }
     }
-    match xs {
-        Act::Dense(x) if g == 1 => x,
-        Act::Dense(x) => x.view([-1, x.size()[2]]),
-        _ => panic!("a model must end in a linear layer"),
+
+    /// `f` applied to the values, the layout kept (an op that acts per channel or element).
+    fn map(self, f: impl Fn(&Tensor) -> Tensor) -> Act {
+        match self {
+            Act::Stacked(x) => Act::Stacked(f(&x)),
+            Act::Channels(x) => Act::Channels(f(&x)),
+            Act::Dense(x) => Act::Dense(f(&x)),
+        }
     }
 }
 
-/// Logits [B, classes] of member `m` alone, through views of its weights: evaluation, where a
-/// batch is large and every member sees the same images, runs each member's plain layers
-/// (measured faster than the fused ones on CPU: BENCHMARKS.md, "Fused groups").
-pub fn forward_member(arch: &Architecture, ps: &GroupParams, m: i64, x: &Tensor) -> Tensor {
+/// An image activation with the members' channels side by side, channels last in memory.
+fn to_channels(xs: Act, g: i64) -> Tensor {
+    match xs {
+        Act::Channels(x) => x,
+        Act::Stacked(x) if g == 1 => x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
+        Act::Stacked(x) => {
+            // [G·B, C, H, W] → [B, G·C, H, W] with the channels last in memory.
+            let s = x.size();
+            let b = s[0] / g;
+            let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
+            nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
+        }
+        Act::Dense(_) => panic!("an image layer after a flatten"),
+    }
+}
+
+fn activation(a: ActKind, x: &Tensor) -> Tensor {
+    match a {
+        ActKind::Relu => x.relu(),
+        ActKind::LeakyRelu => x.leaky_relu(),
+        ActKind::Tanh => x.tanh(),
+        ActKind::Sigmoid => x.sigmoid(),
+        ActKind::Gelu => x.gelu("none"),
+    }
+}
+
+/// Each member's dropout mask over `n` values, already scaled by 1/(1−p): [G, n] float, from
+/// the members' keys ([G] int64, each below 2^32).
+///
+/// N.B.: a counter-based hash of (key, position) on the device, so a member's mask depends
+/// on its key and its own activation's shape alone: the same alone as in any group, and no
+/// random numbers cross from the host per value. The hash is a 32-bit integer mixer
+/// (xorshift-multiply, twice) whose products stay below 2^59, so int64 arithmetic is exact.
+pub fn dropout_mask(keys: &Tensor, n: i64, p: f64) -> Tensor {
+    const M: i64 = 0x4_5d9f3b;
+    const LOW: i64 = 0xFFFF_FFFF;
+    let idx = Tensor::arange(n, (Kind::Int64, keys.device())).view([1, n]);
+    let mut x = idx.bitwise_xor_tensor(&keys.view([-1, 1]));
+    for _ in 0..2 {
+        x = (x.bitwise_right_shift_tensor_scalar(16).bitwise_xor_tensor(&x) * M).bitwise_and(LOW);
+    }
+    x = x.bitwise_right_shift_tensor_scalar(16).bitwise_xor_tensor(&x);
+    let threshold = (p * 4_294_967_296.0).round() as i64;
+    x.ge(threshold).to_kind(Kind::Float) * (1.0 / (1.0 - p))
+}
+
+/// Logits of every member, member after member: [G·B, classes], from each member's own
+/// images, member after member: [G·B, C, H, W]. `keys` ([G, dropouts] int64) are this
+/// step's dropout keys, one per member and dropout layer.
+pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor, keys: Option<&Tensor>) -> Tensor {
     let g = ps.members;
-    let mut xs = x.shallow_clone();
+    match block(&arch.layers, ps, g, Act::Stacked(images.shallow_clone()), keys) {
+        Act::Dense(x) if g == 1 => x,
+        Act::Dense(x) => x.reshape([-1, x.size()[2]]),
+        _ => panic!("a model must end in features"),
+    }
+}
+
+fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&Tensor>) -> Act {
+    for layer in layers {
+        xs = fused_layer(layer, ps, g, xs, keys);
+    }
+    xs
+}
+
+fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&Tensor>) -> Act {
+    match (layer, xs) {
+        (&Layer::Conv2d { weight, stride, pad, .. }, xs) => {
+            let x = to_channels(xs, g);
+            let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+            Act::Channels(x.conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g))
+        }
+        (&Layer::MaxPool { k, stride }, xs) => {
+            xs.map(|x| x.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false))
+        }
+        (&Layer::AvgPool { k, stride }, xs) => {
+            xs.map(|x| x.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>))
+        }
+        (Layer::GlobalAvgPool, xs) => xs.map(|x| x.adaptive_avg_pool2d([1, 1])),
+        (&Layer::BatchNorm { weight, stats, .. }, xs) => {
+            let bn = |x: &Tensor| {
+                x.batch_norm(
+                    Some(&ps.tensors[weight]),
+                    Some(&ps.tensors[weight + 1]),
+                    Some(&ps.stats[stats]),
+                    Some(&ps.stats[stats + 1]),
+                    true,
+                    BN_MOMENTUM,
+                    BN_EPS,
+                    true,
+                )
+            };
+            match xs {
+                Act::Dense(x) if g == 1 => Act::Dense(bn(&x)),
+                Act::Dense(x) => {
+                    // [G, B, F] → [B, G·F]: the members' features side by side.
+                    let s = x.size();
+                    let side = x.transpose(0, 1).reshape([s[1], g * s[2]]);
+                    Act::Dense(bn(&side).view([s[1], g, s[2]]).transpose(0, 1))
+                }
+                Act::Stacked(x) if g == 1 => Act::Stacked(bn(&x)),
+                xs => Act::Channels(bn(&to_channels(xs, g))),
+            }
+        }
+        (&Layer::Dropout { p, slot }, xs) if p > 0.0 => {
+            let keys = keys.expect("dropout keys").select(1, slot as i64);
+            match xs {
+                Act::Stacked(x) => {
+                    let mask = dropout_mask(&keys, x.numel() as i64 / g, p);
+                    Act::Stacked(&x * mask.view(x.size().as_slice()))
+                }
+                Act::Channels(x) => {
+                    // Each member's mask over its own [B, C, H, W], then side by side.
+                    let s = x.size();
+                    let c = s[1] / g;
+                    let mask = dropout_mask(&keys, s[0] * c * s[2] * s[3], p).view([g, s[0], c, s[2], s[3]]);
+                    let mask = mask.permute([1, 0, 2, 3, 4]).reshape([s[0], g * c, s[2], s[3]]);
+                    Act::Channels(&x * mask)
+                }
+                Act::Dense(x) => {
+                    let mask = dropout_mask(&keys, x.numel() as i64 / g, p);
+                    Act::Dense(&x * mask.view(x.size().as_slice()))
+                }
+            }
+        }
+        (Layer::Dropout { .. }, xs) => xs,
+        (Layer::Flatten, Act::Stacked(x) | Act::Channels(x)) if g == 1 => Act::Dense(x.flatten(1, -1)),
+        (Layer::Flatten, Act::Stacked(x)) => {
+            let b = x.size()[0] / g;
+            Act::Dense(x.view([g, b, -1]))
+        }
+        (Layer::Flatten, Act::Channels(x)) => {
+            let b = x.size()[0];
+            Act::Dense(x.reshape([b, g, -1]).transpose(0, 1))
+        }
+        (Layer::Flatten, xs @ Act::Dense(_)) => xs,
+        (&Layer::Linear { weight, .. }, Act::Dense(x)) => {
+            let (w, bias) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+            if g == 1 {
+                Act::Dense(x.linear(w, Some(bias)))
+            } else {
+                Act::Dense(bias.baddbmm(&x, &w.transpose(1, 2), 1, 1))
+            }
+        }
+        (&Layer::Act(a), xs) => xs.map(|x| activation(a, x)),
+        (Layer::Residual { layers, .. }, xs) => {
+            let input = xs.shallow();
+            match (block(layers, ps, g, xs, keys), input) {
+                (Act::Channels(y), Act::Channels(x)) => Act::Channels(y + x),
+                (Act::Channels(y), x @ Act::Stacked(_)) => Act::Channels(y + to_channels(x, g)),
+                (Act::Stacked(y), Act::Stacked(x)) => Act::Stacked(y + x),
+                (Act::Dense(y), Act::Dense(x)) => Act::Dense(y + x),
+                _ => panic!("a residual block changed its layout"),
+            }
+        }
+        (layer, _) => panic!("layer {layer:?} does not fit its input"),
+    }
+}
+
+/// Logits [B, classes] of member `m` alone, in evaluation mode (running statistics, no
+/// dropout), through views of its weights: evaluation, where a batch is large and every
+/// member sees the same images, runs each member's plain layers (measured faster than the
+/// fused ones on CPU: BENCHMARKS.md, "Fused groups").
+pub fn forward_member(arch: &Architecture, ps: &GroupParams, m: i64, x: &Tensor) -> Tensor {
     let mut channels_last = false;
-    for layer in &arch.layers {
+    member_block(&arch.layers, ps, m, x.shallow_clone(), &mut channels_last)
+}
+
+fn member_block(layers: &[Layer], ps: &GroupParams, m: i64, mut xs: Tensor, channels_last: &mut bool) -> Tensor {
+    let g = ps.members;
+    for layer in layers {
         xs = match *layer {
-            Layer::Conv2d { weight, cout, .. } => {
-                if !channels_last {
+            Layer::Conv2d { weight, cout, stride, pad, .. } => {
+                if !*channels_last {
                     xs = xs.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
-                    channels_last = true;
+                    *channels_last = true;
                 }
                 let w = ps.tensors[weight].narrow(0, m * cout, cout);
                 let b = ps.tensors[weight + 1].narrow(0, m * cout, cout);
-                xs.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1)
+                xs.conv2d(&w, Some(&b), [stride, stride], [pad, pad], [1, 1], 1)
             }
-            Layer::MaxPool2 => xs.max_pool2d_default(2),
+            Layer::MaxPool { k, stride } => xs.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false),
+            Layer::AvgPool { k, stride } => xs.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>),
+            Layer::GlobalAvgPool => xs.adaptive_avg_pool2d([1, 1]),
+            Layer::BatchNorm { weight, stats, channels } => {
+                let own = |t: &Tensor| t.narrow(0, m * channels, channels);
+                xs.batch_norm(
+                    Some(&own(&ps.tensors[weight])),
+                    Some(&own(&ps.tensors[weight + 1])),
+                    Some(&own(&ps.stats[stats])),
+                    Some(&own(&ps.stats[stats + 1])),
+                    false,
+                    BN_MOMENTUM,
+                    BN_EPS,
+                    true,
+                )
+            }
+            Layer::Dropout { .. } => xs,
             Layer::Flatten => xs.flatten(1, -1),
             Layer::Linear { weight, .. } if g == 1 => xs.linear(&ps.tensors[weight], Some(&ps.tensors[weight + 1])),
             Layer::Linear { weight, .. } => {
                 xs.linear(&ps.tensors[weight].get(m), Some(ps.tensors[weight + 1].get(m).reshape([-1])))
             }
-            Layer::Relu => xs.relu(),
+            Layer::Act(a) => activation(a, &xs),
+            Layer::Residual { ref layers, .. } => {
+                let y = member_block(layers, ps, m, xs.shallow_clone(), channels_last);
+                y + xs
+            }
         };
     }
     xs

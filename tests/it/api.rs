@@ -615,7 +615,7 @@ async fn the_spec_route_lists_every_field_the_server_checks_with_its_default() {
     assert_eq!(names, trainyard::spec::field_names());
     let field = |n: &str| fields.iter().find(|f| f["name"] == n).unwrap().clone();
     assert_eq!(field("batch_size")["default"], 4);
-    assert_eq!(field("model")["choices"], json!(["cnn", "linear", "mlp"]));
+    assert_eq!(field("model")["choices"], json!(["cnn", "linear", "mlp", "custom"]));
     assert_eq!(field("hidden")["models"], json!(["mlp"]));
     // The bound shown is the bound enforced.
     let max = field("batch_size")["max"].as_f64().unwrap() as u64;
@@ -683,4 +683,111 @@ async fn a_stored_value_that_no_longer_reads_is_an_error_naming_the_job_and_a_ba
     let failed = app.wait_for(&queued, 60, status_is("failed")).await;
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("model") && error.contains("resnet"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_layers_is_checked_at_submission_trains_and_exports_its_running_statistics() {
+    let app = spawn_app(1).await;
+    // Every problem at once, each naming its layer by its path.
+    let r = app
+        .post_job(json!({"layers": [{"conv2d": {"out": 4, "kernel": 5}}, {"maxpool2d": 5}, {"conv2d": {"out": 4, "kernel": 7}},
+            "softmax", "flatten", {"linear": 10}], "lr": -1}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    let fields: Vec<&str> =
+        body["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["lr", "layers[3]"], "options first; shapes once every layer reads: {body}");
+    let r = app.post_job(json!({"layers": [{"conv2d": {"out": 4, "kernel": 5}}, {"maxpool2d": 5}, {"conv2d": {"out": 4, "kernel": 7}}, "flatten", {"linear": 7}]})).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["fields"][0]["field"], "layers[2].conv2d.kernel");
+    assert_eq!(body["error"]["fields"][0]["message"], "7 is larger than its 5×5 input");
+    let r = app.post_job(json!({"model": "cnn", "layers": ["flatten", {"linear": 10}]})).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["fields"][0]["field"], "layers", "{body}");
+    // Too large for the server's limit: the layers are named.
+    let r = app.post_job(json!({"layers": ["flatten", {"linear": 65536}, {"linear": 10}]})).await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_spec");
+    assert_eq!(body["error"]["fields"][0]["field"], "layers", "{body}");
+
+    let layers = json!([{"conv2d": {"out": 4, "kernel": 3, "stride": 2}}, "batchnorm", "relu", "flatten", {"dropout": 0.1}, {"linear": 10}]);
+    let id = app.submit(json!({"name": "mine", "layers": layers, "epochs": 2, "batch_size": 10})).await;
+    let done = app.wait_for(&id, 60, status_is("succeeded")).await;
+    assert_eq!(done["spec"]["model"], "custom");
+    assert_eq!(done["spec"]["layers"][0], json!({"conv2d": {"out": 4, "kernel": 3, "stride": 2, "padding": 0}}));
+    assert_eq!(done["parameters"], 4 * 27 + 4 + 8 + 4 * 15 * 15 * 10 + 10);
+    assert!(done["spec"].get("activation").is_none(), "{done}");
+    let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
+    assert_eq!(m["epochs"].as_array().unwrap().len(), 2);
+    // The returned spec, sent back, is the same job.
+    let again = app.post_job(done["spec"].clone()).await;
+    assert_eq!(again.status(), 201);
+    let bytes = app.client.get(app.url(&format!("/jobs/{id}/model"))).send().await.unwrap().bytes().await.unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["0.bias", "0.weight", "1.bias", "1.running_mean", "1.running_var", "1.weight", "5.bias", "5.weight"]
+    );
+}
+
+#[tokio::test]
+async fn a_spec_check_plans_the_network_layer_by_layer_and_queues_nothing() {
+    let app = spawn_app(0).await;
+    let layers = json!([
+      {"conv2d": {"out": 16, "kernel": 3, "padding": 1}}, "batchnorm", "relu", {"maxpool2d": 2},
+      {"conv2d": {"out": 32, "kernel": 3, "padding": 1}}, "batchnorm", "relu",
+      {"residual": [{"conv2d": {"out": 32, "kernel": 3, "padding": 1}}, "batchnorm", "relu"]},
+      "global_avgpool", "flatten", {"dropout": 0.2}, {"linear": 10}
+    ]);
+    let r = app.client.post(app.url("/spec/check")).json(&json!({"layers": layers})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["accepted"], true, "{c}");
+    assert_eq!(c["network"]["parameters"], 14_826);
+    assert_eq!(c["network"]["summary"], "conv16-bn-relu-pool-conv32-bn-relu-res(conv32-bn-relu)-gap-drop0.2-fc10");
+    let rows = c["network"]["layers"].as_array().unwrap();
+    let row =
+        |path: &str| rows.iter().find(|l| l["path"] == path).unwrap_or_else(|| panic!("{path}: {rows:?}")).clone();
+    assert_eq!(
+        (row("layers[0]")["output"].clone(), row("layers[0]")["parameters"].clone()),
+        (json!([16, 32, 32]), json!(448))
+    );
+    assert_eq!(row("layers[3]")["output"], json!([16, 16, 16]));
+    assert_eq!(row("layers[7]")["parameters"], 9_248 + 64, "a residual block counts its body");
+    assert_eq!(row("layers[7].residual[1]")["parameters"], 64);
+    assert_eq!(row("layers[8]")["output"], json!([32, 1, 1]));
+    assert_eq!(row("layers[11]")["output"], json!([10]));
+    assert!(c["spec"]["seed"].is_null(), "a check draws no seed: {c}");
+    // What does not fit is said as POST /jobs would say it, still 200.
+    let r = app
+        .client
+        .post(app.url("/spec/check"))
+        .json(&json!({"layers": ["flatten", {"linear": 7}]}))
+        .send()
+        .await
+        .unwrap();
+    let c: Value = r.json().await.unwrap();
+    assert_eq!((c["accepted"].clone(), c["network"].clone()), (json!(false), Value::Null));
+    assert_eq!(c["errors"][0]["field"], "layers[1]");
+    let r = app
+        .client
+        .post(app.url("/spec/check"))
+        .json(&json!({"model": "mlp", "hidden": [65536, 65536]}))
+        .send()
+        .await
+        .unwrap();
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["accepted"], false, "over the server's limits: {c}");
+    assert_eq!(c["errors"][0]["field"], "hidden");
+    assert!(c["network"]["parameters"].as_i64().unwrap() > 4_000_000_000);
+    let (_, list) = app.get("/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "a check queues nothing");
+    // GET /spec documents every layer kind.
+    let (_, docs) = app.get("/spec").await;
+    let kinds: Vec<&str> = docs["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 14);
+    assert!(kinds.contains(&"residual") && kinds.contains(&"batchnorm") && kinds.contains(&"gelu"), "{kinds:?}");
 }

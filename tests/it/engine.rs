@@ -116,7 +116,8 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
 /// The spec's model with its initial weights, as a group of one.
 fn one(s: &Spec) -> GroupParams {
     let arch = Architecture::of(s);
-    GroupParams::from_members(&arch, &[Tensor::from_slice(&model::initial_values(&arch, s.seed).unwrap())], Device::Cpu)
+    let weights = Tensor::from_slice(&model::initial_values(&arch, s.seed).unwrap());
+    GroupParams::from_members(&arch, &[weights], &[model::initial_stats(&arch)], Device::Cpu)
 }
 
 fn forward_one(s: &Spec, x: &Tensor) -> Tensor {
@@ -294,6 +295,26 @@ fn resuming_from_a_checkpoint_gives_the_same_metrics_as_an_uninterrupted_run() {
 }
 
 #[test]
+fn a_network_with_batchnorm_and_dropout_resumes_its_running_statistics_and_masks_exactly() {
+    let (_dir, data) = small_data();
+    let layers = json!([{"conv2d": {"out": 4, "kernel": 5}}, "batchnorm", "relu", {"maxpool2d": 2}, "flatten",
+        {"dropout": 0.25}, {"linear": 32}, "batchnorm", "tanh", {"linear": 10}]);
+    let s = spec(json!({"layers": layers, "epochs": 4, "batch_size": 10}));
+    let straight = run(&s, &data, None);
+    let ckpt = tempfile::tempdir().unwrap();
+    let first = stopped_after_two_epochs(&s, &data, ckpt.path());
+    let bytes = std::fs::read(ckpt.path().join(train::checkpoint::FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    assert!(names.contains(&"1.running_mean".to_string()) && names.contains(&"7.running_var".to_string()), "{names:?}");
+    assert!(names.contains(&"momentum.0.weight".to_string()), "{names:?}");
+    let resumed = run(&s, &data, Some(ckpt.path()));
+    assert_eq!(timeless(&straight[..2]), timeless(&first));
+    assert_eq!(timeless(&straight[2..]), timeless(&resumed), "statistics, momentum and dropout keys resumed");
+}
+
+#[test]
 fn a_checkpoint_of_another_spec_is_refused() {
     let (_dir, data) = small_data();
     let ckpt = tempfile::tempdir().unwrap();
@@ -412,7 +433,7 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     ];
     let rows: Vec<Tensor> =
         [1, 2].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
-    let ours = GroupParams::from_members(&arch, &rows, Device::Cpu);
+    let ours = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
     let mut opt = Sgd::new(&arch, &ours, &hyper, vec![MemberState::default(), MemberState::default()]);
     use tch::nn::OptimizerConfig;
     let theirs: Vec<_> = hyper
@@ -429,7 +450,7 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     let mut theirs = theirs;
     for _ in 0..4 {
         opt.zero_grad(&ours);
-        let logits = model::forward(&arch, &ours, &x.view([16, 3, 32, 32])).view([2, 8, 10]);
+        let logits = model::forward(&arch, &ours, &x.view([16, 3, 32, 32]), None).view([2, 8, 10]);
         (logits.get(0).cross_entropy_for_logits(&y) + logits.get(1).cross_entropy_for_logits(&y)).backward();
         opt.step(&ours);
         for (m, (w, b, o, _)) in theirs.iter_mut().enumerate() {

@@ -103,6 +103,18 @@ fn run_group(members: Vec<(usize, Spec)>, data: &Data, host: &mut Host) {
     train::train_group(members, data, &GroupOptions { threads: Some(1), max_members: 16 }, host);
 }
 
+/// Trains `specs` as one group (keys in order) and checks that each finished with the
+/// metrics it gets alone; the host, for more checks.
+fn each_as_alone(specs: &[Spec], data: &Data) -> Host {
+    let mut host = Host::default();
+    run_group(specs.iter().cloned().enumerate().collect(), data, &mut host);
+    for (key, s) in specs.iter().enumerate() {
+        assert_eq!(host.results[&key], Ok(Outcome::Finished { epochs: s.epochs }), "member {key}");
+        assert_same(&format!("member {key}"), &host.epochs[&key], &alone(s, data));
+    }
+    host
+}
+
 #[test]
 fn each_member_of_a_group_gets_the_metrics_it_gets_alone() {
     let (_dir, data) = small_data();
@@ -122,12 +134,7 @@ fn each_member_of_a_group_gets_the_metrics_it_gets_alone() {
             spec(v)
         })
         .collect();
-    let mut host = Host::default();
-    run_group(specs.iter().cloned().enumerate().collect(), &data, &mut host);
-    for (key, s) in specs.iter().enumerate() {
-        assert_eq!(host.results[&key], Ok(Outcome::Finished { epochs: s.epochs }), "member {key}");
-        assert_same(&format!("member {key}"), &host.epochs[&key], &alone(s, &data));
-    }
+    let host = each_as_alone(&specs, &data);
     // The group shrank as members finished: 6 in the first pass, then 5, then 1.
     assert_eq!(host.sizes.first(), Some(&6));
     assert_eq!(host.sizes.last(), Some(&1));
@@ -213,4 +220,42 @@ fn members_at_different_epochs_resume_from_their_own_checkpoints() {
         Outcome::Finished { epochs: 3 }
     );
     assert!(sink.0.is_empty());
+}
+
+#[test]
+fn members_with_batchnorm_dropout_and_residual_blocks_get_the_metrics_they_get_alone() {
+    let (_dir, data) = small_data();
+    let layers = json!([
+        {"conv2d": {"out": 4, "kernel": 3, "padding": 1}}, "batchnorm", "relu", {"dropout": 0.3}, {"maxpool2d": 2},
+        {"residual": [{"conv2d": {"out": 4, "kernel": 3, "padding": "same"}}, "batchnorm", "gelu"]},
+        "flatten", {"linear": 16}, "batchnorm", {"dropout": 0.2}, "relu", {"linear": 10}
+    ]);
+    let specs: Vec<Spec> = [(1, 0.05, 2), (2, 0.01, 3), (3, 0.1, 2)]
+        .iter()
+        .map(|&(seed, lr, epochs)| {
+            spec(json!({"layers": layers, "seed": seed, "lr": lr, "epochs": epochs, "batch_size": 10, "train_limit": 100}))
+        })
+        .collect();
+    let host = each_as_alone(&specs, &data);
+    assert_eq!(host.sizes.first(), Some(&3), "they trained as one group");
+    assert_ne!(host.epochs[&0][0].without_timings(), host.epochs[&1][0].without_timings());
+}
+
+#[test]
+fn a_named_model_and_its_own_list_are_one_network_and_train_as_one_group() {
+    let (_dir, data) = small_data();
+    let named = spec(json!({"model": "cnn", "seed": 4, "epochs": 2, "train_limit": 100}));
+    let own = spec(
+        json!({"layers": trainyard::network::layers_json(&named.layers), "seed": 4, "epochs": 2, "train_limit": 100}),
+    );
+    assert_eq!(own.model, trainyard::spec::ModelKind::Custom);
+    assert_eq!(named.group_key(), own.group_key());
+    assert_eq!(trainyard::network::parameter_count(&named), trainyard::network::parameter_count(&own));
+    let timeless = |m: Vec<EpochMetrics>| m.iter().map(EpochMetrics::without_timings).collect::<Vec<_>>();
+    assert_eq!(timeless(alone(&named, &data)), timeless(alone(&own, &data)), "the same run to the last digit");
+    let mut host = Host::default();
+    run_group(vec![(0, named.clone()), (1, own.clone())], &data, &mut host);
+    assert_eq!(host.sizes.first(), Some(&2));
+    assert_same("named", &host.epochs[&0], &alone(&named, &data));
+    assert_same("own list", &host.epochs[&1], &alone(&own, &data));
 }

@@ -8,6 +8,7 @@ mod fetch;
 mod golden;
 mod group;
 mod helpers;
+mod layers;
 mod plots;
 mod process;
 mod queue;
