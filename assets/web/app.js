@@ -199,7 +199,8 @@ function renderSignIn(message) {
 
 function show(...nodes) {
   const view = $("#view");
-  view.replaceChildren(...nodes);
+  // N.B.: a view leaves out what it lacks as null, which must not show as "null".
+  view.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function parseHash() {
@@ -736,13 +737,21 @@ async function viewSubmit(query) {
   // The network as the server plans it (POST /spec/check), shown as one types: each layer's
   // output and parameters, the total and the memory estimate, or what does not fit.
   const plan = h("div", { id: "network-plan", class: "small", "aria-live": "polite" });
-  grid.after(plan);
+  grid.after(h("section", { class: "plan-box", "aria-label": "the network" }, h("h3", { text: "Network" }), plan));
   let planTimer = null;
   let planSeq = 0;
   async function showPlan() {
     const seq = ++planSeq;
     let checked;
-    try { checked = await api("POST", "/spec/check", collect()); } catch (e) { return; }
+    try {
+      checked = await api("POST", "/spec/check", collect());
+    } catch (e) {
+      if (seq !== planSeq) return;
+      // A spec that does not read: its errors, as a submit would show them.
+      const fields = e.fields.length ? e.fields : [{ field: e.field || "spec", message: e.message }];
+      plan.replaceChildren(...fields.map((f) => h("p", { class: "error", text: `${f.field}: ${f.message}` })));
+      return;
+    }
     if (seq !== planSeq) return;
     plan.replaceChildren();
     const net = checked.network;

@@ -1,9 +1,10 @@
 //! The spec as a form sees it: `GET /spec` (its fields and layer kinds, from the same
 //! tables `Spec::parse` checks) and `POST /spec/check` (a spec's network as planned — each
 //! layer's output shape and parameters, the total, the memory estimate — and whether this
-//! server would accept it, without queueing anything).
+//! server's limits take it, without queueing anything).
 
 use super::auth::CurrentUser;
+use super::error::ApiError;
 use super::json::JsonBody;
 use super::{AppState, Route};
 use crate::network::{Architecture, Layer, LayerSpec, Shape};
@@ -48,11 +49,11 @@ struct Network {
 struct Checked {
     /// True when `POST /jobs` would queue this spec now (the queue's own limits aside).
     accepted: bool,
-    /// What is wrong, each naming its field (or layer); empty when accepted.
+    /// Which of this server's limits it is over, each naming its field; empty when accepted.
     errors: Vec<FieldError>,
-    /// The spec with its defaults filled in, when it parses.
-    spec: Option<serde_json::Value>,
-    network: Option<Network>,
+    /// The spec with its defaults filled in.
+    spec: serde_json::Value,
+    network: Network,
 }
 
 fn shape_vec(s: Shape) -> Vec<i64> {
@@ -95,12 +96,14 @@ fn rows(
 }
 
 /// Plans the spec's network and checks it as `POST /jobs` would; nothing is queued. A spec
-/// that does not parse is still 200, with its errors: the answer is the check.
-async fn check_spec(State(state): State<AppState>, _user: CurrentUser, JsonBody(body): JsonBody) -> Json<Checked> {
-    let spec = match Spec::parse_with_seed(&body, || 0) {
-        Ok(spec) => spec,
-        Err(e) => return Json(Checked { accepted: false, errors: e.0, spec: None, network: None }),
-    };
+/// that does not parse is a 422, as `POST /jobs` answers it; one over this server's limits
+/// is planned, with `accepted` false and the limits' errors.
+async fn check_spec(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Checked>, ApiError> {
+    let spec = Spec::parse_with_seed(&body, || 0).map_err(|e| ApiError::Invalid(e.0))?;
     let errors = state.limits.check(&spec);
     let arch = Architecture::of(&spec);
     let mut layers = Vec::new();
@@ -110,12 +113,12 @@ async fn check_spec(State(state): State<AppState>, _user: CurrentUser, JsonBody(
         layers,
         parameters: arch.numel(),
         memory_mb: (bytes + (1 << 20) - 1) >> 20,
-        summary: crate::network::summary(&spec.layers),
+        summary: spec.network_name(),
     };
     let mut shown = spec.to_json();
     if body.get("seed").is_none_or(serde_json::Value::is_null) {
         // N.B.: the seed is drawn when the job is queued; a check draws none.
         shown["seed"] = serde_json::Value::Null;
     }
-    Json(Checked { accepted: errors.is_empty(), errors, spec: Some(shown), network: Some(network) })
+    Ok(Json(Checked { accepted: errors.is_empty(), errors, spec: shown, network }))
 }

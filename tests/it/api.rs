@@ -761,7 +761,7 @@ async fn a_spec_check_plans_the_network_layer_by_layer_and_queues_nothing() {
     assert_eq!(row("layers[8]")["output"], json!([32, 1, 1]));
     assert_eq!(row("layers[11]")["output"], json!([10]));
     assert!(c["spec"]["seed"].is_null(), "a check draws no seed: {c}");
-    // What does not fit is said as POST /jobs would say it, still 200.
+    // What does not fit is said as POST /jobs would say it.
     let r = app
         .client
         .post(app.url("/spec/check"))
@@ -769,9 +769,9 @@ async fn a_spec_check_plans_the_network_layer_by_layer_and_queues_nothing() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 422);
     let c: Value = r.json().await.unwrap();
-    assert_eq!((c["accepted"].clone(), c["network"].clone()), (json!(false), Value::Null));
-    assert_eq!(c["errors"][0]["field"], "layers[1]");
+    assert_eq!(c["error"]["fields"][0]["field"], "layers[1]");
     let r = app
         .client
         .post(app.url("/spec/check"))

@@ -445,3 +445,42 @@ async fn readme_screenshots() {
     std::fs::copy(b.screenshot("readme-submit.png").await, docs.join("web-submit.png")).unwrap();
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_student_starts_from_the_cnns_layers_sees_the_plan_as_they_type_and_submits_their_own() {
+    let app = spawn_app(0).await;
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&app.base, &app.bob_token).await;
+    b.click("a[data-nav=submit]").await;
+    // The named model's plan: its layers, their shapes and the total, from POST /spec/check.
+    let plan = b.until("the cnn's plan", "document.querySelector('#network-plan p')?.textContent", 20).await;
+    assert_eq!(plan, json!("cnn: 62,006 parameters, about 37 MB to train."));
+    assert!(b.text("#network-plan table").await.contains("6×28×28"), "{}", b.text("#network-plan").await);
+    assert!(
+        b.until("the layers field hidden", "document.querySelector('[data-field=layers]').hidden", 5).await
+            == json!(true)
+    );
+    // Its layers become the student's own list, to edit.
+    b.click("#edit-layers").await;
+    assert_eq!(
+        b.client.execute("return document.querySelector('#f-model').value", vec![]).await.unwrap(),
+        json!("custom")
+    );
+    let list = b.client.execute("return document.querySelector('#f-layers').value", vec![]).await.unwrap();
+    assert!(list.as_str().unwrap().starts_with("[{\"conv2d\":{\"out\":6,\"kernel\":5"), "{list}");
+    // A layer that does not fit is named as one types; a good list shows its plan.
+    b.type_into("#f-layers", r#"[{"conv2d": {"out": 8, "kernel": 40}}, "flatten", {"linear": 10}]"#).await;
+    let err = b.until("the layer's error", "document.querySelector('#network-plan .error')?.textContent", 10).await;
+    assert_eq!(err, json!("layers[0].conv2d.kernel: 40 is larger than its 32×32 input"));
+    b.type_into("#f-layers", r#"[{"conv2d": {"out": 8, "kernel": 3, "padding": "same"}}, "batchnorm", "relu", "global_avgpool", "flatten", {"linear": 10}]"#).await;
+    let plan =
+        b.until("the list's plan", "document.querySelector('#network-plan p:not(.error)')?.textContent", 10).await;
+    assert_eq!(plan, json!("conv8-bn-relu-gap-fc10: 330 parameters, about 63 MB to train."));
+    b.screenshot("submit-layers.png").await;
+    b.click("#submit-job").await;
+    b.until("the job's page", "location.hash.startsWith('#/job/')", 10).await;
+    let list: Value = app.bob.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["jobs"][0]["network"], "conv8-bn-relu-gap-fc10");
+    assert_eq!(list["jobs"][0]["parameters"], 330);
+    b.close().await;
+}
