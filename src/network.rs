@@ -244,7 +244,7 @@ impl ListReader {
             }
             "linear" => {
                 let out = match options {
-                    Some(Value::Object(o)) => match self.options(o, &at, &["out"]).then(|| o.get("out")).flatten() {
+                    Some(Value::Object(o)) => match (self.options(o, &at, &["out"]), o.get("out")).1 {
                         Some(n) => self.int(n, &format!("{at}.out"), FEATURES),
                         None => {
                             self.fail(&format!("{at}.out"), "is required: the layer's number of outputs");
@@ -994,6 +994,13 @@ mod tests {
             1,
         );
         assert!(one.unwrap_err()[0].message.contains("more than one value per channel"));
+    }
+
+    #[test]
+    fn an_unknown_option_is_named_alone() {
+        let e = parse_layers(&json!([{"linear": {"out": 10, "bias": false}}]), "layers").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "layers[0].linear.bias");
     }
 
     #[test]

@@ -298,6 +298,18 @@ impl Engine<'_> {
                 format!("cannot train on {}: this group's data is {}", spec.data().title, self.data.dataset.title);
             return self.host.member_done(key, Err(TrainError::Incompatible(why)));
         }
+        // N.B.: the spec was planned on the dataset's nominal size; the data loaded here may be
+        // smaller (a lab's copy, the synthetic stand-in), and a batch norm must not meet a
+        // step of one value per channel (libtorch would make its running variance NaN).
+        let n = spec.train_limit.map_or(self.data.train.len(), |l| (l as usize).min(self.data.train.len()));
+        let batch = (spec.batch_size as usize).max(1);
+        let smallest = if n.is_multiple_of(batch) { batch } else { n % batch } as i64;
+        if let Err(errors) = crate::network::plan(&spec.layers, spec.data(), crate::network::Naming::Position, smallest)
+        {
+            let why = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ");
+            let why = format!("{why} (this server's copy of {} has {n} training images)", spec.data().title);
+            return self.host.member_done(key, Err(TrainError::Incompatible(why)));
+        }
         let arch = Architecture::of(&spec);
         if let Some(first) = self.members.first() {
             if first.spec.group_key() != spec.group_key() {
@@ -371,9 +383,15 @@ impl Engine<'_> {
         let arch = self.arch.as_ref().expect("a member set it");
         let device = self.data.device;
         let fused = self.fused.get_or_insert_with(|| {
-            let rows: Vec<Tensor> = self.members.iter_mut().map(|m| m.weights.take().expect("unfused")).collect();
-            let stats: Vec<Tensor> =
-                self.members.iter_mut().map(|m| m.stats.take().unwrap_or_else(|| model::initial_stats(arch))).collect();
+            // N.B.: every row on the device first: a joiner's state is made (or read) on the
+            // host, the others' are slices of the last fused buffer on the device.
+            let rows: Vec<Tensor> =
+                self.members.iter_mut().map(|m| m.weights.take().expect("unfused").to_device(device)).collect();
+            let stats: Vec<Tensor> = self
+                .members
+                .iter_mut()
+                .map(|m| m.stats.take().unwrap_or_else(|| model::initial_stats(arch)).to_device(device))
+                .collect();
             let params = GroupParams::from_members(arch, &rows, &stats, device);
             let states: Vec<MemberState> = self.members.iter_mut().map(|m| std::mem::take(&mut m.state)).collect();
             let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();

@@ -315,6 +315,24 @@ fn a_network_with_batchnorm_and_dropout_resumes_its_running_statistics_and_masks
 }
 
 #[test]
+fn a_batchnorm_that_would_meet_a_last_batch_of_one_on_the_data_loaded_is_refused_with_why() {
+    // 500 training images in batches of 499 leave one: batch norm on features cannot train on it
+    // (the spec was fine on CIFAR-10's 50,000).
+    let (_dir, data) = small_data();
+    let s = spec(json!({"layers": ["flatten", "batchnorm", {"linear": 10}], "batch_size": 499, "epochs": 1}));
+    let err = train::train(&s, &data, &TrainOptions::default(), &mut VecSink::default(), &AtomicBool::new(false))
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Incompatible(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("layers[1]: batchnorm needs more than one value") && msg.contains("has 500 training images"),
+        "{msg}"
+    );
+    let fine = spec(json!({"layers": ["flatten", "batchnorm", {"linear": 10}], "batch_size": 250, "epochs": 1}));
+    assert!(run(&fine, &data, None)[0].test_loss.is_some_and(f64::is_finite));
+}
+
+#[test]
 fn a_checkpoint_of_another_spec_is_refused() {
     let (_dir, data) = small_data();
     let ckpt = tempfile::tempdir().unwrap();
