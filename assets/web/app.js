@@ -740,8 +740,47 @@ async function viewSubmit(query) {
   grid.after(h("section", { class: "plan-box", "aria-label": "the network" }, h("h3", { text: "Network" }), plan));
   let planTimer = null;
   let planSeq = 0;
+  // One's own list, edited layer by layer: the textarea holds the list; the rows below move,
+  // remove and add layers in it (options are edited in the JSON).
+  const TEMPLATES = {
+    conv2d: { conv2d: { out: 16, kernel: 3, padding: 1 } }, maxpool2d: { maxpool2d: 2 }, avgpool2d: { avgpool2d: 2 },
+    linear: { linear: 10 }, dropout: { dropout: 0.5 },
+    residual: { residual: [{ conv2d: { out: 16, kernel: 3, padding: 1 } }, "batchnorm", "relu"] },
+  };
+  const ownLayers = () => {
+    try { const v = JSON.parse(inputs.layers.value); return Array.isArray(v) ? v : null; } catch { return null; }
+  };
+  // One layer per line, so the list reads as the network does.
+  const showLayers = (list) => "[\n" + list.map((l) => "  " + JSON.stringify(l)).join(",\n") + "\n]";
+  const setLayers = (list) => { inputs.layers.value = showLayers(list); planSoon(); };
+  const kindOf = (l) => (typeof l === "string" ? l : l && typeof l === "object" ? Object.keys(l)[0] : String(l));
+  function editor(net) {
+    const list = ownLayers();
+    if (!list) return null;
+    const planned = new Map((net ? net.layers : []).map((l) => [l.path, l]));
+    const move = (i, j) => { const l = list.slice(); [l[i], l[j]] = [l[j], l[i]]; setLayers(l); };
+    const kinds = specDocs.layers.map((d) => d.name);
+    const pick = h("select", { id: "add-layer-kind", "aria-label": "layer to add" },
+      kinds.map((k) => h("option", { value: k, text: k })));
+    return h("table", { class: "plan", id: "layer-editor" },
+      h("tr", {}, h("th", { text: "layer" }), h("th", { text: "gives" }), h("th", { text: "parameters" }), h("th", { text: "" })),
+      list.map((l, i) => {
+        const p = planned.get(`layers[${i}]`);
+        return h("tr", { "data-layer": i },
+          h("td", { text: `[${i}] ${kindOf(l)}` }), h("td", { text: p ? p.output.join("×") : "?" }),
+          h("td", { text: p ? p.parameters.toLocaleString("en") : "" }),
+          h("td", {},
+            h("button", { type: "button", class: "icon", title: "move up", "aria-label": `move layer ${i} up`, disabled: i === 0, text: "↑", onclick: () => move(i, i - 1) }),
+            h("button", { type: "button", class: "icon", title: "move down", "aria-label": `move layer ${i} down`, disabled: i === list.length - 1, text: "↓", onclick: () => move(i, i + 1) }),
+            h("button", { type: "button", class: "icon", title: "remove", "aria-label": `remove layer ${i}`, text: "✕", onclick: () => setLayers(list.filter((_, k) => k !== i)) })));
+      }),
+      h("tr", {}, h("td", { colspan: 4 }, pick, " ",
+        h("button", { type: "button", class: "secondary", id: "add-layer", text: "Add layer",
+          onclick: () => setLayers([...list, TEMPLATES[pick.value] || pick.value]) }))));
+  }
   async function showPlan() {
     const seq = ++planSeq;
+    const own = inputs.model.value === "custom";
     let checked;
     try {
       checked = await api("POST", "/spec/check", collect());
@@ -749,30 +788,34 @@ async function viewSubmit(query) {
       if (seq !== planSeq) return;
       // A spec that does not read: its errors, as a submit would show them.
       const fields = e.fields.length ? e.fields : [{ field: e.field || "spec", message: e.message }];
-      plan.replaceChildren(...fields.map((f) => h("p", { class: "error", text: `${f.field}: ${f.message}` })));
+      plan.replaceChildren(...[own ? editor(null) : null,
+        ...fields.map((f) => h("p", { class: "error", text: `${f.field}: ${f.message}` }))].filter(Boolean));
       return;
     }
     if (seq !== planSeq) return;
     plan.replaceChildren();
     const net = checked.network;
-    if (net) {
+    if (own) {
+      const table = editor(net);
+      if (table) plan.append(table);
+    } else {
       plan.append(h("table", { class: "plan" },
         h("tr", {}, h("th", { text: "layer" }), h("th", { text: "gives" }), h("th", { text: "parameters" })),
         net.layers.map((l) => h("tr", {},
-          h("td", { text: `${l.path.replace(/^layers/, "")} ${typeof l.layer === "string" ? l.layer : Object.keys(l.layer)[0]}` }),
-          h("td", { text: l.output.join("×") }), h("td", { text: l.parameters.toLocaleString("en") })))),
-        h("p", { text: `${net.summary}: ${net.parameters.toLocaleString("en")} parameters, about ${net.memory_mb} MB to train.` }));
-      if (checked.spec && checked.spec.model !== "custom") {
-        // A named model as the starting point of one's own list.
-        plan.append(h("button", { type: "button", class: "secondary", id: "edit-layers", text: "Edit these layers",
-          onclick: () => {
-            inputs.model.value = "custom";
-            applies();
-            inputs.layers.value = JSON.stringify(checked.spec.layers);
-            inputs.layers.focus();
-            planSoon();
-          } }));
-      }
+          h("td", { text: `${l.path.replace(/^layers/, "")} ${kindOf(l.layer)}` }),
+          h("td", { text: l.output.join("×") }), h("td", { text: l.parameters.toLocaleString("en") })))));
+    }
+    plan.append(h("p", { text: `${net.summary}: ${net.parameters.toLocaleString("en")} parameters, about ${net.memory_mb} MB to train.` }));
+    if (!own) {
+      // A named model as the starting point of one's own list.
+      plan.append(h("button", { type: "button", class: "secondary", id: "edit-layers", text: "Edit these layers",
+        onclick: () => {
+          inputs.model.value = "custom";
+          applies();
+          inputs.layers.value = showLayers(checked.spec.layers);
+          inputs.layers.focus();
+          planSoon();
+        } }));
     }
     for (const e of checked.errors) plan.append(h("p", { class: "error", text: `${e.field}: ${e.message}` }));
   }

@@ -466,8 +466,9 @@ async fn a_student_starts_from_the_cnns_layers_sees_the_plan_as_they_type_and_su
         b.client.execute("return document.querySelector('#f-model').value", vec![]).await.unwrap(),
         json!("custom")
     );
-    let list = b.client.execute("return document.querySelector('#f-layers').value", vec![]).await.unwrap();
-    assert!(list.as_str().unwrap().starts_with("[{\"conv2d\":{\"out\":6,\"kernel\":5"), "{list}");
+    let list = b.client.execute("return JSON.parse(document.querySelector('#f-layers').value)", vec![]).await.unwrap();
+    assert_eq!(list[0], json!({"conv2d": {"out": 6, "kernel": 5, "stride": 1, "padding": 0}}), "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 12);
     // A layer that does not fit is named as one types; a good list shows its plan.
     b.type_into("#f-layers", r#"[{"conv2d": {"out": 8, "kernel": 40}}, "flatten", {"linear": 10}]"#).await;
     let err = b.until("the layer's error", "document.querySelector('#network-plan .error')?.textContent", 10).await;
@@ -476,11 +477,29 @@ async fn a_student_starts_from_the_cnns_layers_sees_the_plan_as_they_type_and_su
     let plan =
         b.until("the list's plan", "document.querySelector('#network-plan p:not(.error)')?.textContent", 10).await;
     assert_eq!(plan, json!("conv8-bn-relu-gap-fc10: 330 parameters, about 63 MB to train."));
+    assert_eq!(b.text("#layer-editor tr[data-layer='3'] td:nth-child(2)").await, "8×1×1");
+    // Layer by layer: remove the batch norm, add a dropout (at the end), move it before the
+    // last linear layer; the list and its plan follow.
+    b.click("button[aria-label='remove layer 1']").await;
+    let summary = "document.querySelector('#network-plan p:not(.error)')?.textContent";
+    b.until(
+        "the plan without bn",
+        &format!("{summary} === 'conv8-relu-gap-fc10: 314 parameters, about 63 MB to train.'"),
+        10,
+    )
+    .await;
+    b.client.execute("document.querySelector('#add-layer-kind').value = 'dropout'; return 1;", vec![]).await.unwrap();
+    b.click("#add-layer").await;
+    b.until("the dropout added", "document.querySelectorAll('#layer-editor tr[data-layer]').length === 6", 10).await;
+    b.click("button[aria-label='move layer 5 up']").await;
+    b.until("the dropout moved", &format!("{summary}?.startsWith('conv8-relu-gap-drop0.5-fc10:')"), 10).await;
+    let list = b.client.execute("return JSON.parse(document.querySelector('#f-layers').value)", vec![]).await.unwrap();
+    assert_eq!(list[4], json!({"dropout": 0.5}), "{list}");
     b.screenshot("submit-layers.png").await;
     b.click("#submit-job").await;
     b.until("the job's page", "location.hash.startsWith('#/job/')", 10).await;
     let list: Value = app.bob.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["jobs"][0]["network"], "conv8-bn-relu-gap-fc10");
-    assert_eq!(list["jobs"][0]["parameters"], 330);
+    assert_eq!(list["jobs"][0]["network"], "conv8-relu-gap-drop0.5-fc10");
+    assert_eq!(list["jobs"][0]["parameters"], 314);
     b.close().await;
 }
