@@ -456,11 +456,15 @@ function makeChart(container, title, series, yLabel, percent) {
   return chart;
 }
 
-function specTable(spec, parameters) {
+function specTable(spec, parameters, network) {
   const dl = h("dl", { class: "kv" });
+  if (network) dl.append(h("dt", { text: "network" }), h("dd", { text: network }));
   for (const [k, v] of Object.entries(spec)) {
     if (v === null) continue;
-    dl.append(h("dt", { text: k }), h("dd", { text: Array.isArray(v) ? v.join(", ") : String(v) }));
+    // The layers one per line, as written (a layer is a name or an object of options).
+    const shown = k === "layers" ? h("pre", { class: "layers", text: v.map((l) => JSON.stringify(l)).join("\n") })
+      : Array.isArray(v) ? (v.length ? v.join(", ") : "none") : String(v);
+    dl.append(h("dt", { text: k }), h("dd", {}, shown));
   }
   dl.append(h("dt", { text: "parameters" }), h("dd", { text: Number(parameters).toLocaleString("en") }));
   return dl;
@@ -479,7 +483,7 @@ async function viewJob(id, signal) {
     h("div", { class: "table-wrap" }, h("table", { id: "epochs" },
       h("thead", {}, h("tr", {}, ["epoch", "train loss", "test loss", "train acc.", "test acc.", "seconds"].map((t, i) =>
         h("th", { class: i ? "num" : "", text: t })))), table)),
-    h("h2", { text: "Spec" }), h("div", { class: "card" }, specTable(job.spec, job.parameters)));
+    h("h2", { text: "Spec" }), h("div", { class: "card" }, specTable(job.spec, job.parameters, job.network)));
   const loss = makeChart(chartsBox, "Loss", [
     { label: "train", stroke: "#2456c7" }, { label: "test", stroke: "#d1495b", dash: [6, 4] }], "loss", false);
   const trainAcc = makeChart(chartsBox, "Training accuracy", [{ label: "train", stroke: "#2456c7" }], "accuracy", true);

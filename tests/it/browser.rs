@@ -498,6 +498,16 @@ async fn a_student_starts_from_the_cnns_layers_sees_the_plan_as_they_type_and_su
     b.screenshot("submit-layers.png").await;
     b.click("#submit-job").await;
     b.until("the job's page", "location.hash.startsWith('#/job/')", 10).await;
+    // The job's page names its network and lists its layers one per line.
+    let lines = b.until("the job's layers", "document.querySelector('pre.layers')?.textContent.split('\\n')", 20).await;
+    assert_eq!(lines[4], json!("{\"dropout\":0.5}"), "{lines}");
+    let spec = b
+        .client
+        .execute("return document.querySelector('pre.layers').closest('dl').textContent", vec![])
+        .await
+        .unwrap();
+    assert!(spec.as_str().unwrap().starts_with("networkconv8-relu-gap-drop0.5-fc10"), "{spec}");
+    b.screenshot("job-layers.png").await;
     let list: Value = app.bob.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["jobs"][0]["network"], "conv8-relu-gap-drop0.5-fc10");
     assert_eq!(list["jobs"][0]["parameters"], 314);
