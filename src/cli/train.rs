@@ -64,9 +64,9 @@ fn run_one(spec: &Spec, data_dir: &Path, out: &Path, device: tch::Device, thread
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("spec.json"), serde_json::to_string_pretty(&spec.to_json())? + "\n")?;
     println!(
-        "{}: model {:?}, {} trainable parameters, batch {}, lr {}, {} epochs, seed {}, on {} ({} training / {} test images)",
+        "{}: model {}, {} trainable parameters, batch {}, lr {}, {} epochs, seed {}, on {} ({} training / {} test images)",
         spec.name.as_deref().unwrap_or("experiment"),
-        spec.model,
+        spec.network_name(),
         crate::network::parameter_count(spec),
         spec.batch_size,
         spec.lr,

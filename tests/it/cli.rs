@@ -32,7 +32,7 @@ fn train_writes_a_metrics_line_per_epoch_and_a_rerun_resumes_without_repeating()
     let first = trainyard().args(args).arg("--threads").arg("1").output().unwrap();
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
-    assert!(stdout.contains("30730 trainable parameters"), "{stdout}");
+    assert!(stdout.contains("model linear, 30730 trainable parameters"), "{stdout}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("epoch ")).count(), 3, "{stdout}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
@@ -356,4 +356,31 @@ async fn sqlx_checkpoint(pool: &trainyard::queue::Pool) {
     if let trainyard::queue::Pool::Sqlite(p) = pool {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
     }
+}
+
+#[test]
+fn train_takes_a_list_of_layers_as_the_service_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    trainyard::train::data::write_synthetic(&data, 20, 20, 2).unwrap();
+    let spec = dir.path().join("own.json");
+    let layers =
+        r#"[{"conv2d": {"out": 4, "kernel": 3}}, "batchnorm", "relu", "global_avgpool", "flatten", {"linear": 10}]"#;
+    std::fs::write(&spec, format!(r#"{{"layers": {layers}, "epochs": 1, "batch_size": 10}}"#)).unwrap();
+    let out = dir.path().join("out");
+    let run = trainyard()
+        .args(["train", "--threads", "1", "--spec", spec.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("model conv4-bn-relu-gap-fc10, 170 trainable parameters"), "{stdout}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("spec.json")).unwrap()).unwrap();
+    assert_eq!(saved["model"], "custom");
+    let bytes = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensor("1.running_var").is_ok(), "the running statistics are in the checkpoint");
 }
