@@ -63,15 +63,27 @@ pub struct WorkerSettings {
 /// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
 pub const DEFAULT_MAX_GROUP_CPU: usize = 8;
 pub const DEFAULT_MAX_GROUP_GPU: usize = 32;
+/// From this batch size on, a convolutional network trains alone on a CPU by default.
+pub const CPU_ALONE_FROM_BATCH: u32 = 128;
 
 impl WorkerSettings {
     /// The most members of a group of `spec`'s shape on `device`: the group size setting,
     /// and no more members than fit the per-job memory budget together (members of one
     /// group share their shape, so they need the same memory each).
     pub fn max_group_for(&self, device: Device, spec: &Spec) -> usize {
-        let cap =
-            self.max_group.unwrap_or(if device.is_cuda() { DEFAULT_MAX_GROUP_GPU } else { DEFAULT_MAX_GROUP_CPU });
-        let each = crate::network::Architecture::of(spec).estimate(spec.batch_size.into()).bytes().max(1);
+        let arch = crate::network::Architecture::of(spec);
+        let convolutional = arch.params.iter().any(|p| p.shape.len() == 4);
+        // N.B.: on a CPU, convolutions at a large batch are arithmetic, not dispatch, and the
+        // grouped kernel is slower than G plain ones (BENCHMARKS.md, "Networks as layer
+        // lists": the CNN at batch 1000 fused 4 at a time trains at 0.70× of one after
+        // another), so by default such jobs train alone there.
+        let default = match (device.is_cuda(), convolutional && spec.batch_size >= CPU_ALONE_FROM_BATCH) {
+            (true, _) => DEFAULT_MAX_GROUP_GPU,
+            (false, true) => 1,
+            (false, false) => DEFAULT_MAX_GROUP_CPU,
+        };
+        let cap = self.max_group.unwrap_or(default);
+        let each = arch.estimate(spec.batch_size.into()).bytes().max(1);
         let fit = (self.max_job_memory_mb.max(1).saturating_mul(1 << 20) / each).max(1) as usize;
         cap.min(fit).max(1)
     }

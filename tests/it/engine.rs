@@ -111,6 +111,15 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
     assert_eq!(settings(None, 1024).max_group_for(Device::Cpu, &wide) as i64, (1024 << 20) / each);
     assert!((2..8).contains(&settings(None, 1024).max_group_for(Device::Cpu, &wide)));
     assert_eq!(settings(None, 1).max_group_for(Device::Cpu, &wide), 1, "always at least the job itself");
+    // Convolutions at a large batch train alone on a CPU (fusing them is slower there), unless
+    // the admin says otherwise; a GPU fuses them.
+    let big = spec(json!({"model": "cnn", "batch_size": 1000}));
+    assert_eq!(settings(None, 4096).max_group_for(Device::Cpu, &big), 1);
+    assert_eq!(settings(Some(4), 4096).max_group_for(Device::Cpu, &big), 4);
+    assert!(settings(None, 40_960).max_group_for(Device::Cuda(0), &big) > 1);
+    assert_eq!(settings(None, 4096).max_group_for(Device::Cpu, &spec(json!({"model": "cnn", "batch_size": 64}))), 8);
+    let mlp = spec(json!({"model": "mlp", "batch_size": 1000}));
+    assert!(settings(None, 4096).max_group_for(Device::Cpu, &mlp) > 1, "linear layers still fuse");
 }
 
 /// The spec's model with its initial weights, as a group of one.
