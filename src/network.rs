@@ -233,24 +233,26 @@ impl ListReader {
             "dropout" => {
                 let p = match options {
                     None => Some(0.5),
-                    Some(Value::Object(o)) => self
-                        .options(o, &at, &["p"])
-                        .then(|| o.get("p"))
-                        .flatten()
-                        .map_or(Some(0.5), |p| self.probability(p, &format!("{at}.p"))),
+                    Some(Value::Object(o)) => {
+                        self.options(o, &at, &["p"]);
+                        o.get("p").map_or(Some(0.5), |p| self.probability(p, &format!("{at}.p")))
+                    }
                     Some(p) => self.probability(p, &at),
                 };
                 p.map(LayerSpec::Dropout)
             }
             "linear" => {
                 let out = match options {
-                    Some(Value::Object(o)) => match (self.options(o, &at, &["out"]), o.get("out")).1 {
-                        Some(n) => self.int(n, &format!("{at}.out"), FEATURES),
-                        None => {
-                            self.fail(&format!("{at}.out"), "is required: the layer's number of outputs");
-                            None
+                    Some(Value::Object(o)) => {
+                        self.options(o, &at, &["out"]);
+                        match o.get("out") {
+                            Some(n) => self.int(n, &format!("{at}.out"), FEATURES),
+                            None => {
+                                self.fail(&format!("{at}.out"), "is required: the layer's number of outputs");
+                                None
+                            }
                         }
-                    },
+                    }
                     Some(n) => self.int(n, &at, FEATURES),
                     None => {
                         self.fail(path, "linear needs its number of outputs: {\"linear\": 10}");
@@ -337,14 +339,11 @@ impl ListReader {
         }
     }
 
-    /// Checks that `o` has only `known` keys; true when it does.
-    fn options(&mut self, o: &Map<String, Value>, at: &str, known: &[&str]) -> bool {
-        let mut ok = true;
+    /// Checks that `o` has only `known` keys, naming each other one.
+    fn options(&mut self, o: &Map<String, Value>, at: &str, known: &[&str]) {
         for k in o.keys().filter(|k| !known.contains(&k.as_str())) {
             self.fail(&format!("{at}.{k}"), format!("unknown option; the options are {}", known.join(", ")));
-            ok = false;
         }
-        ok
     }
 
     fn int(&mut self, v: &Value, path: &str, (min, max): (i64, i64)) -> Option<i64> {
@@ -599,11 +598,37 @@ pub struct Architecture {
     pub dropouts: usize,
 }
 
+impl Naming {
+    /// How `model`'s parameters are named.
+    pub fn for_model(model: ModelKind) -> Naming {
+        if model == ModelKind::Custom {
+            Naming::Position
+        } else {
+            Naming::Tutorial
+        }
+    }
+}
+
+/// The fewest images a training step sees: `batch`, or the epoch's last batch of `images`
+/// training images (or of `limit`'s, when fewer) when that is smaller.
+pub fn smallest_batch(batch: u32, limit: Option<u32>, images: u64) -> i64 {
+    let n = limit.map_or(images, |l| u64::from(l).min(images));
+    let batch = u64::from(batch.max(1));
+    let last = n % batch;
+    (if last == 0 { batch } else { last }).min(batch) as i64
+}
+
 impl Architecture {
     /// The spec's network on its dataset's images (parse checked that it plans).
     pub fn of(spec: &Spec) -> Architecture {
-        let naming = if spec.model == ModelKind::Custom { Naming::Position } else { Naming::Tutorial };
-        plan(&spec.layers, spec.data(), naming, spec.smallest_batch()).expect("a parsed spec's layers plan")
+        Self::on_images(spec, spec.data().train_images).expect("a parsed spec's layers plan")
+    }
+
+    /// The spec's network when its training split holds `images` images (a copy smaller than
+    /// the dataset's nominal size can leave a batch norm a last batch of one).
+    pub fn on_images(spec: &Spec, images: u64) -> Result<Architecture, Vec<LayerError>> {
+        let smallest = smallest_batch(spec.batch_size, spec.train_limit, images);
+        plan(&spec.layers, spec.data(), Naming::for_model(spec.model), smallest)
     }
 
     /// What the last layer gives (the input before the first).
@@ -800,7 +825,6 @@ impl Planner {
                 let max = matches!(spec, LayerSpec::MaxPool2d { .. });
                 let kind = if max { "maxpool2d" } else { "avgpool2d" };
                 let (c, h, w) = image(kind)?;
-                let _ = c;
                 if kernel > h || kernel > w {
                     return Self::err(
                         format!("{at}.{kind}"),

@@ -3,7 +3,7 @@
 //! problem at once, each naming its field and what is allowed.
 
 use crate::dataset::Dataset;
-use crate::network::{layers_json, named_layers, parse_layers, plan, LayerSpec, Naming};
+use crate::network::{layers_json, named_layers, parse_layers, plan, smallest_batch, LayerSpec, Naming};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -306,6 +306,13 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl From<crate::network::LayerError> for FieldError {
+    /// A layer's problem, named by its path (`layers[3].conv2d.kernel`).
+    fn from(e: crate::network::LayerError) -> FieldError {
+        FieldError { field: e.path, message: e.message }
+    }
+}
+
 /// Every problem found in a spec.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpecErrors(pub Vec<FieldError>);
@@ -537,7 +544,7 @@ impl Spec {
             }
             (Some(v), named) => match parse_layers(v, "layers") {
                 Err(errors) => {
-                    r.errors.extend(errors.into_iter().map(|e| FieldError { field: e.path, message: e.message }));
+                    r.errors.extend(errors.into_iter().map(FieldError::from));
                     Vec::new()
                 }
                 // A returned spec shows a named model's layers; sent back, they must be its own.
@@ -555,10 +562,9 @@ impl Spec {
             },
         };
         if r.errors.is_empty() {
-            let smallest = smallest_batch(batch_size, train_limit, data);
-            let naming = if model == ModelKind::Custom { Naming::Position } else { Naming::Tutorial };
-            if let Err(errors) = plan(&layers, data, naming, smallest) {
-                r.errors.extend(errors.into_iter().map(|e| FieldError { field: e.path, message: e.message }));
+            let smallest = smallest_batch(batch_size, train_limit, data.train_images);
+            if let Err(errors) = plan(&layers, data, Naming::for_model(model), smallest) {
+                r.errors.extend(errors.into_iter().map(FieldError::from));
             }
         }
 
@@ -619,12 +625,6 @@ impl Spec {
         }
     }
 
-    /// The fewest images a training step of this spec sees: its batch size, or the epoch's
-    /// last batch when that is smaller.
-    pub fn smallest_batch(&self) -> i64 {
-        smallest_batch(self.batch_size, self.train_limit, self.data())
-    }
-
     pub fn has(&self, aug: Augmentation) -> bool {
         self.augment.contains(&aug)
     }
@@ -636,15 +636,6 @@ impl Spec {
     pub fn group_key(&self) -> String {
         serde_json::json!([layers_json(&self.layers), self.batch_size, self.train_limit, self.dataset]).to_string()
     }
-}
-
-/// The fewest images a training step sees: `batch`, or the epoch's last batch of the
-/// dataset's (or `limit`'s) training images when that is smaller.
-fn smallest_batch(batch: u32, limit: Option<u32>, data: &Dataset) -> i64 {
-    let n = limit.map_or(data.train_images, |l| u64::from(l).min(data.train_images));
-    let batch = u64::from(batch.max(1));
-    let last = n % batch;
-    (if last == 0 { batch } else { last }).min(batch) as i64
 }
 
 fn serialize_layers<S: serde::Serializer>(layers: &[LayerSpec], s: S) -> Result<S::Ok, S::Error> {

@@ -251,11 +251,7 @@ impl<'a> GroupBatches<'a> {
             Tensor::from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>()).to_device(self.orders.device());
         self.orders = self.orders.index_select(0, &idx);
         self.labels = self.labels.index_select(0, &idx);
-        let mut i = 0;
-        self.members.retain(|_| {
-            i += 1;
-            keep.contains(&(i - 1))
-        });
+        super::keep_only(&mut self.members, keep);
     }
 }
 

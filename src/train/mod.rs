@@ -246,6 +246,16 @@ impl Losses {
     }
 }
 
+/// Keeps the items at `keep` (indices), in their order: per-member lists follow the members
+/// who stay.
+fn keep_only<T>(items: &mut Vec<T>, keep: &[usize]) {
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        keep.contains(&(i - 1))
+    });
+}
+
 /// The loss of one model's logits [B, classes] against labels [B], as a scalar mean per
 /// sample.
 pub fn loss_fn(kind: LossKind, logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -301,16 +311,16 @@ impl Engine<'_> {
         // N.B.: the spec was planned on the dataset's nominal size; the data loaded here may be
         // smaller (a lab's copy, the synthetic stand-in), and a batch norm must not meet a
         // step of one value per channel (libtorch would make its running variance NaN).
-        let n = spec.train_limit.map_or(self.data.train.len(), |l| (l as usize).min(self.data.train.len()));
-        let batch = (spec.batch_size as usize).max(1);
-        let smallest = if n.is_multiple_of(batch) { batch } else { n % batch } as i64;
-        if let Err(errors) = crate::network::plan(&spec.layers, spec.data(), crate::network::Naming::Position, smallest)
-        {
-            let why = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ");
-            let why = format!("{why} (this server's copy of {} has {n} training images)", spec.data().title);
-            return self.host.member_done(key, Err(TrainError::Incompatible(why)));
-        }
-        let arch = Architecture::of(&spec);
+        let images = self.data.train.len();
+        let arch = match Architecture::on_images(&spec, images as u64) {
+            Ok(arch) => arch,
+            Err(errors) => {
+                let why = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>().join("; ");
+                let n = spec.train_limit.map_or(images, |l| (l as usize).min(images));
+                let why = format!("{why} (this server's copy of {} has {n} training images)", spec.data().title);
+                return self.host.member_done(key, Err(TrainError::Incompatible(why)));
+            }
+        };
         if let Some(first) = self.members.first() {
             if first.spec.group_key() != spec.group_key() {
                 let why = format!("cannot join a group of {}", first.spec.group_key());
@@ -478,11 +488,7 @@ impl Engine<'_> {
                     return;
                 }
                 source.retain(&keep);
-                let mut i = 0;
-                drop_rngs.retain(|_| {
-                    i += 1;
-                    keep.contains(&(i - 1))
-                });
+                keep_only(&mut drop_rngs, &keep);
                 where_ = self.members.iter().map(|m| (m.key, m.next)).collect();
             }
             let Some(batch) = source.next() else { break };

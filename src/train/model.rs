@@ -364,9 +364,9 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
         (&Layer::Dropout { p, slot }, xs) if p > 0.0 => {
             let keys = keys.expect("dropout keys").select(1, slot as i64);
             match xs {
-                Act::Stacked(x) => {
-                    let mask = dropout_mask(&keys, x.numel() as i64 / g, p);
-                    Act::Stacked(&x * mask.view(x.size().as_slice()))
+                // Member after member already: each member's mask in its own order, as is.
+                xs @ (Act::Stacked(_) | Act::Dense(_)) => {
+                    xs.map(|x| x * dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice()))
                 }
                 Act::Channels(x) => {
                     // Each member's mask over its own [B, C, H, W], then side by side.
@@ -375,10 +375,6 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                     let mask = dropout_mask(&keys, s[0] * c * s[2] * s[3], p).view([g, s[0], c, s[2], s[3]]);
                     let mask = mask.permute([1, 0, 2, 3, 4]).reshape([s[0], g * c, s[2], s[3]]);
                     Act::Channels(&x * mask)
-                }
-                Act::Dense(x) => {
-                    let mask = dropout_mask(&keys, x.numel() as i64 / g, p);
-                    Act::Dense(&x * mask.view(x.size().as_slice()))
                 }
             }
         }

@@ -83,12 +83,12 @@ impl Export {
     }
 }
 
-/// Each dropout's output shape per image, by slot.
-fn dropout_shapes(layers: &[Layer], shapes: &[Shape], out: &mut Vec<Shape>) {
+/// Each dropout's p and the shape it acts on (per image), in slot order.
+fn dropouts(layers: &[Layer], shapes: &[Shape], out: &mut Vec<(f64, Shape)>) {
     for (l, s) in layers.iter().zip(shapes) {
         match l {
-            Layer::Dropout { .. } => out.push(*s),
-            Layer::Residual { layers, shapes } => dropout_shapes(layers, shapes, out),
+            Layer::Dropout { p, .. } => out.push((*p, *s)),
+            Layer::Residual { layers, shapes } => dropouts(layers, shapes, out),
             _ => {}
         }
     }
@@ -125,7 +125,8 @@ fn agrees_with_pytorch(layers: Value) {
     let ps = GroupParams::from_members(&arch, &[w0], &[s0], Device::Cpu);
     let mut opt = optim::for_members(&arch, &ps, &[&spec], vec![MemberState::default()]);
     let mut drops = Vec::new();
-    dropout_shapes(&arch.layers, &arch.shapes, &mut drops);
+    dropouts(&arch.layers, &arch.shapes, &mut drops);
+    assert_eq!(drops.len(), arch.dropouts, "one per slot");
     tch::manual_seed(3);
     let mut losses = Vec::new();
     for step in 0..3 {
@@ -134,8 +135,7 @@ fn agrees_with_pytorch(layers: Value) {
         let keys: Vec<i64> =
             (0..drops.len()).map(|k| (step * 7919 + k as i64 * 104_729 + 12_345) % (1 << 32)).collect();
         let keys = Tensor::from_slice(&keys).view([1, -1]);
-        for (k, shape) in drops.iter().enumerate() {
-            let p = arch_dropout_p(&arch.layers, k).expect("a dropout at each slot");
+        for (k, &(p, shape)) in drops.iter().enumerate() {
             let mask = model::dropout_mask(&keys.select(1, k as i64), 8 * shape.numel(), p);
             ex.put(&format!("mask.{step}.{k}"), &mask.view([-1]).gt(0.0).to_kind(Kind::Float));
         }
@@ -192,21 +192,6 @@ fn agrees_with_pytorch(layers: Value) {
         let d = max_diff(&ours, &values(&theirs["after"][&name]));
         assert!(d < 1e-4, "{label:?}: {name} after training differs from PyTorch's by {d}");
     }
-}
-
-fn arch_dropout_p(layers: &[Layer], slot: usize) -> Option<f64> {
-    for l in layers {
-        match l {
-            Layer::Dropout { p, slot: s } if *s == slot => return Some(*p),
-            Layer::Residual { layers, .. } => {
-                if let Some(p) = arch_dropout_p(layers, slot) {
-                    return Some(p);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[test]
