@@ -79,6 +79,10 @@ pub struct EpochMetrics {
     pub samples_per_second: f64,
     /// A loss was not finite: the run goes on, but these numbers mean little.
     pub diverged: bool,
+    /// The learning rate of this epoch (its schedule's); `None` in rows recorded before
+    /// rates were.
+    #[serde(default)]
+    pub lr: Option<f64>,
 }
 
 impl EpochMetrics {

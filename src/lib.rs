@@ -20,6 +20,7 @@
 //! - `plot`: pure: metrics in, PNG or SVG bytes out.
 //! - `spec`: the experiment spec — parse, defaults, validation — and its table of fields.
 //! - `network`: a spec's network as plain data: layers, shapes, parameters, memory.
+//! - `optimizer`: the optimisers and learning-rate schedules a spec can name, as plain data.
 //! - `dataset`: the datasets a spec can name: image shape, classes, splits, normalisation.
 //! - `sweep`: pure: a sweep request (a grid, or the assignment preset) → the jobs to queue.
 //! - `report`: pure: a sweep's report as self-contained HTML or Markdown.
@@ -37,6 +38,7 @@ pub mod fetch;
 pub mod hub;
 pub mod job;
 pub mod network;
+pub mod optimizer;
 pub mod plot;
 pub mod queue;
 pub mod report;

@@ -646,8 +646,10 @@ impl Architecture {
         self.stats.iter().map(ParamSpec::numel).sum()
     }
 
-    /// The job's memory at `batch` images per step, on any device.
-    pub fn estimate(&self, batch: i64) -> Estimate {
+    /// The job's memory at `batch` images per step, on any device, with an optimiser that
+    /// keeps `per_parameter` values per weight (the weight and its gradient included:
+    /// `crate::optimizer::values_per_parameter`).
+    pub fn estimate(&self, batch: i64, per_parameter: i64) -> Estimate {
         // Values per image after each layer; evaluation needs only the widest two at once.
         fn sizes(layers: &[Layer], shapes: &[Shape], out: &mut Vec<i64>) {
             for (layer, shape) in layers.iter().zip(shapes) {
@@ -663,7 +665,9 @@ impl Architecture {
         let parameters = self.numel();
         let train = total.saturating_mul(batch).saturating_mul(2 * 4);
         let eval = widest.saturating_mul(2 * 1000 * 4);
-        let state = parameters.saturating_mul(3 * 4).saturating_add(self.stats_numel().saturating_mul(4));
+        let state = parameters
+            .saturating_mul(per_parameter.saturating_mul(4))
+            .saturating_add(self.stats_numel().saturating_mul(4));
         Estimate { parameters, state_bytes: state, activation_bytes: train.max(eval) }
     }
 }
@@ -907,7 +911,8 @@ impl Planner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
     pub parameters: i64,
-    /// Weights, gradients and momentum, 4 bytes each, and the running statistics.
+    /// Weights, gradients, the optimiser's state and a step's temporaries, 4 bytes each, and
+    /// the running statistics.
     pub state_bytes: i64,
     /// The larger of a training step's activations (kept for the backward pass, and their
     /// gradients) at the spec's batch size and an evaluation pass's at 1,000 images.

@@ -294,6 +294,7 @@ mod tests {
                     train_seconds: 1.0,
                     samples_per_second: 1.0,
                     diverged: Some(i) == diverged_at,
+                    lr: None,
                 })
                 .collect(),
         }

@@ -4,6 +4,7 @@
 
 use crate::dataset::Dataset;
 use crate::network::{layers_json, named_layers, parse_layers, plan, smallest_batch, LayerSpec, Naming};
+use crate::optimizer::{LrSchedule, OptimizerKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -51,13 +52,16 @@ pub const HIDDEN_LAYERS: (usize, usize) = (1, 8);
 /// ranges are the constants `Spec::parse` checks against; `field_docs()` adds the defaults.
 pub struct FieldDoc {
     pub name: &'static str,
-    /// `text`, `choice`, `integer`, `number`, `widths` (a list of integers) or `augment`.
+    /// `text`, `choice`, `boolean`, `integer`, `number`, `widths` (a list of integers),
+    /// `numbers` (a list of numbers), `augment`, `layers` or `schedule`.
     pub input: &'static str,
     pub choices: &'static [&'static str],
     pub min: Option<f64>,
     pub max: Option<f64>,
     /// The models the field applies to; empty for all.
     pub models: &'static [&'static str],
+    /// The optimisers the field applies to; empty for all.
+    pub optimizers: &'static [&'static str],
     pub help: &'static str,
     /// Where a figure's title or legend names the setting (lowest first); `None`: never.
     pub legend: Option<u8>,
@@ -75,6 +79,7 @@ const fn doc(name: &'static str, input: &'static str, help: &'static str) -> Fie
         min: None,
         max: None,
         models: &[],
+        optimizers: &[],
         help,
         legend: None,
         usual: None,
@@ -144,7 +149,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         min: Some(EPOCHS.0 as f64),
         max: Some(EPOCHS.1 as f64),
-        legend: Some(10),
+        legend: Some(18),
         ..doc("epochs", "integer", "Passes over the training set; test accuracy is measured after each.")
     },
     FieldDoc {
@@ -154,26 +159,118 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         group: true,
         ..doc("batch_size", "integer", "Images per SGD step.")
     },
-    FieldDoc { min: Some(0.0), legend: Some(4), ..doc("lr", "number", "The SGD learning rate, above 0.") },
+    FieldDoc {
+        choices: crate::optimizer::NAMES,
+        legend: Some(4),
+        usual: Some("sgd"),
+        group: true,
+        ..doc(
+            "optimizer",
+            "choice",
+            "The update rule, as torch.optim's: sgd, adam, adamw, rmsprop, adagrad or adadelta; each \
+             setting's default is torch's for it (GET /spec's optimizers).",
+        )
+    },
+    FieldDoc {
+        min: Some(0.0),
+        legend: Some(5),
+        ..doc("lr", "number", "The learning rate, above 0 (the first epoch's after warm-up; see lr_schedule).")
+    },
     FieldDoc {
         min: Some(0.0),
         max: Some(1.0),
-        legend: Some(5),
-        ..doc("momentum", "number", "SGD momentum, from 0 to below 1.")
+        optimizers: &["sgd", "rmsprop"],
+        legend: Some(6),
+        ..doc("momentum", "number", "Momentum, from 0 to below 1 (sgd's default is the tutorial's 0.9, rmsprop's 0).")
+    },
+    FieldDoc {
+        optimizers: &["sgd"],
+        legend: Some(7),
+        usual: Some("false"),
+        ..doc("nesterov", "boolean", "Nesterov momentum (needs a momentum above 0).")
     },
     FieldDoc {
         min: Some(0.0),
-        legend: Some(6),
+        max: Some(1.0),
+        optimizers: &["adam", "adamw"],
+        legend: Some(8),
+        usual: Some("0.9+0.999"),
+        ..doc(
+            "betas",
+            "numbers",
+            "The two running averages' coefficients, each from 0 to below 1 (default 0.9, 0.999).",
+        )
+    },
+    FieldDoc {
+        min: Some(0.0),
+        max: Some(1.0),
+        optimizers: &["rmsprop"],
+        legend: Some(9),
+        usual: Some("0.99"),
+        ..doc(
+            "alpha",
+            "number",
+            "The smoothing constant of the squared gradients' average, from 0 to 1 (default 0.99).",
+        )
+    },
+    FieldDoc {
+        min: Some(0.0),
+        max: Some(1.0),
+        optimizers: &["adadelta"],
+        legend: Some(10),
+        usual: Some("0.9"),
+        ..doc("rho", "number", "The running averages' coefficient, from 0 to 1 (default 0.9).")
+    },
+    FieldDoc {
+        min: Some(0.0),
+        optimizers: &["adam", "adamw", "rmsprop", "adagrad", "adadelta"],
+        ..doc("eps", "number", "Added to the denominator for stability, 0 or more (torch's default per optimiser).")
+    },
+    FieldDoc {
+        optimizers: &["adam", "adamw"],
+        legend: Some(11),
+        usual: Some("false"),
+        ..doc("amsgrad", "boolean", "Divide by the largest squared-gradient average so far (AMSGrad).")
+    },
+    FieldDoc {
+        min: Some(0.0),
+        legend: Some(12),
         usual: Some("0.0"),
-        ..doc("weight_decay", "number", "L2 penalty on the weights, 0 or more.")
+        ..doc(
+            "weight_decay",
+            "number",
+            "0 or more: an L2 penalty in the gradient; adamw's is decoupled (its default 0.01, the others' 0).",
+        )
+    },
+    FieldDoc {
+        legend: Some(13),
+        usual: Some("constant"),
+        ..doc(
+            "lr_schedule",
+            "schedule",
+            "How the rate moves per epoch: constant, {\"step\": {\"every\": 30, \"gamma\": 0.1}}, \
+             {\"multistep\": {\"at\": [30, 60], \"gamma\": 0.1}}, {\"exponential\": {\"gamma\": 0.95}} or \
+             {\"cosine\": {\"min_lr\": 0}} (PyTorch's schedulers, stepped once per epoch).",
+        )
+    },
+    FieldDoc {
+        min: Some(0.0),
+        max: Some((EPOCHS.1 - 1) as f64),
+        legend: Some(14),
+        usual: Some("0"),
+        ..doc(
+            "warmup_epochs",
+            "integer",
+            "Epochs of linear warm-up before the schedule (lr·1/(n+1), 2/(n+1), …), fewer than epochs.",
+        )
     },
     FieldDoc {
         choices: &["cross_entropy", "mse"],
-        legend: Some(7),
+        legend: Some(15),
         ..doc("loss", "choice", "cross_entropy, or mse: the squared error against one-hot targets.")
     },
     FieldDoc {
-        legend: Some(8),
+        legend: Some(16),
         usual: Some("none"),
         ..doc("augment", "augment", "Random resized crops and horizontal flips of the training images.")
     },
@@ -185,7 +282,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         min: Some(1.0),
         max: Some(crate::dataset::CIFAR10.train_images as f64),
-        legend: Some(9),
+        legend: Some(17),
         group: true,
         ..doc("train_limit", "integer", "Train on the first N training images only (a quick try); empty for all 50000.")
     },
@@ -203,18 +300,47 @@ pub fn field_docs() -> Value {
                 "seed" | "layers" => Value::Null,
                 n => defaults.get(n).cloned().unwrap_or(Value::Null),
             };
-            serde_json::json!({
+            let mut f = serde_json::json!({
                 "name": d.name, "input": d.input, "choices": d.choices, "min": d.min, "max": d.max,
-                "models": d.models, "help": d.help, "default": default,
-            })
+                "models": d.models, "optimizers": d.optimizers, "help": d.help, "default": default,
+            });
+            // A setting whose default is the optimiser's: each one's, as the form shows it.
+            let by_optimizer: Map<String, Value> = crate::optimizer::OPTIMIZERS
+                .iter()
+                .filter_map(|o| {
+                    let shown = Spec::parse_with_seed(&serde_json::json!({"optimizer": o.name}), || 0)
+                        .expect("every optimiser's defaults parse")
+                        .to_json();
+                    shown.get(d.name).map(|v| (o.name.to_string(), v.clone()))
+                })
+                .collect();
+            let first = by_optimizer.values().next();
+            if by_optimizer.values().any(|v| Some(v) != first) {
+                f["defaults"] = Value::Object(by_optimizer);
+            }
+            f
         })
         .collect();
     let layers: Vec<Value> = crate::network::LAYER_DOCS
         .iter()
         .map(|d| serde_json::json!({"name": d.name, "form": d.form, "help": d.help}))
         .collect();
+    let optimizers: Vec<Value> = crate::optimizer::OPTIMIZERS
+        .iter()
+        .map(|o| {
+            let takes: Vec<&str> =
+                FIELD_DOCS.iter().filter(|f| f.optimizers.contains(&o.name)).map(|f| f.name).collect();
+            serde_json::json!({"name": o.name, "torch": o.torch, "help": o.help, "settings": takes})
+        })
+        .collect();
+    let schedules: Vec<Value> = crate::optimizer::SCHEDULE_FORMS
+        .iter()
+        .map(|(name, help)| serde_json::json!({"name": name, "help": help}))
+        .collect();
     serde_json::json!({
         "fields": fields,
+        "optimizers": optimizers,
+        "schedules": schedules,
         "layers": layers,
         "layer_limits": {"layers": crate::network::MAX_LAYERS, "nesting": crate::network::MAX_NESTING},
     })
@@ -288,9 +414,22 @@ pub struct Spec {
     pub layers: Vec<LayerSpec>,
     pub epochs: u32,
     pub batch_size: u32,
+    pub optimizer: OptimizerKind,
+    /// The rate of the first epoch after warm-up; `lr_at` gives each epoch's.
     pub lr: f64,
+    /// sgd's and rmsprop's (0 for the others).
     pub momentum: f64,
+    pub nesterov: bool,
+    #[serde(serialize_with = "serialize_pair")]
+    pub betas: (f64, f64),
+    pub alpha: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub amsgrad: bool,
     pub weight_decay: f64,
+    #[serde(serialize_with = "serialize_schedule")]
+    pub lr_schedule: LrSchedule,
+    pub warmup_epochs: u32,
     pub loss: LossKind,
     /// Training-time augmentations, in a fixed order; empty means none.
     pub augment: Vec<Augmentation>,
@@ -343,9 +482,18 @@ impl Default for Spec {
             layers: named_layers(ModelKind::Cnn, &[], Activation::Relu, 10),
             epochs: 50,
             batch_size: 4,
+            optimizer: OptimizerKind::Sgd,
             lr: 0.001,
             momentum: 0.9,
+            nesterov: false,
+            betas: crate::optimizer::BETAS,
+            alpha: crate::optimizer::ALPHA,
+            rho: crate::optimizer::RHO,
+            eps: 0.0,
+            amsgrad: false,
             weight_decay: 0.0,
+            lr_schedule: LrSchedule::Constant,
+            warmup_epochs: 0,
             loss: LossKind::CrossEntropy,
             augment: Vec::new(),
             seed: 0,
@@ -388,6 +536,18 @@ impl<'a> Reader<'a> {
             _ => {
                 self.fail(field, format!("must be {allowed}, got {v}"));
                 default
+            }
+        }
+    }
+
+    /// A true/false field, false when absent.
+    fn boolean(&mut self, field: &str) -> bool {
+        match self.present(field) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                self.fail(field, format!("must be true or false, got {v}"));
+                false
             }
         }
     }
@@ -492,9 +652,61 @@ impl Spec {
         }
         let epochs = r.int("epochs", d.epochs.into(), EPOCHS.0, EPOCHS.1) as u32;
         let batch_size = r.int("batch_size", d.batch_size.into(), BATCH_SIZE.0, BATCH_SIZE.1) as u32;
-        let lr = r.float("lr", d.lr, |x| x > 0.0, "a finite number > 0");
-        let momentum = r.float("momentum", d.momentum, |x| (0.0..1.0).contains(&x), "a number from 0 to below 1");
-        let weight_decay = r.float("weight_decay", d.weight_decay, |x| x >= 0.0, "a finite number >= 0");
+        let optimizers: Vec<(&str, OptimizerKind)> =
+            crate::optimizer::OPTIMIZERS.iter().map(|o| (o.name, o.kind)).collect();
+        let optimizer = r.choice("optimizer", d.optimizer, &optimizers);
+        let o = optimizer.doc();
+        for f in FIELD_DOCS.iter().filter(|f| !f.optimizers.is_empty() && !f.optimizers.contains(&o.name)) {
+            if r.present(f.name).is_some() {
+                let to: Vec<String> = f.optimizers.iter().map(|n| format!("\"{n}\"")).collect();
+                r.fail(f.name, format!("applies only to optimizer {}; leave it out for \"{}\"", to.join(", "), o.name));
+            }
+        }
+        let applies = |f: &str| field_doc(f).is_some_and(|d| d.optimizers.contains(&o.name));
+        let lr = r.float("lr", o.lr, |x| x > 0.0, "a finite number > 0");
+        let unit = |x: f64| (0.0..1.0).contains(&x);
+        let momentum =
+            if applies("momentum") { r.float("momentum", o.momentum, unit, "a number from 0 to below 1") } else { 0.0 };
+        let nesterov = applies("nesterov") && r.boolean("nesterov");
+        if nesterov && momentum == 0.0 {
+            r.fail("nesterov", "needs a momentum above 0 (torch.optim.SGD's rule)");
+        }
+        let betas = match r.present("betas").filter(|_| applies("betas")) {
+            None => crate::optimizer::BETAS,
+            Some(v) => match v.as_array().map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()) {
+                Some(Some(b)) if b.len() == 2 && b.iter().all(|&x| unit(x)) => (b[0], b[1]),
+                _ => {
+                    r.fail("betas", format!("must be a list of two numbers, each from 0 to below 1, got {v}"));
+                    crate::optimizer::BETAS
+                }
+            },
+        };
+        let closed = |x: f64| (0.0..=1.0).contains(&x);
+        let alpha = if applies("alpha") {
+            r.float("alpha", crate::optimizer::ALPHA, closed, "a number from 0 to 1")
+        } else {
+            crate::optimizer::ALPHA
+        };
+        let rho = if applies("rho") {
+            r.float("rho", crate::optimizer::RHO, closed, "a number from 0 to 1")
+        } else {
+            crate::optimizer::RHO
+        };
+        let eps = if applies("eps") { r.float("eps", o.eps, |x| x >= 0.0, "a finite number >= 0") } else { o.eps };
+        let amsgrad = applies("amsgrad") && r.boolean("amsgrad");
+        let weight_decay = r.float("weight_decay", o.weight_decay, |x| x >= 0.0, "a finite number >= 0");
+        let lr_schedule = match r.present("lr_schedule") {
+            None => LrSchedule::Constant,
+            Some(v) => LrSchedule::parse(v).unwrap_or_else(|why| {
+                r.fail("lr_schedule", why);
+                LrSchedule::Constant
+            }),
+        };
+        let mut warmup_epochs = r.int("warmup_epochs", 0, 0, EPOCHS.1 - 1) as u32;
+        if warmup_epochs >= epochs {
+            r.fail("warmup_epochs", format!("must be fewer than the job's epochs ({epochs}), got {warmup_epochs}"));
+            warmup_epochs = 0;
+        }
         let loss = r.choice("loss", d.loss, &[("cross_entropy", LossKind::CrossEntropy), ("mse", LossKind::Mse)]);
         let augment = match r.present("augment") {
             None | Some(Value::Bool(false)) => Vec::new(),
@@ -579,9 +791,18 @@ impl Spec {
             layers,
             epochs,
             batch_size,
+            optimizer,
             lr,
             momentum,
+            nesterov,
+            betas,
+            alpha,
+            rho,
+            eps,
+            amsgrad,
             weight_decay,
+            lr_schedule,
+            warmup_epochs,
             loss,
             augment,
             seed: seed.unwrap_or_else(draw_seed),
@@ -613,6 +834,10 @@ impl Spec {
         if matches!(self.model, ModelKind::Linear | ModelKind::Custom) {
             obj.shift_remove("activation");
         }
+        let name = self.optimizer.as_str();
+        for f in FIELD_DOCS.iter().filter(|f| !f.optimizers.is_empty() && !f.optimizers.contains(&name)) {
+            obj.shift_remove(f.name);
+        }
         v
     }
 
@@ -625,17 +850,36 @@ impl Spec {
         }
     }
 
+    /// The learning rate of `epoch` (1-based): the warm-up's, then the schedule's.
+    pub fn lr_at(&self, epoch: u32) -> f64 {
+        self.lr_schedule.lr_at(self.lr, epoch, self.epochs, self.warmup_epochs)
+    }
+
     pub fn has(&self, aug: Augmentation) -> bool {
         self.augment.contains(&aug)
     }
 
     /// What jobs must share to train as one fused group: the network's layers (a named
     /// model and its own list are one network), the batch size, the training subset and the
-    /// dataset. Everything else (seed, lr, momentum, weight decay, loss, augmentation,
-    /// epochs) may differ.
+    /// dataset, and the optimiser (one update rule per group). Everything else (seed, every
+    /// optimiser setting, the schedule, loss, augmentation, epochs) may differ.
     pub fn group_key(&self) -> String {
-        serde_json::json!([layers_json(&self.layers), self.batch_size, self.train_limit, self.dataset]).to_string()
+        let key = serde_json::json!([layers_json(&self.layers), self.batch_size, self.train_limit, self.dataset]);
+        // N.B.: SGD's groups keep the key they had before optimisers were a field, so jobs
+        // queued then still join those queued now.
+        match self.optimizer {
+            OptimizerKind::Sgd => key.to_string(),
+            other => serde_json::json!([key, other.as_str()]).to_string(),
+        }
     }
+}
+
+fn serialize_pair<S: serde::Serializer>(pair: &(f64, f64), s: S) -> Result<S::Ok, S::Error> {
+    [pair.0, pair.1].serialize(s)
+}
+
+fn serialize_schedule<S: serde::Serializer>(schedule: &LrSchedule, s: S) -> Result<S::Ok, S::Error> {
+    schedule.to_json().serialize(s)
 }
 
 fn serialize_layers<S: serde::Serializer>(layers: &[LayerSpec], s: S) -> Result<S::Ok, S::Error> {
@@ -717,14 +961,20 @@ mod tests {
     #[test]
     fn every_field_has_a_doc_with_its_default_and_the_defaults_parse() {
         // The table holds every field a spec has, in the struct's order (as it is shown).
-        let shown = Spec::parse(&json!({"model": "mlp"})).unwrap().to_json();
-        let keys: Vec<&str> = shown.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, field_names());
+        // A spec shows the fields of its model and optimiser, in the table's order.
+        for o in crate::optimizer::NAMES {
+            let shown = Spec::parse(&json!({"model": "mlp", "optimizer": o})).unwrap().to_json();
+            let keys: Vec<&str> = shown.as_object().unwrap().keys().map(String::as_str).collect();
+            let applies = |d: &&FieldDoc| d.optimizers.is_empty() || d.optimizers.contains(o);
+            assert_eq!(keys, FIELD_DOCS.iter().filter(applies).map(|d| d.name).collect::<Vec<_>>(), "{o}");
+            assert_eq!(Spec::parse(&shown).unwrap().to_json(), shown, "{o}: a shown spec reads back the same");
+        }
         let docs = field_docs();
         let mut spec = Map::new();
         for f in docs["fields"].as_array().unwrap() {
             assert!(!f["help"].as_str().unwrap().is_empty());
-            let applies = f["models"].as_array().unwrap().is_empty();
+            let sgd = f["optimizers"].as_array().unwrap();
+            let applies = f["models"].as_array().unwrap().is_empty() && (sgd.is_empty() || sgd.contains(&json!("sgd")));
             if applies && !f["default"].is_null() {
                 spec.insert(f["name"].as_str().unwrap().into(), f["default"].clone());
             }
@@ -746,10 +996,22 @@ mod tests {
             "loss" => json!("mse"),
             "augment" => json!(true),
             "lr" | "momentum" | "weight_decay" => json!(0.5),
+            "optimizer" => json!("adam"),
+            "nesterov" => json!(true),
+            "lr_schedule" => json!({"step": 2}),
+            "warmup_epochs" => json!(1),
+            "betas" => json!([0.5, 0.5]),
+            "alpha" | "rho" | "eps" => json!(0.5),
+            "amsgrad" => json!(true),
             _ => json!(8),
         };
         let key = |v: &Value| Spec::parse(v).unwrap().group_key();
         for d in FIELD_DOCS.iter().filter(|d| d.choices.len() != 1) {
+            // An optimiser's own setting is changed under that optimiser.
+            let mut base = base.clone();
+            if !d.optimizers.is_empty() && !d.optimizers.contains(&"sgd") {
+                base["optimizer"] = json!(d.optimizers[0]);
+            }
             let mut changed = base.clone();
             changed[d.name] = other(d.name);
             if d.name == "layers" {
@@ -760,6 +1022,51 @@ mod tests {
         let named: Vec<&str> = legend_fields().iter().map(|d| d.name).collect();
         assert_eq!(named[..3], ["model", "hidden", "activation"]);
         assert_eq!(named.last(), Some(&"epochs"));
+    }
+
+    #[test]
+    fn each_optimiser_gets_torchs_defaults_and_refuses_another_optimisers_settings() {
+        let s = Spec::parse(&json!({"optimizer": "adadelta"})).unwrap();
+        assert_eq!((s.lr, s.rho, s.eps, s.momentum), (1.0, 0.9, 1e-6, 0.0));
+        let s = Spec::parse(&json!({"optimizer": "adamw"})).unwrap();
+        assert_eq!((s.lr, s.betas, s.eps, s.weight_decay), (0.001, (0.9, 0.999), 1e-8, 0.01));
+        let s = Spec::parse(&json!({"optimizer": "rmsprop"})).unwrap();
+        assert_eq!((s.lr, s.alpha, s.momentum), (0.01, 0.99, 0.0));
+        assert_eq!(Spec::parse(&json!({"optimizer": "adagrad"})).unwrap().eps, 1e-10);
+        let e = errors(json!({"betas": [0.9, 0.99], "rho": 0.5}));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].message, "applies only to optimizer \"adam\", \"adamw\"; leave it out for \"sgd\"");
+        assert!(errors(json!({"optimizer": "adam", "momentum": 0.9}))[0].message.contains("\"sgd\", \"rmsprop\""));
+        assert!(errors(json!({"nesterov": true, "momentum": 0}))[0].message.contains("needs a momentum above 0"));
+        assert_eq!(errors(json!({"optimizer": "adam", "betas": [0.9, 1.0]}))[0].field, "betas");
+        assert_eq!(errors(json!({"optimizer": "adam", "betas": [0.9]}))[0].field, "betas");
+        assert_eq!(errors(json!({"optimizer": "adam", "amsgrad": "yes"}))[0].field, "amsgrad");
+        assert!(errors(json!({"optimizer": "lbfgs"}))[0].message.contains("\"adadelta\""));
+        let w = errors(json!({"epochs": 3, "warmup_epochs": 3}));
+        assert_eq!(w[0].message, "must be fewer than the job's epochs (3), got 3");
+        assert_eq!(errors(json!({"lr_schedule": {"cosine": {"eta_min": 0}}}))[0].field, "lr_schedule");
+    }
+
+    #[test]
+    fn an_epochs_rate_follows_the_warm_up_then_the_schedule() {
+        let s = Spec::parse(&json!({"lr": 0.1, "epochs": 6, "warmup_epochs": 1, "lr_schedule": {"step": 2}})).unwrap();
+        let rates: Vec<f64> = (1..=6).map(|e| s.lr_at(e)).collect();
+        let want = [0.05, 0.1, 0.1, 0.1 * 0.1, 0.1 * 0.1, 0.1 * 0.1 * 0.1];
+        assert!(rates.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-15), "{rates:?}");
+        assert_eq!(Spec::parse(&json!({})).unwrap().lr_at(50), 0.001, "constant by default");
+    }
+
+    #[test]
+    fn sgd_keeps_its_group_key_and_another_optimiser_has_its_own() {
+        let key = |v: Value| Spec::parse(&v).unwrap().group_key();
+        let old = serde_json::json!([layers_json(&Spec::default().layers), 4, null, "cifar10"]).to_string();
+        assert_eq!(key(json!({"seed": 1})), old, "jobs queued before optimisers were a field still fuse with new ones");
+        assert_eq!(key(json!({"lr_schedule": "cosine", "nesterov": true})), old);
+        assert_ne!(key(json!({"optimizer": "adam"})), key(json!({"optimizer": "adamw"})));
+        assert_eq!(
+            key(json!({"optimizer": "adam"})),
+            key(json!({"optimizer": "adam", "betas": [0.5, 0.5], "amsgrad": true}))
+        );
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl Limits {
                 ),
             });
         }
-        let e = crate::network::Architecture::of(spec).estimate(spec.batch_size.into());
+        let e = crate::network::Architecture::of(spec)
+            .estimate(spec.batch_size.into(), crate::optimizer::values_per_parameter(spec));
         let mb = |b: i64| (b + (1 << 20) - 1) >> 20;
         let shape_field = match spec.model {
             ModelKind::Mlp => "hidden",

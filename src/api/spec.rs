@@ -108,7 +108,7 @@ async fn check_spec(
     let arch = Architecture::of(&spec);
     let mut layers = Vec::new();
     rows(&arch, &arch.layers, &arch.shapes, &spec.layers, "layers", &mut layers);
-    let bytes = arch.estimate(spec.batch_size.into()).bytes();
+    let bytes = arch.estimate(spec.batch_size.into(), crate::optimizer::values_per_parameter(&spec)).bytes();
     let network = Network {
         layers,
         parameters: arch.numel(),

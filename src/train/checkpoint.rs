@@ -1,7 +1,8 @@
 //! A run's checkpoint is one safetensors file, rewritten after every epoch: the weights by
-//! layer name, the optimiser's buffers as `<buffer>.<name>` (SGD's `momentum.fc1.weight`;
-//! `train::optim::BUFFER_NAMES`), and in the safetensors metadata
-//! the epoch, the spec and the metrics so far. The RNG and data-order state need no bytes of
+//! layer name, the optimiser's buffers as `<buffer>.<name>` (SGD's `momentum.fc1.weight`,
+//! Adam's `exp_avg.fc1.weight`; `train::optim::BUFFER_NAMES`), and in the safetensors
+//! metadata the epoch, the spec, the metrics so far and the optimiser's step count. A
+//! schedule's position is the epoch. The RNG and data-order state need no bytes of
 //! their own: both are derived from (seed, epoch). A SHA-256 over the metadata and every
 //! tensor's bytes (`sha256` in the metadata) is checked on every read: damaged bytes are
 //! `CheckpointError::Damaged`, never weights to resume from.
@@ -192,6 +193,7 @@ pub fn save(
         ("epoch".to_string(), epoch.to_string()),
         ("spec".to_string(), spec.to_json().to_string()),
         ("metrics".to_string(), serde_json::to_string(metrics).expect("metrics serialize")),
+        ("optimizer_step".to_string(), saved.state.step.to_string()),
     ]);
     let sum = checksum(&meta, blobs.iter().map(|(name, shape, bytes)| (name.as_str(), shape.as_slice(), *bytes)));
     meta.insert("sha256".to_string(), sum);
@@ -278,7 +280,11 @@ pub fn load(
     let stats = (!arch.stats.is_empty()).then(|| Tensor::from_slice(&stats));
     // N.B.: a buffer is resumed whole or not at all (a run checkpointed before its first
     // step has none, and its optimiser starts from zero as it would have).
-    let mut state = MemberState::default();
+    // N.B.: a checkpoint written before step counts were kept is SGD's, which never reads
+    // its count; one from the metadata, or none.
+    let step =
+        meta.get("optimizer_step").map_or(Ok(0), |s| s.parse()).map_err(|e| corrupt(format!("optimizer_step: {e}")))?;
+    let mut state = MemberState { buffers: Vec::new(), step };
     for buffer in optim::state_names(spec) {
         let mut values = Vec::new();
         let mut all = true;

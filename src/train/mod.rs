@@ -4,8 +4,8 @@
 //! that gives each member its own batches (`data`), a fused model (`model`, from the plan in
 //! `crate::network`), one optimiser step for all members (`optim`), metrics and checkpoints
 //! per member. Every member trains as
-//! it would alone — its own seed, data order, lr, momentum, weight decay, loss,
-//! augmentation and epochs — and leaves the group on its own (finished, stopped, or its
+//! it would alone — its own seed, data order, optimiser settings and learning-rate
+//! schedule, loss, augmentation and epochs — and leaves the group on its own (finished, stopped, or its
 //! writes refused) while the others go on; new members join at epoch boundaries. `train`
 //! runs a single spec as a group of one.
 
@@ -405,7 +405,8 @@ impl Engine<'_> {
             let params = GroupParams::from_members(arch, &rows, &stats, device);
             let states: Vec<MemberState> = self.members.iter_mut().map(|m| std::mem::take(&mut m.state)).collect();
             let specs: Vec<&Spec> = self.members.iter().map(|m| &m.spec).collect();
-            let optim = optim::for_members(arch, &params, &specs, states);
+            let lrs: Vec<f64> = self.members.iter().map(|m| m.spec.lr_at(m.next)).collect();
+            let optim = optim::for_members(arch, &params, &specs, &lrs, states);
             Fused { params, optim, losses: Losses::new(&specs, device) }
         });
         (arch, fused)
@@ -479,6 +480,10 @@ impl Engine<'_> {
         let mut losses = Tensor::zeros([g, total as i64], (Kind::Float, device));
         let mut predicted = Tensor::zeros([g, samples as i64], (Kind::Int64, device));
         let mut labels = source.labels_in_order();
+        // Each member's rate for its epoch (a schedule moves it once per epoch).
+        let lrs: Vec<f64> = self.members.iter().map(|m| m.spec.lr_at(m.next)).collect();
+        let (arch, f) = self.fuse();
+        f.optim.set_lrs(arch, &f.params, &lrs);
         let mut done = 0;
         loop {
             let stopped = self.stopped();
@@ -551,6 +556,7 @@ impl Engine<'_> {
                 train_seconds,
                 samples_per_second: samples as f64 / train_seconds.max(1e-9),
                 diverged: !tl.is_finite() || !te.is_finite(),
+                lr: Some(self.members[i].spec.lr_at(self.members[i].next)),
             };
             if let Err(e) = self.record(i, m) {
                 leaving.push((i, Err(e)));

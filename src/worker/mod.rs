@@ -83,7 +83,7 @@ impl WorkerSettings {
             (false, false) => DEFAULT_MAX_GROUP_CPU,
         };
         let cap = self.max_group.unwrap_or(default);
-        let each = arch.estimate(spec.batch_size.into()).bytes().max(1);
+        let each = arch.estimate(spec.batch_size.into(), crate::optimizer::values_per_parameter(spec)).bytes().max(1);
         let fit = (self.max_job_memory_mb.max(1).saturating_mul(1 << 20) / each).max(1) as usize;
         cap.min(fit).max(1)
     }

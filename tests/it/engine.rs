@@ -12,7 +12,7 @@ use trainyard::train::data::{self, Data, DataError};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
 use trainyard::train::model::{self, GroupParams};
 use trainyard::train::optim::sgd::{MemberHyper, Sgd};
-use trainyard::train::optim::{MemberState, Optimizer};
+use trainyard::train::optim::Optimizer;
 use trainyard::train::rng::EpochRng;
 use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
 
@@ -76,12 +76,12 @@ fn the_three_models_have_the_assignments_parameter_counts() {
 #[test]
 fn the_memory_estimate_counts_state_and_the_larger_of_training_and_evaluation_activations() {
     let cnn = Architecture::of(&spec(json!({"model": "cnn"})));
-    let e = cnn.estimate(4);
+    let e = cnn.estimate(4, 3);
     assert_eq!(e.parameters, 62_006);
     assert_eq!(e.state_bytes, 62_006 * 12, "weights, gradients and momentum in f32");
     // Evaluation (1,000 images) outweighs a batch of 4; a batch of 50,000 outweighs it.
-    assert_eq!(e.activation_bytes, cnn.estimate(1).activation_bytes);
-    let big = cnn.estimate(50_000);
+    assert_eq!(e.activation_bytes, cnn.estimate(1, 3).activation_bytes);
+    let big = cnn.estimate(50_000, 3);
     assert!(big.activation_bytes > 100 * e.activation_bytes, "{big:?} vs {e:?}");
     assert!(big.bytes() > 2_000_000_000 && big.bytes() < 8_000_000_000, "{big:?}");
 }
@@ -107,7 +107,7 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
     assert_eq!(settings(Some(3), 4096).max_group_for(Device::Cpu, &cnn), 3);
     // An MLP of 4096 hidden units at batch 1000 needs about 210 MB: 4 fit in 1 GB.
     let wide = spec(json!({"model": "mlp", "hidden": [4096], "batch_size": 1000}));
-    let each = Architecture::of(&wide).estimate(1000).bytes();
+    let each = Architecture::of(&wide).estimate(1000, 3).bytes();
     assert_eq!(settings(None, 1024).max_group_for(Device::Cpu, &wide) as i64, (1024 << 20) / each);
     assert!((2..8).contains(&settings(None, 1024).max_group_for(Device::Cpu, &wide)));
     assert_eq!(settings(None, 1).max_group_for(Device::Cpu, &wide), 1, "always at least the job itself");
@@ -304,6 +304,42 @@ fn resuming_from_a_checkpoint_gives_the_same_metrics_as_an_uninterrupted_run() {
 }
 
 #[test]
+fn each_optimiser_resumed_mid_schedule_gives_the_rows_of_an_uninterrupted_run() {
+    let (_dir, data) = small_data();
+    for o in [
+        json!({"optimizer": "adam", "amsgrad": true, "lr_schedule": "cosine", "warmup_epochs": 1}),
+        json!({"optimizer": "adamw", "lr_schedule": {"step": {"every": 1, "gamma": 0.5}}}),
+        json!({"optimizer": "rmsprop", "momentum": 0.5, "lr_schedule": {"exponential": 0.7}}),
+        json!({"optimizer": "adagrad", "lr_schedule": {"multistep": [2]}}),
+        json!({"optimizer": "adadelta", "lr_schedule": {"step": 1}}),
+        json!({"optimizer": "sgd", "nesterov": true, "lr_schedule": "cosine"}),
+    ] {
+        let mut v = o.clone();
+        v["epochs"] = json!(4);
+        v["batch_size"] = json!(16);
+        v["model"] = json!("linear");
+        let s = spec(v);
+        let straight = run(&s, &data, None);
+        let rates: Vec<f64> = straight.iter().map(|m| m.lr.unwrap()).collect();
+        assert_eq!(rates, (1..=4).map(|e| s.lr_at(e)).collect::<Vec<_>>(), "{o}: each row its epoch's rate");
+        assert!(rates.windows(2).any(|w| w[0] != w[1]), "{o}: the schedule moves the rate");
+        let ckpt = tempfile::tempdir().unwrap();
+        let first = stopped_after_two_epochs(&s, &data, ckpt.path());
+        let bytes = std::fs::read(ckpt.path().join(train::checkpoint::FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for buffer in trainyard::optimizer::state_buffers(&s) {
+            assert!(st.tensor(&format!("{buffer}.fc.weight")).is_ok(), "{o}: {buffer} is checkpointed");
+        }
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let steps = meta.metadata().as_ref().unwrap()["optimizer_step"].clone();
+        assert_eq!(steps, (2 * data.train.len().div_ceil(16)).to_string(), "{o}: the step count after two epochs");
+        let resumed = run(&s, &data, Some(ckpt.path()));
+        assert_eq!(timeless(&straight[..2]), timeless(&first), "{o}");
+        assert_eq!(timeless(&straight[2..]), timeless(&resumed), "{o}: state, step count and schedule resumed");
+    }
+}
+
+#[test]
 fn a_network_with_batchnorm_and_dropout_resumes_its_running_statistics_and_masks_exactly() {
     let (_dir, data) = small_data();
     let layers = json!([{"conv2d": {"out": 4, "kernel": 5}}, "batchnorm", "relu", {"maxpool2d": 2}, "flatten",
@@ -455,13 +491,13 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     let x = Tensor::randn([2, 8, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
     let hyper = [
-        MemberHyper { lr: 0.05, momentum: 0.9, weight_decay: 0.01 },
-        MemberHyper { lr: 0.2, momentum: 0.0, weight_decay: 0.0 },
+        MemberHyper { lr: 0.05, momentum: 0.9, weight_decay: 0.01, nesterov: false },
+        MemberHyper { lr: 0.2, momentum: 0.0, weight_decay: 0.0, nesterov: false },
     ];
     let rows: Vec<Tensor> =
         [1, 2].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
     let ours = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
-    let mut opt = Sgd::new(&arch, &ours, &hyper, vec![MemberState::default(), MemberState::default()]);
+    let mut opt = Sgd::from_hyper(&arch, &ours, &hyper);
     use tch::nn::OptimizerConfig;
     let theirs: Vec<_> = hyper
         .iter()

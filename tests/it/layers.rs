@@ -123,7 +123,7 @@ fn agrees_with_pytorch(layers: Value) {
         at += s.numel();
     }
     let ps = GroupParams::from_members(&arch, &[w0], &[s0], Device::Cpu);
-    let mut opt = optim::for_members(&arch, &ps, &[&spec], vec![MemberState::default()]);
+    let mut opt = optim::for_members(&arch, &ps, &[&spec], &[spec.lr], vec![MemberState::default()]);
     let mut drops = Vec::new();
     dropouts(&arch.layers, &arch.shapes, &mut drops);
     assert_eq!(drops.len(), arch.dropouts, "one per slot");

@@ -9,6 +9,7 @@ mod golden;
 mod group;
 mod helpers;
 mod layers;
+mod optim;
 mod plots;
 mod process;
 mod queue;

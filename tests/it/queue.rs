@@ -411,5 +411,6 @@ fn epoch(epoch: u32, test_acc: f64) -> trainyard::job::EpochMetrics {
         train_seconds: 0.5,
         samples_per_second: 100.0,
         diverged: false,
+        lr: None,
     }
 }

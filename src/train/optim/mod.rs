@@ -1,28 +1,38 @@
 //! Optimisers for a fused group: one step updates every member's every weight, each member
-//! with its own settings and its own state.
+//! with its own settings and its own state, as torch.optim's single-tensor update (the one
+//! it runs on a CPU) would update that member alone.
 //!
 //! A member's state outside the group (while the group is rebuilt, in its checkpoint) is a
 //! `MemberState`: named buffers, each [P] in the architecture's parameter order, as
-//! torch.optim keeps per-parameter state (SGD's `momentum_buffer`, Adam's `exp_avg`). An
-//! optimiser declares its buffers' names (`state_names`) so checkpoints can read them back;
-//! adding an optimiser is a file here and its line in `for_members` and `state_names`.
+//! torch.optim keeps per-parameter state (SGD's `momentum_buffer`, Adam's `exp_avg`), and
+//! its step count. An optimiser declares its buffers' names (`state_names`) so checkpoints
+//! can read them back; adding an optimiser is a row in `crate::optimizer`, a file here and
+//! its lines in `for_members` and `state_names`.
 
+pub mod adadelta;
+pub mod adagrad;
+pub mod adam;
+pub mod rmsprop;
 pub mod sgd;
 
 use super::model::GroupParams;
 use crate::network::Architecture;
+use crate::optimizer::OptimizerKind;
+
 use crate::spec::Spec;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-/// Every buffer name any optimiser uses; a checkpoint's tensors named `<buffer>.<param>`
-/// for one of these are optimiser state, the others weights.
-pub const BUFFER_NAMES: &[&str] = &[sgd::MOMENTUM];
+pub use crate::optimizer::{state_buffers as state_names, BUFFER_NAMES};
 
-/// One member's optimiser state: its named buffers, each [P] in parameter order. Empty for
-/// a member that has not stepped yet, or whose optimiser keeps nothing.
+/// One member's optimiser state: its named buffers, each [P] in parameter order, and the
+/// steps it has taken. No buffers for a member that has not stepped yet, or whose
+/// optimiser keeps nothing.
 #[derive(Default)]
 pub struct MemberState {
     pub buffers: Vec<(String, Tensor)>,
+    /// Updates applied so far (torch.optim's `state["step"]`): Adam's bias correction
+    /// counts them.
+    pub step: u64,
 }
 
 impl MemberState {
@@ -38,31 +48,162 @@ pub trait Optimizer {
     fn zero_grad(&mut self, params: &GroupParams);
     /// One update of every member from the gradients autograd left in the parameters.
     fn step(&mut self, params: &GroupParams);
+    /// Each member's learning rate from now on (a schedule's, at an epoch's start).
+    fn set_lrs(&mut self, arch: &Architecture, params: &GroupParams, lrs: &[f64]);
     /// Member `m`'s state, as it would carry it alone.
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState;
 }
 
-/// The optimiser of the members with these specs (in member order), each resuming from its
-/// state (empty: from the start).
+/// The optimiser of the members with these specs (in member order, sharing one optimiser
+/// kind: it is in the group key), each at its rate `lrs[m]` and resuming from its state
+/// (empty: from the start).
 pub fn for_members(
     arch: &Architecture,
     params: &GroupParams,
     specs: &[&Spec],
+    lrs: &[f64],
     states: Vec<MemberState>,
 ) -> Box<dyn Optimizer> {
-    let hyper: Vec<sgd::MemberHyper> = specs
-        .iter()
-        .map(|s| sgd::MemberHyper { lr: s.lr, momentum: s.momentum, weight_decay: s.weight_decay })
-        .collect();
-    Box::new(sgd::Sgd::new(arch, params, &hyper, states))
+    let group = Group { arch, params, specs, lrs, states };
+    match specs.first().map_or(OptimizerKind::Sgd, |s| s.optimizer) {
+        OptimizerKind::Sgd => Box::new(sgd::Sgd::new(group)),
+        OptimizerKind::Adam => Box::new(adam::Adam::new(group, false)),
+        OptimizerKind::Adamw => Box::new(adam::Adam::new(group, true)),
+        OptimizerKind::Rmsprop => Box::new(rmsprop::Rmsprop::new(group)),
+        OptimizerKind::Adagrad => Box::new(adagrad::Adagrad::new(group)),
+        OptimizerKind::Adadelta => Box::new(adadelta::Adadelta::new(group)),
+    }
 }
 
-/// The buffers a member of `spec` keeps, by name, as its checkpoint holds them.
-pub fn state_names(spec: &Spec) -> &'static [&'static str] {
-    if spec.momentum != 0.0 {
-        &[sgd::MOMENTUM]
-    } else {
-        &[]
+/// What an optimiser is built from: the group, each member's spec and rate, and each
+/// member's state to resume from.
+pub struct Group<'a> {
+    pub arch: &'a Architecture,
+    pub params: &'a GroupParams,
+    pub specs: &'a [&'a Spec],
+    pub lrs: &'a [f64],
+    pub states: Vec<MemberState>,
+}
+
+impl Group<'_> {
+    /// Each member's value of a setting.
+    pub(crate) fn each(&self, f: impl Fn(&Spec) -> f64) -> Vec<f64> {
+        self.specs.iter().map(|s| f(s)).collect()
+    }
+
+    /// The buffer `name` over the group, laid out as the parameters: each member's saved
+    /// one, or zeros (torch.optim's initial state for every buffer here).
+    pub(crate) fn buffer(&self, name: &str) -> Tensor {
+        let device = self.params.flat.device();
+        let rows: Vec<Tensor> = (0..self.specs.len())
+            .map(|i| match self.states.get(i).and_then(|s| s.get(name)) {
+                Some(t) => t.to_device(device),
+                None => Tensor::zeros([self.arch.numel()], (Kind::Float, device)),
+            })
+            .collect();
+        crate::train::model::stack_rows(self.arch, &rows).to_device(device)
+    }
+
+    /// Each member's step count.
+    pub(crate) fn steps(&self) -> Vec<u64> {
+        (0..self.specs.len()).map(|i| self.states.get(i).map_or(0, |s| s.step)).collect()
+    }
+}
+
+/// Member `m`'s share of the named buffers, with its step count.
+pub(crate) fn member_buffers(
+    arch: &Architecture,
+    params: &GroupParams,
+    m: i64,
+    step: u64,
+    buffers: &[(&str, &Tensor)],
+) -> MemberState {
+    let buffers = buffers.iter().map(|(name, t)| (name.to_string(), params.member(arch, t, m))).collect();
+    MemberState { buffers, step }
+}
+
+/// A coefficient over the group's flat buffer: one number when every member has the same,
+/// else each element its member's.
+pub(crate) enum Coef {
+    Same(f64),
+    Each(Tensor),
+}
+
+impl Coef {
+    /// `t · c`, a new tensor.
+    pub(crate) fn times(&self, t: &Tensor) -> Tensor {
+        match self {
+            Coef::Same(v) => t * *v,
+            Coef::Each(c) => t * c,
+        }
+    }
+
+    /// `t + c`, a new tensor.
+    pub(crate) fn plus(&self, t: &Tensor) -> Tensor {
+        match self {
+            Coef::Same(v) => t + *v,
+            Coef::Each(c) => t + c,
+        }
+    }
+
+    /// `t ← t · c`.
+    pub(crate) fn scale(&self, t: &mut Tensor) {
+        let _ = match self {
+            Coef::Same(v) => t.g_mul_scalar_(*v),
+            Coef::Each(c) => t.g_mul_(c),
+        };
+    }
+
+    /// `t ← t + c`.
+    pub(crate) fn add_to(&self, t: &mut Tensor) {
+        let _ = match self {
+            Coef::Same(v) => t.g_add_scalar_(*v),
+            Coef::Each(c) => t.g_add_(c),
+        };
+    }
+
+    /// `t ← t / c`.
+    pub(crate) fn divide(&self, t: &mut Tensor) {
+        let _ = match self {
+            Coef::Same(v) => t.g_div_scalar_(*v),
+            Coef::Each(c) => t.g_div_(c),
+        };
+    }
+
+    /// `t ← lerp(t, end, c)`: torch's `t.lerp_(end, c)`.
+    pub(crate) fn lerp(&self, t: &mut Tensor, end: &Tensor) {
+        let _ = match self {
+            Coef::Same(v) => t.lerp_(end, *v),
+            Coef::Each(c) => t.lerp_tensor_(end, c),
+        };
+    }
+}
+
+/// Spreads per-member values over the flat buffer, by one gather with an index made once.
+pub(crate) struct Spread {
+    /// [Σ G·numel]: each element's member.
+    index: Tensor,
+}
+
+impl Spread {
+    pub(crate) fn new(arch: &Architecture, params: &GroupParams) -> Spread {
+        let members: Vec<f64> = (0..params.members).map(|m| m as f64).collect();
+        Spread { index: params.per_element(arch, &members).to_kind(Kind::Int64) }
+    }
+
+    /// The members' values as a `Coef`: one number when they agree.
+    pub(crate) fn coef(&self, values: &[f64]) -> Coef {
+        if values.windows(2).all(|w| w[0] == w[1]) {
+            return Coef::Same(values.first().copied().unwrap_or(0.0));
+        }
+        let column: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        Coef::Each(Tensor::from_slice(&column).to_device(self.index.device()).index_select(0, &self.index))
+    }
+
+    /// True where the member's flag is set, as a mask over the flat buffer.
+    pub(crate) fn mask(&self, flags: &[bool]) -> Tensor {
+        let column: Vec<f32> = flags.iter().map(|&f| f32::from(u8::from(f))).collect();
+        Tensor::from_slice(&column).to_device(self.index.device()).index_select(0, &self.index).to_kind(Kind::Bool)
     }
 }
 
@@ -116,6 +257,20 @@ impl FlatGrads {
             }
         }
         self.bound = true;
+    }
+
+    /// One update without autograd: `f(gradient, weights)` over the flat buffers, the
+    /// gradient first given the L2 term `l2·w` when there is one (torch's
+    /// `grad.add(param, alpha=weight_decay)`).
+    pub(crate) fn update(&mut self, params: &GroupParams, l2: Option<&Coef>, f: impl FnOnce(&mut Tensor, &mut Tensor)) {
+        tch::no_grad(|| {
+            self.bind(params);
+            let mut flat = params.flat.shallow_clone();
+            if let Some(wd) = l2 {
+                let _ = self.grad.g_add_(&wd.times(&flat));
+            }
+            f(&mut self.grad, &mut flat);
+        });
     }
 
     pub(crate) fn zero(&mut self, params: &GroupParams) {
