@@ -5,7 +5,8 @@
 //! ~/.cache/cifar10/cifar-10-batches-bin), GROUP_SIZES (default "1 2 4 8 16"), TRAIN_LIMIT
 //! (images per epoch, default 5000), THREADS (torch threads, default 2), DEVICE (cpu or
 //! cuda, default cpu), MODEL (cnn, mlp or linear; default cnn), LAYERS (a JSON list of
-//! layers, instead of MODEL), BATCH (default 4).
+//! layers, instead of MODEL), BATCH (default 4), OPTIMIZER (default sgd: the members'
+//! optimiser at its own default rate, each member its own weight decay).
 
 use serde_json::json;
 use std::sync::atomic::AtomicBool;
@@ -49,6 +50,12 @@ fn member(g: usize, limit: u32, model: &str, batch: u32) -> Spec {
     let mut spec = json!({
         "batch_size": batch, "epochs": 1, "train_limit": limit, "lr": lrs[g % lrs.len()], "seed": g as u64 + 1,
     });
+    let optimizer = env_or("OPTIMIZER", "sgd");
+    if optimizer != "sgd" {
+        spec["optimizer"] = json!(optimizer);
+        spec.as_object_mut().expect("an object").remove("lr");
+        spec["weight_decay"] = json!(g as f64 * 1e-5);
+    }
     match serde_json::from_str::<serde_json::Value>(model) {
         Ok(layers @ serde_json::Value::Array(_)) => spec["layers"] = layers,
         _ => spec["model"] = json!(model),

@@ -17,6 +17,7 @@ fn curve(shift: f64) -> Vec<EpochMetrics> {
             train_seconds: 8.5,
             samples_per_second: 6000.0,
             diverged: false,
+            lr: None,
         })
         .collect()
 }

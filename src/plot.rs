@@ -1,7 +1,8 @@
 //! Plots, pure: metrics in, PNG or SVG bytes out.
 //!
 //! One job's figure (`metric=all`) has three panels: loss (train and test, with a legend)
-//! across the top, training and test accuracy (in %) below. A comparison draws each job in
+//! across the top, training and test accuracy (in %) below; `metric=lr` draws each epoch's
+//! learning rate alone. A comparison draws each job in
 //! its own colour. A loss that was not finite leaves a gap in its line and a red × at the
 //! top of the panel; one huge finite value does not wreck the axis: the range is set from
 //! the bulk of the values, and points above it are drawn as ▲ on the top edge.
@@ -25,17 +26,20 @@ pub enum Metric {
     Loss,
     TrainAcc,
     TestAcc,
+    /// Each epoch's learning rate (its schedule's).
+    Lr,
     All,
 }
 
 impl Metric {
-    pub const NAMES: [&'static str; 4] = ["loss", "train_acc", "test_acc", "all"];
+    pub const NAMES: [&'static str; 5] = ["loss", "train_acc", "test_acc", "lr", "all"];
 
     pub fn parse(s: &str) -> Option<Metric> {
         Some(match s {
             "loss" => Metric::Loss,
             "train_acc" => Metric::TrainAcc,
             "test_acc" => Metric::TestAcc,
+            "lr" => Metric::Lr,
             "all" => Metric::All,
             _ => return None,
         })
@@ -185,6 +189,7 @@ enum Value {
     TestLoss,
     TrainAcc,
     TestAcc,
+    Lr,
 }
 
 impl Value {
@@ -194,6 +199,7 @@ impl Value {
             Value::TestLoss => e.test_loss,
             Value::TrainAcc => Some(e.train_acc * 100.0),
             Value::TestAcc => Some(e.test_acc * 100.0),
+            Value::Lr => e.lr,
         }
     }
 }
@@ -292,6 +298,7 @@ fn panel<DB: DrawingBackend>(
         Metric::Loss => ("loss", "loss", vec![Value::TrainLoss, Value::TestLoss]),
         Metric::TrainAcc => ("training accuracy", "accuracy (%)", vec![Value::TrainAcc]),
         Metric::TestAcc => ("test accuracy", "accuracy (%)", vec![Value::TestAcc]),
+        Metric::Lr => ("learning rate", "learning rate", vec![Value::Lr]),
         Metric::All => unreachable!("split before"),
     };
     // A run of one epoch (or a point between gaps) is a dot, not a line: train filled, test
@@ -328,6 +335,11 @@ fn panel<DB: DrawingBackend>(
         // Room above the curves for the legend: a line per job (or per loss), plus markers.
         let entries = if comparing { fig.series.len() } else { 2 } + 1;
         (lo, hi, hi + (hi - lo) * (0.1 + 0.08 * entries as f64).min(0.9))
+    } else if metric == Metric::Lr {
+        // From 0, so a decay reads as the fraction of the rate it leaves; room for a legend.
+        let top = fig.series.iter().flat_map(|s| s.epochs.iter()).filter_map(|e| e.lr).fold(0.0, f64::max);
+        let hi = if top > 0.0 { top * 1.05 } else { 1.0 };
+        (0.0, hi, hi * if comparing { 1.0 + (0.1 + 0.08 * fig.series.len() as f64).min(0.9) } else { 1.0 })
     } else {
         let all: Vec<f64> = fig.series.iter().flat_map(|s| s.epochs.iter()).filter_map(|e| values[0].of(e)).collect();
         let (lo, hi) = acc_range(&all, fig.y_axis);
@@ -350,7 +362,16 @@ fn panel<DB: DrawingBackend>(
         2
     };
     let y_fmt = |y: &f64| {
-        if metric == Metric::Loss {
+        if metric == Metric::Lr {
+            // Rates span decades (1.0 for Adadelta, 1e-4 for a decayed SGD): 3 significant digits.
+            if *y == 0.0 {
+                "0".to_string()
+            } else if y_top < 0.01 {
+                format!("{y:.1e}")
+            } else {
+                format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        } else if metric == Metric::Loss {
             format!("{y:.digits$}")
         } else {
             format!("{y:.1}").trim_end_matches(".0").to_string()
@@ -527,6 +548,11 @@ fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
         // One's own network is named by its layers, so two of them are told apart.
         let layers = spec.get("layers").and_then(|l| crate::network::parse_layers(l, "layers").ok());
         return Some(layers.map_or_else(|| "custom".into(), |l| crate::network::summary(&l)));
+    }
+    if key == "lr_schedule" {
+        if let Ok(schedule) = crate::optimizer::LrSchedule::parse(v) {
+            return Some(schedule.short());
+        }
     }
     Some(match v {
         serde_json::Value::Null => return None,

@@ -1,12 +1,53 @@
 //! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination) or
-//! the assignment preset, validated as a whole before anything is queued.
+//! a preset (the assignment; the optimisers compared), validated as a whole before anything
+//! is queued.
 
 use crate::spec::{field_names, is_field, FieldError, Spec};
 use serde_json::{json, Map, Value};
 
 /// Jobs one sweep may queue.
 pub const MAX_JOBS: usize = 100;
+/// The assignment preset's name.
 pub const PRESET: &str = "cifar10-assignment";
+/// The optimisers preset's name.
+pub const OPTIMIZERS_PRESET: &str = "optimizers";
+/// Every preset, by name.
+pub const PRESETS: &[&str] = &[PRESET, OPTIMIZERS_PRESET];
+
+/// A preset's report sections, each with its jobs as (label, settings).
+pub type PresetSections = Vec<(Section, Vec<(&'static str, Value)>)>;
+
+/// A preset's sections; `None` for no preset.
+pub fn sections_of(preset: &str) -> Option<PresetSections> {
+    match preset {
+        PRESET => Some(preset_sections()),
+        OPTIMIZERS_PRESET => Some(optimizer_sections()),
+        _ => None,
+    }
+}
+
+/// The optimisers compared on the tutorial CNN: its SGD, SGD on a cosine schedule, Adam
+/// and AdamW at 1e-3, and the MNIST example's Adadelta recipe.
+pub fn optimizer_sections() -> PresetSections {
+    vec![(
+        Section {
+            key: "optimizers",
+            title: "Optimisers and schedules on the tutorial's network",
+            question: "How do the tutorial's SGD, SGD on a cosine schedule, Adam and AdamW at 1e-3, and the \
+                       MNIST example's Adadelta (lr 1.0, StepLR(1, 0.7)) compare on the tutorial CNN?",
+        },
+        vec![
+            ("SGD (tutorial)", json!({})),
+            ("SGD, cosine schedule", json!({"lr_schedule": "cosine"})),
+            ("Adam lr=0.001", json!({"optimizer": "adam", "lr": 0.001})),
+            ("AdamW lr=0.001", json!({"optimizer": "adamw", "lr": 0.001})),
+            (
+                "Adadelta + StepLR (MNIST example)",
+                json!({"optimizer": "adadelta", "lr": 1.0, "lr_schedule": {"step": {"every": 1, "gamma": 0.7}}}),
+            ),
+        ],
+    )]
+}
 
 /// One job of the plan.
 #[derive(Debug, Clone)]
@@ -37,7 +78,7 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 }
 
 /// The assignment's eight sections, each with its jobs as (label, settings).
-pub fn preset_sections() -> Vec<(Section, Vec<(&'static str, Value)>)> {
+pub fn preset_sections() -> PresetSections {
     vec![
         (
             Section {
@@ -190,13 +231,14 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
         if obj.contains_key("base") || obj.contains_key("vary") {
             errors.push(err("preset", "a preset takes \"overrides\", not \"base\" or \"vary\""));
         }
-        if preset != PRESET {
-            errors.push(err("preset", format!("the presets are \"{PRESET}\", got {preset}")));
+        let Some(sections) = preset.as_str().and_then(sections_of) else {
+            let names: Vec<String> = PRESETS.iter().map(|p| format!("\"{p}\"")).collect();
+            errors.push(err("preset", format!("the presets are {}, got {preset}", names.join(", "))));
             return Err(errors);
-        }
+        };
         let mut overrides = object("overrides", &mut errors);
         overrides.entry("seed").or_insert(json!(seed));
-        preset_jobs(&overrides, &mut errors)
+        preset_jobs(sections, &overrides, &mut errors)
     } else {
         let mut base = object("base", &mut errors);
         let vary = object("vary", &mut errors);
@@ -292,9 +334,13 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
     jobs
 }
 
-fn preset_jobs(overrides: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Vec<PlannedJob> {
+fn preset_jobs(
+    sections: PresetSections,
+    overrides: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<PlannedJob> {
     let mut jobs: Vec<PlannedJob> = Vec::new();
-    for (section, members) in preset_sections() {
+    for (section, members) in sections {
         for (label, settings) in members {
             let settings = settings.as_object().cloned().unwrap_or_default();
             let Some(spec) = parse_job(&merge(overrides, &settings), |f| format!("overrides.{f}"), errors) else {
@@ -314,6 +360,22 @@ fn preset_jobs(overrides: &Map<String, Value>, errors: &mut Vec<FieldError>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_optimizers_preset_compares_five_recipes_on_the_tutorial_cnn() {
+        let p = plan(&json!({"preset": OPTIMIZERS_PRESET, "overrides": {"epochs": 3}}), 7).unwrap();
+        let got: Vec<(&str, f64, u32)> =
+            p.jobs.iter().map(|j| (j.spec.optimizer.as_str(), j.spec.lr, j.spec.epochs)).collect();
+        assert_eq!(
+            got,
+            [("sgd", 0.001, 3), ("sgd", 0.001, 3), ("adam", 0.001, 3), ("adamw", 0.001, 3), ("adadelta", 1.0, 3)]
+        );
+        let mnist = &p.jobs[4].spec;
+        assert_eq!(mnist.lr_at(3), 1.0 * 0.7 * 0.7, "StepLR(1, 0.7)");
+        assert!(p.jobs.iter().all(|j| j.spec.model == crate::spec::ModelKind::Cnn && j.spec.seed == 7));
+        let e = plan(&json!({"preset": "mnist"}), 7).unwrap_err();
+        assert!(e[0].message.contains("\"cifar10-assignment\", \"optimizers\""), "{}", e[0].message);
+    }
 
     #[test]
     fn the_preset_queues_twelve_distinct_jobs_with_the_tutorial_net_shared() {

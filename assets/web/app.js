@@ -463,7 +463,7 @@ function specTable(spec, parameters, network) {
     if (v === null) continue;
     // The layers one per line, as written (a layer is a name or an object of options).
     const shown = k === "layers" ? h("pre", { class: "layers", text: v.map((l) => JSON.stringify(l)).join("\n") })
-      : Array.isArray(v) ? (v.length ? v.join(", ") : "none") : String(v);
+      : Array.isArray(v) ? (v.length ? v.join(", ") : "none") : typeof v === "object" ? JSON.stringify(v) : String(v);
     dl.append(h("dt", { text: k }), h("dd", {}, shown));
   }
   dl.append(h("dt", { text: "parameters" }), h("dd", { text: Number(parameters).toLocaleString("en") }));
@@ -481,7 +481,7 @@ async function viewJob(id, signal) {
   show(head, progress, chartsBox, epochsNote,
     h("h2", { text: "Epochs" }),
     h("div", { class: "table-wrap" }, h("table", { id: "epochs" },
-      h("thead", {}, h("tr", {}, ["epoch", "train loss", "test loss", "train acc.", "test acc.", "seconds"].map((t, i) =>
+      h("thead", {}, h("tr", {}, ["epoch", "train loss", "test loss", "train acc.", "test acc.", "lr", "seconds"].map((t, i) =>
         h("th", { class: i ? "num" : "", text: t })))), table)),
     h("h2", { text: "Spec" }), h("div", { class: "card" }, specTable(job.spec, job.parameters, job.network)));
   const loss = makeChart(chartsBox, "Loss", [
@@ -545,7 +545,9 @@ async function viewJob(id, signal) {
       const r = rows.get(n);
       return h("tr", {}, h("td", { text: n }), h("td", { class: "num", text: fmtLoss(r.train_loss) }),
         h("td", { class: "num", text: fmtLoss(r.test_loss) }), h("td", { class: "num", text: pct(r.train_acc) }),
-        h("td", { class: "num", text: pct(r.test_acc) }), h("td", { class: "num", text: r.seconds.toFixed(1) }));
+        h("td", { class: "num", text: pct(r.test_acc) }),
+        h("td", { class: "num", text: r.lr === null || r.lr === undefined ? "" : Number(r.lr.toPrecision(3)).toString() }),
+        h("td", { class: "num", text: r.seconds.toFixed(1) }));
     }));
     epochsNote.textContent = e.length === 0 ? "No epoch has finished yet; the charts grow as epochs land." :
       e.length === 1 ? "One epoch so far: each chart shows it as a single point." :
@@ -575,7 +577,7 @@ async function viewJob(id, signal) {
 
 // ---------- compare ----------
 
-const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false] };
+const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false], lr: ["Learning rate", false] };
 const PALETTE = ["#2456c7", "#d1495b", "#1d7a3a", "#9a6700", "#7b3fb5", "#00798c", "#e36414", "#5b6475", "#c9184a", "#3a86ff"];
 
 async function viewCompare(query, signal) {
@@ -639,6 +641,13 @@ async function viewCompare(query, signal) {
 
 // ---------- submit ----------
 
+// What an empty text field stands for: its default ("drawn" for the seed, "all" images).
+function placeholderOf(f, dflt) {
+  if (dflt === null || dflt === undefined) return f.name === "seed" ? "drawn" : f.name === "train_limit" ? "all" : "";
+  if (Array.isArray(dflt)) return dflt.join(", ");
+  return typeof dflt === "object" ? JSON.stringify(dflt) : String(dflt);
+}
+
 async function viewSubmit(query) {
   if (!specDocs) specDocs = await api("GET", "/spec");
   const form = h("form", { id: "submit-form", class: "card", novalidate: true });
@@ -653,6 +662,9 @@ async function viewSubmit(query) {
     if (f.input === "choice") {
       input = h("select", { id, name: f.name, "aria-describedby": described },
         f.choices.map((c) => h("option", { value: c, selected: c === f.default, text: c })));
+    } else if (f.input === "boolean") {
+      input = h("select", { id, name: f.name, "aria-describedby": described },
+        h("option", { value: "false", text: "no" }), h("option", { value: "true", text: "yes" }));
     } else if (f.input === "augment") {
       input = h("select", { id, name: f.name, "aria-describedby": described },
         h("option", { value: "false", text: "none" }), h("option", { value: "true", text: "crops and flips" }),
@@ -663,9 +675,7 @@ async function viewSubmit(query) {
       input = h("textarea", { id, name: f.name, "aria-describedby": described, rows: 6, spellcheck: "false",
         placeholder: '[{"conv2d": {"out": 16, "kernel": 3, "padding": 1}}, "relu", {"maxpool2d": 2}, "flatten", {"linear": 10}]' });
     } else {
-      const attrs = { id, name: f.name, "aria-describedby": described,
-        placeholder: f.default === null ? (f.name === "seed" ? "drawn" : f.name === "train_limit" ? "all" : "") :
-          Array.isArray(f.default) ? f.default.join(", ") : String(f.default) };
+      const attrs = { id, name: f.name, "aria-describedby": described, placeholder: placeholderOf(f, f.default) };
       // N.B.: text, not type=number: a browser's number field drops what it cannot read
       // ("0,01" becomes "001"), so the server would get another number than the one typed.
       // What is typed is sent; the server's message names what is wrong.
@@ -680,19 +690,27 @@ async function viewSubmit(query) {
     const top = f.name === "epochs" && me.limits ? Math.min(f.max, me.limits.max_epochs_per_job) : f.max;
     const range = f.input === "integer" && f.max !== null ? ` From ${f.min} to ${top}.` : "";
     const shown = Array.isArray(f.default) ? (f.default.length ? f.default.join(", ") : "none") : f.default;
-    const dflt = f.default === null ? "" : ` Default: ${shown}.`;
+    const dflt = f.default === null || f.defaults ? "" : ` Default: ${shown}.`;
     wraps[f.name] = h("div", { class: "field", "data-field": f.name },
       h("label", { for: id, text: f.name.replace("_", " ") }), input,
       h("span", { class: "help", id: `${id}-help`, text: f.help + range + dflt }), errors[f.name]);
     grid.append(wraps[f.name]);
   }
+  // A field shows when it applies to the model and the optimiser chosen; a setting whose
+  // default is the optimiser's shows that one's as its placeholder.
   const applies = () => {
     const model = inputs.model.value;
+    const opt = inputs.optimizer.value;
     for (const f of specDocs.fields) {
-      wraps[f.name].hidden = f.models.length > 0 && !f.models.includes(model);
+      wraps[f.name].hidden = (f.models.length > 0 && !f.models.includes(model)) ||
+        (f.optimizers.length > 0 && !f.optimizers.includes(opt));
+      if (f.defaults && inputs[f.name].tagName === "INPUT") {
+        inputs[f.name].placeholder = placeholderOf(f, opt in f.defaults ? f.defaults[opt] : f.default);
+      }
     }
   };
   inputs.model.addEventListener("change", applies);
+  inputs.optimizer.addEventListener("change", applies);
   // "Submit a variant": the form starts from another job's spec (its seed left to be drawn).
   const from = query.get("from");
   let base = null;
@@ -703,7 +721,7 @@ async function viewSubmit(query) {
     for (const f of specDocs.fields) {
       const v = base.spec[f.name];
       if (v === null || v === undefined || f.name === "seed") continue;
-      if (f.input === "layers") {
+      if (f.input === "layers" || (f.input === "schedule" && typeof v !== "string")) {
         inputs[f.name].value = JSON.stringify(v);
       } else if (f.input === "augment") {
         inputs[f.name].value = v === true || (Array.isArray(v) && v.length === 2) ? "true" : Array.isArray(v) && v.length === 1 ? v[0] : "false";
@@ -714,8 +732,25 @@ async function viewSubmit(query) {
     if (base.name) inputs.name.value = base.name + " (variant)";
   }
   applies();
+  // Recipes that teach: each sets the optimiser's fields (the rest of the form stays).
+  const RECIPES = [
+    { id: "recipe-sgd", text: "The tutorial's SGD", set: { optimizer: "sgd", lr: "0.001", momentum: "0.9", lr_schedule: "" } },
+    { id: "recipe-adam", text: "Adam at 1e-3", set: { optimizer: "adam", lr: "0.001", lr_schedule: "" } },
+    { id: "recipe-mnist", text: "The MNIST example's recipe (Adadelta, StepLR)",
+      set: { optimizer: "adadelta", lr: "1.0", lr_schedule: '{"step": {"every": 1, "gamma": 0.7}}' } },
+  ];
+  const recipes = h("div", { class: "toolbar", id: "optimizer-recipes", role: "group", "aria-label": "optimiser recipes" },
+    h("span", { class: "help", text: "Start from:" }),
+    RECIPES.map((r) => h("button", { type: "button", class: "secondary", id: r.id, text: r.text, onclick: () => {
+      for (const f of specDocs.fields) {
+        if (f.optimizers.length > 0 || f.name === "weight_decay" || f.name === "warmup_epochs") inputs[f.name].value = f.input === "boolean" ? "false" : "";
+      }
+      for (const [k, v] of Object.entries(r.set)) inputs[k].value = v;
+      applies();
+      planSoon();
+    } })));
   const formError = h("p", { class: "error", role: "alert", id: "form-error" });
-  form.append(h("h2", { text: "One job" }), grid, formError,
+  form.append(h("h2", { text: "One job" }), recipes, grid, formError,
     h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-job", text: "Submit" }),
       h("button", { type: "reset", class: "secondary", text: "Reset to defaults" })));
   form.addEventListener("reset", () => setTimeout(() => { applies(); clearErrors(); }, 0));
@@ -730,7 +765,9 @@ async function viewSubmit(query) {
       const raw = inputs[f.name].value.trim();
       if (raw === "") continue;
       if (f.input === "integer" || f.input === "number") body[f.name] = Number(raw);
-      else if (f.input === "widths") body[f.name] = raw.split(/[\s,]+/).filter(Boolean).map(Number);
+      else if (f.input === "widths" || f.input === "numbers") body[f.name] = raw.split(/[\s,]+/).filter(Boolean).map(Number);
+      else if (f.input === "boolean") body[f.name] = raw === "true";
+      else if (f.input === "schedule") { try { body[f.name] = JSON.parse(raw); } catch { body[f.name] = raw; } }
       else if (f.input === "augment") body[f.name] = raw === "true" ? true : raw === "false" ? false : [raw];
       else if (f.input === "layers") { try { body[f.name] = JSON.parse(raw); } catch { body[f.name] = raw; } }
       else body[f.name] = raw;
@@ -858,9 +895,12 @@ async function viewSubmit(query) {
   const preset = h("form", { id: "preset-form", class: "card" },
     h("h2", { text: "The whole assignment" }),
     h("p", { id: "preset-help", class: "help",
-      text: "Queues the CIFAR-10 assignment as one sweep: linear, MLP with and without ReLU, the tutorial's CNN; batch sizes 1, 4, 1000; learning rates 10, 0.1, 0.01, 0.0001; augmentation; MSE. Its report compares them." }),
+      text: "Queues the CIFAR-10 assignment as one sweep: linear, MLP with and without ReLU, the tutorial's CNN; batch sizes 1, 4, 1000; learning rates 10, 0.1, 0.01, 0.0001; augmentation; MSE. Its report compares them. Or compare optimisers on the tutorial's CNN: SGD, SGD on a cosine schedule, Adam, AdamW, and the MNIST example's Adadelta recipe." }),
     h("div", { class: "field" }, h("label", { for: "preset-epochs", text: "epochs per job" }), presetEpochs, presetError),
-    h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-preset", text: "Queue the assignment" })));
+    h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-preset", value: "cifar10-assignment", text: "Queue the assignment" }),
+      h("button", { type: "submit", class: "secondary", id: "submit-optimizers", value: "optimizers",
+        title: "The tutorial CNN with SGD, SGD on a cosine schedule, Adam and AdamW at 1e-3, and the MNIST example's Adadelta recipe",
+        text: "Queue the optimisers comparison" })));
   preset.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     presetError.textContent = "";
@@ -868,7 +908,8 @@ async function viewSubmit(query) {
     try {
       const raw = presetEpochs.value.trim();
       const epochs = raw === "" || Number.isNaN(Number(raw)) ? raw : Number(raw);
-      const s = await api("POST", "/sweeps", { preset: "cifar10-assignment", overrides: { epochs } });
+      const which = ev.submitter && ev.submitter.value ? ev.submitter.value : "cifar10-assignment";
+      const s = await api("POST", "/sweeps", { preset: which, overrides: { epochs } });
       location.hash = `#/sweep/${s.id}`;
     } catch (e) {
       presetError.textContent = e.message;

@@ -463,15 +463,15 @@ fn file_stem(row: &JobRow) -> String {
 }
 
 /// The epochs as CSV, one row each, the columns of an epoch's JSON row; empty cells for
-/// losses that were not finite.
+/// losses that were not finite (and for the rate of rows recorded before rates were).
 fn metrics_csv(epochs: &[crate::job::EpochMetrics]) -> String {
     let mut out = String::from(
-        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged\n",
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged,lr\n",
     );
     let loss = |l: Option<f64>| l.map_or(String::new(), |v| v.to_string());
     for e in epochs {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             e.epoch,
             loss(e.train_loss),
             e.train_acc,
@@ -480,7 +480,8 @@ fn metrics_csv(epochs: &[crate::job::EpochMetrics]) -> String {
             e.seconds,
             e.train_seconds,
             e.samples_per_second,
-            e.diverged
+            e.diverged,
+            loss(e.lr)
         ));
     }
     out

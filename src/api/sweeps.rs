@@ -36,17 +36,21 @@ async fn load_sweep(state: &AppState, user: &CurrentUser, id: &str) -> Result<Sw
     sweeps::get_sweep(&state.pool, &id).await?.filter(|s| user.may_see(s.owner_id)).ok_or_else(|| not_found(&id))
 }
 
+/// Every preset's sections, with their jobs' labels in order.
+fn preset_sections() -> impl Iterator<Item = (Section, Vec<(&'static str, serde_json::Value)>)> {
+    sweep::PRESETS.iter().filter_map(|p| sweep::sections_of(p)).flatten()
+}
+
 /// A section some sweep has (a preset's, or a grid's one).
 fn known_section(key: &str) -> bool {
-    key == sweep::grid_section().key || sweep::preset_sections().iter().any(|(s, _)| s.key == key)
+    key == sweep::grid_section().key || preset_sections().any(|(s, _)| s.key == key)
 }
 
 /// The sections of a sweep's report, in order.
 fn sections_for(sweep: &SweepRow) -> Vec<Section> {
-    if sweep.definition.get("preset").is_some() {
-        sweep::preset_sections().into_iter().map(|(s, _)| s).collect()
-    } else {
-        vec![sweep::grid_section()]
+    match sweep.definition.get("preset").and_then(|p| p.as_str()).and_then(sweep::sections_of) {
+        Some(sections) => sections.into_iter().map(|(s, _)| s).collect(),
+        None => vec![sweep::grid_section()],
     }
 }
 
@@ -57,7 +61,7 @@ fn members_of<'a>(jobs: &'a [SweepJob], key: &str) -> Vec<(&'a SweepJob, String)
         .iter()
         .filter_map(|j| j.sections.iter().find(|(k, _)| k == key).map(|(_, label)| (j, label.clone())))
         .collect();
-    if let Some((_, order)) = sweep::preset_sections().into_iter().find(|(s, _)| s.key == key) {
+    if let Some((_, order)) = preset_sections().find(|(s, _)| s.key == key) {
         members.sort_by_key(|(_, label)| order.iter().position(|(l, _)| l == label).unwrap_or(usize::MAX));
     }
     members

@@ -574,7 +574,7 @@ async fn metrics_download_as_csv_with_the_json_rows_numbers() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged"
+        "epoch,train_loss,train_acc,test_loss,test_acc,seconds,train_seconds,samples_per_second,diverged,lr"
     );
     let (_, m) = app.get(&format!("/jobs/{id}/metrics")).await;
     let rows = m["epochs"].as_array().unwrap();
@@ -584,6 +584,7 @@ async fn metrics_download_as_csv_with_the_json_rows_numbers() {
         assert_eq!(cells[0], row["epoch"].to_string());
         assert_eq!(cells[2].parse::<f64>().unwrap(), row["train_acc"].as_f64().unwrap());
         assert_eq!(cells[3].parse::<f64>().unwrap(), row["test_loss"].as_f64().unwrap());
+        assert_eq!(cells[9].parse::<f64>().unwrap(), row["lr"].as_f64().unwrap());
     }
     let (status, body) = app.get(&format!("/jobs/{id}/metrics?format=xml")).await;
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("format")));

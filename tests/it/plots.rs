@@ -18,6 +18,7 @@ fn epoch(e: u32, loss: Option<f64>) -> EpochMetrics {
         train_seconds: 0.9,
         samples_per_second: 100.0,
         diverged: loss.is_none(),
+        lr: None,
     }
 }
 
@@ -101,6 +102,27 @@ fn an_svg_holds_one_line_per_series_with_one_point_per_epoch() {
         plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::TestAcc), Format::Svg)
             .unwrap();
     assert_eq!(polylines(&String::from_utf8(single).unwrap(), &hex(plot::colour(0))), [7]);
+}
+
+#[test]
+fn the_rate_figure_draws_each_jobs_schedule_with_readable_ticks() {
+    let step: Vec<EpochMetrics> = (1..=6)
+        .map(|e| EpochMetrics { lr: Some(1e-3 * 0.5f64.powi((e as i32 - 1) / 2)), ..epoch(e, Some(1.0)) })
+        .collect();
+    let flat: Vec<EpochMetrics> = (1..=6).map(|e| EpochMetrics { lr: Some(5e-4), ..epoch(e, Some(1.0)) }).collect();
+    let old = curve(6); // rows recorded before rates were: nothing to draw
+    let series = vec![
+        Series { label: "step".into(), epochs: &step },
+        Series { label: "flat".into(), epochs: &flat },
+        Series { label: "old".into(), epochs: &old },
+    ];
+    let svg = String::from_utf8(plot::render(&figure(series, Metric::Lr), Format::Svg).unwrap()).unwrap();
+    assert_eq!(polylines(&svg, &hex(plot::colour(0))), [6]);
+    assert_eq!(polylines(&svg, &hex(plot::colour(1))), [6]);
+    assert!(polylines(&svg, &hex(plot::colour(2))).is_empty());
+    for text in ["learning rate", "step", "flat", "1.0e-3", "0"] {
+        assert!(svg.contains(&format!(">\n{text}\n<")), "{text} missing");
+    }
 }
 
 #[test]
@@ -296,7 +318,7 @@ async fn bad_plot_requests_get_404_or_400_naming_what_is_allowed() {
     };
     check("/jobs/00000000-0000-0000-0000-000000000000/plot".into(), 404, "no job").await;
     check(format!("/plot?jobs={id},00000000-0000-0000-0000-000000000000"), 404, "no job").await;
-    check(format!("/jobs/{id}/plot?metric=accuracy"), 400, "loss, train_acc, test_acc, all").await;
+    check(format!("/jobs/{id}/plot?metric=accuracy"), 400, "loss, train_acc, test_acc, lr, all").await;
     check(format!("/jobs/{id}/plot?format=jpg"), 400, "png, svg").await;
     check(format!("/jobs/{id}/plot?width=10"), 400, "from 300 to 2000").await;
     check("/plot".into(), 400, "1 to 20 job ids").await;
