@@ -4,7 +4,7 @@ no DataLoader, per-batch normalisation, SGD momentum 0.9, cross-entropy, evaluat
 epoch. The bar trainyard is measured against besides the tutorial's own code.
 
 usage: lean_torch.py BIN_DIR [--model cnn|mlp|linear] [--layers JSON] [--batch-size 4] [--epochs 1] [--lr 0.001]
-                     [--threads N] [--train-limit N]
+                     [--threads N] [--train-limit N] [--optimizer sgd|adam]
 --layers builds a spec's list of layers (README, "Your own network") from PyTorch's own modules.
 BIN_DIR holds cifar-10-batches-bin (data_batch_1..5.bin, test_batch.bin). One JSON line per epoch.
 """
@@ -16,6 +16,7 @@ p.add_argument("bin_dir"); p.add_argument("--model", default="cnn")
 p.add_argument("--batch-size", type=int, default=4); p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr", type=float, default=0.001); p.add_argument("--threads", type=int, default=0)
 p.add_argument("--layers", default=None); p.add_argument("--train-limit", type=int, default=0)
+p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"], help="sgd (momentum 0.9) or adam (foreach=True)")
 a = p.parse_args()
 if a.threads:
     torch.set_num_threads(a.threads)
@@ -55,7 +56,8 @@ elif a.model == "mlp":
     net = nn.Sequential(nn.Flatten(), nn.Linear(3072, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 else:
     net = nn.Sequential(nn.Flatten(), nn.Linear(3072, 10))
-opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
+opt = (torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9) if a.optimizer == "sgd"
+       else torch.optim.Adam(net.parameters(), lr=a.lr, foreach=True))
 crit = nn.CrossEntropyLoss()
 norm = lambda x: x.float().mul_(2 / 255).sub_(1)
 for epoch in range(a.epochs):

@@ -136,16 +136,28 @@ pub fn state_buffers(spec: &crate::spec::Spec) -> Vec<&'static str> {
     }
 }
 
-/// Values per parameter that one step of `spec`'s optimiser keeps, gradients and
-/// temporaries included, for the memory estimate.
+/// Values per parameter that a member of `spec`'s optimiser may hold in a fused group,
+/// for the memory estimate: the weight and its gradient; the state of the optimiser's
+/// fullest member (a group's buffers are the group's: one member with momentum or AMSGrad
+/// gives every member that buffer); a step's temporaries; and, for the optimisers that
+/// spread per-member settings over the weights, the member index (8 bytes per weight) and
+/// a coefficient per setting that members may set differently.
 pub fn values_per_parameter(spec: &crate::spec::Spec) -> i64 {
-    // The weight and its gradient, the state, and a step's temporaries (SGD's none, the
-    // others' two: a scaled numerator and a denominator).
-    let scratch = match spec.optimizer {
-        OptimizerKind::Sgd => i64::from(spec.nesterov),
-        _ => 2,
-    };
-    2 + state_buffers(spec).len() as i64 + scratch
+    // N.B.: SGD's count is what it was before optimisers were a field (weight, gradient,
+    // momentum), so an SGD group is sized as before.
+    match spec.optimizer {
+        OptimizerKind::Sgd => 3 + i64::from(spec.nesterov),
+        // exp_avg, exp_avg_sq, max_exp_avg_sq; three temporaries; the index; 1 − β1, β2,
+        // 1 − β2, eps, decay, and the step's size and bias correction.
+        OptimizerKind::Adam | OptimizerKind::Adamw => 2 + 3 + 3 + 2 + 7,
+        // square_avg, momentum; two temporaries; the index; alpha, 1 − alpha, eps,
+        // momentum, lr, weight decay.
+        OptimizerKind::Rmsprop => 2 + 2 + 2 + 2 + 6,
+        // sum; two temporaries; the index; eps, lr, weight decay.
+        OptimizerKind::Adagrad => 2 + 1 + 2 + 2 + 3,
+        // square_avg, acc_delta; two temporaries; the index; rho, 1 − rho, eps, lr, weight decay.
+        OptimizerKind::Adadelta => 2 + 2 + 2 + 2 + 5,
+    }
 }
 
 /// Default `betas` of Adam and AdamW.

@@ -224,7 +224,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         min: Some(0.0),
         optimizers: &["adam", "adamw", "rmsprop", "adagrad", "adadelta"],
-        ..doc("eps", "number", "Added to the denominator for stability, 0 or more (torch's default per optimiser).")
+        ..doc("eps", "number", "Added to the denominator for stability, above 0 (torch's default per optimiser).")
     },
     FieldDoc {
         optimizers: &["adam", "adamw"],
@@ -304,9 +304,11 @@ pub fn field_docs() -> Value {
                 "name": d.name, "input": d.input, "choices": d.choices, "min": d.min, "max": d.max,
                 "models": d.models, "optimizers": d.optimizers, "help": d.help, "default": default,
             });
-            // A setting whose default is the optimiser's: each one's, as the form shows it.
+            // A setting whose default is the optimiser's: each one's, as the form shows it;
+            // one that only some optimisers take shows the first one's.
             let by_optimizer: Map<String, Value> = crate::optimizer::OPTIMIZERS
                 .iter()
+                .filter(|_| d.name != "optimizer")
                 .filter_map(|o| {
                     let shown = Spec::parse_with_seed(&serde_json::json!({"optimizer": o.name}), || 0)
                         .expect("every optimiser's defaults parse")
@@ -315,6 +317,9 @@ pub fn field_docs() -> Value {
                 })
                 .collect();
             let first = by_optimizer.values().next();
+            if f["default"].is_null() && !d.optimizers.is_empty() {
+                f["default"] = first.cloned().unwrap_or(Value::Null);
+            }
             if by_optimizer.values().any(|v| Some(v) != first) {
                 f["defaults"] = Value::Object(by_optimizer);
             }
@@ -692,7 +697,9 @@ impl Spec {
         } else {
             crate::optimizer::RHO
         };
-        let eps = if applies("eps") { r.float("eps", o.eps, |x| x >= 0.0, "a finite number >= 0") } else { o.eps };
+        // N.B.: torch allows eps 0, but a weight whose gradient is exactly 0 (a dead ReLU's)
+        // would then step by 0/0: a NaN the student did not ask for.
+        let eps = if applies("eps") { r.float("eps", o.eps, |x| x > 0.0, "a finite number > 0") } else { o.eps };
         let amsgrad = applies("amsgrad") && r.boolean("amsgrad");
         let weight_decay = r.float("weight_decay", o.weight_decay, |x| x >= 0.0, "a finite number >= 0");
         let lr_schedule = match r.present("lr_schedule") {
@@ -773,6 +780,13 @@ impl Spec {
                 Ok(layers) => layers,
             },
         };
+        // A schedule that grows the rate (gamma above 1) must keep it a number over the job.
+        if let Some(e) = (1..=epochs).find(|&e| !(lr_schedule.lr_at(lr, e, epochs, warmup_epochs) as f32).is_finite()) {
+            r.fail(
+                "lr_schedule",
+                format!("takes the rate past the largest float (3.4e38) by epoch {e} of {epochs}; use a gamma of at most 1, or fewer epochs"),
+            );
+        }
         if r.errors.is_empty() {
             let smallest = smallest_batch(batch_size, train_limit, data.train_images);
             if let Err(errors) = plan(&layers, data, Naming::for_model(model), smallest) {
@@ -1045,6 +1059,19 @@ mod tests {
         let w = errors(json!({"epochs": 3, "warmup_epochs": 3}));
         assert_eq!(w[0].message, "must be fewer than the job's epochs (3), got 3");
         assert_eq!(errors(json!({"lr_schedule": {"cosine": {"eta_min": 0}}}))[0].field, "lr_schedule");
+        assert!(errors(json!({"optimizer": "adam", "eps": 0}))[0].message.contains("> 0"));
+        let grow = errors(json!({"epochs": 1000, "lr_schedule": {"exponential": 1.2}}));
+        assert!(grow[0].message.contains("past the largest float"), "{grow:?}");
+        assert!(
+            Spec::parse(&json!({"epochs": 20, "lr_schedule": {"exponential": 1.1}})).is_ok(),
+            "a growth that stays finite"
+        );
+        let docs = field_docs();
+        let doc = |n: &str| docs["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).unwrap().clone();
+        assert_eq!(doc("betas")["default"], json!([0.9, 0.999]));
+        assert_eq!(doc("rho")["default"], json!(0.9));
+        assert_eq!(doc("lr")["defaults"]["adadelta"], json!(1.0));
+        assert!(doc("optimizer").get("defaults").is_none());
     }
 
     #[test]

@@ -237,6 +237,27 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
             return Err(errors);
         };
         let mut overrides = object("overrides", &mut errors);
+        if preset == OPTIMIZERS_PRESET {
+            // N.B.: the preset's jobs are its optimisers; overriding one would make two of
+            // them the same job, or another optimiser's setting would fail the others.
+            let set: Vec<&'static str> = crate::spec::FIELD_DOCS
+                .iter()
+                .filter(|d| {
+                    matches!(d.name, "optimizer" | "lr" | "lr_schedule" | "warmup_epochs") || !d.optimizers.is_empty()
+                })
+                .map(|d| d.name)
+                .collect();
+            let before = errors.len();
+            for key in overrides.keys().filter(|k| set.contains(&k.as_str())) {
+                errors.push(err(
+                    format!("overrides.{key}"),
+                    format!("the optimizers preset sets each job's optimiser and its settings; it takes overrides of the others (epochs, batch_size, train_limit, weight_decay, …), not of {}", set.join(", ")),
+                ));
+            }
+            if errors.len() > before {
+                return Err(errors);
+            }
+        }
         overrides.entry("seed").or_insert(json!(seed));
         preset_jobs(sections, &overrides, &mut errors)
     } else {
@@ -373,6 +394,9 @@ mod tests {
         let mnist = &p.jobs[4].spec;
         assert_eq!(mnist.lr_at(3), 1.0 * 0.7 * 0.7, "StepLR(1, 0.7)");
         assert!(p.jobs.iter().all(|j| j.spec.model == crate::spec::ModelKind::Cnn && j.spec.seed == 7));
+        let e =
+            plan(&json!({"preset": OPTIMIZERS_PRESET, "overrides": {"momentum": 0.5, "epochs": 2}}), 7).unwrap_err();
+        assert_eq!(e.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["overrides.momentum"]);
         let e = plan(&json!({"preset": "mnist"}), 7).unwrap_err();
         assert!(e[0].message.contains("\"cifar10-assignment\", \"optimizers\""), "{}", e[0].message);
     }

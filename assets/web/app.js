@@ -746,6 +746,7 @@ async function viewSubmit(query) {
         if (f.optimizers.length > 0 || f.name === "weight_decay" || f.name === "warmup_epochs") inputs[f.name].value = f.input === "boolean" ? "false" : "";
       }
       for (const [k, v] of Object.entries(r.set)) inputs[k].value = v;
+      clearErrors();
       applies();
       planSoon();
     } })));
