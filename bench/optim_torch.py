@@ -44,7 +44,7 @@ def main():
             for _ in range(a.steps):
                 opt.step()
             us = (time.perf_counter() - t) * 1e6 / a.steps
-            print(f"{name:<16} {g:>4} {us:>12.1} {us / g:>16.1}")
+            print(f"{name:<16} {g:>4} {us:>12.1f} {us / g:>16.1f}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ fn main() {
             let states = (0..g).map(|_| Default::default()).collect();
             let mut opt = optim::for_members(&arch, &params, &refs, &lrs, states);
             // Gradients once (autograd leaves them in place); every step reuses them.
-            let grads = Tensor::randn([params.flat.numel() as i64], (Kind::Float, device)) * 1e-2;
+            let scale: f64 = env_or("GRAD_SCALE", "1e-2").parse().unwrap();
+            let grads = Tensor::randn([params.flat.numel() as i64], (Kind::Float, device)) * scale;
             opt.zero_grad(&params);
             let loss = (0..params.tensors.len())
                 .map(|i| (&params.tensors[i] * params.view_of(&grads, i)).sum(Kind::Float))
