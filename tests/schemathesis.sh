@@ -36,13 +36,15 @@ if run; then exit 0; fi
 # A finding (a check's code such as ST101) or a server that stopped answering fails at once.
 # A run that failed only with schemathesis's own runtime error (seen: a Python SystemError in
 # its schema compiler; hypothesis's FlakyFailure while drawing a name for the name pattern's
-# coverage cases, once in four runs) is run again, at most twice, before it counts.
-for attempt in 2 3; do
+# coverage cases, once in four runs; since the spec's optimiser fields, a FlakyFailure over a
+# KeyError and CPython's "AST constructor recursion depth mismatch" in POST /sweeps' coverage
+# cases, in 2 of 5 runs) is run again, at most four times, before it counts.
+for attempt in 2 3 4 5; do
   if grep -qE 'ST[0-9]{3}|Network Error|Connection' "$dir/st.out" || ! grep -q 'Runtime Error' "$dir/st.out"; then
     exit 1
   fi
   kill -0 "$server" || { echo "error: the server died" >&2; exit 1; }
-  echo "schemathesis failed with an internal error of its own, not a finding; running it again ($attempt of 3)"
+  echo "schemathesis failed with an internal error of its own, not a finding; running it again ($attempt of 5)"
   if run; then exit 0; fi
 done
 exit 1

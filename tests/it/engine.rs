@@ -340,6 +340,34 @@ fn each_optimiser_resumed_mid_schedule_gives_the_rows_of_an_uninterrupted_run() 
 }
 
 #[test]
+fn an_sgd_checkpoint_from_before_step_counts_and_checksums_still_resumes_exactly() {
+    let (_dir, data) = small_data();
+    let s = spec(json!({"model": "linear", "epochs": 4, "batch_size": 16}));
+    let straight = run(&s, &data, None);
+    let ckpt = tempfile::tempdir().unwrap();
+    stopped_after_two_epochs(&s, &data, ckpt.path());
+    // The file as an older trainyard wrote it: no optimizer_step, no sha256, and the spec as
+    // it was stored then (no optimiser fields).
+    let path = ckpt.path().join(train::checkpoint::FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    assert!(meta.remove("optimizer_step").is_some() && meta.remove("sha256").is_some());
+    let mut old: serde_json::Value = serde_json::from_str(&meta["spec"]).unwrap();
+    for field in ["optimizer", "nesterov", "lr_schedule", "warmup_epochs"] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    meta.insert("spec".into(), old.to_string());
+    let tensors = st.tensors();
+    assert!(tensors.iter().any(|(n, _)| n == "momentum.fc.weight"));
+    std::fs::write(&path, safetensors::tensor::serialize(tensors, &Some(meta)).unwrap()).unwrap();
+    let resumed = run(&s, &data, Some(ckpt.path()));
+    assert_eq!(resumed.iter().map(|m| m.epoch).collect::<Vec<_>>(), [3, 4], "resumed, not started again");
+    assert_eq!(timeless(&straight[2..]), timeless(&resumed), "its momentum resumed");
+}
+
+#[test]
 fn a_network_with_batchnorm_and_dropout_resumes_its_running_statistics_and_masks_exactly() {
     let (_dir, data) = small_data();
     let layers = json!([{"conv2d": {"out": 4, "kernel": 5}}, "batchnorm", "relu", {"maxpool2d": 2}, "flatten",
