@@ -157,7 +157,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         max: Some(BATCH_SIZE.1 as f64),
         legend: Some(3),
         group: true,
-        ..doc("batch_size", "integer", "Images per SGD step.")
+        ..doc("batch_size", "integer", "Images per optimiser step.")
     },
     FieldDoc {
         choices: crate::optimizer::NAMES,

@@ -550,6 +550,7 @@ async fn a_student_picks_an_optimiser_sees_its_own_settings_and_submits_the_mnis
         b.client.execute(&format!("return [{}, {}]", hidden("rho"), hidden("betas")), vec![]).await.unwrap(),
         json!([false, true])
     );
+    b.screenshot("submit-optimizer.png").await;
     b.type_into("#f-epochs", "3").await;
     b.click("#submit-job").await;
     b.until("the job's page", "location.hash.startsWith('#/job/')", 10).await;
