@@ -291,6 +291,15 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
 /// The fields as the web form shows them: each `FieldDoc` with its default.
 pub fn field_docs() -> Value {
     let defaults = Spec::default().to_json();
+    // Each optimiser's spec as shown, its defaults filled in (parsed once, not per field).
+    let shown: Vec<(&str, Value)> = crate::optimizer::OPTIMIZERS
+        .iter()
+        .map(|o| {
+            let spec = Spec::parse_with_seed(&serde_json::json!({"optimizer": o.name}), || 0)
+                .expect("every optimiser's defaults parse");
+            (o.name, spec.to_json())
+        })
+        .collect();
     let fields: Vec<Value> = FIELD_DOCS
         .iter()
         .map(|d| {
@@ -306,15 +315,10 @@ pub fn field_docs() -> Value {
             });
             // A setting whose default is the optimiser's: each one's, as the form shows it;
             // one that only some optimisers take shows the first one's.
-            let by_optimizer: Map<String, Value> = crate::optimizer::OPTIMIZERS
+            let by_optimizer: Map<String, Value> = shown
                 .iter()
                 .filter(|_| d.name != "optimizer")
-                .filter_map(|o| {
-                    let shown = Spec::parse_with_seed(&serde_json::json!({"optimizer": o.name}), || 0)
-                        .expect("every optimiser's defaults parse")
-                        .to_json();
-                    shown.get(d.name).map(|v| (o.name.to_string(), v.clone()))
-                })
+                .filter_map(|(name, spec)| spec.get(d.name).map(|v| (name.to_string(), v.clone())))
                 .collect();
             let first = by_optimizer.values().next();
             if f["default"].is_null() && !d.optimizers.is_empty() {

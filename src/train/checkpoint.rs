@@ -285,7 +285,7 @@ pub fn load(
     let step =
         meta.get("optimizer_step").map_or(Ok(0), |s| s.parse()).map_err(|e| corrupt(format!("optimizer_step: {e}")))?;
     let mut state = MemberState { buffers: Vec::new(), step };
-    for buffer in optim::state_names(spec) {
+    for buffer in crate::optimizer::state_buffers(spec) {
         let mut values = Vec::new();
         let mut all = true;
         for p in &arch.params {

@@ -31,7 +31,7 @@ impl Adadelta {
             one_minus_rho: spread.coef(&rho.iter().map(|r| 1.0 - r).collect::<Vec<_>>()),
             rho: spread.coef(&rho),
             eps: spread.coef(&group.each(|s| s.eps)),
-            neg_lr: spread.coef(&group.lrs.iter().map(|l| -l).collect::<Vec<_>>()),
+            neg_lr: spread.neg_lr(group.lrs),
             weight_decay: wds.iter().any(|&w| w != 0.0).then(|| spread.coef(&wds)),
             square_avg: group.buffer(SQUARE_AVG),
             acc_delta: group.buffer(ACC_DELTA),
@@ -62,7 +62,7 @@ impl Optimizer for Adadelta {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.neg_lr = self.spread.coef(&lrs.iter().map(|l| -l).collect::<Vec<_>>());
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {

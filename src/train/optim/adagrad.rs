@@ -26,7 +26,7 @@ impl Adagrad {
         Adagrad {
             grads: FlatGrads::new(group.params),
             eps: spread.coef(&group.each(|s| s.eps)),
-            neg_lr: spread.coef(&group.lrs.iter().map(|l| -l).collect::<Vec<_>>()),
+            neg_lr: spread.neg_lr(group.lrs),
             weight_decay: wds.iter().any(|&w| w != 0.0).then(|| spread.coef(&wds)),
             sum: group.buffer(SUM),
             steps: group.steps(),
@@ -51,7 +51,7 @@ impl Optimizer for Adagrad {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.neg_lr = self.spread.coef(&lrs.iter().map(|l| -l).collect::<Vec<_>>());
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {

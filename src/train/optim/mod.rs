@@ -5,9 +5,9 @@
 //! A member's state outside the group (while the group is rebuilt, in its checkpoint) is a
 //! `MemberState`: named buffers, each [P] in the architecture's parameter order, as
 //! torch.optim keeps per-parameter state (SGD's `momentum_buffer`, Adam's `exp_avg`), and
-//! its step count. An optimiser declares its buffers' names (`state_names`) so checkpoints
-//! can read them back; adding an optimiser is a row in `crate::optimizer`, a file here and
-//! its lines in `for_members` and `state_names`.
+//! its step count. Which buffers a member keeps is `crate::optimizer::state_buffers`, so
+//! checkpoints can read them back; adding an optimiser is a row in `crate::optimizer` (with
+//! its buffers), a file here and its line in `for_members`.
 
 pub mod adadelta;
 pub mod adagrad;
@@ -22,7 +22,7 @@ use crate::optimizer::OptimizerKind;
 use crate::spec::Spec;
 use tch::{Kind, Tensor};
 
-pub use crate::optimizer::{state_buffers as state_names, BUFFER_NAMES};
+pub use crate::optimizer::BUFFER_NAMES;
 
 /// One member's optimiser state: its named buffers, each [P] in parameter order, and the
 /// steps it has taken. No buffers for a member that has not stepped yet, or whose
@@ -198,6 +198,11 @@ impl Spread {
         }
         let column: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         Coef::Each(Tensor::from_slice(&column).to_device(self.index.device()).index_select(0, &self.index))
+    }
+
+    /// The members' rates, negated (a step adds −lr·direction), as a `Coef`.
+    pub(crate) fn neg_lr(&self, lrs: &[f64]) -> Coef {
+        self.coef(&lrs.iter().map(|l| -l).collect::<Vec<_>>())
     }
 
     /// True where the member's flag is set, as a mask over the flat buffer.

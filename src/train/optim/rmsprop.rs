@@ -30,14 +30,13 @@ impl Rmsprop {
         let alpha = group.each(|s| s.alpha);
         let momenta = group.each(|s| s.momentum);
         let wds = group.each(|s| s.weight_decay);
-        let neg: Vec<f64> = group.lrs.iter().map(|l| -l).collect();
         Rmsprop {
             grads: FlatGrads::new(group.params),
             one_minus_alpha: spread.coef(&alpha.iter().map(|a| 1.0 - a).collect::<Vec<_>>()),
             alpha: spread.coef(&alpha),
             eps: spread.coef(&group.each(|s| s.eps)),
             momentum: spread.coef(&momenta),
-            neg_lr: spread.coef(&neg),
+            neg_lr: spread.neg_lr(group.lrs),
             weight_decay: wds.iter().any(|&w| w != 0.0).then(|| spread.coef(&wds)),
             square_avg: group.buffer(SQUARE_AVG),
             buf: momenta.iter().any(|&m| m > 0.0).then(|| group.buffer(MOMENTUM)),
@@ -75,7 +74,7 @@ impl Optimizer for Rmsprop {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.neg_lr = self.spread.coef(&lrs.iter().map(|l| -l).collect::<Vec<_>>());
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {
