@@ -17,6 +17,15 @@ pub const PRESETS: &[&str] = &[PRESET, OPTIMIZERS_PRESET];
 /// A preset's report sections, each with its jobs as (label, settings).
 pub type PresetSections = Vec<(Section, Vec<(&'static str, Value)>)>;
 
+/// A preset's title: the name its sweep gets when the request names none.
+pub fn preset_title(preset: &str) -> Option<&'static str> {
+    match preset {
+        PRESET => Some("The CIFAR-10 assignment"),
+        OPTIMIZERS_PRESET => Some("Optimisers on the tutorial CNN"),
+        _ => None,
+    }
+}
+
 /// A preset's sections; `None` for no preset.
 pub fn sections_of(preset: &str) -> Option<PresetSections> {
     match preset {
@@ -39,8 +48,8 @@ pub fn optimizer_sections() -> PresetSections {
         vec![
             ("SGD (tutorial)", json!({})),
             ("SGD, cosine schedule", json!({"lr_schedule": "cosine"})),
-            ("Adam lr=0.001", json!({"optimizer": "adam", "lr": 0.001})),
-            ("AdamW lr=0.001", json!({"optimizer": "adamw", "lr": 0.001})),
+            ("Adam, lr 0.001", json!({"optimizer": "adam", "lr": 0.001})),
+            ("AdamW, lr 0.001", json!({"optimizer": "adamw", "lr": 0.001})),
             (
                 "Adadelta + StepLR (MNIST example)",
                 json!({"optimizer": "adadelta", "lr": 1.0, "lr_schedule": {"step": {"every": 1, "gamma": 0.7}}}),
@@ -126,9 +135,9 @@ pub fn preset_sections() -> PresetSections {
                 question: "How do batch sizes 1, 4 and 1000 compare?",
             },
             vec![
-                ("batch_size=1", json!({"batch_size": 1})),
-                ("batch_size=4", json!({})),
-                ("batch_size=1000", json!({"batch_size": 1000})),
+                ("batch 1", json!({"batch_size": 1})),
+                ("batch 4 (tutorial)", json!({})),
+                ("batch 1000", json!({"batch_size": 1000})),
             ],
         ),
         (
@@ -138,11 +147,11 @@ pub fn preset_sections() -> PresetSections {
                 question: "How do learning rates 10, 0.1, 0.01 and 0.0001 compare with the tutorial's 0.001?",
             },
             vec![
-                ("lr=10", json!({"lr": 10.0})),
-                ("lr=0.1", json!({"lr": 0.1})),
-                ("lr=0.01", json!({"lr": 0.01})),
-                ("lr=0.001 (tutorial)", json!({})),
-                ("lr=0.0001", json!({"lr": 0.0001})),
+                ("lr 10", json!({"lr": 10.0})),
+                ("lr 0.1", json!({"lr": 0.1})),
+                ("lr 0.01", json!({"lr": 0.01})),
+                ("lr 0.001 (tutorial)", json!({})),
+                ("lr 0.0001", json!({"lr": 0.0001})),
             ],
         ),
         (
@@ -271,6 +280,15 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    // N.B.: a sweep is named even when the request names none: lists and reports say what
+    // it is ("The CIFAR-10 assignment", "Grid over batch_size × lr"), not a hex id.
+    let name = name.or_else(|| match obj.get("preset").and_then(Value::as_str) {
+        Some(p) => preset_title(p).map(str::to_owned),
+        None => obj
+            .get("vary")
+            .and_then(Value::as_object)
+            .map(|v| format!("Grid over {}", v.keys().cloned().collect::<Vec<_>>().join(" × "))),
+    });
     Ok(Plan { name, jobs })
 }
 
@@ -374,6 +392,16 @@ fn preset_jobs(
                 None => jobs.push(PlannedJob { spec, point: settings, sections: vec![entry] }),
             }
         }
+    }
+    // Each job is named by its first section's label ("batch 1000"), after the sweep's own
+    // name when the overrides give one, so lists and comparisons say what it is.
+    for j in &mut jobs {
+        let label = &j.sections[0].1;
+        let name = match &j.spec.name {
+            Some(n) => format!("{n}: {label}"),
+            None => label.clone(),
+        };
+        j.spec.name = Some(name.chars().take(crate::spec::NAME_CHARS).collect());
     }
     jobs
 }

@@ -50,6 +50,10 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
         "name": row.name,
         "owner": row.owner,
         "status": row.status,
+        // N.B.: a job whose loss became non-finite may still have succeeded (it ran its
+        // epochs); its numbers mean little, and every view says so.
+        "diverged": row.diverged_at.is_some(),
+        "diverged_at": row.diverged_at,
         "priority": row.priority,
         "spec": row.spec.as_ref().map(Spec::to_json),
         "network": row.spec.as_ref().map(Spec::network_name),
@@ -82,6 +86,10 @@ pub fn job_json(row: &JobRow, plan: &HashMap<String, Planned>) -> Value {
             obj.insert("error".into(), json!(row.error));
         }
         _ => {}
+    }
+    // N.B.: a finished job still says where it trained.
+    if row.status.is_finished() && row.device.is_some() {
+        obj.insert("device".into(), json!(row.device));
     }
     v
 }
@@ -134,14 +142,26 @@ async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
     if row.status != JobStatus::Queued {
         return Ok(job_json(row, &HashMap::new()));
     }
-    let mut v = job_json(row, &plan(state).await?);
-    // A queued job waits on the box itself while it has a problem (its data, say).
+    let waiting = waiting_for(state).await?;
+    Ok(with_waiting(job_json(row, &plan(state).await?), row, waiting.as_deref()))
+}
+
+/// What the box itself waits on (its data, say), when it cannot train now.
+async fn waiting_for(state: &AppState) -> Result<Option<String>, ApiError> {
     let problems = queue::problems::list_problems(&state.pool).await?;
-    if !problems.is_empty() {
-        let why: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-        v.as_object_mut().expect("an object").insert("waiting_for".into(), json!(why.join("; ")));
+    let why: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    Ok((!why.is_empty()).then(|| why.join("; ")))
+}
+
+/// A queued job's JSON with `waiting_for` while the box has a problem; no start can be
+/// estimated until it is fixed (N.B.: the plan would say "now": a worker is free).
+fn with_waiting(mut v: Value, row: &JobRow, waiting: Option<&str>) -> Value {
+    if let (JobStatus::Queued, Some(why)) = (row.status, waiting) {
+        let obj = v.as_object_mut().expect("an object");
+        obj.insert("waiting_for".into(), json!(why));
+        obj.insert("estimated_start".into(), Value::Null);
     }
-    Ok(v)
+    v
 }
 
 /// The `Idempotency-Key` header, if given: 1 to 200 visible ASCII characters.
@@ -162,12 +182,41 @@ pub fn request_hash(body: &Value) -> String {
     hex::encode(Sha256::digest(super::json::canonical(body).as_bytes()))
 }
 
+/// What `{}` would queue, and how long this box would take over it (from the epochs of
+/// jobs like it that ran here).
+async fn empty_body_message(state: &AppState) -> Result<String, ApiError> {
+    let spec = Spec::parse_with_seed(&json!({}), || 0).map_err(|e| ApiError::Invalid(e.0))?;
+    let (model, batch) = (spec.model.as_str().to_string(), i64::from(spec.batch_size));
+    let seconds =
+        queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().find(|(m, b, _)| *m == model && *b == batch);
+    let cost = match seconds {
+        Some((_, _, s)) => format!("about {} on this box", crate::plot::duration(s * f64::from(spec.epochs))),
+        None => "no estimate yet: no such job has run on this box".into(),
+    };
+    Ok(format!(
+        "the body is empty; send a JSON object. `-d '{{}}'` queues the tutorial's defaults: {model} at batch size          {batch} for {} epochs on all {} training images ({cost}); name epochs and train_limit for a shorter run",
+        spec.epochs,
+        crate::plot::thousands(spec.train_limit.map_or(spec.data().train_images, u64::from) as i64),
+    ))
+}
+
 pub async fn create_job(
     State(state): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
+    let body = match body {
+        Ok(JsonBody(body)) => body,
+        Err(ApiError::BadRequest { code: super::json::EMPTY_BODY, field, .. }) => {
+            return Err(ApiError::BadRequest {
+                code: super::json::EMPTY_BODY,
+                message: empty_body_message(&state).await?,
+                field,
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let key = idempotency_key(&headers)?;
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
     let limits = &state.limits;
@@ -228,6 +277,33 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
+/// Whose rows a list shows: admins everyone's (or one user's, with `?owner=`); everybody
+/// else their own (`what` names the rows in the refusal).
+pub(super) async fn owner_filter(
+    state: &AppState,
+    user: &CurrentUser,
+    owner: Option<&str>,
+    what: &str,
+) -> Result<Option<i64>, ApiError> {
+    if let Some(name) = owner.filter(|n| !queue::users::valid_name(n)) {
+        return Err(bad_owner("bad_query", name));
+    }
+    Ok(match owner {
+        None if user.0.is_admin => None,
+        None => Some(user.0.id),
+        Some(name) if name == user.0.name => Some(user.0.id),
+        Some(_) if !user.0.is_admin => {
+            return Err(ApiError::Forbidden(format!("only admins can list another user's {what}")));
+        }
+        Some(name) => Some(
+            queue::users::user_by_name(&state.pool, name)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))?
+                .id,
+        ),
+    })
+}
+
 pub async fn list_jobs(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -255,28 +331,13 @@ pub async fn list_jobs(
             ApiError::bad_request("bad_query", "cursor", "cursor must be a next_cursor value from a previous page")
         })?),
     };
-    if let Some(name) = q.owner.as_deref().filter(|n| !queue::users::valid_name(n)) {
-        return Err(bad_owner("bad_query", name));
-    }
-    // Admins see everyone's jobs (or one user's, with ?owner=); everybody else their own.
-    let owner = match &q.owner {
-        None if user.0.is_admin => None,
-        None => Some(user.0.id),
-        Some(name) if *name == user.0.name => Some(user.0.id),
-        Some(_) if !user.0.is_admin => {
-            return Err(ApiError::Forbidden("only admins can list another user's jobs".into()));
-        }
-        Some(name) => Some(
-            queue::users::user_by_name(&state.pool, name)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("no user named {name:?}")))?
-                .id,
-        ),
-    };
+    let owner = owner_filter(&state, &user, q.owner.as_deref(), "jobs").await?;
     let rows = queue::list_jobs(&state.pool, owner, status, limit, before).await?;
     let next = if rows.len() as i64 == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
-    let plan = if rows.iter().any(|r| r.status == JobStatus::Queued) { plan(&state).await? } else { HashMap::new() };
-    let jobs: Vec<Value> = rows.iter().map(|r| job_json(r, &plan)).collect();
+    let queued = rows.iter().any(|r| r.status == JobStatus::Queued);
+    let plan = if queued { plan(&state).await? } else { HashMap::new() };
+    let waiting = if queued { waiting_for(&state).await? } else { None };
+    let jobs: Vec<Value> = rows.iter().map(|r| with_waiting(job_json(r, &plan), r, waiting.as_deref())).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 
@@ -592,6 +653,10 @@ pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> R
     let now = queue::now_ms();
     let rows = queue::workers::list_workers(&state.pool, now - state.forget_workers.as_millis() as i64).await?;
     let live_since = now - state.live_window.as_millis() as i64;
+    let mut running: HashMap<String, Vec<String>> = HashMap::new();
+    for (worker, id) in queue::workers::running_jobs(&state.pool).await? {
+        running.entry(worker).or_default().push(id);
+    }
     let workers: Vec<Value> = rows
         .iter()
         .map(|w| {
@@ -606,6 +671,8 @@ pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> R
                 "last_heartbeat": rfc3339(Some(w.last_seen_at)),
                 "seconds_since_heartbeat": ((now - w.last_seen_at).max(0) as f64 / 1000.0).round(),
                 "job_id": w.job_id.as_ref().filter(|_| status == "busy"),
+                // N.B.: a fused group's members all run on its one worker.
+                "jobs": running.get(&w.name).filter(|_| status == "busy").cloned().unwrap_or_default(),
                 "stopped": w.stopped_at.is_some(),
             })
         })

@@ -12,8 +12,12 @@ use serde_json::{Map, Value};
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// A request body parsed as JSON; an empty body reads as `{}`.
+/// A request body parsed as JSON. An empty body is refused (`empty_body`): `curl -d ''`
+/// is a slip, and reading it as `{}` would queue every default (a 50-epoch job).
 pub struct JsonBody(pub Value);
+
+/// The code of an empty body's error; `POST /jobs` says what `{}` would cost.
+pub const EMPTY_BODY: &str = "empty_body";
 
 /// What a duplicate key's error message starts with (then the key, JSON-quoted).
 const DUPLICATE: &str = "duplicate key ";
@@ -127,9 +131,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadRequest { code: "bad_body", message: r.body_text(), field: None }
             }
         })?;
-        // N.B.: only a body with nothing in it is the default; "\n" is not JSON.
-        if bytes.is_empty() {
-            return Ok(JsonBody(Value::Object(Default::default())));
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest {
+                code: EMPTY_BODY,
+                message: "the body is empty; send a JSON object (`-d '{}'` for every default)".into(),
+                field: Some("(body)".into()),
+            });
         }
         parse(&bytes).map(JsonBody)
     }

@@ -92,6 +92,7 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
                 parameters: j.job.parameters,
                 epochs_total: j.job.epochs_total,
                 epochs: epochs.get(&j.job.id).cloned().unwrap_or_default(),
+                spec: j.job.spec.as_ref().map_or(Value::Null, Spec::to_json),
             })
             .collect();
         sections.push(SectionView { section, shared, jobs: views });
@@ -109,7 +110,10 @@ fn job_summary(j: &SweepJob, epochs: &[EpochMetrics]) -> Value {
     let best = epochs.iter().max_by(|a, b| a.test_acc.total_cmp(&b.test_acc));
     json!({
         "id": j.job.id,
+        "name": j.job.name,
         "status": j.job.status,
+        "diverged": j.job.diverged_at.is_some(),
+        "diverged_at": j.job.diverged_at,
         "point": j.point,
         "sections": j.sections.iter().map(|(k, l)| json!({"section": k, "label": l})).collect::<Vec<_>>(),
         "parameters": j.job.parameters,
@@ -135,6 +139,7 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
     Ok(json!({
         "id": sweep.id,
         "name": sweep.name,
+        "owner": sweep.owner,
         "created_at": rfc3339(sweep.created_at),
         "definition": sweep.definition,
         "status_counts": counts,
@@ -229,8 +234,18 @@ pub async fn create_sweep(
     Ok((status, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
 }
 
-pub async fn list_sweeps(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
-    let owner = if user.0.is_admin { None } else { Some(user.0.id) };
+#[derive(Deserialize)]
+pub struct SweepListQuery {
+    /// Admins: one user's sweeps only.
+    owner: Option<String>,
+}
+
+pub async fn list_sweeps(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<SweepListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = super::jobs::owner_filter(&state, &user, q.owner.as_deref(), "sweeps").await?;
     let rows = sweeps::list_sweeps(&state.pool, owner).await?;
     let mut counts: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
     for (sweep, status, n) in sweeps::sweep_status_counts(&state.pool, owner).await? {
@@ -240,7 +255,7 @@ pub async fn list_sweeps(State(state): State<AppState>, user: CurrentUser) -> Re
         .iter()
         .map(|s| {
             json!({
-                "id": s.id, "name": s.name, "created_at": rfc3339(s.created_at), "url": format!("/sweeps/{}", s.id),
+                "id": s.id, "name": s.name, "owner": s.owner, "created_at": rfc3339(s.created_at), "url": format!("/sweeps/{}", s.id),
                 "status_counts": counts.remove(&s.id).unwrap_or_default(),
             })
         })
@@ -419,7 +434,7 @@ pub async fn plot_sweep(
 pub(super) fn routes() -> Vec<Route> {
     vec![
         Route::post("/sweeps", create_sweep),
-        Route::get("/sweeps", &[], list_sweeps),
+        Route::get("/sweeps", &["owner"], list_sweeps),
         Route::get("/sweeps/{id}", &[], get_sweep),
         Route::post("/sweeps/{id}/cancel", cancel_sweep),
         Route::get("/sweeps/{id}/plot", &["section", "metric", "format", "width", "height", "y"], plot_sweep),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The sweep's id (from POST /sweeps or GET /sweeps).
+    /// The sweep's id (from POST /sweeps or GET /sweeps), or a unique prefix of it of at
+    /// least 8 characters (the page shows the first 8).
     sweep_id: String,
     /// Where to write it: .html (self-contained) or .md.
     #[arg(long, default_value = "report.html")]
@@ -26,7 +27,8 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     let r = rt.block_on(async {
         let pool = queue::open_existing(&args.database).await?;
         eprintln!("using the database {}", queue::display_url(&args.database));
-        let Some(sweep) = queue::sweeps::get_sweep(&pool, &args.sweep_id).await? else {
+        let id = resolve(&pool, &args.sweep_id, &args.database).await?;
+        let Some(sweep) = queue::sweeps::get_sweep(&pool, &id).await? else {
             bail!("no sweep with id {} in {}", args.sweep_id, queue::display_url(&args.database));
         };
         let r = crate::api::sweeps::build_report(&pool, &sweep).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -37,4 +39,19 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// A whole id, or the one sweep a prefix of at least 8 characters names.
+async fn resolve(pool: &queue::Pool, given: &str, database: &str) -> anyhow::Result<String> {
+    let given = given.trim();
+    let where_ = queue::display_url(database);
+    if given.len() < 8 || !given.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        bail!("{given:?} is not a sweep id: give the id (GET /sweeps lists them) or its first 8 or more characters");
+    }
+    let ids = queue::sweeps::ids_with_prefix(pool, given).await?;
+    match ids.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => bail!("no sweep with an id starting {given} in {where_}"),
+        _ => bail!("more than one sweep's id starts {given} in {where_}; give more of it"),
+    }
 }

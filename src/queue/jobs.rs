@@ -40,6 +40,8 @@ pub struct JobRow {
     pub last_epoch: Option<EpochMetrics>,
     /// What its owner should know that did not end it (a damaged checkpoint, say).
     pub notice: Option<String>,
+    /// The first epoch whose loss was not finite: the job diverged, whatever its status.
+    pub diverged_at: Option<i64>,
 }
 
 /// A job row as stored (`JOB_COLUMNS`): what `JobRow` decodes.
@@ -70,6 +72,7 @@ pub(crate) struct JobRecord {
     progress: Option<String>,
     last_epoch: Option<String>,
     notice: Option<String>,
+    diverged_at: Option<i64>,
 }
 
 impl TryFrom<JobRecord> for JobRow {
@@ -107,6 +110,7 @@ impl TryFrom<JobRecord> for JobRow {
             progress,
             last_epoch,
             notice: r.notice,
+            diverged_at: r.diverged_at,
             id,
         })
     }
@@ -133,7 +137,7 @@ pub(crate) const JOB_COLUMNS: &str =
      priority, name, spec, parameters, status, epochs_total, epochs_done, attempt, worker, \
      device, lease_expires_at, error, request_hash, created_at, started_at, finished_at, group_id, \
      (SELECT COUNT(*) FROM jobs g WHERE g.group_id = jobs.group_id) AS group_size, progress, \
-     (SELECT e.metrics FROM epochs e WHERE e.job_id = jobs.id ORDER BY e.epoch DESC LIMIT 1) AS last_epoch, notice";
+     (SELECT e.metrics FROM epochs e WHERE e.job_id = jobs.id ORDER BY e.epoch DESC LIMIT 1) AS last_epoch, notice, diverged_at";
 
 /// A job to insert.
 pub struct NewJob<'a> {
@@ -615,6 +619,7 @@ impl Lease {
         now: i64,
         lease_ms: i64,
     ) -> Result<bool, QueueError> {
+        let diverged = metrics.diverged;
         let metrics = &serde_json::to_string(metrics).expect("metrics always serialize");
         const UPSERT: &str = "INSERT INTO epochs (job_id, epoch, metrics) VALUES (?, ?, ?) \
              ON CONFLICT (job_id, epoch) DO UPDATE SET metrics = excluded.metrics";
@@ -629,6 +634,17 @@ impl Lease {
             .execute(&mut **t)
             .await?
             .rows_affected());
+        if diverged {
+            const DIVERGED: &str =
+                "UPDATE jobs SET diverged_at = ? WHERE id = ? AND (diverged_at IS NULL OR diverged_at > ?)";
+            on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(DIVERGED))
+                .bind(epoch)
+                .bind(&self.id)
+                .bind(epoch)
+                .execute(&mut **t)
+                .await?
+                .rows_affected());
+        }
         super::events::log(&mut tx, &self.id, "epoch", metrics, now).await?;
         tx.commit().await?;
         Ok(true)

@@ -12,6 +12,8 @@ pub struct SweepRow {
     pub seq: i64,
     pub id: String,
     pub owner_id: i64,
+    /// The owner's user name.
+    pub owner: String,
     pub name: Option<String>,
     /// The request that made it.
     pub definition: Value,
@@ -19,11 +21,14 @@ pub struct SweepRow {
 }
 
 /// A sweep row as stored.
-type SweepRecord = (i64, String, i64, Option<String>, String, i64);
+type SweepRecord = (i64, String, i64, String, Option<String>, String, i64);
 
-fn sweep_row((seq, id, owner_id, name, definition, created_at): SweepRecord) -> Result<SweepRow, QueueError> {
+const SWEEP_COLUMNS: &str = "seq, id, owner_id, (SELECT name FROM users WHERE users.id = sweeps.owner_id) AS owner, \
+     name, definition, created_at";
+
+fn sweep_row((seq, id, owner_id, owner, name, definition, created_at): SweepRecord) -> Result<SweepRow, QueueError> {
     let definition = decode(&definition, || format!("sweep {id}'s definition"))?;
-    Ok(SweepRow { seq, id, owner_id, name, definition, created_at })
+    Ok(SweepRow { seq, id, owner_id, owner, name, definition, created_at })
 }
 
 /// One job of a sweep to create: the job, its point of the grid, its report sections.
@@ -121,18 +126,30 @@ pub async fn create_sweep(
 }
 
 pub async fn get_sweep(pool: &Pool, id: &str) -> Result<Option<SweepRow>, QueueError> {
-    const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps WHERE id = ?";
+    let sql = format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE id = ?");
     let record: Option<SweepRecord> =
-        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(id).fetch_optional(p).await?);
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(id).fetch_optional(p).await?);
     record.map(sweep_row).transpose()
+}
+
+/// The ids of the sweeps whose id starts with `prefix` (at most two: enough to tell a unique
+/// prefix from an ambiguous one). N.B.: the prefix must be hex digits and dashes, so it
+/// holds no LIKE wildcard.
+pub async fn ids_with_prefix(pool: &Pool, prefix: &str) -> Result<Vec<String>, QueueError> {
+    debug_assert!(prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+    const SQL: &str = "SELECT id FROM sweeps WHERE id LIKE ? ORDER BY seq LIMIT 2";
+    let pattern = format!("{}%", prefix.to_ascii_lowercase());
+    let ids: Vec<(String,)> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(&pattern).fetch_all(p).await?);
+    Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
 /// Newest first, of one owner (or everyone's).
 pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
-    const SQL: &str = "SELECT seq, id, owner_id, name, definition, created_at FROM sweeps \
-         WHERE (?1 IS NULL OR owner_id = ?1) ORDER BY seq DESC LIMIT 200";
+    let sql =
+        format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE (?1 IS NULL OR owner_id = ?1) ORDER BY seq DESC LIMIT 200");
     let records: Vec<SweepRecord> =
-        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(owner).fetch_all(p).await?);
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(owner).fetch_all(p).await?);
     records.into_iter().map(sweep_row).collect()
 }
 

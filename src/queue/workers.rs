@@ -69,6 +69,12 @@ pub async fn list_workers(pool: &Pool, since: i64) -> Result<Vec<WorkerRow>, Que
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(since).fetch_all(p).await?))
 }
 
+/// (worker, job id) of every running job: a worker training a fused group runs several.
+pub async fn running_jobs(pool: &Pool) -> Result<Vec<(String, String)>, QueueError> {
+    const SQL: &str = "SELECT worker, id FROM jobs WHERE status = 'running' AND worker IS NOT NULL ORDER BY seq";
+    Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).fetch_all(p).await?))
+}
+
 /// Workers not stopped and seen since `since`.
 pub async fn count_live(pool: &Pool, since: i64) -> Result<i64, QueueError> {
     const SQL: &str = "SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL AND last_seen_at >= ?";

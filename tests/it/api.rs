@@ -108,9 +108,24 @@ async fn every_validation_error_is_listed_with_its_field() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "malformed_json");
-    // Nothing at all is the default experiment; a lone newline is not JSON.
-    let r = app.client.post(app.url("/jobs")).body("\n").send().await.unwrap();
+    // Nothing at all (or only white space) is a slip, not the 50-epoch default: a 400 that
+    // says what `{}` would queue.
+    for empty in ["", "\n", "  "] {
+        let r = app.client.post(app.url("/jobs")).body(empty).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{empty:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "empty_body");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("-d '{}'") && msg.contains("50 epochs") && msg.contains("50,000"), "{msg}");
+        assert!(msg.contains("no estimate yet"), "nothing has run on this box: {msg}");
+    }
+    let r = app.client.post(app.url("/jobs")).body("{\"epochs\": 2, \"epochs\": 3}").send().await.unwrap();
     assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+        (Some("duplicate_key"), Some("epochs"))
+    );
 
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
     let r = app.client.post(app.url("/jobs")).body(big).send().await.unwrap();
@@ -123,7 +138,8 @@ async fn every_validation_error_is_listed_with_its_field() {
     // Nothing of the above was queued.
     let (_, list) = app.get("/jobs").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
-    assert_eq!(app.client.post(app.url("/jobs")).send().await.unwrap().status(), 201, "no body: the default");
+    assert_eq!(app.client.post(app.url("/jobs")).send().await.unwrap().status(), 400, "no body: refused");
+    assert_eq!(app.client.post(app.url("/jobs")).body("{}").send().await.unwrap().status(), 201, "{{}}: the default");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,6 +246,11 @@ async fn a_job_waits_when_the_data_cannot_be_had_and_runs_once_it_is_there() {
     let waiting = app.wait_for(&id, 60, |j| j["waiting_for"].is_string()).await;
     let why = waiting["waiting_for"].as_str().unwrap();
     assert!(why.contains("CIFAR-10 is not in") && why.contains("cifar-10-binary.tar.gz"), "{why}");
+    assert!(waiting["estimated_start"].is_null(), "no start can be promised while the data is missing: {waiting}");
+    // The list says it too.
+    let (_, list) = app.get("/jobs").await;
+    assert_eq!(list["jobs"][0]["waiting_for"], why, "{list}");
+    assert!(list["jobs"][0]["estimated_start"].is_null());
     assert_eq!((waiting["status"].as_str(), waiting["attempt"].as_u64()), (Some("queued"), Some(0)));
     assert_eq!(app.get("/healthz").await.0, 200);
     let (status, ready) = app.get("/readyz").await;

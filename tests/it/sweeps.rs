@@ -23,6 +23,12 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
     let ids: BTreeSet<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 12);
     let tutorial = jobs.iter().find(|j| j["point"] == json!({})).unwrap();
+    // Each job is named by its first section's label.
+    assert_eq!(tutorial["name"], "tutorial CNN");
+    let names: BTreeSet<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert!(names.contains("batch 1000") && names.contains("lr 0.1"), "{names:?}");
+    assert_eq!(names.len(), 12, "no two jobs share a name");
+    assert_eq!(sweep["owner"], "alice");
     let sections: Vec<&str> =
         tutorial["sections"].as_array().unwrap().iter().map(|s| s["section"].as_str().unwrap()).collect();
     assert!(["tutorial", "cnn", "batch_size", "lr"].iter().all(|s| sections.contains(s)), "{sections:?}");
@@ -63,7 +69,14 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
     for n in ["62,006", "30,730", "379,774"] {
         assert!(html.contains(n), "parameter count {n}");
     }
-    assert!(html.contains("lr=0.001 (tutorial)"), "the tutorial's rate beside the four rates");
+    assert!(html.contains("lr 0.001 (tutorial)"), "the tutorial's rate beside the four rates");
+    // The report interprets: the no-ReLU MLP against the linear model (one function class),
+    // time per epoch, and a warning that two epochs on 40 images compare little.
+    assert!(html.contains("Without an activation the three layers compose to a single linear map"), "mlp answer");
+    assert!(html.contains("the linear model "), "both numbers");
+    assert!(html.contains("optimiser steps"), "the batch sizes' cost per epoch");
+    assert!(html.contains("This study is short (2 epochs on the first 40 training images)"), "the caveat");
+    assert!(html.contains("<th>per epoch</th>") && html.contains("<th>wall time</th>"));
     assert!(html.contains("Best test accuracy:"), "a factual line per section");
     assert!(html.contains("12 jobs: 12 succeeded."), "{}", &html[..html.find("<section").unwrap_or(400).min(2000)]);
 
@@ -100,7 +113,7 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
         .unwrap();
     assert_eq!(plot.status(), 200);
     let svg = plot.text().await.unwrap();
-    for label in ["batch_size=1", "batch_size=4", "batch_size=1000"] {
+    for label in ["batch 1", "batch 4 (tutorial)", "batch 1000"] {
         assert!(svg.contains(&format!(">\n{label}\n<")), "legend {label}");
     }
     assert_eq!(app.client.get(app.url(&format!("/sweeps/{id}/plot?section=nope"))).send().await.unwrap().status(), 400);
@@ -113,12 +126,39 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
     let out = app.dir.path().join("report.html");
     let db = &app.db.url;
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_trainyard"))
-        .args(["report", &id, "--out", out.to_str().unwrap(), "--database", db])
+        // A unique prefix of the id, as the page shows it, names the sweep.
+        .args(["report", &id[..8], "--out", out.to_str().unwrap(), "--database", db])
         .output()
         .unwrap();
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     let saved = std::fs::read_to_string(&out).unwrap();
     assert!(saved.contains("5. Batch size") && saved.matches("<svg").count() == 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_are_named_and_owned_and_admins_filter_them_by_owner() {
+    let app = spawn_app(0).await;
+    let (_, preset) = post_sweep(&app, json!({"preset": "optimizers", "overrides": {"epochs": 1}})).await;
+    assert_eq!(preset["name"], "Optimisers on the tutorial CNN", "a preset names its sweep");
+    assert_eq!(preset["jobs"][0]["name"], "SGD (tutorial)", "and each job by its label");
+    let (_, grid) = post_sweep(&app, json!({"base": {"epochs": 1}, "vary": {"batch_size": [1, 4], "lr": [0.1]}})).await;
+    assert_eq!(grid["name"], "Grid over batch_size × lr");
+    let r = app.bob.post(app.url("/sweeps")).json(&json!({"vary": {"lr": [0.1, 0.2]}, "base": {"epochs": 1}})).send();
+    assert_eq!(r.await.unwrap().status(), 201);
+    let (status, all) = status_of(app.admin.get(app.url("/sweeps"))).await;
+    assert_eq!(status, 200);
+    let owners: Vec<&str> = all["sweeps"].as_array().unwrap().iter().map(|s| s["owner"].as_str().unwrap()).collect();
+    assert_eq!(owners, ["bob", "alice", "alice"], "newest first, each with its owner");
+    let (_, alices) = status_of(app.admin.get(app.url("/sweeps?owner=alice"))).await;
+    assert_eq!(alices["sweeps"].as_array().unwrap().len(), 2, "{alices}");
+    let (status, _) = status_of(app.client.get(app.url("/sweeps?owner=bob"))).await;
+    assert_eq!(status, 403, "a student sees only their own");
+    let (status, mine) = status_of(app.client.get(app.url("/sweeps?owner=alice"))).await;
+    assert_eq!((status, mine["sweeps"].as_array().unwrap().len()), (200, 2));
+    let (status, e) = status_of(app.admin.get(app.url("/sweeps?owner=nobody"))).await;
+    assert_eq!(status, 404, "{e}");
+    let (status, e) = status_of(app.admin.get(app.url("/sweeps?owner=%01"))).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (400, Some("owner")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
