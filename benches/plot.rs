@@ -32,7 +32,7 @@ fn main() {
                 series: curves[..jobs]
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| Series { label: format!("job {i}"), epochs: c })
+                    .map(|(i, c)| Series::plain(format!("job {i}"), c))
                     .collect(),
                 metric: Metric::All,
                 epochs_total: 50,

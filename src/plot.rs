@@ -10,6 +10,7 @@
 use crate::job::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::sync::Once;
 
 /// The font every PNG is drawn with (DejaVu Sans, assets/fonts/LICENSE-DejaVu.txt); SVG
@@ -97,6 +98,34 @@ impl Format {
 pub struct Series<'a> {
     pub label: String,
     pub epochs: &'a [EpochMetrics],
+    /// The loss it trained with, as a panel names it ("cross-entropy", "MSE"); series of
+    /// different losses get loss panels of their own.
+    pub loss: String,
+    /// Accuracy at chance (100 / classes, in %), marked on the accuracy axes.
+    pub chance: Option<f64>,
+}
+
+impl<'a> Series<'a> {
+    /// A job's curves, its loss and chance level read from its spec (as `Spec::to_json`
+    /// writes it; `Null` when the spec is unknown).
+    pub fn of_spec(label: String, epochs: &'a [EpochMetrics], spec: &serde_json::Value) -> Series<'a> {
+        let loss = match spec.get("loss").and_then(|l| l.as_str()) {
+            Some("mse") => "MSE",
+            Some("cross_entropy") => "cross-entropy",
+            Some(other) => other,
+            None => "",
+        }
+        .to_string();
+        let dataset = spec.get("dataset").and_then(|d| d.as_str());
+        let chance =
+            crate::dataset::ALL.iter().find(|d| Some(d.name) == dataset).map(|d| 100.0 / d.num_classes().max(1) as f64);
+        Series { label, epochs, loss, chance }
+    }
+
+    /// Curves with no loss name and no chance level (a test's, a figure of numbers alone).
+    pub fn plain(label: impl Into<String>, epochs: &'a [EpochMetrics]) -> Series<'a> {
+        Series { label: label.into(), epochs, loss: String::new(), chance: None }
+    }
 }
 
 /// What to draw.
@@ -204,32 +233,416 @@ impl Value {
     }
 }
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    let scale = (fig.height as f64 / 700.0).min(fig.width as f64 / 1000.0).max(0.5);
+/// A rectangle of the figure, in pixels from its top left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Rect {
+    /// Whether the two share any pixel.
+    pub fn overlaps(&self, o: &Rect) -> bool {
+        self.x < o.x + o.w as i32
+            && o.x < self.x + self.w as i32
+            && self.y < o.y + o.h as i32
+            && o.y < self.y + self.h as i32
+    }
+}
+
+/// What a panel draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelPlace {
+    /// Its caption ("test accuracy", "MSE loss").
+    pub caption: String,
+    /// The whole panel, its axes and labels included: every plotted point lies inside.
+    pub area: Rect,
+}
+
+/// Where a figure's parts go. N.B.: the legend never overlaps a panel, so it never covers
+/// a plotted point (a legend inside the axes hid the best curves of a 12-job comparison).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub panels: Vec<PanelPlace>,
+    /// The legend: a column at the right of the panels (a comparison), a row below the
+    /// title (one job), or none.
+    pub legend: Option<Rect>,
+}
+
+/// The losses of a figure's series, in order of first appearance: each gets a loss panel of
+/// its own (an MSE of 0.09 beside a cross-entropy of 2.3 on one axis would read as 0).
+fn loss_groups<'f>(fig: &'f Figure) -> Vec<&'f str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in &fig.series {
+        if !out.contains(&s.loss.as_str()) {
+            out.push(&s.loss);
+        }
+    }
+    out
+}
+
+/// The figure's scale against its 1000×700 design size.
+fn scale_of(fig: &Figure) -> f64 {
+    (fig.height as f64 / 700.0).min(fig.width as f64 / 1000.0).max(0.5)
+}
+
+fn font(size: u32) -> FontDesc<'static> {
+    (FAMILY, size).into_font()
+}
+
+/// The width of `text` in pixels, at `size`.
+fn text_width(text: &str, size: u32) -> u32 {
+    font(size).box_size(text).map_or(text.chars().count() as u32 * size * 55 / 100, |(w, _)| w)
+}
+
+/// `text` cut with "…" to at most `max` pixels wide at `size`.
+fn fit_text(text: &str, size: u32, max: u32) -> String {
+    if text_width(text, size) <= max {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let cut: String = chars.iter().collect::<String>() + "…";
+        if text_width(&cut, size) <= max {
+            return cut;
+        }
+    }
+    "…".into()
+}
+
+/// One line of the legend.
+#[derive(Clone)]
+struct Entry {
+    label: String,
+    sample: Sample,
+}
+
+#[derive(Clone, Copy)]
+enum Sample {
+    /// A job's line and marker in its colour (`dots`: its runs are single epochs: a dot alone).
+    Job {
+        index: usize,
+        dots: bool,
+    },
+    /// One job's train loss (solid, filled) or test loss (open).
+    Loss {
+        index: usize,
+        test: bool,
+    },
+    /// The line style of train (solid) or test (dashed) loss in a comparison; `dots`: every
+    /// run is one epoch long, so the styles are a filled (train) and an open (test) dot.
+    Style {
+        test: bool,
+        dots: bool,
+    },
+    Chance,
+    NotFinite,
+    OffScale,
+}
+
+/// Legend text size and line height, in pixels.
+fn legend_metrics(scale: f64) -> (u32, u32) {
+    let size = (15.0 * scale).round().max(9.0) as u32;
+    (size, (size as f64 * 1.55).round() as u32)
+}
+
+const SAMPLE_W: u32 = 34;
+
+/// The entries every legend of this figure may show (markers included, whether or not the
+/// data will need them, so the layout is known before drawing).
+fn legend_entries(fig: &Figure) -> Vec<Entry> {
+    let comparing = fig.series.len() > 1;
+    let mut out = Vec::new();
+    let shows_loss = matches!(fig.metric, Metric::All | Metric::Loss);
+    if comparing {
+        for (i, s) in fig.series.iter().enumerate() {
+            let train: Vec<Option<f64>> = s.epochs.iter().map(|e| e.train_loss).collect();
+            let dots = train.iter().any(Option::is_some) && dots_only(&train);
+            let label = match first_diverged(s) {
+                Some(n) => format!("{} (diverged, epoch {n})", s.label),
+                None => s.label.clone(),
+            };
+            out.push(Entry { label, sample: Sample::Job { index: i, dots } });
+        }
+        if shows_loss {
+            // A run of one epoch (or a point between gaps) is a dot, not a line: train filled,
+            // test open.
+            let lone = |s: &Series| {
+                let train: Vec<Option<f64>> = s.epochs.iter().map(|e| e.train_loss).collect();
+                train.iter().any(Option::is_some) && dots_only(&train)
+            };
+            let any_lone = fig.series.iter().any(lone);
+            let any_line = fig.series.iter().any(|s| s.epochs.iter().any(|e| e.train_loss.is_some()) && !lone(s));
+            let (train, test) = match (any_line, any_lone) {
+                (true, true) => ("train loss: solid line or filled dot", "test loss: dashed line or open dot"),
+                (false, true) => ("train loss: filled dot", "test loss: open dot"),
+                _ => ("train loss", "test loss"),
+            };
+            if any_line || any_lone {
+                out.push(Entry { label: train.into(), sample: Sample::Style { test: false, dots: !any_line } });
+                out.push(Entry { label: test.into(), sample: Sample::Style { test: true, dots: !any_line } });
+            }
+        }
+    } else if shows_loss {
+        out.push(Entry { label: "train loss".into(), sample: Sample::Loss { index: 0, test: false } });
+        out.push(Entry { label: "test loss".into(), sample: Sample::Loss { index: 1, test: true } });
+    }
+    out
+}
+
+/// The marker entries, known once the panels are drawn.
+#[derive(Default)]
+struct Marks {
+    chance: Vec<f64>,
+    not_finite: bool,
+    off_scale: Option<f64>,
+}
+
+fn mark_entries(marks: &Marks) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for c in &marks.chance {
+        out.push(Entry { label: format!("chance ({} %)", trim_number(*c)), sample: Sample::Chance });
+    }
+    if marks.not_finite {
+        out.push(Entry { label: "not finite (diverged)".into(), sample: Sample::NotFinite });
+    }
+    if let Some(top) = marks.off_scale {
+        out.push(Entry { label: format!("above {top:.3} (off scale)"), sample: Sample::OffScale });
+    }
+    out
+}
+
+/// 10.0 → "10", 1.25 → "1.25".
+fn trim_number(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The labels of the marker entries that may appear, for sizing the legend.
+const MARK_LABELS: [&str; 3] = ["chance (10 %)", "not finite (diverged)", "above 999.999 (off scale)"];
+
+/// Where the title, legend and panels go.
+pub fn layout(fig: &Figure) -> Layout {
+    let scale = scale_of(fig);
     let px = |s: f64| (s * scale).round() as u32;
-    // No title and no subtitle (a report gives them in its own text): no title band.
     let title_h = if fig.title.is_empty() && fig.subtitle.is_empty() { 0 } else { px(70.0) };
-    let (top, body) = root.split_vertically(title_h);
-    top.draw(&Text::new(fig.title.clone(), (px(16.0) as i32, px(8.0) as i32), (FAMILY, px(30.0)).into_font()))?;
-    // A long settings line gets a smaller font rather than running off the edge (a glyph
-    // of DejaVu Sans is about 0.55 em wide on average).
-    let fits = (fig.width as f64 - 32.0) / (0.55 * fig.subtitle.chars().count().max(1) as f64);
-    let sub_size = (18.0 * scale).min(fits).max(9.0).round() as u32;
-    top.draw(&Text::new(
-        fig.subtitle.clone(),
-        (px(16.0) as i32, px(44.0) as i32),
-        (FAMILY, sub_size).into_font().color(&RGBColor(80, 80, 80)),
-    ))?;
+    let (size, line) = legend_metrics(scale);
+    let entries = legend_entries(fig);
+    let comparing = fig.series.len() > 1;
+    let (w, h) = (fig.width, fig.height);
+    let mut body = Rect { x: 0, y: title_h as i32, w, h: h.saturating_sub(title_h) };
+    let legend = if comparing {
+        // A column on the right, as wide as its longest label, at most 30 % of the figure.
+        let widest =
+            entries.iter().map(|e| e.label.as_str()).chain(MARK_LABELS).map(|t| text_width(t, size)).max().unwrap_or(0);
+        let col = (px(SAMPLE_W as f64) + px(16.0) + widest + px(12.0)).min(w * 30 / 100);
+        body.w = w - col;
+        Some(Rect { x: body.w as i32, y: body.y + px(24.0) as i32, w: col, h: body.h.saturating_sub(px(24.0)) })
+    } else {
+        // One job: a row between the title and the panels, always there so its height
+        // does not depend on what the data turns out to need.
+        let row = line + px(6.0);
+        let r = Rect { x: 0, y: body.y, w, h: row };
+        body.y += row as i32;
+        body.h = body.h.saturating_sub(row);
+        Some(r)
+    };
+    let _ = size;
+    let mut panels = Vec::new();
+    let losses = loss_groups(fig);
+    let loss_caption =
+        |l: &str| if losses.len() > 1 && !l.is_empty() { format!("{l} loss") } else { "loss".to_string() };
+    let split_h = |r: Rect, parts: &[String], out: &mut Vec<PanelPlace>| {
+        let n = parts.len().max(1) as u32;
+        for (i, caption) in parts.iter().enumerate() {
+            let x0 = r.x + (r.w * i as u32 / n) as i32;
+            let x1 = r.x + (r.w * (i as u32 + 1) / n) as i32;
+            out.push(PanelPlace {
+                caption: caption.clone(),
+                area: Rect { x: x0, y: r.y, w: (x1 - x0) as u32, h: r.h },
+            });
+        }
+    };
+    let loss_captions: Vec<String> = losses.iter().map(|l| loss_caption(l)).collect();
     match fig.metric {
         Metric::All => {
-            let (upper, lower) = body.split_vertically(body.dim_in_pixel().1 / 2);
-            let halves = lower.split_evenly((1, 2));
-            panel(&upper, fig, Metric::Loss, scale)?;
-            panel(&halves[0], fig, Metric::TrainAcc, scale)?;
-            panel(&halves[1], fig, Metric::TestAcc, scale)?;
+            let upper = Rect { h: body.h / 2, ..body };
+            let lower = Rect { y: body.y + (body.h / 2) as i32, h: body.h - body.h / 2, ..body };
+            split_h(upper, &loss_captions, &mut panels);
+            split_h(lower, &["training accuracy".to_string(), "test accuracy".to_string()], &mut panels);
         }
-        m => panel(&body, fig, m, scale)?,
+        Metric::Loss => split_h(body, &loss_captions, &mut panels),
+        Metric::TrainAcc => split_h(body, &["training accuracy".to_string()], &mut panels),
+        Metric::TestAcc => split_h(body, &["test accuracy".to_string()], &mut panels),
+        Metric::Lr => split_h(body, &["learning rate".to_string()], &mut panels),
+    }
+    Layout { panels, legend }
+}
+
+/// The first epoch whose loss was not finite.
+fn first_diverged(s: &Series) -> Option<u32> {
+    s.epochs.iter().find(|e| e.diverged || e.train_loss.is_none() || e.test_loss.is_none()).map(|e| e.epoch)
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let scale = scale_of(fig);
+    let px = |s: f64| (s * scale).round() as u32;
+    let lay = layout(fig);
+    if !(fig.title.is_empty() && fig.subtitle.is_empty()) {
+        let title_size = px(30.0);
+        let title = fit_text(&fig.title, title_size, fig.width.saturating_sub(px(32.0)));
+        root.draw(&Text::new(title, (px(16.0) as i32, px(8.0) as i32), font(title_size)))?;
+        // A long settings line gets a smaller font, then an ellipsis, rather than running
+        // off the edge.
+        let room = fig.width.saturating_sub(px(32.0));
+        let mut sub_size = px(18.0).max(9);
+        while sub_size > 9 && text_width(&fig.subtitle, sub_size) > room {
+            sub_size -= 1;
+        }
+        root.draw(&Text::new(
+            fit_text(&fig.subtitle, sub_size, room),
+            (px(16.0) as i32, px(44.0) as i32),
+            font(sub_size).color(&RGBColor(80, 80, 80)),
+        ))?;
+    }
+    let losses = loss_groups(fig);
+    let mut marks = Marks::default();
+    let all: Vec<(usize, &Series)> = fig.series.iter().enumerate().collect();
+    let mut loss_panel = 0;
+    for place in &lay.panels {
+        let r = place.area;
+        let area = root.clone().shrink((r.x, r.y), (r.w, r.h));
+        let (metric, members): (Metric, Vec<(usize, &Series)>) = match place.caption.as_str() {
+            "training accuracy" => (Metric::TrainAcc, all.clone()),
+            "test accuracy" => (Metric::TestAcc, all.clone()),
+            "learning rate" => (Metric::Lr, all.clone()),
+            _ => {
+                let loss = losses.get(loss_panel).copied().unwrap_or("");
+                loss_panel += 1;
+                (Metric::Loss, all.iter().copied().filter(|(_, s)| s.loss == loss).collect())
+            }
+        };
+        panel(&area, fig, metric, &place.caption, &members, scale, &mut marks)?;
+    }
+    if let Some(l) = lay.legend {
+        let mut entries = legend_entries(fig);
+        entries.extend(mark_entries(&marks));
+        legend(root, l, &entries, fig.series.len() > 1, scale)?;
+    }
+    Ok(())
+}
+
+/// The style of job `i`'s markers: circles for the first ten, squares for the next ten
+/// (their colours are the first ten's lighter partners: shape tells them apart too).
+fn square(i: usize) -> bool {
+    i >= 10
+}
+
+fn marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    i: usize,
+    r: u32,
+    style: ShapeStyle,
+) -> DrawResult<DB> {
+    if square(i) {
+        let r = r as i32;
+        area.draw(&Rectangle::new([(x - r, y - r), (x + r, y + r)], style))
+    } else {
+        area.draw(&Circle::new((x, y), r, style))
+    }
+}
+
+fn legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    r: Rect,
+    entries: &[Entry],
+    column: bool,
+    scale: f64,
+) -> DrawResult<DB> {
+    let px = |s: f64| (s * scale).round() as u32;
+    let (size, line) = legend_metrics(scale);
+    let sample_w = px(SAMPLE_W as f64) as i32;
+    let stroke = px(3.0).max(2);
+    let dot = px(5.5).max(3);
+    let (mut x, mut y) = (r.x + px(8.0) as i32, r.y + (line / 2) as i32);
+    for e in entries {
+        let text_room = r.w.saturating_sub(sample_w as u32 + px(20.0));
+        let label = if column { fit_text(&e.label, size, text_room) } else { e.label.clone() };
+        let width = sample_w as u32 + px(8.0) + text_width(&label, size) + px(22.0);
+        if column && y + (line / 2) as i32 > r.y + r.h as i32 {
+            break;
+        }
+        if !column && x + width as i32 > r.x + r.w as i32 {
+            break;
+        }
+        let (x0, x1, mid) = (x, x + sample_w, x + sample_w / 2);
+        let grey = RGBColor(90, 90, 90);
+        match e.sample {
+            Sample::Job { index, dots } => {
+                let c = colour(index);
+                if !dots {
+                    root.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(stroke)))?;
+                }
+                marker(root, (mid, y), index, dot, c.filled())?;
+            }
+            Sample::Loss { index, test } => {
+                let c = colour(index);
+                root.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(stroke)))?;
+                let style = if test { c.stroke_width(stroke) } else { c.filled() };
+                root.draw(&Circle::new((mid, y), dot, style))?;
+            }
+            Sample::Style { test, dots: true } => {
+                let style = if test { grey.stroke_width(stroke) } else { grey.filled() };
+                root.draw(&Circle::new((mid, y), dot, style))?;
+            }
+            Sample::Style { test, dots: false } => {
+                if test {
+                    let dash = px(8.0) as i32;
+                    let gap = px(5.0) as i32;
+                    let mut a = x0;
+                    while a < x1 {
+                        root.draw(&PathElement::new(vec![(a, y), ((a + dash).min(x1), y)], grey.stroke_width(stroke)))?;
+                        a += dash + gap;
+                    }
+                } else {
+                    root.draw(&PathElement::new(vec![(x0, y), (x1, y)], grey.stroke_width(stroke)))?;
+                }
+            }
+            Sample::Chance => chance_line(root, (x0, x1), y, scale)?,
+            Sample::NotFinite => root.draw(&Cross::new((mid, y), px(6.0), BLACK.stroke_width(2)))?,
+            Sample::OffScale => root.draw(&TriangleMarker::new((mid, y), px(7.0), BLACK.filled()))?,
+        }
+        root.draw(&Text::new(
+            label,
+            (x1 + px(8.0) as i32, y),
+            font(size).color(&RGBColor(30, 30, 30)).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        if column {
+            y += line as i32;
+        } else {
+            x += width as i32;
+        }
+    }
+    Ok(())
+}
+
+/// The chance level's line: grey dots.
+fn chance_line<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x0, x1): (i32, i32),
+    y: i32,
+    scale: f64,
+) -> DrawResult<DB> {
+    let step = ((6.0 * scale).round() as i32).max(4);
+    let mut x = x0;
+    while x <= x1 {
+        area.draw(&Circle::new((x, y), 1, RGBColor(110, 110, 110).filled()))?;
+        x += step;
     }
     Ok(())
 }
@@ -286,77 +699,72 @@ fn acc_range(values: &[f64], axis: YAxis) -> (f64, f64) {
     fitted(min, max, 4.0, 0.0, 100.0)
 }
 
+/// One panel: `members` are the series it draws, with their index in the figure (their
+/// colour and marker).
+#[allow(clippy::too_many_arguments)]
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     fig: &Figure,
     metric: Metric,
+    caption: &str,
+    members: &[(usize, &Series)],
     scale: f64,
+    marks: &mut Marks,
 ) -> DrawResult<DB> {
     let px = |s: f64| (s * scale).round() as u32;
     let comparing = fig.series.len() > 1;
-    let (caption, y_desc, values): (&str, &str, Vec<Value>) = match metric {
-        Metric::Loss => ("loss", "loss", vec![Value::TrainLoss, Value::TestLoss]),
-        Metric::TrainAcc => ("training accuracy", "accuracy (%)", vec![Value::TrainAcc]),
-        Metric::TestAcc => ("test accuracy", "accuracy (%)", vec![Value::TestAcc]),
-        Metric::Lr => ("learning rate", "learning rate", vec![Value::Lr]),
+    let (y_desc, values): (&str, Vec<Value>) = match metric {
+        Metric::Loss => ("loss", vec![Value::TrainLoss, Value::TestLoss]),
+        Metric::TrainAcc | Metric::TestAcc => {
+            ("accuracy (%)", vec![if metric == Metric::TrainAcc { Value::TrainAcc } else { Value::TestAcc }])
+        }
+        Metric::Lr => ("learning rate", vec![Value::Lr]),
         Metric::All => unreachable!("split before"),
     };
-    // A run of one epoch (or a point between gaps) is a dot, not a line: train filled, test
-    // open, and the caption and legend say so.
-    let lone_only = |s: &Series| {
-        let train: Vec<Option<f64>> = s.epochs.iter().map(|e| e.train_loss).collect();
-        !train.is_empty() && dots_only(&train)
-    };
-    let any_lone = fig.series.iter().any(lone_only);
-    let any_line = fig.series.iter().any(|s| !s.epochs.is_empty() && !lone_only(s));
-    let caption = match (metric == Metric::Loss && comparing, any_line, any_lone) {
-        (false, ..) => caption,
-        (true, true, true) => "loss (train: solid line or filled dot; test: dashed line or open dot)",
-        (true, false, true) => "loss (filled dot: train, open dot: test)",
-        (true, ..) => "loss (solid: train, dashed: test)",
-    };
-    let x_max = fig
-        .series
+    // N.B.: a comparison's legend says which line style (or dot) is train and which test.
+    let caption = caption.to_string();
+    let x_max = members
         .iter()
-        .flat_map(|s| s.epochs.iter().map(|e| e.epoch))
+        .flat_map(|(_, s)| s.epochs.iter().map(|e| e.epoch))
         .max()
         .unwrap_or(0)
         .max(fig.epochs_total)
         .max(1);
-    let (y_lo, y_hi, y_top) = if metric == Metric::Loss {
-        let all: Vec<f64> = fig
-            .series
-            .iter()
-            .flat_map(|s| s.epochs.iter())
-            .flat_map(|e| [e.train_loss, e.test_loss])
-            .flatten()
-            .collect();
-        let (lo, hi) = y_range(&all, fig.y_axis);
-        // Room above the curves for the legend: a line per job (or per loss), plus markers.
-        let entries = if comparing { fig.series.len() } else { 2 } + 1;
-        (lo, hi, hi + (hi - lo) * (0.1 + 0.08 * entries as f64).min(0.9))
-    } else if metric == Metric::Lr {
-        // From 0, so a decay reads as the fraction of the rate it leaves; room for a legend.
-        let top = fig.series.iter().flat_map(|s| s.epochs.iter()).filter_map(|e| e.lr).fold(0.0, f64::max);
-        let hi = if top > 0.0 { top * 1.05 } else { 1.0 };
-        (0.0, hi, hi * if comparing { 1.0 + (0.1 + 0.08 * fig.series.len() as f64).min(0.9) } else { 1.0 })
+    let finite: Vec<f64> = members
+        .iter()
+        .flat_map(|(_, s)| s.epochs.iter())
+        .flat_map(|e| values.iter().filter_map(|v| v.of(e)))
+        .filter(|v| v.is_finite())
+        .collect();
+    let chances: Vec<f64> = if matches!(metric, Metric::TrainAcc | Metric::TestAcc) {
+        let mut c: Vec<f64> = members.iter().filter_map(|(_, s)| s.chance).collect();
+        c.sort_by(f64::total_cmp);
+        c.dedup();
+        c
     } else {
-        let all: Vec<f64> = fig.series.iter().flat_map(|s| s.epochs.iter()).filter_map(|e| values[0].of(e)).collect();
-        let (lo, hi) = acc_range(&all, fig.y_axis);
-        (lo, hi, hi)
+        Vec::new()
+    };
+    let (y_lo, y_hi) = match metric {
+        Metric::Loss => y_range(&finite, fig.y_axis),
+        Metric::Lr => {
+            // From 0, so a decay reads as the fraction of the rate it leaves.
+            let top = finite.iter().copied().fold(0.0, f64::max);
+            (0.0, if top > 0.0 { top * 1.05 } else { 1.0 })
+        }
+        _ => acc_range(&finite, fig.y_axis),
     };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FAMILY, px(21.0)))
         .margin(px(12.0))
         .x_label_area_size(px(46.0))
         .y_label_area_size(px(64.0))
-        // Room on the right for the last point, on the top for the legend.
-        .build_cartesian_2d(0.0..x_max as f64 * 1.02 + 0.2, y_lo..y_top)?;
+        // Room on the right for the last point.
+        .build_cartesian_2d(0.0..x_max as f64 * 1.02 + 0.2, y_lo..y_hi)?;
     let whole = |x: &f64| if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { String::new() };
     // Enough decimals that neighbouring ticks differ.
-    let digits = if (y_top - y_lo) < 0.05 {
+    let digits = if (y_hi - y_lo) < 0.05 {
         4
-    } else if (y_top - y_lo) < 0.5 {
+    } else if (y_hi - y_lo) < 0.5 {
         3
     } else {
         2
@@ -366,7 +774,7 @@ fn panel<DB: DrawingBackend>(
             // Rates span decades (1.0 for Adadelta, 1e-4 for a decayed SGD): 3 significant digits.
             if *y == 0.0 {
                 "0".to_string()
-            } else if y_top < 0.01 {
+            } else if y_hi < 0.01 {
                 format!("{y:.1e}")
             } else {
                 format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
@@ -392,112 +800,93 @@ fn panel<DB: DrawingBackend>(
         .bold_line_style(RGBColor(220, 220, 220))
         .draw()?;
 
-    let empty = fig.series.iter().all(|s| s.epochs.is_empty());
-    if empty {
+    // Chance level first, so every curve draws over it.
+    for c in &chances {
+        if (y_lo..=y_hi).contains(c) {
+            let n = 160;
+            let right = x_max as f64 * 1.02 + 0.2;
+            chart.draw_series(
+                (0..=n).map(|i| Circle::new((right * i as f64 / n as f64, *c), 1, RGBColor(110, 110, 110).filled())),
+            )?;
+            if !marks.chance.contains(c) {
+                marks.chance.push(*c);
+            }
+        }
+    }
+
+    let note = |text: String| -> DrawResult<DB> {
         let (w, h) = area.dim_in_pixel();
+        let size = px(19.0);
+        let text = fit_text(&text, size, w.saturating_sub(px(90.0)));
         area.draw(&Text::new(
-            fig.empty_note.clone(),
-            (w as i32 / 2 - px(120.0) as i32, h as i32 / 2),
-            (FAMILY, px(19.0)).into_font().color(&RGBColor(120, 120, 120)),
-        ))?;
-        return Ok(());
+            text,
+            (w as i32 / 2 + px(26.0) as i32, h as i32 / 2),
+            font(size).color(&RGBColor(120, 120, 120)).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+    };
+    if members.iter().all(|(_, s)| s.epochs.is_empty()) {
+        return note(fig.empty_note.clone());
+    }
+    if finite.is_empty() && metric == Metric::Loss {
+        // Every loss was NaN or infinite: the empty panel says why.
+        let from = members.iter().filter_map(|(_, s)| first_diverged(s)).min().unwrap_or(1);
+        note(format!("loss was not finite from epoch {from}"))?;
     }
 
     let stroke = px(3.0).max(2);
-    let mut marked_gap = false;
-    let mut marked_off = false;
-    for (si, s) in fig.series.iter().enumerate() {
+    for &(si, s) in members {
         for (vi, value) in values.iter().enumerate() {
             // One job: train and test loss get colours of their own. Several: one colour
             // per job, and test loss dashed.
             let c = if comparing { colour(si) } else { colour(vi) };
             let dashed = comparing && vi == 1;
-            let label = match (comparing, value) {
-                (true, _) if vi == 0 => Some(s.label.clone()),
-                (true, _) => None,
-                (false, Value::TrainLoss) => Some("train loss".to_string()),
-                (false, Value::TestLoss) => Some("test loss".to_string()),
-                (false, _) => None,
-            };
-            let points: Vec<(f64, Option<f64>)> = s.epochs.iter().map(|e| (e.epoch as f64, value.of(e))).collect();
+            let points: Vec<(f64, Option<f64>)> =
+                s.epochs.iter().map(|e| (e.epoch as f64, value.of(e).filter(|v| v.is_finite()))).collect();
             let open = matches!(value, Value::TestLoss);
             let dot = px(5.5);
-            let dot_style = if open { c.stroke_width(stroke) } else { c.filled() };
-            let marker = move |p: (f64, f64)| Circle::new(p, dot, dot_style);
-            // Every drawable run of this value is one epoch long: its legend is a dot too.
-            let all_dots = dots_only(&points.iter().map(|(_, v)| *v).collect::<Vec<_>>());
-            let mut labelled = false;
+            let shape = if comparing { si } else { 0 };
             for segment in points.split(|(_, v)| v.is_none()).filter(|seg| !seg.is_empty()) {
                 let line: Vec<(f64, f64)> =
                     segment.iter().map(|(x, v)| (*x, v.expect("split on None").min(y_hi))).collect();
                 let style = c.stroke_width(stroke);
                 if line.len() == 1 {
-                    let drawn = chart.draw_series(std::iter::once(marker(line[0])))?;
-                    if let (Some(l), false) = (&label, labelled) {
-                        if all_dots {
-                            drawn.label(l.clone()).legend(move |(x, y)| Circle::new((x + 11, y), dot, dot_style));
-                        } else {
-                            drawn.label(l.clone()).legend(line_legend(c));
-                        }
-                        labelled = true;
-                    }
+                    let p = chart.backend_coord(&line[0]);
+                    let p = (p.0 - area.get_base_pixel().0, p.1 - area.get_base_pixel().1);
+                    marker(area, p, shape, dot, if open { c.stroke_width(stroke) } else { c.filled() })?;
                     continue;
                 }
-                let drawn = if dashed {
-                    chart.draw_series(DashedLineSeries::new(line.clone(), px(8.0), px(5.0), style))?
+                if dashed {
+                    chart.draw_series(DashedLineSeries::new(line.clone(), px(8.0), px(5.0), style))?;
                 } else {
-                    chart.draw_series(LineSeries::new(line.clone(), style))?
-                };
-                if let (Some(l), false) = (&label, labelled) {
-                    drawn.label(l.clone()).legend(line_legend(c));
-                    labelled = true;
+                    chart.draw_series(LineSeries::new(line.clone(), style))?;
                 }
                 if line.len() <= 60 {
-                    chart.draw_series(line.iter().map(|p| Circle::new(*p, stroke + 1, c.filled())))?;
+                    let r = stroke + 1;
+                    for p in &line {
+                        let p = chart.backend_coord(p);
+                        let p = (p.0 - area.get_base_pixel().0, p.1 - area.get_base_pixel().1);
+                        marker(area, p, shape, r, c.filled())?;
+                    }
                 }
-            }
-            // A series with nothing drawable (every loss non-finite) still gets its legend line.
-            if let (Some(l), false) = (&label, labelled) {
-                chart
-                    .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())?
-                    .label(l.clone())
-                    .legend(line_legend(c));
             }
             let off: Vec<(f64, f64)> =
                 points.iter().filter(|(_, v)| v.is_some_and(|v| v > y_hi)).map(|(x, _)| (*x, y_hi)).collect();
             if !off.is_empty() {
-                let drawn = chart.draw_series(off.iter().map(|p| TriangleMarker::new(*p, px(7.0), c.filled())))?;
-                if !marked_off {
-                    drawn
-                        .label(format!("above {y_hi:.3} (off scale)"))
-                        .legend(move |(x, y)| TriangleMarker::new((x + 11, y), 6, BLACK.filled()));
-                    marked_off = true;
-                }
+                chart.draw_series(off.iter().map(|p| TriangleMarker::new(*p, px(7.0), c.filled())))?;
+                marks.off_scale.get_or_insert(y_hi);
             }
-            let gaps: Vec<(f64, f64)> = points.iter().filter(|(_, v)| v.is_none()).map(|(x, _)| (*x, y_hi)).collect();
+            // Losses only: an accuracy is always a number.
+            let gaps: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|(_, v)| v.is_none() && metric == Metric::Loss)
+                .map(|(x, _)| (*x, y_hi - 0.04 * (y_hi - y_lo)))
+                .collect();
             if !gaps.is_empty() {
                 // Black, so no job's colour is mistaken for it.
-                let mark = RGBColor(0, 0, 0);
-                let drawn = chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), mark.stroke_width(2))))?;
-                if !marked_gap {
-                    drawn
-                        .label("not finite (diverged)")
-                        .legend(move |(x, y)| Cross::new((x + 11, y), 5, mark.stroke_width(2)));
-                    marked_gap = true;
-                }
+                chart.draw_series(gaps.iter().map(|p| Cross::new(*p, px(6.0), BLACK.stroke_width(2))))?;
+                marks.not_finite = true;
             }
         }
-    }
-    // In the three-panel figure the loss panel's legend names the jobs for all three.
-    let show_legend = metric == Metric::Loss || (fig.metric != Metric::All && comparing) || marked_gap || marked_off;
-    if show_legend {
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, px(15.0)))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .position(emptiest_corner(fig, &values, (x_max as f64, y_lo, y_top)))
-            .draw()?;
     }
     Ok(())
 }
@@ -506,40 +895,6 @@ fn panel<DB: DrawingBackend>(
 /// epoch long: it is drawn as dots, not lines.
 fn dots_only(values: &[Option<f64>]) -> bool {
     values.split(Option::is_none).all(|run| run.len() <= 1)
-}
-
-/// A legend entry's sample of a line in colour `c`.
-fn line_legend(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
-    move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], c.stroke_width(3))
-}
-
-/// The legend goes in the corner of the panel that the curves cross least (upper right on a
-/// tie, where falling loss curves and rising accuracies usually leave room).
-fn emptiest_corner(fig: &Figure, values: &[Value], (x_max, y_lo, y_top): (f64, f64, f64)) -> SeriesLabelPosition {
-    let (x_mid, y_mid) = (x_max / 2.0, (y_lo + y_top) / 2.0);
-    let mut counts = [0usize; 4]; // upper right, upper left, lower right, lower left
-    for s in &fig.series {
-        for e in s.epochs {
-            for v in values.iter().filter_map(|v| v.of(e)) {
-                let x = e.epoch as f64;
-                let i = match (v >= y_mid, x >= x_mid) {
-                    (true, true) => 0,
-                    (true, false) => 1,
-                    (false, true) => 2,
-                    (false, false) => 3,
-                };
-                counts[i] += 1;
-            }
-        }
-    }
-    let best = (0..4).min_by_key(|&i| counts[i]).unwrap_or(0);
-    [
-        SeriesLabelPosition::UpperRight,
-        SeriesLabelPosition::UpperLeft,
-        SeriesLabelPosition::LowerRight,
-        SeriesLabelPosition::LowerLeft,
-    ][best]
-        .clone()
 }
 
 fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
@@ -558,11 +913,29 @@ fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
         serde_json::Value::Null => return None,
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(a) if key == "augment" && a.is_empty() => "none".into(),
+        // Short names: a legend entry "augment=crop+flip" fits where the long one did not.
+        serde_json::Value::Array(a) if key == "augment" => a
+            .iter()
+            .map(|x| match x.as_str() {
+                Some("random_resized_crop") => "crop".to_string(),
+                Some("horizontal_flip") => "flip".to_string(),
+                _ => short_number(x),
+            })
+            .collect::<Vec<_>>()
+            .join("+"),
         serde_json::Value::Array(a) => {
-            a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join("+")
+            a.iter().map(|x| x.as_str().map_or_else(|| short_number(x), str::to_owned)).collect::<Vec<_>>().join("+")
         }
-        other => other.to_string(),
+        other => short_number(other),
     })
+}
+
+/// A JSON value as text, a float in Rust's shortest form (10.0 → "10", 1e-4 → "0.0001").
+fn short_number(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if v.is_f64() => format!("{x}"),
+        _ => v.to_string(),
+    }
 }
 
 /// Settings at their usual value (ReLU, no weight decay, no augmentation: the spec's table
@@ -607,43 +980,113 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
+/// 42.4 → "42 s", 754 → "12.6 min", 9000 → "2.5 h": a duration as people say it.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        "–".into()
+    } else if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 90.0 * 60.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
 /// How several jobs are told apart.
 pub struct Comparison {
-    /// Every job's name when each has its own, else for all the settings that differ
-    /// (`batch_size=1`, …).
+    /// Every job's name when each has its own, else what sets it apart: the settings where
+    /// it differs from the rest (`lr=0.1`), short enough for a legend.
     pub labels: Vec<String>,
-    /// The settings every job shares.
+    /// The settings every job shares, then the baseline: the value most jobs have of each
+    /// setting a label leaves out ("baseline: batch_size=4 · lr=0.001").
     pub shared: String,
     /// The names of the settings that differ.
     pub varying: Vec<&'static str>,
 }
 
+/// The value most of `values` have, when at least two share it and it is not everyone's
+/// (ties: the first to appear).
+fn baseline_value(values: &[Option<String>]) -> Option<&Option<String>> {
+    let mut best: Option<(&Option<String>, usize)> = None;
+    for v in values {
+        let n = values.iter().filter(|w| *w == v).count();
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((v, n));
+        }
+    }
+    best.filter(|(_, n)| *n >= 2 && *n < values.len()).map(|(v, _)| v)
+}
+
 pub fn compare(jobs: &[(Option<String>, serde_json::Value)]) -> Comparison {
     let differs = |k: &str| jobs.iter().any(|(_, s)| setting(s, k) != setting(&jobs[0].1, k));
     let varying: Vec<&'static str> = key_settings().filter(|k| differs(k)).collect();
-    let shared = describe(&jobs[0].1, key_settings().filter(|k| !differs(k)));
+    let mut shared = describe(&jobs[0].1, key_settings().filter(|k| !differs(k)));
     // N.B.: one style for the whole legend: names when every job has its own, otherwise the
     // settings that differ for all (a name beside "batch_size=1, epochs=1" reads as noise).
     let names: Vec<&String> = jobs.iter().filter_map(|(n, _)| n.as_ref()).collect();
     let distinct = names.iter().collect::<std::collections::HashSet<_>>().len() == jobs.len();
-    let labels = jobs
-        .iter()
-        .map(|(name, spec)| match name {
-            Some(n) if distinct => n.clone(),
-            _ if varying.is_empty() => format!("seed={}", setting(spec, "seed").unwrap_or_default()),
-            _ => varying
+    if distinct {
+        let labels = jobs.iter().map(|(n, _)| n.clone().unwrap_or_default()).collect();
+        return Comparison { labels, shared, varying };
+    }
+    // Each varying setting's baseline: a job at it leaves the setting out of its label. The
+    // model is always said when it varies (a label names what was trained).
+    let values: Vec<Vec<Option<String>>> =
+        varying.iter().map(|k| jobs.iter().map(|(_, s)| setting(s, k)).collect()).collect();
+    let baselines: Vec<Option<&Option<String>>> =
+        varying.iter().zip(&values).map(|(k, v)| if *k == "model" { None } else { baseline_value(v) }).collect();
+    let part = |k: &str, v: &str| if k == "model" { v.to_string() } else { format!("{k}={v}") };
+    let mut labels: Vec<String> = (0..jobs.len())
+        .map(|j| {
+            let parts: Vec<String> = varying
                 .iter()
-                .filter_map(|k| setting(spec, k).map(|v| format!("{k}={v}")))
-                .collect::<Vec<_>>()
-                .join(", "),
+                .zip(&values)
+                .zip(&baselines)
+                .filter(|((_, v), b)| b.is_none_or(|b| *b != v[j]))
+                .filter_map(|((k, v), _)| v[j].as_deref().map(|v| part(k, v)))
+                .collect();
+            if parts.is_empty() {
+                "baseline".to_string()
+            } else {
+                parts.join(", ")
+            }
         })
         .collect();
+    // Jobs alike but for their seed say their seed.
+    let before = labels.clone();
+    for j in 0..jobs.len() {
+        if before.iter().filter(|l| **l == before[j]).count() > 1 {
+            let seed = setting(&jobs[j].1, "seed").unwrap_or_default();
+            labels[j] = if varying.is_empty() { format!("seed={seed}") } else { format!("{}, seed={seed}", labels[j]) };
+        }
+    }
+    let base: Vec<String> = varying
+        .iter()
+        .zip(&baselines)
+        .filter_map(|(k, b)| b.and_then(|b| b.as_deref()).filter(|v| !usual(k, v)).map(|v| part(k, v)))
+        .collect();
+    if !base.is_empty() {
+        shared = if shared.is_empty() {
+            format!("baseline: {}", base.join(" · "))
+        } else {
+            format!("{shared} — baseline: {}", base.join(" · "))
+        };
+    }
     Comparison { labels, shared, varying }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{acc_range, thousands, y_range, YAxis};
+    use super::{acc_range, duration, thousands, y_range, YAxis};
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(42.4), "42 s");
+        assert_eq!(duration(754.0), "12.6 min");
+        assert_eq!(duration(9000.0), "2.5 h");
+        assert_eq!(duration(f64::NAN), "–");
+    }
 
     #[test]
     fn thousands_are_separated() {

@@ -235,7 +235,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
     FieldDoc {
         min: Some(0.0),
         legend: Some(12),
-        usual: Some("0.0"),
+        usual: Some("0"),
         ..doc(
             "weight_decay",
             "number",

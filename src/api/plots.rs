@@ -141,7 +141,7 @@ pub(super) async fn respond(
         let fig = Figure {
             title,
             subtitle,
-            series: jobs.iter().zip(labels).map(|(j, label)| Series { label, epochs: &j.epochs }).collect(),
+            series: jobs.iter().zip(labels).map(|(j, label)| Series::of_spec(label, &j.epochs, &j.spec)).collect(),
             metric: opts.metric,
             epochs_total,
             empty_note: format!("no epoch finished yet ({})", statuses.join(", ")),
@@ -176,7 +176,12 @@ pub async fn plot_job(
     let job = load(&state, &user, &id).await?;
     let r = &job.row;
     let name = r.name.clone().unwrap_or_else(|| format!("job {}", &r.id[..8]));
-    let title = format!("{name} — {} ({} of {} epochs)", r.status, job.epochs.len(), r.epochs_total);
+    // N.B.: "succeeded" alone would read as a result; a diverged run says so first.
+    let status = match r.diverged_at {
+        Some(n) => format!("{}, diverged at epoch {n}", r.status),
+        None => r.status.to_string(),
+    };
+    let title = format!("{name} — {status} ({} of {} epochs)", job.epochs.len(), r.epochs_total);
     let subtitle =
         format!("{} · seed={} · {} parameters", plot::settings_line(&job.spec), job.spec["seed"], r.parameters);
     let label = name.clone();

@@ -57,7 +57,7 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
         } else {
             format!("{} · seed={}", plot::settings_line(&spec), spec["seed"])
         },
-        series: vec![Series { label: name.clone(), epochs: &epochs }],
+        series: vec![Series::of_spec(name.clone(), &epochs, &spec)],
         metric,
         epochs_total,
         empty_note: "no epoch finished yet".into(),

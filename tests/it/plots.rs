@@ -45,7 +45,7 @@ fn hex(c: plotters::style::RGBColor) -> String {
 }
 
 /// The polylines of one colour, each as its number of points, leaving out the legend's
-/// samples (horizontal 22-pixel strokes).
+/// samples (horizontal two-point strokes).
 fn polylines(svg: &str, colour: &str) -> Vec<usize> {
     let doc = roxmltree::Document::parse(svg).expect("the SVG is well-formed XML");
     doc.descendants()
@@ -60,7 +60,7 @@ fn polylines(svg: &str, colour: &str) -> Vec<usize> {
                 })
                 .collect::<Vec<_>>()
         })
-        .filter(|pts| !(pts.len() == 2 && pts[0].1 == pts[1].1 && pts[1].0 - pts[0].0 == 22))
+        .filter(|pts| !(pts.len() == 2 && pts[0].1 == pts[1].1))
         .map(|pts| pts.len())
         .collect()
 }
@@ -68,7 +68,7 @@ fn polylines(svg: &str, colour: &str) -> Vec<usize> {
 #[test]
 fn a_png_has_the_requested_size_and_the_series_colours_inside_the_plot_area() {
     let epochs = curve(10);
-    let mut fig = figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::All);
+    let mut fig = figure(vec![Series::plain("a", &epochs)], Metric::All);
     fig.width = 1200;
     fig.height = 800;
     fig.title = "A title long enough to leave ink".into();
@@ -89,8 +89,7 @@ fn a_png_has_the_requested_size_and_the_series_colours_inside_the_plot_area() {
 #[test]
 fn an_svg_holds_one_line_per_series_with_one_point_per_epoch() {
     let epochs = curve(7);
-    let svg =
-        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::All), Format::Svg).unwrap();
+    let svg = plot::render(&figure(vec![Series::plain("a", &epochs)], Metric::All), Format::Svg).unwrap();
     let svg = String::from_utf8(svg).unwrap();
     // Train loss, train accuracy, test accuracy in the first colour; test loss in the second.
     assert_eq!(polylines(&svg, &hex(plot::colour(0))), [7, 7, 7]);
@@ -98,9 +97,7 @@ fn an_svg_holds_one_line_per_series_with_one_point_per_epoch() {
     for text in ["loss", "training accuracy", "test accuracy", "epoch", "accuracy (%)", "train loss", "test loss"] {
         assert!(svg.contains(&format!(">\n{text}\n<")), "{text} missing");
     }
-    let single =
-        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::TestAcc), Format::Svg)
-            .unwrap();
+    let single = plot::render(&figure(vec![Series::plain("a", &epochs)], Metric::TestAcc), Format::Svg).unwrap();
     assert_eq!(polylines(&String::from_utf8(single).unwrap(), &hex(plot::colour(0))), [7]);
 }
 
@@ -111,11 +108,7 @@ fn the_rate_figure_draws_each_jobs_schedule_with_readable_ticks() {
         .collect();
     let flat: Vec<EpochMetrics> = (1..=6).map(|e| EpochMetrics { lr: Some(5e-4), ..epoch(e, Some(1.0)) }).collect();
     let old = curve(6); // rows recorded before rates were: nothing to draw
-    let series = vec![
-        Series { label: "step".into(), epochs: &step },
-        Series { label: "flat".into(), epochs: &flat },
-        Series { label: "old".into(), epochs: &old },
-    ];
+    let series = vec![Series::plain("step", &step), Series::plain("flat", &flat), Series::plain("old", &old)];
     let svg = String::from_utf8(plot::render(&figure(series, Metric::Lr), Format::Svg).unwrap()).unwrap();
     assert_eq!(polylines(&svg, &hex(plot::colour(0))), [6]);
     assert_eq!(polylines(&svg, &hex(plot::colour(1))), [6]);
@@ -131,8 +124,7 @@ fn a_diverged_run_leaves_a_marked_gap_and_keeps_the_axis_readable() {
     epochs[0].train_loss = Some(6e29); // one huge finite value
     epochs[3] = epoch(4, None);
     epochs[4] = epoch(5, None);
-    let svg =
-        plot::render(&figure(vec![Series { label: "a".into(), epochs: &epochs }], Metric::Loss), Format::Svg).unwrap();
+    let svg = plot::render(&figure(vec![Series::plain("a", &epochs)], Metric::Loss), Format::Svg).unwrap();
     let svg = String::from_utf8(svg).unwrap();
     // The train loss line breaks at epochs 4–5: epochs 1–3 and 6–8.
     assert_eq!(polylines(&svg, &hex(plot::colour(0))), [3, 3]);
@@ -154,43 +146,37 @@ fn a_diverged_run_leaves_a_marked_gap_and_keeps_the_axis_readable() {
 fn single_epochs_are_dots_the_legend_explains_train_filled_and_test_open() {
     let one = curve(1);
     let two = [epoch(1, Some(2.0))];
-    let svg = plot::render(
-        &figure(
-            vec![Series { label: "a".into(), epochs: &one }, Series { label: "b".into(), epochs: &two }],
-            Metric::Loss,
-        ),
-        Format::Svg,
-    )
-    .unwrap();
+    let svg =
+        plot::render(&figure(vec![Series::plain("a", &one), Series::plain("b", &two)], Metric::Loss), Format::Svg)
+            .unwrap();
     let svg = String::from_utf8(svg).unwrap();
-    assert!(svg.contains("filled dot: train, open dot: test"), "the caption says what the dots are");
+    assert!(
+        svg.contains("train loss: filled dot") && svg.contains("test loss: open dot"),
+        "the legend says what the dots are"
+    );
     assert!(!svg.contains("dashed"), "no line style is named when there is no line");
     let doc = roxmltree::Document::parse(&svg).unwrap();
     let circles: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("circle")).collect();
     let open = circles.iter().filter(|n| n.attribute("fill") == Some("none")).count();
     let filled = circles.len() - open;
-    // Each job: a filled train dot and an open test dot; the legend: a filled dot per job.
-    assert_eq!((filled, open), (4, 2), "{} circles", circles.len());
+    // Each job: a filled train dot and an open test dot; the legend: a filled dot per job,
+    // and a filled and an open one for the styles.
+    assert_eq!((filled, open), (5, 3), "{} circles", circles.len());
     // Longer runs keep their lines and the line legend.
     let long = curve(5);
-    let svg = plot::render(
-        &figure(
-            vec![Series { label: "a".into(), epochs: &long }, Series { label: "b".into(), epochs: &one }],
-            Metric::Loss,
-        ),
-        Format::Svg,
-    )
-    .unwrap();
+    let svg =
+        plot::render(&figure(vec![Series::plain("a", &long), Series::plain("b", &one)], Metric::Loss), Format::Svg)
+            .unwrap();
     let svg = String::from_utf8(svg).unwrap();
-    assert!(svg.contains("train: solid line or filled dot; test: dashed line or open dot"));
+    assert!(svg.contains("train loss: solid line or filled dot") && svg.contains("test loss: dashed line or open dot"));
 }
 
 #[test]
 fn an_empty_figure_says_so_instead_of_failing() {
-    let svg = plot::render(&figure(vec![Series { label: "a".into(), epochs: &[] }], Metric::All), Format::Svg).unwrap();
+    let svg = plot::render(&figure(vec![Series::plain("a", &[])], Metric::All), Format::Svg).unwrap();
     let svg = String::from_utf8(svg).unwrap();
     assert!(svg.contains("no epoch finished yet (queued)"));
-    assert!(plot::render(&figure(vec![Series { label: "a".into(), epochs: &[] }], Metric::Loss), Format::Png).is_ok());
+    assert!(plot::render(&figure(vec![Series::plain("a", &[])], Metric::Loss), Format::Png).is_ok());
 }
 
 #[test]
@@ -289,7 +275,7 @@ async fn compare_says_the_labels_title_and_shared_settings_the_figure_draws() {
     let (status, c) = app.get(&format!("/compare?jobs={mlp},{cnn}")).await;
     assert_eq!(status, 200, "{c}");
     let labels: Vec<&str> = c["jobs"].as_array().unwrap().iter().map(|j| j["label"].as_str().unwrap()).collect();
-    assert_eq!(labels, ["model=mlp, hidden=120+84", "model=cnn"], "{c}");
+    assert_eq!(labels, ["mlp, hidden=120+84", "cnn"], "{c}");
     assert_eq!(c["jobs"][0]["id"], mlp);
     let svg = fetch(&app, &format!("/plot?jobs={mlp},{cnn}&format=svg&metric=loss")).await.text().await.unwrap();
     for label in labels {
@@ -366,4 +352,154 @@ async fn plots_take_y_fit_or_full_and_nothing_else() {
     let r = get("&y=tight").await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["field"], "y");
+}
+
+/// Twelve specs like a class's comparison: the tutorial's CNN with one setting changed each.
+fn twelve_specs() -> Vec<(Option<String>, Value)> {
+    let base = json!({"model": "cnn", "activation": "relu", "batch_size": 4, "lr": 0.001, "momentum": 0.9,
+                      "loss": "cross_entropy", "augment": [], "seed": 1, "epochs": 5});
+    let changes = [
+        json!({}),
+        json!({"batch_size": 1}),
+        json!({"batch_size": 1000}),
+        json!({"lr": 10.0}),
+        json!({"lr": 0.1}),
+        json!({"lr": 0.01}),
+        json!({"lr": 0.0001}),
+        json!({"augment": ["random_resized_crop", "horizontal_flip"]}),
+        json!({"loss": "mse"}),
+        json!({"model": "mlp"}),
+        json!({"model": "linear"}),
+        json!({"seed": 2}),
+    ];
+    changes
+        .iter()
+        .map(|c| {
+            let mut s = base.clone();
+            for (k, v) in c.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            (None, s)
+        })
+        .collect()
+}
+
+#[test]
+fn a_comparison_of_twelve_says_only_what_sets_each_job_apart() {
+    let c = plot::compare(&twelve_specs());
+    assert_eq!(c.labels[0], "cnn, seed=1", "the baseline says its model, and its seed beside its twin's");
+    assert_eq!(c.labels[1], "cnn, batch_size=1");
+    assert_eq!(c.labels[3], "cnn, lr=10");
+    assert_eq!(c.labels[10], "linear");
+    assert_eq!(c.labels[11], "cnn, seed=2");
+    let distinct: std::collections::BTreeSet<&String> = c.labels.iter().collect();
+    assert_eq!(distinct.len(), 12, "{:?}", c.labels);
+    assert!(c.labels.iter().all(|l| l.chars().count() <= 40), "short: {:?}", c.labels);
+    assert!(c.shared.contains("baseline: batch_size=4 · lr=0.001"), "the subtitle names the baseline: {}", c.shared);
+}
+
+#[test]
+fn the_legend_of_twelve_jobs_stands_beside_the_panels_and_every_curve_shows_in_its_own_style() {
+    let specs = twelve_specs();
+    let labels = plot::compare(&specs).labels;
+    // The top curves are the interesting ones: the legend used to cover them.
+    let runs: Vec<Vec<EpochMetrics>> = (0..12)
+        .map(|i| {
+            (1..=5)
+                .map(|e| EpochMetrics { test_acc: 0.5 + 0.03 * i as f64 + 0.01 * e as f64, ..epoch(e, Some(1.5)) })
+                .collect()
+        })
+        .collect();
+    let series: Vec<Series> =
+        runs.iter().zip(&labels).zip(&specs).map(|((r, l), (_, s))| Series::of_spec(l.clone(), r, s)).collect();
+    let mut fig = figure(series, Metric::TestAcc);
+    fig.epochs_total = 5;
+    let lay = plot::layout(&fig);
+    let legend = lay.legend.expect("a comparison has a legend");
+    for p in &lay.panels {
+        assert!(!legend.overlaps(&p.area), "the legend {legend:?} overlaps the panel {p:?}");
+    }
+    assert!(legend.x as u32 + legend.w <= fig.width, "inside the figure");
+    let png = plot::render(&fig, Format::Png).unwrap();
+    let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap().to_rgb8();
+    let panel = lay.panels[0].area;
+    for i in 0..12 {
+        let c = plot::colour(i);
+        let inside = img
+            .enumerate_pixels()
+            .filter(|(x, y, p)| {
+                (panel.x as u32..panel.x as u32 + panel.w).contains(x)
+                    && (panel.y as u32..panel.y as u32 + panel.h).contains(y)
+                    && p.0 == [c.0, c.1, c.2]
+            })
+            .count();
+        assert!(inside > 300, "job {i}'s curve shows in the panel ({inside} pixels)");
+    }
+    // Past ten, the lighter colours are told apart by their markers too: squares.
+    let svg = String::from_utf8(plot::render(&fig, Format::Svg).unwrap()).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let squares = |i: usize| {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(&hex(plot::colour(i))))
+            .count()
+    };
+    assert_eq!((squares(9), squares(10), squares(11)), (0, 6, 6), "5 points and a legend sample each");
+    for l in &labels {
+        assert!(svg.contains(&format!(">\n{l}\n<")), "the legend names {l}");
+    }
+}
+
+#[test]
+fn different_losses_get_panels_of_their_own_and_chance_is_marked() {
+    let ce: Vec<EpochMetrics> = (1..=4).map(|e| epoch(e, Some(2.3 - 0.2 * e as f64))).collect();
+    let mse: Vec<EpochMetrics> = (1..=4).map(|e| epoch(e, Some(0.09 - 0.005 * e as f64))).collect();
+    let ce_spec = json!({"loss": "cross_entropy", "dataset": "cifar10"});
+    let mse_spec = json!({"loss": "mse", "dataset": "cifar10"});
+    let mut fig = figure(
+        vec![Series::of_spec("cross-entropy".into(), &ce, &ce_spec), Series::of_spec("MSE".into(), &mse, &mse_spec)],
+        Metric::All,
+    );
+    fig.y_axis = plot::YAxis::Full;
+    let lay = plot::layout(&fig);
+    let captions: Vec<&str> = lay.panels.iter().map(|p| p.caption.as_str()).collect();
+    assert_eq!(captions, ["cross-entropy loss", "MSE loss", "training accuracy", "test accuracy"]);
+    let svg = String::from_utf8(plot::render(&fig, Format::Svg).unwrap()).unwrap();
+    // Each loss panel draws its own job's train line: MSE is not flattened against 2.3.
+    assert_eq!(
+        polylines(&svg, &hex(plot::colour(1))).iter().filter(|n| **n == 4).count(),
+        3,
+        "MSE train, train acc, test acc"
+    );
+    assert!(svg.contains("chance (10 %)"), "chance level is marked on full accuracy axes");
+}
+
+#[test]
+fn a_loss_that_was_never_finite_says_so_in_its_empty_panel() {
+    let epochs: Vec<EpochMetrics> = (1..=3).map(|e| EpochMetrics { test_acc: 0.1, ..epoch(e, None) }).collect();
+    let spec = json!({"loss": "cross_entropy", "dataset": "cifar10"});
+    let fig = figure(vec![Series::of_spec("lr 10".into(), &epochs, &spec)], Metric::All);
+    let svg = String::from_utf8(plot::render(&fig, Format::Svg).unwrap()).unwrap();
+    assert!(svg.contains("loss was not finite from epoch 1"), "the empty loss chart says why");
+    assert!(svg.contains("not finite (diverged)"));
+    assert!(svg.contains("chance (10 %)"), "a run at chance sits on the marked line");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_job_says_so_in_its_json_the_list_and_its_figure() {
+    let app = spawn_app(0).await;
+    let mut epochs = curve(3);
+    epochs[1] = epoch(2, None);
+    epochs[2] = epoch(3, None);
+    let id = job_with_epochs(&app, json!({"name": "hot", "epochs": 3, "lr": 10.0}), &epochs, true).await;
+    let job = app.job(&id).await;
+    assert_eq!(
+        (job["status"].as_str(), job["diverged"].as_bool(), job["diverged_at"].as_u64()),
+        (Some("succeeded"), Some(true), Some(2))
+    );
+    let (_, list) = app.get("/jobs").await;
+    assert_eq!(list["jobs"][0]["diverged"], true);
+    let svg = fetch(&app, &format!("/jobs/{id}/plot?format=svg")).await.text().await.unwrap();
+    assert!(svg.contains("hot — succeeded, diverged at epoch 2 (3 of 3 epochs)"), "the figure's title");
+    let calm = job_with_epochs(&app, json!({"epochs": 1}), &curve(1), true).await;
+    assert_eq!(app.job(&calm).await["diverged"], false);
 }
