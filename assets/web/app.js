@@ -45,6 +45,13 @@ function ago(iso) {
   if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
   return Math.round(s / 86400) + " d ago";
 }
+/// Seconds waited, as people say it ("40 s", "12 min", "2.5 h").
+function waited(s) {
+  if (s === null || s === undefined) return "—";
+  if (s < 90) return Math.round(s) + " s";
+  if (s < 5400) return Math.round(s / 60) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
 function until(iso) {
   if (!iso) return "—";
   const s = (Date.parse(iso) - Date.now()) / 1000;
@@ -53,6 +60,14 @@ function until(iso) {
   if (s < 3600) return "in " + Math.round(s / 60) + " min";
   return "in " + (s / 3600).toFixed(1) + " h";
 }
+
+/// "12 s ago" and "in 6 s" that stay true: the spans are redrawn every few seconds.
+function agoSpan(iso) { return h("span", { "data-ago": iso || "", title: iso || "", text: ago(iso) }); }
+function untilSpan(iso) { return h("span", { "data-until": iso || "", title: iso || "", text: until(iso) }); }
+setInterval(() => {
+  for (const el of document.querySelectorAll("[data-ago]")) el.textContent = ago(el.dataset.ago || null);
+  for (const el of document.querySelectorAll("[data-until]")) el.textContent = until(el.dataset.until || null);
+}, 2000);
 
 function flash(message, bad) {
   const f = $("#flash");
@@ -76,11 +91,32 @@ class ApiError extends Error {
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 function authHeaders(extra) { return Object.assign({ Authorization: "Bearer " + token() }, extra || {}); }
 
+/// A request body already written as JSON text, sent as it is.
+class RawJson { constructor(text) { this.text = text; } }
+
+function isJson(text) { try { JSON.parse(text); return true; } catch { return false; } }
+
+/// A typed number as JSON text, or why it is not one. Integers must be digits (an optional
+/// minus: the server names the range); numbers a finite decimal (".5" and "5." read as 0.5
+/// and 5). Hexadecimal, "Infinity" and 1e999 are refused, quoting what was typed.
+function numberText(raw, integer) {
+  if (integer) {
+    if (!/^-?[0-9]+$/.test(raw)) return { error: `must be a whole number written in digits; got "${raw}"` };
+    return { text: raw.replace(/^(-?)0+(?=[0-9])/, "$1") };
+  }
+  if (!/^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$/.test(raw)) {
+    return { error: `must be a decimal number such as 0.01 or 1e-3; got "${raw}"` };
+  }
+  if (!Number.isFinite(Number(raw))) return { error: `must be a finite number; got "${raw}"` };
+  const text = raw.replace(/^\+/, "").replace(/^(-?)\./, "$10.").replace(/^(-?)0+(?=[0-9])/, "$1").replace(/\.(?=[eE]|$)/, "");
+  return { text };
+}
+
 async function api(method, path, body) {
   const init = { method, headers: authHeaders() };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.body = body instanceof RawJson ? body.text : JSON.stringify(body);
   }
   const r = await fetch(path, init);
   const isJson = (r.headers.get("content-type") || "").includes("json");
@@ -158,11 +194,14 @@ async function stream(path, onEvent, signal) {
 
 // ---------- sign in and out, routing ----------
 
+let signedOut = null;     // what the sign-in form says after a sign-out (kept across the hash change)
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
-  location.hash = "#/";
-  route(message);
+  signedOut = message;
+  // N.B.: changing the hash routes again (hashchange); routing now as well would draw the
+  // form twice, the second time without the message.
+  if (location.hash && location.hash !== "#/") location.hash = "#/"; else route();
 }
 
 function renderSignIn(message) {
@@ -179,7 +218,12 @@ function renderSignIn(message) {
                   text: "The token your lab admin gave you (trainyard users add NAME prints it). It stays in this browser tab only." }),
       error),
     h("p", {}, h("button", { type: "submit", text: "Sign in" })));
-  if (message) error.textContent = message;
+  const said = message || signedOut;
+  signedOut = null;
+  if (said) {
+    error.textContent = said;
+    if (said === "Signed out.") error.className = "notice";
+  }
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, input.value.trim());
@@ -245,7 +289,14 @@ async function route(message) {
     else show(h("h1", { text: "Not found" }), h("p", {}, h("a", { href: "#/", text: "Back to my jobs" })));
   } catch (e) {
     if (signal.aborted) return;
-    show(h("h1", { text: "Something went wrong" }), h("p", { class: "error", text: e.message }));
+    // N.B.: another user's job (or sweep) is a 404, as a missing one is: say so plainly.
+    if (e.status === 404) {
+      const what = section === "sweep" ? "sweep" : "job";
+      show(h("h1", { text: `No such ${what}` }), h("p", { class: "error", text: `${e.message}: it does not exist, or it is not yours.` }),
+        h("p", {}, h("a", { href: section === "sweep" ? "#/sweeps" : "#/", text: section === "sweep" ? "Back to the sweeps" : "Back to my jobs" })));
+    } else {
+      show(h("h1", { text: "Something went wrong" }), h("p", { class: "error", text: e.message }));
+    }
   }
 }
 
@@ -263,6 +314,12 @@ function finishedOf(counts) {
 }
 
 function statusBadge(s) { return h("span", { class: "status " + s, text: s }); }
+/// A job's status, and beside it "diverged" when its loss became non-finite: a run that
+/// "succeeded" at chance level must not read as a result.
+function jobBadges(j) {
+  return [statusBadge(j.status), j.diverged ? [" ", h("span", { class: "status diverged", text: "diverged",
+    title: `the loss was not finite from epoch ${j.diverged_at}: these numbers mean little` })] : null];
+}
 
 function progressCell(j) {
   if (j.status === "running") {
@@ -275,7 +332,8 @@ function progressCell(j) {
   }
   if (j.status === "queued") {
     const where = j.queue_position ? `#${j.queue_position} in queue` : "queued";
-    return h("span", { class: "small muted", text: j.estimated_start ? `${where}, starts ${until(j.estimated_start)}` : where });
+    if (j.waiting_for) return h("span", { class: "small error", title: j.waiting_for, text: `${where}, waiting: ${j.waiting_for}` });
+    return h("span", { class: "small muted" }, where, j.estimated_start ? [", starts ", untilSpan(j.estimated_start)] : null);
   }
   return h("span", { class: "muted", text: "—" });
 }
@@ -331,12 +389,12 @@ async function viewJobs(query, signal) {
       h("td", {}, h("a", { href: `#/job/${j.id}`, text: jobLabel(j) }),
         h("div", { class: "small muted", text: `${j.network || j.spec.model}, batch ${j.spec.batch_size}, lr ${j.spec.lr}` })),
       admin ? h("td", { text: j.owner }) : null,
-      h("td", {}, statusBadge(j.status)),
+      h("td", {}, jobBadges(j)),
       h("td", { class: "progress" }, progressCell(j)),
       h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
       h("td", { class: "num acc", text: pct(j.last_epoch && j.last_epoch.test_acc) }),
       h("td", { class: "hide-narrow small", text: !j.group ? "—" : j.group.size > 1 ? `${j.group.id.slice(0, 8)} (${j.group.size} jobs)` : "alone" }),
-      h("td", { class: "hide-narrow small", title: j.created_at, text: ago(j.created_at) }),
+      h("td", { class: "hide-narrow small" }, agoSpan(j.created_at)),
       h("td", {}, cancel));
     return tr;
   }
@@ -500,18 +558,20 @@ async function viewJob(id, signal) {
     ];
     if (done) links.push(["Weights (safetensors)", `/jobs/${id}/model`, `${id}.safetensors`]);
     head.replaceChildren(
-      h("h1", {}, jobLabel(job), " ", statusBadge(job.status)),
+      h("h1", {}, jobLabel(job), " ", jobBadges(job)),
       h("div", { class: "card" },
         h("dl", { class: "kv" },
           h("dt", { text: "id" }), h("dd", { text: job.id }),
           h("dt", { text: "owner" }), h("dd", { text: job.owner }),
           h("dt", { text: "epochs" }), h("dd", { id: "epochs-done", text: `${job.epochs_done} of ${job.epochs_total}` }),
-          h("dt", { text: "submitted" }), h("dd", { text: `${ago(job.created_at)} (${job.created_at})` }),
-          job.started_at ? [h("dt", { text: "started" }), h("dd", { text: ago(job.started_at) })] : null,
-          job.finished_at ? [h("dt", { text: "finished" }), h("dd", { text: ago(job.finished_at) })] : null,
-          job.device ? [h("dt", { text: "device" }), h("dd", { text: `${job.device} (${job.worker})` })] : null,
+          h("dt", { text: "submitted" }), h("dd", {}, agoSpan(job.created_at), ` (${job.created_at})`),
+          job.started_at ? [h("dt", { text: "started" }), h("dd", {}, agoSpan(job.started_at))] : null,
+          job.finished_at ? [h("dt", { text: "finished" }), h("dd", {}, agoSpan(job.finished_at))] : null,
+          job.device ? [h("dt", { text: "device" }), h("dd", { text: job.worker ? `${job.device} (${job.worker})` : job.device })] : null,
           job.group ? [h("dt", { text: "group" }), h("dd", { text: job.group.size > 1 ? `${job.group.id.slice(0, 8)}: ${job.group.size} jobs trained together` : "trained alone" })] : null,
-          job.status === "queued" ? [h("dt", { text: "queue" }), h("dd", { text: `position ${job.queue_position ?? "—"}, starts ${until(job.estimated_start)}` })] : null,
+          job.status === "queued" ? [h("dt", { text: "queue" }), h("dd", {}, `position ${job.queue_position ?? "—"}, starts `, untilSpan(job.estimated_start))] : null,
+          job.waiting_for ? [h("dt", { text: "waiting for" }), h("dd", { class: "error", id: "waiting-for", text: job.waiting_for })] : null,
+          job.notice ? [h("dt", { text: "notice" }), h("dd", { text: job.notice })] : null,
           job.error ? [h("dt", { text: "error" }), h("dd", { class: "error", text: job.error })] : null),
         h("div", { class: "toolbar" },
           active ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",
@@ -759,22 +819,42 @@ async function viewSubmit(query) {
     formError.textContent = "";
     for (const k of Object.keys(errors)) { errors[k].textContent = ""; inputs[k].removeAttribute("aria-invalid"); }
   }
+  // The spec as JSON text and the fields that do not read. N.B.: numbers go into the text as
+  // typed (never through a JS double: 12345678901234567 would arrive as ...568), and what is
+  // not a decimal number is refused here, beside its field, quoting what was typed.
   function collect() {
-    const body = {};
+    const parts = [];
+    const problems = {};
     for (const f of specDocs.fields) {
       if (wraps[f.name].hidden) continue;
       const raw = inputs[f.name].value.trim();
       if (raw === "") continue;
-      if (f.input === "integer" || f.input === "number") body[f.name] = Number(raw);
-      else if (f.input === "widths" || f.input === "numbers") body[f.name] = raw.split(/[\s,]+/).filter(Boolean).map(Number);
-      else if (f.input === "boolean") body[f.name] = raw === "true";
-      else if (f.input === "schedule") { try { body[f.name] = JSON.parse(raw); } catch { body[f.name] = raw; } }
-      else if (f.input === "augment") body[f.name] = raw === "true" ? true : raw === "false" ? false : [raw];
-      else if (f.input === "layers") { try { body[f.name] = JSON.parse(raw); } catch { body[f.name] = raw; } }
-      else body[f.name] = raw;
-      if ((f.input === "integer" || f.input === "number") && Number.isNaN(body[f.name])) body[f.name] = raw;
+      let text;
+      if (f.input === "integer" || f.input === "number") {
+        const n = numberText(raw, f.input === "integer");
+        if (n.error) { problems[f.name] = n.error; continue; }
+        text = n.text;
+      } else if (f.input === "widths" || f.input === "numbers") {
+        const items = raw.replace(/^\[|\]$/g, "").split(/[\s,]+/).filter(Boolean).map((x) => numberText(x, f.input === "widths"));
+        const bad = items.find((n) => n.error);
+        if (bad) { problems[f.name] = bad.error; continue; }
+        text = "[" + items.map((n) => n.text).join(", ") + "]";
+      } else if (f.input === "boolean") text = raw === "true" ? "true" : "false";
+      else if (f.input === "schedule" || f.input === "layers") text = isJson(raw) ? raw : JSON.stringify(raw);
+      else if (f.input === "augment") text = raw === "true" ? "true" : raw === "false" ? "false" : JSON.stringify([raw]);
+      else text = JSON.stringify(raw);
+      parts.push(JSON.stringify(f.name) + ": " + text);
     }
-    return body;
+    return { body: new RawJson("{" + parts.join(", ") + "}"), problems };
+  }
+  function showProblems(problems) {
+    let first = null;
+    for (const [k, message] of Object.entries(problems)) {
+      errors[k].textContent = message;
+      inputs[k].setAttribute("aria-invalid", "true");
+      first = first || inputs[k];
+    }
+    return first;
   }
   // The network as the server plans it (POST /spec/check), shown as one types: each layer's
   // output and parameters, the total and the memory estimate, or what does not fit.
@@ -824,8 +904,14 @@ async function viewSubmit(query) {
     const seq = ++planSeq;
     const own = inputs.model.value === "custom";
     let checked;
+    const { body, problems } = collect();
+    if (Object.keys(problems).length) {
+      if (seq !== planSeq) return;
+      plan.replaceChildren(...Object.entries(problems).map(([k, m]) => h("p", { class: "error", text: `${k}: ${m}` })));
+      return;
+    }
     try {
-      checked = await api("POST", "/spec/check", collect());
+      checked = await api("POST", "/spec/check", body);
     } catch (e) {
       if (seq !== planSeq) return;
       // A spec that does not read: its errors, as a submit would show them.
@@ -868,7 +954,9 @@ async function viewSubmit(query) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearErrors();
-    const body = collect();
+    const { body, problems } = collect();
+    const refused = showProblems(problems);
+    if (refused) { refused.focus(); return; }
     try {
       const job = await api("POST", "/jobs", body);
       flash(`Submitted ${jobLabel(job)}.`);
@@ -908,9 +996,10 @@ async function viewSubmit(query) {
     presetEpochs.removeAttribute("aria-invalid");
     try {
       const raw = presetEpochs.value.trim();
-      const epochs = raw === "" || Number.isNaN(Number(raw)) ? raw : Number(raw);
+      const epochs = numberText(raw || "50", true);
+      if (epochs.error) throw new Error(epochs.error);
       const which = ev.submitter && ev.submitter.value ? ev.submitter.value : "cifar10-assignment";
-      const s = await api("POST", "/sweeps", { preset: which, overrides: { epochs } });
+      const s = await api("POST", "/sweeps", new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {"epochs": ${epochs.text}}}`));
       location.hash = `#/sweep/${s.id}`;
     } catch (e) {
       presetError.textContent = e.message;
@@ -940,7 +1029,7 @@ async function viewSweeps() {
           h("td", {}, h("div", { class: "bar" },
             h("progress", { max: String(total || 1), value: String(finished), "aria-label": `${finished} of ${total} jobs finished` }),
             h("span", { class: "small", text: `${finished} / ${total}` + (c.running ? `, ${c.running} running` : "") + (c.failed ? `, ${c.failed} failed` : "") }))),
-          h("td", { title: s.created_at, text: ago(s.created_at) }));
+          h("td", {}, agoSpan(s.created_at)));
       })))));
 }
 
@@ -964,7 +1053,7 @@ async function viewSweep(id, signal) {
     tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id },
       h("td", {}, h("a", { href: `#/job/${j.id}`, text: Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
       h("td", { class: "small", text: j.sections.map((x) => x.label).join("; ") }),
-      h("td", {}, statusBadge(j.status)),
+      h("td", {}, jobBadges(j)),
       h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
       h("td", { class: "num", text: pct(j.best_test_acc) }))));
   }
@@ -998,10 +1087,11 @@ async function viewAdmin(signal) {
   if (!me.admin) { show(h("h1", { text: "Admins only" })); return; }
   const queueBox = h("div"), workersBox = h("div"), usersBox = h("div");
   const tokenBox = h("div", { id: "new-token", "aria-live": "polite" });
-  const newName = h("input", { id: "new-user", type: "text", pattern: "[a-z0-9._-]{1,64}", "aria-describedby": "new-user-help new-user-error" });
+  const newName = h("input", { id: "new-user", type: "text", pattern: "[a-z0-9._\\-]{1,64}", "aria-describedby": "new-user-help new-user-error" });
   const newAdmin = h("input", { id: "new-admin", type: "checkbox" });
   const newError = h("span", { class: "error", id: "new-user-error", role: "alert" });
-  const addForm = h("form", { class: "card", id: "add-user" },
+  // N.B.: novalidate: the field's pattern is checked here, so the message says what is allowed.
+  const addForm = h("form", { class: "card", id: "add-user", novalidate: true },
     h("div", { class: "field" }, h("label", { for: "new-user", text: "New user's name" }), newName,
       h("span", { class: "help", id: "new-user-help", text: "1 to 64 characters of a-z, 0-9, '.', '_' and '-'." }), newError),
     h("p", {}, h("label", {}, newAdmin, " admin (sees and cancels every job, manages users)")),
@@ -1014,6 +1104,12 @@ async function viewAdmin(signal) {
     ev.preventDefault();
     newError.textContent = "";
     newName.removeAttribute("aria-invalid");
+    if (newName.validity.patternMismatch || !newName.value.trim()) {
+      newError.textContent = `A name is 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got "${newName.value}".`;
+      newName.setAttribute("aria-invalid", "true");
+      newName.focus();
+      return;
+    }
     try {
       const u = await api("POST", "/users", { name: newName.value.trim(), admin: newAdmin.checked });
       showToken(u);
@@ -1031,19 +1127,21 @@ async function viewAdmin(signal) {
           h("td", {}, j.id ? h("a", { href: `#/job/${j.id}`, text: j.model }) : j.model),
           h("td", {}, statusBadge(j.status)), h("td", { class: "num", text: j.priority }),
           h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
-          h("td", { class: "num", text: `${Math.round(j.waited_seconds / 60)} min` }),
-          h("td", { text: j.status === "running" ? "running" : until(j.estimated_start) })))))));
+          h("td", { class: "num", text: waited(j.waited_seconds) }),
+          h("td", {}, j.status === "running" ? "running" : untilSpan(j.estimated_start))))))));
   }
+  const jobLinks = (ids) => ids.length === 0 ? "—"
+    : ids.flatMap((id, i) => [i ? ", " : null, h("a", { href: `#/job/${id}`, text: id.slice(0, 8) })]);
   async function loadWorkers() {
     const w = await api("GET", "/workers");
     workersBox.replaceChildren(w.workers.length === 0 ? h("p", { class: "muted", text: "No worker has reported." }) :
       h("div", { class: "table-wrap" }, h("table", { id: "workers" },
-        h("thead", {}, h("tr", {}, ["Worker", "Host", "Device", "State", "Current job", "Last heard"].map((t) => h("th", { text: t })))),
+        h("thead", {}, h("tr", {}, ["Worker", "Host", "Device", "State", "Current jobs", "Last heard"].map((t) => h("th", { text: t })))),
         h("tbody", {}, w.workers.map((x) => h("tr", {},
           h("td", { text: x.name }), h("td", { text: x.host }), h("td", { text: x.device }),
           h("td", { text: x.state }),
-          h("td", {}, x.job_id ? h("a", { href: `#/job/${x.job_id}`, text: x.job_id.slice(0, 8) }) : "—"),
-          h("td", { text: ago(x.last_heartbeat) })))))));
+          h("td", {}, jobLinks(x.jobs && x.jobs.length ? x.jobs : x.job_id ? [x.job_id] : [])),
+          h("td", {}, agoSpan(x.last_heartbeat))))))));
   }
   async function loadUsers() {
     const { users } = await api("GET", "/users");
