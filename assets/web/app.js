@@ -22,7 +22,7 @@ function h(tag, attrs, ...children) {
     else if (v === true) el.setAttribute(k, "");
     else el.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -94,6 +94,14 @@ function authHeaders(extra) { return Object.assign({ Authorization: "Bearer " + 
 /// A request body already written as JSON text, sent as it is.
 class RawJson { constructor(text) { this.text = text; } }
 
+/// JSON with integers past 2^53 (a 17-digit seed) kept as their digits: a double would show
+/// 12345678901234567 as ...568. (The source text is there in browsers since 2023; without
+/// it the number is read as JSON.parse reads it.)
+function parseJson(text) {
+  return JSON.parse(text, (k, v, ctx) =>
+    typeof v === "number" && Number.isInteger(v) && !Number.isSafeInteger(v) && ctx && /^-?[0-9]+$/.test(ctx.source) ? ctx.source : v);
+}
+
 function isJson(text) { try { JSON.parse(text); return true; } catch { return false; } }
 
 /// A typed number as JSON text, or why it is not one. Integers must be digits (an optional
@@ -102,12 +110,17 @@ function isJson(text) { try { JSON.parse(text); return true; } catch { return fa
 function numberText(raw, integer) {
   if (integer) {
     if (!/^-?[0-9]+$/.test(raw)) return { error: `must be a whole number written in digits; got "${raw}"` };
-    return { text: raw.replace(/^(-?)0+(?=[0-9])/, "$1") };
+    // N.B.: past u64 the server would read a double and quote that, not what was typed.
+    if (BigInt(raw) > 18446744073709551615n || BigInt(raw) < -9223372036854775808n) {
+      return { error: `is larger than any setting takes; got "${raw}"` };
+    }
+    return { text: raw.replace(/^(-?)0+(?=[0-9])/, "$1").replace(/^-0$/, "0") };
   }
   if (!/^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$/.test(raw)) {
     return { error: `must be a decimal number such as 0.01 or 1e-3; got "${raw}"` };
   }
   if (!Number.isFinite(Number(raw))) return { error: `must be a finite number; got "${raw}"` };
+  if (Number(raw) === 0 && /[1-9]/.test(raw.split(/[eE]/)[0])) return { error: `is too small to be told from 0; got "${raw}"` };
   const text = raw.replace(/^\+/, "").replace(/^(-?)\./, "$10.").replace(/^(-?)0+(?=[0-9])/, "$1").replace(/\.(?=[eE]|$)/, "");
   return { text };
 }
@@ -120,7 +133,7 @@ async function api(method, path, body) {
   }
   const r = await fetch(path, init);
   const isJson = (r.headers.get("content-type") || "").includes("json");
-  const data = isJson ? await r.json() : null;
+  const data = isJson ? parseJson(await r.text()) : null;
   if (r.status === 401 && path !== "/me") {
     signOut("Your token is no longer valid (revoked or re-issued); sign in again.");
   }
@@ -194,6 +207,7 @@ async function stream(path, onEvent, signal) {
 
 // ---------- sign in and out, routing ----------
 
+let pendingFlash = null;  // what the next view flashes (a submission's "Submitted …", kept across the hash change)
 let signedOut = null;     // what the sign-in form says after a sign-out (kept across the hash change)
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
@@ -257,7 +271,9 @@ async function route(message) {
   if (viewAbort) viewAbort.abort();
   viewAbort = new AbortController();
   charts = [];
-  flash(message && token() ? message : "");
+  const said = message || pendingFlash;
+  pendingFlash = null;
+  flash(said && token() ? said : "");
   if (!token()) return renderSignIn(message);
   try {
     if (!me) me = await api("GET", "/me");
@@ -468,7 +484,9 @@ async function viewJobs(query, signal) {
 function tickFormat(percent) {
   return (u, vals) => {
     const step = vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 1;
-    const digits = step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3;
+    // Enough decimals that every tick reads as its value (a step of 0.25 needs two).
+    let digits = 0;
+    while (digits < 6 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6 * 10 ** digits) digits++;
     return vals.map((v) => (v === null ? "" : v.toFixed(digits) + (percent ? " %" : "")));
   };
 }
@@ -535,8 +553,9 @@ async function viewJob(id, signal) {
   const progress = h("div", { id: "job-progress" });
   const chartsBox = h("div", { class: "charts", id: "charts" });
   const epochsNote = h("p", { class: "muted", id: "epochs-note" });
+  const lossNote = h("p", { class: "error", id: "loss-note", role: "status" });
   const table = h("tbody");
-  show(head, progress, chartsBox, epochsNote,
+  show(head, progress, lossNote, chartsBox, epochsNote,
     h("h2", { text: "Epochs" }),
     h("div", { class: "table-wrap" }, h("table", { id: "epochs" },
       h("thead", {}, h("tr", {}, ["epoch", "train loss", "test loss", "train acc.", "test acc.", "lr", "seconds"].map((t, i) =>
@@ -607,8 +626,12 @@ async function viewJob(id, signal) {
         h("td", { class: "num", text: fmtLoss(r.test_loss) }), h("td", { class: "num", text: pct(r.train_acc) }),
         h("td", { class: "num", text: pct(r.test_acc) }),
         h("td", { class: "num", text: r.lr === null || r.lr === undefined ? "" : Number(r.lr.toPrecision(3)).toString() }),
-        h("td", { class: "num", text: r.seconds.toFixed(1) }));
+        h("td", { class: "num", text: r.seconds >= 10 ? r.seconds.toFixed(1) : Number(r.seconds.toPrecision(2)).toString() }));
     }));
+    const bad = e.find((n) => rows.get(n).train_loss === null || rows.get(n).test_loss === null);
+    lossNote.textContent = bad === undefined ? "" : e.every((n) => rows.get(n).train_loss === null)
+      ? `The loss was not finite (NaN or infinite) from epoch ${bad}: the run diverged, and its accuracies mean little.`
+      : `The loss was not finite in epoch ${bad}: the gaps in the loss lines.`;
     epochsNote.textContent = e.length === 0 ? "No epoch has finished yet; the charts grow as epochs land." :
       e.length === 1 ? "One epoch so far: each chart shows it as a single point." :
       "Drag across a chart to zoom, double-click to zoom out; click a legend entry to hide its line.";
@@ -638,7 +661,10 @@ async function viewJob(id, signal) {
 // ---------- compare ----------
 
 const METRICS = { test_acc: ["Test accuracy", true], train_acc: ["Training accuracy", true], test_loss: ["Test loss", false], train_loss: ["Training loss", false], lr: ["Learning rate", false] };
-const PALETTE = ["#2456c7", "#d1495b", "#1d7a3a", "#9a6700", "#7b3fb5", "#00798c", "#e36414", "#5b6475", "#c9184a", "#3a86ff"];
+/// The server's figures' colours (matplotlib's tab10, then tab20's lighter partners, dashed
+/// here), so the page and the PNG name each job alike; a comparison holds at most 20.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
 
 async function viewCompare(query, signal) {
   const chosen = new Set((query.get("jobs") || "").split(",").filter(Boolean));
@@ -676,7 +702,7 @@ async function viewCompare(query, signal) {
   const [title, percent] = METRICS[metric];
   // N.B.: the server names the jobs, as its figures do (GET /compare).
   const labels = (await api("GET", `/compare?jobs=${ids.join(",")}`)).jobs.map((j) => j.label);
-  const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: labels[i], stroke: PALETTE[i % PALETTE.length] })),
+  const chart = makeChart(chartsBox, title, ids.map((id, i) => ({ label: labels[i], stroke: PALETTE[i % PALETTE.length], dash: i >= 10 ? [8, 4] : undefined })),
     percent ? "accuracy" : "loss", percent);
   const byJob = ids.map(() => new Map());
   const redraw = () => {
@@ -959,7 +985,7 @@ async function viewSubmit(query) {
     if (refused) { refused.focus(); return; }
     try {
       const job = await api("POST", "/jobs", body);
-      flash(`Submitted ${jobLabel(job)}.`);
+      pendingFlash = `Submitted ${jobLabel(job)}.`;
       location.hash = `#/job/${job.id}`;
     } catch (e) {
       const fields = e.fields.length ? e.fields : e.field ? [{ field: e.field, message: e.message }] : [];
@@ -980,26 +1006,58 @@ async function viewSubmit(query) {
   });
 
   const presetEpochs = h("input", { id: "preset-epochs", type: "text", inputmode: "numeric", autocomplete: "off", value: "50", "aria-describedby": "preset-help preset-error" });
+  const presetLimit = h("input", { id: "preset-limit", type: "text", inputmode: "numeric", autocomplete: "off", placeholder: "all 50,000", "aria-describedby": "preset-help preset-error" });
   const presetError = h("span", { class: "error", id: "preset-error", role: "alert" });
+  const presetCost = h("p", { id: "preset-cost", class: "help", "aria-live": "polite" });
   const preset = h("form", { id: "preset-form", class: "card" },
     h("h2", { text: "The whole assignment" }),
     h("p", { id: "preset-help", class: "help",
       text: "Queues the CIFAR-10 assignment as one sweep: linear, MLP with and without ReLU, the tutorial's CNN; batch sizes 1, 4, 1000; learning rates 10, 0.1, 0.01, 0.0001; augmentation; MSE. Its report compares them. Or compare optimisers on the tutorial's CNN: SGD, SGD on a cosine schedule, Adam, AdamW, and the MNIST example's Adadelta recipe." }),
-    h("div", { class: "field" }, h("label", { for: "preset-epochs", text: "epochs per job" }), presetEpochs, presetError),
+    h("div", { class: "fields" },
+      h("div", { class: "field" }, h("label", { for: "preset-epochs", text: "epochs per job" }), presetEpochs,
+        h("span", { class: "help", text: "Default: 50 (the assignment's)." })),
+      h("div", { class: "field" }, h("label", { for: "preset-limit", text: "training images" }), presetLimit,
+        h("span", { class: "help", text: "The first N training images only, for a quick try. Default: all 50,000." }))),
+    presetError, presetCost,
     h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-preset", value: "cifar10-assignment", text: "Queue the assignment" }),
       h("button", { type: "submit", class: "secondary", id: "submit-optimizers", value: "optimizers",
         title: "The tutorial CNN with SGD, SGD on a cosine schedule, Adam and AdamW at 1e-3, and the MNIST example's Adadelta recipe",
         text: "Queue the optimisers comparison" })));
+  // The preset's request as typed (numbers as their digits), or why it is not one.
+  const presetBody = (which) => {
+    const epochs = numberText(presetEpochs.value.trim() || "50", true);
+    if (epochs.error) return { error: `epochs per job ${epochs.error}` };
+    const rawLimit = presetLimit.value.trim();
+    const limit = rawLimit ? numberText(rawLimit, true) : null;
+    if (limit && limit.error) return { error: `training images ${limit.error}` };
+    const overrides = `"epochs": ${epochs.text}` + (limit ? `, "train_limit": ${limit.text}` : "");
+    return { body: new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {${overrides}}}`) };
+  };
+  // How long the assignment would take here, from the queue's estimates, as one types.
+  let costTimer = null;
+  const showCost = async () => {
+    const p = presetBody("cifar10-assignment");
+    if (p.error) { presetCost.textContent = ""; return; }
+    try {
+      const c = await api("POST", "/sweeps/check", p.body);
+      const n = c.jobs.length;
+      presetCost.textContent = c.estimated_seconds !== null
+        ? `The assignment is ${n} jobs: about ${waited(c.estimated_seconds)} on this box (${c.workers} worker${c.workers === 1 ? "" : "s"}, from the epochs of jobs like them that ran here).`
+        : `The assignment is ${n} jobs; no time estimate yet: ${c.without_estimate} of them are like no job that has run on this box.`;
+      if (!c.accepted) presetCost.textContent += " " + c.errors.map((e) => `${e.field}: ${e.message}`).join(" ");
+    } catch (e) { presetCost.textContent = e.message; }
+  };
+  preset.addEventListener("input", () => { clearTimeout(costTimer); costTimer = setTimeout(showCost, 300); });
+  showCost();
   preset.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     presetError.textContent = "";
     presetEpochs.removeAttribute("aria-invalid");
     try {
-      const raw = presetEpochs.value.trim();
-      const epochs = numberText(raw || "50", true);
-      if (epochs.error) throw new Error(epochs.error);
       const which = ev.submitter && ev.submitter.value ? ev.submitter.value : "cifar10-assignment";
-      const s = await api("POST", "/sweeps", new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {"epochs": ${epochs.text}}}`));
+      const p = presetBody(which);
+      if (p.error) throw new Error(p.error);
+      const s = await api("POST", "/sweeps", p.body);
       location.hash = `#/sweep/${s.id}`;
     } catch (e) {
       presetError.textContent = e.message;
@@ -1051,8 +1109,8 @@ async function viewSweep(id, signal) {
         h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
       h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(", ") }));
     tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id },
-      h("td", {}, h("a", { href: `#/job/${j.id}`, text: Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
-      h("td", { class: "small", text: j.sections.map((x) => x.label).join("; ") }),
+      h("td", {}, h("a", { href: `#/job/${j.id}`, text: j.name || Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
+      h("td", { class: "small", text: [...new Set(j.sections.map((x) => x.label))].join("; ") }),
       h("td", {}, jobBadges(j)),
       h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
       h("td", { class: "num", text: pct(j.best_test_acc) }))));
@@ -1148,8 +1206,8 @@ async function viewAdmin(signal) {
     usersBox.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "users" },
       h("thead", {}, h("tr", {}, ["Name", "Admin", "Created", "Token", ""].map((t) => h("th", { text: t })))),
       h("tbody", {}, users.map((u) => h("tr", { "data-user": u.name },
-        h("td", { text: u.name }), h("td", { text: u.admin ? "yes" : "no" }), h("td", { text: ago(u.created_at) }),
-        h("td", { text: u.revoked_at ? `revoked ${ago(u.revoked_at)}` : "valid" }),
+        h("td", { text: u.name }), h("td", { text: u.admin ? "yes" : "no" }), h("td", {}, agoSpan(u.created_at)),
+        h("td", {}, u.revoked_at ? ["revoked ", agoSpan(u.revoked_at)] : "valid"),
         h("td", {},
           u.name === me.name ? h("span", { class: "small muted", text: "you" }) : h("button", { type: "button", class: "secondary", "aria-label": `re-issue ${u.name}'s token`, text: "Re-issue token",
             onclick: async () => {

@@ -234,6 +234,49 @@ pub async fn create_sweep(
     Ok((status, [(header::LOCATION, format!("/sweeps/{sweep_id}"))], Json(body)).into_response())
 }
 
+/// `POST /sweeps/check`: what a sweep would queue and how long this box would take over it,
+/// from the epochs of jobs like its jobs that ran here (the queue's own estimates); nothing
+/// is queued. A request that does not plan is a 422, as `POST /sweeps` answers it.
+pub async fn check_sweep(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let plan = sweep::plan(&body, 0).map_err(ApiError::Invalid)?;
+    let errors: Vec<crate::spec::FieldError> =
+        plan.jobs.iter().map(|j| state.limits.check(&j.spec)).find(|e| !e.is_empty()).unwrap_or_default();
+    let history: HashMap<(String, i64), f64> =
+        queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
+    let workers = super::jobs::live_workers(&state).await?.max(1);
+    let mut total = 0.0;
+    let mut unknown = 0;
+    let jobs: Vec<Value> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            let setup = (j.spec.model.as_str().to_string(), i64::from(j.spec.batch_size));
+            let seconds = history.get(&setup).map(|s| s * f64::from(j.spec.epochs));
+            match seconds {
+                Some(s) => total += s,
+                None => unknown += 1,
+            }
+            json!({"name": j.spec.name, "network": j.spec.network_name(), "epochs": j.spec.epochs,
+                   "estimated_seconds": seconds})
+        })
+        .collect();
+    // N.B.: the box's workers share the jobs; fused groups only make it sooner.
+    let wall = (unknown == 0).then(|| total / workers as f64);
+    Ok(Json(json!({
+        "name": plan.name,
+        "accepted": errors.is_empty(),
+        "errors": errors,
+        "jobs": jobs,
+        "workers": workers,
+        "estimated_seconds": wall,
+        "without_estimate": unknown,
+    })))
+}
+
 #[derive(Deserialize)]
 pub struct SweepListQuery {
     /// Admins: one user's sweeps only.
@@ -434,6 +477,7 @@ pub async fn plot_sweep(
 pub(super) fn routes() -> Vec<Route> {
     vec![
         Route::post("/sweeps", create_sweep),
+        Route::post("/sweeps/check", check_sweep),
         Route::get("/sweeps", &["owner"], list_sweeps),
         Route::get("/sweeps/{id}", &[], get_sweep),
         Route::post("/sweeps/{id}/cancel", cancel_sweep),

@@ -13,6 +13,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("/", "text/html; charset=utf-8", include_str!("../../assets/web/index.html")),
     ("/ui/app.js", "text/javascript; charset=utf-8", include_str!("../../assets/web/app.js")),
     ("/ui/app.css", "text/css; charset=utf-8", include_str!("../../assets/web/app.css")),
+    // N.B.: without an icon every page load asks for /favicon.ico and gets a 404.
+    ("/ui/favicon.svg", "image/svg+xml", include_str!("../../assets/web/favicon.svg")),
     (
         "/ui/uPlot.iife.min.js",
         "text/javascript; charset=utf-8",

@@ -357,7 +357,7 @@ async fn routes_and_openapi_agree() {
         }
         let (r, anon) = match method.as_str() {
             "get" => (app.admin.get(&url), anonymous.get(&url)),
-            "post" if path == "/sweeps" => {
+            "post" if path == "/sweeps" || path == "/sweeps/check" => {
                 let body = json!({"vary": {"lr": [0.1]}});
                 (app.admin.post(&url).json(&body), anonymous.post(&url).json(&body))
             }

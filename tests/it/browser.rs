@@ -575,3 +575,93 @@ async fn a_student_picks_an_optimiser_sees_its_own_settings_and_submits_the_mnis
     assert!(shown.as_str().unwrap().contains("lr_schedule{\"step\":{\"every\":1,\"gamma\":0.7}}"), "{shown}");
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_form_sends_numbers_as_typed_refuses_what_is_not_one_and_the_page_names_a_diverged_run() {
+    let app = spawn_app(0).await;
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&app.base, &app.bob_token).await;
+    b.click("a[data-nav=submit]").await;
+    b.until("the form", "document.querySelector('#f-epochs') !== null", 20).await;
+    // Not decimal numbers: refused beside their fields, quoting what was typed; nothing sent.
+    b.type_into("#f-epochs", "Infinity").await;
+    b.type_into("#f-train_limit", "0x10").await;
+    b.type_into("#f-lr", "1e999").await;
+    b.click("#submit-job").await;
+    let err = b.until("the epochs error", "document.querySelector('#f-epochs-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("whole number") && err.as_str().unwrap().contains("\"Infinity\""), "{err}");
+    assert!(b.text("#f-train_limit-error").await.contains("\"0x10\""));
+    assert!(b.text("#f-lr-error").await.contains("finite") && b.text("#f-lr-error").await.contains("1e999"));
+    let list: Value = app.bob.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "nothing was queued");
+    // A 17-digit seed and an MLP's widths arrive as typed (a JS double would round the seed).
+    b.client
+        .execute("const m = document.querySelector('#f-model'); m.value = 'mlp'; m.dispatchEvent(new Event('change')); return 1;", vec![])
+        .await
+        .unwrap();
+    b.type_into("#f-epochs", "1").await;
+    b.type_into("#f-train_limit", "16").await;
+    b.type_into("#f-lr", ".01").await;
+    b.type_into("#f-seed", "12345678901234567").await;
+    b.type_into("#f-hidden", "120, 84").await;
+    b.click("#submit-job").await;
+    b.until("the job's page", "location.hash.startsWith('#/job/')", 10).await;
+    let list: Value = app.bob.get(app.url("/jobs")).send().await.unwrap().json().await.unwrap();
+    let spec = &list["jobs"][0]["spec"];
+    assert_eq!(spec["seed"].as_u64(), Some(12345678901234567), "{spec}");
+    assert_eq!(
+        (spec["hidden"].clone(), spec["lr"].as_f64(), spec["train_limit"].as_u64()),
+        (json!([120, 84]), Some(0.01), Some(16))
+    );
+
+    // A run whose loss went non-finite: "diverged" beside its status, in the list and on its page.
+    let id = list["jobs"][0]["id"].as_str().unwrap().to_string();
+    let pool = &app.server.pool;
+    let claimed = trainyard::queue::claim_next_job(pool, "t", "cpu", trainyard::queue::now_ms(), 60_000, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = trainyard::queue::Lease::new(id.as_str(), claimed.attempt);
+    let epoch = trainyard::job::EpochMetrics {
+        epoch: 1,
+        train_loss: None,
+        train_acc: 0.1,
+        test_loss: None,
+        test_acc: 0.1,
+        seconds: 1.0,
+        train_seconds: 1.0,
+        samples_per_second: 1.0,
+        diverged: true,
+        lr: Some(0.01),
+    };
+    assert!(lease.record_epoch(pool, 1, &epoch, trainyard::queue::now_ms(), 60_000).await.unwrap());
+    assert!(lease.finish(pool, trainyard::job::JobStatus::Succeeded, None, trainyard::queue::now_ms()).await.unwrap());
+    b.client.goto(&format!("{}/#/", app.base)).await.unwrap();
+    b.client.refresh().await.unwrap();
+    b.until("the diverged badge in the list", "document.querySelector('tr .status.diverged')", 20).await;
+    b.client.goto(&format!("{}/#/job/{id}", app.base)).await.unwrap();
+    let badge = b
+        .until(
+            "the job page's badge",
+            "document.querySelector('h1 .status.diverged') && document.querySelector('h1').textContent",
+            20,
+        )
+        .await;
+    assert!(badge.as_str().unwrap().contains("succeeded") && badge.as_str().unwrap().contains("diverged"), "{badge}");
+    // Another student's job is "no such job", not "something went wrong".
+    let alices = app.submit(json!({"epochs": 1})).await;
+    b.client.goto(&format!("{}/#/job/{alices}", app.base)).await.unwrap();
+    let h1 = b.until("the page", "document.querySelector('h1') && document.querySelector('h1').textContent === 'No such job' && document.querySelector('h1').textContent", 20).await;
+    assert_eq!(h1, "No such job");
+    // Signing out says so.
+    b.click("#sign-out").await;
+    let said = b
+        .until(
+            "the sign-in form",
+            "document.querySelector('#token-error') && document.querySelector('#token-error').textContent",
+            10,
+        )
+        .await;
+    assert_eq!(said, "Signed out.");
+    b.close().await;
+}

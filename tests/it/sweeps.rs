@@ -44,6 +44,14 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
     for j in jobs {
         app.wait_for(j["id"].as_str().unwrap(), 180, |v| v["status"] == "succeeded").await;
     }
+    // Now that jobs like these ran here, a check of the same study says how long it takes.
+    let checked =
+        app.client.post(app.url("/sweeps/check")).json(&json!({"preset": "cifar10-assignment", "overrides": tiny}));
+    let (status, checked) = status_of(checked).await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!((checked["jobs"].as_array().unwrap().len(), checked["without_estimate"].as_u64()), (12, Some(0)));
+    let each: f64 = checked["jobs"].as_array().unwrap().iter().map(|j| j["estimated_seconds"].as_f64().unwrap()).sum();
+    assert!(checked["estimated_seconds"].as_f64().unwrap() > 0.0 && each > 0.0, "{checked}");
     let r = app.client.get(app.url(&format!("/sweeps/{id}/report"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -138,6 +146,22 @@ async fn the_assignment_preset_runs_twelve_jobs_and_reports_every_section() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_are_named_and_owned_and_admins_filter_them_by_owner() {
     let app = spawn_app(0).await;
+    // Checked first: nothing like it ran on this box, so no time can be promised; nothing queued.
+    let (status, checked) = status_of(
+        app.client.post(app.url("/sweeps/check")).json(&json!({"preset": "optimizers", "overrides": {"epochs": 1}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(
+        (checked["name"].as_str(), checked["accepted"].as_bool()),
+        (Some("Optimisers on the tutorial CNN"), Some(true))
+    );
+    assert_eq!((checked["without_estimate"].as_u64(), checked["estimated_seconds"].is_null()), (Some(5), true));
+    assert_eq!(checked["jobs"][4]["name"], "Adadelta + StepLR (MNIST example)");
+    let (status, bad) = status_of(app.client.post(app.url("/sweeps/check")).json(&json!({"preset": "nope"}))).await;
+    assert_eq!((status, bad["error"]["fields"][0]["field"].as_str()), (422, Some("preset")), "{bad}");
+    let (_, none) = app.get("/sweeps").await;
+    assert_eq!(none["sweeps"].as_array().unwrap().len(), 0, "a check queues nothing");
     let (_, preset) = post_sweep(&app, json!({"preset": "optimizers", "overrides": {"epochs": 1}})).await;
     assert_eq!(preset["name"], "Optimisers on the tutorial CNN", "a preset names its sweep");
     assert_eq!(preset["jobs"][0]["name"], "SGD (tutorial)", "and each job by its label");
