@@ -29,11 +29,7 @@ fn main() {
             let fig = Figure {
                 title: format!("{jobs} jobs"),
                 subtitle: "cnn · batch_size=4 · lr=0.001".into(),
-                series: curves[..jobs]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| Series::plain(format!("job {i}"), c))
-                    .collect(),
+                series: curves[..jobs].iter().enumerate().map(|(i, c)| Series::plain(format!("job {i}"), c)).collect(),
                 metric: Metric::All,
                 epochs_total: 50,
                 empty_note: String::new(),
