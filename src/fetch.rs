@@ -80,3 +80,46 @@ pub fn unpack(archive: &[u8], dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An error and its causes as one line, each cause said once: a cause whose text the line
+/// holds already is left out (ureq's DNS error prints its source in its own message, so
+/// `{:#}` said "failed to lookup address" twice). The command line prints its errors so too.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Dns Failed: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::other("failed to lookup address information");
+        let e = anyhow::Error::new(Wrapped(io)).context("downloading https://example/x.tar.gz");
+        assert_eq!(format!("{e:#}").matches("failed to lookup").count(), 2, "the repetition this fixes");
+        let said = super::describe(&e);
+        assert_eq!(said, "downloading https://example/x.tar.gz: Dns Failed: failed to lookup address information");
+    }
+}

@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
     match trainyard::cli::Cli::parse().run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", trainyard::fetch::describe(&e));
             std::process::ExitCode::FAILURE
         }
     }

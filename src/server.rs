@@ -113,6 +113,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         forget_workers: Duration::from_secs_f64(cfg.forget_workers_seconds.clamp(1.0, 1e9)),
         admin_token_file: cfg.admin_token_file.clone(),
         renders: api::Renders::new(api::MAX_RENDERS),
+        data_dir: (workers > 0).then(|| cfg.data_dir.clone()),
     }
 }
 

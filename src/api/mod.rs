@@ -46,6 +46,9 @@ pub struct AppState {
     pub admin_token_file: std::path::PathBuf,
     /// Figures and reports drawn at once (CPU and memory per render); one more is a 429.
     pub renders: Renders,
+    /// The data directory of this process's workers (`None` when it runs none: the data is
+    /// then another machine's), so readiness knows the data is missing before a job does.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Figures and reports this server draws at once.
@@ -385,6 +388,27 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the database does not answer");
             reasons.push("the database does not answer".into());
+        }
+    }
+    if let Some(dir) = &state.data_dir {
+        let data = crate::dataset::ALL[0];
+        let dir = dir.clone();
+        let missing = tokio::task::spawn_blocking(move || {
+            crate::train::data::check_present(data, &dir).err().map(|e| match e {
+                crate::train::data::DataError::Missing { .. } if crate::fetch::is_empty_dir(&dir) => format!(
+                    "{} is not in {} yet: the first job fetches it ({}), or run `trainyard data fetch`",
+                    data.title,
+                    dir.display(),
+                    data.where_to_get
+                ),
+                e => e.to_string(),
+            })
+        })
+        .await
+        .unwrap_or(None);
+        // N.B.: a problem the workers recorded says the same in more detail; one is enough.
+        if let Some(why) = missing.filter(|_| reasons.is_empty()) {
+            reasons.push(why);
         }
     }
     if reasons.is_empty() {

@@ -125,6 +125,25 @@ impl Data {
     }
 }
 
+/// Whether `dir` holds the dataset's files, each a whole number of records, without reading
+/// them (readiness asks this on every probe; a label out of range shows only on loading).
+pub fn check_present(data: &'static Dataset, dir: &Path) -> Result<(), DataError> {
+    for file in data.train_files.iter().chain(data.test_files) {
+        let (f, d) = (file.to_string(), dir.to_path_buf());
+        match std::fs::metadata(dir.join(file)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DataError::Missing { data, file: f, dir: d })
+            }
+            Err(source) => return Err(DataError::Io { data, file: f, dir: d, source }),
+            Ok(m) if m.len() == 0 || m.len() % record_bytes(data) as u64 != 0 => {
+                return Err(DataError::Truncated { data, file: f, dir: d, size: m.len() })
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn read_split(data: &'static Dataset, dir: &Path, files: &[&str]) -> Result<Split, DataError> {
     let record_bytes = record_bytes(data);
     let mut images: Vec<u8> = Vec::new();

@@ -81,8 +81,9 @@ impl Datasets {
                 info!(data.dir = %dir.display(), "data directory is empty; fetching CIFAR-10");
                 crate::fetch::fetch(&settings.fetch, dir).map_err(|e| {
                     format!(
-                        "CIFAR-10 is not in {} and fetching it failed ({e:#}); {}",
+                        "CIFAR-10 is not in {} and fetching it failed ({}); {}",
                         dir.display(),
+                        crate::fetch::describe(&e),
                         dataset.where_to_get
                     )
                 })?;

@@ -241,6 +241,11 @@ async fn a_hundred_concurrent_posts_make_a_hundred_jobs_without_a_5xx() {
 async fn a_job_waits_when_the_data_cannot_be_had_and_runs_once_it_is_there() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_with(dir, |_| {}).await; // no data written; fetching from a closed port fails
+                                             // Readiness knows before any job does.
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    let why = ready["reasons"][0].as_str().unwrap();
+    assert!(why.contains("is not in") && why.contains("the first job fetches it"), "{why}");
     let id = app.submit(json!({"epochs": 1})).await;
     // The box's fault, not the job's: it waits queued, uncharged, and says why.
     let waiting = app.wait_for(&id, 60, |j| j["waiting_for"].is_string()).await;
