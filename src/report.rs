@@ -543,6 +543,37 @@ mod tests {
     }
 
     #[test]
+    fn runs_at_chance_are_named_a_short_study_is_flagged_and_markdown_is_escaped() {
+        let jobs = vec![
+            job("lr 0.0001", &[(0.1, 0.1), (0.11, 0.105)], None),
+            job("tutorial", &[(0.3, 0.3), (0.5, 0.45)], None),
+        ];
+        let f = findings(&jobs);
+        assert!(
+            f.iter().any(|l| l.starts_with("At chance level (10.0% for guessing among 10 classes")
+                && l.contains("lr 0.0001 (10.5%)")),
+            "{f:?}"
+        );
+        let section = Section { key: "lr", title: "6. Learning rate", question: "?" };
+        let r = Report {
+            sweep_id: "s".into(),
+            title: "# <script>alert(1)</script> *bold*".into(),
+            created_at: "now".into(),
+            sections: vec![SectionView { section, shared: String::new(), jobs }],
+        };
+        let c = caveat(&r).expect("two epochs is short");
+        assert!(c.starts_with("This study is short (2 epochs)"), "{c}");
+        let md = markdown(&r);
+        assert!(md.starts_with("# \\# &lt;script&gt;alert(1)&lt;/script&gt; \\*bold\\*\n"), "{}", &md[..80]);
+        assert!(!md.contains("<script>"));
+        let answers = answers(&r, &r.sections[0]);
+        assert!(
+            answers[0].starts_with("The best rate here was tutorial (45.0%); lr 0.0001 stayed at chance"),
+            "{answers:?}"
+        );
+    }
+
+    #[test]
     fn findings_name_the_best_the_diverged_and_a_real_fall_in_test_accuracy() {
         let jobs = vec![
             job("a", &[(0.3, 0.3), (0.5, 0.45), (0.7, 0.40)], None),

@@ -583,6 +583,16 @@ async fn the_form_sends_numbers_as_typed_refuses_what_is_not_one_and_the_page_na
     b.sign_in(&app.base, &app.bob_token).await;
     b.click("a[data-nav=submit]").await;
     b.until("the form", "document.querySelector('#f-epochs') !== null", 20).await;
+    // The assignment's form says what it would queue, and that nothing like it ran here yet.
+    let cost = b.until("the assignment's cost", "document.querySelector('#preset-cost').textContent", 20).await;
+    assert!(
+        cost.as_str().unwrap().contains("12 jobs") && cost.as_str().unwrap().contains("no time estimate yet"),
+        "{cost}"
+    );
+    b.type_into("#preset-limit", "0x10").await;
+    b.click("#submit-preset").await;
+    let err = b.until("the preset's error", "document.querySelector('#preset-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("training images") && err.as_str().unwrap().contains("\"0x10\""), "{err}");
     // Not decimal numbers: refused beside their fields, quoting what was typed; nothing sent.
     b.type_into("#f-epochs", "Infinity").await;
     b.type_into("#f-train_limit", "0x10").await;
