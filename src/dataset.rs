@@ -38,6 +38,11 @@ impl Dataset {
     pub fn num_classes(&self) -> i64 {
         self.classes.len() as i64
     }
+
+    /// The accuracy of guessing (1 / classes): the figures' dotted line, the report's "at chance".
+    pub fn chance(&self) -> f64 {
+        1.0 / self.num_classes().max(1) as f64
+    }
 }
 
 /// CIFAR-10 in its binary version, normalised as the PyTorch tutorial does ((x − 0.5) / 0.5).

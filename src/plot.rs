@@ -117,8 +117,7 @@ impl<'a> Series<'a> {
         }
         .to_string();
         let dataset = spec.get("dataset").and_then(|d| d.as_str());
-        let chance =
-            crate::dataset::ALL.iter().find(|d| Some(d.name) == dataset).map(|d| 100.0 / d.num_classes().max(1) as f64);
+        let chance = dataset.and_then(crate::dataset::named).map(|d| 100.0 * d.chance());
         Series { label, epochs, loss, chance }
     }
 
@@ -450,7 +449,6 @@ pub fn layout(fig: &Figure) -> Layout {
         body.h = body.h.saturating_sub(row);
         Some(r)
     };
-    let _ = size;
     let mut panels = Vec::new();
     let losses = loss_groups(fig);
     let loss_caption =

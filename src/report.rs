@@ -48,7 +48,7 @@ struct Stats {
 /// Accuracy at chance (1 / classes) for a job's dataset.
 fn chance(j: &JobView) -> Option<f64> {
     let name = j.spec.get("dataset").and_then(|d| d.as_str())?;
-    crate::dataset::ALL.iter().find(|d| d.name == name).map(|d| 1.0 / d.num_classes().max(1) as f64)
+    crate::dataset::named(name).map(crate::dataset::Dataset::chance)
 }
 
 fn stats(j: &JobView) -> Stats {

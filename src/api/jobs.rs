@@ -31,8 +31,12 @@ pub async fn plan(state: &AppState) -> Result<HashMap<String, Planned>, ApiError
 
 /// The plan of queue entries already read.
 async fn plan_for(state: &AppState, entries: &[queue::QueueEntry]) -> Result<HashMap<String, Planned>, ApiError> {
-    let history = queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
-    Ok(schedule::plan(entries, &history, live_workers(state).await?, queue::now_ms()))
+    Ok(schedule::plan(entries, &history(state).await?, live_workers(state).await?, queue::now_ms()))
+}
+
+/// Seconds per epoch of each (model, batch size) that ran on this box: the queue's estimates.
+pub(crate) async fn history(state: &AppState) -> Result<schedule::History, ApiError> {
+    Ok(queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect())
 }
 
 /// Workers serving the queue now: those of every process that said it was alive within the
@@ -187,10 +191,8 @@ pub fn request_hash(body: &Value) -> String {
 async fn empty_body_message(state: &AppState) -> Result<String, ApiError> {
     let spec = Spec::parse_with_seed(&json!({}), || 0).map_err(|e| ApiError::Invalid(e.0))?;
     let (model, batch) = (spec.model.as_str().to_string(), i64::from(spec.batch_size));
-    let seconds =
-        queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().find(|(m, b, _)| *m == model && *b == batch);
-    let cost = match seconds {
-        Some((_, _, s)) => format!("about {} on this box", crate::plot::duration(s * f64::from(spec.epochs))),
+    let cost = match history(state).await?.get(&(model.clone(), batch)) {
+        Some(s) => format!("about {} on this box", crate::plot::duration(s * f64::from(spec.epochs))),
         None => "no estimate yet: no such job has run on this box".into(),
     };
     Ok(format!(

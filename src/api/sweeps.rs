@@ -245,8 +245,7 @@ pub async fn check_sweep(
     let plan = sweep::plan(&body, 0).map_err(ApiError::Invalid)?;
     let errors: Vec<crate::spec::FieldError> =
         plan.jobs.iter().map(|j| state.limits.check(&j.spec)).find(|e| !e.is_empty()).unwrap_or_default();
-    let history: HashMap<(String, i64), f64> =
-        queue::epoch_seconds_by_setup(&state.pool).await?.into_iter().map(|(m, b, s)| ((m, b), s)).collect();
+    let history = super::jobs::history(&state).await?;
     let workers = super::jobs::live_workers(&state).await?.max(1);
     let mut total = 0.0;
     let mut unknown = 0;
