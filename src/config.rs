@@ -12,8 +12,11 @@ pub struct ServeConfig {
     /// The job database, created on first start; migrations run at every start.
     #[arg(long, env = "TRAINYARD_DATABASE", default_value = "sqlite://var/trainyard.db")]
     pub database: String,
-    /// CIFAR-10's binary files. When the directory is empty, the first job fetches them.
-    #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
+    /// The dataset store: a folder per dataset (cifar10, cifar100, mnist, fashion-mnist,
+    /// and a lab's imports); CIFAR-10's files directly in it, or in its
+    /// cifar-10-batches-bin folder, also work. A built-in dataset whose folder is empty is
+    /// fetched by the first job that needs it.
+    #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data")]
     pub data_dir: PathBuf,
     /// Run the API only; `trainyard worker` processes on the same database do the training.
     #[arg(long, env = "TRAINYARD_NO_WORKERS")]
@@ -36,6 +39,10 @@ pub struct ServeConfig {
     /// queued meanwhile, and a change to the data directory ends the wait at once).
     #[arg(long, env = "TRAINYARD_RETRY_SECONDS", default_value_t = 60.0)]
     pub retry_seconds: f64,
+    /// Datasets each device keeps in memory at once; past it, the least recently used one
+    /// is dropped (and loaded again when a job needs it).
+    #[arg(long, env = "TRAINYARD_DATASETS_IN_MEMORY", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub datasets_in_memory: u64,
     /// Seconds without a heartbeat after which a running job's worker counts as dead and
     /// the job goes back to the queue.
     #[arg(long, env = "TRAINYARD_LEASE_SECONDS", default_value_t = 30.0)]
@@ -104,6 +111,10 @@ pub struct ServeConfig {
     /// The archive's MD5.
     #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
     pub data_md5: String,
+    /// A mirror of the built-in datasets' files (a lab's own web server or folder served over
+    /// HTTP): each is fetched as MIRROR/<its file name> and checked against its published MD5.
+    #[arg(long, env = "TRAINYARD_DATA_MIRROR")]
+    pub data_mirror: Option<String>,
 }
 
 impl ServeConfig {

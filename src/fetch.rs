@@ -1,10 +1,13 @@
-//! `trainyard data fetch`: the official CIFAR-10 binary archive, checked by MD5, of which
-//! only the expected files are unpacked into the data directory.
+//! `trainyard data fetch`: a built-in dataset's published files (CIFAR-10's and CIFAR-100's
+//! binary archives, MNIST's and Fashion-MNIST's four IDX files), each checked by its
+//! published MD5, of which only the dataset's files land in its folder of the data
+//! directory.
 
+use crate::dataset::Dataset;
 use anyhow::{bail, Context};
 use md5::{Digest, Md5};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const OFFICIAL_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -15,11 +18,24 @@ pub const OFFICIAL_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 pub struct Source {
     pub url: String,
     pub md5: String,
+    /// Where every built-in dataset's files are fetched from instead of their homes, as
+    /// MIRROR/<file name> (CIFAR-10's too, unless `url` is set to another than the official).
+    pub mirror: Option<String>,
+}
+
+impl Source {
+    /// Where `url` is fetched from: the mirror's copy of its file, when there is a mirror.
+    fn at(&self, url: &str) -> String {
+        match &self.mirror {
+            Some(m) => format!("{}/{}", m.trim_end_matches('/'), url.rsplit('/').next().unwrap_or(url)),
+            None => url.to_string(),
+        }
+    }
 }
 
 impl Default for Source {
     fn default() -> Self {
-        Source { url: OFFICIAL_URL.into(), md5: OFFICIAL_MD5.into() }
+        Source { url: OFFICIAL_URL.into(), md5: OFFICIAL_MD5.into(), mirror: None }
     }
 }
 
@@ -31,52 +47,90 @@ pub fn is_empty_dir(dir: &Path) -> bool {
     }
 }
 
-/// Downloads, checks and unpacks CIFAR-10's binary files into `dir`.
-pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
+/// Downloads `url`'s bytes (at most `limit`) and checks their MD5.
+fn download(url: &str, md5: &str, limit: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
         .timeout_read(Duration::from_secs(60))
         .build();
-    let response = agent.get(&source.url).call().with_context(|| format!("downloading {}", source.url))?;
-    let mut archive = Vec::new();
-    response
-        .into_reader()
-        .take(400 << 20)
-        .read_to_end(&mut archive)
-        .with_context(|| format!("reading {}", source.url))?;
-    let digest = hex::encode(Md5::digest(&archive));
-    if digest != source.md5 {
-        bail!("{} has MD5 {digest}, expected {}; the download is damaged or not CIFAR-10", source.url, source.md5);
+    let response = agent.get(url).call().with_context(|| format!("downloading {url}"))?;
+    let mut bytes = Vec::new();
+    response.into_reader().take(limit).read_to_end(&mut bytes).with_context(|| format!("reading {url}"))?;
+    let digest = hex::encode(Md5::digest(&bytes));
+    if digest != md5 {
+        bail!("{url} has MD5 {digest}, expected {md5}; the download is damaged or not {what}");
     }
-    unpack(&archive, dir)
+    Ok(bytes)
 }
 
-/// Writes the archive's `cifar-10-batches-bin/<expected file>` entries into `dir`, each
+/// Downloads, checks and unpacks CIFAR-10's binary files into `dir`.
+pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
+    let url = if source.url == OFFICIAL_URL { source.at(OFFICIAL_URL) } else { source.url.clone() };
+    let archive = download(&url, &source.md5, 400 << 20, "CIFAR-10")?;
+    unpack(&archive, &crate::dataset::CIFAR10, dir)
+}
+
+/// Fetches a built-in dataset into its folder of `data_dir` (`Dataset::home`), CIFAR-10
+/// from the settings' `source`, the others from their homes or `source`'s mirror; returns
+/// the folder.
+pub fn fetch_dataset(data: &'static Dataset, data_dir: &Path, source: &Source) -> anyhow::Result<PathBuf> {
+    let dir = data.home(data_dir);
+    if data == &crate::dataset::CIFAR10 {
+        fetch(source, &dir)?;
+        return Ok(dir);
+    }
+    let Some(download_from) = &data.download else {
+        bail!("{} cannot be fetched; {}", data.title, data.where_to_get);
+    };
+    if download_from.archive_folder.is_some() {
+        let [(url, md5)] = download_from.files else { bail!("{}: one archive expected", data.title) };
+        let archive = download(&source.at(url), md5, 400 << 20, data.title)?;
+        unpack(&archive, data, &dir)?;
+    } else {
+        // Every file first: a failed download leaves the folder as it was.
+        let mut files = Vec::new();
+        for (url, md5) in download_from.files {
+            let bytes = download(&source.at(url), md5, 100 << 20, data.title)?;
+            files.push((url.rsplit('/').next().unwrap_or(url), bytes));
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, bytes) in files {
+            write_atomically(&dir, name, &bytes)?;
+        }
+    }
+    Ok(dir)
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(())
+}
+
+/// Writes the archive's `<archive folder>/<expected file>` entries into `dir`, each
 /// through a temporary file and a rename; anything else in the archive is skipped.
-pub fn unpack(archive: &[u8], dir: &Path) -> anyhow::Result<()> {
-    let cifar = &crate::dataset::CIFAR10;
+pub fn unpack(archive: &[u8], data: &'static Dataset, dir: &Path) -> anyhow::Result<()> {
+    let folder = data.download.as_ref().and_then(|d| d.archive_folder).unwrap_or_default();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files: Vec<&str> = cifar.train_files.iter().chain(cifar.test_files).copied().collect();
-    let wanted: Vec<&str> = files.iter().copied().chain(["batches.meta.txt"]).collect();
+    let files: Vec<&str> = data.files().collect();
     let mut found = 0;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for entry in tar.entries().context("reading the archive")? {
         let mut entry = entry.context("reading the archive")?;
         let path = entry.path()?.into_owned();
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-        let parent_ok = path.parent().and_then(|p| p.file_name()).is_some_and(|p| p == "cifar-10-batches-bin");
-        if !parent_ok || !wanted.contains(&name.as_str()) || !entry.header().entry_type().is_file() {
+        let parent_ok = path.parent().and_then(|p| p.file_name()).is_some_and(|p| p == folder);
+        if !parent_ok || !files.contains(&name.as_str()) || !entry.header().entry_type().is_file() {
             continue;
         }
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes)?;
-        let tmp = dir.join(format!(".{name}.part"));
-        std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(&name))?;
+        write_atomically(dir, &name, &bytes)?;
         found += 1;
     }
     if found < files.len() {
-        bail!("the archive lacks some of the CIFAR-10 binary files (found {found})");
+        bail!("the archive lacks some of the {} files (found {found} of {})", data.title, files.len());
     }
     Ok(())
 }

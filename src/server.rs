@@ -8,7 +8,7 @@ use crate::worker::{plan_devices, Shared, Worker, WorkerSettings};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::info;
+use tracing::{info, warn};
 
 /// A started server: its address, and a handle to stop it gracefully.
 pub struct Server {
@@ -75,7 +75,12 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, api: bool) -> WorkerSet 
         max_job_memory_mb: cfg.max_job_memory_mb,
         retry: Duration::from_secs_f64(cfg.retry_seconds.clamp(0.1, 3600.0)),
         alive_every: cfg.alive_every(),
-        fetch: crate::fetch::Source { url: cfg.data_url.clone(), md5: cfg.data_md5.clone() },
+        max_datasets_in_memory: cfg.datasets_in_memory as usize,
+        fetch: crate::fetch::Source {
+            url: cfg.data_url.clone(),
+            md5: cfg.data_md5.clone(),
+            mirror: cfg.data_mirror.clone(),
+        },
     };
     let shared = Shared::new(pool.clone(), settings, hub.clone());
     let host = std::env::var("HOSTNAME")
@@ -114,6 +119,14 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         admin_token_file: cfg.admin_token_file.clone(),
         renders: api::Renders::new(api::MAX_RENDERS),
         data_dir: (workers > 0).then(|| cfg.data_dir.clone()),
+        store: cfg.data_dir.clone(),
+    }
+}
+
+/// Registers the lab's imported datasets found in the store, so their jobs' specs read.
+fn scan_datasets(cfg: &ServeConfig) {
+    for (dir, why) in crate::dataset::scan(&cfg.data_dir) {
+        warn!(dir = %dir.display(), error = %why, "a dataset's description does not read; its jobs cannot be trained");
     }
 }
 
@@ -121,6 +134,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
 /// A cancel made through an API in another process reaches them at their next heartbeat.
 pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     let pool = open_database(&cfg).await?;
+    scan_datasets(&cfg);
     let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, false);
     watch_database(&cfg, &w.hub);
     info!(
@@ -174,6 +188,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {} (--bind, TRAINYARD_BIND)", cfg.bind))?;
     let pool = open_database(&cfg).await?;
+    scan_datasets(&cfg);
     let created_admin = bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, true);

@@ -111,7 +111,7 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
             "model",
             "choice",
             "cnn: the tutorial's network (two convolutions, three linear layers); linear: one linear \
-             layer on the 3072 pixels; mlp: linear layers of the widths in hidden; custom: your own \
+             layer on the image's pixels (3072 on CIFAR-10); mlp: linear layers of the widths in hidden; custom: your own \
              list of layers (layers).",
         )
     },
@@ -278,13 +278,25 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
         min: Some(0.0),
         ..doc("seed", "integer", "Seeds the weights and the shuffling; drawn at submission when empty, then recorded.")
     },
-    FieldDoc { choices: crate::dataset::NAMES, group: true, ..doc("dataset", "choice", "The images: CIFAR-10.") },
+    FieldDoc {
+        choices: crate::dataset::BUILTIN_NAMES,
+        group: true,
+        ..doc(
+            "dataset",
+            "choice",
+            "The images: cifar10 (CIFAR-10), cifar100 (CIFAR-100, 100 classes), cifar100-coarse (its 20 superclasses), \
+             mnist, fashion-mnist, or a dataset the lab imported; GET /datasets lists each with its shape and classes.",
+        )
+    },
     FieldDoc {
         min: Some(1.0),
-        max: Some(crate::dataset::CIFAR10.train_images as f64),
         legend: Some(17),
         group: true,
-        ..doc("train_limit", "integer", "Train on the first N training images only (a quick try); empty for all 50000.")
+        ..doc(
+            "train_limit",
+            "integer",
+            "Train on the first N training images only (a quick try); at most the dataset's training images; empty for all.",
+        )
     },
 ];
 
@@ -309,8 +321,14 @@ pub fn field_docs() -> Value {
                 "seed" | "layers" => Value::Null,
                 n => defaults.get(n).cloned().unwrap_or(Value::Null),
             };
+            // N.B.: the datasets are this process's: the built-in ones and the lab's imports.
+            let choices: Vec<&str> = if d.name == "dataset" {
+                crate::dataset::all().into_iter().map(|d| d.name).collect()
+            } else {
+                d.choices.to_vec()
+            };
             let mut f = serde_json::json!({
-                "name": d.name, "input": d.input, "choices": d.choices, "min": d.min, "max": d.max,
+                "name": d.name, "input": d.input, "choices": choices, "min": d.min, "max": d.max,
                 "models": d.models, "optimizers": d.optimizers, "help": d.help, "default": default,
             });
             // A setting whose default is the optimiser's: each one's, as the form shows it;
@@ -754,8 +772,8 @@ impl Spec {
                 }
             },
         };
-        let datasets: Vec<(&str, &'static Dataset)> = crate::dataset::ALL.iter().map(|d| (d.name, *d)).collect();
-        let data = r.choice("dataset", crate::dataset::ALL[0], &datasets);
+        let datasets: Vec<(&str, &'static Dataset)> = crate::dataset::all().into_iter().map(|d| (d.name, d)).collect();
+        let data = r.choice("dataset", crate::dataset::DEFAULT, &datasets);
         // N.B.: a larger limit than the dataset's training images would silently mean "all".
         let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, data.train_images) as u32);
         let named = (model != ModelKind::Custom).then(|| named_layers(model, &hidden, activation, data.num_classes()));
@@ -794,7 +812,25 @@ impl Spec {
         if r.errors.is_empty() {
             let smallest = smallest_batch(batch_size, train_limit, data.train_images);
             if let Err(errors) = plan(&layers, data, Naming::for_model(model), smallest) {
-                r.errors.extend(errors.into_iter().map(FieldError::from));
+                if model == ModelKind::Custom {
+                    r.errors.extend(errors.into_iter().map(FieldError::from));
+                } else {
+                    // A named model's layers are not the student's: say which model does not
+                    // fit which dataset, and where.
+                    for e in errors {
+                        r.fail(
+                            "model",
+                            format!(
+                                "\"{}\" does not fit dataset \"{}\" ({} images): {}: {}; choose another model or a list of layers",
+                                model.as_str(),
+                                data.name,
+                                data.shape_text(),
+                                e.path,
+                                e.message
+                            ),
+                        );
+                    }
+                }
             }
         }
 
@@ -1021,6 +1057,7 @@ mod tests {
             "betas" => json!([0.5, 0.5]),
             "alpha" | "rho" | "eps" => json!(0.5),
             "amsgrad" => json!(true),
+            "dataset" => json!("cifar100"),
             _ => json!(8),
         };
         let key = |v: &Value| Spec::parse(v).unwrap().group_key();
@@ -1113,7 +1150,7 @@ mod tests {
     fn every_problem_is_reported_at_once_with_its_allowed_range() {
         let e = errors(json!({
             "model": "resnet", "epochs": 0, "batch_size": 50001, "lr": -1, "momentum": 1.0,
-            "loss": "hinge", "augment": ["rotate"], "seed": -3, "dataset": "mnist", "train_limit": 0,
+            "loss": "hinge", "augment": ["rotate"], "seed": -3, "dataset": "imagenet", "train_limit": 0,
             "weight_decay": -0.1
         }));
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();

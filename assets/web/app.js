@@ -734,8 +734,18 @@ function placeholderOf(f, dflt) {
   return typeof dflt === "object" ? JSON.stringify(dflt) : String(dflt);
 }
 
+// One dataset in words: its shape, classes and splits, and whether it is on the server.
+function datasetLine(d) {
+  const classes = d.num_classes <= 10 ? ` (${d.classes.join(", ")})` : "";
+  const here = d.state === "present" ? "on this server" : `${d.state}${d.why ? ": " + d.why : ""}`;
+  return `${d.title}: ${d.shape.join("×")} images, ${d.num_classes} classes${classes}; ` +
+    `${d.train_images.toLocaleString("en")} training and ${d.test_images.toLocaleString("en")} test images; ${here}.`;
+}
+
 async function viewSubmit(query) {
   if (!specDocs) specDocs = await api("GET", "/spec");
+  // N.B.: asked afresh each time: a dataset fetched or imported since shows as it is now.
+  const datasets = (await api("GET", "/datasets")).datasets;
   const form = h("form", { id: "submit-form", class: "card", novalidate: true });
   const inputs = {};
   const errors = {};
@@ -745,7 +755,16 @@ async function viewSubmit(query) {
     const id = "f-" + f.name;
     let input;
     const described = `${id}-help ${id}-error`;
-    if (f.input === "choice") {
+    if (f.input === "choice" && f.name === "dataset") {
+      // Each dataset by its name and title, and its state when it is not here yet.
+      const known = new Map(datasets.map((d) => [d.name, d]));
+      input = h("select", { id, name: f.name, "aria-describedby": described },
+        f.choices.map((c) => {
+          const d = known.get(c);
+          const text = d ? `${c} (${d.title}${d.state === "present" ? "" : ", " + d.state})` : c;
+          return h("option", { value: c, selected: c === f.default, text });
+        }));
+    } else if (f.input === "choice") {
       input = h("select", { id, name: f.name, "aria-describedby": described },
         f.choices.map((c) => h("option", { value: c, selected: c === f.default, text: c })));
     } else if (f.input === "boolean") {
@@ -797,6 +816,15 @@ async function viewSubmit(query) {
   };
   inputs.model.addEventListener("change", applies);
   inputs.optimizer.addEventListener("change", applies);
+  // The dataset chosen, in words, under its field.
+  const dataInfo = h("span", { class: "help", id: "dataset-info", "aria-live": "polite" });
+  wraps.dataset.append(dataInfo);
+  const showDataset = () => {
+    const d = datasets.find((x) => x.name === inputs.dataset.value);
+    dataInfo.textContent = d ? datasetLine(d) : "";
+  };
+  inputs.dataset.addEventListener("change", showDataset);
+  showDataset();
   // "Submit a variant": the form starts from another job's spec (its seed left to be drawn).
   const from = query.get("from");
   let base = null;
@@ -1177,12 +1205,16 @@ async function viewAdmin(signal) {
   });
   async function loadQueue() {
     const q = await api("GET", "/queue");
-    queueBox.replaceChildren(q.jobs.length === 0 ? h("p", { class: "muted", text: "Nothing queued or running." }) :
+    // What holds jobs back (a dataset missing, say), each naming its dataset.
+    const held = q.problems.map((p) => h("p", { class: "error", "data-problem": p.dataset || "",
+      text: `${p.dataset ? p.dataset + ": " : ""}${p.message}` }));
+    queueBox.replaceChildren(...held, q.jobs.length === 0 ? h("p", { class: "muted", text: "Nothing queued or running." }) :
       h("div", { class: "table-wrap" }, h("table", { id: "queue" },
-        h("thead", {}, h("tr", {}, ["#", "Owner", "Model", "Status", "Priority", "Epochs", "Waited", "Starts"].map((t) => h("th", { text: t })))),
+        h("thead", {}, h("tr", {}, ["#", "Owner", "Model", "Dataset", "Status", "Priority", "Epochs", "Waited", "Starts"].map((t) => h("th", { text: t })))),
         h("tbody", {}, q.jobs.map((j) => h("tr", {},
           h("td", { text: j.position ?? "—" }), h("td", { text: j.owner }),
           h("td", {}, j.id ? h("a", { href: `#/job/${j.id}`, text: j.model }) : j.model),
+          h("td", { text: j.dataset ?? "—" }),
           h("td", {}, statusBadge(j.status)), h("td", { class: "num", text: j.priority }),
           h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
           h("td", { class: "num", text: waited(j.waited_seconds) }),

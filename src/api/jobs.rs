@@ -146,21 +146,23 @@ async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
     if row.status != JobStatus::Queued {
         return Ok(job_json(row, &HashMap::new()));
     }
-    let waiting = waiting_for(state).await?;
-    Ok(with_waiting(job_json(row, &plan(state).await?), row, waiting.as_deref()))
-}
-
-/// What the box itself waits on (its data, say), when it cannot train now.
-async fn waiting_for(state: &AppState) -> Result<Option<String>, ApiError> {
     let problems = queue::problems::list_problems(&state.pool).await?;
-    let why: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-    Ok((!why.is_empty()).then(|| why.join("; ")))
+    Ok(with_waiting(job_json(row, &plan(state).await?), row, &problems))
 }
 
-/// A queued job's JSON with `waiting_for` while the box has a problem; no start can be
-/// estimated until it is fixed (N.B.: the plan would say "now": a worker is free).
-fn with_waiting(mut v: Value, row: &JobRow, waiting: Option<&str>) -> Value {
-    if let (JobStatus::Queued, Some(why)) = (row.status, waiting) {
+/// What a queued job waits on while the box cannot train it now: the box's own problems,
+/// and its dataset's (another dataset's do not hold it).
+fn waiting_for(row: &JobRow, problems: &[queue::problems::Problem]) -> Option<String> {
+    let dataset = row.spec.as_ref().map_or(crate::dataset::DEFAULT.name, |s| s.dataset.as_str());
+    let why: Vec<&str> =
+        problems.iter().filter(|p| p.dataset().is_none_or(|d| d == dataset)).map(|p| p.message.as_str()).collect();
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// A queued job's JSON with `waiting_for` while the box, or its dataset, has a problem; no
+/// start can be estimated until it is fixed (N.B.: the plan would say "now": a worker is free).
+fn with_waiting(mut v: Value, row: &JobRow, problems: &[queue::problems::Problem]) -> Value {
+    if let (JobStatus::Queued, Some(why)) = (row.status, waiting_for(row, problems)) {
         let obj = v.as_object_mut().expect("an object");
         obj.insert("waiting_for".into(), json!(why));
         obj.insert("estimated_start".into(), Value::Null);
@@ -220,9 +222,11 @@ pub async fn create_job(
         Err(e) => return Err(e),
     };
     let key = idempotency_key(&headers)?;
+    super::datasets::refresh(&state).await;
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
     let limits = &state.limits;
-    let over = limits.check(&spec);
+    let mut over = limits.check(&spec);
+    over.extend(super::datasets::unavailable(&state, &[spec.data()]).await?);
     if !over.is_empty() {
         return Err(ApiError::Invalid(over));
     }
@@ -338,8 +342,8 @@ pub async fn list_jobs(
     let next = if rows.len() as i64 == limit { rows.last().map(|r| r.seq.to_string()) } else { None };
     let queued = rows.iter().any(|r| r.status == JobStatus::Queued);
     let plan = if queued { plan(&state).await? } else { HashMap::new() };
-    let waiting = if queued { waiting_for(&state).await? } else { None };
-    let jobs: Vec<Value> = rows.iter().map(|r| with_waiting(job_json(r, &plan), r, waiting.as_deref())).collect();
+    let problems = if queued { queue::problems::list_problems(&state.pool).await? } else { Vec::new() };
+    let jobs: Vec<Value> = rows.iter().map(|r| with_waiting(job_json(r, &plan), r, &problems)).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 
@@ -403,6 +407,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
         .map(|e| {
             let p = plan.get(&e.id);
             let model = e.spec.0.as_ref().map(|s| s.model);
+            let dataset = e.spec.0.as_ref().map(|s| s.dataset.clone());
             let mine = e.owner_id == user.0.id;
             let waited = (e.started_at.unwrap_or(now) - e.created_at).max(0) as f64 / 1000.0;
             let pos = p.and_then(|p| p.position);
@@ -410,6 +415,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
                 "position": pos,
                 "owner": e.owner,
                 "model": model,
+                "dataset": dataset,
                 "status": e.status,
                 "priority": e.priority,
                 "waited_seconds": waited.round(),
@@ -431,7 +437,10 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
     let problems = queue::problems::list_problems(&state.pool).await?;
     Ok(Json(json!({
         "workers": workers,
-        "problems": problems.iter().map(|p| json!({"message": p.message, "since": rfc3339(Some(p.since))})).collect::<Vec<_>>(),
+        "problems": problems
+            .iter()
+            .map(|p| json!({"message": p.message, "dataset": p.dataset(), "since": rfc3339(Some(p.since))}))
+            .collect::<Vec<_>>(),
         "jobs": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
     })))
 }

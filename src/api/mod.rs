@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod datasets;
 pub mod error;
 pub mod events;
 pub mod jobs;
@@ -49,6 +50,9 @@ pub struct AppState {
     /// The data directory of this process's workers (`None` when it runs none: the data is
     /// then another machine's), so readiness knows the data is missing before a job does.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The dataset store this server names datasets from (`--data-dir`): the lab's imports
+    /// are read from it, and a spec's dataset must be there (or fetchable) to be queued.
+    pub store: std::path::PathBuf,
 }
 
 /// Figures and reports this server draws at once.
@@ -206,10 +210,19 @@ pub fn routes() -> Vec<Route> {
         Route::get("/openapi.yaml", &[], openapi),
         Route::get("/metrics", &[], telemetry::scrape),
     ];
-    [own, spec::routes(), jobs::routes(), events::routes(), plots::routes(), sweeps::routes(), users::routes()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        own,
+        spec::routes(),
+        datasets::routes(),
+        jobs::routes(),
+        events::routes(),
+        plots::routes(),
+        sweeps::routes(),
+        users::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Holds the query string to the body's standard: an unknown parameter (a typo such as
@@ -383,24 +396,36 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
             });
         }
     }
-    match crate::queue::problems::list_problems(&state.pool).await {
-        Ok(problems) => reasons.extend(problems.into_iter().map(|p| p.message)),
+    // N.B.: a dataset's problem holds only its own jobs: the box is not ready while a
+    // queued job waits on it, and is for everyone else's (a fetch that failed once for a
+    // job since cancelled keeps no one waiting).
+    let problems = crate::queue::problems::list_problems(&state.pool).await;
+    let queued = crate::queue::queued_datasets(&state.pool).await;
+    match problems.and_then(|p| Ok((p, queued?))) {
+        Ok((problems, queued)) => reasons.extend(
+            problems
+                .into_iter()
+                .filter(|p| p.dataset().is_none_or(|d| queued.iter().any(|q| q == d)))
+                .map(|p| p.message),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the database does not answer");
             reasons.push("the database does not answer".into());
         }
     }
     if let Some(dir) = &state.data_dir {
-        let data = crate::dataset::ALL[0];
+        let data = crate::dataset::DEFAULT;
         let dir = dir.clone();
         let missing = tokio::task::spawn_blocking(move || {
             crate::train::data::check_present(data, &dir).err().map(|e| match e {
-                crate::train::data::DataError::Missing { .. } if crate::fetch::is_empty_dir(&dir) => format!(
-                    "{} is not in {} yet: the first job fetches it ({}), or run `trainyard data fetch`",
-                    data.title,
-                    dir.display(),
-                    data.where_to_get
-                ),
+                crate::train::data::DataError::Missing { .. } if crate::fetch::is_empty_dir(&data.locate(&dir)) => {
+                    format!(
+                        "{} is not in {} yet: the first job fetches it ({}), or run `trainyard data fetch`",
+                        data.title,
+                        data.home(&dir).display(),
+                        data.where_to_get
+                    )
+                }
                 e => e.to_string(),
             })
         })

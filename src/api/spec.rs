@@ -19,7 +19,8 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// The spec's fields as the web form shows them (defaults, ranges, help), and the layer
 /// kinds a list may use.
-async fn get_spec(_user: CurrentUser) -> Json<serde_json::Value> {
+async fn get_spec(State(state): State<AppState>, _user: CurrentUser) -> Json<serde_json::Value> {
+    super::datasets::refresh(&state).await;
     Json(crate::spec::field_docs())
 }
 
@@ -103,8 +104,10 @@ async fn check_spec(
     _user: CurrentUser,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Checked>, ApiError> {
+    super::datasets::refresh(&state).await;
     let spec = Spec::parse_with_seed(&body, || 0).map_err(|e| ApiError::Invalid(e.0))?;
-    let errors = state.limits.check(&spec);
+    let mut errors = state.limits.check(&spec);
+    errors.extend(super::datasets::unavailable(&state, &[spec.data()]).await?);
     let arch = Architecture::of(&spec);
     let mut layers = Vec::new();
     rows(&arch, &arch.layers, &arch.shapes, &spec.layers, "layers", &mut layers);

@@ -23,7 +23,7 @@ enum Command {
     /// Run training workers only, no HTTP, against the given database (the API runs
     /// elsewhere with `serve --no-workers`, or alongside with its own workers).
     Worker(crate::config::ServeConfig),
-    /// The CIFAR-10 dataset.
+    /// The datasets: fetch a built-in one, import a lab's own images, list them.
     Data {
         #[command(subcommand)]
         command: DataCommand,
@@ -46,15 +46,57 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum DataCommand {
-    /// Download the official CIFAR-10 binary archive, check its MD5 and unpack its files.
+    /// Download a built-in dataset's published files (CIFAR-10 by default), check their
+    /// MD5s and put them in its folder of the data directory.
     Fetch {
-        /// Where the binary files go.
-        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data/cifar-10-batches-bin")]
+        /// cifar10, cifar100 (also serves cifar100-coarse), mnist or fashion-mnist.
+        #[arg(default_value = "cifar10")]
+        dataset: String,
+        /// The dataset store.
+        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data")]
         data_dir: PathBuf,
         #[arg(long, env = "TRAINYARD_DATA_URL", default_value = crate::fetch::OFFICIAL_URL, hide = true)]
         url: String,
         #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
         md5: String,
+        /// Fetch from this mirror of the datasets' files (MIRROR/<file name>) instead.
+        #[arg(long, env = "TRAINYARD_DATA_MIRROR")]
+        mirror: Option<String>,
+    },
+    /// Import a folder of labelled images (DIR/train/CLASS/*.png|jpg and DIR/test/CLASS/*,
+    /// or DIR/CLASS/* split by --test-fraction) as a dataset jobs can name.
+    Import {
+        /// The dataset's name in specs: 1 to 40 of a-z, 0-9, - and _.
+        name: String,
+        /// The folder of images.
+        dir: PathBuf,
+        /// The dataset store.
+        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data")]
+        data_dir: PathBuf,
+        /// Resize every image to HxW pixels (without it, all images must have one size).
+        #[arg(long, value_parser = crate::dataset::import::parse_size)]
+        size: Option<(u32, u32)>,
+        /// Without train/ and test/ folders: the share of each class held out for testing.
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Seeds the held-out choice, so the same folder splits the same way.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// What people call it (default: its name).
+        #[arg(long)]
+        title: Option<String>,
+        /// Replace a dataset of this name (its queued jobs then train on the new one).
+        #[arg(long)]
+        replace: bool,
+        /// Leave out files that do not decode (each is listed), instead of importing nothing.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// List the datasets of the data directory: shape, classes, splits, and whether each is there.
+    List {
+        /// The dataset store.
+        #[arg(long, env = "TRAINYARD_DATA_DIR", default_value = "var/data")]
+        data_dir: PathBuf,
     },
     /// Write a small learnable stand-in dataset in CIFAR-10's binary format (colour and stripe
     /// patterns plus noise), for trying the service or checking a GPU without the real data.
@@ -96,9 +138,57 @@ impl Cli {
                 let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                 rt.block_on(crate::server::run_workers(cfg))
             }
-            Command::Data { command: DataCommand::Fetch { data_dir, url, md5 } } => {
-                crate::fetch::fetch(&crate::fetch::Source { url, md5 }, &data_dir)?;
-                println!("CIFAR-10 is in {}", data_dir.display());
+            Command::Data { command: DataCommand::Fetch { dataset, data_dir, url, md5, mirror } } => {
+                let Some(data) = crate::dataset::named(&dataset).filter(|d| d.download.is_some()) else {
+                    let can: Vec<&str> =
+                        crate::dataset::BUILTIN.iter().filter(|d| d.download.is_some()).map(|d| d.name).collect();
+                    anyhow::bail!("{dataset:?} cannot be fetched; these can: {}", can.join(", "));
+                };
+                let dir = crate::fetch::fetch_dataset(data, &data_dir, &crate::fetch::Source { url, md5, mirror })?;
+                println!("{} is in {}", data.title, dir.display());
+                Ok(())
+            }
+            Command::Data {
+                command:
+                    DataCommand::Import { name, dir, data_dir, size, test_fraction, seed, title, replace, skip_bad },
+            } => {
+                let opts = crate::dataset::import::ImportOptions {
+                    name,
+                    source: dir,
+                    data_dir,
+                    size,
+                    test_fraction,
+                    seed,
+                    replace,
+                    skip_bad,
+                    title,
+                };
+                let imported = crate::dataset::import::import(&opts).map_err(|why| anyhow::anyhow!("{why}"))?;
+                println!("{}", imported.summary());
+                Ok(())
+            }
+            Command::Data { command: DataCommand::List { data_dir } } => {
+                for (dir, why) in crate::dataset::scan(&data_dir) {
+                    eprintln!("warning: {} is not a dataset: {why}", dir.display());
+                }
+                for d in crate::dataset::all() {
+                    let state = match crate::dataset::check_present(d, &data_dir) {
+                        Ok(()) => format!("present in {}", d.locate(&data_dir).display()),
+                        Err(e) if e.state() == "missing" && d.download.is_some() => {
+                            format!("missing (`trainyard data fetch {}` gets it)", d.name)
+                        }
+                        Err(e) => format!("{}: {e}", e.state()),
+                    };
+                    println!(
+                        "{:<16} {:<26} {:>8} {:>3} classes {:>6} train {:>6} test  {state}",
+                        d.name,
+                        d.title,
+                        d.shape_text(),
+                        d.num_classes(),
+                        d.train_images,
+                        d.test_images
+                    );
+                }
                 Ok(())
             }
             Command::Train(args) => train::train(args),

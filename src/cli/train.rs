@@ -16,7 +16,8 @@ pub struct TrainArgs {
     /// The experiment spec, a JSON file (the same object as the body of POST /jobs).
     #[arg(long)]
     spec: PathBuf,
-    /// A directory with CIFAR-10's binary files (data_batch_1..5.bin, test_batch.bin).
+    /// The dataset store (as serve's --data-dir), or a directory with CIFAR-10's binary
+    /// files (data_batch_1..5.bin, test_batch.bin).
     #[arg(long, env = "TRAINYARD_DATA_DIR")]
     data_dir: PathBuf,
     /// Where metrics.jsonl, spec.json and the checkpoint go [default: var/runs/<name>-<seed>].
@@ -35,6 +36,10 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.spec).with_context(|| format!("reading spec file {}", args.spec.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("spec file {} is not valid JSON", args.spec.display()))?;
+    // A lab's own datasets are named from the store's descriptions.
+    for (dir, why) in crate::dataset::scan(&args.data_dir) {
+        eprintln!("warning: {} is not a dataset: {why}", dir.display());
+    }
     // Rerunning with the same --out resumes; a spec without a seed takes the saved run's seed.
     let saved_seed = args.out.as_ref().and_then(|o| saved_spec(o)).map(|s| s.seed);
     let spec = match Spec::parse_with_seed(&value, || saved_seed.unwrap_or_else(crate::spec::draw_seed)) {

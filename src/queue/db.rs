@@ -129,6 +129,14 @@ impl Dialect {
         }
     }
 
+    /// Whether text `haystack` holds text `needle` (no wildcards, unlike `LIKE`).
+    pub(crate) fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+
     /// What a `SELECT` that a transaction will update ends with: a row lock on PostgreSQL
     /// (SQLite's IMMEDIATE transaction already holds the database's write lock).
     pub(crate) fn for_update(self) -> &'static str {

@@ -374,6 +374,10 @@ pub struct ClaimTerms<'a> {
     pub lease_ms: i64,
     /// Owners already running this many jobs are passed over (0: no limit).
     pub max_running: i64,
+    /// Only jobs of these datasets are claimed (`None`: any). A worker leaves out the
+    /// datasets it cannot load now, and those it does not know (a lab's import on another
+    /// machine): their jobs wait, the others go on.
+    pub datasets: Option<&'a [&'static str]>,
 }
 
 /// Which job a claim takes.
@@ -401,7 +405,11 @@ async fn claim_in(
         Pick::NextIf(key) => (None, Some(key)),
     };
     type Row = (String, String, i64, Option<String>, i64, i64, i64);
+    // N.B.: dataset names hold no comma (`dataset::import::check_dataset_name`), so
+    // ",a,b," holds ",a," only for a listed name.
+    let datasets = t.datasets.map(|names| format!(",{},", names.join(",")));
     let claimed: Option<Row> = on_db!(Tx, &mut *tx, |c, d| {
+        let dataset = format!("(',' || COALESCE({}, 'cifar10') || ',')", d.json_text("j.spec", "dataset"));
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, device = ?2, \
                lease_expires_at = ?3, started_at = COALESCE(started_at, ?4), error = NULL, group_id = ?7 \
@@ -409,8 +417,10 @@ async fn claim_in(
                AND seq = (SELECT j.seq FROM jobs j JOIN users u ON u.id = j.owner_id \
                WHERE j.status = 'queued' AND (?6 IS NULL OR j.group_key = ?6) \
                AND (?5 <= 0 OR (SELECT COUNT(*) FROM jobs r WHERE r.owner_id = j.owner_id AND r.status = 'running') < ?5) \
+               AND (?9 IS NULL OR {}) \
                ORDER BY {FAIR_ORDER} LIMIT 1{}) \
              RETURNING id, spec, attempt, group_key, owner_id, created_at, started_at",
+            d.contains("?9", &dataset),
             d.skip_locked("j")
         );
         sqlx::query_as(&d.sql(&sql))
@@ -422,6 +432,7 @@ async fn claim_in(
             .bind(among)
             .bind(group_id)
             .bind(only)
+            .bind(datasets.clone())
             .fetch_optional(&mut **c)
             .await?
     });
@@ -509,7 +520,7 @@ pub async fn claim_next_job(
     lease_ms: i64,
     max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    let terms = ClaimTerms { worker, device, now, lease_ms, max_running };
+    let terms = ClaimTerms { worker, device, now, lease_ms, max_running, datasets: None };
     let id = uuid::Uuid::new_v4().to_string();
     Ok(claim_group(pool, &terms, |_| 1, &id).await?.pop())
 }
@@ -549,6 +560,17 @@ pub async fn queue_entries(pool: &Pool) -> Result<Vec<QueueEntry>, QueueError> {
             d.json_f64("e.metrics", "seconds")
         );
         sqlx::query_as(&sql).fetch_all(p).await?
+    }))
+}
+
+/// The datasets queued jobs need, each once.
+pub async fn queued_datasets(pool: &Pool) -> Result<Vec<String>, QueueError> {
+    Ok(on_db!(Pool, pool, |p, d| {
+        let sql = format!(
+            "SELECT DISTINCT COALESCE({}, 'cifar10') FROM jobs WHERE status = 'queued'",
+            d.json_text("spec", "dataset")
+        );
+        sqlx::query_scalar(&sql).fetch_all(p).await?
     }))
 }
 

@@ -13,6 +13,30 @@ pub struct Problem {
     pub since: i64,
 }
 
+/// The key of a dataset's problem on a host: `data:NAME@HOST`.
+pub fn data_problem_key(dataset: &str, host: &str) -> String {
+    format!("data:{dataset}@{host}")
+}
+
+/// The key of a dataset's fetch under way on a host: `fetch:NAME@HOST`.
+pub fn fetch_problem_key(dataset: &str, host: &str) -> String {
+    format!("fetch:{dataset}@{host}")
+}
+
+impl Problem {
+    /// The dataset a problem is about (`data:NAME@HOST` or `fetch:NAME@HOST`); `None` for
+    /// the box's own.
+    pub fn dataset(&self) -> Option<&str> {
+        let rest = self.key.strip_prefix("data:").or_else(|| self.key.strip_prefix("fetch:"))?;
+        rest.split('@').next()
+    }
+
+    /// True for a fetch under way (not a failure).
+    pub fn is_fetch(&self) -> bool {
+        self.key.starts_with("fetch:")
+    }
+}
+
 /// Records (or restates) a problem; `since` keeps its first time.
 pub async fn set_problem(pool: &Pool, key: &str, message: &str, now: i64) -> Result<(), QueueError> {
     const SQL: &str = "INSERT INTO problems (key, message, since) VALUES (?, ?, ?) \

@@ -1,36 +1,14 @@
-//! A dataset's two splits, loaded once onto the training device as uint8 (CIFAR-10's binary
-//! format: a label byte, then the image's bytes, channel by channel), and the batch source
+//! A dataset's two splits, loaded once onto the training device as uint8 (each format read
+//! by `dataset::formats`), and the batch source
 //! that turns them into normalised mini-batches in a seeded order.
 
 use super::augment::{self, AugmentParams};
 use super::rng::EpochRng;
 use crate::dataset::Dataset;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Bytes per record of the binary format: the label, then the image.
-pub fn record_bytes(data: &Dataset) -> usize {
-    1 + data.image_numel() as usize
-}
-
-/// What is wrong with a data directory; each names the file and the directory.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// A file the dataset needs is not there.
-    #[error("{} file {file} is missing from {dir}; {}", .data.title, .data.where_to_get, dir = .dir.display())]
-    Missing { data: &'static Dataset, file: String, dir: PathBuf },
-    /// The file's size is not a whole number of records, or it holds none.
-    #[error("{} file {file} in {dir} is {size} bytes, not a whole number of {}-byte records (it may be truncated); {}",
-        .data.title, record_bytes(.data), .data.where_to_get, dir = .dir.display())]
-    Truncated { data: &'static Dataset, file: String, dir: PathBuf, size: u64 },
-    /// A record's label byte is not one of the dataset's classes.
-    #[error("{} file {file} in {dir} has label {label} in record {record}; labels are 0 to {}, so this is not a {} binary file",
-        .data.title, .data.num_classes() - 1, .data.title, dir = .dir.display())]
-    BadLabel { data: &'static Dataset, file: String, dir: PathBuf, record: usize, label: u8 },
-    /// The file exists but could not be read.
-    #[error("could not read {} file {file} in {dir}: {source}", .data.title, dir = .dir.display())]
-    Io { data: &'static Dataset, file: String, dir: PathBuf, source: std::io::Error },
-}
+pub use crate::dataset::formats::{record_bytes, DataError};
 
 /// One split's raw images ([N, C, H, W] uint8) and labels ([N] int64), resident on a
 /// device, that can only be read.
@@ -117,69 +95,26 @@ pub struct Data {
 }
 
 impl Data {
-    /// Loads `dataset`'s files in `dir` onto `device`.
-    pub fn load(dataset: &'static Dataset, dir: &Path, device: Device) -> Result<Data, DataError> {
-        let train = read_split(dataset, dir, dataset.train_files)?;
-        let test = read_split(dataset, dir, dataset.test_files)?;
+    /// Loads `dataset`'s files from where they are in the data directory `data_dir`
+    /// (`Dataset::locate`) onto `device`.
+    pub fn load(dataset: &'static Dataset, data_dir: &Path, device: Device) -> Result<Data, DataError> {
+        let dir = dataset.locate(data_dir);
+        let train = read_split(dataset, &dir, dataset.train_files)?;
+        let test = read_split(dataset, &dir, dataset.test_files)?;
         Ok(Data { dataset, train: train.to_device(device), test: test.to_device(device), device })
     }
 }
 
-/// Whether `dir` holds the dataset's files, each a whole number of records, without reading
-/// them (readiness asks this on every probe; a label out of range shows only on loading).
-pub fn check_present(data: &'static Dataset, dir: &Path) -> Result<(), DataError> {
-    for file in data.train_files.iter().chain(data.test_files) {
-        let (f, d) = (file.to_string(), dir.to_path_buf());
-        match std::fs::metadata(dir.join(file)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(DataError::Missing { data, file: f, dir: d })
-            }
-            Err(source) => return Err(DataError::Io { data, file: f, dir: d, source }),
-            Ok(m) if m.len() == 0 || m.len() % record_bytes(data) as u64 != 0 => {
-                return Err(DataError::Truncated { data, file: f, dir: d, size: m.len() })
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(())
+/// Whether the data directory holds the dataset's files (`dataset::check_present`).
+pub fn check_present(data: &'static Dataset, data_dir: &Path) -> Result<(), DataError> {
+    crate::dataset::check_present(data, data_dir)
 }
 
 fn read_split(data: &'static Dataset, dir: &Path, files: &[&str]) -> Result<Split, DataError> {
-    let record_bytes = record_bytes(data);
-    let mut images: Vec<u8> = Vec::new();
-    let mut labels: Vec<i64> = Vec::new();
-    for file in files {
-        let path = dir.join(file);
-        let err_ctx = || (file.to_string(), dir.to_path_buf());
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (file, dir) = err_ctx();
-                return Err(DataError::Missing { data, file, dir });
-            }
-            Err(source) => {
-                let (file, dir) = err_ctx();
-                return Err(DataError::Io { data, file, dir, source });
-            }
-        };
-        if bytes.is_empty() || bytes.len() % record_bytes != 0 {
-            let (file, dir) = err_ctx();
-            return Err(DataError::Truncated { data, file, dir, size: bytes.len() as u64 });
-        }
-        images.reserve(bytes.len());
-        for (record, chunk) in bytes.chunks_exact(record_bytes).enumerate() {
-            let label = chunk[0];
-            if i64::from(label) >= data.num_classes() {
-                let (file, dir) = err_ctx();
-                return Err(DataError::BadLabel { data, file, dir, record, label });
-            }
-            labels.push(label.into());
-            images.extend_from_slice(&chunk[1..]);
-        }
-    }
-    let n = labels.len() as i64;
-    let images = Tensor::from_slice(&images).view([n, data.channels, data.height, data.width]);
-    Ok(Split::new(images, Tensor::from_slice(&labels), data))
+    let raw = crate::dataset::formats::read_split(data, dir, files)?;
+    let n = raw.labels.len() as i64;
+    let images = Tensor::from_slice(&raw.images).view([n, data.channels, data.height, data.width]);
+    Ok(Split::new(images, Tensor::from_slice(&raw.labels), data))
 }
 
 /// Turns uint8 images into `data`'s normalisation, (x/255 − mean)/std per channel, in float:

@@ -125,12 +125,24 @@ impl<'a> GroupDb<'a> {
 
     #[tracing::instrument(skip_all, fields(group.id = %self.group_id, worker = %self.at.worker))]
     pub(super) fn run(&mut self, first: Vec<Claimed>) {
-        let problem = format!("data@{}", self.at.worker.split('/').next().unwrap_or_default());
         let pool = &self.at.shared.pool;
         // A group trains on one dataset, its first member's (a stored spec that no longer
         // parses fails at admission, whatever is loaded).
-        let dataset = first.iter().find_map(|c| c.spec.as_ref().ok()).map_or(crate::dataset::ALL[0], Spec::data);
-        let data = match self.at.shared.datasets.get(dataset, self.at.device, &self.at.shared.settings) {
+        let dataset = first.iter().find_map(|c| c.spec.as_ref().ok()).map_or(crate::dataset::DEFAULT, Spec::data);
+        let host = self.at.worker.split('/').next().unwrap_or_default();
+        let problem = queue::problems::data_problem_key(dataset.name, host);
+        let fetch_key = queue::problems::fetch_problem_key(dataset.name, host);
+        let fetching = |on: bool| {
+            let now = queue::now_ms();
+            let home = dataset.home(&self.at.shared.settings.data_dir);
+            let why = format!("{} is being fetched into {}", dataset.title, home.display());
+            let _ = if on {
+                self.at.handle.block_on(queue::problems::set_problem(pool, &fetch_key, &why, now))
+            } else {
+                self.at.handle.block_on(queue::problems::clear_problem(pool, &fetch_key))
+            };
+        };
+        let data = match self.at.shared.datasets.get(dataset, self.at.device, &self.at.shared.settings, &fetching) {
             Ok(d) => d,
             Err(e) => {
                 // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,
@@ -139,12 +151,14 @@ impl<'a> GroupDb<'a> {
                     let _ = self.at.handle.block_on(c.lease().release(pool, queue::now_ms()));
                 }
                 let _ = self.at.handle.block_on(queue::problems::set_problem(pool, &problem, &e, queue::now_ms()));
-                self.at.shared.datasets.block(&self.at.shared.settings);
+                self.at.shared.datasets.hold(dataset, &self.at.shared.settings);
                 return warn!(group.id = %self.group_id, error = %e, retry_in = ?self.at.shared.settings.retry,
                     "the data cannot be loaded; the jobs wait in the queue");
             }
         };
         let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &problem));
+        // Before datasets had problems of their own, the data's was `data@HOST`.
+        let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &format!("data@{host}")));
         let first = self.admit(first);
         let device = crate::device::device_name(self.at.device);
         let opts = GroupOptions {
@@ -352,6 +366,8 @@ impl GroupHost for GroupDb<'_> {
             now: queue::now_ms(),
             lease_ms: s.lease.as_millis() as i64,
             max_running: s.max_running_per_user,
+            // N.B.: the group key holds the dataset, so a joiner trains on the group's.
+            datasets: None,
         };
         let claimed = match self.at.handle.block_on(queue::claim_joiners(
             &self.at.shared.pool,

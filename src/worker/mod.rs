@@ -11,8 +11,8 @@
 //! - `trainer`: the training thread each worker owns;
 //! - `group_db`: that thread's side of the queue (fenced writes with retries, members' ends,
 //!   joins), and `eta` the arithmetic of its progress reports;
-//! - `datasets`: the data every worker of a device shares, and the back-off while it cannot
-//!   be loaded.
+//! - `datasets`: the data every worker of a device shares, and the back-off, per dataset,
+//!   while one cannot be loaded.
 
 mod datasets;
 mod eta;
@@ -58,6 +58,8 @@ pub struct WorkerSettings {
     pub retry: Duration,
     /// How often an idle worker says it is alive.
     pub alive_every: Duration,
+    /// Datasets each device keeps in memory at once (the least recently used goes first).
+    pub max_datasets_in_memory: usize,
 }
 
 /// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
@@ -141,12 +143,17 @@ impl Worker {
             }
         }
         let device = crate::device::device_name(self.device);
+        let datasets = s.datasets.claimable(&s.settings);
+        if datasets.is_empty() {
+            return Ok(false);
+        }
         let terms = queue::ClaimTerms {
             worker: &self.name,
             device: &device,
             now: queue::now_ms(),
             lease_ms: s.settings.lease.as_millis() as i64,
             max_running: s.settings.max_running_per_user,
+            datasets: Some(&datasets),
         };
         let group_id = uuid::Uuid::new_v4().to_string();
         let cap = |head: &Claimed| s.settings.max_group_of(self.device, head);
@@ -228,7 +235,7 @@ impl Worker {
                 last_seen = std::time::Instant::now();
             }
             let storage = &self.shared.hub.storage;
-            let idle = if self.shared.datasets.blocked(&self.shared.settings) || storage.is_lost().is_some() {
+            let idle = if storage.is_lost().is_some() {
                 true
             } else if storage.problem().is_some() {
                 // N.B.: no claim while the database cannot be written (a job claimed now

@@ -456,6 +456,29 @@ async fn a_student_starts_from_the_cnns_layers_sees_the_plan_as_they_type_and_su
     let plan = b.until("the cnn's plan", "document.querySelector('#network-plan p')?.textContent", 20).await;
     assert_eq!(plan, json!("cnn: 62,006 parameters, about 37 MB to train."));
     assert!(b.text("#network-plan table").await.contains("6×28×28"), "{}", b.text("#network-plan").await);
+    // The dataset chosen is described under its field, and the plan follows its images:
+    // MNIST (not on this server: the first job would fetch it) is one channel of 28×28.
+    assert!(b.text("#dataset-info").await.starts_with("CIFAR-10: 3×32×32 images, 10 classes"));
+    let pick = "const s = document.querySelector('#f-dataset'); s.value = arguments[0]; \
+        s.dispatchEvent(new Event('change', {bubbles: true})); s.dispatchEvent(new Event('input', {bubbles: true})); return 1;";
+    b.client.execute(pick, vec![json!("mnist")]).await.unwrap();
+    let info = b.text("#dataset-info").await;
+    assert!(info.starts_with("MNIST: 1×28×28 images, 10 classes") && info.contains("missing"), "{info}");
+    b.until(
+        "the plan on MNIST",
+        "document.querySelector('#network-plan p')?.textContent.startsWith('cnn: 44,426 parameters')",
+        10,
+    )
+    .await;
+    assert!(b.text("#network-plan table").await.contains("6×24×24"), "{}", b.text("#network-plan").await);
+    b.screenshot("submit-mnist.png").await;
+    b.client.execute(pick, vec![json!("cifar10")]).await.unwrap();
+    b.until(
+        "the plan on CIFAR-10 again",
+        "document.querySelector('#network-plan p')?.textContent.startsWith('cnn: 62,006')",
+        10,
+    )
+    .await;
     assert!(
         b.until("the layers field hidden", "document.querySelector('[data-field=layers]').hidden", 5).await
             == json!(true)

@@ -77,7 +77,7 @@ fn train_explains_an_invalid_spec_and_missing_data() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("data_batch_1.bin is missing from /nowhere"), "{stderr}");
+    assert!(stderr.contains("data_batch_1.bin is missing from /nowhere/cifar10"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -383,4 +383,53 @@ fn train_takes_a_list_of_layers_as_the_service_does() {
     let bytes = std::fs::read(out.join("checkpoint.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert!(st.tensor("1.running_var").is_ok(), "the running statistics are in the checkpoint");
+}
+
+#[test]
+fn data_import_makes_a_dataset_that_data_list_shows_and_train_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, store) = (dir.path().join("src"), dir.path().join("store"));
+    for (class, level) in [("dark", 20u8), ("light", 230u8)] {
+        std::fs::create_dir_all(src.join(class)).unwrap();
+        for i in 0..10u8 {
+            image::GrayImage::from_pixel(6, 6, image::Luma([level + i]))
+                .save(src.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(src.join("light/9.png"), b"broken").unwrap();
+    let import = |extra: &[&str]| {
+        let mut c = trainyard();
+        c.args(["data", "import", "tones-cli"]).arg(&src).arg("--data-dir").arg(&store).args(extra);
+        c.output().unwrap()
+    };
+    let out = import(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("light/9.png: ") && stderr.contains("--skip-bad"), "{stderr}");
+    let out = import(&["--skip-bad"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("15 training and 4 test images of 1×6×6, 2 classes (dark, light)"), "{stdout}");
+    assert!(stdout.contains("\"dataset\": \"tones-cli\""), "{stdout}");
+
+    let list = trainyard().args(["data", "list", "--data-dir"]).arg(&store).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let line = listed.lines().find(|l| l.starts_with("tones-cli")).unwrap_or_default();
+    assert!(line.contains("1×6×6") && line.contains("present"), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("mnist") && l.contains("missing")), "{listed}");
+
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, r#"{"dataset": "tones-cli", "model": "linear", "epochs": 2, "batch_size": 5, "lr": 0.05}"#)
+        .unwrap();
+    let out = trainyard()
+        .args(["train", "--threads", "1", "--spec", spec.to_str().unwrap(), "--data-dir"])
+        .arg(&store)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("model linear, 74 trainable parameters"), "{stdout}");
 }

@@ -95,11 +95,12 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
         max_attempts: 1,
         threads: None,
         max_running_per_user: 0,
-        fetch: trainyard::fetch::Source { url: String::new(), md5: String::new() },
+        fetch: trainyard::fetch::Source { url: String::new(), md5: String::new(), mirror: None },
         max_group,
         max_job_memory_mb: mb,
         retry: std::time::Duration::from_secs(60),
         alive_every: std::time::Duration::from_secs(1),
+        max_datasets_in_memory: 3,
     };
     let cnn = spec(json!({"model": "cnn"}));
     assert_eq!(settings(None, 4096).max_group_for(Device::Cpu, &cnn), 8, "the CPU default");

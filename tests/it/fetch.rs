@@ -38,13 +38,13 @@ async fn fetch_checks_the_md5_and_unpacks_only_the_dataset_files() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("cifar-10-batches-bin");
 
-    let bad = Source { url: url.clone(), md5: "0".repeat(32) };
+    let bad = Source { url: url.clone(), md5: "0".repeat(32), mirror: None };
     let t = target.clone();
     let err = tokio::task::spawn_blocking(move || fetch::fetch(&bad, &t)).await.unwrap().unwrap_err();
     assert!(err.to_string().contains("MD5") && err.to_string().contains("expected 0000"), "{err}");
     assert!(fetch::is_empty_dir(&target), "nothing is unpacked from a damaged download");
 
-    let good = Source { url, md5 };
+    let good = Source { url, md5, mirror: None };
     let t = target.clone();
     tokio::task::spawn_blocking(move || fetch::fetch(&good, &t)).await.unwrap().unwrap();
     let mut names: Vec<String> =
@@ -68,7 +68,11 @@ async fn fetch_checks_the_md5_and_unpacks_only_the_dataset_files() {
 #[test]
 fn fetch_without_network_says_what_failed() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Source { url: "http://127.0.0.1:9/cifar-10-binary.tar.gz".into(), md5: fetch::OFFICIAL_MD5.into() };
+    let src = Source {
+        url: "http://127.0.0.1:9/cifar-10-binary.tar.gz".into(),
+        md5: fetch::OFFICIAL_MD5.into(),
+        mirror: None,
+    };
     let err = fetch::fetch(&src, dir.path()).unwrap_err();
     assert!(format!("{err:#}").contains("downloading http://127.0.0.1:9/cifar-10-binary.tar.gz"), "{err:#}");
 }

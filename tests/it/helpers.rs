@@ -59,6 +59,9 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         admin_token_file: dir.join("admin.token"),
         data_url: "http://127.0.0.1:9/unreachable".into(),
         data_md5: trainyard::fetch::OFFICIAL_MD5.into(),
+        // N.B.: no test fetches a dataset from the internet.
+        data_mirror: Some("http://127.0.0.1:9/unreachable".into()),
+        datasets_in_memory: 3,
         header_timeout_seconds: 10.0,
         init: false,
         state_dir: Some(dir.join("state")),

@@ -1,6 +1,7 @@
 mod api;
 mod browser;
 mod cli;
+mod datasets;
 mod db;
 mod engine;
 mod events;

@@ -229,7 +229,7 @@ async fn postgres_connections_can_require_tls() {
 }
 
 fn terms(worker: &str, now: i64, max_running: i64) -> queue::ClaimTerms<'_> {
-    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running }
+    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running, datasets: None }
 }
 
 fn ids(c: &[queue::Claimed]) -> Vec<&str> {
