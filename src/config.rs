@@ -112,7 +112,8 @@ pub struct ServeConfig {
     #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
     pub data_md5: String,
     /// A mirror of the built-in datasets' files (a lab's own web server or folder served over
-    /// HTTP): each is fetched as MIRROR/<its file name> and checked against its published MD5.
+    /// HTTP): each file is fetched as MIRROR/<dataset folder>/<file name> (e.g.
+    /// MIRROR/mnist/train-images-idx3-ubyte.gz) and checked against its published MD5.
     #[arg(long, env = "TRAINYARD_DATA_MIRROR")]
     pub data_mirror: Option<String>,
 }

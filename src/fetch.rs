@@ -24,10 +24,14 @@ pub struct Source {
 }
 
 impl Source {
-    /// Where `url` is fetched from: the mirror's copy of its file, when there is a mirror.
-    fn at(&self, url: &str) -> String {
+    /// Where `data`'s file `url` is fetched from: the mirror's copy (`MIRROR/<dataset's
+    /// folder>/<file name>`: MNIST and Fashion-MNIST name their files alike), when there is
+    /// a mirror.
+    fn at(&self, data: &Dataset, url: &str) -> String {
         match &self.mirror {
-            Some(m) => format!("{}/{}", m.trim_end_matches('/'), url.rsplit('/').next().unwrap_or(url)),
+            Some(m) => {
+                format!("{}/{}/{}", m.trim_end_matches('/'), data.dirs[0], url.rsplit('/').next().unwrap_or(url))
+            }
             None => url.to_string(),
         }
     }
@@ -65,7 +69,8 @@ fn download(url: &str, md5: &str, limit: u64, what: &str) -> anyhow::Result<Vec<
 
 /// Downloads, checks and unpacks CIFAR-10's binary files into `dir`.
 pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
-    let url = if source.url == OFFICIAL_URL { source.at(OFFICIAL_URL) } else { source.url.clone() };
+    let url =
+        if source.url == OFFICIAL_URL { source.at(&crate::dataset::CIFAR10, OFFICIAL_URL) } else { source.url.clone() };
     let archive = download(&url, &source.md5, 400 << 20, "CIFAR-10")?;
     unpack(&archive, &crate::dataset::CIFAR10, dir)
 }
@@ -84,13 +89,13 @@ pub fn fetch_dataset(data: &'static Dataset, data_dir: &Path, source: &Source) -
     };
     if download_from.archive_folder.is_some() {
         let [(url, md5)] = download_from.files else { bail!("{}: one archive expected", data.title) };
-        let archive = download(&source.at(url), md5, 400 << 20, data.title)?;
+        let archive = download(&source.at(data, url), md5, 400 << 20, data.title)?;
         unpack(&archive, data, &dir)?;
     } else {
         // Every file first: a failed download leaves the folder as it was.
         let mut files = Vec::new();
         for (url, md5) in download_from.files {
-            let bytes = download(&source.at(url), md5, 100 << 20, data.title)?;
+            let bytes = download(&source.at(data, url), md5, 100 << 20, data.title)?;
             files.push((url.rsplit('/').next().unwrap_or(url), bytes));
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

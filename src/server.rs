@@ -83,12 +83,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, api: bool) -> WorkerSet 
         },
     };
     let shared = Shared::new(pool.clone(), settings, hub.clone());
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".into());
+    let host = host_name();
     let workers = devices
         .iter()
         .enumerate()
@@ -123,10 +118,27 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
     }
 }
 
-/// Registers the lab's imported datasets found in the store, so their jobs' specs read.
-fn scan_datasets(cfg: &ServeConfig) {
+/// This machine's name, as its workers' names begin.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// Registers the lab's imported datasets found in the store, so their jobs' specs read; and
+/// forgets this machine's fetches under way (a process killed while fetching left them: no
+/// fetch of this machine runs before its workers start).
+async fn scan_datasets(cfg: &ServeConfig, pool: &queue::Pool, workers: bool) {
     for (dir, why) in crate::dataset::scan(&cfg.data_dir) {
         warn!(dir = %dir.display(), error = %why, "a dataset's description does not read; its jobs cannot be trained");
+    }
+    if workers {
+        if let Err(e) = queue::problems::clear_fetches(pool, &host_name()).await {
+            warn!(error = %e, "forgetting this machine's unfinished fetches failed");
+        }
     }
 }
 
@@ -134,7 +146,7 @@ fn scan_datasets(cfg: &ServeConfig) {
 /// A cancel made through an API in another process reaches them at their next heartbeat.
 pub async fn run_workers(cfg: ServeConfig) -> anyhow::Result<()> {
     let pool = open_database(&cfg).await?;
-    scan_datasets(&cfg);
+    scan_datasets(&cfg, &pool, true).await;
     let w = spawn_workers(&ServeConfig { no_workers: false, ..cfg.clone() }, &pool, false);
     watch_database(&cfg, &w.hub);
     info!(
@@ -188,7 +200,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot listen on {} (--bind, TRAINYARD_BIND)", cfg.bind))?;
     let pool = open_database(&cfg).await?;
-    scan_datasets(&cfg);
+    scan_datasets(&cfg, &pool, !cfg.no_workers).await;
     let created_admin = bootstrap_admin(&pool, &cfg.admin_token_file).await?;
     let addr = listener.local_addr()?;
     let WorkerSet { workers, devices, hub } = spawn_workers(&cfg, &pool, true);

@@ -775,7 +775,10 @@ impl Spec {
         let datasets: Vec<(&str, &'static Dataset)> = crate::dataset::all().into_iter().map(|d| (d.name, d)).collect();
         let data = r.choice("dataset", crate::dataset::DEFAULT, &datasets);
         // N.B.: a larger limit than the dataset's training images would silently mean "all".
-        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, data.train_images) as u32);
+        // An unknown dataset has no size to hold the limit to (it is an error already).
+        let known = !r.errors.iter().any(|e| e.field == "dataset");
+        let most = if known { data.train_images } else { u64::from(u32::MAX) };
+        let train_limit = r.present("train_limit").map(|_| r.int("train_limit", 0, 1, most) as u32);
         let named = (model != ModelKind::Custom).then(|| named_layers(model, &hidden, activation, data.num_classes()));
         let layers = match (r.present("layers"), named) {
             (None, Some(named)) => named,

@@ -92,13 +92,23 @@ fn view(
 ) -> DatasetView {
     let mine: Vec<&Problem> = problems.iter().filter(|p| p.dataset() == Some(d.name)).collect();
     let fetch = mine.iter().find(|p| p.is_fetch());
-    let failed = mine.iter().find(|p| !p.is_fetch());
+    // N.B.: a worker's failure is about the files as they were: files changed since (an
+    // admin's fix) are judged afresh by their presence.
+    let changed = |since: i64| {
+        let newest =
+            d.files().filter_map(|f| crate::dataset::formats::file_in(d, &d.locate(store), f)).filter_map(|p| {
+                let m = std::fs::metadata(p).ok()?.modified().ok()?;
+                Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+            });
+        newest.max().is_some_and(|t| t >= since)
+    };
+    let failed = mine.iter().find(|p| !p.is_fetch() && !changed(p.since));
     let fetchable = d.download.is_some() && crate::fetch::is_empty_dir(&d.locate(store));
     let (state, why) = match (files, fetch, failed) {
-        (_, Some(p), _) => (DataState::Fetching, Some(p.message.clone())),
         (None, _, Some(p)) => (DataState::Corrupt, Some(p.message.clone())),
         (None, _, None) => (DataState::Present, None),
-        (Some(("missing", why)), _, Some(p)) if fetchable => (DataState::Missing, Some(format!("{why} ({})", p.message))),
+        (_, Some(p), _) => (DataState::Fetching, Some(p.message.clone())),
+        (Some(("missing", _)), _, Some(p)) => (DataState::Missing, Some(p.message.clone())),
         (Some(("missing", _)), _, None) if fetchable => (
             DataState::Missing,
             Some(format!(
@@ -139,7 +149,13 @@ async fn list_datasets(State(state): State<AppState>, _user: CurrentUser) -> Res
 /// first job fills by fetching. A dataset that is missing and cannot be fetched (a lab's
 /// import whose folder is gone, a built-in one half there) would wait for nothing
 /// automatic: an error on `dataset` that says why and which datasets are here.
+///
+/// N.B.: an API that runs no workers (`serve --no-workers`) does not judge: the data is the
+/// workers' machines', and its jobs wait until a worker that has it takes them.
 pub async fn unavailable(state: &AppState, datasets: &[&'static Dataset]) -> Result<Vec<FieldError>, ApiError> {
+    if state.data_dir.is_none() {
+        return Ok(Vec::new());
+    }
     let mut wanted: Vec<&'static Dataset> = datasets.to_vec();
     wanted.sort_by_key(|d| d.name);
     wanted.dedup_by_key(|d| d.name);

@@ -416,7 +416,13 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     if let Some(dir) = &state.data_dir {
         let data = crate::dataset::DEFAULT;
         let dir = dir.clone();
+        // N.B.: the default dataset's absence matters while no dataset is here at all (a
+        // new box); a lab that trains only MNIST or its own images is ready without it.
         let missing = tokio::task::spawn_blocking(move || {
+            let any_here = crate::dataset::all().into_iter().any(|d| crate::dataset::check_present(d, &dir).is_ok());
+            if any_here {
+                return None;
+            }
             crate::train::data::check_present(data, &dir).err().map(|e| match e {
                 crate::train::data::DataError::Missing { .. } if crate::fetch::is_empty_dir(&data.locate(&dir)) => {
                     format!(

@@ -59,7 +59,7 @@ enum DataCommand {
         url: String,
         #[arg(long, env = "TRAINYARD_DATA_MD5", default_value = crate::fetch::OFFICIAL_MD5, hide = true)]
         md5: String,
-        /// Fetch from this mirror of the datasets' files (MIRROR/<file name>) instead.
+        /// Fetch from this mirror of the datasets' files (MIRROR/<dataset folder>/<file name>) instead.
         #[arg(long, env = "TRAINYARD_DATA_MIRROR")]
         mirror: Option<String>,
     },

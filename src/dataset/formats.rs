@@ -136,11 +136,20 @@ fn read_file(data: &'static Dataset, dir: &Path, file: &str) -> Result<Vec<u8>, 
     // N.B.: a gzip bomb stops at twice the largest split the dataset states (a header and
     // a few more images than stated still read, and then fail the count check by name).
     let most = data.train_images.max(data.test_images).saturating_mul(data.image_numel() as u64).saturating_mul(2);
+    let cap = most.saturating_add(1 << 20);
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(&raw[..])
-        .take(most.saturating_add(1 << 20))
+        .take(cap)
         .read_to_end(&mut out)
         .map_err(|e| corrupt(data, dir, file, format!("it does not gunzip ({e})")))?;
+    if out.len() as u64 >= cap {
+        return Err(corrupt(
+            data,
+            dir,
+            file,
+            format!("it gunzips to more than {cap} bytes, more than {} could hold", data.title),
+        ));
+    }
     Ok(out)
 }
 
@@ -211,6 +220,9 @@ fn read_idx(data: &'static Dataset, dir: &Path, images_file: &str, labels_file: 
     let labels = read_file(data, dir, labels_file)?;
     let (ldims, lstart) = idx_header(&labels, &[Some(dims[0])]).map_err(|why| corrupt(data, dir, labels_file, why))?;
     debug_assert_eq!(ldims[0], dims[0]);
+    if dims[0] == 0 {
+        return Err(corrupt(data, dir, images_file, "it holds no images".into()));
+    }
     let mut out = RawSplit { images: Vec::new(), labels: Vec::with_capacity(dims[0]) };
     for (record, &label) in labels[lstart..].iter().enumerate() {
         if i64::from(label) >= data.num_classes() {

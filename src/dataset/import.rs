@@ -28,7 +28,7 @@ pub const MAX_CLASSES: usize = 256;
 /// Largest side of an imported image, in pixels.
 pub const MAX_SIDE: u32 = 1024;
 /// Largest split, in bytes of images.
-pub const MAX_SPLIT_BYTES: u64 = 16 << 30;
+pub const MAX_SPLIT_BYTES: u64 = 4 << 30;
 /// At most this many problems are listed by name; the rest are counted.
 const LISTED: usize = 20;
 
@@ -227,7 +227,7 @@ impl Imported {
             let _ = write!(s, "; the test images were held out from each class");
         }
         if self.resized > 0 {
-            let _ = write!(s, "; {} images resized to {}×{}", self.resized, d.height, d.width);
+            let _ = write!(s, "; {} image(s) resized to {}×{}", self.resized, d.height, d.width);
         }
         let _ = write!(s, "\nmean {:?}, std {:?} (per channel, of the training images)", d.mean, d.std);
         if !self.skipped.is_empty() {
@@ -342,18 +342,50 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
         }
     }
     let folder = opts.data_dir.join(&opts.name);
-    if folder.exists() && !opts.replace {
-        return Err(format!(
-            "{} exists already; import under another name, or add --replace to replace it",
-            folder.display()
-        ));
-    }
     let src = &opts.source;
     if !src.is_dir() {
         return Err(format!("{} is not a folder", src.display()));
     }
+    // The dataset a --replace replaces: only an import (a folder with its description), and
+    // never the folder the images come from (nothing of the lab's own is deleted).
+    let replaced = if folder.exists() {
+        if !opts.replace {
+            return Err(format!(
+                "{} exists already; import under another name, or add --replace to replace it",
+                folder.display()
+            ));
+        }
+        let described = folder.join(DESCRIPTION);
+        let old = read_description(&described).map_err(|why| {
+            format!(
+                "{} is not an imported dataset ({why}); --replace replaces only those: import under another name",
+                folder.display()
+            )
+        })?;
+        let (a, b) = (std::fs::canonicalize(src), std::fs::canonicalize(&folder));
+        if let (Ok(a), Ok(b)) = (a, b) {
+            if a.starts_with(&b) || b.starts_with(&a) {
+                return Err(format!(
+                    "the images in {} are inside the dataset {} would replace; move them elsewhere first",
+                    src.display(),
+                    folder.display()
+                ));
+            }
+        }
+        Some(old)
+    } else {
+        None
+    };
     let mut skipped = Vec::new();
     let (train_dir, test_dir) = (src.join("train"), src.join("test"));
+    if train_dir.is_dir() != test_dir.is_dir() {
+        let (has, lacks) = if train_dir.is_dir() { ("train/", "test/") } else { ("test/", "train/") };
+        return Err(format!(
+            "{} has {has} but no {lacks}: give both (DIR/train/CLASS/* and DIR/test/CLASS/*), or neither \
+             (DIR/CLASS/*, split by --test-fraction)",
+            src.display()
+        ));
+    }
     let split_by_fraction = !(train_dir.is_dir() && test_dir.is_dir());
     let (classes, train, test) = if split_by_fraction {
         let classes = class_dirs(src)?;
@@ -455,11 +487,16 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
         }
     }
 
+    // N.B.: the records are written in a seeded random order, as CIFAR's batches are mixed:
+    // `train_limit` takes the first N training images, which in class order would be
+    // the first classes only (seen: 10,000 of an imported CIFAR-10 were two classes).
+    shuffle(&mut probed, opts.seed.wrapping_add(1));
     let mut resized = 0;
     let (mut n_train, mut n_test) = (0u64, 0u64);
     let mut sums = vec![0f64; channels as usize];
     let mut squares = vec![0f64; channels as usize];
-    let (mut train_bin, mut test_bin) = (Vec::new(), Vec::new());
+    let reserve = |train: bool| probed.iter().filter(|p| p.0.train == train).count() * record as usize;
+    let (mut train_bin, mut test_bin) = (Vec::with_capacity(reserve(true)), Vec::with_capacity(reserve(false)));
     for (f, _, _) in probed {
         let mut image = match decode(f) {
             Ok(image) => image,
@@ -500,6 +537,15 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
             return Err(format!("no {what} image decoded"));
         }
     }
+    // Files left out may have emptied a class.
+    let mut seen = vec![false; classes.len()];
+    for r in train_bin.chunks_exact(record as usize) {
+        seen[usize::from(r[0])] = true;
+    }
+    let empty: Vec<&str> = classes.iter().zip(&seen).filter(|(_, s)| !**s).map(|(c, _)| c.as_str()).collect();
+    if !empty.is_empty() {
+        return Err(format!("with the files left out, these classes have no training image: {}", empty.join(", ")));
+    }
     let count = n_train as f64 * f64::from(height * width);
     let mean: Vec<f64> = sums.iter().map(|s| round6(s / count)).collect();
     let std: Vec<f64> = squares
@@ -507,7 +553,9 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
         .zip(&sums)
         .map(|(q, s)| {
             let m = s / count;
-            round6((q / count - m * m).max(0.0).sqrt()).max(1e-6)
+            // N.B.: a channel of one value has no spread; 1/255 keeps its normalised values
+            // within ±255 instead of dividing by nothing.
+            round6((q / count - m * m).max(0.0).sqrt()).max(round6(1.0 / 255.0))
         })
         .collect();
 
@@ -531,10 +579,34 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
         imported_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     description.check()?;
+    if let Some(old) = replaced.filter(|old| !same_shape(old, &description)) {
+        // N.B.: queued and finished jobs name the dataset; their specs were planned for its
+        // images and classes, and must still read.
+        return Err(format!(
+            "{} holds {}×{}×{} images of {} classes ({}); this folder makes {}×{}×{} images of {} classes ({}): \
+             --replace keeps the shape and classes (its jobs were planned for them); import under a new name instead",
+            opts.name,
+            old.channels,
+            old.height,
+            old.width,
+            old.classes.len(),
+            old.classes.join(", "),
+            description.channels,
+            description.height,
+            description.width,
+            description.classes.len(),
+            description.classes.join(", ")
+        ));
+    }
     write(&opts.data_dir, &folder, &description, &train_bin, &test_bin)
         .map_err(|e| format!("writing {}: {e}", folder.display()))?;
     register(&description);
     Ok(Imported { description, folder, skipped, split_by_fraction, resized })
+}
+
+/// The same images and classes (what a job's plan depends on).
+fn same_shape(a: &Description, b: &Description) -> bool {
+    (a.channels, a.height, a.width) == (b.channels, b.height, b.width) && a.classes == b.classes
 }
 
 fn round6(x: f64) -> f64 {
@@ -563,11 +635,7 @@ fn split(all: Vec<Found>, classes: usize, fraction: f64, seed: u64) -> (Vec<Foun
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for mut files in by_class {
-        // Fisher–Yates, from the seeded stream.
-        for i in (1..files.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            files.swap(i, j);
-        }
+        shuffle_with(&mut files, &mut rng);
         let n = files.len();
         let held = if n >= 2 { ((n as f64 * fraction).round() as usize).clamp(1, n - 1) } else { 0 };
         let rest = files.split_off(held);
@@ -575,6 +643,18 @@ fn split(all: Vec<Found>, classes: usize, fraction: f64, seed: u64) -> (Vec<Foun
         train.extend(rest);
     }
     (train, test)
+}
+
+/// Fisher–Yates, from a seeded stream.
+fn shuffle_with<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    shuffle_with(items, &mut ChaCha8Rng::seed_from_u64(seed));
 }
 
 /// Writes the dataset into a temporary folder beside `folder`, then renames it into place

@@ -437,6 +437,10 @@ pub fn scan(data_dir: &Path) -> Vec<(PathBuf, String)> {
     let mut bad = Vec::new();
     let Ok(entries) = std::fs::read_dir(data_dir) else { return bad };
     for entry in entries.flatten() {
+        // An import under way (`.NAME.importing`) or one just replaced is not a dataset.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let file = entry.path().join(import::DESCRIPTION);
         if !file.is_file() {
             continue;

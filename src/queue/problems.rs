@@ -51,6 +51,15 @@ pub async fn set_problem(pool: &Pool, key: &str, message: &str, now: i64) -> Res
     Ok(())
 }
 
+/// Forgets the fetches under way on `host` (its process stopped in the middle of them).
+pub async fn clear_fetches(pool: &Pool, host: &str) -> Result<(), QueueError> {
+    let suffix = format!("@{host}");
+    const SQL: &str =
+        "DELETE FROM problems WHERE key LIKE 'fetch:%' AND substr(key, length(key) - length(?1) + 1) = ?1";
+    on_db!(Pool, pool, |p, d| sqlx::query(&d.sql(SQL)).bind(&suffix).execute(p).await?.rows_affected());
+    Ok(())
+}
+
 /// The problem is solved.
 pub async fn clear_problem(pool: &Pool, key: &str) -> Result<(), QueueError> {
     on_db!(Pool, pool, |p, d| sqlx::query(&d.sql("DELETE FROM problems WHERE key = ?"))

@@ -14,22 +14,29 @@ use tracing::info;
 
 /// One loaded copy and when it was last handed out.
 struct Loaded {
-    dataset: &'static str,
+    /// N.B.: the description itself, not its name: a lab's re-import (`--replace`) is
+    /// another description of the same name, and its jobs must get the new copy.
+    dataset: &'static Dataset,
     device: String,
     data: Arc<Data>,
     used: u64,
 }
 
-/// A dataset on a device (its name, the device's).
-type Key = (&'static str, String);
+/// A failed load: when, why, and the data directory as it was before it.
+type Failure = (Instant, String, u64);
 
 /// The datasets loaded so far, and which are on hold.
 #[derive(Default)]
 pub(super) struct Datasets {
     loaded: Mutex<(Vec<Loaded>, u64)>,
-    /// A lock per (dataset, device) held while it loads, so two workers never load (or
-    /// fetch) the same dataset at once, and a slow one does not hold up the others.
-    loading: Mutex<HashMap<Key, Arc<Mutex<()>>>>,
+    /// A lock per dataset folder held while one of its datasets loads or is fetched, so two
+    /// workers never fetch into one folder at once (cifar100 and cifar100-coarse share
+    /// one), and a slow one does not hold up the other folders.
+    loading: Mutex<HashMap<&'static str, Arc<Mutex<()>>>>,
+    /// The last failed load of each folder: a worker that waited on the lock while it
+    /// failed takes its answer instead of fetching again, until the retry interval passes
+    /// or the data directory changes.
+    failed: Mutex<HashMap<&'static str, Failure>>,
     /// Per dataset that failed to load: until when its jobs are not claimed, and the data
     /// directory as it was then (a change there, an admin's fix, ends the hold at once).
     held: Mutex<HashMap<&'static str, (Instant, u64)>>,
@@ -56,10 +63,11 @@ impl Datasets {
         crate::dataset::all().into_iter().map(|d| d.name).filter(|n| !held.contains_key(n)).collect()
     }
 
-    /// Holds `dataset`'s jobs off for the retry interval (or until the data directory changes).
-    pub(super) fn hold(&self, dataset: &'static Dataset, settings: &WorkerSettings) {
+    /// Holds `dataset`'s jobs off for the retry interval, or until the data directory is no
+    /// longer as `seen` (its fingerprint taken before the load that failed: files that
+    /// arrived while it was failing end the hold at once).
+    pub(super) fn hold(&self, dataset: &'static Dataset, settings: &WorkerSettings, seen: u64) {
         let until = Instant::now() + settings.retry;
-        let seen = crate::dataset::fingerprint(&settings.data_dir);
         self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(dataset.name, (until, seen));
     }
 
@@ -81,22 +89,29 @@ impl Datasets {
             let mut guard = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
             let (sets, clock) = &mut *guard;
             *clock += 1;
-            let l = sets.iter_mut().find(|l| l.dataset == dataset.name && l.device == device_name)?;
+            let l = sets.iter_mut().find(|l| std::ptr::eq(l.dataset, dataset) && l.device == device_name)?;
             l.used = *clock;
             Some(l.data.clone())
         };
         if let Some(data) = cached() {
             return Ok(data);
         }
-        let key_lock = {
+        let folder = dataset.dirs[0];
+        let folder_lock = {
             let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-            loading.entry((dataset.name, device_name.clone())).or_default().clone()
+            loading.entry(folder).or_default().clone()
         };
-        let _loading = key_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _loading = folder_lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(data) = cached() {
             return Ok(data);
         }
         let dir = &settings.data_dir;
+        let seen = crate::dataset::fingerprint(dir);
+        if let Some((at, why, before)) = self.failed.lock().unwrap_or_else(PoisonError::into_inner).get(folder) {
+            if at.elapsed() < settings.retry && *before == seen {
+                return Err(why.clone());
+            }
+        }
         let loaded = match Data::load(dataset, dir, device) {
             Err(DataError::Missing { .. })
                 if dataset.download.is_some() && crate::fetch::is_empty_dir(&dataset.locate(dir)) =>
@@ -105,20 +120,36 @@ impl Datasets {
                 fetching(true);
                 let fetched = crate::fetch::fetch_dataset(dataset, dir, &settings.fetch);
                 fetching(false);
-                fetched.map_err(|e| {
-                    format!(
-                        "{} is not in {} and fetching it failed ({}); {}",
-                        dataset.title,
-                        dataset.home(dir).display(),
-                        crate::fetch::describe(&e),
-                        dataset.where_to_get
-                    )
-                })?;
-                Data::load(dataset, dir, device)
+                match fetched {
+                    Ok(_) => Data::load(dataset, dir, device),
+                    Err(e) => {
+                        let why = format!(
+                            "{} is not in {} and fetching it failed ({}); {}",
+                            dataset.title,
+                            dataset.home(dir).display(),
+                            crate::fetch::describe(&e),
+                            dataset.where_to_get
+                        );
+                        self.failed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(folder, (Instant::now(), why.clone(), seen));
+                        return Err(why);
+                    }
+                }
             }
             other => other,
         };
-        let data = Arc::new(loaded.map_err(|e| e.to_string())?);
+        let loaded = loaded.map_err(|e| {
+            let why = e.to_string();
+            self.failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(folder, (Instant::now(), why.clone(), seen));
+            why
+        });
+        let data = Arc::new(loaded?);
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(folder);
         let mut guard = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let (sets, clock) = &mut *guard;
         // The least recently used copies of this device go, to keep at most the setting's.
@@ -134,9 +165,9 @@ impl Datasets {
                 break;
             };
             let gone = sets.remove(oldest);
-            info!(dataset = gone.dataset, device = %device_name, "dropped from memory (least recently used)");
+            info!(dataset = gone.dataset.name, device = %device_name, "dropped from memory (least recently used)");
         }
-        sets.push(Loaded { dataset: dataset.name, device: device_name, data: data.clone(), used: *clock });
+        sets.push(Loaded { dataset, device: device_name, data: data.clone(), used: *clock });
         Ok(data)
     }
 
@@ -144,7 +175,7 @@ impl Datasets {
     #[cfg(test)]
     fn in_memory(&self) -> Vec<(&'static str, String)> {
         let guard = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0.iter().map(|l| (l.dataset, l.device.clone())).collect()
+        guard.0.iter().map(|l| (l.dataset.name, l.device.clone())).collect()
     }
 }
 
@@ -198,9 +229,10 @@ mod tests {
         assert_eq!(kept, ["cifar10", "cifar100-coarse"]);
 
         // A dataset that fails to load is held: its jobs are not claimed, the others' are.
+        let seen = crate::dataset::fingerprint(dir.path());
         let Err(err) = sets.get(&crate::dataset::MNIST, cpu, &s, &none) else { panic!("MNIST is not there") };
         assert!(err.contains("MNIST") && err.contains("fetching it failed"), "{err}");
-        sets.hold(&crate::dataset::MNIST, &s);
+        sets.hold(&crate::dataset::MNIST, &s, seen);
         let claimable = sets.claimable(&s);
         assert!(!claimable.contains(&"mnist") && claimable.contains(&"cifar10"), "{claimable:?}");
         // A change in the data directory ends the hold.

@@ -142,21 +142,24 @@ impl<'a> GroupDb<'a> {
                 self.at.handle.block_on(queue::problems::clear_problem(pool, &fetch_key))
             };
         };
+        let seen = crate::dataset::fingerprint(&self.at.shared.settings.data_dir);
         let data = match self.at.shared.datasets.get(dataset, self.at.device, &self.at.shared.settings, &fetching) {
             Ok(d) => d,
             Err(e) => {
                 // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,
                 // and workers try again after the retry interval or once the data changes.
+                // The hold comes first, so no worker of this process claims them meanwhile.
+                self.at.shared.datasets.hold(dataset, &self.at.shared.settings, seen);
                 for c in first {
                     let _ = self.at.handle.block_on(c.lease().release(pool, queue::now_ms()));
                 }
                 let _ = self.at.handle.block_on(queue::problems::set_problem(pool, &problem, &e, queue::now_ms()));
-                self.at.shared.datasets.hold(dataset, &self.at.shared.settings);
                 return warn!(group.id = %self.group_id, error = %e, retry_in = ?self.at.shared.settings.retry,
                     "the data cannot be loaded; the jobs wait in the queue");
             }
         };
         let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &problem));
+        let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &fetch_key));
         // Before datasets had problems of their own, the data's was `data@HOST`.
         let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &format!("data@{host}")));
         let first = self.admit(first);

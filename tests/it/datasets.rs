@@ -120,6 +120,11 @@ fn a_damaged_or_missing_idx_file_is_named_with_what_is_wrong() {
     let text = Data::load(&MNIST, store.path(), tch::Device::Cpu).err().unwrap().to_string();
     assert!(text.contains("does not start as an IDX file"), "{text}");
 
+    // A header that promises no images is not a split.
+    write_idx(&f, &dir.join("t10k-labels-idx1-ubyte"), &[], &[], 28, 28).unwrap();
+    let text = Data::load(&MNIST, store.path(), tch::Device::Cpu).err().unwrap().to_string();
+    assert!(text.contains("holds no images"), "{text}");
+
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
     let err = dataset::check_present(&MNIST, store.path()).unwrap_err();
     assert_eq!(err.state(), "missing");
@@ -207,19 +212,25 @@ fn an_image_folder_of_png_and_jpeg_imports_into_records_with_its_classes() {
         got.summary()
     );
 
-    // The records hold each PNG's pixels channel by channel, with its class.
+    // The records hold each PNG's pixels channel by channel (red plane, then green, then
+    // blue, each row by row), with its class, in a mixed order (train_limit takes the first
+    // N: they must not be one class).
     let bin = std::fs::read(store.path().join("pets-import/train.bin")).unwrap();
     assert_eq!(bin.len(), 24 * (1 + 3 * 12 * 10));
-    let first = image::open(src.path().join("train/bird")).err();
-    assert!(first.is_some(), "a folder is not an image");
-    let mut birds: Vec<_> =
-        std::fs::read_dir(src.path().join("train/bird")).unwrap().map(|e| e.unwrap().path()).collect();
-    birds.sort();
-    let png = image::open(&birds[0]).unwrap().into_rgb8();
-    assert_eq!(bin[0], 0, "bird is class 0");
-    assert_eq!(bin[1], png.get_pixel(0, 0)[0], "red plane first");
-    assert_eq!(bin[1 + 120], png.get_pixel(0, 0)[1], "then green");
-    assert_eq!(bin[1 + 10], png.get_pixel(0, 1)[0], "row by row");
+    let labels: Vec<u8> = bin.chunks_exact(361).map(|r| r[0]).collect();
+    assert_eq!(labels.iter().filter(|&&l| l == 0).count(), 8);
+    assert!(labels[..8].iter().any(|&l| l != labels[0]), "mixed: {labels:?}");
+    let planes = |png: &image::RgbImage| -> Vec<u8> {
+        (0..3).flat_map(|c| png.pixels().map(move |p| p[c]).collect::<Vec<_>>()).collect()
+    };
+    let classes = ["bird", "cat", "dog"];
+    let record = &bin[..361];
+    let source = walk(&src.path().join("train"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .find(|p| planes(&image::open(p).unwrap().into_rgb8()) == record[1..])
+        .expect("the first record is one of the PNGs, plane by plane");
+    assert!(source.parent().unwrap().ends_with(classes[record[0] as usize]), "{source:?} has class {}", record[0]);
 
     // The mean and std are the training images' own, per channel.
     let mut sum = 0.0;
@@ -296,6 +307,61 @@ fn an_import_refuses_a_single_class_a_builtin_name_and_bad_options() {
     let mut o = options("frac", src.path(), store.path());
     o.test_fraction = 1.0;
     assert!(import(&o).unwrap_err().contains("--test-fraction"));
+
+    // train/ without test/ is said as such (not read as a class named "train").
+    let half = tempfile::tempdir().unwrap();
+    write_images(&half.path().join("train"), &["a", "b"], 2, (8, 8), 1, false);
+    let err = import(&options("half", half.path(), store.path())).unwrap_err();
+    assert!(err.contains("has train/ but no test/"), "{err}");
+
+    // Files left out must not empty a class.
+    let broken = tempfile::tempdir().unwrap();
+    write_images(&broken.path().join("a"), &["x"], 4, (8, 8), 1, false);
+    std::fs::rename(broken.path().join("a/x"), broken.path().join("good")).unwrap();
+    std::fs::create_dir_all(broken.path().join("bad")).unwrap();
+    for i in 0..3 {
+        std::fs::write(broken.path().join(format!("bad/{i}.png")), b"not a png").unwrap();
+    }
+    std::fs::remove_dir_all(broken.path().join("a")).unwrap();
+    let mut o = options("emptied", broken.path(), store.path());
+    o.skip_bad = true;
+    let err = import(&o).unwrap_err();
+    assert!(err.contains("these classes have no training image: bad"), "{err}");
+}
+
+#[test]
+fn replace_keeps_an_imports_shape_and_never_touches_what_is_not_an_import() {
+    let src = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    write_images(src.path(), &["a", "b"], 5, (8, 8), 1, false);
+    import(&options("kept-shape", src.path(), store.path())).unwrap();
+    let mut again = options("kept-shape", src.path(), store.path());
+    again.replace = true;
+    again.seed = 5;
+    let replaced = import(&again).unwrap();
+    assert_eq!(dataset::named("kept-shape").unwrap().sha256.len(), 2);
+    assert_eq!(replaced.description.classes, ["a", "b"]);
+    // Another shape: refused, the jobs of the name were planned for 3×8×8.
+    again.size = Some((10, 10));
+    let err = import(&again).unwrap_err();
+    assert!(err.contains("3×8×8") && err.contains("3×10×10") && err.contains("new name"), "{err}");
+
+    // A folder of the data directory that is not an import is never replaced, and the
+    // images are never inside what is replaced.
+    let photos = store.path().join("photos");
+    write_images(&photos, &["a", "b"], 5, (8, 8), 2, false);
+    let mut o = options("photos", &photos, store.path());
+    o.replace = true;
+    let err = import(&o).unwrap_err();
+    assert!(err.contains("is not an imported dataset"), "{err}");
+    assert!(photos.join("a").is_dir(), "the photos are where they were");
+    let inside = store.path().join("kept-shape/more");
+    write_images(&inside, &["a", "b"], 5, (8, 8), 3, false);
+    let mut o = options("kept-shape", &inside, store.path());
+    o.replace = true;
+    let err = import(&o).unwrap_err();
+    assert!(err.contains("are inside the dataset"), "{err}");
+    assert!(inside.join("a").is_dir());
 }
 
 /// A store with CIFAR-10 (today's layout: files in the data directory itself), MNIST,
@@ -384,7 +450,8 @@ async fn a_job_on_each_dataset_learns_and_get_datasets_says_what_is_here() {
 async fn specs_are_checked_against_their_datasets_shape_and_size() {
     let dir = tempfile::tempdir().unwrap();
     full_store(dir.path());
-    let app = spawn_with(dir, |c| c.cpu_workers = Some(0)).await;
+    // N.B.: one worker: a server that runs none leaves judging the data to the workers' machines.
+    let app = spawn_with(dir, |c| c.cpu_workers = Some(1)).await;
     // The MNIST example's network, its input from the dataset: 1,199,882 parameters.
     let example = json!([{"conv2d": {"out": 32, "kernel": 3}}, "relu", {"conv2d": {"out": 64, "kernel": 3}}, "relu",
         {"maxpool2d": 2}, {"dropout": 0.25}, "flatten", {"linear": 128}, "relu", {"dropout": 0.5}, {"linear": 10}]);
@@ -412,7 +479,8 @@ async fn specs_are_checked_against_their_datasets_shape_and_size() {
         status_of(app.client.post(app.url("/jobs")).json(&json!({"dataset": "mnist", "train_limit": 60001}))).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("60000"), "{body}");
-    assert_eq!(app.post_job(json!({"dataset": "mnist", "model": "linear", "train_limit": 60000})).await.status(), 201);
+    let r = app.post_job(json!({"dataset": "mnist", "model": "linear", "train_limit": 60000, "epochs": 1})).await;
+    assert_eq!(r.status(), 201);
 
     // An unknown dataset names the ones there are.
     let (status, body) = status_of(app.client.post(app.url("/jobs")).json(&json!({"dataset": "imagenet"}))).await;
@@ -472,6 +540,36 @@ async fn a_missing_dataset_holds_only_its_own_jobs_until_its_files_arrive() {
     let done = app.wait_for(&mnist, 60, status_is("succeeded")).await;
     assert_eq!(done["epochs_done"], 1);
     app.wait_for(&second, 60, status_is("succeeded")).await;
+    let (_, ds) = app.get("/datasets").await;
+    let m = ds["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "mnist").unwrap().clone();
+    assert_eq!(m["state"], "present", "the old failure is not shown: {m}");
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, 200, "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_import_trains_its_new_images_in_the_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_data(dir.path());
+    let src = dir.path().join("src");
+    write_images(&src, &["a", "b"], 12, (8, 8), 1, false);
+    import(&options("swapped", &src, &data)).unwrap();
+    let app = spawn_with(dir, |c| c.cpu_workers = Some(1)).await;
+    let spec = json!({"dataset": "swapped", "model": "linear", "epochs": 1, "batch_size": 4});
+    let first = app.submit(spec.clone()).await;
+    app.wait_for(&first, 60, status_is("succeeded")).await;
+    // The lab replaces it (same shape and classes, other images): its next job trains on them.
+    let other = app.dir.path().join("src2");
+    write_images(&other, &["a", "b"], 20, (8, 8), 2, false);
+    let mut o = options("swapped", &other, &app.dir.path().join("data"));
+    o.replace = true;
+    import(&o).unwrap();
+    let second = app.submit(spec).await;
+    let done = app.wait_for(&second, 60, |j| j["status"] != "queued" && j["status"] != "running").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, m) = app.get(&format!("/jobs/{second}/metrics")).await;
+    let last = m["epochs"][0].clone();
+    assert!(last["samples_per_second"].is_number(), "{last}");
+    // The first job's record still reads (its spec names the same shape).
+    assert_eq!(app.job(&first).await["spec"]["dataset"], "swapped");
 }

@@ -76,3 +76,36 @@ fn fetch_without_network_says_what_failed() {
     let err = fetch::fetch(&src, dir.path()).unwrap_err();
     assert!(format!("{err:#}").contains("downloading http://127.0.0.1:9/cifar-10-binary.tar.gz"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_serves_each_dataset_from_its_folder_and_its_published_md5_is_checked() {
+    // A mirror holding an MNIST file that is not the published one.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = asked.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(uri.path().to_string());
+            b"not the published file".to_vec()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let source = Source {
+        url: fetch::OFFICIAL_URL.into(),
+        md5: fetch::OFFICIAL_MD5.into(),
+        mirror: Some(format!("http://{addr}/")),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let err =
+        tokio::task::spawn_blocking(move || fetch::fetch_dataset(&trainyard::dataset::FASHION_MNIST, &d, &source))
+            .await
+            .unwrap()
+            .unwrap_err();
+    let text = fetch::describe(&err);
+    assert!(text.contains("expected 8d4fb7e6c68d591d4c3dfef9ec88bf0d") && text.contains("Fashion-MNIST"), "{text}");
+    assert_eq!(*asked.lock().unwrap(), ["/fashion-mnist/train-images-idx3-ubyte.gz"]);
+    assert!(!dir.path().join("fashion-mnist").exists(), "a failed fetch leaves the folder as it was");
+}
