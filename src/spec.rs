@@ -302,6 +302,11 @@ pub const FIELD_DOCS: &[FieldDoc] = &[
 
 /// The fields as the web form shows them: each `FieldDoc` with its default.
 pub fn field_docs() -> Value {
+    field_docs_with(crate::dataset::BUILTIN_NAMES)
+}
+
+/// As `field_docs`, offering `datasets` (a server's store: the built-in ones and its imports).
+pub fn field_docs_with(datasets: &[&str]) -> Value {
     let defaults = Spec::default().to_json();
     // Each optimiser's spec as shown, its defaults filled in (parsed once, not per field).
     let shown: Vec<(&str, Value)> = crate::optimizer::OPTIMIZERS
@@ -321,12 +326,7 @@ pub fn field_docs() -> Value {
                 "seed" | "layers" => Value::Null,
                 n => defaults.get(n).cloned().unwrap_or(Value::Null),
             };
-            // N.B.: the datasets are this process's: the built-in ones and the lab's imports.
-            let choices: Vec<&str> = if d.name == "dataset" {
-                crate::dataset::all().into_iter().map(|d| d.name).collect()
-            } else {
-                d.choices.to_vec()
-            };
+            let choices: Vec<&str> = if d.name == "dataset" { datasets.to_vec() } else { d.choices.to_vec() };
             let mut f = serde_json::json!({
                 "name": d.name, "input": d.input, "choices": choices, "min": d.min, "max": d.max,
                 "models": d.models, "optimizers": d.optimizers, "help": d.help, "default": default,

@@ -33,6 +33,8 @@ pub enum DataState {
 /// One dataset as `GET /datasets` shows it.
 #[derive(Debug, Serialize)]
 pub struct DatasetView {
+    #[serde(skip)]
+    dataset: &'static Dataset,
     pub name: &'static str,
     pub title: &'static str,
     /// [channels, height, width] of one image.
@@ -59,22 +61,24 @@ struct DatasetList {
 }
 
 /// Reads the store's imports into this process's registry (a dataset imported since is
-/// nameable at once).
-pub async fn refresh(state: &AppState) {
+/// nameable at once); returns this store's datasets.
+pub async fn refresh(state: &AppState) -> Vec<&'static Dataset> {
     let store = state.store.clone();
-    let bad = tokio::task::spawn_blocking(move || crate::dataset::scan(&store)).await.unwrap_or_default();
+    let scanned = tokio::task::spawn_blocking(move || crate::dataset::scan_store(&store)).await;
+    let (found, bad) = scanned.unwrap_or_else(|_| (crate::dataset::BUILTIN.to_vec(), Vec::new()));
     for (dir, why) in bad {
         tracing::warn!(dir = %dir.display(), error = %why, "a dataset's description does not read");
     }
+    found
 }
 
-/// Each dataset's state in the store, and the problems workers recorded for it.
+/// Each of this store's datasets' state, and the problems workers recorded for it.
 async fn views(state: &AppState) -> Result<Vec<DatasetView>, ApiError> {
-    refresh(state).await;
+    let datasets = refresh(state).await;
     let problems = crate::queue::problems::list_problems(&state.pool).await?;
     let store = state.store.clone();
     let checked = tokio::task::spawn_blocking(move || {
-        crate::dataset::all()
+        datasets
             .into_iter()
             .map(|d| (d, crate::dataset::check_present(d, &store).err().map(|e| (e.state(), e.to_string()))))
             .collect::<Vec<_>>()
@@ -122,6 +126,7 @@ fn view(
         (Some((_, why)), _, _) => (DataState::Corrupt, Some(why)),
     };
     DatasetView {
+        dataset: d,
         name: d.name,
         title: d.title,
         shape: [d.channels, d.height, d.width],
@@ -163,19 +168,21 @@ pub async fn unavailable(state: &AppState, datasets: &[&'static Dataset]) -> Res
     let here: Vec<&str> = all.iter().filter(|v| v.state == DataState::Present).map(|v| v.name).collect();
     let mut errors = Vec::new();
     for d in wanted {
-        let Some(v) = all.iter().find(|v| v.name == d.name) else { continue };
-        let ok = v.state != DataState::Missing || v.fetchable;
-        if !ok {
-            errors.push(FieldError {
-                field: "dataset".into(),
-                message: format!(
-                    "{:?} cannot be trained on this server now: {}; datasets here: {}",
-                    d.name,
-                    v.why.as_deref().unwrap_or("it is not here"),
-                    if here.is_empty() { "none".to_string() } else { here.join(", ") }
-                ),
-            });
-        }
+        // N.B.: a dataset this process knows from another store is not in this one.
+        let why = || format!("{} is not in {}", d.title, state.store.display());
+        let why = match all.iter().find(|v| std::ptr::eq(v.dataset, d)) {
+            Some(v) if v.state != DataState::Missing || v.fetchable => continue,
+            Some(v) => v.why.clone().unwrap_or_else(why),
+            None => why(),
+        };
+        errors.push(FieldError {
+            field: "dataset".into(),
+            message: format!(
+                "{:?} cannot be trained on this server now: {why}; datasets here: {}",
+                d.name,
+                if here.is_empty() { "none".to_string() } else { here.join(", ") }
+            ),
+        });
     }
     Ok(errors)
 }

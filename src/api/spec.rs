@@ -20,8 +20,8 @@ pub(super) fn routes() -> Vec<Route> {
 /// The spec's fields as the web form shows them (defaults, ranges, help), and the layer
 /// kinds a list may use.
 async fn get_spec(State(state): State<AppState>, _user: CurrentUser) -> Json<serde_json::Value> {
-    super::datasets::refresh(&state).await;
-    Json(crate::spec::field_docs())
+    let datasets: Vec<&str> = super::datasets::refresh(&state).await.iter().map(|d| d.name).collect();
+    Json(crate::spec::field_docs_with(&datasets))
 }
 
 /// One planned layer as the check shows it.

@@ -434,8 +434,16 @@ pub fn named(name: &str) -> Option<&'static Dataset> {
 /// Reads the descriptions of the data directory's imports (`DATA_DIR/NAME/dataset.json`)
 /// and registers each; returns the folders whose description does not read, with why.
 pub fn scan(data_dir: &Path) -> Vec<(PathBuf, String)> {
-    let mut bad = Vec::new();
-    let Ok(entries) = std::fs::read_dir(data_dir) else { return bad };
+    scan_store(data_dir).1
+}
+
+/// As `scan`, with the datasets of this store: the built-in ones, then its imports by name.
+///
+/// N.B.: the registry is the process's (a spec names any dataset it knows); what one
+/// server lists and offers is its own store's (tests run many servers in one process).
+pub fn scan_store(data_dir: &Path) -> (Vec<&'static Dataset>, Vec<(PathBuf, String)>) {
+    let (mut found, mut bad) = (Vec::new(), Vec::new());
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return (BUILTIN.to_vec(), bad) };
     for entry in entries.flatten() {
         // An import under way (`.NAME.importing`) or one just replaced is not a dataset.
         if entry.file_name().to_string_lossy().starts_with('.') {
@@ -446,13 +454,12 @@ pub fn scan(data_dir: &Path) -> Vec<(PathBuf, String)> {
             continue;
         }
         match import::read_description(&file) {
-            Ok(d) => {
-                import::register(&d);
-            }
+            Ok(d) => found.push(import::register(&d)),
             Err(why) => bad.push((entry.path(), why)),
         }
     }
-    bad
+    found.sort_by_key(|d| d.name);
+    (BUILTIN.iter().copied().chain(found).collect(), bad)
 }
 
 /// The data directory's state, cheaply: its entries' names, sizes and modification times

@@ -496,8 +496,10 @@ async fn specs_are_checked_against_their_datasets_shape_and_size() {
     let text = body.to_string();
     assert!(text.contains("cannot be trained on this server now") && text.contains("mnist"), "{text}");
     let (_, ds) = app.get("/datasets").await;
-    let shapes = ds["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "shapes").unwrap().clone();
-    assert_eq!((shapes["state"].as_str(), shapes["fetchable"].as_bool()), (Some("missing"), Some(false)), "{shapes}");
+    assert!(ds["datasets"].as_array().unwrap().iter().all(|d| d["name"] != "shapes"), "no longer listed: {ds}");
+    let (_, spec) = app.get("/spec").await;
+    let field = spec["fields"].as_array().unwrap().iter().find(|f| f["name"] == "dataset").unwrap().clone();
+    assert!(!field["choices"].as_array().unwrap().contains(&json!("shapes")), "nor offered: {field}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
