@@ -291,8 +291,24 @@ fn files_of(
     let mut out = Vec::new();
     for (name, dir) in classes {
         let class = index[name];
-        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| !is_hidden(p)).collect();
+        // N.B.: as torchvision's ImageFolder, the files of a class's subfolders are its too.
+        let mut paths = Vec::new();
+        let mut folders = vec![dir.clone()];
+        while let Some(folder) = folders.pop() {
+            let entries = std::fs::read_dir(&folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+            for e in entries.flatten() {
+                let p = e.path();
+                if is_hidden(&p) {
+                    continue;
+                }
+                // N.B.: a linked folder is not followed (a link to a parent would never end).
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    folders.push(p);
+                } else {
+                    paths.push(p);
+                }
+            }
+        }
         paths.sort();
         for path in paths {
             let shown = path.strip_prefix(source).unwrap_or(&path).display().to_string();
@@ -426,7 +442,13 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
         }
     }
     if test.is_empty() {
-        problems.push("the test split is empty".into());
+        problems.push(if split_by_fraction {
+            "the test split is empty: each class needs at least two images to hold one out for testing \
+             (or give DIR/train/CLASS/* and DIR/test/CLASS/*)"
+                .into()
+        } else {
+            "the test split is empty: test/ has no images".into()
+        });
     }
     if !problems.is_empty() {
         return Err(report(problems));
@@ -461,6 +483,8 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, String> {
                     0,
                     format!("the images have {} different sizes; add --size HxW to resize them all:", sizes.len()),
                 );
+                // The files that do not decode are problems too: all are said at once.
+                lines.extend(bad);
                 return Err(lines.join("\n  "));
             }
             let Some((&(h, w), _)) = sizes.iter().next() else {

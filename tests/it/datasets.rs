@@ -200,6 +200,10 @@ fn an_image_folder_of_png_and_jpeg_imports_into_records_with_its_classes() {
     let store = tempfile::tempdir().unwrap();
     write_images(&src.path().join("train"), &["cat", "bird", "dog"], 8, (12, 10), 5, false);
     write_images(&src.path().join("test"), &["cat", "bird", "dog"], 2, (12, 10), 6, true);
+    // A class's subfolders hold its images too, as for torchvision's ImageFolder.
+    let nested = std::fs::read_dir(src.path().join("test/dog")).unwrap().next().unwrap().unwrap();
+    std::fs::create_dir_all(src.path().join("test/dog/more")).unwrap();
+    std::fs::rename(nested.path(), src.path().join("test/dog/more").join(nested.file_name())).unwrap();
     std::fs::write(src.path().join("train/cat/notes.txt"), "not an image").unwrap();
     let got = import(&options("pets-import", src.path(), store.path())).unwrap();
     let d = &got.description;
