@@ -118,8 +118,8 @@ fn corrupt(data: &'static Dataset, dir: &Path, file: &str, why: String) -> DataE
     DataError::Corrupt { data, file: file.into(), dir: dir.into(), why }
 }
 
-/// A file's bytes, gunzipped if it is gzipped, its checksum checked where the dataset
-/// records one.
+/// A file's bytes, gunzipped if it is a gzipped IDX file, its checksum checked where the
+/// dataset records one.
 fn read_file(data: &'static Dataset, dir: &Path, file: &str) -> Result<Vec<u8>, DataError> {
     let path =
         file_in(data, dir, file).ok_or_else(|| DataError::Missing { data, file: file.into(), dir: dir.into() })?;
@@ -130,7 +130,9 @@ fn read_file(data: &'static Dataset, dir: &Path, file: &str) -> Result<Vec<u8>, 
             return Err(corrupt(data, dir, file, format!("its SHA-256 is {got}, but it was imported as {want}")));
         }
     }
-    if !raw.starts_with(&[0x1f, 0x8b]) {
+    // N.B.: only IDX files come gzipped; a record file may begin with the same two bytes
+    // (label 31, then a pixel of 139) and is read as it is.
+    if data.format != Format::Idx || !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
     // N.B.: a gzip bomb stops at twice the largest split the dataset states (a header and
@@ -274,6 +276,26 @@ fn write_maybe_gz(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_file_that_begins_like_gzip_is_read_as_records() {
+        static FORTY: Dataset = Dataset {
+            name: "forty",
+            channels: 1,
+            height: 1,
+            width: 2,
+            classes: &["c"; 40],
+            mean: &[0.5],
+            std: &[0.5],
+            train_files: &["train.bin"],
+            test_files: &["train.bin"],
+            ..crate::dataset::CIFAR10
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.bin"), [0x1f, 0x8b, 7, 2, 1, 2]).unwrap();
+        let split = read_split(&FORTY, dir.path(), FORTY.train_files).unwrap();
+        assert_eq!((split.labels, split.images), (vec![31, 2], vec![0x8b, 7, 1, 2]));
+    }
 
     #[test]
     fn an_idx_header_is_checked_against_its_shape_and_length() {
