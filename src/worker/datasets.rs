@@ -33,13 +33,11 @@ pub(super) struct Datasets {
     /// workers never fetch into one folder at once (cifar100 and cifar100-coarse share
     /// one), and a slow one does not hold up the other folders.
     loading: Mutex<HashMap<&'static str, Arc<Mutex<()>>>>,
-    /// The last failed load of each folder: a worker that waited on the lock while it
-    /// failed takes its answer instead of fetching again, until the retry interval passes
-    /// or the data directory changes.
+    /// The last failed load of each dataset, which holds it: its jobs are not claimed, and a
+    /// worker that waited on the lock while it failed takes its answer instead of fetching
+    /// again, until the retry interval passes or the data directory is no longer as it was
+    /// before that load (files that arrived meanwhile, an admin's fix, end the hold at once).
     failed: Mutex<HashMap<&'static str, Failure>>,
-    /// Per dataset that failed to load: until when its jobs are not claimed, and the data
-    /// directory as it was then (a change there, an admin's fix, ends the hold at once).
-    held: Mutex<HashMap<&'static str, (Instant, u64)>>,
     /// The data directory's fingerprint when imports were last scanned.
     scanned: Mutex<Option<u64>>,
 }
@@ -58,17 +56,24 @@ impl Datasets {
                 *scanned = Some(now);
             }
         }
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.retain(|_, (until, seen)| Instant::now() < *until && *seen == now);
-        crate::dataset::all().into_iter().map(|d| d.name).filter(|n| !held.contains_key(n)).collect()
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.retain(|_, (at, _, before)| Self::holds(at, *before, now, settings));
+        crate::dataset::all().into_iter().map(|d| d.name).filter(|n| !failed.contains_key(n)).collect()
     }
 
-    /// Holds `dataset`'s jobs off for the retry interval, or until the data directory is no
-    /// longer as `seen` (its fingerprint taken before the load that failed: files that
-    /// arrived while it was failing end the hold at once).
-    pub(super) fn hold(&self, dataset: &'static Dataset, settings: &WorkerSettings, seen: u64) {
-        let until = Instant::now() + settings.retry;
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(dataset.name, (until, seen));
+    /// Whether a load that failed at `at`, with the data directory as `before`, still holds
+    /// its dataset now that the directory is as `now`.
+    fn holds(at: &Instant, before: u64, now: u64, settings: &WorkerSettings) -> bool {
+        at.elapsed() < settings.retry && before == now
+    }
+
+    /// Remembers a failed load of `dataset` (which holds it) and gives its reason back.
+    fn fail(&self, dataset: &'static Dataset, why: String, before: u64) -> String {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dataset.name, (Instant::now(), why.clone(), before));
+        why
     }
 
     /// `dataset` on `device`, loaded on first need (a built-in dataset whose folder holds
@@ -96,10 +101,9 @@ impl Datasets {
         if let Some(data) = cached() {
             return Ok(data);
         }
-        let folder = dataset.dirs[0];
         let folder_lock = {
             let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-            loading.entry(folder).or_default().clone()
+            loading.entry(dataset.dirs[0]).or_default().clone()
         };
         let _loading = folder_lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(data) = cached() {
@@ -107,8 +111,8 @@ impl Datasets {
         }
         let dir = &settings.data_dir;
         let seen = crate::dataset::fingerprint(dir);
-        if let Some((at, why, before)) = self.failed.lock().unwrap_or_else(PoisonError::into_inner).get(folder) {
-            if at.elapsed() < settings.retry && *before == seen {
+        if let Some((at, why, before)) = self.failed.lock().unwrap_or_else(PoisonError::into_inner).get(dataset.name) {
+            if Self::holds(at, *before, seen, settings) {
                 return Err(why.clone());
             }
         }
@@ -130,26 +134,14 @@ impl Datasets {
                             crate::fetch::describe(&e),
                             dataset.where_to_get
                         );
-                        self.failed
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(folder, (Instant::now(), why.clone(), seen));
-                        return Err(why);
+                        return Err(self.fail(dataset, why, seen));
                     }
                 }
             }
             other => other,
         };
-        let loaded = loaded.map_err(|e| {
-            let why = e.to_string();
-            self.failed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(folder, (Instant::now(), why.clone(), seen));
-            why
-        });
-        let data = Arc::new(loaded?);
-        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(folder);
+        let data = Arc::new(loaded.map_err(|e| self.fail(dataset, e.to_string(), seen))?);
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(dataset.name);
         let mut guard = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let (sets, clock) = &mut *guard;
         // The least recently used copies of this device go, to keep at most the setting's.
@@ -229,10 +221,8 @@ mod tests {
         assert_eq!(kept, ["cifar10", "cifar100-coarse"]);
 
         // A dataset that fails to load is held: its jobs are not claimed, the others' are.
-        let seen = crate::dataset::fingerprint(dir.path());
         let Err(err) = sets.get(&crate::dataset::MNIST, cpu, &s, &none) else { panic!("MNIST is not there") };
         assert!(err.contains("MNIST") && err.contains("fetching it failed"), "{err}");
-        sets.hold(&crate::dataset::MNIST, &s, seen);
         let claimable = sets.claimable(&s);
         assert!(!claimable.contains(&"mnist") && claimable.contains(&"cifar10"), "{claimable:?}");
         // A change in the data directory ends the hold.

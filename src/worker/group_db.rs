@@ -142,14 +142,13 @@ impl<'a> GroupDb<'a> {
                 self.at.handle.block_on(queue::problems::clear_problem(pool, &fetch_key))
             };
         };
-        let seen = crate::dataset::fingerprint(&self.at.shared.settings.data_dir);
         let data = match self.at.shared.datasets.get(dataset, self.at.device, &self.at.shared.settings, &fetching) {
             Ok(d) => d,
             Err(e) => {
                 // N.B.: the box's fault, not the jobs': they go back to the queue uncharged,
-                // and workers try again after the retry interval or once the data changes.
-                // The hold comes first, so no worker of this process claims them meanwhile.
-                self.at.shared.datasets.hold(dataset, &self.at.shared.settings, seen);
+                // and workers try again after the retry interval or once the data changes. The
+                // failed load already holds the dataset (`Datasets::get`), so no worker of this
+                // process claims them meanwhile.
                 for c in first {
                     let _ = self.at.handle.block_on(c.lease().release(pool, queue::now_ms()));
                 }
