@@ -72,9 +72,9 @@ pub async fn refresh(state: &AppState) -> Vec<&'static Dataset> {
     found
 }
 
-/// Each of this store's datasets' state, and the problems workers recorded for it.
-async fn views(state: &AppState) -> Result<Vec<DatasetView>, ApiError> {
-    let datasets = refresh(state).await;
+/// The state of `datasets` (this store's, from `refresh`), with the problems workers
+/// recorded for each.
+async fn views(state: &AppState, datasets: Vec<&'static Dataset>) -> Result<Vec<DatasetView>, ApiError> {
     let problems = crate::queue::problems::list_problems(&state.pool).await?;
     let store = state.store.clone();
     let checked = tokio::task::spawn_blocking(move || {
@@ -98,16 +98,16 @@ fn view(
     let fetch = mine.iter().find(|p| p.is_fetch());
     // N.B.: a worker's failure is about the files as they were: files changed since (an
     // admin's fix) are judged afresh by their presence.
+    let dir = d.locate(store);
     let changed = |since: i64| {
-        let newest =
-            d.files().filter_map(|f| crate::dataset::formats::file_in(d, &d.locate(store), f)).filter_map(|p| {
-                let m = std::fs::metadata(p).ok()?.modified().ok()?;
-                Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
-            });
+        let newest = d.files().filter_map(|f| crate::dataset::formats::file_in(d, &dir, f)).filter_map(|p| {
+            let m = std::fs::metadata(p).ok()?.modified().ok()?;
+            Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+        });
         newest.max().is_some_and(|t| t >= since)
     };
     let failed = mine.iter().find(|p| !p.is_fetch() && !changed(p.since));
-    let fetchable = d.download.is_some() && crate::fetch::is_empty_dir(&d.locate(store));
+    let fetchable = d.download.is_some() && crate::fetch::is_empty_dir(&dir);
     let (state, why) = match (files, fetch, failed) {
         (None, _, Some(p)) => (DataState::Corrupt, Some(p.message.clone())),
         (None, _, None) => (DataState::Present, None),
@@ -145,7 +145,8 @@ fn view(
 
 /// Every dataset this server can name and whether it is here.
 async fn list_datasets(State(state): State<AppState>, _user: CurrentUser) -> Result<Json<DatasetList>, ApiError> {
-    Ok(Json(DatasetList { datasets: views(&state).await? }))
+    let datasets = refresh(&state).await;
+    Ok(Json(DatasetList { datasets: views(&state, datasets).await? }))
 }
 
 /// The spec's dataset can be trained here, now or once the box's own problem is fixed: its
@@ -157,14 +158,19 @@ async fn list_datasets(State(state): State<AppState>, _user: CurrentUser) -> Res
 ///
 /// N.B.: an API that runs no workers (`serve --no-workers`) does not judge: the data is the
 /// workers' machines', and its jobs wait until a worker that has it takes them.
-pub async fn unavailable(state: &AppState, datasets: &[&'static Dataset]) -> Result<Vec<FieldError>, ApiError> {
+/// `store` is this store's datasets, as the handler's `refresh` gave them.
+pub async fn unavailable(
+    state: &AppState,
+    store: Vec<&'static Dataset>,
+    datasets: &[&'static Dataset],
+) -> Result<Vec<FieldError>, ApiError> {
     if state.data_dir.is_none() {
         return Ok(Vec::new());
     }
     let mut wanted: Vec<&'static Dataset> = datasets.to_vec();
     wanted.sort_by_key(|d| d.name);
     wanted.dedup_by_key(|d| d.name);
-    let all = views(state).await?;
+    let all = views(state, store).await?;
     let here: Vec<&str> = all.iter().filter(|v| v.state == DataState::Present).map(|v| v.name).collect();
     let mut errors = Vec::new();
     for d in wanted {

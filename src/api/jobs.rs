@@ -222,11 +222,11 @@ pub async fn create_job(
         Err(e) => return Err(e),
     };
     let key = idempotency_key(&headers)?;
-    super::datasets::refresh(&state).await;
+    let store = super::datasets::refresh(&state).await;
     let spec = Spec::parse(&body).map_err(|e| ApiError::Invalid(e.0))?;
     let limits = &state.limits;
     let mut over = limits.check(&spec);
-    over.extend(super::datasets::unavailable(&state, &[spec.data()]).await?);
+    over.extend(super::datasets::unavailable(&state, store, &[spec.data()]).await?);
     if !over.is_empty() {
         return Err(ApiError::Invalid(over));
     }

@@ -104,10 +104,10 @@ async fn check_spec(
     _user: CurrentUser,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Checked>, ApiError> {
-    super::datasets::refresh(&state).await;
+    let store = super::datasets::refresh(&state).await;
     let spec = Spec::parse_with_seed(&body, || 0).map_err(|e| ApiError::Invalid(e.0))?;
     let mut errors = state.limits.check(&spec);
-    errors.extend(super::datasets::unavailable(&state, &[spec.data()]).await?);
+    errors.extend(super::datasets::unavailable(&state, store, &[spec.data()]).await?);
     let arch = Architecture::of(&spec);
     let mut layers = Vec::new();
     rows(&arch, &arch.layers, &arch.shapes, &spec.layers, "layers", &mut layers);

@@ -156,7 +156,7 @@ pub async fn create_sweep(
 ) -> Result<Response, ApiError> {
     let key = super::jobs::idempotency_key(&headers)?;
     let seed = crate::spec::draw_seed();
-    super::datasets::refresh(&state).await;
+    let store = super::datasets::refresh(&state).await;
     let plan = sweep::plan(&body, seed).map_err(ApiError::Invalid)?;
     let limits = &state.limits;
     // The first job that does not fit names the problem (a grid's jobs share their fields).
@@ -164,7 +164,7 @@ pub async fn create_sweep(
         return Err(ApiError::Invalid(over));
     }
     let datasets: Vec<_> = plan.jobs.iter().map(|j| j.spec.data()).collect();
-    let unavailable = super::datasets::unavailable(&state, &datasets).await?;
+    let unavailable = super::datasets::unavailable(&state, store, &datasets).await?;
     if !unavailable.is_empty() {
         return Err(ApiError::Invalid(unavailable));
     }
@@ -248,12 +248,12 @@ pub async fn check_sweep(
     _user: CurrentUser,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    super::datasets::refresh(&state).await;
+    let store = super::datasets::refresh(&state).await;
     let plan = sweep::plan(&body, 0).map_err(ApiError::Invalid)?;
     let mut errors: Vec<crate::spec::FieldError> =
         plan.jobs.iter().map(|j| state.limits.check(&j.spec)).find(|e| !e.is_empty()).unwrap_or_default();
     let datasets: Vec<_> = plan.jobs.iter().map(|j| j.spec.data()).collect();
-    errors.extend(super::datasets::unavailable(&state, &datasets).await?);
+    errors.extend(super::datasets::unavailable(&state, store, &datasets).await?);
     let history = super::jobs::history(&state).await?;
     let workers = super::jobs::live_workers(&state).await?.max(1);
     let mut total = 0.0;
