@@ -18,8 +18,8 @@ pub const OFFICIAL_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 pub struct Source {
     pub url: String,
     pub md5: String,
-    /// Where every built-in dataset's files are fetched from instead of their homes, as
-    /// MIRROR/<file name> (CIFAR-10's too, unless `url` is set to another than the official).
+    /// Where every built-in dataset's files are fetched from instead of their homes (`at`;
+    /// CIFAR-10's too, unless `url` is set to another than the official).
     pub mirror: Option<String>,
 }
 
@@ -69,10 +69,7 @@ fn download(url: &str, md5: &str, limit: u64, what: &str) -> anyhow::Result<Vec<
 
 /// Downloads, checks and unpacks CIFAR-10's binary files into `dir`.
 pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
-    let url =
-        if source.url == OFFICIAL_URL { source.at(&crate::dataset::CIFAR10, OFFICIAL_URL) } else { source.url.clone() };
-    let archive = download(&url, &source.md5, 400 << 20, "CIFAR-10")?;
-    unpack(&archive, &crate::dataset::CIFAR10, dir)
+    fetch_into(&crate::dataset::CIFAR10, dir, source)
 }
 
 /// Fetches a built-in dataset into its folder of `data_dir` (`Dataset::home`), CIFAR-10
@@ -80,30 +77,44 @@ pub fn fetch(source: &Source, dir: &Path) -> anyhow::Result<()> {
 /// the folder.
 pub fn fetch_dataset(data: &'static Dataset, data_dir: &Path, source: &Source) -> anyhow::Result<PathBuf> {
     let dir = data.home(data_dir);
+    fetch_into(data, &dir, source)?;
+    Ok(dir)
+}
+
+/// What `data` is fetched from, each with its MD5: its published files (or the mirror's
+/// copies); CIFAR-10's archive is the settings' (`source.url`, `source.md5`), mirrored only
+/// while it is the official one.
+fn sources(data: &'static Dataset, source: &Source) -> anyhow::Result<Vec<(String, String)>> {
     if data == &crate::dataset::CIFAR10 {
-        fetch(source, &dir)?;
-        return Ok(dir);
+        let url = if source.url == OFFICIAL_URL { source.at(data, OFFICIAL_URL) } else { source.url.clone() };
+        return Ok(vec![(url, source.md5.clone())]);
     }
-    let Some(download_from) = &data.download else {
+    let Some(from) = &data.download else {
         bail!("{} cannot be fetched; {}", data.title, data.where_to_get);
     };
-    if download_from.archive_folder.is_some() {
-        let [(url, md5)] = download_from.files else { bail!("{}: one archive expected", data.title) };
-        let archive = download(&source.at(data, url), md5, 400 << 20, data.title)?;
-        unpack(&archive, data, &dir)?;
-    } else {
-        // Every file first: a failed download leaves the folder as it was.
-        let mut files = Vec::new();
-        for (url, md5) in download_from.files {
-            let bytes = download(&source.at(data, url), md5, 100 << 20, data.title)?;
-            files.push((url.rsplit('/').next().unwrap_or(url), bytes));
-        }
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, bytes) in files {
-            write_atomically(&dir, name, &bytes)?;
-        }
+    Ok(from.files.iter().map(|(url, md5)| (source.at(data, url), md5.to_string())).collect())
+}
+
+/// Downloads and checks `data`'s files and puts them in `dir`: an archive's dataset files
+/// unpacked, or each file as it is (every file downloaded first: a failed download leaves
+/// the folder as it was).
+fn fetch_into(data: &'static Dataset, dir: &Path, source: &Source) -> anyhow::Result<()> {
+    let from = sources(data, source)?;
+    if data.download.as_ref().is_some_and(|d| d.archive_folder.is_some()) {
+        let [(url, md5)] = from.as_slice() else { bail!("{}: one archive expected", data.title) };
+        let archive = download(url, md5, 400 << 20, data.title)?;
+        return unpack(&archive, data, dir);
     }
-    Ok(dir)
+    let mut files = Vec::new();
+    for (url, md5) in &from {
+        let bytes = download(url, md5, 100 << 20, data.title)?;
+        files.push((url.rsplit('/').next().unwrap_or(url).to_string(), bytes));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in files {
+        write_atomically(dir, &name, &bytes)?;
+    }
+    Ok(())
 }
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
