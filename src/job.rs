@@ -6,18 +6,27 @@ use serde::{Deserialize, Serialize};
 
 /// A job's status, as stored (lower-case text) and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
     Running,
     Succeeded,
     Failed,
     Cancelled,
+    /// A search's early-stopping rule ended it at a rung: its epochs, metrics and checkpoint
+    /// are kept, and its owner may resume it with more epochs.
+    StoppedEarly,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] =
-        [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled];
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::StoppedEarly,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,10 +35,12 @@ impl JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::StoppedEarly => "stopped_early",
         }
     }
 
-    /// Succeeded, failed or cancelled: nothing will change any more.
+    /// Succeeded, failed, cancelled or stopped early: nothing will change any more (unless its
+    /// owner resumes a trial that stopped early).
     pub fn is_finished(self) -> bool {
         !matches!(self, JobStatus::Queued | JobStatus::Running)
     }

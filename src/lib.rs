@@ -22,7 +22,8 @@
 //! - `network`: a spec's network as plain data: layers, shapes, parameters, memory.
 //! - `optimizer`: the optimisers and learning-rate schedules a spec can name, as plain data.
 //! - `dataset`: the datasets a spec can name: image shape, classes, splits, normalisation.
-//! - `sweep`: pure: a sweep request (a grid, or the assignment preset) → the jobs to queue.
+//! - `sweep`: pure: a sweep request (a grid, a search, or a preset) → the jobs to queue.
+//! - `search`: pure: a search's sampled space and its early-stopping rules (ASHA, median).
 //! - `report`: pure: a sweep's report as self-contained HTML or Markdown.
 //! - `train`: blocking training code: data, models, augmentation, optimisers, the loop,
 //!   checkpoints.
@@ -43,6 +44,7 @@ pub mod plot;
 pub mod queue;
 pub mod report;
 pub mod schedule;
+pub mod search;
 pub mod server;
 pub mod spec;
 pub mod storage;

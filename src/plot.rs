@@ -177,18 +177,33 @@ pub fn colour(i: usize) -> RGBColor {
 
 /// Draws the figure in the format asked.
 pub fn render(fig: &Figure, format: Format) -> Result<Vec<u8>, PlotError> {
+    encode(fig, (fig.width, fig.height), format)
+}
+
+/// What a canvas can be painted with: a job figure or a search's scatter.
+trait Paint {
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
+}
+
+impl Paint for Figure<'_> {
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        draw(root, self)
+    }
+}
+
+/// Paints `what` on a `w`×`h` canvas of the format asked.
+fn encode(what: &impl Paint, (w, h): (u32, u32), format: Format) -> Result<Vec<u8>, PlotError> {
     // Both backends measure text with the font, so it is registered for SVG too.
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
     });
-    let (w, h) = (fig.width, fig.height);
     match format {
         Format::Svg => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-                draw(&root, fig).map_err(|e| PlotError(e.to_string()))?;
+                what.paint(&root).map_err(|e| PlotError(e.to_string()))?;
                 root.present().map_err(|e| PlotError(e.to_string()))?;
             }
             Ok(svg.into_bytes())
@@ -197,7 +212,7 @@ pub fn render(fig: &Figure, format: Format) -> Result<Vec<u8>, PlotError> {
             let mut pixels = vec![0u8; (w * h * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
-                draw(&root, fig).map_err(|e| PlotError(e.to_string()))?;
+                what.paint(&root).map_err(|e| PlotError(e.to_string()))?;
                 root.present().map_err(|e| PlotError(e.to_string()))?;
             }
             let img = image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| PlotError("bad buffer".into()))?;
@@ -340,6 +355,12 @@ enum Sample {
     Chance,
     NotFinite,
     OffScale,
+    /// A search's trial in the scatter: ran on (a blue dot) or stopped early (an orange ×).
+    Trial {
+        stopped: bool,
+    },
+    /// The ring around the best trial.
+    Best,
 }
 
 /// Legend text size and line height, in pixels.
@@ -563,7 +584,13 @@ fn legend<DB: DrawingBackend>(
     scale: f64,
 ) -> DrawResult<DB> {
     let px = |s: f64| (s * scale).round() as u32;
-    let (size, line) = legend_metrics(scale);
+    let (mut size, mut line) = legend_metrics(scale);
+    if column && entries.len() as u32 * line > r.h {
+        // N.B.: more entries than the column holds (a search of 27 trials): closer lines
+        // and a smaller font, rather than the last entries left off.
+        line = (r.h / entries.len() as u32).max(11);
+        size = size.min((line as f64 / 1.4).floor() as u32).max(8);
+    }
     let sample_w = px(SAMPLE_W as f64) as i32;
     let stroke = px(3.0).max(2);
     let dot = px(5.5).max(3);
@@ -614,6 +641,8 @@ fn legend<DB: DrawingBackend>(
             Sample::Chance => chance_line(root, (x0, x1), y, scale)?,
             Sample::NotFinite => root.draw(&Cross::new((mid, y), px(6.0), BLACK.stroke_width(2)))?,
             Sample::OffScale => root.draw(&TriangleMarker::new((mid, y), px(7.0), BLACK.filled()))?,
+            Sample::Trial { stopped } => trial_mark(root, (mid, y), stopped, scale)?,
+            Sample::Best => best_ring(root, (mid, y), scale)?,
         }
         root.draw(&Text::new(
             label,
@@ -895,6 +924,423 @@ fn dots_only(values: &[Option<f64>]) -> bool {
     values.split(Option::is_none).all(|run| run.len() <= 1)
 }
 
+/// A search's figure: each trial's best value of the metric (y) against each numeric
+/// setting it sampled (x), a panel per setting, every panel on one y scale. Trials the rule
+/// stopped early are orange ×s, the others blue dots; the best trial is ringed.
+pub struct Scatter {
+    /// Above the panels; empty for none (a report's heading names the figure already).
+    pub title: String,
+    /// The y axis's label, e.g. "best test accuracy (%)".
+    pub y_desc: String,
+    /// The values are accuracies in %: the axis stays within 0–100.
+    pub percent: bool,
+    pub panels: Vec<ScatterPanel>,
+    /// Shown in each panel while no trial has a value, e.g. "no trial has finished an epoch yet".
+    pub empty_note: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One searched setting's panel.
+pub struct ScatterPanel {
+    /// The setting's name: the x axis's label.
+    pub field: String,
+    /// A logarithmic x axis (a log-uniform setting, or choices that span decades).
+    pub log: bool,
+    /// The range searched: the axis shows all of it, so the panel says where in it the
+    /// trials fell.
+    pub range: Option<(f64, f64)>,
+    /// The values to mark on the axis (a choice's); empty: chosen from the range.
+    pub ticks: Vec<f64>,
+    /// Whole numbers only (an int_uniform setting): no tick falls between them.
+    pub whole: bool,
+    pub points: Vec<TrialPoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrialPoint {
+    /// The setting's value (not drawn when not finite, or not positive on a log axis).
+    pub x: f64,
+    /// The trial's best value of the metric (not drawn when `None` or not finite).
+    pub y: Option<f64>,
+    /// The search's rule stopped it early.
+    pub stopped: bool,
+    /// The best trial of the search.
+    pub best: bool,
+}
+
+/// The legend's words for the two kinds of trial.
+pub const RAN_ON: &str = "finished or running";
+pub const STOPPED_EARLY: &str = "stopped early";
+
+/// How many columns and rows a scatter of `panels` panels is laid out in.
+fn grid(panels: usize) -> (u32, u32) {
+    let cols = match panels {
+        0 | 1 => 1,
+        2 | 4 => 2,
+        _ => 3,
+    };
+    (cols, (panels.max(1) as u32).div_ceil(cols))
+}
+
+/// The size a scatter of `panels` panels is designed for: at it, its text is at full size
+/// (15 px ticks and legend, as the job figures at 1000×700).
+pub fn scatter_size(panels: usize) -> (u32, u32) {
+    let (cols, rows) = grid(panels);
+    (if cols == 1 { 640 } else { 1000 }, 36 + rows * 400)
+}
+
+/// Draws a search's scatter in the format asked.
+pub fn scatter(s: &Scatter, format: Format) -> Result<Vec<u8>, PlotError> {
+    encode(s, (s.width, s.height), format)
+}
+
+impl Paint for Scatter {
+    fn paint<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        draw_scatter(root, self)
+    }
+}
+
+/// A trial's mark at pixel `p` of `area`: a blue dot, or an orange × for one stopped early
+/// (told apart by shape as well as colour).
+fn trial_mark<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: (i32, i32),
+    stopped: bool,
+    scale: f64,
+) -> DrawResult<DB> {
+    let r = ((5.5 * scale).round() as u32).max(3);
+    if stopped {
+        let stroke = ((2.5 * scale).round() as u32).max(2);
+        area.draw(&Cross::new(p, r, colour(1).stroke_width(stroke)))
+    } else {
+        area.draw(&Circle::new(p, r, colour(0).filled()))?;
+        area.draw(&Circle::new(p, r, WHITE.stroke_width(1)))
+    }
+}
+
+/// The best trial's ring, around its mark at pixel `p`.
+fn best_ring<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: (i32, i32), scale: f64) -> DrawResult<DB> {
+    let r = ((11.0 * scale).round() as u32).max(6);
+    area.draw(&Circle::new(p, r, BLACK.stroke_width(((2.0 * scale).round() as u32).max(1))))
+}
+
+/// An axis tick's text: 0.001, 0.05, 5, 200, but 1e-4 and 1e4 beyond.
+fn tick_text(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if (1e-3..1e4).contains(&a) {
+        let decimals = (-a.log10().floor()).max(0.0) as usize;
+        let t = format!("{v:.decimals$}");
+        // 0.0025 at 3 decimals would read 0.003: keep what the value says.
+        if (t.parse::<f64>().unwrap_or(v) - v).abs() > 1e-9 * a {
+            format!("{v}")
+        } else {
+            t
+        }
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
+/// Ticks over [lo, hi] at a step of 1, 2 or 5 × 10^k, as near `n` of them as those steps
+/// give (whole numbers only when `whole`), with their text.
+fn linear_ticks(lo: f64, hi: f64, n: usize, whole: bool) -> Vec<(f64, String)> {
+    let raw = (hi - lo) / n.max(1) as f64;
+    if !(raw.is_finite() && raw > 0.0) {
+        return Vec::new();
+    }
+    let mag = 10f64.powf(raw.log10().floor());
+    let count = |step: f64| ((hi / step).floor() - (lo / step).ceil() + 1.0).max(0.0) as usize;
+    let step = [10.0, 5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| if whole { (m * mag).max(1.0) } else { m * mag })
+        .min_by_key(|s| count(*s).abs_diff(n))
+        .unwrap_or(mag);
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
+    let (first, last) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+    (first..=last)
+        .map(|k| {
+            let v = k as f64 * step;
+            (v, if v == 0.0 { "0".into() } else { format!("{v:.decimals$}") })
+        })
+        .collect()
+}
+
+/// A panel's x axis, in plotting units (log10 of the value on a log axis): its span, the
+/// labelled ticks and the light grid lines.
+struct XAxis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<(f64, String)>,
+    light: Vec<f64>,
+}
+
+fn x_axis(p: &ScatterPanel) -> XAxis {
+    let mut values: Vec<f64> = p.points.iter().map(|t| t.x).chain(p.ticks.iter().copied()).collect();
+    if let Some((a, b)) = p.range {
+        values.extend([a, b]);
+    }
+    values.retain(|v| v.is_finite() && (!p.log || *v > 0.0));
+    let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+    if p.log {
+        if !p.ticks.is_empty() {
+            // A choice's values, each marked: the axis spans them alone.
+            let (lo, hi) = (min.log10(), max.log10());
+            let pad = if hi - lo > 1e-9 { 0.08 * (hi - lo) } else { 0.5 };
+            let ticks = p.ticks.iter().filter(|v| **v > 0.0).map(|v| (v.log10(), format!("{v}"))).collect();
+            return XAxis { lo: lo - pad, hi: hi + pad, ticks, light: Vec::new() };
+        }
+        // Whole decades, so every axis has at least two labelled powers of ten.
+        let (lo, mut hi) = if values.is_empty() { (-3.0, 0.0) } else { (min.log10().floor(), max.log10().ceil()) };
+        if hi - lo < 1.0 {
+            hi = lo + 1.0;
+        }
+        let pad = 0.04 * (hi - lo);
+        let span = hi - lo;
+        let decades = lo as i32..=hi as i32;
+        // Within two decades, 2 and 5 of each are labelled too.
+        let mantissas: &[f64] = if span <= 2.0 { &[1.0, 2.0, 5.0] } else { &[1.0] };
+        let ticks: Vec<(f64, String)> = decades
+            .clone()
+            .flat_map(|d| mantissas.iter().map(move |m| m * 10f64.powi(d)))
+            .filter(|v| v.log10() <= hi + 1e-9)
+            .map(|v| (v.log10(), tick_text(v)))
+            .collect();
+        let light = if span <= 5.0 {
+            decades
+                .flat_map(|d| (2..10).map(move |m| (m as f64 * 10f64.powi(d)).log10()))
+                .filter(|l| *l <= hi)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        return XAxis { lo: lo - pad, hi: hi + pad, ticks, light };
+    }
+    let (mut lo, mut hi) = if values.is_empty() { (0.0, 1.0) } else { (min, max) };
+    if hi - lo <= 1e-12 * lo.abs().max(1.0) {
+        let half = if p.whole {
+            1.0
+        } else if lo == 0.0 {
+            0.5
+        } else {
+            0.1 * lo.abs()
+        };
+        (lo, hi) = (lo - half, hi + half);
+    }
+    let pad = if p.whole { 0.5 } else { 0.05 * (hi - lo) };
+    let (lo, hi) = (lo - pad, hi + pad);
+    let ticks = if p.ticks.is_empty() {
+        linear_ticks(lo, hi, 5, p.whole)
+    } else {
+        p.ticks.iter().map(|v| (*v, format!("{v}"))).collect()
+    };
+    XAxis { lo, hi, ticks, light: Vec::new() }
+}
+
+/// A linear coordinate whose grid lines fall where the axis says (plotters' `WithKeyPoints`
+/// takes no label formatter over an `f64` range).
+struct Ticked {
+    lo: f64,
+    hi: f64,
+    bold: Vec<f64>,
+    light: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let at = (v - self.lo) / (self.hi - self.lo);
+        limit.0 + ((limit.1 - limit.0) as f64 * at).round() as i32
+    }
+
+    fn key_points<Hint: plotters::coord::ranged1d::KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            self.light.clone()
+        } else {
+            self.bold.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (dw, dh) = scatter_size(s.panels.len());
+    let title_h = if s.title.is_empty() { 0.0 } else { 50.0 };
+    let scale = (s.width as f64 / dw as f64).min(s.height as f64 / (dh as f64 + title_h)).max(0.5);
+    let px = |v: f64| (v * scale).round() as u32;
+    let mut top = 0;
+    if !s.title.is_empty() {
+        let size = px(26.0);
+        root.draw(&Text::new(
+            fit_text(&s.title, size, s.width.saturating_sub(px(32.0))),
+            (px(16.0) as i32, px(8.0) as i32),
+            font(size),
+        ))?;
+        top = px(title_h) as i32;
+    }
+    let (_, line) = legend_metrics(scale);
+    let legend_r = Rect { x: 0, y: top, w: s.width, h: line + px(6.0) };
+    let body = Rect {
+        x: 0,
+        y: legend_r.y + legend_r.h as i32,
+        w: s.width,
+        h: s.height.saturating_sub((legend_r.y + legend_r.h as i32) as u32),
+    };
+    let drawn = |t: &TrialPoint, log: bool| t.x.is_finite() && (!log || t.x > 0.0) && t.y.is_some_and(f64::is_finite);
+    let ys: Vec<f64> =
+        s.panels.iter().flat_map(|p| p.points.iter().filter(|t| drawn(t, p.log)).filter_map(|t| t.y)).collect();
+    let (y_lo, y_hi) = if s.percent { acc_range(&ys, YAxis::Fit) } else { y_range(&ys, YAxis::Fit) };
+    let (cols, rows) = grid(s.panels.len());
+    let mut off_scale = false;
+    for (i, p) in s.panels.iter().enumerate() {
+        let (c, r) = (i as u32 % cols, i as u32 / cols);
+        let x0 = body.x + (body.w * c / cols) as i32;
+        let x1 = body.x + (body.w * (c + 1) / cols) as i32;
+        let y0 = body.y + (body.h * r / rows) as i32;
+        let y1 = body.y + (body.h * (r + 1) / rows) as i32;
+        let area = root.clone().shrink((x0, y0), ((x1 - x0) as u32, (y1 - y0) as u32));
+        off_scale |= scatter_panel(&area, s, p, (y_lo, y_hi), ys.is_empty(), scale)?;
+    }
+    if s.panels.is_empty() {
+        root.draw(&Text::new(
+            fit_text(&s.empty_note, px(19.0), s.width.saturating_sub(px(40.0))),
+            ((s.width / 2) as i32, body.y + body.h as i32 / 2),
+            font(px(19.0)).color(&RGBColor(120, 120, 120)).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
+    }
+    let all = || s.panels.iter().flat_map(|p| p.points.iter().filter(move |t| drawn(t, p.log)));
+    let mut entries = Vec::new();
+    if all().any(|t| !t.stopped) {
+        entries.push(Entry { label: RAN_ON.into(), sample: Sample::Trial { stopped: false } });
+    }
+    if all().any(|t| t.stopped) {
+        entries.push(Entry { label: STOPPED_EARLY.into(), sample: Sample::Trial { stopped: true } });
+    }
+    if all().any(|t| t.best) {
+        entries.push(Entry { label: "best trial".into(), sample: Sample::Best });
+    }
+    if off_scale {
+        entries.push(Entry { label: format!("above {y_hi:.3} (off scale)"), sample: Sample::OffScale });
+    }
+    legend(root, legend_r, &entries, false, scale)
+}
+
+/// One setting's panel; says whether a point lay above the axis (drawn as ▲ on its top edge).
+fn scatter_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &Scatter,
+    p: &ScatterPanel,
+    (y_lo, y_hi): (f64, f64),
+    empty: bool,
+    scale: f64,
+) -> Result<bool, DrawingAreaErrorKind<DB::ErrorType>> {
+    let px = |v: f64| (v * scale).round() as u32;
+    let axis = x_axis(p);
+    let positions: Vec<f64> = axis.ticks.iter().map(|(x, _)| *x).collect();
+    let mut chart = ChartBuilder::on(area)
+        .margin(px(12.0))
+        .x_label_area_size(px(46.0))
+        .y_label_area_size(px(64.0))
+        .build_cartesian_2d(
+            Ticked { lo: axis.lo, hi: axis.hi, bold: positions, light: axis.light.clone() },
+            y_lo..y_hi,
+        )?;
+    // Every k-th tick labelled, the smallest k whose labels do not touch (1e-6 … 10 in a
+    // third of the figure).
+    let label_size = px(15.0);
+    let at = |x: f64| chart.backend_coord(&(x, y_lo)).0;
+    let fits = |k: usize| {
+        let kept: Vec<&(f64, String)> = axis.ticks.iter().step_by(k).collect();
+        kept.windows(2).all(|w| {
+            let room = (at(w[1].0) - at(w[0].0)).unsigned_abs();
+            room >= (text_width(&w[0].1, label_size) + text_width(&w[1].1, label_size)) / 2 + px(10.0)
+        })
+    };
+    let stride = (1..=axis.ticks.len().max(1)).find(|k| fits(*k)).unwrap_or(1);
+    let labels: Vec<(f64, String)> = axis
+        .ticks
+        .iter()
+        .enumerate()
+        .map(|(i, (x, t))| (*x, if i % stride == 0 { t.clone() } else { String::new() }))
+        .collect();
+    let x_fmt =
+        |x: &f64| labels.iter().find(|(at, _)| (at - x).abs() < 1e-9).map_or_else(String::new, |(_, t)| t.clone());
+    let digits = if (y_hi - y_lo) < 0.05 {
+        4
+    } else if (y_hi - y_lo) < 0.5 {
+        3
+    } else {
+        2
+    };
+    let y_fmt = |y: &f64| {
+        if s.percent {
+            format!("{y:.1}").trim_end_matches(".0").to_string()
+        } else {
+            format!("{y:.digits$}")
+        }
+    };
+    let x_desc = if p.log { format!("{} (log scale)", p.field) } else { p.field.clone() };
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(s.y_desc.as_str())
+        .y_labels(6)
+        .max_light_lines(1)
+        .axis_desc_style((FAMILY, px(17.0)))
+        .label_style((FAMILY, px(15.0)))
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(220, 220, 220))
+        .draw()?;
+    if empty {
+        let (w, h) = area.dim_in_pixel();
+        let size = px(19.0);
+        area.draw(&Text::new(
+            fit_text(&s.empty_note, size, w.saturating_sub(px(90.0))),
+            (w as i32 / 2 + px(26.0) as i32, h as i32 / 2),
+            font(size).color(&RGBColor(120, 120, 120)).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
+        return Ok(false);
+    }
+    let base = area.get_base_pixel();
+    let pixel = |x: f64, y: f64| {
+        let p = chart.backend_coord(&(x, y));
+        (p.0 - base.0, p.1 - base.1)
+    };
+    let shown: Vec<(f64, f64, &TrialPoint)> = p
+        .points
+        .iter()
+        .filter(|t| t.x.is_finite() && (!p.log || t.x > 0.0))
+        .filter_map(|t| t.y.filter(|y| y.is_finite()).map(|y| (if p.log { t.x.log10() } else { t.x }, y, t)))
+        .collect();
+    let mut off_scale = false;
+    // Dots first, so no × hides under one; the ring over both.
+    for stopped in [false, true] {
+        for (x, y, t) in shown.iter().filter(|(_, _, t)| t.stopped == stopped) {
+            if *y > y_hi {
+                let c = if t.stopped { colour(1) } else { colour(0) };
+                area.draw(&TriangleMarker::new(pixel(*x, y_hi), px(7.0), c.filled()))?;
+                off_scale = true;
+            } else {
+                trial_mark(area, pixel(*x, *y), t.stopped, scale)?;
+            }
+        }
+    }
+    for (x, y, _) in shown.iter().filter(|(_, _, t)| t.best) {
+        best_ring(area, pixel(*x, y.min(y_hi)), scale)?;
+    }
+    Ok(off_scale)
+}
+
 fn setting(spec: &serde_json::Value, key: &str) -> Option<String> {
     let v = spec.get(key)?;
     if key == "model" && v == "custom" {
@@ -1131,5 +1577,139 @@ mod tests {
         assert!(hi == 100.0 && (95.0..96.0).contains(&lo), "{lo}..{hi}");
         let (lo, _) = y_range(&[0.001, 0.002], YAxis::Fit);
         assert!(lo >= 0.0);
+    }
+}
+
+#[cfg(test)]
+mod scatter_tests {
+    use super::*;
+
+    fn panel(field: &str, log: bool, range: Option<(f64, f64)>, points: Vec<TrialPoint>) -> ScatterPanel {
+        ScatterPanel { field: field.into(), log, range, ticks: Vec::new(), whole: false, points }
+    }
+
+    fn figure(panels: Vec<ScatterPanel>) -> Scatter {
+        let (width, height) = scatter_size(panels.len());
+        Scatter {
+            title: String::new(),
+            y_desc: "best test accuracy (%)".into(),
+            percent: true,
+            panels,
+            empty_note: "no trial has finished an epoch yet".into(),
+            width,
+            height,
+        }
+    }
+
+    fn point(x: f64, y: Option<f64>, stopped: bool) -> TrialPoint {
+        TrialPoint { x, y, stopped, best: false }
+    }
+
+    #[test]
+    fn a_search_scatter_tells_stopped_trials_from_finished_ones_on_a_log_axis() {
+        let points = vec![
+            TrialPoint { best: true, ..point(0.003, Some(55.0), false) },
+            point(2e-6, Some(12.0), true),
+            point(0.4, Some(31.0), true),
+            // Not drawn: no value yet, a value or a setting that is not finite.
+            point(5.0, None, false),
+            point(f64::NAN, Some(30.0), false),
+            point(0.1, Some(f64::NAN), false),
+        ];
+        let fig = figure(vec![panel("lr", true, Some((1e-6, 10.0)), points)]);
+        let svg = String::from_utf8(scatter(&fig, Format::Svg).unwrap()).unwrap();
+        for label in [RAN_ON, STOPPED_EARLY, "best trial", "lr (log scale)", "best test accuracy (%)"] {
+            assert!(svg.contains(&format!(">\n{label}\n<")), "the figure says {label:?}");
+        }
+        // Powers of ten, from the range's low end (always labelled) up.
+        assert!(svg.contains(">\n1e-6\n<") && svg.contains(">\n0.001\n<"), "decades labelled");
+
+        let png = scatter(&fig, Format::Png).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (fig.width, fig.height));
+        // The marks themselves, below the legend's row: a blue dot and an orange ×.
+        let below_legend = |c: RGBColor| img.enumerate_pixels().any(|(_, y, p)| y > 60 && p.0 == [c.0, c.1, c.2]);
+        assert!(below_legend(colour(0)), "a finished trial's dot");
+        assert!(below_legend(colour(1)), "a stopped trial's ×");
+    }
+
+    #[test]
+    fn a_scatter_with_no_values_one_trial_or_equal_values_still_draws() {
+        let cases = [
+            vec![point(0.01, None, false), point(0.1, None, true)],
+            vec![point(0.01, Some(40.0), false)],
+            vec![point(0.01, Some(40.0), false), point(0.02, Some(40.0), true), point(0.03, Some(40.0), false)],
+        ];
+        for points in cases {
+            let fig = figure(vec![
+                panel("lr", true, None, points.clone()),
+                panel("momentum", false, None, points.iter().map(|p| TrialPoint { x: 0.9, ..*p }).collect()),
+                ScatterPanel { whole: true, ..panel("epochs", false, Some((1.0, 3.0)), points.clone()) },
+            ]);
+            for format in [Format::Png, Format::Svg] {
+                scatter(&fig, format).unwrap();
+            }
+        }
+        let svg = String::from_utf8(
+            scatter(&figure(vec![panel("lr", true, None, vec![point(0.01, None, false)])]), Format::Svg).unwrap(),
+        )
+        .unwrap();
+        assert!(svg.contains("no trial has finished an epoch yet"), "an empty panel says why");
+        assert!(!svg.contains(&format!(">\n{RAN_ON}\n<")), "no legend entry for marks not drawn");
+        scatter(&figure(Vec::new()), Format::Png).unwrap();
+    }
+
+    #[test]
+    fn ticks_read_as_numbers_people_write() {
+        assert_eq!(tick_text(1e-6), "1e-6");
+        assert_eq!(tick_text(0.001), "0.001");
+        assert_eq!(tick_text(0.0025), "0.0025");
+        assert_eq!(tick_text(10.0), "10");
+        assert_eq!(tick_text(2e4), "2e4");
+        let whole: Vec<String> = linear_ticks(0.5, 3.5, 5, true).into_iter().map(|t| t.1).collect();
+        assert_eq!(whole, ["1", "2", "3"]);
+        let real: Vec<String> = linear_ticks(0.48, 1.01, 5, false).into_iter().map(|t| t.1).collect();
+        assert_eq!(real, ["0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]);
+        let axis = x_axis(&panel("lr", true, Some((1e-6, 10.0)), Vec::new()));
+        let labels: Vec<&str> = axis.ticks.iter().map(|t| t.1.as_str()).collect();
+        assert_eq!(labels, ["1e-6", "1e-5", "1e-4", "0.001", "0.01", "0.1", "1", "10"]);
+        // Within a decade: its ends, 2 and 5 labelled.
+        let axis = x_axis(&panel("lr", true, Some((0.001, 0.003)), Vec::new()));
+        let labels: Vec<&str> = axis.ticks.iter().map(|t| t.1.as_str()).collect();
+        assert_eq!(labels, ["0.001", "0.002", "0.005", "0.01"]);
+    }
+
+    #[test]
+    fn a_legend_of_27_jobs_keeps_every_entry() {
+        let epochs: Vec<EpochMetrics> = (1..=3)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                train_loss: Some(2.0 / e as f64),
+                train_acc: 0.2 * e as f64,
+                test_loss: Some(2.1 / e as f64),
+                test_acc: 0.19 * e as f64,
+                seconds: 1.0,
+                train_seconds: 1.0,
+                samples_per_second: 1.0,
+                diverged: false,
+                lr: None,
+            })
+            .collect();
+        let spec = serde_json::json!({"loss": "cross_entropy", "dataset": "cifar10"});
+        let fig = Figure {
+            title: String::new(),
+            subtitle: String::new(),
+            series: (0..27).map(|i| Series::of_spec(format!("trial {i}: lr=0.00{i}"), &epochs, &spec)).collect(),
+            metric: Metric::All,
+            epochs_total: 27,
+            empty_note: String::new(),
+            width: 1000,
+            height: 700,
+            y_axis: YAxis::Full,
+        };
+        let svg = String::from_utf8(render(&fig, Format::Svg).unwrap()).unwrap();
+        for label in ["trial 26: lr=0.0026", "test loss", "chance (10 %)"] {
+            assert!(svg.contains(&format!(">\n{label}\n<")), "the legend holds {label:?}");
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination) or
-//! a preset (the assignment; the optimisers compared), validated as a whole before anything
-//! is queued.
+//! Pure: a sweep request → the jobs to queue. A grid (`base` + `vary`, every combination), a
+//! search (`base` + `search`: `trials` points sampled from a space) or a preset (the
+//! assignment, with its learning rates searched if asked; the optimisers compared),
+//! validated as a whole before anything is queued, with its early-stopping rule.
 
+use crate::search::{Distribution, EarlyStop, Space};
 use crate::spec::{field_names, is_field, FieldError, Spec};
 use serde_json::{json, Map, Value};
 
@@ -66,6 +68,8 @@ pub struct PlannedJob {
     pub point: Map<String, Value>,
     /// (section key, label in that section) for every report section that shows this job.
     pub sections: Vec<(String, String)>,
+    /// Whether the sweep's early-stopping rule watches it (a search's trial, a grid's job).
+    pub trial: bool,
 }
 
 /// A report section: a question, and the jobs that answer it.
@@ -80,6 +84,64 @@ pub struct Section {
 pub struct Plan {
     pub name: Option<String>,
     pub jobs: Vec<PlannedJob>,
+    /// The rule that stops its trials early, if any.
+    pub early_stop: Option<EarlyStop>,
+    /// The seed its search sampled with (recorded in the sweep's definition, so the search
+    /// can be repeated); `None` for a sweep that samples nothing.
+    pub sampling_seed: Option<u64>,
+}
+
+/// Trials the assignment's searched learning-rate section runs unless told otherwise.
+pub const LR_SEARCH_TRIALS: usize = 9;
+/// The range that section searches: the fixed section's 0.0001 to 10.
+pub const LR_SEARCH_RANGE: (f64, f64) = (0.0001, 10.0);
+
+/// The section a search's report has: its trials.
+pub fn search_section() -> Section {
+    Section {
+        key: "search",
+        title: "Search",
+        question: "Which settings of the space train best, and what did stopping bad trials early save?",
+    }
+}
+
+/// The assignment's learning-rate section when its rates are searched.
+pub fn lr_search_section() -> Section {
+    Section {
+        key: "lr",
+        title: "6. Learning rate, searched",
+        question: "Which learning rate in [0.0001, 10], sampled log-uniformly, trains the tutorial CNN best, with \
+                   ASHA stopping the runs that do not learn, and what did stopping them save?",
+    }
+}
+
+/// Whether a sweep's definition asks the assignment's learning rates to be searched.
+pub fn searches_lr(definition: &Value) -> bool {
+    definition.get("lr_search").is_some_and(|v| v != &Value::Bool(false) && !v.is_null())
+}
+
+/// A stored sweep's early-stopping rule, from its definition (validated when it was made;
+/// the assignment with lr_search and no rule of its own gets ASHA's defaults).
+pub fn early_stop_of(definition: &Value) -> Option<EarlyStop> {
+    match definition.get("early_stop") {
+        None | Some(Value::Null) if definition.get("preset").is_some() && searches_lr(definition) => {
+            Some(EarlyStop::Asha { metric: crate::search::Metric::TestAcc, grace_epochs: 1, reduction: 3 })
+        }
+        None | Some(Value::Null) => None,
+        Some(v) => EarlyStop::parse(v).ok(),
+    }
+}
+
+/// A stored sweep's report sections, in order, from its definition.
+pub fn sections_for_definition(definition: &Value) -> Vec<Section> {
+    match definition.get("preset").and_then(Value::as_str).and_then(sections_of) {
+        Some(sections) => sections
+            .into_iter()
+            .map(|(s, _)| if s.key == "lr" && searches_lr(definition) { lr_search_section() } else { s })
+            .collect(),
+        None if definition.get("search").is_some() => vec![search_section()],
+        None => vec![grid_section()],
+    }
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
@@ -212,7 +274,8 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
         )]);
     };
     let mut errors = Vec::new();
-    let allowed = ["name", "base", "vary", "preset", "overrides"];
+    let allowed =
+        ["name", "base", "vary", "search", "trials", "seed", "early_stop", "preset", "overrides", "lr_search"];
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) {
             errors.push(err(k.clone(), format!("unknown field; allowed: {}", allowed.join(", "))));
@@ -236,15 +299,85 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
             Map::new()
         }
     };
+    let lr_search = obj.get("preset").is_some() && searches_lr(body);
+    let samples = obj.contains_key("search") || lr_search;
+    // The search's sampling seed: the request's, or the sweep's drawn one (recorded).
+    let sampling_seed = match obj.get("seed") {
+        None | Some(Value::Null) => seed,
+        Some(v) => match v.as_u64() {
+            Some(n) if samples => n,
+            Some(_) => {
+                errors.push(err(
+                    "seed",
+                    "a sweep's seed samples a search's trials; set the jobs' training seed in base.seed",
+                ));
+                seed
+            }
+            None => {
+                errors.push(err("seed", format!("must be a whole number from 0 to 2^64-1, got {v}")));
+                seed
+            }
+        },
+    };
+    let early_stop = match obj.get("early_stop") {
+        None | Some(Value::Null) => early_stop_of(body),
+        Some(v) => match EarlyStop::parse(v) {
+            Ok(rule) => Some(rule),
+            Err(es) => {
+                errors.extend(es.into_iter().map(|(f, m)| err(f, m)));
+                None
+            }
+        },
+    };
+    if obj.contains_key("trials") && !obj.contains_key("search") {
+        errors
+            .push(err("trials", "trials counts a search's samples; give \"search\" too (or lr_search for the preset)"));
+    }
     let jobs = if let Some(preset) = obj.get("preset") {
-        if obj.contains_key("base") || obj.contains_key("vary") {
-            errors.push(err("preset", "a preset takes \"overrides\", not \"base\" or \"vary\""));
+        for k in ["base", "vary", "search"] {
+            if obj.contains_key(k) {
+                errors.push(err(
+                    k,
+                    "a preset takes \"overrides\" (and \"lr_search\"), not \"base\", \"vary\" or \"search\"",
+                ));
+            }
         }
         let Some(sections) = preset.as_str().and_then(sections_of) else {
             let names: Vec<String> = PRESETS.iter().map(|p| format!("\"{p}\"")).collect();
             errors.push(err("preset", format!("the presets are {}, got {preset}", names.join(", "))));
             return Err(errors);
         };
+        let lr_trials = match obj.get("lr_search") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+            Some(_) if preset != PRESET => {
+                errors.push(err(
+                    "lr_search",
+                    format!("only the \"{PRESET}\" preset has a learning-rate section to search"),
+                ));
+                None
+            }
+            Some(Value::Bool(true)) => Some(LR_SEARCH_TRIALS),
+            Some(Value::Object(o)) if o.keys().all(|k| k == "trials") => {
+                match o.get("trials").map(|t| t.as_u64().filter(|n| (2..=MAX_JOBS as u64).contains(n))) {
+                    None => Some(LR_SEARCH_TRIALS),
+                    Some(Some(n)) => Some(n as usize),
+                    Some(None) => {
+                        errors.push(err("lr_search.trials", format!("must be a whole number from 2 to {MAX_JOBS}")));
+                        None
+                    }
+                }
+            }
+            Some(v) => {
+                errors.push(err("lr_search", format!("must be true, false or {{\"trials\": N}}, got {v}")));
+                None
+            }
+        };
+        if early_stop.is_some() && !lr_search {
+            errors.push(err(
+                "early_stop",
+                "a preset's sections compare fixed runs; early stopping applies to a search, a grid, or the preset with lr_search",
+            ));
+        }
         let mut overrides = object("overrides", &mut errors);
         if preset == OPTIMIZERS_PRESET {
             // N.B.: the preset's jobs are its optimisers; overriding one would make two of
@@ -268,28 +401,174 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
             }
         }
         overrides.entry("seed").or_insert(json!(seed));
-        preset_jobs(sections, &overrides, &mut errors)
+        let sections = match lr_trials {
+            // The fixed rates give way to the search; the tutorial's 0.001 stays as the
+            // reference the trials are read against.
+            Some(_) => sections
+                .into_iter()
+                .map(|(s, jobs)| match s.key {
+                    "lr" => (lr_search_section(), jobs.into_iter().filter(|(_, v)| v.get("lr").is_none()).collect()),
+                    _ => (s, jobs),
+                })
+                .collect(),
+            None => sections,
+        };
+        let mut jobs = preset_jobs(sections, &overrides, &mut errors);
+        if let Some(trials) = lr_trials {
+            let (lo, hi) = LR_SEARCH_RANGE;
+            let space = Space(vec![("lr".into(), Distribution::LogUniform(lo, hi))]);
+            let sampled = sampled_jobs(
+                &overrides,
+                &space,
+                trials,
+                sampling_seed,
+                "lr",
+                |f| format!("overrides.{f}"),
+                &mut errors,
+            );
+            jobs.extend(sampled);
+        }
+        jobs
+    } else if let Some(search) = obj.get("search") {
+        if obj.contains_key("vary") {
+            errors.push(err("vary", "a sweep is a grid (vary) or a search (search), not both"));
+        }
+        let base = object("base", &mut errors);
+        let space = parse_space(search, &base, &mut errors);
+        let trials = match obj.get("trials") {
+            Some(t) => t.as_u64().filter(|n| (1..=MAX_JOBS as u64).contains(n)).map(|n| n as usize).or_else(|| {
+                errors.push(err("trials", format!("must be a whole number from 1 to {MAX_JOBS}, got {t}")));
+                None
+            }),
+            None => {
+                errors.push(err(
+                    "trials",
+                    format!("a search samples \"trials\" points: a whole number from 1 to {MAX_JOBS}"),
+                ));
+                None
+            }
+        };
+        let mut base = base;
+        base.entry("seed").or_insert(json!(seed));
+        match (space, trials) {
+            (Some(space), Some(trials)) if errors.is_empty() => {
+                sampled_jobs(&base, &space, trials, sampling_seed, "search", |f| format!("base.{f}"), &mut errors)
+            }
+            _ => Vec::new(),
+        }
     } else {
         let mut base = object("base", &mut errors);
         let vary = object("vary", &mut errors);
         if !vary.contains_key("seed") {
             base.entry("seed").or_insert(json!(seed));
         }
-        grid_jobs(&base, &vary, &mut errors)
+        let mut jobs = grid_jobs(&base, &vary, &mut errors);
+        for j in &mut jobs {
+            j.trial = early_stop.is_some();
+        }
+        jobs
     };
+    if let (Some(rule), Some(most)) = (&early_stop, jobs.iter().filter(|j| j.trial).map(|j| j.spec.epochs).max()) {
+        if rule.grace_epochs() >= most {
+            errors.push(err(
+                format!("early_stop.{}.grace_epochs", rule.name()),
+                format!(
+                    "is {}, but the trials train at most {most} epochs: the rule would never judge one; choose fewer than {most}",
+                    rule.grace_epochs()
+                ),
+            ));
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     // N.B.: a sweep is named even when the request names none: lists and reports say what
     // it is ("The CIFAR-10 assignment", "Grid over batch_size × lr"), not a hex id.
+    let keys =
+        |key: &str| obj.get(key).and_then(Value::as_object).map(|v| v.keys().cloned().collect::<Vec<_>>().join(" × "));
     let name = name.or_else(|| match obj.get("preset").and_then(Value::as_str) {
-        Some(p) => preset_title(p).map(str::to_owned),
-        None => obj
-            .get("vary")
-            .and_then(Value::as_object)
-            .map(|v| format!("Grid over {}", v.keys().cloned().collect::<Vec<_>>().join(" × "))),
+        Some(p) => {
+            preset_title(p).map(|t| if lr_search { format!("{t}, learning rates searched") } else { t.to_owned() })
+        }
+        None if obj.contains_key("search") => keys("search").map(|k| format!("Search over {k}")),
+        None => keys("vary").map(|k| format!("Grid over {k}")),
     });
-    Ok(Plan { name, jobs })
+    Ok(Plan { name, jobs, early_stop, sampling_seed: samples.then_some(sampling_seed) })
+}
+
+/// A search's space: each key a spec field not set in `base`, each value a distribution.
+fn parse_space(search: &Value, base: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Space> {
+    let Some(obj) = search.as_object().filter(|o| !o.is_empty()) else {
+        let names: Vec<&str> = crate::search::DISTRIBUTIONS.iter().map(|(n, _)| *n).collect();
+        errors.push(err(
+            "search",
+            format!(
+                "must be an object of spec fields, each with a distribution ({}), e.g. {{\"lr\": {{\"log_uniform\": [0.0001, 1.0]}}}}; got {search}",
+                names.join(", ")
+            ),
+        ));
+        return None;
+    };
+    let before = errors.len();
+    let mut dims = Vec::new();
+    for (k, v) in obj {
+        if !is_field(k) {
+            errors.push(err(
+                format!("search.{k}"),
+                format!("unknown field; allowed fields: {}", field_names().join(", ")),
+            ));
+            continue;
+        }
+        if base.contains_key(k) {
+            errors.push(err(format!("search.{k}"), "is also set in base; set it in one place"));
+        }
+        match Distribution::parse(v) {
+            Ok(d) => dims.push((k.clone(), d)),
+            Err(why) => errors.push(err(format!("search.{k}"), why)),
+        }
+    }
+    (errors.len() == before).then_some(Space(dims))
+}
+
+/// `trials` points of `space` on top of `base`, each validated as a job (its errors named
+/// `{place}.FIELD (value V)`) and labelled `trial N: field=value, …`; all are trials.
+fn sampled_jobs(
+    base: &Map<String, Value>,
+    space: &Space,
+    trials: usize,
+    seed: u64,
+    place: &str,
+    base_origin: impl Fn(&str) -> String,
+    errors: &mut Vec<FieldError>,
+) -> Vec<PlannedJob> {
+    let section = if place == "lr" { "lr" } else { "search" };
+    let mut jobs = Vec::new();
+    for (i, point) in space.sample(trials, seed).into_iter().enumerate() {
+        let origin = |f: &str| match point.get(f) {
+            Some(v) if place == "search" => format!("search.{f} (value {v})"),
+            Some(v) => format!("lr_search (sampled {f} {v})"),
+            None => base_origin(f),
+        };
+        if let Some(mut spec) = parse_job(&merge(base, &point), origin, errors) {
+            let label = format!("trial {}: {}", i + 1, point_label(&point));
+            if place != "search" || spec.name.is_none() {
+                spec.name = Some(label.chars().take(crate::spec::NAME_CHARS).collect());
+            } else if let Some(n) = &spec.name {
+                spec.name = Some(format!("{n}: {label}").chars().take(crate::spec::NAME_CHARS).collect());
+            }
+            jobs.push(PlannedJob { spec, point, sections: vec![(section.into(), label)], trial: true });
+        }
+    }
+    jobs
+}
+
+/// `lr=0.003467, momentum=0.87`: a point as its label shows it.
+fn point_label(point: &Map<String, Value>) -> String {
+    point
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Vec<PlannedJob> {
@@ -361,12 +640,8 @@ fn grid_jobs(base: &Map<String, Value>, vary: &Map<String, Value>, errors: &mut 
             None => format!("base.{f}"),
         };
         if let Some(spec) = parse_job(&merge(base, &point), origin, errors) {
-            let label = point
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            jobs.push(PlannedJob { spec, point, sections: vec![("all".into(), label)] });
+            let label = point_label(&point);
+            jobs.push(PlannedJob { spec, point, sections: vec![("all".into(), label)], trial: false });
         }
     }
     errors.extend(unknown);
@@ -389,7 +664,7 @@ fn preset_jobs(
             let entry = (section.key.to_string(), label.to_string());
             match jobs.iter_mut().find(|j| j.spec == spec) {
                 Some(j) => j.sections.push(entry),
-                None => jobs.push(PlannedJob { spec, point: settings, sections: vec![entry] }),
+                None => jobs.push(PlannedJob { spec, point: settings, sections: vec![entry], trial: false }),
             }
         }
     }

@@ -469,6 +469,84 @@ pub async fn cancel_job(
     }
 }
 
+/// `POST /jobs/{id}/resume`: a trial its search stopped early goes back to the queue and
+/// trains on from its checkpoint, to `epochs` (its own by default); its search's rule judges
+/// it no more. Its owner's (or an admin's) call: the student who disagrees with the rule.
+pub async fn resume_job(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: Option<JsonBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let row = load(&state, &user, &id).await?;
+    if row.status != JobStatus::StoppedEarly {
+        return Err(ApiError::Conflict(format!(
+            "job {} is {}; only a job that stopped early (status stopped_early) can be resumed",
+            row.id, row.status
+        )));
+    }
+    let Some(spec) = row.spec.clone() else {
+        return Err(ApiError::Conflict(format!("job {}'s stored spec no longer parses; it cannot be resumed", row.id)));
+    };
+    let body = body.map_or(Value::Null, |JsonBody(b)| b);
+    let allowed = "expected {} or {\"epochs\": N}, N more than the epochs it has done";
+    let epochs = match &body {
+        Value::Null => Value::from(spec.epochs),
+        Value::Object(o) if o.keys().all(|k| k == "epochs") => {
+            o.get("epochs").cloned().unwrap_or(Value::from(spec.epochs))
+        }
+        _ => return Err(ApiError::bad_request("bad_body", "epochs", format!("{allowed}, got {body}"))),
+    };
+    let mut json = spec.to_json();
+    json["epochs"] = epochs.clone();
+    let spec = match crate::spec::Spec::parse(&json) {
+        Ok(s) => s,
+        Err(e) => return Err(ApiError::Invalid(e.0)),
+    };
+    if i64::from(spec.epochs) <= row.epochs_done {
+        return Err(ApiError::bad_request(
+            "bad_body",
+            "epochs",
+            format!("{allowed}: it has done {} epochs, got {epochs}", row.epochs_done),
+        ));
+    }
+    let over = state.limits.check(&spec);
+    if !over.is_empty() {
+        return Err(ApiError::Invalid(over));
+    }
+    let text = spec.to_json().to_string();
+    let now = queue::now_ms();
+    match queue::search::resume_stopped(
+        &state.pool,
+        &row.id,
+        row.owner_id,
+        &text,
+        spec.epochs.into(),
+        state.limits.max_queued,
+        now,
+    )
+    .await?
+    {
+        queue::search::Resumed::Queued => {}
+        queue::search::Resumed::NotStopped => {
+            return Err(ApiError::Conflict(format!("job {} is no longer stopped_early", row.id)))
+        }
+        queue::search::Resumed::OverLimit(queued) => {
+            return Err(ApiError::TooMany {
+                message: format!(
+                    "you have {queued} jobs queued; the limit is {} per user (TRAINYARD_MAX_QUEUED_PER_USER)",
+                    state.limits.max_queued
+                ),
+                retry_after: None,
+            })
+        }
+    }
+    state.hub.publish(&row.id);
+    state.hub.queued_many();
+    let row = load(&state, &user, &row.id).await?;
+    Ok((StatusCode::OK, Json(show(&state, &row).await?)))
+}
+
 /// `POST /jobs/cancel`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -699,6 +777,7 @@ pub(super) fn routes() -> Vec<Route> {
         Route::get("/jobs/{id}", &[], get_job),
         Route::patch("/jobs/{id}", update_job),
         Route::post("/jobs/{id}/cancel", cancel_job),
+        Route::post("/jobs/{id}/resume", resume_job),
         Route::post("/jobs/cancel", cancel_jobs),
         Route::get("/jobs/{id}/metrics", &["since", "format"], get_metrics),
         Route::get("/jobs/{id}/model", &[], get_model),

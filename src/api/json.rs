@@ -120,17 +120,22 @@ pub fn canonical(v: &Value) -> String {
     sorted(v).to_string()
 }
 
+/// The request's body, within `BODY_LIMIT`.
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(BODY_LIMIT)
+        } else {
+            ApiError::BadRequest { code: "bad_body", message: r.body_text(), field: None }
+        }
+    })
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge(BODY_LIMIT)
-            } else {
-                ApiError::BadRequest { code: "bad_body", message: r.body_text(), field: None }
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest {
                 code: EMPTY_BODY,
@@ -139,6 +144,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             });
         }
         parse(&bytes).map(JsonBody)
+    }
+}
+
+/// `Option<JsonBody>`: an empty body is `None` (a route whose body is optional, such as
+/// `POST /jobs/{id}/resume`); anything else must be JSON, as for `JsonBody`.
+impl<S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        parse(&bytes).map(|v| Some(JsonBody(v)))
     }
 }
 

@@ -8,9 +8,10 @@ use super::plots::{options, respond, Loaded, PlotQuery};
 use super::AppState;
 use super::Route;
 use crate::job::EpochMetrics;
+use crate::queue::search::Decision;
 use crate::queue::sweeps::{self, NewSweepJob, SweepCreated, SweepJob, SweepRow};
 use crate::queue::{self, CancelOutcome, NewJob, Pool};
-use crate::report::{self, JobView, Report, SectionView};
+use crate::report::{self, JobView, Report, RungEntry, RungView, SearchView, SectionView, TrialView};
 use crate::spec::Spec;
 use crate::sweep::{self, Section};
 use axum::extract::{Path, Query, State};
@@ -41,17 +42,113 @@ fn preset_sections() -> impl Iterator<Item = (Section, Vec<(&'static str, serde_
     sweep::PRESETS.iter().filter_map(|p| sweep::sections_of(p)).flatten()
 }
 
-/// A section some sweep has (a preset's, or a grid's one).
+/// A section some sweep has (a preset's, a grid's or a search's one).
 fn known_section(key: &str) -> bool {
-    key == sweep::grid_section().key || preset_sections().any(|(s, _)| s.key == key)
+    key == sweep::grid_section().key
+        || key == sweep::search_section().key
+        || preset_sections().any(|(s, _)| s.key == key)
 }
 
 /// The sections of a sweep's report, in order.
 fn sections_for(sweep: &SweepRow) -> Vec<Section> {
-    match sweep.definition.get("preset").and_then(|p| p.as_str()).and_then(sweep::sections_of) {
-        Some(sections) => sections.into_iter().map(|(s, _)| s).collect(),
-        None => vec![sweep::grid_section()],
+    sweep::sections_for_definition(&sweep.definition)
+}
+
+/// The sweep's search, if it samples trials or stops them early: its rungs, best trial and
+/// the epochs saved, from its jobs, their epochs and the decisions made about them.
+fn search_view(
+    sweep: &SweepRow,
+    jobs: &[SweepJob],
+    decisions: &[Decision],
+    epochs: &HashMap<String, Vec<EpochMetrics>>,
+) -> Option<SearchView> {
+    let def = &sweep.definition;
+    let early_stop = sweep::early_stop_of(def);
+    let section = if sweep::searches_lr(def) && def.get("preset").is_some() {
+        "lr"
+    } else if def.get("search").is_some() {
+        "search"
+    } else if early_stop.is_some() {
+        "all"
+    } else {
+        return None;
+    };
+    let metric = early_stop.map_or(crate::search::Metric::TestAcc, |r| r.metric());
+    let space: Vec<(String, Value)> = match def.get("search").and_then(Value::as_object) {
+        Some(o) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None if section == "lr" => {
+            let (lo, hi) = sweep::LR_SEARCH_RANGE;
+            vec![("lr".into(), json!({"log_uniform": [lo, hi]}))]
+        }
+        None => Vec::new(),
+    };
+    let label_of = |j: &SweepJob| j.sections.iter().find(|(k, _)| k == section).map(|(_, l)| l.clone());
+    let trials: Vec<TrialView> = jobs
+        .iter()
+        .filter(|j| j.trial)
+        .map(|j| {
+            let rows = epochs.get(&j.job.id).map_or(&[][..], Vec::as_slice);
+            let best = rows.iter().filter_map(|e| metric.of(e).map(|v| (v, e.epoch))).fold(
+                None,
+                |b: Option<(f64, u32)>, x| match b {
+                    Some(b) if !metric.better(x.0, b.0) => Some(b),
+                    _ => Some(x),
+                },
+            );
+            let mine = decisions.iter().filter(|d| d.job_id == j.job.id);
+            TrialView {
+                id: j.job.id.clone(),
+                label: label_of(j).unwrap_or_else(|| j.job.id[..8].to_string()),
+                status: j.job.status,
+                point: j.point.clone(),
+                epochs_done: j.job.epochs_done,
+                epochs_total: j.job.epochs_total,
+                best: best.map(|b| b.0),
+                best_epoch: best.map(|b| b.1),
+                rung: mine.clone().filter_map(|d| d.rung).max(),
+                stopped_because: mine.filter(|d| !d.promoted).map(|d| d.reason.clone()).next(),
+            }
+        })
+        .collect();
+    let mut rungs: Vec<RungView> = Vec::new();
+    for d in decisions.iter().filter(|d| d.rule == "asha") {
+        let Some(rung) = d.rung else { continue };
+        let label =
+            trials.iter().find(|t| t.id == d.job_id).map_or_else(|| d.job_id[..8].to_string(), |t| t.label.clone());
+        let entry = RungEntry { id: d.job_id.clone(), label, value: d.value, promoted: d.promoted };
+        match rungs.iter_mut().find(|r| r.rung == rung) {
+            Some(r) => r.trials.push(entry),
+            None => rungs.push(RungView { rung, epoch: d.epoch, trials: vec![entry] }),
+        }
     }
+    rungs.sort_by_key(|r| r.rung);
+    let best = trials
+        .iter()
+        .filter(|t| t.best.is_some())
+        .fold(None, |b: Option<&TrialView>, t| match b {
+            Some(b) if !metric.better(t.best.unwrap_or_default(), b.best.unwrap_or_default()) => Some(b),
+            _ => Some(t),
+        })
+        .cloned();
+    let count = |f: fn(&TrialView) -> i64| trials.iter().map(|t| f(t).max(0) as u64).sum::<u64>();
+    let epochs_saved = trials
+        .iter()
+        .filter(|t| t.status == crate::job::JobStatus::StoppedEarly)
+        .map(|t| (t.epochs_total - t.epochs_done).max(0) as u64)
+        .sum();
+    Some(SearchView {
+        section: section.into(),
+        early_stop,
+        metric,
+        sampling_seed: def.get("seed").and_then(Value::as_u64),
+        space,
+        epochs_run: count(|t| t.epochs_done),
+        epochs_full: count(|t| t.epochs_total),
+        epochs_saved,
+        trials,
+        rungs,
+        best,
+    })
 }
 
 /// The jobs a section shows, with their labels there; a preset section lists them in the
@@ -74,6 +171,8 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
     for j in &jobs {
         epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
     }
+    let decisions = queue::search::sweep_decisions(pool, &sweep.id).await?;
+    let mut search = search_view(sweep, &jobs, &decisions, &epochs);
     let mut sections = Vec::new();
     for section in sections_for(sweep) {
         let members = members_of(&jobs, section.key);
@@ -95,7 +194,8 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
                 spec: j.job.spec.as_ref().map_or(Value::Null, Spec::to_json),
             })
             .collect();
-        sections.push(SectionView { section, shared, jobs: views });
+        let search = search.take_if(|s| s.section == section.key);
+        sections.push(SectionView { section, shared, jobs: views, search });
     }
     Ok(Report {
         sweep_id: sweep.id.clone(),
@@ -105,7 +205,8 @@ pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiEr
     })
 }
 
-fn job_summary(j: &SweepJob, epochs: &[EpochMetrics]) -> Value {
+fn job_summary(j: &SweepJob, epochs: &[EpochMetrics], search: Option<&SearchView>) -> Value {
+    let trial = search.and_then(|s| s.trials.iter().find(|t| t.id == j.job.id));
     let last = epochs.last();
     let best = epochs.iter().max_by(|a, b| a.test_acc.total_cmp(&b.test_acc));
     json!({
@@ -122,15 +223,25 @@ fn job_summary(j: &SweepJob, epochs: &[EpochMetrics]) -> Value {
         "final": last,
         "best_test_acc": best.map(|b| b.test_acc),
         "best_epoch": best.map(|b| b.epoch),
+        "trial": j.trial,
+        "resumed": j.resumed,
+        "rung": trial.and_then(|t| t.rung),
+        "stopped_because": trial.and_then(|t| t.stopped_because.clone()),
     })
 }
 
 async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
     let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
-    let mut out = Vec::new();
+    let mut epochs = HashMap::new();
     for j in &jobs {
-        out.push(job_summary(j, &queue::get_metrics(pool, &j.job.id, 0).await?));
+        epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
     }
+    let decisions = queue::search::sweep_decisions(pool, &sweep.id).await?;
+    let search = search_view(sweep, &jobs, &decisions, &epochs);
+    let out: Vec<Value> = jobs
+        .iter()
+        .map(|j| job_summary(j, epochs.get(&j.job.id).map_or(&[], Vec::as_slice), search.as_ref()))
+        .collect();
     let mut counts = serde_json::Map::new();
     for j in &jobs {
         let n = counts.get(j.job.status.as_str()).and_then(Value::as_u64).unwrap_or(0);
@@ -144,6 +255,7 @@ async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
         "definition": sweep.definition,
         "status_counts": counts,
         "jobs": out,
+        "search": search,
         "report": format!("/sweeps/{}/report", sweep.id),
     }))
 }
@@ -205,10 +317,17 @@ pub async fn create_sweep(
             },
             point: point.clone(),
             sections: sections.clone(),
+            trial: j.trial,
         })
         .collect();
     let n = jobs.len();
-    let definition = body.to_string();
+    // N.B.: the definition records the seed the search sampled with, drawn or given, so the
+    // same request with it samples the same trials.
+    let mut definition = body.clone();
+    if let (Some(seed), Some(obj)) = (plan.sampling_seed, definition.as_object_mut()) {
+        obj.insert("seed".into(), json!(seed));
+    }
+    let definition = definition.to_string();
     let sweep = sweeps::NewSweep {
         id: &sweep_id,
         owner_id: user.0.id,

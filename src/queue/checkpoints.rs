@@ -60,7 +60,7 @@ pub struct Dropped {
 /// checkpoints. A sweep goes with its jobs only when every one of them qualifies; a job of a
 /// sweep that stays is kept, so a report never loses a row.
 pub async fn drop_jobs_before(pool: &Pool, before: i64) -> Result<Dropped, QueueError> {
-    const OLD: &str = "j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < ?";
+    const OLD: &str = "j.status IN ('succeeded', 'failed', 'cancelled', 'stopped_early') AND j.finished_at < ?";
     let whole_sweeps = format!(
         "SELECT s.id FROM sweeps s WHERE NOT EXISTS (SELECT 1 FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id \
          WHERE sj.sweep_id = s.id AND NOT ({OLD}))"
@@ -72,6 +72,9 @@ pub async fn drop_jobs_before(pool: &Pool, before: i64) -> Result<Dropped, Queue
             .bind(before)
             .fetch_one(&mut **t)
             .await?);
+    // N.B.: a search's decisions go with its sweep (they name its jobs).
+    let decisions = format!("DELETE FROM trial_decisions WHERE sweep_id IN ({whole_sweeps})");
+    on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&decisions)).bind(before).execute(&mut **t).await?.rows_affected());
     let unlink = format!("DELETE FROM sweep_jobs WHERE sweep_id IN ({whole_sweeps})");
     on_db!(Tx, &mut tx, |t, d| sqlx::query(&d.sql(&unlink)).bind(before).execute(&mut **t).await?.rows_affected());
     const ORPHANS: &str = "DELETE FROM sweeps WHERE id NOT IN (SELECT sweep_id FROM sweep_jobs)";

@@ -23,6 +23,7 @@ mod db;
 pub mod events;
 mod jobs;
 pub mod problems;
+pub mod search;
 pub mod sweeps;
 pub mod users;
 pub mod workers;

@@ -36,6 +36,8 @@ pub struct NewSweepJob<'a> {
     pub job: NewJob<'a>,
     pub point: String,
     pub sections: String,
+    /// Whether the sweep's early-stopping rule watches it.
+    pub trial: bool,
 }
 
 /// A sweep to create: its row, and the Idempotency-Key (with the request's hash) if given.
@@ -73,7 +75,8 @@ pub async fn create_sweep(
 ) -> Result<SweepCreated, QueueError> {
     const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at, idempotency_key, \
          request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
-    const JOB: &str = "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES (?, ?, ?, ?, ?)";
+    const JOB: &str =
+        "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections, trial) VALUES (?, ?, ?, ?, ?, ?)";
     const KEYED: &str = "SELECT id, request_hash FROM sweeps WHERE owner_id = ? AND idempotency_key = ?";
     let owner_id = sweep.owner_id;
     let mut tx = pool.begin_write().await?;
@@ -117,6 +120,7 @@ pub async fn create_sweep(
             .bind(position as i64)
             .bind(&j.point)
             .bind(&j.sections)
+            .bind(j.trial)
             .execute(&mut **t)
             .await?
             .rows_affected());
@@ -167,11 +171,15 @@ pub struct SweepJob {
     pub point: Value,
     /// (section key, label) of each report section it is in.
     pub sections: Vec<(String, String)>,
+    /// Whether it is a trial of the sweep's search (or a grid job under its early stopping).
+    pub trial: bool,
+    /// Its owner resumed it by hand after it stopped early: its rule judges it no more.
+    pub resumed: bool,
 }
 
 pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, QueueError> {
     let sql = format!(
-        "SELECT {JOB_COLUMNS}, s.point AS point, s.sections AS sections FROM sweep_jobs s JOIN jobs ON jobs.id = s.job_id \
+        "SELECT {JOB_COLUMNS}, s.point AS point, s.sections AS sections, s.trial AS trial, s.resumed AS resumed FROM sweep_jobs s JOIN jobs ON jobs.id = s.job_id \
          WHERE s.sweep_id = ? ORDER BY s.position"
     );
     #[derive(FromRow)]
@@ -180,6 +188,8 @@ pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, Qu
         job: JobRecord,
         point: String,
         sections: String,
+        trial: bool,
+        resumed: bool,
     }
     let rows: Vec<Row> = on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(sweep_id).fetch_all(p).await?);
     rows.into_iter()
@@ -187,7 +197,7 @@ pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, Qu
             let job = JobRow::try_from(r.job)?;
             let point = decode(&r.point, || format!("job {}'s point in sweep {sweep_id}", job.id))?;
             let sections = decode(&r.sections, || format!("job {}'s sections in sweep {sweep_id}", job.id))?;
-            Ok(SweepJob { job, point, sections })
+            Ok(SweepJob { job, point, sections, trial: r.trial, resumed: r.resumed })
         })
         .collect()
 }

@@ -247,8 +247,15 @@ pub fn load(
     let saved: serde_json::Value =
         serde_json::from_str(meta.get("spec").map_or("", String::as_str)).map_err(|e| corrupt(format!("spec: {e}")))?;
     // N.B.: compared as read today, so a checkpoint written before a spec field existed (a
-    // named model's `layers`) still belongs to its job.
-    if Spec::parse(&saved).map(|s| s.to_json()).ok() != Some(spec.to_json()) {
+    // named model's `layers`) still belongs to its job; and without `epochs`, so a run given
+    // more epochs (a trial resumed after it stopped early) trains on from where it was.
+    let without_epochs = |mut v: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("epochs");
+        }
+        v
+    };
+    if Spec::parse(&saved).map(|s| without_epochs(s.to_json())).ok() != Some(without_epochs(spec.to_json())) {
         return Err(CheckpointError::OtherSpec { place });
     }
     let epoch: u32 = meta.get("epoch").and_then(|e| e.parse().ok()).ok_or_else(|| corrupt("no epoch".into()))?;

@@ -581,6 +581,10 @@ impl Engine<'_> {
             } else if self.members[i].next > self.members[i].spec.epochs {
                 let epochs = self.members[i].spec.epochs;
                 leaving.push((i, Ok(Outcome::Finished { epochs })));
+            } else if self.host.stopped(self.members[i].key) {
+                // N.B.: stopped at the boundary (a search's rule, a cancel during
+                // evaluation): it leaves now, so its place is free for a joiner this epoch.
+                leaving.push((i, Ok(Outcome::Stopped { epochs_done: self.members[i].next - 1 })));
             }
         }
         if !leaving.is_empty() {

@@ -56,6 +56,8 @@ struct MemberJob<'a> {
     last: Option<(f64, f64)>,
     /// When it first started (ms), for the duration metric.
     started_at: i64,
+    /// Its search's early-stopping rule stopped it: it leaves as `stopped_early`.
+    stopped_early: bool,
 }
 
 /// A training thread: what every group it trains shares.
@@ -212,11 +214,31 @@ impl<'a> GroupDb<'a> {
                     batch: spec.batch_size.into(),
                     last: None,
                     started_at: c.started_at,
+                    stopped_early: false,
                 },
             );
+            // N.B.: a trial its rule already stopped (the process died between the decision
+            // and the job's end) leaves at once, before it trains a batch.
+            match self.at.retrying(|| queue::search::stop_decision(&self.at.shared.pool, &c.id)) {
+                Ok(Some(d)) => {
+                    info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
+                    self.stop_early(key);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(job.id = %c.id, error = %e, "could not read the trial's early-stopping decisions"),
+            }
             out.push((key, spec));
         }
         out
+    }
+
+    /// Marks member `key` stopped by its search's rule: it leaves the group at this epoch's
+    /// end (its checkpoint written first) and ends `stopped_early`.
+    fn stop_early(&mut self, key: usize) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.stopped_early = true;
+            m.lease.stop.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Puts `job` back in the queue uncharged, trying until the database answers (or the
@@ -242,6 +264,7 @@ impl<'a> GroupDb<'a> {
         &self,
         job: &Lease,
         result: &Result<Outcome, TrainError>,
+        stopped_early: bool,
     ) -> Result<Option<JobStatus>, queue::QueueError> {
         let (pool, id, now) = (&self.at.shared.pool, job.id.as_str(), queue::now_ms());
         match *result {
@@ -254,6 +277,12 @@ impl<'a> GroupDb<'a> {
             Ok(Outcome::Stopped { epochs_done }) if self.at.shared.shutting_down() => {
                 if job.release(pool, now).await? {
                     info!(job.id = %id, epochs_done, "shutting down: job put back in the queue");
+                }
+            }
+            Ok(Outcome::Stopped { epochs_done }) if stopped_early => {
+                if job.finish(pool, JobStatus::StoppedEarly, None, now).await? {
+                    info!(job.id = %id, epochs_done, group.id = %self.group_id, "trial stopped early; it left its group");
+                    return Ok(Some(JobStatus::StoppedEarly));
                 }
             }
             Ok(Outcome::Stopped { epochs_done }) => {
@@ -305,6 +334,20 @@ impl GroupHost for GroupDb<'_> {
         anyhow::ensure!(ok, LEASE_LOST);
         self.at.shared.hub.publish(&job.id);
         self.at.shared.hub.telemetry.epoch(m.seconds);
+        // A search's rule judges the epoch just recorded; a trial it stops leaves the group
+        // once its checkpoint is written. A failure to decide is logged, not charged: the
+        // trial goes on, and the next rung judges it.
+        let decided = self.at.retrying(|| job.decide(&self.at.shared.pool, m, queue::now_ms()));
+        let stop = match decided {
+            Ok(d) => d.is_some_and(|d| !d.promoted),
+            Err(e) => {
+                warn!(job.id = %job.id, error = %e, "the early-stopping decision failed; the trial goes on");
+                false
+            }
+        };
+        if stop {
+            self.stop_early(key);
+        }
         if let Some(member) = self.members.get_mut(&key) {
             member.last = Some((m.seconds, m.train_seconds));
         }
@@ -341,7 +384,7 @@ impl GroupHost for GroupDb<'_> {
         let Some(member) = self.members.remove(&key) else { return };
         let job = member.lease.lease;
         self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|l| l.lease != job);
-        match self.at.retrying(|| self.record_end(&job, &result)) {
+        match self.at.retrying(|| self.record_end(&job, &result, member.stopped_early)) {
             Err(e) => {
                 error!(job.id = %job.id, error = %e, "recording the job's end failed; its lease will bring it back")
             }

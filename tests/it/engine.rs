@@ -407,18 +407,27 @@ fn a_batchnorm_that_would_meet_a_last_batch_of_one_on_the_data_loaded_is_refused
 }
 
 #[test]
-fn a_checkpoint_of_another_spec_is_refused() {
+fn a_checkpoint_of_another_spec_is_refused_and_one_given_more_epochs_trains_on() {
     let (_dir, data) = small_data();
     let ckpt = tempfile::tempdir().unwrap();
-    run(&spec(json!({"epochs": 1, "model": "linear"})), &data, Some(ckpt.path()));
+    let first = run(&spec(json!({"epochs": 1, "model": "linear"})), &data, Some(ckpt.path()));
     let mut sink = VecSink::default();
     let store = DirStore::new(ckpt.path());
     let opts = TrainOptions { checkpoints: Some(&store), threads: Some(1) };
-    let err =
-        train::train(&spec(json!({"epochs": 2, "model": "linear"})), &data, &opts, &mut sink, &AtomicBool::new(false))
-            .unwrap_err();
+    let other = spec(json!({"epochs": 2, "model": "linear", "lr": 0.01}));
+    let err = train::train(&other, &data, &opts, &mut sink, &AtomicBool::new(false)).unwrap_err();
     assert!(matches!(err, TrainError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("another experiment spec"), "{err}");
+    // The same experiment with more epochs (a trial resumed after it stopped early) goes on
+    // from its checkpoint: epoch 2 only, after the same epoch 1 as the two-epoch run's.
+    let more = spec(json!({"epochs": 2, "model": "linear"}));
+    let out = train::train(&more, &data, &opts, &mut sink, &AtomicBool::new(false)).unwrap();
+    assert_eq!(out, Outcome::Finished { epochs: 2 });
+    let epochs: Vec<u32> = sink.0.iter().map(|m| m.epoch).collect();
+    assert_eq!(epochs, [2], "only the epoch it had not done");
+    let whole = run(&more, &data, None);
+    assert_eq!(first[0].without_timings(), whole[0].without_timings());
+    assert_eq!(sink.0[0].without_timings(), whole[1].without_timings(), "as if it had run two epochs at once");
 }
 
 /// Raises the stop flag on the first progress report inside an epoch.

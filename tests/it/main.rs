@@ -15,5 +15,6 @@ mod plots;
 mod process;
 mod queue;
 mod safety;
+mod search;
 mod sweeps;
 mod users;

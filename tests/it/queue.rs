@@ -366,7 +366,8 @@ async fn concurrent_group_claims_never_put_one_job_in_two_groups() {
 async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
     use trainyard::queue::sweeps::{create_sweep, NewSweep, NewSweepJob, SweepCreated};
     let (_db, pool) = pool().await;
-    let member = |id| NewSweepJob { job: new_job(id, 1, "k", 10), point: "{}".into(), sections: "[]".into() };
+    let member =
+        |id| NewSweepJob { job: new_job(id, 1, "k", 10), point: "{}".into(), sections: "[]".into(), trial: false };
     add(&pool, "alone", 5).await;
     let sweep = NewSweep {
         id: "s",
