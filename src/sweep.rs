@@ -731,6 +731,40 @@ mod tests {
     }
 
     #[test]
+    fn the_assignment_with_lr_search_samples_its_learning_rates_under_asha() {
+        let p = plan(&json!({"preset": PRESET, "lr_search": true, "overrides": {"epochs": 3}}), 7).unwrap();
+        assert_eq!(p.jobs.len(), 12 - 4 + LR_SEARCH_TRIALS, "the four fixed rates give way to the trials");
+        let trials: Vec<&PlannedJob> = p.jobs.iter().filter(|j| j.trial).collect();
+        assert_eq!(trials.len(), LR_SEARCH_TRIALS);
+        assert!(trials.iter().all(|j| (0.0001..=10.0).contains(&j.spec.lr) && j.sections[0].0 == "lr"));
+        assert!(trials.iter().all(|j| j.spec.epochs == 3 && j.spec.seed == 7));
+        assert!(!p.jobs.iter().any(|j| !j.trial && [10.0, 0.1, 0.01, 0.0001].contains(&j.spec.lr)));
+        let tutorial = p.jobs.iter().find(|j| j.point.is_empty()).unwrap();
+        assert!(tutorial.sections.iter().any(|(k, l)| k == "lr" && l == "lr 0.001 (tutorial)"), "the reference stays");
+        assert_eq!(
+            p.early_stop,
+            Some(EarlyStop::Asha { metric: crate::search::Metric::TestAcc, grace_epochs: 1, reduction: 3 })
+        );
+        assert_eq!(p.sampling_seed, Some(7));
+        let def = json!({"preset": PRESET, "lr_search": true});
+        let titles: Vec<&str> = sections_for_definition(&def).iter().map(|s| s.title).collect();
+        assert_eq!(titles[5], "6. Learning rate, searched");
+        assert_eq!(p.name.as_deref(), Some("The CIFAR-10 assignment, learning rates searched"));
+        let again = plan(&json!({"preset": PRESET, "lr_search": {"trials": 4}, "seed": 11}), 7).unwrap();
+        assert_eq!(again.jobs.iter().filter(|j| j.trial).count(), 4);
+        assert_eq!(again.sampling_seed, Some(11));
+        for (bad, field) in [
+            (json!({"preset": OPTIMIZERS_PRESET, "lr_search": true}), "lr_search"),
+            (json!({"preset": PRESET, "lr_search": {"trials": 1}}), "lr_search.trials"),
+            (json!({"preset": PRESET, "early_stop": {"asha": {}}}), "early_stop"),
+            (json!({"base": {}, "vary": {"lr": [0.1]}, "seed": 3}), "seed"),
+        ] {
+            let e = plan(&bad, 7).unwrap_err();
+            assert_eq!(e[0].field, field, "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
     fn a_grid_of_64_axes_is_refused_before_it_is_expanded() {
         // 2^64 combinations: a usize product wraps to 0 in release builds.
         let vary: Map<String, Value> = (0..64).map(|i| (format!("a{i:02}"), json!([1, 2]))).collect();

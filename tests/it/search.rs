@@ -277,3 +277,71 @@ async fn a_restart_in_the_middle_of_a_search_keeps_every_rung_decision() {
     let (_, s) = app.get(&format!("/sweeps/{sweep_id}")).await;
     assert_eq!(s["search"]["epochs_saved"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_median_rule_stops_a_trial_below_the_others_running_means_once_grace_is_over() {
+    let app = spawn_idle(|_| {}).await;
+    let (status, sweep) = post_sweep(
+        &app,
+        json!({"base": {"epochs": 5, "train_limit": 40}, "search": {"lr": {"uniform": [0.001, 0.01]}}, "trials": 4,
+               "seed": 2, "early_stop": {"median": {"grace_epochs": 2, "min_trials": 2}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sweep}");
+    let pool = app.server.pool.clone();
+    let now = queue::now_ms();
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        claimed.push(queue::claim_next_job(&pool, "w/cpu:0", "cpu", now, 60_000, 0).await.unwrap().unwrap());
+    }
+    // Running means at epoch 2: 0.40, 0.30, 0.15, 0.425; bests 0.5, 0.4, 0.2, 0.45.
+    let accs = [[0.3, 0.5], [0.2, 0.4], [0.1, 0.2], [0.4, 0.45]];
+    for (c, a) in claimed.iter().zip(accs) {
+        for (i, acc) in a.into_iter().enumerate() {
+            assert!(c.lease().record_epoch(&pool, i as i64 + 1, &epoch(i as u32 + 1, acc), now, 60_000).await.unwrap());
+        }
+    }
+    let lease = claimed[2].lease();
+    assert_eq!(lease.decide(&pool, &epoch(1, 0.1), now).await.unwrap(), None, "within the grace epochs");
+    let verdicts: Vec<(bool, String)> = {
+        let mut v = Vec::new();
+        for (c, a) in claimed.iter().zip(accs) {
+            let d = c.lease().decide(&pool, &epoch(2, a[1]), now).await.unwrap().expect("judged at epoch 2");
+            v.push((d.promoted, d.reason));
+        }
+        v
+    };
+    // Trial 3's best (0.2) is below the median of the others' means (0.40, 0.30, 0.425 → 0.40);
+    // the others' bests are not below theirs.
+    let on: Vec<bool> = verdicts.iter().map(|v| v.0).collect();
+    assert_eq!(on, [true, true, false, true], "{verdicts:?}");
+    assert!(
+        verdicts[2].1.contains("best test_acc so far 0.2000 against the median 0.4000 of 3 other trials"),
+        "{verdicts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_assignment_with_lr_search_queues_trials_in_its_learning_rate_section() {
+    let app = spawn_idle(|_| {}).await;
+    let (status, sweep) = post_sweep(
+        &app,
+        json!({"preset": "cifar10-assignment", "lr_search": {"trials": 5}, "seed": 4, "overrides": {"epochs": 3}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sweep}");
+    assert_eq!(sweep["jobs"].as_array().unwrap().len(), 8 + 5);
+    assert_eq!(sweep["search"]["section"], "lr");
+    assert_eq!(sweep["search"]["trials"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        sweep["search"]["early_stop"],
+        json!({"asha": {"metric": "test_acc", "grace_epochs": 1, "reduction": 3}})
+    );
+    let id = sweep["id"].as_str().unwrap();
+    let r = app.client.get(app.url(&format!("/sweeps/{id}/report"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("6. Learning rate, searched") && html.contains("Search"), "{}", &html[..400]);
+    let (status, plot) = status_of(app.client.get(app.url(&format!("/sweeps/{id}/plot?section=lr")))).await;
+    assert_eq!(status, 200, "{plot}");
+}
