@@ -73,6 +73,8 @@ pub struct TrialView {
     pub rung: Option<u32>,
     /// The decision that stopped it, in words.
     pub stopped_because: Option<String>,
+    /// Its owner resumed it after it stopped early; the rule judges it no more.
+    pub resumed: bool,
 }
 
 /// One ASHA rung: its epoch, and each trial that reached it with its value and verdict.
@@ -1077,6 +1079,7 @@ mod search_tests {
             best_epoch: Some(done as u32),
             rung: None,
             stopped_because: why.map(str::to_owned),
+            resumed: false,
         }
     }
 

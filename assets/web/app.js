@@ -4,7 +4,7 @@
 "use strict";
 
 const TOKEN_KEY = "trainyard.token";
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "stopped_early"];
 const ACTIVE = new Set(["queued", "running"]);
 let me = null;            // GET /me
 let specDocs = null;      // GET /spec
@@ -326,10 +326,10 @@ function liveProgress(j) {
 
 /// Jobs of a sweep that have ended, from its status counts.
 function finishedOf(counts) {
-  return (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0);
+  return (counts.succeeded || 0) + (counts.failed || 0) + (counts.cancelled || 0) + (counts.stopped_early || 0);
 }
 
-function statusBadge(s) { return h("span", { class: "status " + s, text: s }); }
+function statusBadge(s) { return h("span", { class: "status " + s, text: s.replace("_", " ") }); }
 /// A job's status, and beside it "diverged" when its loss became non-finite: a run that
 /// "succeeded" at chance level must not read as a result.
 function jobBadges(j) {
@@ -361,7 +361,7 @@ async function viewJobs(query, signal) {
   const tbody = h("tbody");
   const select = h("select", { id: "status-filter" },
     h("option", { value: "", text: "every status" }),
-    STATUSES.map((s) => h("option", { value: s, selected: s === filter, text: s })));
+    STATUSES.map((s) => h("option", { value: s, selected: s === filter, text: s.replace("_", " ") })));
   select.addEventListener("change", () => { location.hash = select.value ? `#/?status=${select.value}` : "#/"; });
   const compareBtn = h("button", { type: "button", class: "secondary", disabled: true, text: "Compare selected",
     onclick: () => { location.hash = "#/compare?jobs=" + [...selected].join(","); } });
@@ -596,6 +596,12 @@ async function viewJob(id, signal) {
           active ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",
             onclick: async () => {
               try { job = await api("POST", `/jobs/${id}/cancel`); renderHead(); } catch (e) { flash(e.message, true); }
+            } }) : null,
+          // A trial its search stopped early trains on; the view starts afresh (its stream ended).
+          job.status === "stopped_early" ? h("button", { type: "button", class: "secondary", id: "resume-job", text: "Resume",
+            title: "Queue it again: it trains on from its checkpoint to its epochs, and its search's rule judges it no more",
+            onclick: async () => {
+              try { await api("POST", `/jobs/${id}/resume`); route(`Resumed ${jobLabel(job)}: it is queued again.`); } catch (e) { flash(e.message, true); }
             } }) : null,
           h("a", { class: "button secondary", href: `#/compare?jobs=${id}`, text: "Compare with…" }),
           h("a", { class: "button secondary", id: "resubmit", href: `#/submit?from=${id}`, text: "Submit a variant…" })),
@@ -897,9 +903,9 @@ async function viewSubmit(query) {
       else if (f.input === "schedule" || f.input === "layers") text = isJson(raw) ? raw : JSON.stringify(raw);
       else if (f.input === "augment") text = raw === "true" ? "true" : raw === "false" ? "false" : JSON.stringify([raw]);
       else text = JSON.stringify(raw);
-      parts.push(JSON.stringify(f.name) + ": " + text);
+      parts.push([f.name, text]);
     }
-    return { body: new RawJson("{" + parts.join(", ") + "}"), problems };
+    return { body: new RawJson("{" + parts.map(([k, t]) => JSON.stringify(k) + ": " + t).join(", ") + "}"), problems, parts };
   }
   function showProblems(problems) {
     let first = null;
@@ -1033,8 +1039,246 @@ async function viewSubmit(query) {
     }
   });
 
+  // A search: the job above as every trial's base, some of its settings sampled instead, and
+  // a rule that stops the trials that do not learn. Numbers go as typed, as above; what the
+  // server refuses shows beside its field (a base setting's under the form above).
+  const DIMS = [
+    { key: "lr", kind: "log_uniform", on: true, low: "0.0001", high: "1",
+      help: "Log-uniform: as many trials between 0.0001 and 0.001 as between 0.1 and 1." },
+    { key: "momentum", kind: "uniform", on: false, low: "0.5", high: "0.99",
+      help: "Uniform: every value in the range equally likely (SGD's momentum)." },
+    { key: "batch_size", kind: "choice", on: false, list: "4, 16, 64",
+      help: "One of these whole numbers, each as likely." },
+  ];
+  const sIn = {};   // the search form's inputs
+  const sErr = {};  // its error spans, by the server's field (search.lr, trials, early_stop.reduction…)
+  const errorSpan = (id, key) => (sErr[key] = h("span", { class: "error", id: `${id}-error`, role: "alert" }));
+  const numberInput = (id, value, integer, extra) => h("input", Object.assign({ id, type: "text", value: value || null,
+    inputmode: integer ? "numeric" : "decimal", autocomplete: "off", "aria-describedby": `${id}-help ${id}-error` }, extra || {}));
+  const dimFields = DIMS.map((d) => {
+    const id = `s-${d.key}`;
+    const on = sIn[`${d.key}-on`] = h("input", { type: "checkbox", id: `${id}-on`, checked: d.on });
+    let inputs;
+    if (d.kind === "choice") {
+      sIn[`${d.key}-list`] = numberInput(`${id}-list`, d.list, true, { "aria-label": `${d.key}: the values`, "aria-describedby": `${id}-help ${id}-error` });
+      inputs = [sIn[`${d.key}-list`]];
+    } else {
+      sIn[`${d.key}-low`] = numberInput(`${id}-low`, d.low, false, { "aria-label": `${d.key}: low end`, size: 8, "aria-describedby": `${id}-help ${id}-error` });
+      sIn[`${d.key}-high`] = numberInput(`${id}-high`, d.high, false, { "aria-label": `${d.key}: high end`, size: 8, "aria-describedby": `${id}-help ${id}-error` });
+      inputs = [sIn[`${d.key}-low`], h("span", { class: "muted", text: " to " }), sIn[`${d.key}-high`]];
+    }
+    const wrap = h("div", { class: "field dim", "data-dim": d.key },
+      h("label", { for: `${id}-on`, class: "check" }, on, ` search ${d.key.replace("_", " ")}`),
+      h("div", { class: "range" }, inputs),
+      h("span", { class: "help", id: `${id}-help`, text: d.help }), errorSpan(id, `search.${d.key}`));
+    const enable = () => {
+      for (const i of inputs) if (i.tagName === "INPUT") i.disabled = !on.checked;
+      wrap.classList.toggle("off", !on.checked);
+    };
+    on.addEventListener("change", enable);
+    enable();
+    return wrap;
+  });
+  sIn.trials = numberInput("s-trials", "9", true);
+  sIn.seed = numberInput("s-seed", "", true, { placeholder: "drawn" });
+  sIn.name = h("input", { id: "s-name", type: "text", placeholder: "Search over …", "aria-describedby": "s-name-error" });
+  sIn.rule = h("select", { id: "s-rule", "aria-describedby": "s-rule-help s-rule-error" },
+    h("option", { value: "none", text: "none: every trial trains all its epochs" }),
+    h("option", { value: "asha", selected: true, text: "ASHA (successive halving)" }),
+    h("option", { value: "median", text: "the median rule" }));
+  sIn.metric = h("select", { id: "s-metric", "aria-describedby": "s-metric-error" },
+    Object.entries(METRIC_WORDS).map(([k, t]) => h("option", { value: k, text: `${k} (${t})` })));
+  sIn.grace = numberInput("s-grace", "1", true);
+  sIn.reduction = numberInput("s-reduction", "3", true);
+  sIn.min_trials = numberInput("s-min_trials", "3", true);
+  const field = (id, label, input, key, help) => h("div", { class: "field", "data-search-field": key },
+    h("label", { for: id, text: label }), input, help ? h("span", { class: "help", id: `${id}-help`, text: help }) : null, errorSpan(id, key));
+  const ruleFields = {
+    metric: field("s-metric", "judged by", sIn.metric, "early_stop.metric", "Accuracies are better higher, losses lower."),
+    grace: field("s-grace", "grace epochs", sIn.grace, "early_stop.grace_epochs", "No trial is stopped before this epoch (ASHA's first rung). Fewer than the trials' epochs."),
+    reduction: field("s-reduction", "reduction", sIn.reduction, "early_stop.reduction", "ASHA keeps the top 1/reduction at each rung; rungs at grace × reduction^k epochs. From 2 to 10."),
+    min_trials: field("s-min_trials", "min trials", sIn.min_trials, "early_stop.min_trials", "Others that must have reached an epoch before the median rule judges a trial there."),
+  };
+  const ruleShown = () => {
+    const rule = sIn.rule.value;
+    ruleFields.metric.hidden = ruleFields.grace.hidden = rule === "none";
+    ruleFields.reduction.hidden = rule !== "asha";
+    ruleFields.min_trials.hidden = rule !== "median";
+  };
+  sIn.rule.addEventListener("change", ruleShown);
+  ruleShown();
+  const searchError = h("p", { class: "error", id: "search-error", role: "alert" });
+  const searchCost = h("p", { class: "help", id: "search-cost", "aria-live": "polite" });
+  const searchForm = h("form", { id: "search-form", class: "card", novalidate: true },
+    h("h2", { text: "A search" }),
+    h("p", { class: "help", id: "search-help",
+      text: "Trains several trials, each the job above (its settings, epochs and data) with the settings ticked here sampled afresh; " +
+            "a ticked setting replaces what the form above says for it. An early-stopping rule ends the trials that fall behind, and says why; you may resume any of them." }),
+    h("div", { class: "fields" }, dimFields,
+      field("s-trials", "trials", sIn.trials, "trials", "How many points to sample: 1 to 100."),
+      field("s-seed", "sampling seed", sIn.seed, "seed", "The same seed samples the same trials. Empty: drawn, and shown on the search's page."),
+      field("s-name", "search name", sIn.name, "name", null)),
+    h("h3", { text: "Early stopping" }),
+    h("div", { class: "fields" },
+      field("s-rule", "rule", sIn.rule, "early_stop", "ASHA compares trials at rungs (epochs grace, grace × reduction, …); the median rule stops a trial worse than the median of the others at the same epoch."),
+      ruleFields.metric, ruleFields.grace, ruleFields.reduction, ruleFields.min_trials),
+    searchError, searchCost,
+    h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-search", text: "Start the search" })));
+  // The search's request as JSON text, numbers as typed, or what does not read (by field).
+  function searchBody() {
+    const problems = {};
+    const searched = [];
+    const dims = [];
+    for (const d of DIMS) {
+      if (!sIn[`${d.key}-on`].checked) continue;
+      searched.push(d.key);
+      const key = `search.${d.key}`;
+      if (d.kind === "choice") {
+        const raw = sIn[`${d.key}-list`].value.trim();
+        const items = raw.replace(/^\[|\]$/g, "").split(/[\s,]+/).filter(Boolean).map((x) => numberText(x, true));
+        const bad = items.find((n) => n.error);
+        if (!items.length) problems[key] = "list the values to choose from, e.g. 4, 16, 64";
+        else if (bad) problems[key] = `each value ${bad.error}`;
+        else dims.push(`${JSON.stringify(d.key)}: {"choice": [${items.map((n) => n.text).join(", ")}]}`);
+      } else {
+        const lo = sIn[`${d.key}-low`].value.trim(), hi = sIn[`${d.key}-high`].value.trim();
+        if (!lo || !hi) { problems[key] = "give both ends of the range"; continue; }
+        const a = numberText(lo, false), b = numberText(hi, false);
+        if (a.error || b.error) { problems[key] = `${a.error ? "the low end " + a.error : "the high end " + b.error}`; continue; }
+        dims.push(`${JSON.stringify(d.key)}: {${JSON.stringify(d.kind)}: [${a.text}, ${b.text}]}`);
+      }
+    }
+    if (!searched.length) problems[`search.${DIMS[0].key}`] = "tick at least one setting to search";
+    const parts = [];
+    const whole = (input, key, name, required) => {
+      const raw = input.value.trim();
+      if (!raw) { if (required) problems[key] = `${name} is needed: a whole number`; return null; }
+      const n = numberText(raw, true);
+      if (n.error) { problems[key] = n.error; return null; }
+      return n.text;
+    };
+    const name = sIn.name.value.trim();
+    if (name) parts.push(`"name": ${JSON.stringify(name)}`);
+    const trials = whole(sIn.trials, "trials", "the number of trials", true);
+    const seed = whole(sIn.seed, "seed", "the seed", false);
+    const rule = sIn.rule.value;
+    let earlyStop = null;
+    if (rule !== "none") {
+      const args = [`"metric": ${JSON.stringify(sIn.metric.value)}`];
+      const grace = whole(sIn.grace, "early_stop.grace_epochs", "grace epochs", false);
+      if (grace !== null) args.push(`"grace_epochs": ${grace}`);
+      const extra = rule === "asha" ? "reduction" : "min_trials";
+      const n = whole(sIn[extra], `early_stop.${extra}`, extra.replace("_", " "), false);
+      if (n !== null) args.push(`${JSON.stringify(extra)}: ${n}`);
+      earlyStop = `{${JSON.stringify(rule)}: {${args.join(", ")}}}`;
+    }
+    // The base: the form above, less its name (the trials are named by their points) and the
+    // settings searched here.
+    const above = collect();
+    const base = above.parts.filter(([k]) => k !== "name" && !searched.includes(k));
+    parts.push(`"base": {${base.map(([k, t]) => JSON.stringify(k) + ": " + t).join(", ")}}`);
+    parts.push(`"search": {${dims.join(", ")}}`);
+    if (trials !== null) parts.push(`"trials": ${trials}`);
+    if (seed !== null) parts.push(`"seed": ${seed}`);
+    if (earlyStop) parts.push(`"early_stop": ${earlyStop}`);
+    const aboveProblems = Object.fromEntries(Object.entries(above.problems).filter(([k]) => !searched.includes(k)));
+    return { body: new RawJson(`{${parts.join(", ")}}`), problems, aboveProblems };
+  }
+  function clearSearchErrors() {
+    searchError.textContent = "";
+    for (const span of Object.values(sErr)) span.textContent = "";
+    for (const i of searchForm.querySelectorAll("[aria-invalid]")) i.removeAttribute("aria-invalid");
+  }
+  // Each error beside its field: the search's own, or a base setting's under the form above;
+  // the rest (a field this form has not) above the button. Returns the first field to focus.
+  function showSearchErrors(list) {
+    let first = null;
+    const loose = [];
+    let above = false;
+    for (const fe of list) {
+      // "search.lr (value 12)": a sampled value the spec refuses; "early_stop.asha.reduction".
+      const key = fe.field.replace(/ \(.*\)$/, "").replace(/^early_stop\.(asha|median)\./, "early_stop.");
+      const text = key === fe.field.replace(/^early_stop\.(asha|median)\./, "early_stop.") ? fe.message : `${fe.field}: ${fe.message}`;
+      const span = sErr[key];
+      const bare = key.replace(/^base\./, "");
+      const own = bare.startsWith("layers") ? "layers" : bare;
+      if (span) {
+        span.textContent = span.textContent ? `${span.textContent} ${text}` : text;
+        const wrap = span.parentElement;
+        for (const i of wrap.querySelectorAll("input, select")) i.setAttribute("aria-invalid", "true");
+        first = first || wrap.querySelector("input:not([type=checkbox]):not(:disabled), select") || wrap.querySelector("input");
+      } else if (errors[own] && (key.startsWith("base.") || key === fe.field)) {
+        const shown = own === bare ? fe.message : `${bare}: ${fe.message}`;
+        errors[own].textContent = errors[own].textContent ? `${errors[own].textContent} ${shown}` : shown;
+        inputs[own].setAttribute("aria-invalid", "true");
+        above = true;
+      } else {
+        loose.push(`${fe.field}: ${fe.message}`);
+      }
+    }
+    if (above) loose.unshift("Some of the trials' settings (the form above) are refused: see the messages under those fields.");
+    searchError.textContent = loose.join(" ");
+    return first;
+  }
+  let searchTimer = null;
+  let searchSeq = 0;
+  // What the search would queue and, if no trial stopped early, how long it would take here.
+  const showSearchCost = async () => {
+    const seq = ++searchSeq;
+    const { body, problems, aboveProblems } = searchBody();
+    if (Object.keys(problems).length || Object.keys(aboveProblems).length) { searchCost.textContent = ""; return; }
+    try {
+      const c = await api("POST", "/sweeps/check", body);
+      if (seq !== searchSeq) return;
+      const n = c.jobs.length;
+      const epochs = c.jobs.reduce((a, j) => a + j.epochs, 0);
+      searchCost.textContent = `${n} trial${n === 1 ? "" : "s"}, ${epochs} epochs if none stops early` +
+        (c.estimated_seconds !== null ? `: at most about ${waited(c.estimated_seconds)} on this box.` : "; no time estimate yet (nothing like them has run here).");
+      if (!c.accepted) searchCost.textContent += " " + c.errors.map((e) => `${e.field}: ${e.message}`).join(" ");
+    } catch (e) {
+      if (seq !== searchSeq) return;
+      const fields = e.fields && e.fields.length ? e.fields : [{ field: e.field || "search", message: e.message }];
+      searchCost.textContent = "Not a search the server takes yet: " + fields.map((f) => `${f.field}: ${f.message}`).join("; ");
+    }
+  };
+  const searchSoon = () => { clearTimeout(searchTimer); searchTimer = setTimeout(showSearchCost, 400); };
+  searchForm.addEventListener("input", searchSoon);
+  searchForm.addEventListener("change", searchSoon);
+  // A field edited since the last try no longer shows that try's error.
+  const editedField = (ev) => {
+    const wrap = ev.target.closest(".field");
+    if (!wrap) return;
+    for (const span of wrap.querySelectorAll(".error")) span.textContent = "";
+    for (const i of wrap.querySelectorAll("[aria-invalid]")) i.removeAttribute("aria-invalid");
+  };
+  searchForm.addEventListener("input", editedField);
+  searchForm.addEventListener("change", editedField);
+  form.addEventListener("input", searchSoon);
+  searchSoon();
+  searchForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearSearchErrors();
+    clearErrors();
+    const { body, problems, aboveProblems } = searchBody();
+    const mine = showSearchErrors(Object.entries(problems).map(([field, message]) => ({ field, message })));
+    const theirs = showProblems(aboveProblems);
+    if (theirs) searchError.textContent = "Some of the trials' settings (the form above) do not read: see the messages under those fields.";
+    if (mine || theirs) { (mine || theirs).focus(); return; }
+    try {
+      const s = await api("POST", "/sweeps", body);
+      pendingFlash = `Started ${s.name || "the search"}: ${s.jobs.length} trial${s.jobs.length === 1 ? "" : "s"}.`;
+      location.hash = `#/sweep/${s.id}`;
+    } catch (e) {
+      const fields = e.fields && e.fields.length ? e.fields : e.field ? [{ field: e.field, message: e.message }] : [];
+      const first = showSearchErrors(fields);
+      if (first) first.focus();
+      else if (!searchError.textContent) searchError.textContent = e.message;
+    }
+  });
+
   const presetEpochs = h("input", { id: "preset-epochs", type: "text", inputmode: "numeric", autocomplete: "off", value: "50", "aria-describedby": "preset-help preset-error" });
   const presetLimit = h("input", { id: "preset-limit", type: "text", inputmode: "numeric", autocomplete: "off", placeholder: "all 50,000", "aria-describedby": "preset-help preset-error" });
+  const presetLrSearch = h("input", { type: "checkbox", id: "preset-lr-search", "aria-describedby": "preset-lr-search-help" });
   const presetError = h("span", { class: "error", id: "preset-error", role: "alert" });
   const presetCost = h("p", { id: "preset-cost", class: "help", "aria-live": "polite" });
   const preset = h("form", { id: "preset-form", class: "card" },
@@ -1045,7 +1289,10 @@ async function viewSubmit(query) {
       h("div", { class: "field" }, h("label", { for: "preset-epochs", text: "epochs per job" }), presetEpochs,
         h("span", { class: "help", text: "Default: 50 (the assignment's)." })),
       h("div", { class: "field" }, h("label", { for: "preset-limit", text: "training images" }), presetLimit,
-        h("span", { class: "help", text: "The first N training images only, for a quick try. Default: all 50,000." }))),
+        h("span", { class: "help", text: "The first N training images only, for a quick try. Default: all 50,000." })),
+      h("div", { class: "field" }, h("label", { for: "preset-lr-search", class: "check" }, presetLrSearch, " search learning rates (lr_search)"),
+        h("span", { class: "help", id: "preset-lr-search-help",
+          text: "The assignment only: instead of its four fixed rates, 9 trials with lr sampled log-uniformly in [0.0001, 10], ASHA (test accuracy, grace 1 epoch, reduction 3) stopping those that fall behind." }))),
     presetError, presetCost,
     h("div", { class: "toolbar" }, h("button", { type: "submit", id: "submit-preset", value: "cifar10-assignment", text: "Queue the assignment" }),
       h("button", { type: "submit", class: "secondary", id: "submit-optimizers", value: "optimizers",
@@ -1059,7 +1306,9 @@ async function viewSubmit(query) {
     const limit = rawLimit ? numberText(rawLimit, true) : null;
     if (limit && limit.error) return { error: `training images ${limit.error}` };
     const overrides = `"epochs": ${epochs.text}` + (limit ? `, "train_limit": ${limit.text}` : "");
-    return { body: new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {${overrides}}}`) };
+    // N.B.: sent whichever preset is asked for: the server says which one has rates to search.
+    const lrSearch = presetLrSearch.checked ? `, "lr_search": true` : "";
+    return { body: new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {${overrides}}${lrSearch}}`) };
   };
   // How long the assignment would take here, from the queue's estimates, as one types.
   let costTimer = null;
@@ -1095,7 +1344,7 @@ async function viewSubmit(query) {
   });
   show(h("h1", { text: "Submit" }),
     base ? h("p", { class: "muted" }, "Starting from ", h("a", { href: `#/job/${base.id}`, text: jobLabel(base) }), "'s settings; the seed will be drawn anew.") : null,
-    form, preset);
+    form, searchForm, preset);
 }
 
 // ---------- sweeps ----------
@@ -1114,7 +1363,8 @@ async function viewSweeps() {
           h("td", {}, h("a", { href: `#/sweep/${s.id}`, text: s.name || s.id.slice(0, 8) })),
           h("td", {}, h("div", { class: "bar" },
             h("progress", { max: String(total || 1), value: String(finished), "aria-label": `${finished} of ${total} jobs finished` }),
-            h("span", { class: "small", text: `${finished} / ${total}` + (c.running ? `, ${c.running} running` : "") + (c.failed ? `, ${c.failed} failed` : "") }))),
+            h("span", { class: "small", text: `${finished} / ${total}` + (c.running ? `, ${c.running} running` : "") + (c.failed ? `, ${c.failed} failed` : "") +
+              (c.stopped_early ? `, ${c.stopped_early} stopped early` : "") }))),
           h("td", {}, agoSpan(s.created_at)));
       })))));
 }
@@ -1126,6 +1376,16 @@ async function viewSweep(id, signal) {
   const cancel = h("button", { type: "button", class: "danger", text: "Cancel the sweep", onclick: async () => {
     try { s = await api("POST", `/sweeps/${id}/cancel`); update(); } catch (e) { flash(e.message, true); }
   } });
+  const reread = async () => {
+    try { s = await api("GET", `/sweeps/${id}`); update(); } catch { /* keep what is shown */ }
+  };
+  // A search's panel (null for a sweep that samples nothing and stops nothing early).
+  const panel = s.search ? searchPanel(s, reread) : null;
+  // N.B.: when every job is a trial, the panel's trials table lists them all, with more.
+  const jobsTable = h("div", { class: "table-wrap", hidden: panel !== null && s.jobs.every((j) => j.trial) },
+    h("table", { id: "sweep-jobs" },
+      h("thead", {}, h("tr", {}, ["Job", "Section", "Status", "Epochs", "Best test acc."].map((t, i) => h("th", { class: i > 2 ? "num" : "", text: t })))),
+      tbody));
   // The parts that change are updated in place, so reading (or keyboard focus) is not lost.
   function update() {
     const counts = s.status_counts || {};
@@ -1135,13 +1395,14 @@ async function viewSweep(id, signal) {
     summary.replaceChildren(
       h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),
         h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
-      h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k}`).join(", ") }));
-    tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id },
+      h("p", { class: "small muted", text: STATUSES.filter((k) => counts[k]).map((k) => `${counts[k]} ${k.replace("_", " ")}`).join(", ") }));
+    tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id, "data-status": j.status },
       h("td", {}, h("a", { href: `#/job/${j.id}`, text: j.name || Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
       h("td", { class: "small", text: [...new Set(j.sections.map((x) => x.label))].join("; ") }),
-      h("td", {}, jobBadges(j)),
+      h("td", { class: "wrap" }, jobBadges(j), stoppedNote(j, reread)),
       h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
       h("td", { class: "num", text: pct(j.best_test_acc) }))));
+    if (panel) panel.update(s);
   }
   show(h("h1", { text: s.name || `Sweep ${s.id.slice(0, 8)}` }),
     h("div", { class: "card" }, summary,
@@ -1151,20 +1412,250 @@ async function viewSweep(id, signal) {
         h("button", { type: "button", class: "secondary", text: "Figure (PNG)", onclick: () => download(`/sweeps/${id}/plot?format=png`, "sweep.png") }),
         h("a", { class: "button secondary", id: "compare-sweep", href: `#/compare?jobs=${s.jobs.map((j) => j.id).join(",")}`, text: "Compare its jobs" }),
         cancel)),
-    h("div", { class: "table-wrap" }, h("table", { id: "sweep-jobs" },
-      h("thead", {}, h("tr", {}, ["Job", "Section", "Status", "Epochs", "Best test acc."].map((t, i) => h("th", { class: i > 2 ? "num" : "", text: t })))),
-      tbody)));
+    panel ? panel.node : null,
+    jobsTable);
   update();
+  if (panel) panel.drawn();
   const mine = new Set(s.jobs.map((j) => j.id));
   let queued = null;
   stream("/events", (type, data) => {
     if (type === "progress" || !mine.has(data.job) || queued) return;
     // At most one re-read a second, however many epochs land at once.
     queued = setTimeout(async () => {
-      try { s = await api("GET", `/sweeps/${id}`); update(); } catch { /* keep what is shown */ }
+      await reread();
       queued = null;
     }, 1000);
   }, signal);
+}
+
+// ---------- a sweep's search ----------
+
+const METRIC_WORDS = { test_acc: "test accuracy", train_acc: "training accuracy", test_loss: "test loss", train_loss: "training loss" };
+const isAccuracy = (metric) => metric === "test_acc" || metric === "train_acc";
+const fmtMetric = (metric, v) => (isAccuracy(metric) ? pct(v) : fmtLoss(v));
+/// The colours of the search's scatter: trials that ran (or run) on, and those stopped early.
+const RAN = "#2456c7", STOPPED = "#8a94a6";
+
+/// A distribution as words: "log-uniform in [0.0001, 1]".
+function distributionWords(d) {
+  const [kind, args] = Object.entries(d || {})[0] || [];
+  const list = Array.isArray(args) ? args.map((v) => (typeof v === "string" ? v : JSON.stringify(v))) : [];
+  if (kind === "log_uniform") return `log-uniform in [${list.join(", ")}]`;
+  if (kind === "uniform") return `uniform in [${list.join(", ")}]`;
+  if (kind === "int_uniform") return `a whole number from ${list[0]} to ${list[1]}`;
+  if (kind === "choice") return `one of ${list.join(", ")}`;
+  return JSON.stringify(d);
+}
+
+/// The early-stopping rule as words, with ASHA's rungs below the trials' epochs.
+function ruleWords(rule, epochs) {
+  if (!rule) return "No early stopping: every trial trains all its epochs.";
+  if (rule.asha) {
+    const { metric, grace_epochs: grace, reduction } = rule.asha;
+    const rungs = [];
+    for (let e = grace; e < epochs && rungs.length < 20; e *= reduction) rungs.push(e);
+    const at = rungs.length > 1 ? `at epochs ${rungs.join(", ")} (its rungs)` : `at epoch ${rungs[0] || grace} (its rung)`;
+    return `ASHA (asynchronous successive halving) on ${METRIC_WORDS[metric] || metric}: ${at}, a trial goes on only if it ranks in the top 1/${reduction} of the trials that have reached that rung so far (the first always goes on); the others stop early.`;
+  }
+  if (rule.median) {
+    const { metric, grace_epochs: grace, min_trials: min } = rule.median;
+    return `The median stopping rule on ${METRIC_WORDS[metric] || metric}: from epoch ${grace} on, a trial stops when its best so far is worse than the median of the other trials' running averages at the same epoch (once ${min} other${min === 1 ? " has" : "s have"} reached it).`;
+  }
+  return JSON.stringify(rule);
+}
+
+/// What stopped a trial early, and a button that trains it on; resumed trials say so.
+function stoppedNote(t, reread) {
+  if (t.status === "stopped_early") {
+    const where = t.rung !== null && t.rung !== undefined ? `stopped early at rung ${t.rung}` : `stopped early after epoch ${t.epochs_done}`;
+    const resume = h("button", { type: "button", class: "secondary", "data-resume": t.id, "aria-label": `resume ${t.label || t.name || t.id.slice(0, 8)}`,
+      text: "Resume", title: "Queue it again: it trains on from its checkpoint to its epochs, and the rule judges it no more",
+      onclick: async () => {
+        resume.disabled = true;
+        try {
+          await api("POST", `/jobs/${t.id}/resume`);
+          flash(`Resumed ${t.label || t.name || t.id.slice(0, 8)}: it is queued again.`);
+          await reread();
+        } catch (e) { flash(e.message, true); resume.disabled = false; }
+      } });
+    return h("div", { class: "stopped" }, h("strong", { class: "stopped-at", text: where }),
+      t.stopped_because ? h("div", { class: "small muted reason", text: t.stopped_because }) : null, resume);
+  }
+  if (t.resumed) return h("div", { class: "small muted", text: "resumed after it stopped early" });
+  return null;
+}
+
+/// The fields a scatter can put on x: the searched ones (or, for a grid, its points'
+/// fields) whose every value is a number; log-uniform ones on a log scale.
+function numericFields(search) {
+  const dists = new Map(search.space.map(([k, d]) => [k, d]));
+  const keys = [...dists.keys()];
+  for (const t of search.trials) for (const k of Object.keys(t.point || {})) if (!keys.includes(k)) keys.push(k);
+  return keys.filter((k) => {
+    const vs = search.trials.map((t) => (t.point || {})[k]).filter((v) => v !== undefined && v !== null);
+    return vs.length > 0 && vs.every((v) => typeof v === "number");
+  }).map((k) => {
+    const d = dists.get(k);
+    const vs = search.trials.map((t) => (t.point || {})[k]).filter((v) => typeof v === "number");
+    const log = d ? "log_uniform" in d : vs.every((v) => v > 0) && Math.max(...vs) / Math.min(...vs) >= 100;
+    return { key: k, log, words: d ? distributionWords(d) : "" };
+  });
+}
+
+/// A log axis' ticks: the powers of ten in its range (one at least), labelled as people
+/// write them: 0.001, 1, 100, 1e-6.
+function decades(u, axis, min, max) {
+  const out = [];
+  for (let e = Math.ceil(Math.log10(min) - 1e-9); 10 ** e <= max * (1 + 1e-9); e++) out.push(10 ** e);
+  return out.length ? out : [min];
+}
+const decadeText = (v) => (v === null ? "" : v >= 1e-3 && v < 1e5 ? String(Number(v.toPrecision(6))) : v.toExponential(0).replace("e+", "e"));
+
+/// The chart of a searched setting (x) against each trial's best value of the metric (y):
+/// points only, trials stopped early in their own colour.
+function scatterChart(box, field, metric) {
+  const percent = isAccuracy(metric);
+  const width = () => Math.max(240, box.clientWidth - 16);
+  const dot = (colour, fill) => ({ show: true, size: 9, width: 1.5, stroke: colour, fill });
+  const opts = {
+    width: width(), height: 260,
+    scales: {
+      // A log scale a quarter of a decade wider than the points, so none sits on the edge.
+      x: field.log ? { time: false, distr: 3, log: 10, range: (u, min, max) => (min === null || max === null ? [0.1, 10]
+        : [min / 10 ** 0.25, max * 10 ** 0.25]) } : { time: false },
+      y: { range: (u, min, max) => {
+        if (min === null || max === null) return percent ? [0, 100] : [0, 1];
+        const pad = Math.max((max - min) * 0.1, percent ? 1 : Math.abs(max) * 0.02 || 0.01);
+        return [Math.max(0, min - pad), percent ? Math.min(100, max + pad) : max + pad];
+      } },
+    },
+    axes: [
+      field.log ? { label: `${field.key} (log scale)`, splits: decades, values: (u, vals) => vals.map(decadeText) } : { label: field.key },
+      { label: `best ${METRIC_WORDS[metric] || metric}`, size: 64, values: tickFormat(percent) },
+    ],
+    series: [
+      { label: field.key, value: (u, v) => (v === null || v === undefined ? "—" : String(v)) },
+      { label: "ran on", stroke: RAN, paths: () => null, points: dot(RAN, RAN),
+        value: (u, v) => (v === null || v === undefined ? "—" : percent ? v.toFixed(1) + " %" : fmtLoss(v)) },
+      { label: "stopped early", stroke: STOPPED, paths: () => null, points: dot(STOPPED, "#fff"),
+        value: (u, v) => (v === null || v === undefined ? "—" : percent ? v.toFixed(1) + " %" : fmtLoss(v)) },
+    ],
+    cursor: { drag: { x: false, y: false }, points: { size: 11 } },
+    legend: { live: true },
+  };
+  const u = new uPlot(opts, [[], [], []], box);
+  const chart = {
+    u, box, field: field.key,
+    set(search) {
+      const rows = search.trials
+        .map((t) => ({ x: (t.point || {})[field.key], y: t.best, stopped: t.status === "stopped_early" }))
+        .filter((r) => typeof r.x === "number" && r.y !== null && r.y !== undefined && (!field.log || r.x > 0))
+        .sort((a, b) => a.x - b.x);
+      const y = (r) => (percent ? 100 * r.y : r.y);
+      u.setData([rows.map((r) => r.x), rows.map((r) => (r.stopped ? null : y(r))), rows.map((r) => (r.stopped ? y(r) : null))]);
+    },
+    resize() { u.setSize({ width: width(), height: 260 }); },
+  };
+  let lastWidth = width();
+  new ResizeObserver(() => {
+    if (width() !== lastWidth) { lastWidth = width(); chart.resize(); }
+  }).observe(box);
+  return chart;
+}
+
+/// A search's panel: its rule, seed and the epochs stopping saved, its best trial, the ASHA
+/// rungs, a scatter of setting against result, and its trials, each stopped one with why
+/// and a Resume button. `node` to show; `update(sweep)` as the sweep is read again; `drawn()`
+/// once it is in the page (the chart needs its width).
+function searchPanel(sweep, reread) {
+  const search0 = sweep.search;
+  const metric = search0.metric;
+  const facts = h("dl", { class: "kv", id: "search-facts" });
+  const rungsBox = h("div", { id: "search-rungs-box" });
+  const trialsBody = h("tbody");
+  const fields = numericFields(search0);
+  const pick = h("select", { id: "search-x", "aria-label": "setting on the x axis" },
+    fields.map((f) => h("option", { value: f.key, text: f.key })));
+  const figure = h("figure", { class: "chart scatter", id: "search-chart", role: "group",
+    "aria-label": `each trial's setting against its best ${METRIC_WORDS[metric] || metric} (chart; the numbers are in the trials table)` },
+  h("h3", { text: `Best ${METRIC_WORDS[metric] || metric} by setting` }),
+  h("div", { class: "toolbar small" },
+    fields.length > 1 ? [h("label", { for: "search-x", text: "x axis" }), pick] : null,
+    h("span", { class: "key" }, h("span", { class: "dot ran" }), "ran on (or running)"),
+    h("span", { class: "key" }, h("span", { class: "dot stopped" }), "stopped early")));
+  let chart = null;
+  let current = sweep;
+  const draw = () => {
+    const field = fields.find((f) => f.key === pick.value) || fields[0];
+    if (!field) return;
+    if (chart) {
+      chart.u.destroy();
+      charts = charts.filter((c) => c !== chart);
+    }
+    chart = scatterChart(figure, field, metric);
+    charts.push(chart);
+    chart.set(current.search);
+  };
+  pick.addEventListener("change", draw);
+  const node = h("section", { class: "card search-panel", id: "search-panel", "aria-labelledby": "search-title" },
+    h("h2", { id: "search-title", text: "Search" }),
+    h("p", { id: "search-rule" }),
+    facts,
+    h("div", { class: "search-grid" },
+      fields.length ? figure : h("p", { class: "muted", text: "No searched setting is a number: nothing to chart." }),
+      rungsBox),
+    h("h3", { text: "Trials" }),
+    h("div", { class: "table-wrap" }, h("table", { id: "search-trials" },
+      h("thead", {}, h("tr", {}, h("th", { text: "Trial" }), h("th", { text: "Status" }),
+        h("th", { class: "num", text: "Epochs" }), h("th", { class: "num", text: `Best ${METRIC_WORDS[metric] || metric}` }),
+        h("th", { text: "Early stopping" }))),
+      trialsBody)));
+  function update(s) {
+    current = s;
+    const search = s.search;
+    if (!search) return;
+    const resumed = new Map(s.jobs.map((j) => [j.id, j.resumed]));
+    const most = Math.max(0, ...search.trials.map((t) => t.epochs_total));
+    $("#search-rule", node).textContent = ruleWords(search.early_stop, most);
+    const share = search.epochs_full > 0 ? (100 * search.epochs_saved / search.epochs_full).toFixed(0) : "0";
+    const best = search.best;
+    facts.replaceChildren(...[
+      search.space.length ? [h("dt", { text: "space" }), h("dd", { id: "search-space" },
+        search.space.map(([k, d], i) => [i ? "; " : null, h("code", { text: k }), " ", distributionWords(d)]))] : null,
+      h("dt", { text: "trials" }), h("dd", { text: `${search.trials.length}` }),
+      h("dt", { text: "sampling seed" }), h("dd", { id: "search-seed", text: search.sampling_seed === null || search.sampling_seed === undefined ? "— (nothing sampled)" : String(search.sampling_seed) }),
+      h("dt", { text: "epochs" }), h("dd", { id: "search-epochs",
+        text: `${search.epochs_run} run of the ${search.epochs_full} the trials would train in full; ${search.epochs_saved} saved by stopping early (${share} %)` }),
+      h("dt", { text: "best trial" }), h("dd", { id: "search-best" },
+        best ? [h("a", { href: `#/job/${best.id}`, text: best.label }),
+          `: ${METRIC_WORDS[metric] || metric} ${fmtMetric(metric, best.best)}` + (best.best_epoch ? ` at epoch ${best.best_epoch}` : "")]
+          : h("span", { class: "muted", text: "none yet: no trial has finished an epoch" }))].flat().filter(Boolean));
+    rungsBox.replaceChildren(
+      h("h3", { text: "Rungs" }),
+      search.rungs.length === 0
+        ? h("p", { class: "muted small", id: "search-no-rungs",
+            text: search.early_stop && search.early_stop.asha ? "No trial has reached a rung yet." : "The rule has no rungs: each trial is judged epoch by epoch." })
+        : h("div", { class: "table-wrap" }, h("table", { id: "search-rungs" },
+            h("thead", {}, h("tr", {}, ["Rung", "Epoch", "Trials reached", "Went on", "Stopped"].map((t, i) => h("th", { class: i ? "num" : "", text: t })))),
+            h("tbody", {}, search.rungs.map((r) => {
+              const on = r.trials.filter((t) => t.promoted).length;
+              return h("tr", { "data-rung": r.rung },
+                h("td", { text: r.rung }), h("td", { class: "num", text: r.epoch }),
+                h("td", { class: "num", text: r.trials.length }), h("td", { class: "num", text: on }),
+                h("td", { class: "num", text: r.trials.length - on }));
+            })))));
+    trialsBody.replaceChildren(...search.trials.map((t) => {
+      const row = Object.assign({}, t, { resumed: resumed.get(t.id) });
+      return h("tr", { "data-job": t.id, "data-status": t.status, class: best && best.id === t.id ? "best" : null },
+        h("td", {}, h("a", { href: `#/job/${t.id}`, text: t.label })),
+        h("td", {}, statusBadge(t.status)),
+        h("td", { class: "num", text: `${t.epochs_done} / ${t.epochs_total}` }),
+        h("td", { class: "num", text: fmtMetric(metric, t.best) + (t.best_epoch ? ` (epoch ${t.best_epoch})` : "") }),
+        h("td", { class: "wrap" }, stoppedNote(row, reread)));
+    }));
+    if (chart) chart.set(search);
+  }
+  return { node, update, drawn: draw };
 }
 
 // ---------- admin ----------

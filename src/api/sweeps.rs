@@ -107,6 +107,7 @@ fn search_view(
                 best_epoch: best.map(|b| b.1),
                 rung: mine.clone().filter_map(|d| d.rung).max(),
                 stopped_because: mine.filter(|d| !d.promoted).map(|d| d.reason.clone()).next(),
+                resumed: j.resumed,
             }
         })
         .collect();

@@ -385,6 +385,8 @@ async fn routes_and_openapi_agree() {
         let r = r.send().await.unwrap();
         if path == "/jobs/{id}/model" {
             assert_eq!(r.status(), 409, "a queued job has no weights yet");
+        } else if path == "/jobs/{id}/resume" {
+            assert_eq!(r.status(), 409, "a queued job did not stop early");
         } else if path == "/readyz" {
             assert_eq!(r.status(), 503, "this server has no worker: not ready");
         } else {

@@ -698,3 +698,282 @@ async fn the_form_sends_numbers_as_typed_refuses_what_is_not_one_and_the_page_na
     assert_eq!(said, "Signed out.");
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_search_page_shows_its_rule_rungs_and_epochs_saved_and_resumes_a_trial_stopped_early() {
+    let app = spawn_app(1).await;
+    // lr from 1e-6 (learns nothing in 3 epochs) to 10 (diverges), with ASHA's reduction 3.
+    let mut body = json!({"name": "lr-search", "base": {"model": "linear", "epochs": 3, "train_limit": 40},
+        "search": {"lr": {"log_uniform": [0.000001, 10.0]}}, "trials": 4,
+        "early_stop": {"asha": {"metric": "test_acc", "grace_epochs": 1, "reduction": 3}}});
+    // A sampling seed whose first trial learns (lr from 0.01 to 1) and whose second cannot
+    // (lr at most 1e-4), as POST /sweeps/check lists them: the second reaches rung 0 behind
+    // the first, and only the top third of the trials there so far goes on.
+    let mut seed = None;
+    for s in 0..1000u64 {
+        body["seed"] = json!(s);
+        let (_, plan) = status_of(app.client.post(app.url("/sweeps/check")).json(&body)).await;
+        let lr = |i: usize| plan["jobs"][i]["name"].as_str()?.rsplit("lr=").next()?.parse::<f64>().ok();
+        if matches!((lr(0), lr(1)), (Some(a), Some(b)) if (0.01..=1.0).contains(&a) && b <= 1e-4) {
+            seed = Some(s);
+            break;
+        }
+    }
+    let seed = seed.expect("a seed samples a good first trial and a hopeless second");
+    let (status, sweep) = status_of(app.client.post(app.url("/sweeps")).json(&body)).await;
+    assert_eq!(status, 201, "{sweep}");
+    let id = sweep["id"].as_str().unwrap().to_string();
+    let ended = |s: &Value| {
+        s["search"]["trials"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().all(|t| !matches!(t["status"].as_str(), Some("queued" | "running") | None)))
+    };
+    let done = poll(&app.client, &app.url(&format!("/sweeps/{id}")), 180, ended).await;
+    let search = &done["search"];
+    let trials = search["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4);
+    assert!(
+        trials.iter().all(|t| matches!(t["status"].as_str(), Some("succeeded" | "stopped_early"))),
+        "every trial finished or stopped early: {search}"
+    );
+    let stopped: Vec<&Value> = trials.iter().filter(|t| t["status"] == "stopped_early").collect();
+    assert!(!stopped.is_empty(), "with reduction 3, some of 4 differing trials stop: {search}");
+    let rungs = search["rungs"].as_array().unwrap();
+    assert!(!rungs.is_empty(), "a trial reached rung 0: {search}");
+
+    let (alice, _) = trainyard::queue::users::rotate_token(&app.server.pool, "alice").await.unwrap();
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&app.base, &alice).await;
+    b.client.goto(&app.url(&format!("/#/sweep/{id}"))).await.unwrap();
+    b.until("the search panel's rungs", &format!("{} === {}", count("#search-rungs tbody tr"), rungs.len()), 20).await;
+    // Stopped trials count as finished; the rule is said in words.
+    assert_eq!(b.text("#sweep-summary label").await, "4 of 4 jobs finished");
+    let rule = b.text("#search-rule").await;
+    assert!(rule.starts_with("ASHA") && rule.contains("test accuracy") && rule.contains("top 1/3"), "{rule}");
+    assert_eq!(b.text("#search-seed").await, seed.to_string());
+    // Each rung: its epoch, the trials that reached it and how many went on, as the API says.
+    for r in rungs {
+        let reached = r["trials"].as_array().unwrap();
+        let on = reached.iter().filter(|t| t["promoted"] == true).count();
+        let row = b.text(&format!("#search-rungs tr[data-rung=\"{}\"]", r["rung"])).await;
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                r["rung"].to_string(),
+                r["epoch"].to_string(),
+                reached.len().to_string(),
+                on.to_string(),
+                (reached.len() - on).to_string()
+            ],
+            "rung {r}"
+        );
+    }
+    // The epochs saved, as a share of the full search.
+    let (run, full, saved) = (
+        search["epochs_run"].as_u64().unwrap(),
+        search["epochs_full"].as_u64().unwrap(),
+        search["epochs_saved"].as_u64().unwrap(),
+    );
+    assert!(saved > 0, "{search}");
+    assert_eq!(
+        b.text("#search-epochs").await,
+        format!(
+            "{run} run of the {full} the trials would train in full; {saved} saved by stopping early ({:.0} %)",
+            100.0 * saved as f64 / full as f64
+        )
+    );
+    let best = &search["best"];
+    let shown = b.text("#search-best").await;
+    assert!(shown.starts_with(best["label"].as_str().unwrap()), "{shown} / {best}");
+    assert_eq!(
+        b.client.execute("return document.querySelector('#search-best a').getAttribute('href')", vec![]).await.unwrap(),
+        json!(format!("#/job/{}", best["id"].as_str().unwrap()))
+    );
+    // Each stopped trial: its badge, where and why it stopped, and a Resume button; the others none.
+    for t in trials {
+        let tid = t["id"].as_str().unwrap();
+        let row = format!("#search-trials tr[data-job=\"{tid}\"]");
+        let text = b.text(&row).await;
+        let status =
+            b.client.execute(&format!("return document.querySelector('{row}').dataset.status"), vec![]).await.unwrap();
+        assert_eq!(status, t["status"], "{text}");
+        let button = format!("{row} button[data-resume]");
+        let has_button =
+            b.client.execute(&format!("return !!document.querySelector('{button}')"), vec![]).await.unwrap();
+        if t["status"] == "stopped_early" {
+            let at = match t["rung"].as_u64() {
+                Some(k) => format!("stopped early at rung {k}"),
+                None => format!("stopped early after epoch {}", t["epochs_done"]),
+            };
+            assert!(text.contains("stopped early") && text.contains(&at), "{text}");
+            assert!(text.contains(t["stopped_because"].as_str().unwrap()), "its reason: {text} / {t}");
+            assert_eq!(has_button, json!(true), "{text}");
+        } else {
+            assert_eq!(has_button, json!(false), "{text}");
+        }
+    }
+    // Every job is a trial: the trials table stands for the jobs table.
+    assert_eq!(
+        b.client
+            .execute("return document.querySelector('#sweep-jobs').closest('.table-wrap').hidden", vec![])
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    // The scatter: lr on a log scale against each trial's best, stopped trials their own series.
+    let plotted = trials.iter().filter(|t| t["best"].is_number()).count();
+    let stopped_plotted = stopped.iter().filter(|t| t["best"].is_number()).count();
+    let chart = b
+        .until(
+            "the scatter",
+            "trainyard.charts().length === 1 && (() => { const u = trainyard.charts()[0]; \
+             return [u.scales.x.distr, u.data[0].length, u.data[2].filter((v) => v !== null).length, u.series[1].label, u.series[2].label]; })()",
+            10,
+        )
+        .await;
+    assert_eq!(chart, json!([3, plotted, stopped_plotted, "ran on", "stopped early"]));
+    let png = b.client.find(Locator::Css("#search-panel")).await.unwrap().screenshot().await.unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    std::fs::write("/tmp/search-panel.png", &png).unwrap();
+    b.screenshot("search.png").await;
+
+    // Resume a stopped trial: it is queued again, trains to its epochs, and the page follows.
+    let first = stopped[0]["id"].as_str().unwrap();
+    let row = format!("#search-trials tr[data-job=\"{first}\"]");
+    b.click(&format!("{row} button[data-resume]")).await;
+    b.until(
+        "the trial queued again",
+        &format!("document.querySelector('{row}').dataset.status !== 'stopped_early'"),
+        20,
+    )
+    .await;
+    // N.B.: Alice's token was rotated for the browser; the helpers' client holds the old one.
+    let job = poll(&client_for(&alice), &app.url(&format!("/jobs/{first}")), 120, status_is("succeeded")).await;
+    assert_eq!(job["epochs_done"], 3, "{job}");
+    let text = b
+        .until(
+            "the resumed trial succeeded",
+            &format!("document.querySelector('{row}').dataset.status === 'succeeded' && document.querySelector('{row}').textContent"),
+            30,
+        )
+        .await;
+    assert!(text.as_str().unwrap().contains("resumed after it stopped early"), "{text}");
+    assert!(b.text("#flash").await.starts_with("Resumed"), "{}", b.text("#flash").await);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_search_form_sends_its_numbers_as_typed_and_shows_the_servers_errors_beside_their_fields() {
+    let app = spawn_idle(|_| {}).await;
+    let b = Browser::start(1280, 1400).await;
+    b.sign_in(&app.base, &app.bob_token).await;
+    b.click("a[data-nav=submit]").await;
+    b.until("the search form", "document.querySelector('#search-form #s-lr-low')", 20).await;
+    // The trials' base is the form above; a searched field there gives way to the search.
+    b.type_into("#f-epochs", "3").await;
+    b.type_into("#f-train_limit", "16").await;
+    b.type_into("#f-lr", "0.5").await;
+    // Not a number: refused here, quoting it; the server's refusals beside their fields.
+    b.type_into("#s-trials", "0x3").await;
+    b.click("#submit-search").await;
+    let err = b.until("the trials' error", "document.querySelector('#s-trials-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("\"0x3\""), "{err}");
+    b.type_into("#s-trials", "4").await;
+    b.type_into("#s-reduction", "1").await;
+    b.type_into("#s-lr-low", "0").await;
+    b.click("#submit-search").await;
+    let err = b.until("the reduction's error", "document.querySelector('#s-reduction-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("from 2 to 10"), "{err}");
+    assert!(b.text("#s-lr-error").await.contains("log_uniform"), "{}", b.text("#s-lr-error").await);
+    assert_eq!(
+        b.client
+            .execute("return document.querySelector('#s-reduction').getAttribute('aria-invalid')", vec![])
+            .await
+            .unwrap(),
+        json!("true")
+    );
+    // The grace must be fewer than the trials' epochs (the form above's 3).
+    b.type_into("#s-reduction", "3").await;
+    b.type_into("#s-lr-low", "1e-5").await;
+    b.type_into("#s-grace", "3").await;
+    b.click("#submit-search").await;
+    let err = b.until("the grace's error", "document.querySelector('#s-grace-error').textContent", 10).await;
+    assert!(err.as_str().unwrap().contains("fewer than 3"), "{err}");
+    assert_eq!(b.text("#s-reduction-error").await, "", "a fixed field shows no error");
+    let (_, list) = status_of(app.bob.get(app.url("/sweeps"))).await;
+    assert_eq!(list["sweeps"].as_array().unwrap().len(), 0, "nothing was queued");
+    b.screenshot("search-form-errors.png").await;
+
+    // Momentum searched too, a 17-digit seed and the median rule: sent as typed.
+    b.type_into("#s-grace", "1").await;
+    b.click("#s-momentum-on").await;
+    b.type_into("#s-momentum-high", "0.95").await;
+    b.type_into("#s-seed", "12345678901234567").await;
+    let pick = "const s = document.querySelector('#s-rule'); s.value = 'median'; s.dispatchEvent(new Event('change', {bubbles: true})); return 1;";
+    b.client.execute(pick, vec![]).await.unwrap();
+    b.type_into("#s-min_trials", "2").await;
+    // What it would queue, from POST /sweeps/check, as one types: 4 trials of the 3 epochs above.
+    let cost = b
+        .until("the search's size", "document.querySelector('#search-cost').textContent.startsWith('4 trials') && document.querySelector('#search-cost').textContent", 10)
+        .await;
+    assert!(cost.as_str().unwrap().starts_with("4 trials, 12 epochs if none stops early"), "{cost}");
+    b.screenshot("search-form.png").await;
+    b.click("#submit-search").await;
+    let url = b.until("the sweep's page", "location.hash.startsWith('#/sweep/') && location.hash", 20).await;
+    let sid = url.as_str().unwrap().trim_start_matches("#/sweep/").to_string();
+    let (status, sweep) = status_of(app.bob.get(app.url(&format!("/sweeps/{sid}")))).await;
+    assert_eq!(status, 200, "{sweep}");
+    let def = &sweep["definition"];
+    assert_eq!(def["seed"].as_u64(), Some(12345678901234567), "{def}");
+    assert_eq!(def["search"]["lr"]["log_uniform"][0].as_f64(), Some(1e-5), "{def}");
+    assert_eq!(def["search"]["momentum"], json!({"uniform": [0.5, 0.95]}), "{def}");
+    assert_eq!(
+        def["early_stop"],
+        json!({"median": {"metric": "test_acc", "grace_epochs": 1, "min_trials": 2}}),
+        "{def}"
+    );
+    assert_eq!((def["base"]["epochs"].as_u64(), def["base"]["train_limit"].as_u64()), (Some(3), Some(16)), "{def}");
+    assert!(def["base"].get("lr").is_none(), "the searched lr is not also in the base: {def}");
+    assert_eq!(sweep["jobs"].as_array().unwrap().len(), 4);
+    // The queued search's page: the median rule in words, no rungs.
+    let rule = b.until("the rule", "document.querySelector('#search-rule')?.textContent", 20).await;
+    assert!(rule.as_str().unwrap().starts_with("The median stopping rule"), "{rule}");
+    assert!(b.text("#search-no-rungs").await.contains("no rungs"));
+
+    // The assignment with its learning rates searched: the checkbox sends lr_search, and the
+    // size shown is the server's.
+    let preset =
+        json!({"preset": "cifar10-assignment", "overrides": {"epochs": 2, "train_limit": 16}, "lr_search": true});
+    let (status, plan) = status_of(app.bob.post(app.url("/sweeps/check")).json(&preset)).await;
+    assert_eq!(status, 200, "{plan}");
+    let n = plan["jobs"].as_array().unwrap().len();
+    b.click("a[data-nav=submit]").await;
+    b.until("the assignment's form", "document.querySelector('#preset-lr-search')", 20).await;
+    b.type_into("#preset-epochs", "2").await;
+    b.type_into("#preset-limit", "16").await;
+    b.click("#preset-lr-search").await;
+    b.until(
+        "the searched assignment's size",
+        &format!("document.querySelector('#preset-cost').textContent.startsWith('The assignment is {n} jobs')"),
+        10,
+    )
+    .await;
+    b.click("#submit-preset").await;
+    b.until(
+        "the sweep's page",
+        &format!("location.hash.startsWith('#/sweep/') && location.hash !== '#/sweep/{sid}'"),
+        20,
+    )
+    .await;
+    let rule = b.until("the rule", "document.querySelector('#search-rule')?.textContent", 20).await;
+    assert!(rule.as_str().unwrap().starts_with("ASHA"), "{rule}");
+    b.screenshot("search-assignment.png").await;
+    let (_, list) = status_of(app.bob.get(app.url("/sweeps"))).await;
+    let newest = list["sweeps"].as_array().unwrap().iter().find(|s| s["id"] != sid.as_str()).unwrap().clone();
+    let (_, sweep) = status_of(app.bob.get(app.url(&format!("/sweeps/{}", newest["id"].as_str().unwrap())))).await;
+    assert_eq!(sweep["definition"]["lr_search"], true, "{sweep}");
+    assert_eq!(sweep["jobs"].as_array().unwrap().len(), n);
+    assert_eq!(sweep["search"]["section"], "lr");
+    b.close().await;
+}
