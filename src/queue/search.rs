@@ -97,15 +97,16 @@ async fn decide_in(tx: &mut Tx, job: &str, m: &EpochMetrics, now: i64) -> Result
     let Some(rule) = crate::sweep::early_stop_of(&definition) else { return Ok(None) };
     let metric = rule.metric();
     let value = metric.of(m);
-    let (rule_name, rung, promoted, reason) = if m.diverged {
+    let (rule_name, rung, promoted, reason) = if epoch >= epochs_total {
+        // N.B.: its last epoch: it ends anyway, as succeeded.
+        return Ok(None);
+    } else if m.diverged {
         (
             "diverged",
             None,
             false,
             format!("its loss was not finite at epoch {}: a diverged trial stops at once", m.epoch),
         )
-    } else if epoch >= epochs_total {
-        return Ok(None);
     } else {
         match rule {
             EarlyStop::Asha { reduction, .. } => {
@@ -228,6 +229,14 @@ pub async fn stop_decision(pool: &Pool, job: &str) -> Result<Option<Decision>, Q
     let got: Option<DecisionRecord> =
         on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(job).fetch_optional(p).await?);
     Ok(got.map(decision))
+}
+
+/// Whether a search's rule judges `job` (a trial, not resumed by hand): the worker asks once
+/// when the job joins a group, and judges only those epochs.
+pub async fn is_judged(pool: &Pool, job: &str) -> Result<bool, QueueError> {
+    const SQL: &str = "SELECT COUNT(*) FROM sweep_jobs WHERE job_id = ? AND trial = TRUE AND resumed = FALSE";
+    let n: i64 = on_db!(Pool, pool, |p, d| sqlx::query_scalar(&d.sql(SQL)).bind(job).fetch_one(p).await?);
+    Ok(n > 0)
 }
 
 /// Every decision of a sweep, in the order they were made.

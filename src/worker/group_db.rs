@@ -56,6 +56,8 @@ struct MemberJob<'a> {
     last: Option<(f64, f64)>,
     /// When it first started (ms), for the duration metric.
     started_at: i64,
+    /// A search's rule judges its epochs (it is a trial).
+    judged: bool,
     /// Its search's early-stopping rule stopped it: it leaves as `stopped_early`.
     stopped_early: bool,
 }
@@ -214,18 +216,28 @@ impl<'a> GroupDb<'a> {
                     batch: spec.batch_size.into(),
                     last: None,
                     started_at: c.started_at,
+                    judged: false,
                     stopped_early: false,
                 },
             );
             // N.B.: a trial its rule already stopped (the process died between the decision
             // and the job's end) leaves at once, before it trains a batch.
-            match self.at.retrying(|| queue::search::stop_decision(&self.at.shared.pool, &c.id)) {
-                Ok(Some(d)) => {
-                    info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
-                    self.stop_early(key);
-                }
-                Ok(None) => {}
-                Err(e) => warn!(job.id = %c.id, error = %e, "could not read the trial's early-stopping decisions"),
+            let pool = &self.at.shared.pool;
+            match self.at.retrying(|| queue::search::is_judged(pool, &c.id)) {
+                Ok(true) => match self.at.retrying(|| queue::search::stop_decision(pool, &c.id)) {
+                    Ok(Some(d)) => {
+                        info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
+                        self.stop_early(key);
+                    }
+                    Ok(None) => {
+                        if let Some(m) = self.members.get_mut(&key) {
+                            m.judged = true;
+                        }
+                    }
+                    Err(e) => warn!(job.id = %c.id, error = %e, "could not read the trial's early-stopping decisions"),
+                },
+                Ok(false) => {}
+                Err(e) => warn!(job.id = %c.id, error = %e, "could not read whether a search judges the job"),
             }
             out.push((key, spec));
         }
@@ -337,7 +349,9 @@ impl GroupHost for GroupDb<'_> {
         // A search's rule judges the epoch just recorded; a trial it stops leaves the group
         // once its checkpoint is written. A failure to decide is logged, not charged: the
         // trial goes on, and the next rung judges it.
-        let decided = self.at.retrying(|| job.decide(&self.at.shared.pool, m, queue::now_ms()));
+        let judged = self.members.get(&key).is_some_and(|m| m.judged);
+        let decided =
+            if judged { self.at.retrying(|| job.decide(&self.at.shared.pool, m, queue::now_ms())) } else { Ok(None) };
         let stop = match decided {
             Ok(d) => d.is_some_and(|d| !d.promoted),
             Err(e) => {
