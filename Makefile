@@ -11,7 +11,7 @@ CARGO_ENV := LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV=$(VENV) PATH="$(VENV)/bin:$$PATH
 CARGO ?= cargo
 BIN := target/release/trainyard
 
-.PHONY: all setup build run test bench bench-service bench-queue bench-streams bench-plot bench-group bench-assignment clean fmt clippy
+.PHONY: all setup build run test bench bench-service bench-queue bench-streams bench-plot bench-group bench-assignment bench-search clean fmt clippy
 EPOCHS ?= 1
 
 all: build
@@ -123,3 +123,8 @@ bench-group: $(STAMP)
 # and the alternatives it was compared with.
 bench-assignment: build
 	bench/assignment.sh "" "--max-group 1" "--max-group 4" "--cpu-workers 1"
+
+# The search of BENCHMARKS.md: 27 trials of the tutorial CNN under ASHA and run to their end,
+# with fusion on and off, on real CIFAR-10.
+bench-search: build
+	bench/search.py

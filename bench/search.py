@@ -77,16 +77,18 @@ def main():
     ap.add_argument("--epochs", type=int, default=27)
     ap.add_argument("--train-limit", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--grace", type=int, default=1, help="ASHA's grace_epochs")
+    ap.add_argument("--reduction", type=int, default=3, help="ASHA's reduction")
     ap.add_argument("--only", choices=["asha", "full"], default=None)
     ap.add_argument("--fusion", choices=["on", "off"], default=None)
     a = ap.parse_args()
     data_dir = cifar_bin_dir()
     base = {"epochs": a.epochs, "train_limit": a.train_limit, "seed": 1}
     search = {"lr": {"log_uniform": [0.0001, 1.0]}}
-    asha = {"asha": {"metric": "test_acc", "grace_epochs": 1, "reduction": 3}}
+    asha = {"asha": {"metric": "test_acc", "grace_epochs": a.grace, "reduction": a.reduction}}
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {os.cpu_count()} cores; {a.trials} trials of the "
           f"tutorial CNN, lr ~ log-uniform [1e-4, 1], {a.epochs} epochs on the first {a.train_limit} training images "
-          f"of real CIFAR-10, sampling seed {a.seed}")
+          f"of real CIFAR-10, sampling seed {a.seed}; ASHA grace {a.grace}, reduction {a.reduction}")
     results = {}
     for fusion, flags in [("on", []), ("off", ["--max-group", "1"])]:
         if a.fusion and a.fusion != fusion:

@@ -35,7 +35,23 @@ fn round_sig(x: f64) -> f64 {
         return x;
     }
     let scale = 10f64.powi(DIGITS - 1 - x.abs().log10().floor() as i32);
-    (x * scale).round() / scale
+    let rounded = (x * scale).round() / scale;
+    // N.B.: near the ends of f64 the scale overflows; such a value is kept as drawn.
+    if rounded.is_finite() && scale.is_finite() {
+        rounded
+    } else {
+        x
+    }
+}
+
+/// A whole number from JSON, given as an integer or as a real with no fraction (`27.0`, as
+/// JSON Schema's `integer` allows).
+pub fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19).map(|f| f as u64))
+}
+
+fn whole_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
 }
 
 impl Distribution {
@@ -60,7 +76,8 @@ impl Distribution {
                 _ => Err(format!("log_uniform takes [low, high] with 0 < low < high, got {args}")),
             },
             "int_uniform" => {
-                let xs = args.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_i64()?, a[1].as_i64()?)));
+                let xs =
+                    args.as_array().filter(|a| a.len() == 2).and_then(|a| Some((whole_i64(&a[0])?, whole_i64(&a[1])?)));
                 match xs {
                     Some((a, b)) if a <= b && b.checked_sub(a).is_some() => Ok(Distribution::IntUniform(a, b)),
                     _ => Err(format!("int_uniform takes [low, high], two whole numbers with low <= high, got {args}")),
@@ -71,6 +88,20 @@ impl Distribution {
                 _ => Err(format!("choice takes a list of 1 to 1000 values, got {args}")),
             },
             other => Err(format!("{shape}; got {other:?}")),
+        }
+    }
+
+    /// Values every sample lies between or among, checked before sampling so a space is
+    /// accepted or refused whatever the seed draws: the ends of a range and a real-valued
+    /// point inside it (a field that takes whole numbers refuses it), or every choice.
+    pub fn probes(&self) -> Vec<Value> {
+        match self {
+            Distribution::Uniform(a, b) => vec![json!(a), json!(round_sig(a + (b - a) * 0.37)), json!(b)],
+            Distribution::LogUniform(a, b) => {
+                vec![json!(a), json!(round_sig((a.ln() + (b.ln() - a.ln()) * 0.37).exp())), json!(b)]
+            }
+            Distribution::IntUniform(a, b) => vec![json!(a), json!(b)],
+            Distribution::Choice(values) => values.clone(),
         }
     }
 
@@ -225,7 +256,7 @@ impl EarlyStop {
         };
         let mut whole = |key: &str, default: u32, range: std::ops::RangeInclusive<u32>| match args.get(key) {
             None => default,
-            Some(x) => match x.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| range.contains(n)) {
+            Some(x) => match whole(x).and_then(|n| u32::try_from(n).ok()).filter(|n| range.contains(n)) {
                 Some(n) => n,
                 None => {
                     errors.push((

@@ -304,12 +304,13 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
     // The search's sampling seed: the request's, or the sweep's drawn one (recorded).
     let sampling_seed = match obj.get("seed") {
         None | Some(Value::Null) => seed,
-        Some(v) => match v.as_u64() {
+        Some(v) => match crate::search::whole(v) {
             Some(n) if samples => n,
             Some(_) => {
+                let place = if obj.contains_key("preset") { "overrides.seed" } else { "base.seed" };
                 errors.push(err(
                     "seed",
-                    "a sweep's seed samples a search's trials; set the jobs' training seed in base.seed",
+                    format!("a sweep's seed samples a search's trials (search, or lr_search for the preset); set the jobs' training seed in {place}"),
                 ));
                 seed
             }
@@ -358,11 +359,16 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
             }
             Some(Value::Bool(true)) => Some(LR_SEARCH_TRIALS),
             Some(Value::Object(o)) if o.keys().all(|k| k == "trials") => {
-                match o.get("trials").map(|t| t.as_u64().filter(|n| (2..=MAX_JOBS as u64).contains(n))) {
+                match o.get("trials").map(|t| crate::search::whole(t).filter(|n| (2..=MAX_JOBS as u64 - 8).contains(n)))
+                {
                     None => Some(LR_SEARCH_TRIALS),
                     Some(Some(n)) => Some(n as usize),
                     Some(None) => {
-                        errors.push(err("lr_search.trials", format!("must be a whole number from 2 to {MAX_JOBS}")));
+                        let most = MAX_JOBS - 8;
+                        errors.push(err(
+                            "lr_search.trials",
+                            format!("must be a whole number from 2 to {most} (the assignment's 8 other jobs make {MAX_JOBS}, the most a sweep may queue)"),
+                        ));
                         None
                     }
                 }
@@ -400,7 +406,9 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
                 return Err(errors);
             }
         }
-        overrides.entry("seed").or_insert(json!(seed));
+        // With a search, the training seed is the sampling seed unless set: the recorded
+        // definition repeats the whole study, not only its points.
+        overrides.entry("seed").or_insert(json!(if lr_search { sampling_seed } else { seed }));
         let sections = match lr_trials {
             // The fixed rates give way to the search; the tutorial's 0.001 stays as the
             // reference the trials are read against.
@@ -436,10 +444,13 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
         let base = object("base", &mut errors);
         let space = parse_space(search, &base, &mut errors);
         let trials = match obj.get("trials") {
-            Some(t) => t.as_u64().filter(|n| (1..=MAX_JOBS as u64).contains(n)).map(|n| n as usize).or_else(|| {
-                errors.push(err("trials", format!("must be a whole number from 1 to {MAX_JOBS}, got {t}")));
-                None
-            }),
+            Some(t) => crate::search::whole(t)
+                .filter(|n| (1..=MAX_JOBS as u64).contains(n))
+                .map(|n| n as usize)
+                .or_else(|| {
+                    errors.push(err("trials", format!("must be a whole number from 1 to {MAX_JOBS}, got {t}")));
+                    None
+                }),
             None => {
                 errors.push(err(
                     "trials",
@@ -449,7 +460,7 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
             }
         };
         let mut base = base;
-        base.entry("seed").or_insert(json!(seed));
+        base.entry("seed").or_insert(json!(sampling_seed));
         match (space, trials) {
             (Some(space), Some(trials)) if errors.is_empty() => {
                 sampled_jobs(&base, &space, trials, sampling_seed, "search", |f| format!("base.{f}"), &mut errors)
@@ -468,8 +479,22 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
         }
         jobs
     };
+    let trial_count = jobs.iter().filter(|j| j.trial).count();
+    if let Some(EarlyStop::Median { min_trials, .. }) = early_stop {
+        if trial_count > 0 && min_trials as usize >= trial_count {
+            errors.push(err(
+                "early_stop.median.min_trials",
+                format!("is {min_trials}, but there are {trial_count} trials: no trial would ever have that many others to compare with; choose fewer than {trial_count}"),
+            ));
+        }
+    }
     if let (Some(rule), Some(most)) = (&early_stop, jobs.iter().filter(|j| j.trial).map(|j| j.spec.epochs).max()) {
-        if rule.grace_epochs() >= most {
+        if rule.grace_epochs() >= most && lr_search && obj.get("early_stop").is_none_or(Value::is_null) {
+            errors.push(err(
+                "lr_search",
+                format!("the learning-rate search's ASHA judges its trials first after epoch 1, so they need 2 or more epochs; overrides.epochs is {most}"),
+            ));
+        } else if rule.grace_epochs() >= most {
             errors.push(err(
                 format!("early_stop.{}.grace_epochs", rule.name()),
                 format!(
@@ -542,6 +567,21 @@ fn sampled_jobs(
     errors: &mut Vec<FieldError>,
 ) -> Vec<PlannedJob> {
     let section = if place == "lr" { "lr" } else { "search" };
+    // N.B.: each distribution's ends (and every choice) first, so whether a search is
+    // accepted does not depend on what its seed happens to draw.
+    let before = errors.len();
+    for (field, d) in &space.0 {
+        for probe in d.probes() {
+            let point: Map<String, Value> = [(field.clone(), probe.clone())].into_iter().collect();
+            let origin = |f: &str| if f == field { format!("{place}.{f} (value {probe})") } else { base_origin(f) };
+            let origin =
+                |f: &str| if place == "lr" && f == field { format!("lr_search (lr {probe})") } else { origin(f) };
+            parse_job(&merge(base, &point), origin, errors);
+        }
+    }
+    if errors.len() > before {
+        return Vec::new();
+    }
     let mut jobs = Vec::new();
     for (i, point) in space.sample(trials, seed).into_iter().enumerate() {
         let origin = |f: &str| match point.get(f) {
@@ -762,6 +802,23 @@ mod tests {
             let e = plan(&bad, 7).unwrap_err();
             assert_eq!(e[0].field, field, "{bad}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_search_is_accepted_or_refused_whatever_its_seed_draws() {
+        // 0 is a batch size no seed may draw: refused for every seed, even those that draw none.
+        let body = json!({"search": {"batch_size": {"int_uniform": [0, 64]}}, "trials": 2});
+        for seed in 0..20 {
+            let e = plan(&body, seed).unwrap_err();
+            assert_eq!(e[0].field, "search.batch_size (value 0)", "seed {seed}: {e:?}");
+        }
+        // A real-valued distribution over whole numbers is refused, whatever it would draw.
+        let e = plan(&json!({"search": {"batch_size": {"uniform": [1, 64]}}, "trials": 2}), 3).unwrap_err();
+        assert!(e[0].field.starts_with("search.batch_size (value 24.3"), "{e:?}");
+        let ok =
+            plan(&json!({"search": {"batch_size": {"int_uniform": [1, 64]}}, "trials": 50.0, "seed": 9}), 3).unwrap();
+        assert_eq!(ok.jobs.len(), 50, "50.0 is a whole number, as JSON Schema's integer allows");
+        assert!(ok.jobs.iter().all(|j| j.spec.seed == 9), "the sampling seed is the training seed");
     }
 
     #[test]

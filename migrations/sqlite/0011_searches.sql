@@ -44,7 +44,9 @@ INSERT INTO jobs (seq, id, owner_id, priority, name, spec, parameters, status, e
 SELECT seq, id, owner_id, priority, name, spec, parameters, status, epochs_total, epochs_done,
     attempt, worker, device, lease_expires_at, error, idempotency_key, request_hash, created_at, started_at,
     finished_at, group_key, group_id, progress, notice, diverged_at FROM jobs_aside;
-UPDATE sqlite_sequence SET seq = MAX(seq, COALESCE((SELECT seq FROM jobs_counter), 0)) WHERE name = 'jobs';
+DELETE FROM sqlite_sequence WHERE name = 'jobs';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'jobs', MAX(COALESCE((SELECT seq FROM jobs_counter), 0), COALESCE((SELECT MAX(seq) FROM jobs), 0));
 DROP TABLE jobs_aside;
 DROP TABLE jobs_counter;
 CREATE INDEX jobs_by_status ON jobs (status, seq);

@@ -492,11 +492,25 @@ pub async fn resume_job(
     let allowed = "expected {} or {\"epochs\": N}, N more than the epochs it has done";
     let epochs = match &body {
         Value::Null => Value::from(spec.epochs),
-        Value::Object(o) if o.keys().all(|k| k == "epochs") => {
-            o.get("epochs").cloned().unwrap_or(Value::from(spec.epochs))
-        }
+        Value::Object(o) if o.keys().all(|k| k == "epochs") => match o.get("epochs") {
+            None | Some(Value::Null) => Value::from(spec.epochs),
+            Some(v) => v.clone(),
+        },
         _ => return Err(ApiError::bad_request("bad_body", "epochs", format!("{allowed}, got {body}"))),
     };
+    // N.B.: a trial stopped because its loss was not finite has no weights worth training on.
+    if let Some(d) = queue::search::stop_decision(&state.pool, &row.id).await?.filter(|d| d.rule == "diverged") {
+        return Err(ApiError::Conflict(format!(
+            "job {} stopped because its loss was not finite at epoch {}: its weights are not numbers, so it cannot train on; queue a new job with a smaller lr",
+            row.id, d.epoch
+        )));
+    }
+    if queue::checkpoints::get_checkpoint(&state.pool, &row.id).await?.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "job {} has no checkpoint any more (finished jobs' checkpoints are dropped after the server's --keep-checkpoints-days); queue it again as a new job",
+            row.id
+        )));
+    }
     let mut json = spec.to_json();
     json["epochs"] = epochs.clone();
     let spec = match crate::spec::Spec::parse(&json) {

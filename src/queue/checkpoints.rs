@@ -36,8 +36,8 @@ pub async fn get_checkpoint(pool: &Pool, job: &str) -> Result<Option<(i64, Vec<u
 /// Drops the checkpoints of jobs that finished before `before` (ms since the epoch): their
 /// weights stop being downloadable, nothing else changes. Returns (checkpoints, bytes) freed.
 pub async fn drop_checkpoints_before(pool: &Pool, before: i64) -> Result<(i64, i64), QueueError> {
-    const WHICH: &str = "job_id IN (SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') \
-         AND finished_at < ?)";
+    const WHICH: &str = "job_id IN (SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled', \
+         'stopped_early') AND finished_at < ?)";
     let mut tx = pool.begin_write().await?;
     let sizes = format!("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM checkpoints WHERE {WHICH}");
     let (n, bytes): (i64, i64) =

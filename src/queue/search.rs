@@ -84,7 +84,13 @@ async fn decide_in(tx: &mut Tx, job: &str, m: &EpochMetrics, now: i64) -> Result
         sqlx::query(&d.sql(lock)).bind(&sweep).fetch_optional(&mut **t).await?;
     });
     let epoch = i64::from(m.epoch);
-    let existing = format!("SELECT {COLUMNS} FROM trial_decisions WHERE job_id = ? AND epoch = ?");
+    // N.B.: the decision about this epoch if one was made, else one that stopped the trial
+    // at an earlier epoch (a worker that could not read it at admission trained on): a trial
+    // is stopped once, and stays stopped.
+    let existing = format!(
+        "SELECT {COLUMNS} FROM trial_decisions WHERE job_id = ? AND (epoch = ? OR promoted = FALSE) \
+         ORDER BY epoch LIMIT 1"
+    );
     let known: Option<DecisionRecord> = on_db!(Tx, &mut *tx, |t, d| sqlx::query_as(&d.sql(&existing))
         .bind(job)
         .bind(epoch)

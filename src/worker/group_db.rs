@@ -229,15 +229,21 @@ impl<'a> GroupDb<'a> {
                         info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
                         self.stop_early(key);
                     }
-                    Ok(None) => {
+                    // N.B.: unread, it is judged all the same: the rule finds its earlier
+                    // stop when it next decides.
+                    Ok(None) | Err(_) => {
                         if let Some(m) = self.members.get_mut(&key) {
                             m.judged = true;
                         }
                     }
-                    Err(e) => warn!(job.id = %c.id, error = %e, "could not read the trial's early-stopping decisions"),
                 },
                 Ok(false) => {}
-                Err(e) => warn!(job.id = %c.id, error = %e, "could not read whether a search judges the job"),
+                Err(e) => {
+                    warn!(job.id = %c.id, error = %e, "could not read whether a search judges the job; it is judged");
+                    if let Some(m) = self.members.get_mut(&key) {
+                        m.judged = true;
+                    }
+                }
             }
             out.push((key, spec));
         }

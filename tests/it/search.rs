@@ -345,3 +345,52 @@ async fn the_assignment_with_lr_search_queues_trials_in_its_learning_rate_sectio
     let (status, plot) = status_of(app.client.get(app.url(&format!("/sweeps/{id}/plot?section=lr")))).await;
     assert_eq!(status, 200, "{plot}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_11_keeps_every_job_its_references_and_its_counter_on_sqlite() {
+    // A database as migration 10 left it, with jobs, an epoch, a checkpoint and a sweep;
+    // then every migration.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().foreign_keys(true))
+        .await
+        .unwrap();
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let mut old = sqlx::migrate!("./migrations/sqlite");
+    old.migrations = all.migrations.iter().filter(|m| m.version <= 10).cloned().collect::<Vec<_>>().into();
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO users (name, token_hash, created_at) VALUES ('a', 'h', 1)",
+        "INSERT INTO jobs (id, owner_id, spec, parameters, status, epochs_total, created_at) VALUES \
+         ('j1', 1, '{}', 1, 'succeeded', 1, 1), ('j2', 1, '{}', 1, 'queued', 1, 1), ('j3', 1, '{}', 1, 'queued', 1, 1)",
+        "DELETE FROM jobs WHERE id = 'j3'",
+        "INSERT INTO epochs (job_id, epoch, metrics) VALUES ('j1', 1, '{}')",
+        "INSERT INTO checkpoints (job_id, epoch, data, updated_at) VALUES ('j1', 1, x'00', 1)",
+        "INSERT INTO sweeps (id, owner_id, definition, created_at) VALUES ('s', 1, '{}', 1)",
+        "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections) VALUES ('s', 'j1', 0, '{}', '[]')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    all.run(&pool).await.unwrap();
+    let jobs: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT id, seq, status FROM jobs ORDER BY seq").fetch_all(&pool).await.unwrap();
+    assert_eq!(jobs, [("j1".into(), 1, "succeeded".into()), ("j2".into(), 2, "queued".into())]);
+    let broken: Vec<(String,)> =
+        sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check").fetch_all(&pool).await.unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+    // The new status is allowed, a job with children still cannot be deleted, and the next
+    // job's seq is not the deleted j3's.
+    sqlx::query("UPDATE jobs SET status = 'stopped_early' WHERE id = 'j1'").execute(&pool).await.unwrap();
+    assert!(sqlx::query("DELETE FROM jobs WHERE id = 'j1'").execute(&pool).await.is_err(), "references enforced");
+    assert!(sqlx::query("UPDATE jobs SET status = 'lost' WHERE id = 'j2'").execute(&pool).await.is_err());
+    sqlx::query("INSERT INTO jobs (id, owner_id, spec, parameters, status, epochs_total, created_at) VALUES ('j4', 1, '{}', 1, 'queued', 1, 1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM jobs WHERE id = 'j4'").fetch_one(&pool).await.unwrap();
+    assert_eq!(seq, 4, "AUTOINCREMENT's counter kept");
+    let trial: i64 = sqlx::query_scalar("SELECT trial FROM sweep_jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(trial, 0);
+}
