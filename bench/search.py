@@ -35,7 +35,13 @@ def call(port, token, method, path, body=None):
         return json.load(r)
 
 
-def run(flags, body, data_dir, port=18083):
+def fetch(port, token, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req) as r:
+        return r.read()
+
+
+def run(flags, body, data_dir, port=18083, report=None):
     with tempfile.TemporaryDirectory() as work:
         token_file = os.path.join(work, "admin.token")
         server = subprocess.Popen([binary, "serve", "--bind", f"127.0.0.1:{port}", "--database",
@@ -58,6 +64,10 @@ def run(flags, body, data_dir, port=18083):
                     break
                 time.sleep(0.5)
             wall = time.time() - start
+            if report:
+                for fmt, ext in [("html", "html"), ("zip", "zip")]:
+                    with open(f"{report}.{ext}", "wb") as f:
+                        f.write(fetch(port, token, f"/sweeps/{sweep['id']}/report?format={fmt}"))
             search = s["search"]
             statuses = {}
             for j in s["jobs"]:
@@ -80,6 +90,7 @@ def main():
     ap.add_argument("--grace", type=int, default=1, help="ASHA's grace_epochs")
     ap.add_argument("--reduction", type=int, default=3, help="ASHA's reduction")
     ap.add_argument("--only", choices=["asha", "full"], default=None)
+    ap.add_argument("--report", help="save the first ASHA run's report as REPORT.html and REPORT.zip")
     ap.add_argument("--fusion", choices=["on", "off"], default=None)
     a = ap.parse_args()
     data_dir = cifar_bin_dir()
@@ -99,7 +110,8 @@ def main():
             body = {"name": f"bench {kind}", "base": base, "search": search, "trials": a.trials, "seed": a.seed}
             if kind == "asha":
                 body["early_stop"] = asha
-            r = run(flags, body, data_dir)
+            keep = a.report if kind == "asha" and not any(k[1] == "asha" for k in results) else None
+            r = run(flags, body, data_dir, report=keep)
             results[(fusion, kind)] = r
             print(f"fusion {fusion:3}  {kind:4}  {r['wall']:7.1f} s  epochs {r['epochs_run']:4}/{r['epochs_full']} "
                   f"({100 * r['epochs_run'] / r['epochs_full']:.0f} %)  best test acc {100 * (r['best'] or 0):.2f} % "
