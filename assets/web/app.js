@@ -591,6 +591,7 @@ async function viewJob(id, signal) {
           job.status === "queued" ? [h("dt", { text: "queue" }), h("dd", {}, `position ${job.queue_position ?? "—"}, starts `, untilSpan(job.estimated_start))] : null,
           job.waiting_for ? [h("dt", { text: "waiting for" }), h("dd", { class: "error", id: "waiting-for", text: job.waiting_for })] : null,
           job.notice ? [h("dt", { text: "notice" }), h("dd", { text: job.notice })] : null,
+          job.stopped_because ? [h("dt", { text: "stopped early" }), h("dd", { id: "stopped-because", text: job.stopped_because })] : null,
           job.error ? [h("dt", { text: "error" }), h("dd", { class: "error", text: job.error })] : null),
         h("div", { class: "toolbar" },
           active ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",

@@ -143,6 +143,14 @@ pub async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<JobR
 
 /// The job as shown, with its queue position when queued.
 async fn show(state: &AppState, row: &JobRow) -> Result<Value, ApiError> {
+    if row.status == JobStatus::StoppedEarly {
+        // Why its search's rule stopped it, as the sweep says it.
+        let mut v = job_json(row, &HashMap::new());
+        if let (Some(d), Some(obj)) = (queue::search::stop_decision(&state.pool, &row.id).await?, v.as_object_mut()) {
+            obj.insert("stopped_because".into(), Value::String(d.reason));
+        }
+        return Ok(v);
+    }
     if row.status != JobStatus::Queued {
         return Ok(job_json(row, &HashMap::new()));
     }

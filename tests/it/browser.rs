@@ -860,6 +860,19 @@ async fn a_search_page_shows_its_rule_rungs_and_epochs_saved_and_resumes_a_trial
         .await;
     assert!(text.as_str().unwrap().contains("resumed after it stopped early"), "{text}");
     assert!(b.text("#flash").await.starts_with("Resumed"), "{}", b.text("#flash").await);
+    // A stopped trial's own page says why it stopped.
+    if let Some(other) = stopped.get(1) {
+        let oid = other["id"].as_str().unwrap();
+        b.client.execute(&format!("location.hash = '#/job/{oid}'"), vec![]).await.unwrap();
+        let why = b
+            .until(
+                "the job's reason",
+                "document.querySelector('#stopped-because') && document.querySelector('#stopped-because').textContent",
+                20,
+            )
+            .await;
+        assert_eq!(why, other["stopped_because"], "{other}");
+    }
     b.close().await;
 }
 

@@ -144,6 +144,7 @@ async fn asha_stops_trials_at_rungs_and_a_stopped_trial_leaves_its_fused_group_f
         assert_eq!(m["epochs"].as_array().unwrap().len() as i64, done_epochs, "{m}");
         let why = t["stopped_because"].as_str().unwrap();
         assert!(why.contains("stopped") || why.contains("not finite"), "{why}");
+        assert_eq!(job["stopped_because"].as_str(), Some(why), "the job says why too: {job}");
     }
     assert_eq!(search["epochs_saved"], saved);
     assert_eq!(search["epochs_run"].as_i64().unwrap() + saved, 18);
