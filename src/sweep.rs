@@ -331,8 +331,10 @@ pub fn plan(body: &Value, seed: u64) -> Result<Plan, Vec<FieldError>> {
         },
     };
     if obj.contains_key("trials") && !obj.contains_key("search") {
-        errors
-            .push(err("trials", "trials counts a search's samples; give \"search\" too (or lr_search for the preset)"));
+        errors.push(err(
+            "trials",
+            "trials counts a search's samples; give \"search\" too (the preset takes \"lr_search\": {\"trials\": N})",
+        ));
     }
     let jobs = if let Some(preset) = obj.get("preset") {
         for k in ["base", "vary", "search"] {
@@ -567,16 +569,19 @@ fn sampled_jobs(
     errors: &mut Vec<FieldError>,
 ) -> Vec<PlannedJob> {
     let section = if place == "lr" { "lr" } else { "search" };
+    // A field's error names the value it was given, and where: `search.batch_size (value 0)`.
+    let origin_in = |point: &Map<String, Value>, f: &str| match point.get(f) {
+        Some(v) if place == "lr" => format!("lr_search (sampled {f} {v})"),
+        Some(v) => format!("{place}.{f} (value {v})"),
+        None => base_origin(f),
+    };
     // N.B.: each distribution's ends (and every choice) first, so whether a search is
     // accepted does not depend on what its seed happens to draw.
     let before = errors.len();
     for (field, d) in &space.0 {
         for probe in d.probes() {
-            let point: Map<String, Value> = [(field.clone(), probe.clone())].into_iter().collect();
-            let origin = |f: &str| if f == field { format!("{place}.{f} (value {probe})") } else { base_origin(f) };
-            let origin =
-                |f: &str| if place == "lr" && f == field { format!("lr_search (lr {probe})") } else { origin(f) };
-            parse_job(&merge(base, &point), origin, errors);
+            let point: Map<String, Value> = [(field.clone(), probe)].into_iter().collect();
+            parse_job(&merge(base, &point), |f| origin_in(&point, f), errors);
         }
     }
     if errors.len() > before {
@@ -584,18 +589,15 @@ fn sampled_jobs(
     }
     let mut jobs = Vec::new();
     for (i, point) in space.sample(trials, seed).into_iter().enumerate() {
-        let origin = |f: &str| match point.get(f) {
-            Some(v) if place == "search" => format!("search.{f} (value {v})"),
-            Some(v) => format!("lr_search (sampled {f} {v})"),
-            None => base_origin(f),
-        };
-        if let Some(mut spec) = parse_job(&merge(base, &point), origin, errors) {
+        if let Some(mut spec) = parse_job(&merge(base, &point), |f| origin_in(&point, f), errors) {
             let label = format!("trial {}: {}", i + 1, point_label(&point));
-            if place != "search" || spec.name.is_none() {
-                spec.name = Some(label.chars().take(crate::spec::NAME_CHARS).collect());
-            } else if let Some(n) = &spec.name {
-                spec.name = Some(format!("{n}: {label}").chars().take(crate::spec::NAME_CHARS).collect());
-            }
+            // A search's own name goes before each trial's label; the assignment's trials
+            // are named by their label, as its other jobs are.
+            let name = match &spec.name {
+                Some(n) if place == "search" => format!("{n}: {label}"),
+                _ => label.clone(),
+            };
+            spec.name = Some(name.chars().take(crate::spec::NAME_CHARS).collect());
             jobs.push(PlannedJob { spec, point, sections: vec![(section.into(), label)], trial: true });
         }
     }

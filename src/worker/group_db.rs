@@ -204,6 +204,13 @@ impl<'a> GroupDb<'a> {
             }
             let lease = MemberLease { lease: c.lease(), stop, progress: Arc::default() };
             self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(lease.clone());
+            // N.B.: what cannot be read is judged all the same: the rule finds an earlier stop
+            // when it next decides.
+            let pool = &self.at.shared.pool;
+            let judged = self.at.retrying(|| queue::search::is_judged(pool, &c.id)).unwrap_or_else(|e| {
+                warn!(job.id = %c.id, error = %e, "could not read whether a search judges the job; it is judged");
+                true
+            });
             let store = JobStore { at: self.at, lease: c.lease() };
             let key = self.next_key;
             self.next_key += 1;
@@ -216,34 +223,16 @@ impl<'a> GroupDb<'a> {
                     batch: spec.batch_size.into(),
                     last: None,
                     started_at: c.started_at,
-                    judged: false,
+                    judged,
                     stopped_early: false,
                 },
             );
             // N.B.: a trial its rule already stopped (the process died between the decision
             // and the job's end) leaves at once, before it trains a batch.
-            let pool = &self.at.shared.pool;
-            match self.at.retrying(|| queue::search::is_judged(pool, &c.id)) {
-                Ok(true) => match self.at.retrying(|| queue::search::stop_decision(pool, &c.id)) {
-                    Ok(Some(d)) => {
-                        info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
-                        self.stop_early(key);
-                    }
-                    // N.B.: unread, it is judged all the same: the rule finds its earlier
-                    // stop when it next decides.
-                    Ok(None) | Err(_) => {
-                        if let Some(m) = self.members.get_mut(&key) {
-                            m.judged = true;
-                        }
-                    }
-                },
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(job.id = %c.id, error = %e, "could not read whether a search judges the job; it is judged");
-                    if let Some(m) = self.members.get_mut(&key) {
-                        m.judged = true;
-                    }
-                }
+            let stopped = judged.then(|| self.at.retrying(|| queue::search::stop_decision(pool, &c.id)).ok()).flatten();
+            if let Some(d) = stopped.flatten() {
+                info!(job.id = %c.id, epoch = d.epoch, reason = %d.reason, "a trial stopped before; it ends so");
+                self.stop_early(key);
             }
             out.push((key, spec));
         }
