@@ -120,10 +120,7 @@ fn chance(j: &JobView) -> Option<f64> {
 }
 
 fn stats(j: &JobView) -> Stats {
-    let best = j.epochs.iter().map(|e| (e.test_acc, e.epoch)).fold(None, |b: Option<(f64, u32)>, x| match b {
-        Some(b) if b.0 >= x.0 => Some(b),
-        _ => Some(x),
-    });
+    let best = crate::search::Metric::TestAcc.best_by(j.epochs.iter().map(|e| (e.test_acc, e.epoch)));
     let at_chance = match (best, chance(j)) {
         (Some((b, _)), Some(c)) => b < c + 0.02,
         _ => false,
@@ -738,20 +735,7 @@ fn search_html(s: &SearchView) -> String {
     }
     let _ = writeln!(h, "<p><strong>{}</strong> {}</p>", b.best.0, escape(&b.best.1));
     if !b.rungs.is_empty() {
-        h.push_str("<table><tr>");
-        for th in &b.rung_headers {
-            let _ = write!(h, "<th>{}</th>", escape(th));
-        }
-        h.push_str("</tr>\n");
-        for row in &b.rungs {
-            h.push_str("<tr>");
-            for (i, cell) in row.iter().enumerate() {
-                let class = if i < 4 { " class=\"n\"" } else { "" };
-                let _ = write!(h, "<td{class}>{}</td>", escape(cell));
-            }
-            h.push_str("</tr>\n");
-        }
-        h.push_str("</table>\n");
+        h.push_str(&html_table(&b.rung_headers, &b.rungs, |i| i < 4));
     }
     if !b.stopped.is_empty() {
         let _ = writeln!(h, "<p>Stopped early:</p>\n<ul class=\"f\">");
@@ -795,12 +779,7 @@ fn search_markdown(s: &SearchView, key: &str, figure: &dyn Fn(&str, &str) -> Str
         let _ = write!(m, "**{}** {}\n\n", b.best.0, md(&b.best.1));
     }
     if !b.rungs.is_empty() {
-        let _ = writeln!(m, "| {} |", b.rung_headers.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
-        let _ = writeln!(m, "|{}", "---|".repeat(b.rung_headers.len()));
-        for row in &b.rungs {
-            let _ = writeln!(m, "| {} |", row.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
-        }
-        m.push('\n');
+        m.push_str(&md_table(&b.rung_headers, &b.rungs));
     }
     if !b.stopped.is_empty() {
         m.push_str("Stopped early:\n\n");
@@ -818,6 +797,39 @@ fn search_markdown(s: &SearchView, key: &str, figure: &dyn Fn(&str, &str) -> Str
         }
         None => m.push_str("No searched setting is a number, so there is no figure of settings against results.\n\n"),
     }
+    m
+}
+
+/// An HTML table of `rows` under `headers`, every cell escaped; the columns `numeric` picks
+/// are aligned right.
+fn html_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R], numeric: impl Fn(usize) -> bool) -> String {
+    let mut h = String::from("<table><tr>");
+    for th in headers {
+        let _ = write!(h, "<th>{}</th>", escape(th.as_ref()));
+    }
+    h.push_str("</tr>\n");
+    for row in rows {
+        h.push_str("<tr>");
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let class = if numeric(i) { " class=\"n\"" } else { "" };
+            let _ = write!(h, "<td{class}>{}</td>", escape(cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    h
+}
+
+/// A Markdown table of `rows` under `headers`, every cell escaped, and the blank line after.
+fn md_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R]) -> String {
+    let line =
+        |cells: &mut dyn Iterator<Item = &str>| format!("| {} |\n", cells.map(md).collect::<Vec<_>>().join(" | "));
+    let mut m = line(&mut headers.iter().map(AsRef::as_ref));
+    let _ = writeln!(m, "|{}", "---|".repeat(headers.len()));
+    for row in rows {
+        m.push_str(&line(&mut row.as_ref().iter().map(String::as_str)));
+    }
+    m.push('\n');
     m
 }
 
@@ -851,20 +863,7 @@ pub fn html(r: &Report) -> String {
         if !sv.shared.is_empty() {
             let _ = writeln!(h, "<p>Shared settings: {}</p>", escape(&sv.shared));
         }
-        h.push_str("<table><tr>");
-        for th in HEADERS {
-            let _ = write!(h, "<th>{th}</th>");
-        }
-        h.push_str("</tr>\n");
-        for row in table_rows(sv) {
-            h.push_str("<tr>");
-            for (i, cell) in row.iter().enumerate() {
-                let class = if i >= 2 { " class=\"n\"" } else { "" };
-                let _ = write!(h, "<td{class}>{}</td>", escape(cell));
-            }
-            h.push_str("</tr>\n");
-        }
-        h.push_str("</table>\n");
+        h.push_str(&html_table(&HEADERS, &table_rows(sv), |i| i >= 2));
         if let Some(search) = &sv.search {
             h.push_str(&search_html(search));
         }
@@ -928,12 +927,7 @@ fn markdown_with(r: &Report, figures: impl Fn(&str) -> String, search_figure: &d
         if !sv.shared.is_empty() {
             let _ = write!(m, "Shared settings: {}\n\n", md(&sv.shared));
         }
-        let _ = writeln!(m, "| {} |", HEADERS.join(" | "));
-        let _ = writeln!(m, "|{}", "---|".repeat(HEADERS.len()));
-        for row in table_rows(sv) {
-            let _ = writeln!(m, "| {} |", row.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
-        }
-        m.push('\n');
+        m.push_str(&md_table(&HEADERS, &table_rows(sv)));
         if let Some(search) = &sv.search {
             m.push_str(&search_markdown(search, sv.section.key, search_figure));
         }

@@ -189,6 +189,15 @@ impl Metric {
         .filter(|v| v.is_finite())
     }
 
+    /// The best of `items` by their value, the first of equals: a run's best epoch, a
+    /// search's best trial.
+    pub fn best_by<T>(self, items: impl IntoIterator<Item = (f64, T)>) -> Option<(f64, T)> {
+        items.into_iter().fold(None, |b, x| match b {
+            Some(b) if !self.better(x.0, b.0) => Some(b),
+            _ => Some(x),
+        })
+    }
+
     /// Whether `a` is strictly better than `b`.
     pub fn better(self, a: f64, b: f64) -> bool {
         if self.higher_is_better() {

@@ -88,13 +88,7 @@ fn search_view(
         .filter(|j| j.trial)
         .map(|j| {
             let rows = epochs.get(&j.job.id).map_or(&[][..], Vec::as_slice);
-            let best = rows.iter().filter_map(|e| metric.of(e).map(|v| (v, e.epoch))).fold(
-                None,
-                |b: Option<(f64, u32)>, x| match b {
-                    Some(b) if !metric.better(x.0, b.0) => Some(b),
-                    _ => Some(x),
-                },
-            );
+            let best = metric.best_by(rows.iter().filter_map(|e| metric.of(e).map(|v| (v, e.epoch))));
             let mine = decisions.iter().filter(|d| d.job_id == j.job.id);
             TrialView {
                 id: j.job.id.clone(),
@@ -123,14 +117,7 @@ fn search_view(
         }
     }
     rungs.sort_by_key(|r| r.rung);
-    let best = trials
-        .iter()
-        .filter(|t| t.best.is_some())
-        .fold(None, |b: Option<&TrialView>, t| match b {
-            Some(b) if !metric.better(t.best.unwrap_or_default(), b.best.unwrap_or_default()) => Some(b),
-            _ => Some(t),
-        })
-        .cloned();
+    let best = metric.best_by(trials.iter().filter_map(|t| t.best.map(|v| (v, t)))).map(|(_, t)| t.clone());
     let count = |f: fn(&TrialView) -> i64| trials.iter().map(|t| f(t).max(0) as u64).sum::<u64>();
     let epochs_saved = trials
         .iter()
@@ -165,15 +152,25 @@ fn members_of<'a>(jobs: &'a [SweepJob], key: &str) -> Vec<(&'a SweepJob, String)
     members
 }
 
-/// Everything the report shows, read from the database (also used by `trainyard report`).
-pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiError> {
+/// A sweep's jobs with each one's epochs, and its search as the decisions made so far show
+/// it: what both its JSON and its report are made of.
+async fn load_jobs(
+    pool: &Pool,
+    sweep: &SweepRow,
+) -> Result<(Vec<SweepJob>, HashMap<String, Vec<EpochMetrics>>, Option<SearchView>), ApiError> {
     let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
-    let mut epochs = std::collections::HashMap::new();
+    let mut epochs = HashMap::new();
     for j in &jobs {
         epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
     }
     let decisions = queue::search::sweep_decisions(pool, &sweep.id).await?;
-    let mut search = search_view(sweep, &jobs, &decisions, &epochs);
+    let search = search_view(sweep, &jobs, &decisions, &epochs);
+    Ok((jobs, epochs, search))
+}
+
+/// Everything the report shows, read from the database (also used by `trainyard report`).
+pub async fn build_report(pool: &Pool, sweep: &SweepRow) -> Result<Report, ApiError> {
+    let (jobs, epochs, mut search) = load_jobs(pool, sweep).await?;
     let mut sections = Vec::new();
     for section in sections_for(sweep) {
         let members = members_of(&jobs, section.key);
@@ -232,13 +229,7 @@ fn job_summary(j: &SweepJob, epochs: &[EpochMetrics], search: Option<&SearchView
 }
 
 async fn sweep_json(pool: &Pool, sweep: &SweepRow) -> Result<Value, ApiError> {
-    let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
-    let mut epochs = HashMap::new();
-    for j in &jobs {
-        epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
-    }
-    let decisions = queue::search::sweep_decisions(pool, &sweep.id).await?;
-    let search = search_view(sweep, &jobs, &decisions, &epochs);
+    let (jobs, epochs, search) = load_jobs(pool, sweep).await?;
     let out: Vec<Value> = jobs
         .iter()
         .map(|j| job_summary(j, epochs.get(&j.job.id).map_or(&[], Vec::as_slice), search.as_ref()))

@@ -165,10 +165,7 @@ async fn decide_in(tx: &mut Tx, job: &str, m: &EpochMetrics, now: i64) -> Result
                     by_job.entry(id).or_default().push(metric.of(&row));
                 }
                 let own = by_job.remove(job).unwrap_or_default();
-                let best = own.iter().flatten().copied().fold(None, |b: Option<f64>, v| match b {
-                    Some(b) if !metric.better(v, b) => Some(b),
-                    _ => Some(v),
-                });
+                let best = metric.best_by(own.iter().flatten().map(|&v| (v, ()))).map(|(v, ())| v);
                 let others: Vec<f64> = by_job
                     .values()
                     .filter(|vs| vs.len() as i64 == epoch && vs.iter().all(Option::is_some))
@@ -253,8 +250,6 @@ pub async fn sweep_decisions(pool: &Pool, sweep: &str) -> Result<Vec<Decision>, 
     Ok(got.into_iter().map(decision).collect())
 }
 
-/// Puts a job that stopped early back in the queue with `spec` (its epochs raised) and
-/// `epochs_total`; it resumes from its checkpoint and is no longer a trial of its search.
 /// What `resume_stopped` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resumed {
@@ -265,6 +260,8 @@ pub enum Resumed {
     OverLimit(i64),
 }
 
+/// Puts a job that stopped early back in the queue with `spec` (its epochs raised) and
+/// `epochs_total`; it resumes from its checkpoint and its search's rule judges it no more.
 /// Checked against the owner's limit of queued jobs, as a new job is.
 pub async fn resume_stopped(
     pool: &Pool,
