@@ -7,6 +7,8 @@
 //! top of the panel; one huge finite value does not wreck the axis: the range is set from
 //! the bulk of the values, and points above it are drawn as ▲ on the top edge.
 
+pub mod class;
+
 use crate::job::EpochMetrics;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -15,7 +17,7 @@ use std::sync::Once;
 
 /// The font every PNG is drawn with (DejaVu Sans, assets/fonts/LICENSE-DejaVu.txt); SVG
 /// names the family and lets the viewer's font draw it.
-static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 pub const MAX_SERIES: usize = 20;
@@ -103,6 +105,10 @@ pub struct Series<'a> {
     pub loss: String,
     /// Accuracy at chance (100 / classes, in %), marked on the accuracy axes.
     pub chance: Option<f64>,
+    /// The class's test accuracy per epoch (quartiles, fractions 0..1 as `EpochMetrics`'s
+    /// `test_acc`): drawn behind the series's line on the test accuracy panel (`metric=all`
+    /// or `test_acc`) as a translucent area of its colour with a dashed median.
+    pub band: Option<Vec<class::BandPoint>>,
 }
 
 impl<'a> Series<'a> {
@@ -118,12 +124,12 @@ impl<'a> Series<'a> {
         .to_string();
         let dataset = spec.get("dataset").and_then(|d| d.as_str());
         let chance = dataset.and_then(crate::dataset::named).map(|d| 100.0 * d.chance());
-        Series { label, epochs, loss, chance }
+        Series { label, epochs, loss, chance, band: None }
     }
 
     /// Curves with no loss name and no chance level (a test's, a figure of numbers alone).
     pub fn plain(label: impl Into<String>, epochs: &'a [EpochMetrics]) -> Series<'a> {
-        Series { label: label.into(), epochs, loss: String::new(), chance: None }
+        Series { label: label.into(), epochs, loss: String::new(), chance: None, band: None }
     }
 }
 
@@ -361,6 +367,8 @@ enum Sample {
     },
     /// The ring around the best trial.
     Best,
+    /// A class figure's marks (and a job figure's class band).
+    Class(class::Key),
 }
 
 /// Legend text size and line height, in pixels.
@@ -410,7 +418,20 @@ fn legend_entries(fig: &Figure) -> Vec<Entry> {
         out.push(Entry { label: "train loss".into(), sample: Sample::Loss { index: 0, test: false } });
         out.push(Entry { label: "test loss".into(), sample: Sample::Loss { index: 1, test: true } });
     }
+    if shows_band(fig) {
+        // One entry for every series's band: a comparison's bands are in each job's colour.
+        let c = if comparing { RGBColor(120, 120, 120) } else { colour(0) };
+        out.push(Entry { label: BAND_LABEL.into(), sample: Sample::Class(class::Key::Band(c)) });
+    }
     out
+}
+
+/// The legend's words for a job figure's class band.
+pub const BAND_LABEL: &str = "class median, middle 50 %";
+
+/// Whether the figure draws a class band: a series has one and a test accuracy panel shows.
+fn shows_band(fig: &Figure) -> bool {
+    matches!(fig.metric, Metric::All | Metric::TestAcc) && fig.series.iter().any(|s| s.band.is_some())
 }
 
 /// The marker entries, known once the panels are drawn.
@@ -509,24 +530,9 @@ fn first_diverged(s: &Series) -> Option<u32> {
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let scale = scale_of(fig);
-    let px = |s: f64| (s * scale).round() as u32;
     let lay = layout(fig);
     if !(fig.title.is_empty() && fig.subtitle.is_empty()) {
-        let title_size = px(30.0);
-        let title = fit_text(&fig.title, title_size, fig.width.saturating_sub(px(32.0)));
-        root.draw(&Text::new(title, (px(16.0) as i32, px(8.0) as i32), font(title_size)))?;
-        // A long settings line gets a smaller font, then an ellipsis, rather than running
-        // off the edge.
-        let room = fig.width.saturating_sub(px(32.0));
-        let mut sub_size = px(18.0).max(9);
-        while sub_size > 9 && text_width(&fig.subtitle, sub_size) > room {
-            sub_size -= 1;
-        }
-        root.draw(&Text::new(
-            fit_text(&fig.subtitle, sub_size, room),
-            (px(16.0) as i32, px(44.0) as i32),
-            font(sub_size).color(&RGBColor(80, 80, 80)),
-        ))?;
+        title_block(root, &fig.title, &fig.subtitle, fig.width, scale)?;
     }
     let losses = loss_groups(fig);
     let mut marks = Marks::default();
@@ -553,6 +559,33 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
         legend(root, l, &entries, fig.series.len() > 1, scale)?;
     }
     Ok(())
+}
+
+/// A figure's title and its settings line below, across the top `px(70)` of a figure
+/// `width` wide.
+fn title_block<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    width: u32,
+    scale: f64,
+) -> DrawResult<DB> {
+    let px = |s: f64| (s * scale).round() as u32;
+    let title_size = px(30.0);
+    let title = fit_text(title, title_size, width.saturating_sub(px(32.0)));
+    root.draw(&Text::new(title, (px(16.0) as i32, px(8.0) as i32), font(title_size)))?;
+    // A long settings line gets a smaller font, then an ellipsis, rather than running off
+    // the edge.
+    let room = width.saturating_sub(px(32.0));
+    let mut sub_size = px(18.0).max(9);
+    while sub_size > 9 && text_width(subtitle, sub_size) > room {
+        sub_size -= 1;
+    }
+    root.draw(&Text::new(
+        fit_text(subtitle, sub_size, room),
+        (px(16.0) as i32, px(44.0) as i32),
+        font(sub_size).color(&RGBColor(80, 80, 80)),
+    ))
 }
 
 /// The style of job `i`'s markers: circles for the first ten, squares for the next ten
@@ -643,6 +676,7 @@ fn legend<DB: DrawingBackend>(
             Sample::OffScale => root.draw(&TriangleMarker::new((mid, y), px(7.0), BLACK.filled()))?,
             Sample::Trial { stopped } => trial_mark(root, (mid, y), stopped, scale)?,
             Sample::Best => best_ring(root, (mid, y), scale)?,
+            Sample::Class(key) => class::key_sample(root, key, (x0, x1), y, scale)?,
         }
         root.draw(&Text::new(
             label,
@@ -750,9 +784,16 @@ fn panel<DB: DrawingBackend>(
     };
     // N.B.: a comparison's legend says which line style (or dot) is train and which test.
     let caption = caption.to_string();
+    // The class's bands (test accuracy only: they hold the class's test accuracy).
+    let bands: Vec<(usize, &[class::BandPoint])> = if metric == Metric::TestAcc {
+        members.iter().filter_map(|(si, s)| s.band.as_deref().map(|b| (*si, b))).collect()
+    } else {
+        Vec::new()
+    };
     let x_max = members
         .iter()
         .flat_map(|(_, s)| s.epochs.iter().map(|e| e.epoch))
+        .chain(bands.iter().flat_map(|(_, b)| b.iter().map(|p| p.epoch)))
         .max()
         .unwrap_or(0)
         .max(fig.epochs_total)
@@ -761,6 +802,7 @@ fn panel<DB: DrawingBackend>(
         .iter()
         .flat_map(|(_, s)| s.epochs.iter())
         .flat_map(|e| values.iter().filter_map(|v| v.of(e)))
+        .chain(bands.iter().flat_map(|(_, b)| b.iter().flat_map(|p| [100.0 * p.q1, 100.0 * p.q3])))
         .filter(|v| v.is_finite())
         .collect();
     let chances: Vec<f64> = if matches!(metric, Metric::TrainAcc | Metric::TestAcc) {
@@ -839,6 +881,13 @@ fn panel<DB: DrawingBackend>(
                 marks.chance.push(*c);
             }
         }
+    }
+
+    // The class's bands over the chance line, under every job's line.
+    for &(si, band) in &bands {
+        let c = if comparing { colour(si) } else { colour(0) };
+        let style = class::BandStyle { fill: c, alpha: 0.16, median: c.stroke_width(px(1.5).max(1)) };
+        class::draw_band(&mut chart, band, 100.0, (y_lo, y_hi), &style, scale)?;
     }
 
     let note = |text: String| -> DrawResult<DB> {
