@@ -48,7 +48,7 @@ build: $(STAMP)
 # TEST_POSTGRES). Without a PostgreSQL there, make test fails and says so.
 TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 PG_HOSTPORT := $(lastword $(subst @, ,$(TEST_POSTGRES:postgres://%=%)))
-PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events:: safety:: datasets:: search::
+PG_SUITES := api:: queue:: users:: sweeps:: process:: plots:: events:: safety:: datasets:: search:: class::
 # Tests of one database only: PostgreSQL's are #[ignore]d (the SQLite run lists them as
 # ignored) and the PostgreSQL run includes them; SQLite's are skipped there by name.
 SQLITE_ONLY := a_full_disk_holds_the_box

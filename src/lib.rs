@@ -25,12 +25,14 @@
 //! - `sweep`: pure: a sweep request (a grid, a search, or a preset) → the jobs to queue.
 //! - `search`: pure: a search's sampled space and its early-stopping rules (ASHA, median).
 //! - `report`: pure: a sweep's report as self-contained HTML or Markdown.
+//! - `class`: pure: a class's view of one assignment: a row per student, flags, CSV.
 //! - `train`: blocking training code: data, models, augmentation, optimisers, the loop,
 //!   checkpoints.
 //! - `device`: naming and checking torch devices.
 //! - `cli`: the `trainyard` command's subcommands.
 
 pub mod api;
+pub mod class;
 pub mod cli;
 pub mod config;
 pub mod dataset;

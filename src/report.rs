@@ -135,7 +135,7 @@ fn stats(j: &JobView) -> Stats {
     }
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
@@ -365,7 +365,7 @@ pub fn caveat(r: &Report) -> Option<String> {
 
 /// Text for Markdown: its punctuation escaped, so a name reads as written (`# <script>` is
 /// not a heading or a tag).
-fn md(s: &str) -> String {
+pub(crate) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -383,7 +383,7 @@ fn md(s: &str) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -802,7 +802,11 @@ fn search_markdown(s: &SearchView, key: &str, figure: &dyn Fn(&str, &str) -> Str
 
 /// An HTML table of `rows` under `headers`, every cell escaped; the columns `numeric` picks
 /// are aligned right.
-fn html_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R], numeric: impl Fn(usize) -> bool) -> String {
+pub(crate) fn html_table<H: AsRef<str>, R: AsRef<[String]>>(
+    headers: &[H],
+    rows: &[R],
+    numeric: impl Fn(usize) -> bool,
+) -> String {
     let mut h = String::from("<table><tr>");
     for th in headers {
         let _ = write!(h, "<th>{}</th>", escape(th.as_ref()));
@@ -821,7 +825,7 @@ fn html_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R], nume
 }
 
 /// A Markdown table of `rows` under `headers`, every cell escaped, and the blank line after.
-fn md_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R]) -> String {
+pub(crate) fn md_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &[R]) -> String {
     let line =
         |cells: &mut dyn Iterator<Item = &str>| format!("| {} |\n", cells.map(md).collect::<Vec<_>>().join(" | "));
     let mut m = line(&mut headers.iter().map(AsRef::as_ref));

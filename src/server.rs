@@ -115,6 +115,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         renders: api::Renders::new(api::MAX_RENDERS),
         data_dir: (workers > 0).then(|| cfg.data_dir.clone()),
         store: cfg.data_dir.clone(),
+        class: api::ClassSettings { band: cfg.class_band, min_students: cfg.class_min_students as usize },
     }
 }
 
@@ -279,7 +280,7 @@ async fn bootstrap_admin(
     if queue::users::count_users(pool).await? > 0 {
         return Ok(None);
     }
-    let (user, token) = queue::users::add_user(pool, "admin", true, queue::now_ms()).await?;
+    let (user, token) = queue::users::add_user(pool, "admin", queue::users::Role::Admin, queue::now_ms()).await?;
     crate::token_file::write(path, &token)
         .with_context(|| format!("writing the first admin's token to {}", path.display()))?;
     info!(user = %user.name, token_file = %path.display(), "created the first admin user");

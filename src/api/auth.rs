@@ -16,9 +16,33 @@ use std::time::Instant;
 pub struct CurrentUser(pub User, pub String);
 
 impl CurrentUser {
-    /// Whether this user may see the job: their own, or any for an admin.
+    /// Whether this user may read what `owner_id` owns (a job, a sweep, its report and
+    /// events): their own, or anyone's for an instructor or an admin.
     pub fn may_see(&self, owner_id: i64) -> bool {
-        self.0.is_admin || self.0.id == owner_id
+        self.0.reads_everyone() || self.0.id == owner_id
+    }
+
+    /// Whether this user may change what `owner_id` owns (cancel, resume): their own, or
+    /// anyone's for an admin. An instructor reads the class's jobs but leaves them alone.
+    pub fn may_manage(&self, owner_id: i64) -> bool {
+        self.0.is_admin() || self.0.id == owner_id
+    }
+
+    /// `Ok` when this user may change what `owner_id` owns; else the 403 that says who may
+    /// (`verb` is what was asked: "cancel this job"). Only a reader of everyone's jobs gets
+    /// here for another's: to a student, another's job is as absent as a missing one.
+    pub fn manage(&self, owner_id: i64, verb: &str) -> Result<(), ApiError> {
+        if self.may_manage(owner_id) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only its owner or an admin can {verb}; as {}, you can read it but not change it",
+                match self.0.role {
+                    users::Role::Instructor => "an instructor",
+                    _ => "a student",
+                }
+            )))
+        }
     }
 }
 

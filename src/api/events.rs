@@ -224,8 +224,8 @@ pub async fn all_events(
         None => queue::events::last_seq(&state.pool).await?,
     };
     let guard = state.hub.open_stream(user.0.id, state.limits.max_streams).ok_or_else(|| too_many(&state))?;
-    let scope = if user.0.is_admin { Scope::Everyone } else { Scope::Owner(user.0.id) };
-    let owner = (!user.0.is_admin).then_some(user.0.id);
+    let scope = if user.0.reads_everyone() { Scope::Everyone } else { Scope::Owner(user.0.id) };
+    let owner = (!user.0.reads_everyone()).then_some(user.0.id);
     let (tx, rx) = mpsc::channel(64);
     let token = user.1;
     tokio::spawn(async move {

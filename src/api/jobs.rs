@@ -303,11 +303,11 @@ pub(super) async fn owner_filter(
         return Err(bad_owner("bad_query", name));
     }
     Ok(match owner {
-        None if user.0.is_admin => None,
+        None if user.0.reads_everyone() => None,
         None => Some(user.0.id),
         Some(name) if name == user.0.name => Some(user.0.id),
-        Some(_) if !user.0.is_admin => {
-            return Err(ApiError::Forbidden(format!("only admins can list another user's {what}")));
+        Some(_) if !user.0.reads_everyone() => {
+            return Err(ApiError::Forbidden(format!("only instructors and admins can list another user's {what}")));
         }
         Some(name) => Some(
             queue::users::user_by_name(&state.pool, name)
@@ -379,7 +379,7 @@ pub async fn update_job(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let row = load(&state, &user, &id).await?;
-    if !user.0.is_admin {
+    if !user.0.is_admin() {
         return Err(ApiError::Forbidden("only admins can change a job's priority".into()));
     }
     let patch: JobPatch = serde_json::from_value(body).map_err(|e| ApiError::BadRequest {
@@ -433,7 +433,7 @@ pub async fn get_queue(State(state): State<AppState>, user: CurrentUser) -> Resu
                 "group": e.group_id.as_ref().filter(|_| e.status == JobStatus::Running),
                 "mine": mine,
             });
-            if mine || user.0.is_admin {
+            if mine || user.0.reads_everyone() {
                 v.as_object_mut().expect("object").insert("id".into(), json!(e.id));
             }
             (pos, v)
@@ -458,7 +458,9 @@ pub async fn cancel_job(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = load(&state, &user, &id).await?.id;
+    let row = load(&state, &user, &id).await?;
+    user.manage(row.owner_id, "cancel this job")?;
+    let id = row.id;
     match queue::cancel_job(&state.pool, &id, queue::now_ms()).await? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
@@ -487,6 +489,7 @@ pub async fn resume_job(
     body: Option<JsonBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let row = load(&state, &user, &id).await?;
+    user.manage(row.owner_id, "resume this job")?;
     if row.status != JobStatus::StoppedEarly {
         return Err(ApiError::Conflict(format!(
             "job {} is {}; only a job that stopped early (status stopped_early) can be resumed",
@@ -606,7 +609,7 @@ pub async fn cancel_jobs(
     let owner = match bulk.owner {
         None => user.0.clone(),
         Some(name) if name == user.0.name => user.0.clone(),
-        Some(_) if !user.0.is_admin => {
+        Some(_) if !user.0.is_admin() => {
             return Err(ApiError::Forbidden("only admins can cancel another user's jobs".into()));
         }
         Some(name) => queue::users::user_by_name(&state.pool, &name)
@@ -659,23 +662,24 @@ fn metrics_csv(epochs: &[crate::job::EpochMetrics]) -> String {
     out
 }
 
+/// `format=json` (the default) or `format=csv`: whether CSV is asked.
+pub(super) fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => {
+            Err(ApiError::bad_request("bad_query", "format", format!("format must be json or csv, got {other:?}")))
+        }
+    }
+}
+
 pub async fn get_metrics(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> Result<Response, ApiError> {
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_query",
-                "format",
-                format!("format must be json or csv, got {other:?}"),
-            ))
-        }
-    };
+    let csv = wants_csv(q.format.as_deref())?;
     let since = match &q.since {
         None => 0,
         // N.B.: any whole number is an epoch number; one past i64 is after every epoch.
@@ -758,8 +762,8 @@ pub async fn get_model(
 
 /// Every worker seen in the last day (admins): its device, last heartbeat and current job.
 pub async fn list_workers(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Value>, ApiError> {
-    if !user.0.is_admin {
-        return Err(ApiError::Forbidden("only admins can list the workers".into()));
+    if !user.0.reads_everyone() {
+        return Err(ApiError::Forbidden("only instructors and admins can list the workers".into()));
     }
     let now = queue::now_ms();
     let rows = queue::workers::list_workers(&state.pool, now - state.forget_workers.as_millis() as i64).await?;

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod class;
 pub mod datasets;
 pub mod error;
 pub mod events;
@@ -53,6 +54,16 @@ pub struct AppState {
     /// The dataset store this server names datasets from (`--data-dir`): the lab's imports
     /// are read from it, and a spec's dataset must be there (or fetchable) to be queued.
     pub store: std::path::PathBuf,
+    /// What students see of the class: the anonymous band (or not), and the fewest other
+    /// students it is drawn from.
+    pub class: ClassSettings,
+}
+
+/// `TRAINYARD_CLASS_BAND` and `TRAINYARD_CLASS_MIN_STUDENTS`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassSettings {
+    pub band: bool,
+    pub min_students: usize,
 }
 
 /// Figures and reports this server draws at once.
@@ -218,6 +229,7 @@ pub fn routes() -> Vec<Route> {
         events::routes(),
         plots::routes(),
         sweeps::routes(),
+        class::routes(),
         users::routes(),
     ]
     .into_iter()

@@ -83,6 +83,8 @@ pub(super) struct Loaded {
     pub row: JobRow,
     pub spec: Value,
     pub epochs: Vec<EpochMetrics>,
+    /// The class's test-accuracy band behind its curve ("compare me with the class").
+    pub band: Option<Vec<crate::plot::class::BandPoint>>,
 }
 
 async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, ApiError> {
@@ -94,7 +96,7 @@ async fn load(state: &AppState, user: &CurrentUser, id: &str) -> Result<Loaded, 
 impl Loaded {
     pub fn new(row: JobRow, epochs: Vec<EpochMetrics>) -> Loaded {
         let spec = row.spec.as_ref().map_or(Value::Null, Spec::to_json);
-        Loaded { row, spec, epochs }
+        Loaded { row, spec, epochs, band: None }
     }
 }
 
@@ -109,6 +111,9 @@ fn etag(opts: &Options, jobs: &[Loaded], labels: &[String]) -> String {
         h.update(label);
         for m in &j.epochs {
             h.update(serde_json::to_string(m).unwrap_or_default());
+        }
+        for b in j.band.iter().flatten() {
+            h.update(format!("{}:{}:{}:{}:{}", b.epoch, b.q1, b.median, b.q3, b.n));
         }
     }
     format!("\"{}\"", &hex::encode(h.finalize())[..32])
@@ -141,7 +146,11 @@ pub(super) async fn respond(
         let fig = Figure {
             title,
             subtitle,
-            series: jobs.iter().zip(labels).map(|(j, label)| Series::of_spec(label, &j.epochs, &j.spec)).collect(),
+            series: jobs
+                .iter()
+                .zip(labels)
+                .map(|(j, label)| Series { band: j.band.clone(), ..Series::of_spec(label, &j.epochs, &j.spec) })
+                .collect(),
             metric: opts.metric,
             epochs_total,
             empty_note: format!("no epoch finished yet ({})", statuses.join(", ")),

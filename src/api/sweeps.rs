@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map_or(String::new(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
@@ -159,10 +159,7 @@ async fn load_jobs(
     sweep: &SweepRow,
 ) -> Result<(Vec<SweepJob>, HashMap<String, Vec<EpochMetrics>>, Option<SearchView>), ApiError> {
     let jobs = sweeps::sweep_jobs(pool, &sweep.id).await?;
-    let mut epochs = HashMap::new();
-    for j in &jobs {
-        epochs.insert(j.job.id.clone(), queue::get_metrics(pool, &j.job.id, 0).await?);
-    }
+    let epochs = sweeps::sweep_metrics(pool, &sweep.id).await?;
     let decisions = queue::search::sweep_decisions(pool, &sweep.id).await?;
     let search = search_view(sweep, &jobs, &decisions, &epochs);
     Ok((jobs, epochs, search))
@@ -325,6 +322,7 @@ pub async fn create_sweep(
         owner_id: user.0.id,
         name: plan.name.as_deref(),
         definition: &definition,
+        preset: body.get("preset").and_then(Value::as_str),
         idempotency_key: key.as_deref(),
         request_hash: &super::jobs::request_hash(&body),
         now,
@@ -441,6 +439,7 @@ pub async fn cancel_sweep(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
+    user.manage(sweep.owner_id, "cancel this sweep")?;
     let jobs = sweeps::sweep_jobs(&state.pool, &sweep.id).await?;
     if jobs.iter().all(|j| j.job.status.is_finished()) {
         return Err(ApiError::Conflict(format!(
@@ -474,44 +473,66 @@ pub async fn get_report(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
-    #[derive(Clone, Copy)]
-    enum Kind {
-        Html,
-        Md,
-        Zip,
-    }
-    let kind = match q.format.as_deref() {
-        None | Some("html") => Kind::Html,
-        Some("md") => Kind::Md,
-        Some("zip") => Kind::Zip,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_query",
-                "format",
-                format!("format must be one of html, md, zip, got {other:?}"),
-            ))
-        }
-    };
+    let kind = ReportKind::parse(q.format.as_deref())?;
     let r = build_report(&state.pool, &sweep).await?;
     let file = format!("sweep-{}-report", &sweep.id[..8]);
     let slot = state.render_slot()?;
-    let drawn = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<u8>, &'static str, String)> {
+    let drawn = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        Ok(match kind {
-            Kind::Html => {
-                (report::html(&r).into_bytes(), "text/html; charset=utf-8", format!("inline; filename=\"{file}.html\""))
-            }
-            Kind::Md => (
-                report::markdown(&r).into_bytes(),
-                "text/markdown; charset=utf-8",
-                format!("inline; filename=\"{file}.md\""),
-            ),
-            Kind::Zip => (report::bundle(&r)?, "application/zip", format!("attachment; filename=\"{file}.zip\"")),
-        })
+        kind.render(&file, || Ok(report::html(&r)), || Ok(report::markdown(&r)), || report::bundle(&r))
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
-    let (body, ctype, disposition) = drawn?;
+    report_response(drawn?)
+}
+
+/// The forms a report is served in: `format=html` (the default), `md` or `zip`.
+#[derive(Clone, Copy)]
+pub(super) enum ReportKind {
+    Html,
+    Md,
+    Zip,
+}
+
+/// A drawn report: its body, content type and Content-Disposition.
+pub(super) type Drawn = (Vec<u8>, &'static str, String);
+
+impl ReportKind {
+    pub(super) fn parse(format: Option<&str>) -> Result<ReportKind, ApiError> {
+        match format {
+            None | Some("html") => Ok(ReportKind::Html),
+            Some("md") => Ok(ReportKind::Md),
+            Some("zip") => Ok(ReportKind::Zip),
+            Some(other) => Err(ApiError::bad_request(
+                "bad_query",
+                "format",
+                format!("format must be one of html, md, zip, got {other:?}"),
+            )),
+        }
+    }
+
+    /// Draws the report in this form, named `file` (no extension) for a download.
+    pub(super) fn render(
+        self,
+        file: &str,
+        html: impl FnOnce() -> anyhow::Result<String>,
+        md: impl FnOnce() -> anyhow::Result<String>,
+        zip: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Drawn> {
+        Ok(match self {
+            ReportKind::Html => {
+                (html()?.into_bytes(), "text/html; charset=utf-8", format!("inline; filename=\"{file}.html\""))
+            }
+            ReportKind::Md => {
+                (md()?.into_bytes(), "text/markdown; charset=utf-8", format!("inline; filename=\"{file}.md\""))
+            }
+            ReportKind::Zip => (zip()?, "application/zip", format!("attachment; filename=\"{file}.zip\"")),
+        })
+    }
+}
+
+/// A report as served, under the report's content policy.
+pub(super) fn report_response((body, ctype, disposition): Drawn) -> Result<Response, ApiError> {
     Ok((
         [
             (header::CONTENT_TYPE, ctype.to_string()),
@@ -534,6 +555,8 @@ pub const REPORT_CSP: &str =
 #[derive(Deserialize)]
 pub struct SweepPlotQuery {
     section: Option<String>,
+    /// `true`: the class's band behind each run ("compare me with the class").
+    class: Option<String>,
     #[serde(flatten)]
     plot: PlotQuery,
 }
@@ -547,6 +570,17 @@ pub async fn plot_sweep(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let opts = options(&q.plot)?;
+    let with_class = match q.class.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "class",
+                format!("class must be true or false, got {other:?}"),
+            ))
+        }
+    };
     let sweep = load_sweep(&state, &user, &id).await?;
     let sections = sections_for(&sweep);
     let key = match &q.section {
@@ -576,11 +610,22 @@ pub async fn plot_sweep(
             .map(|j| (j, j.sections.first().map(|(_, l)| l.clone()).unwrap_or_else(|| j.job.id[..8].to_string())))
             .collect(),
     };
+    let class = match with_class {
+        true => Some(super::class::class_of(&state, &user, &sweep).await?),
+        false => None,
+    };
     let mut loaded = Vec::new();
     let mut labels = Vec::new();
     for (j, label) in members {
         let epochs = queue::get_metrics(&state.pool, &j.job.id, 0).await?;
-        loaded.push(Loaded::new(j.job.clone(), epochs));
+        let mut l = Loaded::new(j.job.clone(), epochs);
+        if let Some((a, subs)) = &class {
+            let section = key.clone().or_else(|| j.sections.first().map(|(k, _)| k.clone())).unwrap_or_default();
+            let shown = j.sections.iter().find(|(k, _)| *k == section).map_or(label.as_str(), |(_, l)| l.as_str());
+            let label = if j.trial { crate::class::BEST_TRIAL } else { shown };
+            l.band = super::class::band_for(subs, a, &sweep.owner, &section, label, state.class.min_students);
+        }
+        loaded.push(l);
         labels.push(label);
     }
     let title = match key.as_ref().and_then(|k| sections.iter().find(|s| s.key == k)) {
@@ -600,7 +645,7 @@ pub(super) fn routes() -> Vec<Route> {
         Route::get("/sweeps", &["owner"], list_sweeps),
         Route::get("/sweeps/{id}", &[], get_sweep),
         Route::post("/sweeps/{id}/cancel", cancel_sweep),
-        Route::get("/sweeps/{id}/plot", &["section", "metric", "format", "width", "height", "y"], plot_sweep),
+        Route::get("/sweeps/{id}/plot", &["section", "class", "metric", "format", "width", "height", "y"], plot_sweep),
         Route::get("/sweeps/{id}/report", &["format"], get_report),
     ]
 }

@@ -89,7 +89,7 @@ async fn answer(
     headers: &axum::http::HeaderMap,
     with_box: bool,
 ) -> Result<Response, ApiError> {
-    if !user.0.is_admin {
+    if !user.0.is_admin() {
         return Err(ApiError::Forbidden("only admins read the metrics (give Prometheus an admin's token)".into()));
     }
     let body = render(state, with_box).await?;

@@ -7,7 +7,7 @@ use super::jobs::rfc3339;
 use super::json::JsonBody;
 use super::AppState;
 use super::Route;
-use crate::queue::users::{self, User, UserError};
+use crate::queue::users::{self, Role, User, UserError};
 use crate::queue::{self};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 fn user_json(u: &User) -> Value {
     json!({
         "name": u.name,
-        "admin": u.is_admin,
+        "role": u.role,
+        "admin": u.is_admin(),
         "created_at": rfc3339(Some(u.created_at)),
         "revoked_at": rfc3339(u.revoked_at),
     })
@@ -48,7 +49,7 @@ impl From<UserError> for ApiError {
 }
 
 fn admin_only(user: &CurrentUser) -> Result<(), ApiError> {
-    if user.0.is_admin {
+    if user.0.is_admin() {
         Ok(())
     } else {
         Err(ApiError::Forbidden("only admins manage users".into()))
@@ -88,7 +89,8 @@ pub async fn list_users(State(state): State<AppState>, user: CurrentUser) -> Res
     Ok(Json(json!({"users": all.iter().map(user_json).collect::<Vec<_>>()})))
 }
 
-/// `{"name", "admin"?}` → the new user with their token.
+/// `{"name", "role"?}` → the new user with their token. `role` is student (the default),
+/// instructor or admin; `"admin": true`, the older form, still means `"role": "admin"`.
 pub async fn create_user(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -96,14 +98,10 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin_only(&user)?;
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::bad_request(
-            "bad_body",
-            "(body)",
-            "the body must be a JSON object {\"name\", \"admin\"}",
-        ));
+        return Err(ApiError::bad_request("bad_body", "(body)", "the body must be a JSON object {\"name\", \"role\"}"));
     };
-    if let Some(k) = obj.keys().find(|k| !["name", "admin"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request("bad_body", k, format!("unknown field {k:?}; allowed: name, admin")));
+    if let Some(k) = obj.keys().find(|k| !["name", "role", "admin"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request("bad_body", k, format!("unknown field {k:?}; allowed: name, role, admin")));
     }
     let name = match obj.get("name") {
         Some(Value::String(s)) => s.as_str(),
@@ -122,15 +120,40 @@ pub async fn create_user(
             ))
         }
     };
+    let role = match obj.get("role") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(Role::parse(s).map_err(|e| ApiError::bad_request("bad_role", "role", e.to_string()))?)
+        }
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "bad_role",
+                "role",
+                format!("role must be one of \"student\", \"instructor\", \"admin\"; got {v}"),
+            ))
+        }
+    };
     let admin = match obj.get("admin") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
         Some(v) => {
             return Err(ApiError::bad_request("bad_body", "admin", format!("admin must be true or false, got {v}")))
         }
     };
-    let (made, token) = users::add_user(&state.pool, name, admin, queue::now_ms()).await?;
-    tracing::info!(user.name = %made.name, by = %user.0.name, admin, "user added");
+    let role = match (role, admin) {
+        (Some(r), Some(a)) if a != (r == Role::Admin) => {
+            return Err(ApiError::bad_request(
+                "bad_role",
+                "admin",
+                format!("admin: {a} contradicts role: \"{r}\"; give role alone"),
+            ))
+        }
+        (Some(r), _) => r,
+        (None, Some(true)) => Role::Admin,
+        (None, _) => Role::Student,
+    };
+    let (made, token) = users::add_user(&state.pool, name, role, queue::now_ms()).await?;
+    tracing::info!(user.name = %made.name, by = %user.0.name, %role, "user added");
     Ok((StatusCode::CREATED, Json(with_token(&made, &token))))
 }
 

@@ -1,7 +1,9 @@
 //! `trainyard users add|list|revoke|rotate`: the accounts of a shared box.
 
-use crate::queue::{self, users};
+use crate::queue;
+use crate::queue::users::{self, Role};
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 
 #[derive(Args, Debug)]
@@ -23,7 +25,12 @@ enum UsersCommand {
     Add {
         /// 1 to 64 characters of a-z, 0-9, '.', '_' and '-'.
         name: String,
-        /// An admin sees and cancels every job and sets priorities.
+        /// What they may do: a student (the default) sees and manages their own jobs; an
+        /// instructor also reads everyone's (the class view) but changes only their own; an
+        /// admin manages every job, the users and their tokens.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Role::NAMES).map(|s| Role::parse(&s).expect("a listed role")), conflicts_with = "admin")]
+        role: Option<Role>,
+        /// The same as `--role admin`.
         #[arg(long)]
         admin: bool,
     },
@@ -42,26 +49,23 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
         let pool = queue::open_existing(&args.database).await?;
         eprintln!("using the database {}", queue::display_url(&args.database));
         match args.command {
-            UsersCommand::Add { name, admin } => {
-                let (user, token) = users::add_user(&pool, &name, admin, queue::now_ms()).await?;
-                eprintln!(
-                    "created {}{}; the token below is shown only once",
-                    user.name,
-                    if admin { " (admin)" } else { "" }
-                );
+            UsersCommand::Add { name, role, admin } => {
+                let role = role.unwrap_or(if admin { Role::Admin } else { Role::Student });
+                let (user, token) = users::add_user(&pool, &name, role, queue::now_ms()).await?;
+                eprintln!("created {} ({role}); the token below is shown only once", user.name);
                 println!("{token}");
             }
             UsersCommand::List => {
-                println!("{:<24} {:<6} {:<25} revoked", "name", "admin", "created");
+                println!("{:<24} {:<10} {:<25} revoked", "name", "role", "created");
                 for u in users::list_users(&pool).await? {
                     let when = |ms: i64| {
                         chrono::DateTime::from_timestamp_millis(ms)
                             .map_or(String::new(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     };
                     println!(
-                        "{:<24} {:<6} {:<25} {}",
+                        "{:<24} {:<10} {:<25} {}",
                         u.name,
-                        if u.is_admin { "yes" } else { "no" },
+                        u.role,
                         when(u.created_at),
                         u.revoked_at.map_or("-".into(), when)
                     );

@@ -18,17 +18,21 @@ pub struct SweepRow {
     /// The request that made it.
     pub definition: Value,
     pub created_at: i64,
+    /// The preset (assignment) it ran, if any.
+    pub preset: Option<String>,
 }
 
 /// A sweep row as stored.
-type SweepRecord = (i64, String, i64, String, Option<String>, String, i64);
+type SweepRecord = (i64, String, i64, String, Option<String>, String, i64, Option<String>);
 
 const SWEEP_COLUMNS: &str = "seq, id, owner_id, (SELECT name FROM users WHERE users.id = sweeps.owner_id) AS owner, \
-     name, definition, created_at";
+     name, definition, created_at, preset";
 
-fn sweep_row((seq, id, owner_id, owner, name, definition, created_at): SweepRecord) -> Result<SweepRow, QueueError> {
+fn sweep_row(
+    (seq, id, owner_id, owner, name, definition, created_at, preset): SweepRecord,
+) -> Result<SweepRow, QueueError> {
     let definition = decode(&definition, || format!("sweep {id}'s definition"))?;
-    Ok(SweepRow { seq, id, owner_id, owner, name, definition, created_at })
+    Ok(SweepRow { seq, id, owner_id, owner, name, definition, created_at, preset })
 }
 
 /// One job of a sweep to create: the job, its point of the grid, its report sections.
@@ -46,6 +50,8 @@ pub struct NewSweep<'a> {
     pub owner_id: i64,
     pub name: Option<&'a str>,
     pub definition: &'a str,
+    /// The preset it runs, if any (what the class view finds it by).
+    pub preset: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub request_hash: &'a str,
     pub now: i64,
@@ -74,7 +80,7 @@ pub async fn create_sweep(
     max_queued: i64,
 ) -> Result<SweepCreated, QueueError> {
     const SWEEP: &str = "INSERT INTO sweeps (id, owner_id, name, definition, created_at, idempotency_key, \
-         request_hash) VALUES (?, ?, ?, ?, ?, ?, ?)";
+         request_hash, preset) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
     const JOB: &str =
         "INSERT INTO sweep_jobs (sweep_id, job_id, position, point, sections, trial) VALUES (?, ?, ?, ?, ?, ?)";
     const KEYED: &str = "SELECT id, request_hash FROM sweeps WHERE owner_id = ? AND idempotency_key = ?";
@@ -109,6 +115,7 @@ pub async fn create_sweep(
         .bind(sweep.now)
         .bind(sweep.idempotency_key)
         .bind(sweep.request_hash)
+        .bind(sweep.preset)
         .execute(&mut **t)
         .await?
         .rows_affected());
@@ -157,6 +164,18 @@ pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow
     records.into_iter().map(sweep_row).collect()
 }
 
+/// Every sweep of a preset (an assignment's submissions): each owner's newest first, owners
+/// in name order; one owner's only when `owner` is given.
+pub async fn preset_sweeps(pool: &Pool, preset: &str, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
+    let sql = format!(
+        "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE preset = ?1 AND (?2 IS NULL OR owner_id = ?2) \
+         ORDER BY owner, seq DESC"
+    );
+    let records: Vec<SweepRecord> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(preset).bind(owner).fetch_all(p).await?);
+    records.into_iter().map(sweep_row).collect()
+}
+
 /// (sweep id, status, jobs) of one owner's sweeps (or everyone's): each sweep's progress.
 pub async fn sweep_status_counts(pool: &Pool, owner: Option<i64>) -> Result<Vec<(String, String, i64)>, QueueError> {
     const SQL: &str = "SELECT sw.id, j.status, COUNT(*) FROM sweeps sw JOIN sweep_jobs s ON s.sweep_id = sw.id \
@@ -175,6 +194,24 @@ pub struct SweepJob {
     pub trial: bool,
     /// Its owner resumed it by hand after it stopped early: its rule judges it no more.
     pub resumed: bool,
+}
+
+/// Every epoch of every job of a sweep, by job, in epoch order: one query for a whole
+/// sweep's curves.
+pub async fn sweep_metrics(
+    pool: &Pool,
+    sweep_id: &str,
+) -> Result<std::collections::HashMap<String, Vec<crate::job::EpochMetrics>>, QueueError> {
+    const SQL: &str = "SELECT e.job_id, e.epoch, e.metrics FROM epochs e JOIN sweep_jobs s ON s.job_id = e.job_id \
+         WHERE s.sweep_id = ? ORDER BY e.job_id, e.epoch";
+    let rows: Vec<(String, i64, String)> =
+        on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(sweep_id).fetch_all(p).await?);
+    let mut out: std::collections::HashMap<String, Vec<crate::job::EpochMetrics>> = Default::default();
+    for (job, epoch, m) in rows {
+        let metrics = decode(&m, || format!("job {job}'s epoch {epoch}"))?;
+        out.entry(job).or_default().push(metrics);
+    }
+    Ok(out)
 }
 
 pub async fn sweep_jobs(pool: &Pool, sweep_id: &str) -> Result<Vec<SweepJob>, QueueError> {

@@ -4,14 +4,77 @@ use super::{on_db, Pool, QueueError};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
+/// What a user may do. A student sees and manages their own jobs and sweeps; an instructor
+/// also reads everyone's (jobs, sweeps, reports, events, the class view) but manages only
+/// their own; an admin manages everything and everyone (priorities, users, tokens, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Student,
+    Instructor,
+    Admin,
+}
+
+/// A role name that is none of `Role::NAMES`.
+#[derive(Debug, thiserror::Error)]
+#[error("role must be one of student, instructor, admin; got {0:?}")]
+pub struct UnknownRole(pub String);
+
+impl Role {
+    pub const NAMES: [&'static str; 3] = ["student", "instructor", "admin"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Instructor => "instructor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, UnknownRole> {
+        match s {
+            "student" => Ok(Role::Student),
+            "instructor" => Ok(Role::Instructor),
+            "admin" => Ok(Role::Admin),
+            _ => Err(UnknownRole(s.into())),
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+    fn try_from(s: String) -> Result<Role, UnknownRole> {
+        Role::parse(&s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who a request acts as.
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct User {
     pub id: i64,
     pub name: String,
-    pub is_admin: bool,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+impl User {
+    /// Manages everything and everyone.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Reads every user's jobs, sweeps, reports and events (an instructor or an admin).
+    pub fn reads_everyone(&self) -> bool {
+        self.role >= Role::Instructor
+    }
 }
 
 /// A new random token: 256 bits from the OS, hex, with a prefix that makes it recognisable.
@@ -56,17 +119,17 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// Creates a user; returns the user and their token (the only time it is seen).
-pub async fn add_user(pool: &Pool, name: &str, admin: bool, now: i64) -> Result<(User, String), UserError> {
+pub async fn add_user(pool: &Pool, name: &str, role: Role, now: i64) -> Result<(User, String), UserError> {
     if !valid_name(name) {
         return Err(UserError::BadName(name.into()));
     }
     let token = new_token();
-    const SQL: &str = "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (name) DO NOTHING RETURNING id, name, is_admin, created_at, revoked_at";
+    const SQL: &str = "INSERT INTO users (name, token_hash, role, created_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING RETURNING id, name, role, created_at, revoked_at";
     let inserted: Option<User> = on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL))
         .bind(name)
         .bind(hash_token(&token))
-        .bind(admin)
+        .bind(role.as_str())
         .bind(now)
         .fetch_optional(p)
         .await?);
@@ -79,7 +142,7 @@ pub async fn add_user(pool: &Pool, name: &str, admin: bool, now: i64) -> Result<
 /// The user a token belongs to, unless revoked.
 pub async fn user_by_token(pool: &Pool, token: &str) -> Result<Option<User>, QueueError> {
     const SQL: &str =
-        "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE token_hash = ? AND revoked_at IS NULL";
+        "SELECT id, name, role, created_at, revoked_at FROM users WHERE token_hash = ? AND revoked_at IS NULL";
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(hash_token(token)).fetch_optional(p).await?))
 }
 
@@ -97,12 +160,12 @@ pub async fn user_by_name(pool: &Pool, name: &str) -> Result<Option<User>, Queue
     if !valid_name(name) {
         return Ok(None);
     }
-    const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users WHERE name = ?";
+    const SQL: &str = "SELECT id, name, role, created_at, revoked_at FROM users WHERE name = ?";
     Ok(on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(SQL)).bind(name).fetch_optional(p).await?))
 }
 
 pub async fn list_users(pool: &Pool) -> Result<Vec<User>, QueueError> {
-    const SQL: &str = "SELECT id, name, is_admin, created_at, revoked_at FROM users ORDER BY id";
+    const SQL: &str = "SELECT id, name, role, created_at, revoked_at FROM users ORDER BY id";
     Ok(on_db!(Pool, pool, |p, _d| sqlx::query_as(SQL).fetch_all(p).await?))
 }
 

@@ -292,7 +292,7 @@ fn gc_drops_old_checkpoints_and_backup_copies_a_running_database() {
     let pool = rt.block_on(queue::connect(&url)).unwrap();
     // Two finished jobs with checkpoints: one long ago, one just now.
     rt.block_on(async {
-        let (ann, _) = users::add_user(&pool, "ann", false, 0).await.unwrap();
+        let (ann, _) = users::add_user(&pool, "ann", trainyard::queue::users::Role::Student, 0).await.unwrap();
         for (id, at) in [("old", 1_000), ("new", queue::now_ms())] {
             let job = NewJob {
                 id,

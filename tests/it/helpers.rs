@@ -45,6 +45,8 @@ pub fn config(dir: &Path, database: &str, workers: usize) -> ServeConfig {
         lease_seconds: 1.0,
         retry_seconds: 60.0,
         keep_checkpoints_days: 90.0,
+        class_band: true,
+        class_min_students: 3,
         forget_workers_seconds: 3600.0,
         metrics_bind: None,
         max_attempts: 3,
@@ -102,8 +104,8 @@ pub async fn spawn_with(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServeCo
     let server = server::start(cfg).await.unwrap();
     let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     let now = trainyard::queue::now_ms();
-    let (_, alice) = users::add_user(&server.pool, "alice", false, now).await.unwrap();
-    let (_, bob) = users::add_user(&server.pool, "bob", false, now).await.unwrap();
+    let (_, alice) = users::add_user(&server.pool, "alice", trainyard::queue::users::Role::Student, now).await.unwrap();
+    let (_, bob) = users::add_user(&server.pool, "bob", trainyard::queue::users::Role::Student, now).await.unwrap();
     TestApp {
         _stop: server.shutdown_on_drop(),
         base: format!("http://{}", server.addr),

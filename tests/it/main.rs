@@ -1,5 +1,6 @@
 mod api;
 mod browser;
+mod class;
 mod cli;
 mod datasets;
 mod db;

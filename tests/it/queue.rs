@@ -8,7 +8,7 @@ async fn pool() -> ((tempfile::TempDir, TestDb), Pool) {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(dir.path());
     let pool = queue::connect(&db.url).await.unwrap();
-    users::add_user(&pool, "ann", false, 0).await.unwrap();
+    users::add_user(&pool, "ann", trainyard::queue::users::Role::Student, 0).await.unwrap();
     ((dir, db), pool)
 }
 
@@ -155,7 +155,7 @@ async fn a_released_job_goes_back_without_charging_an_attempt_and_a_cancel_fence
 #[tokio::test]
 async fn the_next_job_is_the_oldest_of_the_user_with_fewest_running_then_served_longest_ago() {
     let (_d, pool) = pool().await;
-    users::add_user(&pool, "ben", false, 0).await.unwrap(); // user 2
+    users::add_user(&pool, "ben", trainyard::queue::users::Role::Student, 0).await.unwrap(); // user 2
     for i in 0..10 {
         add_for(&pool, &format!("a{i}"), 1, i).await;
     }
@@ -173,7 +173,7 @@ async fn the_next_job_is_the_oldest_of_the_user_with_fewest_running_then_served_
 #[tokio::test]
 async fn priority_goes_first_and_a_running_limit_passes_a_user_over() {
     let (_d, pool) = pool().await;
-    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    users::add_user(&pool, "ben", trainyard::queue::users::Role::Student, 0).await.unwrap();
     add_for(&pool, "a0", 1, 0).await;
     add_for(&pool, "a1", 1, 1).await;
     add_for(&pool, "b0", 2, 2).await;
@@ -223,7 +223,7 @@ async fn postgres_connections_can_require_tls() {
     // A lab's queue crosses the network: `sslmode=require` must work (the test server has
     // Debian's self-signed certificate, which `require` accepts and `verify-full` would not).
     let pool = queue::connect(&format!("{}?sslmode=require", db.url)).await.unwrap();
-    users::add_user(&pool, "ann", false, 0).await.unwrap();
+    users::add_user(&pool, "ann", trainyard::queue::users::Role::Student, 0).await.unwrap();
     assert_eq!(users::count_users(&pool).await.unwrap(), 1);
     assert!(db.uses_tls(), "the connection was encrypted");
 }
@@ -239,7 +239,7 @@ fn ids(c: &[queue::Claimed]) -> Vec<&str> {
 #[tokio::test]
 async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_the_cap() {
     let (_d, pool) = pool().await;
-    users::add_user(&pool, "ben", false, 0).await.unwrap(); // user 2
+    users::add_user(&pool, "ben", trainyard::queue::users::Role::Student, 0).await.unwrap(); // user 2
     add_keyed(&pool, "a-cnn0", 1, "cnn@4", 0).await;
     add_keyed(&pool, "a-mlp", 1, "mlp@4", 1).await;
     add_keyed(&pool, "a-cnn1", 1, "cnn@4", 2).await;
@@ -295,7 +295,7 @@ async fn a_group_is_the_next_job_then_jobs_of_its_key_in_the_fair_order_up_to_th
 #[tokio::test]
 async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
     let (_d, pool) = pool().await;
-    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    users::add_user(&pool, "ben", trainyard::queue::users::Role::Student, 0).await.unwrap();
     // Ann submits the assignment's seven CNN batch-4 jobs, then Ben one MLP job.
     for i in 0..7 {
         add_keyed(&pool, &format!("a{i}"), 1, "cnn@4", i).await;
@@ -318,7 +318,7 @@ async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
 
 async fn pool_with_two_users() -> ((tempfile::TempDir, TestDb), Pool) {
     let (d, pool) = pool().await;
-    users::add_user(&pool, "ben", false, 0).await.unwrap();
+    users::add_user(&pool, "ben", trainyard::queue::users::Role::Student, 0).await.unwrap();
     (d, pool)
 }
 
@@ -374,6 +374,7 @@ async fn gc_of_whole_jobs_takes_a_sweep_only_with_all_of_its_jobs() {
         owner_id: 1,
         name: None,
         definition: "{}",
+        preset: None,
         idempotency_key: None,
         request_hash: "h",
         now: 10,

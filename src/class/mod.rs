@@ -9,8 +9,11 @@
 //! section (the assignment's `lr_search`) has different trials per student: each student's
 //! best trial stands for it, as the run "best trial".
 
+pub mod report;
+
 use crate::job::{EpochMetrics, JobStatus};
-use crate::plot::class::BandPoint;
+use crate::plot;
+use crate::plot::class::{BandPoint, ClassCurves, ClassPanel, ClassStrip, StripPanel, StudentCurve, StudentValue};
 use crate::search::Metric;
 use serde::Serialize;
 
@@ -181,6 +184,8 @@ pub struct RunSummary {
     /// Students who have the run, and how many of those runs diverged.
     pub students: usize,
     pub diverged: usize,
+    /// Accuracy at chance for its dataset (a fraction), if known.
+    pub chance: Option<f64>,
 }
 
 /// The whole class.
@@ -207,7 +212,7 @@ pub fn quartiles(xs: &[f64]) -> Option<Quartiles> {
 }
 
 fn pct(x: f64) -> String {
-    format!("{:.1} %", 100.0 * x)
+    format!("{:.1}%", 100.0 * x)
 }
 
 /// A run as a student's row shows it, before the class is known.
@@ -253,13 +258,10 @@ fn cells(a: &Assignment, s: &Submission) -> Vec<Cell> {
             .filter_map(|r| r.sections.iter().find(|(k, _)| *k == section.key).map(|(_, l)| (r, l.as_str())))
             .collect();
         if members.iter().any(|(r, _)| r.trial) {
-            let best = members
-                .iter()
-                .filter(|(r, _)| r.trial)
-                .max_by(|(a, _), (b, _)| {
-                    let best = |r: &RunData| r.epochs.iter().map(|e| e.test_acc).filter(|v| v.is_finite()).reduce(f64::max);
-                    best(a).unwrap_or(f64::NEG_INFINITY).total_cmp(&best(b).unwrap_or(f64::NEG_INFINITY))
-                });
+            let best = members.iter().filter(|(r, _)| r.trial).max_by(|(a, _), (b, _)| {
+                let best = |r: &RunData| r.epochs.iter().map(|e| e.test_acc).filter(|v| v.is_finite()).reduce(f64::max);
+                best(a).unwrap_or(f64::NEG_INFINITY).total_cmp(&best(b).unwrap_or(f64::NEG_INFINITY))
+            });
             for (r, label) in &members {
                 if !r.trial {
                     out.push(cell_of(&section.key, label, r));
@@ -301,9 +303,8 @@ pub fn build(a: &Assignment, subs: &[Submission]) -> ClassView {
             .filter_map(|(_, cs)| cs.iter().find(|c| c.cell.section == k.0 && c.cell.label == k.1))
             .collect()
     };
-    let finals = |cs: &[&Cell]| -> Vec<f64> {
-        cs.iter().filter(|c| c.finished).filter_map(|c| c.cell.final_test_acc).collect()
-    };
+    let finals =
+        |cs: &[&Cell]| -> Vec<f64> { cs.iter().filter(|c| c.finished).filter_map(|c| c.cell.final_test_acc).collect() };
     let runs: Vec<RunSummary> = keys
         .iter()
         .map(|k| {
@@ -314,6 +315,7 @@ pub fn build(a: &Assignment, subs: &[Submission]) -> ClassView {
                 final_test_acc: quartiles(&finals(&cs)),
                 students: cs.len(),
                 diverged: cs.iter().filter(|c| c.cell.diverged).count(),
+                chance: cs.iter().find_map(|c| c.chance),
             }
         })
         .collect();
@@ -362,7 +364,11 @@ fn row(s: &Submission, cs: &[Cell], flags: Vec<Flag>) -> StudentRow {
         student: s.student.clone(),
         sweep: s.sweep_id.clone(),
         created_at: s.created_at.clone(),
-        earlier_sweeps: s.earlier.iter().map(|(id, at)| EarlierSweep { id: id.clone(), created_at: at.clone() }).collect(),
+        earlier_sweeps: s
+            .earlier
+            .iter()
+            .map(|(id, at)| EarlierSweep { id: id.clone(), created_at: at.clone() })
+            .collect(),
         completion: if jobs.total == 0 { 0.0 } else { done as f64 / jobs.total as f64 },
         jobs,
         epochs_done: s.runs.iter().map(|r| r.epochs_done).sum(),
@@ -376,15 +382,14 @@ fn row(s: &Submission, cs: &[Cell], flags: Vec<Flag>) -> StudentRow {
 /// the final test accuracies of theirs that finished).
 fn run_flags(c: &Cell, peers: &[&Cell], peer_finals: &[f64]) -> Vec<Flag> {
     let cell = &c.cell;
-    let flag = |kind, message: String| Flag {
-        kind,
-        section: cell.section.clone(),
-        label: Some(cell.label.clone()),
-        message,
-    };
+    let flag =
+        |kind, message: String| Flag { kind, section: cell.section.clone(), label: Some(cell.label.clone()), message };
     let mut out = Vec::new();
     if cell.status == JobStatus::Failed {
-        out.push(flag("failed", format!("{} failed after {} of {} epochs", cell.label, cell.epochs_done, cell.epochs_total)));
+        out.push(flag(
+            "failed",
+            format!("{} failed after {} of {} epochs", cell.label, cell.epochs_done, cell.epochs_total),
+        ));
     }
     if cell.diverged {
         let others = peers.iter().filter(|p| p.cell.diverged).count();
@@ -502,6 +507,96 @@ pub fn section_curves(a: &Assignment, subs: &[Submission], section: &str, metric
     out
 }
 
+/// A plot metric's words on an axis.
+pub fn metric_words(m: Metric) -> &'static str {
+    match m {
+        Metric::TestAcc => "test accuracy",
+        Metric::TrainAcc => "training accuracy",
+        Metric::TestLoss => "test loss",
+        Metric::TrainLoss => "training loss",
+    }
+}
+
+/// A section's class curves: a panel per run, each student a line (named only for readers
+/// of everyone; a student's own figure names them "you" and draws no one else), the
+/// class's band from every student who has the run.
+pub fn curves_figure(
+    a: &Assignment,
+    subs: &[Submission],
+    section: &str,
+    metric: Metric,
+    highlight: Option<&str>,
+    own_only: Option<&str>,
+) -> ClassCurves {
+    let title = a.sections.iter().find(|s| s.key == section).map_or(section.to_string(), |s| s.title.clone());
+    let panels = section_curves(a, subs, section, metric)
+        .into_iter()
+        .map(|(label, chance, students)| {
+            let band = band(&students.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>());
+            let epochs_total = students.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).max().unwrap_or(1);
+            let students = students
+                .into_iter()
+                .filter(|(name, _)| own_only.is_none_or(|me| me == name))
+                .map(|(name, points)| StudentCurve {
+                    highlighted: highlight == Some(name.as_str()) || own_only.is_some(),
+                    name: if own_only.is_some() { "you".into() } else { name },
+                    points,
+                })
+                .collect();
+            ClassPanel { title: label, band, students, chance: chance.map(|c| 100.0 * c), epochs_total }
+        })
+        .collect();
+    ClassCurves {
+        title: format!("{}: {}", a.title, title),
+        subtitle: format!(
+            "{} per epoch: {} students; the class's median and middle half",
+            metric_words(metric),
+            subs.len()
+        ),
+        metric: match metric {
+            Metric::TestAcc => plot::Metric::TestAcc,
+            Metric::TrainAcc => plot::Metric::TrainAcc,
+            Metric::TestLoss | Metric::TrainLoss => plot::Metric::Loss,
+        },
+        panels,
+        width: 1000,
+        height: 700,
+    }
+}
+
+/// A section's spread of final test accuracy, a dot per student whose run finished.
+pub fn strip_figure(a: &Assignment, view: &ClassView, section: &str, highlight: Option<&str>) -> ClassStrip {
+    let title = a.sections.iter().find(|s| s.key == section).map_or(section.to_string(), |s| s.title.clone());
+    let mut panels: Vec<StripPanel> = Vec::new();
+    for run in view.runs.iter().filter(|r| r.section == section) {
+        let values = view
+            .students
+            .iter()
+            .filter_map(|s| {
+                let cell = s.runs.iter().find(|c| c.section == run.section && c.label == run.label)?;
+                let done =
+                    matches!(cell.status, crate::job::JobStatus::Succeeded | crate::job::JobStatus::StoppedEarly);
+                let value = cell.final_test_acc.filter(|_| done)?;
+                Some(StudentValue {
+                    name: s.student.clone(),
+                    value,
+                    highlighted: highlight == Some(s.student.as_str()),
+                    flagged: s.flags.iter().any(|f| f.section == run.section && f.label.as_ref() == Some(&run.label)),
+                })
+            })
+            .collect();
+        panels.push(StripPanel { title: run.label.clone(), values, chance: run.chance.map(|c| 100.0 * c) });
+    }
+    ClassStrip {
+        title: format!("{}: {}", a.title, title),
+        subtitle: format!("final test accuracy of each student's finished run ({} students)", view.students.len()),
+        y_label: "final test accuracy (%)".into(),
+        panels,
+        width: 1000,
+        height: 600,
+    }
+}
+
 /// Quotes a CSV field when it needs it (RFC 4180), and defuses a spreadsheet formula.
 fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
@@ -522,8 +617,18 @@ pub fn csv(v: &ClassView) -> String {
     let mut runs: Vec<(String, String)> = v.runs.iter().map(|r| (r.section.clone(), r.label.clone())).collect();
     runs.dedup();
     let mut header: Vec<String> = [
-        "student", "sweep", "submitted", "jobs", "succeeded", "stopped_early", "running", "queued", "failed",
-        "cancelled", "diverged", "completion_pct",
+        "student",
+        "sweep",
+        "submitted",
+        "jobs",
+        "succeeded",
+        "stopped_early",
+        "running",
+        "queued",
+        "failed",
+        "cancelled",
+        "diverged",
+        "completion_pct",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -564,10 +669,11 @@ pub fn csv(v: &ClassView) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn epochs(accs: &[f64]) -> Vec<EpochMetrics> {
+    /// Epochs with these test (and training) accuracies, losses of 1.
+    pub(crate) fn epochs(accs: &[f64]) -> Vec<EpochMetrics> {
         accs.iter()
             .enumerate()
             .map(|(i, &a)| EpochMetrics {
@@ -603,13 +709,23 @@ mod tests {
         Assignment {
             key: "a".into(),
             title: "A".into(),
-            sections: vec![SectionHead { key: "lr".into(), title: "Learning rate".into(), runs: vec!["lr 1".into(), "lr 2".into()] }],
+            sections: vec![SectionHead {
+                key: "lr".into(),
+                title: "Learning rate".into(),
+                runs: vec!["lr 1".into(), "lr 2".into()],
+            }],
             epochs: 2,
         }
     }
 
     fn sub(student: &str, runs: Vec<RunData>) -> Submission {
-        Submission { student: student.into(), sweep_id: format!("sweep-{student}"), created_at: String::new(), earlier: vec![], runs }
+        Submission {
+            student: student.into(),
+            sweep_id: format!("sweep-{student}"),
+            created_at: String::new(),
+            earlier: vec![],
+            runs,
+        }
     }
 
     #[test]
@@ -626,7 +742,9 @@ mod tests {
         let mut subs: Vec<Submission> = [0.50, 0.52, 0.51, 0.53]
             .iter()
             .enumerate()
-            .map(|(i, &x)| sub(&format!("s{i}"), vec![run(&format!("j{i}"), "lr", "lr 1", JobStatus::Succeeded, &[0.3, x])]))
+            .map(|(i, &x)| {
+                sub(&format!("s{i}"), vec![run(&format!("j{i}"), "lr", "lr 1", JobStatus::Succeeded, &[0.3, x])])
+            })
             .collect();
         subs.push(sub("low", vec![run("jl", "lr", "lr 1", JobStatus::Succeeded, &[0.2, 0.3])]));
         let v = build(&a, &subs);
@@ -657,8 +775,11 @@ mod tests {
         let a = assignment();
         let v = build(&a, &[sub("s", vec![run("j", "lr", "lr 1", JobStatus::Succeeded, &[0.1, 0.105])])]);
         assert_eq!(v.students[0].flags[0].kind, "at_chance");
-        let class: Vec<Submission> =
-            (0..4).map(|i| sub(&format!("s{i}"), vec![run(&format!("j{i}"), "lr", "lr 1", JobStatus::Succeeded, &[0.1, 0.1])])).collect();
+        let class: Vec<Submission> = (0..4)
+            .map(|i| {
+                sub(&format!("s{i}"), vec![run(&format!("j{i}"), "lr", "lr 1", JobStatus::Succeeded, &[0.1, 0.1])])
+            })
+            .collect();
         assert!(build(&a, &class).students.iter().all(|r| r.flags.is_empty()));
     }
 
