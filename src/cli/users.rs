@@ -65,7 +65,7 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
                     println!(
                         "{:<24} {:<10} {:<25} {}",
                         u.name,
-                        u.role,
+                        u.role.as_str(),
                         when(u.created_at),
                         u.revoked_at.map_or("-".into(), when)
                     );

@@ -356,7 +356,8 @@ async fn routes_and_openapi_agree() {
     let anonymous = reqwest::Client::new();
     for (method, path) in &routed {
         let target = if path.starts_with("/sweeps") { sweep_id } else { id.as_str() };
-        let mut url = app.url(&path.replace("{id}", target).replace("{name}", "bob"));
+        let mut url = app
+            .url(&path.replace("{id}", target).replace("{name}", "bob").replace("{assignment}", "cifar10-assignment"));
         if path == "/plot" || path == "/compare" {
             url.push_str(&format!("?jobs={id}"));
         }

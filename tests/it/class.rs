@@ -399,3 +399,38 @@ async fn the_class_table_shows_each_students_newest_submission_with_its_flags() 
         "{files:?}"
     );
 }
+
+#[tokio::test]
+async fn migration_12_makes_admins_admins_and_finds_each_sweeps_preset_on_sqlite() {
+    // A database as migration 11 left it: an admin, a student, a preset's sweep and a grid.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().foreign_keys(true))
+        .await
+        .unwrap();
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let mut old = sqlx::migrate!("./migrations/sqlite");
+    old.migrations = all.migrations.iter().filter(|m| m.version <= 11).cloned().collect::<Vec<_>>().into();
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES ('root', 'h1', 1, 1), ('ann', 'h2', 0, 1)",
+        "INSERT INTO sweeps (id, owner_id, definition, created_at) VALUES \
+         ('s1', 2, '{\"preset\": \"cifar10-assignment\", \"overrides\": {\"epochs\": 2}}', 1), \
+         ('s2', 2, '{\"base\": {}, \"vary\": {\"lr\": [0.1]}}', 2), ('s3', 2, '{\"preset\": 7}', 3)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    all.run(&pool).await.unwrap();
+    let roles: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, role FROM users ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(roles, [("root".into(), "admin".into()), ("ann".into(), "student".into())]);
+    let presets: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, preset FROM sweeps ORDER BY seq").fetch_all(&pool).await.unwrap();
+    assert_eq!(presets, [("s1".into(), Some("cifar10-assignment".into())), ("s2".into(), None), ("s3".into(), None)]);
+    assert!(
+        sqlx::query("UPDATE users SET role = 'teacher' WHERE name = 'ann'").execute(&pool).await.is_err(),
+        "a role is one of the three"
+    );
+}

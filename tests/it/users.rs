@@ -222,8 +222,16 @@ fn the_users_command_adds_lists_and_revokes() {
     assert!(!ok && err.contains("a-z, 0-9"), "{err}");
     assert!(run(&["add", "dave", "--admin"]).0);
     let (_, list, _) = run(&["list"]);
-    assert!(list.lines().any(|l| l.starts_with("carol") && l.contains(" no ")), "{list}");
-    assert!(list.lines().any(|l| l.starts_with("dave") && l.contains(" yes ")), "{list}");
+    assert!(run(&["add", "ines", "--role", "instructor"]).0);
+    let (ok, _, err) = run(&["add", "gus", "--role", "teacher"]);
+    assert!(!ok && err.contains("student, instructor, admin"), "{err}");
+    let (_, list, _) = run(&["list"]);
+    let role = |name: &str| list.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().nth(1).unwrap());
+    assert_eq!(
+        (role("carol"), role("dave"), role("ines")),
+        (Some("student"), Some("admin"), Some("instructor")),
+        "{list}"
+    );
     assert!(!list.contains(token), "tokens are never shown again");
     assert!(run(&["revoke", "carol"]).0);
     let (ok, _, err) = run(&["revoke", "nobody"]);
@@ -289,8 +297,14 @@ async fn admins_manage_users_over_http_and_students_cannot() {
     let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "Erin Q"}))).await;
     assert_eq!(s, 422);
     assert!(e["error"]["message"].as_str().unwrap().contains("a-z, 0-9"), "{e}");
-    let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "f", "role": "admin"}))).await;
-    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("role")));
+    let (s, e) = status_of(app.admin.post(url("/users")).json(&json!({"name": "f", "role": "teacher"}))).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("role")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("student, instructor, admin"), "{e}");
+    let (s, e) =
+        status_of(app.admin.post(url("/users")).json(&json!({"name": "f", "role": "instructor", "admin": true}))).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (400, Some("admin")), "{e}");
+    let (s, f) = status_of(app.admin.post(url("/users")).json(&json!({"name": "f", "role": "instructor"}))).await;
+    assert_eq!((s, f["role"].as_str(), f["admin"].as_bool()), (201, Some("instructor"), Some(false)), "{f}");
 
     // A new token: the old one stops at once.
     let (s, rotated) = status_of(app.admin.post(url("/users/erin/token"))).await;
