@@ -75,13 +75,14 @@ pub struct ServeConfig {
     #[arg(long, env = "TRAINYARD_RATE_LIMIT", default_value_t = 20.0)]
     pub rate_limit: f64,
     /// Whether a student may see the class's anonymous median band behind their own curves
-    /// (`GET /sweeps/ID/plot?class=true`, "compare me with the class" on their sweep's page,
-    /// their row of `GET /class/ASSIGNMENT`). No name or single result is shown either way.
+    /// (`GET /sweeps/ID/plot?class=true`, "compare me with the class" on their sweep's page)
+    /// and the class's quartiles beside their row of `GET /class/ASSIGNMENT`: the other
+    /// students' median and middle half, no name.
     #[arg(long, env = "TRAINYARD_CLASS_BAND", default_value_t = true, action = clap::ArgAction::Set)]
     pub class_band: bool,
     /// Other students whose finished run a band needs before a student sees it: a band of
     /// fewer would tell too much about each of them.
-    #[arg(long, env = "TRAINYARD_CLASS_MIN_STUDENTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "TRAINYARD_CLASS_MIN_STUDENTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub class_min_students: u32,
     /// Days a finished job's checkpoint (its weights) is kept; older ones are dropped hourly
     /// by the server, as `trainyard gc` would (metrics, plots and reports stay). 0 keeps

@@ -116,6 +116,7 @@ fn app_state(cfg: &ServeConfig, pool: &queue::Pool, hub: &Arc<Hub>, workers: usi
         data_dir: (workers > 0).then(|| cfg.data_dir.clone()),
         store: cfg.data_dir.clone(),
         class: api::ClassSettings { band: cfg.class_band, min_students: cfg.class_min_students as usize },
+        class_cache: Default::default(),
     }
 }
 

@@ -7,10 +7,13 @@ use super::error::ApiError;
 use super::sweeps::rfc3339;
 use super::AppState;
 use super::Route;
-use crate::class::{self, curves_figure, metric_words, strip_figure, Assignment, ClassView, RunData, Submission};
+use crate::class::{
+    self, curves_figure, metric_words, strip_figure, Assignment, ClassView, Quartiles, RunCell, RunData, Submission,
+};
 use crate::job::JobStatus;
 use crate::plot::class::BandPoint;
 use crate::plot::{self, Format};
+use crate::queue;
 use crate::queue::sweeps::{self, SweepRow};
 use crate::search::Metric;
 use axum::extract::{Path, Query, State};
@@ -18,6 +21,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 
 /// The assignment named in the path, or a 404 that lists them.
 fn assignment(name: &str) -> Result<Assignment, ApiError> {
@@ -29,9 +34,23 @@ fn assignment(name: &str) -> Result<Assignment, ApiError> {
     })
 }
 
-/// Every student's submissions of the assignment (newest first per student), as the class
-/// view reads them: each student's newest sweep with its jobs and their epochs.
-pub(super) async fn submissions(state: &AppState, a: &Assignment) -> Result<Vec<Submission>, ApiError> {
+/// Every student's submissions of the assignment, as the class view reads them: each
+/// student's newest sweep with its jobs and their epochs. Read once per change of the queue
+/// (its last event and its sweeps), then shared: a class's page refreshing as jobs finish
+/// does not read every student's epochs again for each viewer.
+pub(super) async fn submissions(state: &AppState, a: &Assignment) -> Result<Arc<Vec<Submission>>, ApiError> {
+    let version = (queue::events::last_seq(&state.pool).await?, sweeps::count_sweeps(&state.pool).await?);
+    if let Some((v, subs)) = state.class_cache.lock().unwrap_or_else(PoisonError::into_inner).get(&a.key) {
+        if *v == version {
+            return Ok(subs.clone());
+        }
+    }
+    let subs = Arc::new(read_submissions(state, a).await?);
+    state.class_cache.lock().unwrap_or_else(PoisonError::into_inner).insert(a.key.clone(), (version, subs.clone()));
+    Ok(subs)
+}
+
+async fn read_submissions(state: &AppState, a: &Assignment) -> Result<Vec<Submission>, ApiError> {
     let rows = sweeps::preset_sweeps(&state.pool, &a.key, None).await?;
     let mut by_owner: Vec<(i64, Vec<&SweepRow>)> = Vec::new();
     for r in &rows {
@@ -70,32 +89,41 @@ pub(super) async fn submissions(state: &AppState, a: &Assignment) -> Result<Vec<
     Ok(out)
 }
 
-/// The class as this user may see it: everyone for an instructor or admin; for a student
-/// their own row, and the class's quartiles of a run only when the band is on and at least
-/// `min_students` others finished it (else that run's numbers are left out).
+/// The class as this user may see it: everyone for an instructor or admin. A student gets
+/// their own row, with flags said without the class's numbers (and a flag that judged them
+/// against the class only when the band is on and at least `min_students` others were
+/// judged with), and the class's quartiles of a run (the others', rounded to a point) only
+/// when the band is on and at least `min_students` others finished it.
 fn visible(state: &AppState, user: &CurrentUser, mut v: ClassView) -> ClassView {
     if user.0.reads_everyone() {
         return v;
     }
     let me = user.0.name.as_str();
-    let mine: Vec<(String, String)> = v
-        .students
-        .iter()
-        .filter(|r| r.student == me)
-        .flat_map(|r| r.runs.iter())
-        // N.B.: the quartiles count finished runs only; theirs is one of them only if so.
-        .filter(|c| c.final_test_acc.is_some() && matches!(c.status, JobStatus::Succeeded | JobStatus::StoppedEarly))
-        .map(|c| (c.section.clone(), c.label.clone()))
-        .collect();
-    v.students.retain(|r| r.student == me);
     let settings = state.class;
-    v.runs.retain_mut(|r| {
-        let own = usize::from(mine.contains(&(r.section.clone(), r.label.clone())));
-        let others = r.final_test_acc.map_or(0, |q| q.n.saturating_sub(own));
-        // N.B.: the counts of others' runs and divergences say nothing about anyone alone,
-        // but a student sees them only with the quartiles.
-        settings.band && others >= settings.min_students
-    });
+    let finished = |c: &RunCell| matches!(c.status, JobStatus::Succeeded | JobStatus::StoppedEarly);
+    for r in &mut v.runs {
+        let others: Vec<f64> = v
+            .students
+            .iter()
+            .filter(|s| s.student != me)
+            .filter_map(|s| s.runs.iter().find(|c| c.section == r.section && c.label == r.label))
+            .filter(|c| finished(c))
+            .filter_map(|c| c.final_test_acc)
+            .collect();
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        r.final_test_acc = class::quartiles(&others)
+            .filter(|q| settings.band && q.n >= settings.min_students)
+            .map(|q| Quartiles { q1: round(q.q1), median: round(q.median), q3: round(q.q3), n: q.n });
+    }
+    // N.B.: the counts of others' runs and divergences go with the quartiles, or not at all.
+    v.runs.retain(|r| r.final_test_acc.is_some());
+    v.students.retain(|r| r.student == me);
+    for row in &mut v.students {
+        row.flags.retain(|f| f.kind != "far_from_median" || (settings.band && f.peers >= settings.min_students));
+        for f in &mut row.flags {
+            f.message = std::mem::take(&mut f.student_message);
+        }
+    }
     v
 }
 
@@ -115,7 +143,11 @@ pub async fn get_class(
     let csv = super::jobs::wants_csv(q.format.as_deref())?;
     let a = assignment(&name)?;
     let subs = submissions(&state, &a).await?;
-    let view = visible(&state, &user, class::build(&a, &subs));
+    let a2 = a.clone();
+    let built = tokio::task::spawn_blocking(move || class::build(&a2, &subs))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let view = visible(&state, &user, built);
     if csv {
         return Ok((
             [
@@ -129,7 +161,9 @@ pub async fn get_class(
     let mut body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(e.into()))?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("viewer".into(), serde_json::json!({"name": user.0.name, "role": user.0.role}));
-        obj.insert("report".into(), format!("/class/{}/report", a.key).into());
+        if user.0.reads_everyone() {
+            obj.insert("report".into(), format!("/class/{}/report", a.key).into());
+        }
     }
     Ok(Json(body).into_response())
 }
@@ -216,7 +250,7 @@ pub async fn plot_class(
                 .into(),
         ));
     }
-    let mut subs = submissions(&state, &a).await?;
+    let subs = submissions(&state, &a).await?;
     let me = user.0.name.clone();
     let slot = state.render_slot()?;
     let settings = state.class;
@@ -236,17 +270,14 @@ pub async fn plot_class(
             }
             Kind::Curves => {
                 let mut fig = curves_figure(&a, &subs, &section, metric, None, Some(&me));
-                // N.B.: the band is drawn from the others, and only from enough of them.
-                subs.retain(|s| s.student != me);
-                let others = curves_figure(&a, &subs, &section, metric, None, None);
+                // N.B.: the band is drawn from the others, and only from enough of them; the
+                // x axis runs as far as the student's own curve and that band, so no one
+                // else's longer run shows in it.
+                let bands = bands(&subs, &a, &me, &section, metric, settings.min_students);
                 for p in &mut fig.panels {
-                    let band: Vec<BandPoint> = others
-                        .panels
-                        .iter()
-                        .find(|o| o.title == p.title)
-                        .map(|o| o.band.iter().copied().filter(|b| b.n >= settings.min_students).collect())
-                        .unwrap_or_default();
-                    p.band = if settings.band { band } else { Vec::new() };
+                    p.band = bands.get(&p.title).filter(|_| settings.band).cloned().unwrap_or_default();
+                    let own = p.students.iter().flat_map(|c| c.points.iter().map(|pt| pt.0)).max();
+                    p.epochs_total = own.into_iter().chain(p.band.last().map(|b| b.epoch)).max().unwrap_or(1);
                 }
                 fig.subtitle = format!(
                     "your {} per epoch over the class's median and middle half (from at least {} others)",
@@ -275,7 +306,7 @@ pub(super) async fn class_of(
     state: &AppState,
     user: &CurrentUser,
     sweep: &SweepRow,
-) -> Result<(Assignment, Vec<Submission>), ApiError> {
+) -> Result<(Assignment, Arc<Vec<Submission>>), ApiError> {
     let Some(a) = sweep.preset.as_deref().and_then(Assignment::of_preset) else {
         return Err(ApiError::bad_request(
             "bad_query",
@@ -291,24 +322,27 @@ pub(super) async fn class_of(
     Ok((a.clone(), submissions(state, &a).await?))
 }
 
-/// The band of the class behind one run of a student's sweep: the quartiles of the other
-/// students' test accuracy for the same (section, label), at the epochs enough of them have.
-pub(super) fn band_for(
+/// The class's bands for one section of a student's sweep, by run: the quartiles of the
+/// other students' `metric` for the same run, at the epochs at least `min` of them have.
+pub(super) fn bands(
     subs: &[Submission],
     a: &Assignment,
     owner: &str,
     section: &str,
-    label: &str,
+    metric: Metric,
     min: usize,
-) -> Option<Vec<BandPoint>> {
-    let others: Vec<Submission> = subs.iter().filter(|s| s.student != owner).cloned().collect();
-    let curves = class::section_curves(a, &others, section, Metric::TestAcc);
-    let (_, _, students) = curves.into_iter().find(|(l, _, _)| l == label)?;
-    let band: Vec<BandPoint> = class::band(&students.into_iter().map(|(_, c)| c).collect::<Vec<_>>())
+) -> HashMap<String, Vec<BandPoint>> {
+    let others: Vec<&Submission> = subs.iter().filter(|s| s.student != owner).collect();
+    class::section_curves(a, others, section, metric)
         .into_iter()
-        .filter(|b| b.n >= min)
-        .collect();
-    (!band.is_empty()).then_some(band)
+        .filter_map(|(label, _, students)| {
+            let band: Vec<BandPoint> = class::band(&students.into_iter().map(|(_, c)| c).collect::<Vec<_>>())
+                .into_iter()
+                .filter(|b| b.n >= min)
+                .collect();
+            (!band.is_empty()).then_some((label, band))
+        })
+        .collect()
 }
 
 /// `GET /class/{assignment}/report`: the class report (instructors and admins).

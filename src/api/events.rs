@@ -1,5 +1,5 @@
 //! Server-Sent Events: `GET /jobs/{id}/events` (one job: its history, then what happens,
-//! then `done`) and `GET /events` (everything of the caller's jobs, admins': everyone's, from
+//! then `done`) and `GET /events` (everything of the caller's jobs, instructors' and admins': everyone's, from
 //! now on). Each stream reads the database's event log, so a job trained in another process
 //! streams too; this process's hub wakes it at once, others' changes show within
 //! `POLL`. Events that carry state have the log's `seq` as id, so a client reconnecting with
@@ -212,7 +212,7 @@ pub async fn job_events(
     Ok(respond(rx))
 }
 
-/// `GET /events`: what happens to the caller's jobs (admins: everyone's) from now on, or
+/// `GET /events`: what happens to the caller's jobs (instructors and admins: everyone's) from now on, or
 /// after `Last-Event-ID`.
 pub async fn all_events(
     State(state): State<AppState>,

@@ -57,7 +57,14 @@ pub struct AppState {
     /// What students see of the class: the anonymous band (or not), and the fewest other
     /// students it is drawn from.
     pub class: ClassSettings,
+    /// Each assignment's submissions as last read, with what the queue looked like then
+    /// (its last event, its sweeps): read again only when that changed.
+    pub class_cache: ClassCache,
 }
+
+/// See `AppState::class_cache`.
+pub type ClassCache =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, ((i64, i64), Arc<Vec<crate::class::Submission>>)>>>;
 
 /// `TRAINYARD_CLASS_BAND` and `TRAINYARD_CLASS_MIN_STUDENTS`.
 #[derive(Debug, Clone, Copy)]

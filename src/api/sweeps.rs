@@ -616,6 +616,7 @@ pub async fn plot_sweep(
     };
     let mut loaded = Vec::new();
     let mut labels = Vec::new();
+    let mut bands: HashMap<String, HashMap<String, Vec<crate::plot::class::BandPoint>>> = HashMap::new();
     for (j, label) in members {
         let epochs = queue::get_metrics(&state.pool, &j.job.id, 0).await?;
         let mut l = Loaded::new(j.job.clone(), epochs);
@@ -623,7 +624,11 @@ pub async fn plot_sweep(
             let section = key.clone().or_else(|| j.sections.first().map(|(k, _)| k.clone())).unwrap_or_default();
             let shown = j.sections.iter().find(|(k, _)| *k == section).map_or(label.as_str(), |(_, l)| l.as_str());
             let label = if j.trial { crate::class::BEST_TRIAL } else { shown };
-            l.band = super::class::band_for(subs, a, &sweep.owner, &section, label, state.class.min_students);
+            let of_section = bands.entry(section.clone()).or_insert_with(|| {
+                let min = state.class.min_students;
+                super::class::bands(subs, a, &sweep.owner, &section, crate::search::Metric::TestAcc, min)
+            });
+            l.band = of_section.get(label).cloned();
         }
         loaded.push(l);
         labels.push(label);

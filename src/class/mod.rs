@@ -140,7 +140,15 @@ pub struct Flag {
     pub section: String,
     /// The run, for a flag about one run.
     pub label: Option<String>,
+    /// Its job, for a flag about one run.
+    pub job: Option<String>,
     pub message: String,
+    /// The same said without the class's numbers, as its student reads it.
+    #[serde(skip)]
+    pub student_message: String,
+    /// Other students whose same run it was judged against (0 for a flag about the run alone).
+    #[serde(skip)]
+    pub peers: usize,
 }
 
 /// One student's row.
@@ -258,10 +266,14 @@ fn cells(a: &Assignment, s: &Submission) -> Vec<Cell> {
             .filter_map(|r| r.sections.iter().find(|(k, _)| *k == section.key).map(|(_, l)| (r, l.as_str())))
             .collect();
         if members.iter().any(|(r, _)| r.trial) {
-            let best = members.iter().filter(|(r, _)| r.trial).max_by(|(a, _), (b, _)| {
-                let best = |r: &RunData| r.epochs.iter().map(|e| e.test_acc).filter(|v| v.is_finite()).reduce(f64::max);
-                best(a).unwrap_or(f64::NEG_INFINITY).total_cmp(&best(b).unwrap_or(f64::NEG_INFINITY))
-            });
+            // N.B.: as the sweep's search names its best: the best test accuracy in any
+            // epoch, the first of equals.
+            let of = |r: &RunData| {
+                Metric::TestAcc.best_by(r.epochs.iter().filter_map(|e| Metric::TestAcc.of(e).map(|v| (v, ()))))
+            };
+            let best = Metric::TestAcc
+                .best_by(members.iter().filter(|(r, _)| r.trial).filter_map(|m| of(m.0).map(|(v, ())| (v, m))))
+                .map(|(_, m)| *m);
             for (r, label) in &members {
                 if !r.trial {
                     out.push(cell_of(&section.key, label, r));
@@ -296,12 +308,21 @@ pub fn build(a: &Assignment, subs: &[Submission]) -> ClassView {
         (si, li)
     };
     keys.sort_by_key(order);
+    // Each run's cells by student, so a class of hundreds is read once, not once per cell.
+    let mut by_run: std::collections::HashMap<(&str, &str), Vec<(usize, &Cell)>> = Default::default();
+    for (i, cs) in all.iter().enumerate() {
+        for c in cs {
+            let list = by_run.entry((c.cell.section.as_str(), c.cell.label.as_str())).or_default();
+            if list.last().is_none_or(|(j, _)| *j != i) {
+                list.push((i, c));
+            }
+        }
+    }
     let of_run = |k: &(String, String), skip: Option<usize>| -> Vec<&Cell> {
-        all.iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != skip)
-            .filter_map(|(_, cs)| cs.iter().find(|c| c.cell.section == k.0 && c.cell.label == k.1))
-            .collect()
+        by_run
+            .get(&(k.0.as_str(), k.1.as_str()))
+            .map(|v| v.iter().filter(|(i, _)| Some(*i) != skip).map(|(_, c)| *c).collect())
+            .unwrap_or_default()
     };
     let finals =
         |cs: &[&Cell]| -> Vec<f64> { cs.iter().filter(|c| c.finished).filter_map(|c| c.cell.final_test_acc).collect() };
@@ -334,8 +355,7 @@ pub fn build(a: &Assignment, subs: &[Submission]) -> ClassView {
             // A job shown in several sections is flagged once, where it first appears.
             let mut seen: Vec<(&'static str, String)> = Vec::new();
             flags.retain(|f: &Flag| {
-                let job = cs.iter().find(|c| Some(&c.cell.label) == f.label.as_ref() && c.cell.section == f.section);
-                let key = (f.kind, job.map_or_else(|| f.section.clone(), |c| c.cell.job.clone()));
+                let key = (f.kind, f.job.clone().unwrap_or_else(|| f.section.clone()));
                 let new = !seen.contains(&key);
                 seen.push(key);
                 new
@@ -382,25 +402,33 @@ fn row(s: &Submission, cs: &[Cell], flags: Vec<Flag>) -> StudentRow {
 /// the final test accuracies of theirs that finished).
 fn run_flags(c: &Cell, peers: &[&Cell], peer_finals: &[f64]) -> Vec<Flag> {
     let cell = &c.cell;
-    let flag =
-        |kind, message: String| Flag { kind, section: cell.section.clone(), label: Some(cell.label.clone()), message };
+    let flag = |kind, message: String, student_message: String, peers: usize| Flag {
+        kind,
+        section: cell.section.clone(),
+        label: Some(cell.label.clone()),
+        job: Some(cell.job.clone()),
+        message,
+        student_message,
+        peers,
+    };
     let mut out = Vec::new();
     if cell.status == JobStatus::Failed {
-        out.push(flag(
-            "failed",
-            format!("{} failed after {} of {} epochs", cell.label, cell.epochs_done, cell.epochs_total),
-        ));
+        let m = format!("{} failed after {} of {} epochs", cell.label, cell.epochs_done, cell.epochs_total);
+        out.push(flag("failed", m.clone(), m, 0));
     }
     if cell.diverged {
-        let others = peers.iter().filter(|p| p.cell.diverged).count();
-        // N.B.: a run the whole class sees diverge (lr 10) is the assignment's point, not a flag.
-        if peers.is_empty() || 2 * others < peers.len() {
-            let class = if peers.is_empty() {
-                "no other student has this run yet".to_string()
+        // N.B.: a run the whole class sees diverge (lr 10) is the assignment's point, not a
+        // flag; a run not started yet says nothing either way.
+        let started: Vec<&&Cell> = peers.iter().filter(|p| p.cell.epochs_done > 0).collect();
+        let others = started.iter().filter(|p| p.cell.diverged).count();
+        if started.is_empty() || 2 * others < started.len() {
+            let class = if started.is_empty() {
+                "no other student has trained this run yet".to_string()
             } else {
-                format!("{others} of {} other students' did", peers.len())
+                format!("{others} of {} other students' did", started.len())
             };
-            out.push(flag("diverged", format!("{}'s loss stopped being finite ({class})", cell.label)));
+            let m = format!("{}'s loss stopped being finite", cell.label);
+            out.push(flag("diverged", format!("{m} ({class})"), m, started.len()));
         }
         return out;
     }
@@ -408,10 +436,8 @@ fn run_flags(c: &Cell, peers: &[&Cell], peer_finals: &[f64]) -> Vec<Flag> {
     if let (true, Some(x), Some(chance)) = (c.finished, cell.final_test_acc, c.chance) {
         let class_at_chance = peer_median.is_some_and(|q| q.median <= chance + CHANCE_MARGIN);
         if x <= chance + CHANCE_MARGIN && !class_at_chance {
-            out.push(flag(
-                "at_chance",
-                format!("{} ends at {} test accuracy, chance is {}", cell.label, pct(x), pct(chance)),
-            ));
+            let m = format!("{} ends at {} test accuracy, chance is {}", cell.label, pct(x), pct(chance));
+            out.push(flag("at_chance", m.clone(), m, 0));
             return out;
         }
     }
@@ -419,18 +445,20 @@ fn run_flags(c: &Cell, peers: &[&Cell], peer_finals: &[f64]) -> Vec<Flag> {
         let iqr = q.q3 - q.q1;
         let outside = x < q.q1 - 1.5 * iqr || x > q.q3 + 1.5 * iqr;
         if outside && (x - q.median).abs() >= FAR_MIN {
+            let side = if x < q.median { "far below" } else { "far above" };
             out.push(flag(
                 "far_from_median",
                 format!(
-                    "{} ends at {} test accuracy, {} the class's median {} (middle half {}–{}, {} others)",
+                    "{} ends at {} test accuracy, {side} the class's median {} (middle half {}–{}, {} others)",
                     cell.label,
                     pct(x),
-                    if x < q.median { "far below" } else { "far above" },
                     pct(q.median),
                     pct(q.q1),
                     pct(q.q3),
                     q.n
                 ),
+                format!("{} ends at {} test accuracy, {side} the class's", cell.label, pct(x)),
+                q.n,
             ));
         }
     }
@@ -456,11 +484,15 @@ fn epoch_flags(a: &Assignment, cs: &[Cell]) -> Vec<Flag> {
             .sum();
         let asked = a.epochs.saturating_mul(mine.len() as i64);
         if planned.saturating_mul(2) < asked {
+            let message = format!("{} trains {planned} epochs in all; the assignment asks {asked}", section.title);
             out.push(Flag {
                 kind: "few_epochs",
                 section: section.key.clone(),
                 label: None,
-                message: format!("{} trains {planned} epochs in all; the assignment asks {asked}", section.title),
+                job: None,
+                student_message: message.clone(),
+                message,
+                peers: 0,
             });
         }
     }
@@ -487,7 +519,12 @@ pub fn curve(epochs: &[EpochMetrics], metric: Metric) -> Vec<(u32, f64)> {
 /// assignment's order; the epochs come from the same submissions `build` saw.
 pub type SectionCurves = Vec<(String, Option<f64>, Vec<(String, Vec<(u32, f64)>)>)>;
 
-pub fn section_curves(a: &Assignment, subs: &[Submission], section: &str, metric: Metric) -> SectionCurves {
+pub fn section_curves<'s>(
+    a: &Assignment,
+    subs: impl IntoIterator<Item = &'s Submission>,
+    section: &str,
+    metric: Metric,
+) -> SectionCurves {
     let mut out: SectionCurves = Vec::new();
     for s in subs {
         for c in cells(a, s).into_iter().filter(|c| c.cell.section == section) {
@@ -581,7 +618,7 @@ pub fn strip_figure(a: &Assignment, view: &ClassView, section: &str, highlight: 
                     name: s.student.clone(),
                     value,
                     highlighted: highlight == Some(s.student.as_str()),
-                    flagged: s.flags.iter().any(|f| f.section == run.section && f.label.as_ref() == Some(&run.label)),
+                    flagged: s.flags.iter().any(|f| f.job.as_ref() == Some(&cell.job)),
                 })
             })
             .collect();
@@ -614,8 +651,20 @@ fn csv_pct(x: Option<f64>) -> String {
 /// The class as CSV, a row per student: completion, then each run's final and best test
 /// accuracy (in %), then the flags in words.
 pub fn csv(v: &ClassView) -> String {
-    let mut runs: Vec<(String, String)> = v.runs.iter().map(|r| (r.section.clone(), r.label.clone())).collect();
-    runs.dedup();
+    // N.B.: the columns are every run a row or the class has (a student's CSV keeps their own
+    // runs when the class's numbers are not shown to them), in the assignment's order.
+    let mut runs: Vec<(String, String)> = Vec::new();
+    let cells = v.students.iter().flat_map(|s| s.runs.iter().map(|c| (&c.section, &c.label)));
+    for (s, l) in v.runs.iter().map(|r| (&r.section, &r.label)).chain(cells) {
+        if !runs.iter().any(|(a, b)| a == s && b == l) {
+            runs.push((s.clone(), l.clone()));
+        }
+    }
+    let a = &v.assignment;
+    runs.sort_by_key(|(s, l)| {
+        let si = a.sections.iter().position(|x| &x.key == s).unwrap_or(usize::MAX);
+        (si, a.section(s).and_then(|x| x.runs.iter().position(|r| r == l)).unwrap_or(usize::MAX))
+    });
     let mut header: Vec<String> = [
         "student",
         "sweep",

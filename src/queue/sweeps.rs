@@ -164,16 +164,22 @@ pub async fn list_sweeps(pool: &Pool, owner: Option<i64>) -> Result<Vec<SweepRow
     records.into_iter().map(sweep_row).collect()
 }
 
-/// Every sweep of a preset (an assignment's submissions): each owner's newest first, owners
-/// in name order; one owner's only when `owner` is given.
+/// Every student's sweep of a preset (an assignment's submissions; an instructor's or an
+/// admin's own runs of it are not the class's): each owner's newest first, owners in name
+/// order; one owner's only when `owner` is given.
 pub async fn preset_sweeps(pool: &Pool, preset: &str, owner: Option<i64>) -> Result<Vec<SweepRow>, QueueError> {
     let sql = format!(
         "SELECT {SWEEP_COLUMNS} FROM sweeps WHERE preset = ?1 AND (?2 IS NULL OR owner_id = ?2) \
-         ORDER BY owner, seq DESC"
+         AND owner_id IN (SELECT id FROM users WHERE role = 'student') ORDER BY owner, seq DESC"
     );
     let records: Vec<SweepRecord> =
         on_db!(Pool, pool, |p, d| sqlx::query_as(&d.sql(&sql)).bind(preset).bind(owner).fetch_all(p).await?);
     records.into_iter().map(sweep_row).collect()
+}
+
+/// How many sweeps there are (with the last event, what says the class view changed).
+pub async fn count_sweeps(pool: &Pool) -> Result<i64, QueueError> {
+    Ok(on_db!(Pool, pool, |p, _d| sqlx::query_scalar("SELECT COUNT(*) FROM sweeps").fetch_one(p).await?))
 }
 
 /// (sweep id, status, jobs) of one owner's sweeps (or everyone's): each sweep's progress.

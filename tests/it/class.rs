@@ -341,13 +341,29 @@ async fn the_class_table_shows_each_students_newest_submission_with_its_flags() 
         assert_eq!(csv.lines().count(), 2, "{csv}");
         assert!(others.iter().all(|o| !csv.contains(o)), "{csv}");
     }
-    // Alice's tutorial run has three others finished: she sees its quartiles; bob's lr 0.1
-    // has carol's failed run and two others: too few to show him.
+    // Alice's tutorial run has three others finished: she sees their quartiles (hers left
+    // out, rounded to a point); bob's lr 0.1 has carol's failed run and two others: too few
+    // to show him, though his own run stays in his CSV.
     let (_, mine) = status_of(app.client.get(app.url(&format!("/class/{ASSIGNMENT}")))).await;
     let runs = mine["runs"].as_array().unwrap();
-    assert!(runs.iter().any(|r| r["section"] == "tutorial" && r["final_test_acc"]["n"] == 4), "{mine}");
+    let t = runs.iter().find(|r| r["section"] == "tutorial").expect("the tutorial's quartiles");
+    assert_eq!(
+        (t["final_test_acc"]["n"].as_u64(), t["final_test_acc"]["median"].as_f64()),
+        (Some(3), Some(0.51)),
+        "{t}"
+    );
+    assert!(mine.get("report").is_none(), "the class report is not a student's");
     let (_, his) = status_of(app.bob.get(app.url(&format!("/class/{ASSIGNMENT}")))).await;
     assert!(!his["runs"].as_array().unwrap().iter().any(|r| r["label"] == "lr 0.1"), "{his}");
+    let csv =
+        app.bob.get(app.url(&format!("/class/{ASSIGNMENT}?format=csv"))).send().await.unwrap().text().await.unwrap();
+    assert!(csv.lines().next().unwrap().contains("lr: lr 0.1 final test acc %"), "{csv}");
+    // Carol reads her flags without the class's numbers.
+    let (_, hers) = status_of(carol.get(app.url(&format!("/class/{ASSIGNMENT}")))).await;
+    let messages: Vec<&str> =
+        hers["students"][0]["flags"].as_array().unwrap().iter().map(|f| f["message"].as_str().unwrap()).collect();
+    assert!(messages.contains(&"tutorial CNN ends at 20.0% test accuracy, far below the class's"), "{messages:?}");
+    assert!(messages.contains(&"lr 0.01's loss stopped being finite"), "{messages:?}");
 
     // The figures: an instructor's with everyone, a student's own over the band; the
     // band behind a student's sweep changes its figure.

@@ -221,7 +221,6 @@ fn the_users_command_adds_lists_and_revokes() {
     let (ok, _, err) = run(&["add", "Carol Smith"]);
     assert!(!ok && err.contains("a-z, 0-9"), "{err}");
     assert!(run(&["add", "dave", "--admin"]).0);
-    let (_, list, _) = run(&["list"]);
     assert!(run(&["add", "ines", "--role", "instructor"]).0);
     let (ok, _, err) = run(&["add", "gus", "--role", "teacher"]);
     assert!(!ok && err.contains("student, instructor, admin"), "{err}");
