@@ -36,6 +36,12 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 const pct = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + " %");
 const fmtLoss = (x) => (x === null || x === undefined ? "—" : Number(x).toPrecision(4));
 const jobLabel = (j) => j.name || j.id.slice(0, 8);
+/// The signed-in user's role: "student", "instructor" or "admin" (an older server says only admin).
+const roleOf = (u) => (u && u.role) || (u && u.admin ? "admin" : "student");
+/// Whether the signed-in user reads everyone's jobs, sweeps and the class (instructors, admins).
+const readsEveryone = () => roleOf(me) !== "student";
+/// Whether the signed-in user may cancel or resume what `owner` owns (their own; an admin's anyone's).
+const mayManage = (owner) => owner === me.name || roleOf(me) === "admin";
 
 function ago(iso) {
   if (!iso) return "—";
@@ -284,8 +290,10 @@ async function route(message) {
   }
   $("#nav").hidden = false;
   $("#who").hidden = false;
-  $("#who-name").textContent = me.name + (me.admin ? " (admin)" : "");
+  const role = roleOf(me);
+  $("#who-name").textContent = me.name + (role === "student" ? "" : ` (${role})`);
   $("#nav-admin").hidden = !me.admin;
+  $("#nav-class").hidden = !readsEveryone();
   const { parts, query } = parseHash();
   const section = parts[0] || "jobs";
   for (const a of document.querySelectorAll("[data-nav]")) {
@@ -302,11 +310,15 @@ async function route(message) {
     else if (section === "sweeps") await viewSweeps();
     else if (section === "sweep" && parts[1]) await viewSweep(parts[1], signal);
     else if (section === "admin") await viewAdmin(signal);
+    else if (section === "class") await viewClass(parts[1] || "cifar10-assignment", signal);
     else show(h("h1", { text: "Not found" }), h("p", {}, h("a", { href: "#/", text: "Back to my jobs" })));
   } catch (e) {
     if (signal.aborted) return;
     // N.B.: another user's job (or sweep) is a 404, as a missing one is: say so plainly.
-    if (e.status === 404) {
+    if (e.status === 404 && section === "class") {
+      show(h("h1", { text: "No such assignment" }), h("p", { class: "error", text: e.message }),
+        h("p", {}, h("a", { href: "#/class", text: "Back to the class" })));
+    } else if (e.status === 404) {
       const what = section === "sweep" ? "sweep" : "job";
       show(h("h1", { text: `No such ${what}` }), h("p", { class: "error", text: `${e.message}: it does not exist, or it is not yours.` }),
         h("p", {}, h("a", { href: section === "sweep" ? "#/sweeps" : "#/", text: section === "sweep" ? "Back to the sweeps" : "Back to my jobs" })));
@@ -356,16 +368,24 @@ function progressCell(j) {
 
 async function viewJobs(query, signal) {
   const filter = query.get("status") || "";
+  // One user's jobs (#/jobs?owner=NAME, from the class view), for those who read everyone's.
+  const owner = readsEveryone() ? query.get("owner") || "" : "";
+  const hashFor = (status) => {
+    const q = new URLSearchParams();
+    if (status) q.set("status", status);
+    if (owner) q.set("owner", owner);
+    return owner ? `#/jobs?${q}` : status ? `#/?${q}` : "#/";
+  };
   const rows = new Map();   // id -> job
   const selected = new Set();
   const tbody = h("tbody");
   const select = h("select", { id: "status-filter" },
     h("option", { value: "", text: "every status" }),
     STATUSES.map((s) => h("option", { value: s, selected: s === filter, text: s.replace("_", " ") })));
-  select.addEventListener("change", () => { location.hash = select.value ? `#/?status=${select.value}` : "#/"; });
+  select.addEventListener("change", () => { location.hash = hashFor(select.value); });
   const compareBtn = h("button", { type: "button", class: "secondary", disabled: true, text: "Compare selected",
     onclick: () => { location.hash = "#/compare?jobs=" + [...selected].join(","); } });
-  const cancelAll = h("button", { type: "button", class: "danger", id: "cancel-queued", text: "Cancel all my queued jobs",
+  const cancelAll = h("button", { type: "button", class: "danger", id: "cancel-queued", text: "Cancel all my queued jobs", hidden: Boolean(owner && owner !== me.name),
     onclick: async () => {
       if (!confirm("Cancel every job of yours that is still queued?")) return;
       try {
@@ -376,8 +396,10 @@ async function viewJobs(query, signal) {
     } });
   const more = h("button", { type: "button", class: "secondary", hidden: true, text: "Show older jobs" });
   const empty = h("p", { class: "muted", hidden: true, id: "no-jobs" },
-    "No jobs yet. ", h("a", { href: "#/submit", text: "Submit one" }), ".");
-  const admin = me.admin;
+    owner && owner !== me.name ? `${owner} has no jobs${filter ? " " + filter.replace("_", " ") : ""}.` :
+      ["No jobs yet. ", h("a", { href: "#/submit", text: "Submit one" }), "."]);
+  // Instructors and admins read every user's jobs: the owner shows (unless one user's are listed).
+  const admin = readsEveryone() && !owner;
   const table = h("div", { class: "table-wrap" }, h("table", { id: "jobs" },
     h("caption", { class: "skip", text: "Jobs" }),
     h("thead", {}, h("tr", {},
@@ -394,7 +416,8 @@ async function viewJobs(query, signal) {
       if (check.checked) selected.add(j.id); else selected.delete(j.id);
       compareBtn.disabled = selected.size === 0;
     });
-    const cancel = ACTIVE.has(j.status)
+    // N.B.: an instructor reads others' jobs but may not cancel them (the server says 403).
+    const cancel = ACTIVE.has(j.status) && mayManage(j.owner)
       ? h("button", { type: "button", class: "danger", "data-cancel": j.id, "aria-label": "cancel " + jobLabel(j), text: "Cancel",
           onclick: async () => {
             try { await api("POST", `/jobs/${j.id}/cancel`); await refresh(j.id); } catch (e) { flash(e.message, true); }
@@ -415,7 +438,7 @@ async function viewJobs(query, signal) {
     return tr;
   }
   function put(j, prepend) {
-    if (filter && j.status !== filter) {
+    if ((filter && j.status !== filter) || (owner && j.owner !== owner)) {
       const old = tbody.querySelector(`tr[data-job="${j.id}"]`);
       if (old) old.remove();
       rows.delete(j.id);
@@ -431,6 +454,7 @@ async function viewJobs(query, signal) {
   async function load(reset) {
     const q = new URLSearchParams({ limit: "50" });
     if (filter) q.set("status", filter);
+    if (owner) q.set("owner", owner);
     if (!reset && cursor) q.set("cursor", cursor);
     const page = await api("GET", "/jobs?" + q);
     if (reset) { tbody.replaceChildren(); rows.clear(); }
@@ -451,7 +475,9 @@ async function viewJobs(query, signal) {
     pending.set(id, setTimeout(() => { pending.delete(id); refresh(id); }, 250));
   }
   more.addEventListener("click", () => load(false).catch((e) => flash(e.message, true)));
-  show(h("h1", { text: admin ? "Jobs (every user's)" : "My jobs" }),
+  const title = owner ? (owner === me.name ? "My jobs" : `${owner}'s jobs`) : admin ? "Jobs (every user's)" : "My jobs";
+  show(h("h1", { class: "wrap-name", text: title }),
+    owner ? h("p", { class: "small" }, h("a", { href: "#/", text: "Every user's jobs" })) : null,
     h("div", { class: "toolbar" },
       h("label", { for: "status-filter", text: "Show" }), select,
       h("span", { class: "spacer" }), compareBtn, cancelAll,
@@ -594,12 +620,12 @@ async function viewJob(id, signal) {
           job.stopped_because ? [h("dt", { text: "stopped early" }), h("dd", { id: "stopped-because", text: job.stopped_because })] : null,
           job.error ? [h("dt", { text: "error" }), h("dd", { class: "error", text: job.error })] : null),
         h("div", { class: "toolbar" },
-          active ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",
+          active && mayManage(job.owner) ? h("button", { type: "button", class: "danger", id: "cancel-job", text: "Cancel this job",
             onclick: async () => {
               try { job = await api("POST", `/jobs/${id}/cancel`); renderHead(); } catch (e) { flash(e.message, true); }
             } }) : null,
           // A trial its search stopped early trains on; the view starts afresh (its stream ended).
-          job.status === "stopped_early" ? h("button", { type: "button", class: "secondary", id: "resume-job", text: "Resume",
+          job.status === "stopped_early" && mayManage(job.owner) ? h("button", { type: "button", class: "secondary", id: "resume-job", text: "Resume",
             title: "Queue it again: it trains on from its checkpoint to its epochs, and its search's rule judges it no more",
             onclick: async () => {
               try { await api("POST", `/jobs/${id}/resume`); route(`Resumed ${jobLabel(job)}: it is queued again.`); } catch (e) { flash(e.message, true); }
@@ -1370,6 +1396,70 @@ async function viewSweeps() {
       })))));
 }
 
+/// A preset's sweep's figure, a section at a time, with the class's band behind each run's
+/// test accuracy ("compare me with the class": the median and middle half of the other
+/// students' runs, no names). On by default, as the server's band is; a server that turned
+/// it off answers 403, and the checkbox goes. `draw()` draws it again (live results).
+function sweepFigure(s, signal) {
+  const keys = [];
+  for (const j of s.jobs) for (const x of j.sections || []) if (!keys.includes(x.section)) keys.push(x.section);
+  if (!keys.length) return null;
+  const mine = s.owner === me.name;
+  const sel = h("select", { id: "sweep-section" }, keys.map((k) => h("option", { value: k, text: k.replace("_", " ") })));
+  // N.B.: the band is of test accuracy; the other panels show without it.
+  const metric = h("select", { id: "sweep-metric" },
+    [["test_acc", "test accuracy"], ["all", "loss and accuracies"], ["train_acc", "training accuracy"], ["loss", "loss"]]
+      .map(([k, t]) => h("option", { value: k, text: t })));
+  const withClass = h("input", { type: "checkbox", id: "compare-class", checked: true, "aria-describedby": "compare-class-help" });
+  const classBox = h("p", { class: "check-box" },
+    h("label", { for: "compare-class", class: "check" }, withClass, mine ? " compare me with the class" : ` compare ${s.owner} with the class`),
+    h("span", { class: "small muted", id: "compare-class-help",
+      text: "The band behind each run's test accuracy: the other students' median and middle half (25–75 %) at each epoch, where enough of them have run it; no names." }));
+  const im = apiImage({ id: "sweep-figure", alt: "" }, signal);
+  const note = h("p", { class: "small muted", role: "status", text: "Drawing…" });
+  const box = h("figure", { class: "figure" }, im.img, note);
+  let drawing = false, again = false;
+  async function draw() {
+    if (drawing) { again = true; return; }
+    drawing = true;
+    const banded = !classBox.hidden && withClass.checked;
+    const p = new URLSearchParams({ section: sel.value, metric: metric.value, format: "png", ...figureSize(box, 0.55) });
+    if (banded) p.set("class", "true");
+    im.img.alt = `${s.owner}'s runs of section ${sel.value}: ${metric.selectedOptions[0].text} by epoch` +
+      (banded && metric.value !== "loss" && metric.value !== "train_acc" ? ", over the class's median and middle half of test accuracy" : "");
+    try {
+      if (await im.load(`/sweeps/${s.id}/plot?${p}`)) { note.textContent = ""; note.className = "small muted"; }
+    } catch (e) {
+      if (!signal.aborted) {
+        // N.B.: the band is off on this server: plain figures, and no checkbox to tick.
+        if (banded && e.status === 403) { classBox.hidden = true; again = true; } else {
+          note.textContent = `The figure could not be drawn: ${e.message}`;
+          note.className = "small error";
+        }
+      }
+    } finally { drawing = false; }
+    if (again && !signal.aborted) { again = false; draw(); }
+  }
+  // The sections in the assignment's order, by their titles (its class view says them; the
+  // jobs' order alone puts a section whose first job is shared where that job is).
+  api("GET", `/class/${encodeURIComponent(s.definition.preset)}`).then((c) => {
+    const titles = new Map(c.assignment.sections.map((x, i) => [x.key, [i, x.title]]));
+    const at = (k) => (titles.has(k) ? titles.get(k)[0] : 1000 + keys.indexOf(k));
+    const was = sel.value;
+    sel.replaceChildren(...keys.slice().sort((x, y) => at(x) - at(y)).map((k) =>
+      h("option", { value: k, selected: k === was, text: titles.has(k) ? titles.get(k)[1] : k.replace("_", " ") })));
+  }).catch(() => { /* the keys it has */ });
+  sel.addEventListener("change", draw);
+  metric.addEventListener("change", draw);
+  withClass.addEventListener("change", draw);
+  const node = h("section", { class: "card", id: "sweep-figures", "aria-labelledby": "sweep-figures-title" },
+    h("h2", { id: "sweep-figures-title", text: "Figures" }),
+    h("div", { class: "toolbar" }, h("label", { for: "sweep-section", text: "Section" }), sel,
+      h("label", { for: "sweep-metric", text: "Showing" }), metric),
+    classBox, box);
+  return { node, draw };
+}
+
 async function viewSweep(id, signal) {
   let s = await api("GET", `/sweeps/${id}`);
   const summary = h("div", { id: "sweep-summary" });
@@ -1382,6 +1472,8 @@ async function viewSweep(id, signal) {
   };
   // A search's panel (null for a sweep that samples nothing and stops nothing early).
   const panel = s.search ? searchPanel(s, reread) : null;
+  // An assignment's (a preset's) figure, beside the class (null for other sweeps).
+  const figure = s.definition && s.definition.preset ? sweepFigure(s, signal) : null;
   // N.B.: when every job is a trial, the panel's trials table lists them all, with more.
   const jobsTable = h("div", { class: "table-wrap", hidden: panel !== null && s.jobs.every((j) => j.trial) },
     h("table", { id: "sweep-jobs" },
@@ -1392,7 +1484,7 @@ async function viewSweep(id, signal) {
     const counts = s.status_counts || {};
     const total = s.jobs.length;
     const finished = finishedOf(counts);
-    cancel.hidden = (counts.queued || 0) + (counts.running || 0) === 0;
+    cancel.hidden = (counts.queued || 0) + (counts.running || 0) === 0 || !mayManage(s.owner);
     summary.replaceChildren(
       h("div", { class: "bar" }, h("label", { for: "sweep-bar", text: `${finished} of ${total} jobs finished` }),
         h("progress", { id: "sweep-bar", max: String(total), value: String(finished) })),
@@ -1400,7 +1492,7 @@ async function viewSweep(id, signal) {
     tbody.replaceChildren(...s.jobs.map((j) => h("tr", { "data-job": j.id, "data-status": j.status },
       h("td", {}, h("a", { href: `#/job/${j.id}`, text: j.name || Object.entries(j.point || {}).map(([k, v]) => `${k}=${v}`).join(", ") || j.id.slice(0, 8) })),
       h("td", { class: "small", text: [...new Set(j.sections.map((x) => x.label))].join("; ") }),
-      h("td", { class: "wrap" }, jobBadges(j), stoppedNote(j, reread)),
+      h("td", { class: "wrap" }, jobBadges(j), stoppedNote(j, reread, mayManage(s.owner))),
       h("td", { class: "num", text: `${j.epochs_done} / ${j.epochs_total}` }),
       h("td", { class: "num", text: pct(j.best_test_acc) }))));
     if (panel) panel.update(s);
@@ -1413,17 +1505,21 @@ async function viewSweep(id, signal) {
         h("button", { type: "button", class: "secondary", text: "Figure (PNG)", onclick: () => download(`/sweeps/${id}/plot?format=png`, "sweep.png") }),
         h("a", { class: "button secondary", id: "compare-sweep", href: `#/compare?jobs=${s.jobs.map((j) => j.id).join(",")}`, text: "Compare its jobs" }),
         cancel)),
+    figure ? figure.node : null,
     panel ? panel.node : null,
     jobsTable);
   update();
   if (panel) panel.drawn();
+  if (figure) figure.draw();
   const mine = new Set(s.jobs.map((j) => j.id));
-  let queued = null;
+  let queued = null, redraw = null;
   stream("/events", (type, data) => {
     if (type === "progress" || !mine.has(data.job) || queued) return;
-    // At most one re-read a second, however many epochs land at once.
+    // At most one re-read a second, however many epochs land at once; the figure (drawn by
+    // the server) at most once every two.
     queued = setTimeout(async () => {
       await reread();
+      if (figure && !redraw) redraw = setTimeout(() => { redraw = null; figure.draw(); }, 2000);
       queued = null;
     }, 1000);
   }, signal);
@@ -1466,7 +1562,7 @@ function ruleWords(rule, epochs) {
 }
 
 /// What stopped a trial early, and a button that trains it on; resumed trials say so.
-function stoppedNote(t, reread) {
+function stoppedNote(t, reread, manage = true) {
   if (t.status === "stopped_early") {
     const where = t.rung !== null && t.rung !== undefined ? `stopped early at rung ${t.rung}` : `stopped early after epoch ${t.epochs_done}`;
     const resume = h("button", { type: "button", class: "secondary", "data-resume": t.id, "aria-label": `resume ${t.label || t.name || t.id.slice(0, 8)}`,
@@ -1480,7 +1576,7 @@ function stoppedNote(t, reread) {
         } catch (e) { flash(e.message, true); resume.disabled = false; }
       } });
     return h("div", { class: "stopped" }, h("strong", { class: "stopped-at", text: where }),
-      t.stopped_because ? h("div", { class: "small muted reason", text: t.stopped_because }) : null, resume);
+      t.stopped_because ? h("div", { class: "small muted reason", text: t.stopped_because }) : null, manage ? resume : null);
   }
   if (t.resumed) return h("div", { class: "small muted", text: "resumed after it stopped early" });
   return null;
@@ -1652,11 +1748,301 @@ function searchPanel(sweep, reread) {
         h("td", {}, statusBadge(t.status)),
         h("td", { class: "num", text: `${t.epochs_done} / ${t.epochs_total}` }),
         h("td", { class: "num", text: fmtMetric(metric, t.best) + (t.best_epoch ? ` (epoch ${t.best_epoch})` : "") }),
-        h("td", { class: "wrap" }, stoppedNote(row, reread)));
+        h("td", { class: "wrap" }, stoppedNote(row, reread, mayManage(s.owner))));
     }));
     if (chart) chart.set(search);
   }
   return { node, update, drawn: draw };
+}
+
+// ---------- the class ----------
+
+/// The assignments a class view can show: the presets.
+const ASSIGNMENTS = [["cifar10-assignment", "The CIFAR-10 assignment"], ["optimizers", "Optimisers on the tutorial CNN"]];
+
+/// An image the server draws, fetched with the token (an <img src> cannot send one) and
+/// shown from a blob URL. A newer load replaces the image only once it has decoded, so a
+/// figure that follows live results does not flicker; an older load that ends late is
+/// dropped. `load(path)` throws the server's refusal (an ApiError) for the caller to say.
+function apiImage(attrs, signal) {
+  const img = h("img", Object.assign({ hidden: true }, attrs));
+  let url = null;
+  let seq = 0;
+  const forget = () => { if (url) URL.revokeObjectURL(url); url = null; };
+  if (signal) signal.addEventListener("abort", forget, { once: true });
+  return {
+    img,
+    async load(path) {
+      const mine = ++seq;
+      const r = await fetch(path, { headers: authHeaders(), signal });
+      if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
+      const next = URL.createObjectURL(await r.blob());
+      try { const probe = new Image(); probe.src = next; await probe.decode(); } catch { /* shown as it is */ }
+      if (mine !== seq || (signal && signal.aborted)) { URL.revokeObjectURL(next); return false; }
+      forget();
+      url = next;
+      img.src = next;
+      img.hidden = false;
+      return true;
+    },
+    clear() { seq++; forget(); img.removeAttribute("src"); img.hidden = true; },
+  };
+}
+
+/// A section's short name for a column head: "6. lr" from "6. Learning rate" and key "lr".
+function sectionHead(s) {
+  const n = /^(\d+)\./.exec(s.title);
+  return (n ? n[1] + ". " : "") + s.key.replace("_", " ");
+}
+
+/// A run's final test accuracy as a whole percent, for the table's compact cells.
+const pct0 = (x) => (x === null || x === undefined ? "—" : String(Math.round(100 * x)));
+
+/// A server figure's size for the box it shows in: as wide as the box (so its text reads at
+/// the size drawn), `ratio` as high, within what the server draws (300 to 2000 pixels).
+function figureSize(box, ratio) {
+  const w = Math.round(Math.min(2000, Math.max(300, (box.clientWidth || 1000) - 2)));
+  return { width: String(w), height: String(Math.round(Math.min(2000, Math.max(200, w * ratio)))) };
+}
+
+/// The mean of a section's runs' final test accuracy in a student's row (null: none yet).
+function sectionMean(row, key) {
+  const vs = row.runs.filter((r) => r.section === key && r.final_test_acc !== null && r.final_test_acc !== undefined)
+    .map((r) => r.final_test_acc);
+  return vs.length ? vs.reduce((a, b) => a + b, 0) / vs.length : null;
+}
+
+async function viewClass(key, signal) {
+  if (!readsEveryone()) {
+    show(h("h1", { text: "Class" }),
+      h("p", { text: "The class view is for instructors and admins. Your own results beside the class's are on your assignment's sweep page (\"compare me with the class\")." }),
+      h("p", {}, h("a", { href: "#/sweeps", text: "Your sweeps" })));
+    return;
+  }
+  const base = `/class/${encodeURIComponent(key)}`;
+  let data = await api("GET", base);
+  const a = data.assignment;
+  // What the reader chose stays as the table and figures are read again: the order, and
+  // whose flags are open.
+  let sortKey = "student", sortDir = 1;
+  const openFlags = new Set();
+  const pick = h("select", { id: "class-assignment", "aria-label": "assignment" },
+    ASSIGNMENTS.map(([k, t]) => h("option", { value: k, selected: k === a.key, text: t })));
+  pick.addEventListener("change", () => { location.hash = `#/class/${pick.value}`; });
+  const facts = h("p", { id: "class-facts", class: "muted" });
+  const nameFilter = h("input", { id: "class-filter", type: "search", placeholder: "a student's name", autocomplete: "off" });
+  const flagged = h("input", { id: "class-flagged", type: "checkbox" });
+  const shown = h("span", { id: "class-shown", class: "small muted", "aria-live": "polite" });
+  const empty = h("p", { id: "class-empty", class: "muted", hidden: true, text: "No student has submitted this assignment yet." });
+  const tbody = h("tbody");
+  const tfoot = h("tfoot");
+  // Columns: [key, heading, numeric, the value a row sorts by, tooltip].
+  const columns = [
+    ["student", "Student", false, (r) => r.student],
+    ["submitted", "Submitted", false, (r) => r.created_at],
+    ["completion", "Completion", true, (r) => r.completion, "runs finished (succeeded, or stopped early by the search's rule) of all its runs"],
+    ["running", "Running", true, (r) => r.jobs.running],
+    ["queued", "Queued", true, (r) => r.jobs.queued],
+    ["failed", "Failed", true, (r) => r.jobs.failed],
+    ["diverged", "Diverged", true, (r) => r.jobs.diverged, "runs whose loss became NaN or infinite"],
+    ["flags", "Flags", true, (r) => r.flags.length, "what may need a look: failed, diverged, at chance, few epochs, far from the class's median"],
+    ...a.sections.map((s) => [`section:${s.key}`, sectionHead(s), true, (r) => sectionMean(r, s.key),
+      `${s.title}: each run's final test accuracy in %, as ${s.runs.join(" / ")}; sorted by their mean`]),
+  ];
+  const heads = columns.map(([k, text, numeric, , help]) => {
+    const button = h("button", { type: "button", class: "sort", "data-sort": k, title: help || null, text,
+      onclick: () => {
+        if (sortKey === k) sortDir = -sortDir; else { sortKey = k; sortDir = numeric && k !== "completion" ? -1 : 1; }
+        render();
+      } });
+    return h("th", { class: (numeric ? "num" : "") + (k.startsWith("section:") ? " section" : "") + (k === "student" ? " student" : ""),
+      "data-col": k, scope: "col" }, button);
+  });
+  const table = h("div", { class: "table-wrap" }, h("table", { id: "class-table" },
+    h("caption", { class: "skip", text: `${a.title}: a row per student` }),
+    h("thead", {}, h("tr", {}, heads)), tbody, tfoot));
+
+  // One student's row.
+  function rowOf(r) {
+    const finished = (r.jobs.succeeded || 0) + (r.jobs.stopped_early || 0);
+    const flagText = r.flags.map((f) => f.message).join("\n");
+    const earlier = r.earlier_sweeps.length;
+    return h("tr", { "data-student": r.student, "data-flags": r.flags.length },
+      h("th", { scope: "row", class: "student" },
+        h("a", { href: `#/sweep/${r.sweep}`, class: "name", title: `${r.student}'s sweep`, text: r.student }),
+        h("div", { class: "small" },
+          h("a", { href: `#/jobs?owner=${encodeURIComponent(r.student)}`, "data-jobs": r.student, text: "jobs" }),
+          earlier ? h("span", { class: "muted", title: r.earlier_sweeps.map((e) => `${e.id.slice(0, 8)} (${e.created_at})`).join("\n"),
+            text: ` · ${earlier} earlier submission${earlier === 1 ? "" : "s"}` }) : null)),
+      h("td", { class: "small" }, agoSpan(r.created_at)),
+      h("td", { class: "completion" }, h("div", { class: "bar" },
+        h("progress", { max: String(r.jobs.total || 1), value: String(finished), "aria-label": `${r.student}: ${finished} of ${r.jobs.total} runs finished` }),
+        h("span", { class: "small", text: `${finished}/${r.jobs.total}` }))),
+      h("td", { class: "num", text: r.jobs.running || "—" }),
+      h("td", { class: "num", text: r.jobs.queued || "—" }),
+      h("td", { class: "num" + (r.jobs.failed ? " bad" : ""), text: r.jobs.failed || "—" }),
+      h("td", { class: "num" + (r.jobs.diverged ? " bad" : ""), text: r.jobs.diverged || "—" }),
+      h("td", { class: "num flags" }, r.flags.length === 0 ? h("span", { class: "muted", text: "—" }) :
+        h("details", { open: openFlags.has(r.student),
+          ontoggle: (ev) => { if (ev.target.open) openFlags.add(r.student); else openFlags.delete(r.student); } }, h("summary", { title: flagText, "aria-label": `${r.flags.length} flag${r.flags.length === 1 ? "" : "s"}: ${flagText}`,
+          text: `${r.flags.length} ⚑` }),
+        h("ul", {}, r.flags.map((f) => h("li", { "data-kind": f.kind, text: f.message }))))),
+      a.sections.map((s) => {
+        const cells = r.runs.filter((c) => c.section === s.key);
+        return h("td", { class: "num section", "data-section": s.key,
+          title: cells.map((c) => `${c.label}: ${pct(c.final_test_acc)}${c.best_test_acc !== null ? ` (best ${pct(c.best_test_acc)})` : ""}, ${c.status.replace("_", " ")}, ${c.epochs_done}/${c.epochs_total} epochs${c.diverged ? ", diverged" : ""}`).join("\n") },
+        cells.length === 0 ? "—" : cells.flatMap((c, i) => [i ? h("span", { class: "sep", text: " / " }) : null,
+          h("span", { class: c.diverged ? "bad" : ACTIVE.has(c.status) ? "muted" : null, text: pct0(c.final_test_acc) })]));
+      }));
+  }
+  // The class's medians under the rows: each run's median final test accuracy.
+  function footOf() {
+    const byRun = new Map(data.runs.map((r) => [`${r.section}\u0000${r.label}`, r]));
+    return h("tr", { class: "median" },
+      h("th", { scope: "row", class: "student", text: "class median" }),
+      h("td", { colspan: 7, class: "small muted", text: "each run's median final test accuracy, % (middle half in the tooltip)" }),
+      a.sections.map((s) => {
+        const rs = s.runs.map((l) => byRun.get(`${s.key}\u0000${l}`) || { label: l, final_test_acc: null });
+        return h("td", { class: "num section",
+          title: rs.map((r) => `${r.label}: ` + (r.final_test_acc ? `median ${pct(r.final_test_acc.median)}, middle half ${pct(r.final_test_acc.q1)} to ${pct(r.final_test_acc.q3)}, ${r.final_test_acc.n} student${r.final_test_acc.n === 1 ? "" : "s"}` : "none finished yet")).join("\n"),
+          text: rs.map((r) => pct0(r.final_test_acc && r.final_test_acc.median)).join(" / ") });
+      }));
+  }
+  function render() {
+    const col = columns.find((c) => c[0] === sortKey) || columns[0];
+    const [, , numeric, value] = col;
+    const needle = nameFilter.value.trim().toLowerCase();
+    const rows = data.students
+      .filter((r) => (!needle || r.student.toLowerCase().includes(needle)) && (!flagged.checked || r.flags.length > 0))
+      .sort((x, y) => {
+        const vx = value(x), vy = value(y);
+        // N.B.: rows with nothing to sort by go last, whichever the direction.
+        if (vx === null || vy === null) return vx === null ? (vy === null ? 0 : 1) : -1;
+        const d = numeric ? vx - vy : String(vx).localeCompare(String(vy));
+        return d * sortDir || x.student.localeCompare(y.student);
+      });
+    tbody.replaceChildren(...rows.map(rowOf));
+    tfoot.replaceChildren(...(data.students.length ? [footOf()] : []));
+    for (const th of heads) {
+      const k = th.dataset.col;
+      if (k === sortKey) th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending"); else th.removeAttribute("aria-sort");
+    }
+    const n = data.students.length;
+    facts.textContent = n === 0 ? "Nobody has submitted it yet." :
+      `${n} student${n === 1 ? "" : "s"} submitted it; ${data.students.filter((r) => r.completion >= 1).length} finished every run; ` +
+      `${data.students.filter((r) => r.flags.length).length} with flags. Each student's newest submission counts.`;
+    shown.textContent = n && rows.length !== n ? `showing ${rows.length} of ${n}` : "";
+    empty.hidden = n > 0;
+    table.hidden = n === 0;
+    figures.hidden = n === 0;
+    if (n > 0 && rows.length === 0) tbody.append(h("tr", {}, h("td", { colspan: columns.length, class: "muted", text: "No student matches the filter." })));
+  }
+  nameFilter.addEventListener("input", render);
+  nameFilter.addEventListener("change", render);
+  flagged.addEventListener("change", render);
+
+  // The figures: a section's curves across the class (one student highlighted, or none), and
+  // its spread of final test accuracy.
+  const sectionSel = h("select", { id: "class-section" }, a.sections.map((s) => h("option", { value: s.key, text: s.title })));
+  const metricSel = h("select", { id: "class-metric" }, Object.entries(METRIC_WORDS).map(([k, t]) => h("option", { value: k, text: t })));
+  const studentSel = h("select", { id: "class-student" });
+  const curves = apiImage({ id: "class-curves", alt: "" }, signal);
+  const final = apiImage({ id: "class-final", alt: "" }, signal);
+  const curvesNote = h("p", { class: "small muted", role: "status" });
+  const finalNote = h("p", { class: "small muted", role: "status" });
+  const curvesBox = h("figure", { class: "figure" }, curves.img, curvesNote,
+    h("figcaption", { class: "small muted", text: "Each run of the section: every student a thin grey line over the class's median and middle half (25–75 %); the student highlighted in colour." }));
+  const finalBox = h("figure", { class: "figure" }, final.img, finalNote,
+    h("figcaption", { class: "small muted", text: "Each run's final test accuracy: a box of the class's middle half, a dot per student." }));
+  const fillStudents = () => {
+    const was = studentSel.value;
+    studentSel.replaceChildren(h("option", { value: "", text: "nobody highlighted" }),
+      ...data.students.map((r) => r.student).sort().map((s) => h("option", { value: s, selected: s === was, text: s })));
+  };
+  // One drawing at a time: asked for meanwhile, it draws again once that one is shown.
+  let drawing = false, again = false;
+  async function draw() {
+    if (data.students.length === 0) return;
+    if (drawing) { again = true; return; }
+    drawing = true;
+    const q = (kind) => {
+      const size = figureSize(kind === "final" ? finalBox : curvesBox, kind === "final" ? 0.5 : 0.6);
+      const p = new URLSearchParams({ section: sectionSel.value, kind, format: "png", ...size });
+      if (kind === "curves") p.set("metric", metricSel.value);
+      if (studentSel.value) p.set("student", studentSel.value);
+      return `${base}/plot?${p}`;
+    };
+    const section = sectionSel.selectedOptions[0].text;
+    const who = studentSel.value ? `, ${studentSel.value} highlighted` : "";
+    curves.img.alt = `${section}: each student's ${METRIC_WORDS[metricSel.value]} by epoch over the class's median and middle half${who}`;
+    final.img.alt = `${section}: each run's final test accuracy across the class${who}`;
+    const one = async (im, note, path) => {
+      try { if (await im.load(path)) { note.textContent = ""; note.className = "small muted"; } } catch (e) {
+        if (signal.aborted) return;
+        note.textContent = `The figure could not be drawn: ${e.message}`;
+        note.className = "small error";
+      }
+    };
+    if (!curves.img.src) curvesNote.textContent = "Drawing…";
+    if (!final.img.src) finalNote.textContent = "Drawing…";
+    try {
+      await Promise.all([one(curves, curvesNote, q("curves")), one(final, finalNote, q("final"))]);
+    } finally { drawing = false; }
+    if (again && !signal.aborted) { again = false; draw(); }
+  }
+  sectionSel.addEventListener("change", draw);
+  metricSel.addEventListener("change", draw);
+  studentSel.addEventListener("change", draw);
+  const figures = h("section", { class: "card", id: "class-figures", "aria-labelledby": "class-figures-title" },
+    h("h2", { id: "class-figures-title", text: "Figures" }),
+    h("div", { class: "toolbar" },
+      h("label", { for: "class-section", text: "Section" }), sectionSel,
+      h("label", { for: "class-metric", text: "Curves of" }), metricSel,
+      h("label", { for: "class-student", text: "Highlight" }), studentSel),
+    h("div", { class: "class-figures" }, curvesBox, finalBox));
+
+  show(h("div", { class: "toolbar class-head" },
+    h("h1", { id: "class-title", text: a.title }), h("span", { class: "spacer" }), pick),
+  facts,
+  h("div", { class: "toolbar" },
+    h("label", { for: "class-filter", text: "Student" }), nameFilter,
+    h("label", { for: "class-flagged", class: "check" }, flagged, " only flagged"), shown,
+    h("span", { class: "spacer" }),
+    h("button", { type: "button", class: "secondary", id: "class-csv", text: "Download CSV",
+      onclick: () => download(`${base}?format=csv`, `class-${a.key}.csv`) }),
+    h("button", { type: "button", class: "secondary", id: "class-report", text: "Class report (HTML)",
+      onclick: () => download(`${base}/report`, `class-${a.key}-report.html`) }),
+    h("button", { type: "button", class: "secondary", id: "class-report-zip", text: "Class report (Markdown + figures, zip)",
+      onclick: () => download(`${base}/report?format=zip`, `class-${a.key}-report.zip`) })),
+  empty, table,
+  h("p", { class: "small muted", text: "Click a column's heading to sort by it (again: the other way); a student's name opens their sweep. A section's cell lists its runs' final test accuracy in %, in the assignment's order; hover for the runs' names." }),
+  figures);
+  fillStudents();
+  render();
+  draw();
+
+  // Live: results land as jobs train and finish; the table and figures are read again, at
+  // most once every two seconds however many events arrive.
+  let timer = null, last = 0, seen = JSON.stringify(data);
+  const refresh = async () => {
+    timer = null;
+    last = Date.now();
+    let next;
+    try { next = await api("GET", base); } catch { return; }
+    // N.B.: unchanged, nothing is redrawn (the reader's focus and scroll stay where they are).
+    const text = JSON.stringify(next);
+    if (signal.aborted || text === seen) return;
+    seen = text;
+    data = next;
+    fillStudents();
+    render();
+    draw();
+  };
+  stream("/events", (type) => {
+    if (type === "progress" || timer) return;
+    timer = setTimeout(refresh, Math.max(0, 2000 - (Date.now() - last)));
+  }, signal);
+  signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
 }
 
 // ---------- admin ----------
@@ -1666,13 +2052,18 @@ async function viewAdmin(signal) {
   const queueBox = h("div"), workersBox = h("div"), usersBox = h("div");
   const tokenBox = h("div", { id: "new-token", "aria-live": "polite" });
   const newName = h("input", { id: "new-user", type: "text", pattern: "[a-z0-9._\\-]{1,64}", "aria-describedby": "new-user-help new-user-error" });
-  const newAdmin = h("input", { id: "new-admin", type: "checkbox" });
+  const newRole = h("select", { id: "new-role", "aria-describedby": "new-role-help" },
+    h("option", { value: "student", selected: true, text: "student" }),
+    h("option", { value: "instructor", text: "instructor" }),
+    h("option", { value: "admin", text: "admin" }));
   const newError = h("span", { class: "error", id: "new-user-error", role: "alert" });
   // N.B.: novalidate: the field's pattern is checked here, so the message says what is allowed.
   const addForm = h("form", { class: "card", id: "add-user", novalidate: true },
     h("div", { class: "field" }, h("label", { for: "new-user", text: "New user's name" }), newName,
       h("span", { class: "help", id: "new-user-help", text: "1 to 64 characters of a-z, 0-9, '.', '_' and '-'." }), newError),
-    h("p", {}, h("label", {}, newAdmin, " admin (sees and cancels every job, manages users)")),
+    h("div", { class: "field" }, h("label", { for: "new-role", text: "Role" }), newRole,
+      h("span", { class: "help", id: "new-role-help",
+        text: "A student sees their own jobs; an instructor reads everyone's jobs, sweeps and the class view but cancels only their own; an admin also cancels any job, sets priorities and manages users." })),
     h("button", { type: "submit", text: "Add user" }));
   const showToken = (u) => tokenBox.replaceChildren(h("div", { class: "card" },
     h("p", {}, h("strong", { text: `${u.name}'s token` }), " — shown only this once; give it to them now:"),
@@ -1689,9 +2080,10 @@ async function viewAdmin(signal) {
       return;
     }
     try {
-      const u = await api("POST", "/users", { name: newName.value.trim(), admin: newAdmin.checked });
+      const u = await api("POST", "/users", { name: newName.value.trim(), role: newRole.value });
       showToken(u);
       newName.value = "";
+      newRole.value = "student";
       await loadUsers();
     } catch (e) { newError.textContent = e.message; newName.setAttribute("aria-invalid", "true"); newName.focus(); }
   });
@@ -1728,9 +2120,9 @@ async function viewAdmin(signal) {
   async function loadUsers() {
     const { users } = await api("GET", "/users");
     usersBox.replaceChildren(h("div", { class: "table-wrap" }, h("table", { id: "users" },
-      h("thead", {}, h("tr", {}, ["Name", "Admin", "Created", "Token", ""].map((t) => h("th", { text: t })))),
+      h("thead", {}, h("tr", {}, ["Name", "Role", "Created", "Token", ""].map((t) => h("th", { text: t })))),
       h("tbody", {}, users.map((u) => h("tr", { "data-user": u.name },
-        h("td", { text: u.name }), h("td", { text: u.admin ? "yes" : "no" }), h("td", {}, agoSpan(u.created_at)),
+        h("td", { text: u.name }), h("td", { class: "role", text: roleOf(u) }), h("td", {}, agoSpan(u.created_at)),
         h("td", {}, u.revoked_at ? ["revoked ", agoSpan(u.revoked_at)] : "valid"),
         h("td", {},
           u.name === me.name ? h("span", { class: "small muted", text: "you" }) : h("button", { type: "button", class: "secondary", "aria-label": `re-issue ${u.name}'s token`, text: "Re-issue token",

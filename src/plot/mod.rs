@@ -419,6 +419,10 @@ fn legend_entries(fig: &Figure) -> Vec<Entry> {
         out.push(Entry { label: "test loss".into(), sample: Sample::Loss { index: 1, test: true } });
     }
     if shows_band(fig) {
+        if !comparing {
+            // N.B.: a lone run over the class's band is named, so its line is told from the band.
+            out.push(Entry { label: fig.series[0].label.clone(), sample: Sample::Job { index: 0, dots: false } });
+        }
         // One entry for every series's band: a comparison's bands are in each job's colour.
         let c = if comparing { RGBColor(120, 120, 120) } else { colour(0) };
         out.push(Entry { label: BAND_LABEL.into(), sample: Sample::Class(class::Key::Band(c)) });
