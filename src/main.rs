@@ -1,5 +1,9 @@
 use clap::Parser;
 
+/// jemalloc for the whole process: Rust's allocations, and (its symbols unprefixed) libtorch's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     // N.B.: a write past a file-size limit (`ulimit -f`, systemd's LimitFSIZE) must fail that
     // write, as a full disk does, not kill the whole server with SIGXFSZ.
