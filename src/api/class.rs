@@ -217,7 +217,30 @@ pub async fn plot_class(
     let section = match q.section.as_deref() {
         None => keys[0].to_string(),
         Some(s) if keys.contains(&s) => s.to_string(),
-        Some(s) => return Err(bad("section", format!("section must be one of {}, got {s:?}", keys.join(", ")))),
+        // N.B.: another assignment's section names no section of this one: absent, as a
+        // sweep's plot has it; a name no assignment has is a bad request.
+        Some(s)
+            if crate::sweep::PRESETS
+                .iter()
+                .filter_map(|p| crate::sweep::sections_of(p))
+                .flatten()
+                .any(|(x, _)| x.key == s) =>
+        {
+            return Err(ApiError::NotFound(format!(
+                "{} has no section {s:?}; its sections: {}",
+                a.key,
+                keys.join(", ")
+            )))
+        }
+        Some(s) => {
+            let all: Vec<&str> = crate::sweep::PRESETS
+                .iter()
+                .filter_map(|p| crate::sweep::sections_of(p))
+                .flatten()
+                .map(|(x, _)| x.key)
+                .collect();
+            return Err(bad("section", format!("section must be one of {}, got {s:?}", all.join(", "))));
+        }
     };
     let metric = match q.metric.as_deref() {
         None => Metric::TestAcc,
@@ -238,6 +261,12 @@ pub async fn plot_class(
     };
     let width = size("width", q.width.as_deref(), 1000, plot::WIDTHS)?;
     let height = size("height", q.height.as_deref(), if kind == Kind::Final { 600 } else { 700 }, plot::HEIGHTS)?;
+    if let Some(s) = q.student.as_deref().filter(|s| !queue::users::valid_name(s)) {
+        return Err(bad(
+            "student",
+            format!("student must be a user name (1 to 64 characters of a-z, 0-9, '.', '_' and '-'), got {s:?}"),
+        ));
+    }
     let reader = user.0.reads_everyone();
     if let Some(s) = q.student.as_deref().filter(|_| !reader) {
         if s != user.0.name {
