@@ -484,7 +484,8 @@ fn epoch_flags(a: &Assignment, cs: &[Cell]) -> Vec<Flag> {
             .sum();
         let asked = a.epochs.saturating_mul(mine.len() as i64);
         if planned.saturating_mul(2) < asked {
-            let message = format!("{} trains {planned} epochs in all; the assignment asks {asked}", section.title);
+            let message =
+                format!("{}: its runs train {planned} epochs in all; the assignment asks {asked}", section.title);
             out.push(Flag {
                 kind: "few_epochs",
                 section: section.key.clone(),
