@@ -837,22 +837,29 @@ pub(crate) fn md_table<H: AsRef<str>, R: AsRef<[String]>>(headers: &[H], rows: &
     m
 }
 
-/// The report as one self-contained HTML page.
-pub fn html(r: &Report) -> String {
-    let mut h = String::new();
-    let _ = write!(
-        h,
+/// A self-contained report page's head, style and title, with `intro` (HTML, escaped by
+/// the caller) as its first paragraph: what a sweep's and a class's report share.
+pub(crate) fn page_head(title: &str, intro: &str) -> String {
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
          body{{font-family:sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222}}\
          table{{border-collapse:collapse;margin:.5em 0 1em}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}\
          th{{background:#f3f3f3}}td.n{{text-align:right}}.q{{color:#555;font-style:italic}}.f li{{margin:.2em 0}}\
          section{{border-top:1px solid #ddd;margin-top:2em}}.warn{{background:#fff6e0;border-left:4px solid #9a6700;padding:.5em .8em}}svg{{max-width:100%;height:auto}}</style></head><body>\n\
-         <h1>{title}</h1>\n<p>Sweep <code>{id}</code>, created {created}. {summary}</p>\n",
-        title = escape(&r.title),
-        id = escape(&r.sweep_id),
-        created = escape(&r.created_at),
-        summary = escape(&summary(r)),
+         <h1>{title}</h1>\n<p>{intro}</p>\n",
+        title = escape(title),
+    )
+}
+
+/// The report as one self-contained HTML page.
+pub fn html(r: &Report) -> String {
+    let intro = format!(
+        "Sweep <code>{}</code>, created {}. {}",
+        escape(&r.sweep_id),
+        escape(&r.created_at),
+        escape(&summary(r))
     );
+    let mut h = page_head(&r.title, &intro);
     if let Some(c) = caveat(r) {
         let _ = writeln!(h, "<p class=\"warn\"><strong>Note:</strong> {}</p>", escape(&c));
     }

@@ -219,13 +219,7 @@ pub async fn plot_class(
         Some(s) if keys.contains(&s) => s.to_string(),
         // N.B.: another assignment's section names no section of this one: absent, as a
         // sweep's plot has it; a name no assignment has is a bad request.
-        Some(s)
-            if crate::sweep::PRESETS
-                .iter()
-                .filter_map(|p| crate::sweep::sections_of(p))
-                .flatten()
-                .any(|(x, _)| x.key == s) =>
-        {
+        Some(s) if super::sweeps::preset_sections().any(|(x, _)| x.key == s) => {
             return Err(ApiError::NotFound(format!(
                 "{} has no section {s:?}; its sections: {}",
                 a.key,
@@ -233,12 +227,7 @@ pub async fn plot_class(
             )))
         }
         Some(s) => {
-            let all: Vec<&str> = crate::sweep::PRESETS
-                .iter()
-                .filter_map(|p| crate::sweep::sections_of(p))
-                .flatten()
-                .map(|(x, _)| x.key)
-                .collect();
+            let all: Vec<&str> = super::sweeps::preset_sections().map(|(x, _)| x.key).collect();
             return Err(bad("section", format!("section must be one of {}, got {s:?}", all.join(", "))));
         }
     };

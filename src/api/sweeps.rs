@@ -38,7 +38,7 @@ async fn load_sweep(state: &AppState, user: &CurrentUser, id: &str) -> Result<Sw
 }
 
 /// Every preset's sections, with their jobs' labels in order.
-fn preset_sections() -> impl Iterator<Item = (Section, Vec<(&'static str, serde_json::Value)>)> {
+pub(super) fn preset_sections() -> impl Iterator<Item = (Section, Vec<(&'static str, serde_json::Value)>)> {
     sweep::PRESETS.iter().filter_map(|p| sweep::sections_of(p)).flatten()
 }
 

@@ -10,7 +10,7 @@
 use super::{Assignment, ClassView, Counts, RunCell, Submission};
 use crate::job::JobStatus;
 use crate::plot::{self, Format};
-use crate::report::{escape, html_table, md, md_table, pct};
+use crate::report::{escape, html_table, md, md_table, page_head, pct};
 use crate::search::Metric;
 use std::fmt::Write;
 
@@ -268,20 +268,9 @@ fn inline(drawn: Result<Vec<u8>, plot::PlotError>) -> String {
 
 /// The class report as one self-contained HTML page.
 pub fn html(r: &ClassReport) -> String {
-    let mut h = String::new();
     let title = format!("{}: the class", r.assignment.title);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
-         body{{font-family:sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222}}\
-         table{{border-collapse:collapse;margin:.5em 0 1em}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}\
-         th{{background:#f3f3f3}}td.n{{text-align:right}}.q{{color:#555;font-style:italic}}.f li{{margin:.2em 0}}\
-         section{{border-top:1px solid #ddd;margin-top:2em}}.warn{{background:#fff6e0;border-left:4px solid #9a6700;padding:.5em .8em}}svg{{max-width:100%;height:auto}}</style></head><body>\n\
-         <h1>{title}</h1>\n<p>Assignment <code>{key}</code>. {summary}</p>\n",
-        title = escape(&title),
-        key = escape(&r.assignment.key),
-        summary = escape(&summary(r)),
-    );
+    let intro = format!("Assignment <code>{}</code>. {}", escape(&r.assignment.key), escape(&summary(r)));
+    let mut h = page_head(&title, &intro);
     if r.view.students.is_empty() {
         h.push_str("</body></html>\n");
         return h;

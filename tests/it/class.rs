@@ -419,17 +419,7 @@ async fn the_class_table_shows_each_students_newest_submission_with_its_flags() 
 #[tokio::test]
 async fn migration_12_makes_admins_admins_and_finds_each_sweeps_preset_on_sqlite() {
     // A database as migration 11 left it: an admin, a student, a preset's sweep and a grid.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().foreign_keys(true))
-        .await
-        .unwrap();
-    let all = sqlx::migrate!("./migrations/sqlite");
-    let mut old = sqlx::migrate!("./migrations/sqlite");
-    old.migrations = all.migrations.iter().filter(|m| m.version <= 11).cloned().collect::<Vec<_>>().into();
-    old.run(&pool).await.unwrap();
+    let (_dir, pool, all) = sqlite_at_migration(11).await;
     for sql in [
         "INSERT INTO users (name, token_hash, is_admin, created_at) VALUES ('root', 'h1', 1, 1), ('ann', 'h2', 0, 1)",
         "INSERT INTO sweeps (id, owner_id, definition, created_at) VALUES \

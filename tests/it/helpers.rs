@@ -255,3 +255,20 @@ impl SseReader {
         out
     }
 }
+
+/// A SQLite database (in its own temp dir) as migration `version` left it, and the migrator
+/// of every migration, to test the next ones on rows an older server wrote.
+pub async fn sqlite_at_migration(version: i64) -> (tempfile::TempDir, sqlx::SqlitePool, sqlx::migrate::Migrator) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().foreign_keys(true))
+        .await
+        .unwrap();
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let mut old = sqlx::migrate!("./migrations/sqlite");
+    old.migrations = all.migrations.iter().filter(|m| m.version <= version).cloned().collect::<Vec<_>>().into();
+    old.run(&pool).await.unwrap();
+    (dir, pool, all)
+}

@@ -351,17 +351,7 @@ async fn the_assignment_with_lr_search_queues_trials_in_its_learning_rate_sectio
 async fn migration_11_keeps_every_job_its_references_and_its_counter_on_sqlite() {
     // A database as migration 10 left it, with jobs, an epoch, a checkpoint and a sweep;
     // then every migration.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().foreign_keys(true))
-        .await
-        .unwrap();
-    let all = sqlx::migrate!("./migrations/sqlite");
-    let mut old = sqlx::migrate!("./migrations/sqlite");
-    old.migrations = all.migrations.iter().filter(|m| m.version <= 10).cloned().collect::<Vec<_>>().into();
-    old.run(&pool).await.unwrap();
+    let (_dir, pool, all) = sqlite_at_migration(10).await;
     for sql in [
         "INSERT INTO users (name, token_hash, created_at) VALUES ('a', 'h', 1)",
         "INSERT INTO jobs (id, owner_id, spec, parameters, status, epochs_total, created_at) VALUES \
