@@ -127,18 +127,13 @@ fn visible(state: &AppState, user: &CurrentUser, mut v: ClassView) -> ClassView 
     v
 }
 
-#[derive(Deserialize)]
-pub struct ClassQuery {
-    format: Option<String>,
-}
-
 /// `GET /class/{assignment}`: a row per student who submitted it, as JSON or as CSV for a
 /// gradebook.
 pub async fn get_class(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(name): Path<String>,
-    Query(q): Query<ClassQuery>,
+    Query(q): Query<super::sweeps::FormatQuery>,
 ) -> Result<Response, ApiError> {
     let csv = super::jobs::wants_csv(q.format.as_deref())?;
     let a = assignment(&name)?;
@@ -368,7 +363,7 @@ pub async fn get_class_report(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(name): Path<String>,
-    Query(q): Query<ClassQuery>,
+    Query(q): Query<super::sweeps::FormatQuery>,
 ) -> Result<Response, ApiError> {
     if !user.0.reads_everyone() {
         return Err(ApiError::Forbidden("the class report is for instructors and admins".into()));
@@ -380,7 +375,7 @@ pub async fn get_class_report(
     let slot = state.render_slot()?;
     let drawn = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let r = class::report::ClassReport::new(&a, &subs);
+        let r = class::report::ClassReport::new(&a, subs);
         kind.render(
             &file,
             || Ok(class::report::html(&r)),

@@ -461,16 +461,17 @@ pub async fn cancel_sweep(
     Ok(Json(sweep_json(&state.pool, &sweep).await?))
 }
 
+/// The query of a route whose one parameter is `format` (a report's, the class's).
 #[derive(Deserialize)]
-pub struct ReportQuery {
-    format: Option<String>,
+pub struct FormatQuery {
+    pub(super) format: Option<String>,
 }
 
 pub async fn get_report(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    Query(q): Query<ReportQuery>,
+    Query(q): Query<FormatQuery>,
 ) -> Result<Response, ApiError> {
     let sweep = load_sweep(&state, &user, &id).await?;
     let kind = ReportKind::parse(q.format.as_deref())?;

@@ -13,17 +13,19 @@ use crate::plot::{self, Format};
 use crate::report::{escape, html_table, md, md_table, page_head, pct};
 use crate::search::Metric;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// Everything the class report shows.
 pub struct ClassReport {
     pub assignment: Assignment,
     pub view: ClassView,
-    pub submissions: Vec<Submission>,
+    /// Shared with the server's cache of the class: a report reads it, never copies it.
+    pub submissions: Arc<Vec<Submission>>,
 }
 
 impl ClassReport {
-    pub fn new(a: &Assignment, subs: &[Submission]) -> ClassReport {
-        ClassReport { assignment: a.clone(), view: super::build(a, subs), submissions: subs.to_vec() }
+    pub fn new(a: &Assignment, subs: Arc<Vec<Submission>>) -> ClassReport {
+        ClassReport { assignment: a.clone(), view: super::build(a, &subs), submissions: subs }
     }
 }
 
@@ -468,7 +470,7 @@ mod tests {
             student("bob", "2025-03-02 11:30", &[0.3, 0.4, 0.5], (JobStatus::Succeeded, &[0.35, 0.5, 0.58])),
             student("cat", "2025-03-03 09:15", &[0.25, 0.4, 0.52], (JobStatus::Failed, &[0.3])),
         ];
-        ClassReport::new(&assignment(), &subs)
+        ClassReport::new(&assignment(), Arc::new(subs.to_vec()))
     }
 
     const FAILED: &str = "lr 0.1 failed after 1 of 3 epochs";
@@ -507,7 +509,7 @@ mod tests {
             s.flags.clear();
         }
         assert!(markdown(&r).contains("## Flags worth a look\n\nNo flags.\n"));
-        let empty = ClassReport::new(&assignment(), &[]);
+        let empty = ClassReport::new(&assignment(), Arc::default());
         assert!(html(&empty).contains("No student has submitted this assignment yet."));
         assert!(markdown(&empty).ends_with("No student has submitted this assignment yet.\n"));
     }
@@ -530,8 +532,8 @@ mod tests {
     fn the_markdown_links_the_class_plot_routes_and_escapes_what_it_shows() {
         let mut a = assignment();
         a.title = "# <script>alert(1)</script> *bold*".into();
-        let subs: Vec<Submission> = class().submissions;
-        let m = markdown(&ClassReport::new(&a, &subs));
+        let subs = class().submissions;
+        let m = markdown(&ClassReport::new(&a, subs.clone()));
         assert!(m.starts_with("# \\# &lt;script&gt;alert(1)&lt;/script&gt; \\*bold\\*: the class\n"), "{m}");
         assert!(!m.contains("<script>"));
         for key in ["tutorial", "lr"] {
@@ -540,7 +542,7 @@ mod tests {
         }
         assert!(m.contains("- **cat**\n  - *2. Learning rate*: lr 0.1 failed after 1 of 3 epochs\n"), "{m}");
         assert!(m.contains("| lr 0.1 | 3 | 2 | 59.0% | 58.5%–59.5% | 0 |"), "{m}");
-        let h = html(&ClassReport::new(&a, &subs));
+        let h = html(&ClassReport::new(&a, subs));
         assert!(!h.contains("<script>") && h.contains("&lt;script&gt;"));
     }
 
