@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod metrics;
 pub mod model;
+pub mod native;
 pub mod optim;
 pub mod rng;
 

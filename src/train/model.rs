@@ -14,7 +14,9 @@
 //!
 //! Convolutions run on channels-last activations ([B, H, W, C] in memory): libtorch's CPU
 //! kernels for grouped convolutions with few channels per group are several times faster
-//! so (measured: BENCHMARKS.md, "Fused groups"), and a single model's are too.
+//! so (measured: BENCHMARKS.md, "Fused groups"), and a single model's larger ones are too. A
+//! single model's small ones (the tutorial CNN at batch ≤ 4) run libtorch's own im2col kernel
+//! on NCHW activations instead (`ConvPath`; BENCHMARKS.md, "Convolution paths").
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the
@@ -23,6 +25,7 @@
 //! group of one, and then every operation is the plain one (a grouped convolution with
 //! groups = 1 is a convolution).
 
+use super::native;
 use super::rng::EpochRng;
 use crate::network::{ActKind, Architecture, Init, Layer, ParamSpec};
 use tch::{Device, Kind, Tensor};
@@ -257,6 +260,53 @@ impl Act {
     }
 }
 
+/// Which CPU kernel trains a single model's convolution (a fused group's grouped one is always
+/// oneDNN's on channels-last activations: several times faster than the alternatives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPath {
+    /// oneDNN on channels-last activations (libtorch's choice for `conv2d` on CPU).
+    OneDnn,
+    /// libtorch's own im2col and matrix product (`thnn_conv2d`) on NCHW activations.
+    Libtorch,
+}
+
+/// A single model's training convolution of at most this many multiply-adds per step (batch ×
+/// output positions × output channels × input channels × kernel area) runs libtorch's own
+/// kernel on CPU: below it oneDNN's per-call set-up costs more than its faster arithmetic saves
+/// (the tutorial CNN's two at batch 4 are 1.41 M and 0.96 M, a 3×3 convolution from 3 to 16
+/// channels on 32×32 images at batch 4 1.77 M; measured: BENCHMARKS.md,
+/// "Convolution paths").
+pub const LIBTORCH_CONV_MAX_MACS: i64 = 1_500_000;
+
+impl ConvPath {
+    /// The path for a single model's training convolution of `x` ([B, C, H, W]) by `w`
+    /// ([Cout, C, kh, kw]): by `TRAINYARD_CONV_PATH` (`onednn` or `libtorch`, read once; for
+    /// benchmarks) or else by its size (`LIBTORCH_CONV_MAX_MACS`), on CPU.
+    pub fn of(x: &Tensor, w: &Tensor, stride: i64, pad: i64) -> ConvPath {
+        static FORCED: std::sync::OnceLock<Option<ConvPath>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| match std::env::var("TRAINYARD_CONV_PATH").as_deref() {
+            Ok("onednn") => Some(ConvPath::OneDnn),
+            Ok("libtorch") => Some(ConvPath::Libtorch),
+            _ => None,
+        });
+        if x.device() != Device::Cpu {
+            return ConvPath::OneDnn;
+        }
+        if let Some(path) = forced {
+            return path;
+        }
+        let (xs, ws) = (x.size(), w.size());
+        let out = |n: i64, k: i64| (n + 2 * pad - k) / stride + 1;
+        let macs = [xs[0], out(xs[2], ws[2]), out(xs[3], ws[3]), ws[0], ws[1], ws[2], ws[3]]
+            .iter()
+            .try_fold(1i64, |acc, &n| acc.checked_mul(n));
+        match macs {
+            Some(m) if m <= LIBTORCH_CONV_MAX_MACS => ConvPath::Libtorch,
+            _ => ConvPath::OneDnn,
+        }
+    }
+}
+
 /// An image activation with the members' channels side by side, channels last in memory.
 fn to_channels(xs: Act, g: i64) -> Tensor {
     match xs {
@@ -325,9 +375,16 @@ fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&
 fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&Tensor>) -> Act {
     match (layer, xs) {
         (&Layer::Conv2d { weight, stride, pad, .. }, xs) => {
-            let x = to_channels(xs, g);
             let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
-            Act::Channels(x.conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g))
+            match xs {
+                // N.B.: libtorch's own kernel takes NCHW (its backward fails on channels-last).
+                Act::Stacked(x) | Act::Channels(x)
+                    if g == 1 && ConvPath::of(&x, w, stride, pad) == ConvPath::Libtorch =>
+                {
+                    Act::Stacked(native::thnn_conv2d(&x.contiguous(), w, Some(b), stride, pad))
+                }
+                xs => Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g)),
+            }
         }
         (&Layer::MaxPool { k, stride }, xs) => {
             xs.map(|x| x.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false))
@@ -464,4 +521,27 @@ fn member_block(layers: &[Layer], ps: &GroupParams, m: i64, mut xs: Tensor, chan
         };
     }
     xs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(x: [i64; 4], w: [i64; 4], stride: i64, pad: i64) -> ConvPath {
+        let opts = (Kind::Float, Device::Cpu);
+        ConvPath::of(&Tensor::zeros(x, opts), &Tensor::zeros(w, opts), stride, pad)
+    }
+
+    #[test]
+    fn small_convolutions_take_libtorchs_own_kernel_and_larger_ones_onednns() {
+        // The tutorial CNN's two at batch 4 (1.41 M and 0.96 M multiply-adds) and at batch 1.
+        assert_eq!(path([4, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::Libtorch);
+        assert_eq!(path([4, 6, 14, 14], [16, 6, 5, 5], 1, 0), ConvPath::Libtorch);
+        assert_eq!(path([1, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::Libtorch);
+        // Its first at batch 8 (2.8 M), and a 3×3 from 3 to 16 channels, padded, at batch 4 (1.77 M).
+        assert_eq!(path([8, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::OneDnn);
+        assert_eq!(path([4, 3, 32, 32], [16, 3, 3, 3], 1, 1), ConvPath::OneDnn);
+        // A stride shrinks the output, and with it the work: 16 × 16 positions instead of 32 × 32.
+        assert_eq!(path([4, 3, 32, 32], [16, 3, 3, 3], 2, 1), ConvPath::Libtorch);
+    }
 }
