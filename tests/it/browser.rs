@@ -62,18 +62,33 @@ impl Browser {
 
     /// Evaluates `expr` in the page until it is truthy; returns its value.
     async fn until(&self, what: &str, expr: &str, secs: u64) -> Value {
+        match self.poll(expr, secs).await {
+            Ok(v) => v,
+            Err(last) => {
+                let text = self.text("body").await;
+                panic!("timed out waiting for {what} ({expr}); last value {last}; the page says:\n{text}");
+            }
+        }
+    }
+
+    /// As `until`, but null when `expr` is still falsy after `secs`.
+    async fn until_or_null(&self, expr: &str, secs: u64) -> Value {
+        self.poll(expr, secs).await.unwrap_or(Value::Null)
+    }
+
+    /// `expr`'s first truthy value within `secs`, or its last value (or error).
+    async fn poll(&self, expr: &str, secs: u64) -> Result<Value, Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut last = Value::Null;
         while Instant::now() < deadline {
             match self.client.execute(&format!("return ({expr});"), vec![]).await {
-                Ok(v) if !v.is_null() && v != json!(false) && v != json!(0) && v != json!("") => return v,
+                Ok(v) if !v.is_null() && v != json!(false) && v != json!(0) && v != json!("") => return Ok(v),
                 Ok(v) => last = v,
                 Err(e) => last = json!(e.to_string()),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let text = self.text("body").await;
-        panic!("timed out waiting for {what} ({expr}); last value {last}; the page says:\n{text}");
+        Err(last)
     }
 
     async fn text(&self, css: &str) -> String {
@@ -209,7 +224,9 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     );
     // The charts drew the epochs (uPlot's canvas), and the status says running.
     b.until("three charts", "document.querySelectorAll('#charts .uplot canvas').length === 3", 10).await;
-    assert_eq!(b.text("h1 .status").await, "running");
+    // N.B.: the page reads the job again when its stream says it started: that may land
+    // after the first epochs under load.
+    b.until("the status to say running", "document.querySelector('h1 .status')?.textContent === 'running'", 20).await;
     b.until(
         "the progress bar",
         "document.querySelector('#epoch-bar') || document.querySelector('#job-progress p')",
@@ -222,6 +239,12 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     // more epochs land, and both stay as the reader left them.
     let loss = "trainyard.charts()[0]";
     b.until("three epochs", &format!("{loss}.data[0].length >= 3"), 60).await;
+    b.click("#charts .chart:first-child .u-legend .u-series:nth-child(3) th").await;
+    assert_eq!(b.client.execute(&format!("return {loss}.series[2].show"), vec![]).await.unwrap(), json!(false));
+    // The drag: across half the plot, from near its left edge. The chart is scrolled into
+    // view first (a pointer outside the viewport is an error), and the x range is read once
+    // the drag has set it, unzoomed being the first epoch to the last.
+    b.client.execute(&format!("{loss}.over.scrollIntoView({{block: 'center'}}); return 1;"), vec![]).await.unwrap();
     let over = b.client.find(Locator::Css("#charts .chart:first-child .u-over")).await.unwrap();
     let width = b.client.execute(&format!("return {loss}.over.clientWidth"), vec![]).await.unwrap().as_f64().unwrap();
     let drag = MouseActions::new("mouse".into())
@@ -229,16 +252,18 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
         .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
         .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(200)), x: width * 0.5, y: 0.0 })
         .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
-    b.click("#charts .chart:first-child .u-legend .u-series:nth-child(3) th").await;
-    assert_eq!(b.client.execute(&format!("return {loss}.series[2].show"), vec![]).await.unwrap(), json!(false));
     b.client.perform_actions(drag).await.unwrap();
     let zoom = b
-        .client
-        .execute(&format!("return [{loss}.scales.x.min, {loss}.scales.x.max, {loss}.data[0].length]"), vec![])
-        .await
-        .unwrap();
+        .until(
+            "the drag to zoom in",
+            &format!(
+                "{loss}.scales.x.max - {loss}.scales.x.min < {loss}.data[0].length - 1 && \
+                 [{loss}.scales.x.min, {loss}.scales.x.max, {loss}.data[0].length]"
+            ),
+            10,
+        )
+        .await;
     let (lo, hi, n) = (zoom[0].as_f64().unwrap(), zoom[1].as_f64().unwrap(), zoom[2].as_i64().unwrap());
-    assert!(hi - lo < n as f64, "the drag zoomed in: {zoom}");
     b.until("two more epochs", &format!("{loss}.data[0].length >= {}", n + 2), 60).await;
     let after = b
         .client
@@ -300,9 +325,13 @@ async fn a_student_signs_in_submits_watches_epochs_arrive_and_cancels_in_a_real_
     b.client.set_window_size(390, 844).await.unwrap();
     b.client.goto(&app.url(&format!("/#/job/{id}"))).await.unwrap();
     b.until("the job on a phone", &format!("{} >= 2", count("#epochs tbody tr")), 20).await;
-    let overflow =
-        b.client.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone by {overflow} px");
+    // N.B.: read once the charts have taken the narrow width (a resize reaches them a frame later).
+    let fits = "document.documentElement.scrollWidth - window.innerWidth";
+    let settled = format!("{fits} <= 0 && [...document.querySelectorAll('#charts canvas')].every((c) => c.clientWidth <= window.innerWidth) && 'fits'");
+    if b.until_or_null(&settled, 10).await.is_null() {
+        let overflow = b.client.execute(&format!("return {fits}"), vec![]).await.unwrap();
+        panic!("the page is wider than a phone by {overflow} px");
+    }
     b.screenshot("job-phone.png").await;
 
     // Signing out forgets the token: the page asks again.
