@@ -511,6 +511,8 @@ pub enum Layer {
         k: i64,
         stride: i64,
         pad: i64,
+        /// Multiply-adds per image: output values × input channels × kernel area.
+        macs: i64,
     },
     MaxPool {
         k: i64,
@@ -823,7 +825,8 @@ impl Planner {
                     self.param(format!("{prefix}.weight"), vec![out, c, kernel, kernel], Init::Uniform { fan_in });
                 self.param(format!("{prefix}.bias"), vec![out], Init::Uniform { fan_in });
                 let shape = Shape::Image { c: out, h: (ph - kernel) / stride + 1, w: (pw - kernel) / stride + 1 };
-                (Layer::Conv2d { weight, cin: c, cout: out, k: kernel, stride, pad }, shape)
+                let macs = shape.numel().saturating_mul(c).saturating_mul(kernel.saturating_mul(kernel));
+                (Layer::Conv2d { weight, cin: c, cout: out, k: kernel, stride, pad, macs }, shape)
             }
             LayerSpec::MaxPool2d { kernel, stride } | LayerSpec::AvgPool2d { kernel, stride } => {
                 let max = matches!(spec, LayerSpec::MaxPool2d { .. });

@@ -279,10 +279,10 @@ pub enum ConvPath {
 pub const LIBTORCH_CONV_MAX_MACS: i64 = 1_500_000;
 
 impl ConvPath {
-    /// The path for a single model's training convolution of `x` ([B, C, H, W]) by `w`
-    /// ([Cout, C, kh, kw]): by `TRAINYARD_CONV_PATH` (`onednn` or `libtorch`, read once; for
-    /// benchmarks) or else by its size (`LIBTORCH_CONV_MAX_MACS`), on CPU.
-    pub fn of(x: &Tensor, w: &Tensor, stride: i64, pad: i64) -> ConvPath {
+    /// The path for a single model's training convolution of `x` ([B, C, H, W]) by a layer of
+    /// `macs` multiply-adds per image (`Layer::Conv2d`): by `TRAINYARD_CONV_PATH` (`onednn` or
+    /// `libtorch`, read once; for benchmarks) or else `by_size`, on CPU.
+    pub fn of(x: &Tensor, macs: i64) -> ConvPath {
         static FORCED: std::sync::OnceLock<Option<ConvPath>> = std::sync::OnceLock::new();
         let forced = *FORCED.get_or_init(|| match std::env::var("TRAINYARD_CONV_PATH").as_deref() {
             Ok("onednn") => Some(ConvPath::OneDnn),
@@ -292,17 +292,16 @@ impl ConvPath {
         if x.device() != Device::Cpu {
             return ConvPath::OneDnn;
         }
-        if let Some(path) = forced {
-            return path;
-        }
-        let (xs, ws) = (x.size(), w.size());
-        let out = |n: i64, k: i64| (n + 2 * pad - k) / stride + 1;
-        let macs = [xs[0], out(xs[2], ws[2]), out(xs[3], ws[3]), ws[0], ws[1], ws[2], ws[3]]
-            .iter()
-            .try_fold(1i64, |acc, &n| acc.checked_mul(n));
-        match macs {
-            Some(m) if m <= LIBTORCH_CONV_MAX_MACS => ConvPath::Libtorch,
-            _ => ConvPath::OneDnn,
+        forced.unwrap_or_else(|| ConvPath::by_size(x.size()[0], macs))
+    }
+
+    /// libtorch's own kernel for at most `LIBTORCH_CONV_MAX_MACS` multiply-adds a step, else
+    /// oneDNN's.
+    pub fn by_size(batch: i64, macs: i64) -> ConvPath {
+        if batch.saturating_mul(macs) <= LIBTORCH_CONV_MAX_MACS {
+            ConvPath::Libtorch
+        } else {
+            ConvPath::OneDnn
         }
     }
 }
@@ -374,13 +373,11 @@ fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&
 
 fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&Tensor>) -> Act {
     match (layer, xs) {
-        (&Layer::Conv2d { weight, stride, pad, .. }, xs) => {
+        (&Layer::Conv2d { weight, stride, pad, macs, .. }, xs) => {
             let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
             match xs {
                 // N.B.: libtorch's own kernel takes NCHW (its backward fails on channels-last).
-                Act::Stacked(x) | Act::Channels(x)
-                    if g == 1 && ConvPath::of(&x, w, stride, pad) == ConvPath::Libtorch =>
-                {
+                Act::Stacked(x) | Act::Channels(x) if g == 1 && ConvPath::of(&x, macs) == ConvPath::Libtorch => {
                     Act::Stacked(native::thnn_conv2d(&x.contiguous(), w, Some(b), stride, pad))
                 }
                 xs => Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g)),
@@ -526,22 +523,33 @@ fn member_block(layers: &[Layer], ps: &GroupParams, m: i64, mut xs: Tensor, chan
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use serde_json::json;
 
-    fn path(x: [i64; 4], w: [i64; 4], stride: i64, pad: i64) -> ConvPath {
-        let opts = (Kind::Float, Device::Cpu);
-        ConvPath::of(&Tensor::zeros(x, opts), &Tensor::zeros(w, opts), stride, pad)
+    /// Each convolution's multiply-adds per image, as planned for the spec.
+    fn conv_macs(spec: serde_json::Value) -> Vec<i64> {
+        let arch = Architecture::of(&Spec::parse(&spec).unwrap());
+        arch.layers.iter().filter_map(|l| if let Layer::Conv2d { macs, .. } = l { Some(*macs) } else { None }).collect()
     }
 
     #[test]
     fn small_convolutions_take_libtorchs_own_kernel_and_larger_ones_onednns() {
-        // The tutorial CNN's two at batch 4 (1.41 M and 0.96 M multiply-adds) and at batch 1.
-        assert_eq!(path([4, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::Libtorch);
-        assert_eq!(path([4, 6, 14, 14], [16, 6, 5, 5], 1, 0), ConvPath::Libtorch);
-        assert_eq!(path([1, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::Libtorch);
-        // Its first at batch 8 (2.8 M), and a 3×3 from 3 to 16 channels, padded, at batch 4 (1.77 M).
-        assert_eq!(path([8, 3, 32, 32], [6, 3, 5, 5], 1, 0), ConvPath::OneDnn);
-        assert_eq!(path([4, 3, 32, 32], [16, 3, 3, 3], 1, 1), ConvPath::OneDnn);
-        // A stride shrinks the output, and with it the work: 16 × 16 positions instead of 32 × 32.
-        assert_eq!(path([4, 3, 32, 32], [16, 3, 3, 3], 2, 1), ConvPath::Libtorch);
+        // The tutorial CNN's two: 1.41 M and 0.96 M multiply-adds at batch 4.
+        let cnn = conv_macs(json!({"model": "cnn"}));
+        assert_eq!(cnn, [6 * 28 * 28 * 3 * 25, 16 * 10 * 10 * 6 * 25]);
+        for batch in [1, 4] {
+            assert!(cnn.iter().all(|&m| ConvPath::by_size(batch, m) == ConvPath::Libtorch), "batch {batch}");
+        }
+        // Its first at batch 8 (2.8 M).
+        assert_eq!(ConvPath::by_size(8, cnn[0]), ConvPath::OneDnn);
+        // A 3×3 from 3 to 16 channels, padded, at batch 4 (1.77 M); strided, it has a quarter
+        // of the output positions, and with them of the work.
+        let plain = json!({"layers": [{"conv2d": {"out": 16, "kernel": 3, "padding": 1}}, "flatten", {"linear": 10}]});
+        let strided = json!({"layers": [{"conv2d": {"out": 16, "kernel": 3, "stride": 2, "padding": 1}}, "flatten", {"linear": 10}]});
+        assert_eq!(conv_macs(plain.clone()), [16 * 32 * 32 * 3 * 9]);
+        assert_eq!(ConvPath::by_size(4, conv_macs(plain)[0]), ConvPath::OneDnn);
+        assert_eq!(ConvPath::by_size(4, conv_macs(strided)[0]), ConvPath::Libtorch);
+        // Counts past i64 are large, not small.
+        assert_eq!(ConvPath::by_size(i64::MAX, i64::MAX), ConvPath::OneDnn);
     }
 }
