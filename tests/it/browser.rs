@@ -139,6 +139,10 @@ impl Drop for Browser {
     }
 }
 
+/// True once a sweep page's figure has loaded.
+const SWEEP_FIGURE_LOADED: &str =
+    "document.querySelector('#sweep-figure') && document.querySelector('#sweep-figure').naturalWidth > 0";
+
 fn count(css: &str) -> String {
     format!("document.querySelectorAll({css:?}).length")
 }
@@ -1259,12 +1263,7 @@ async fn an_instructor_sorts_and_filters_the_class_and_sees_its_figures_and_a_st
         json!(true)
     );
     b.client.goto(&app.url(&format!("/#/sweep/{alice_sweep}"))).await.unwrap();
-    b.until(
-        "her figure",
-        "document.querySelector('#sweep-figure') && document.querySelector('#sweep-figure').naturalWidth > 0",
-        60,
-    )
-    .await;
+    b.until("her figure", SWEEP_FIGURE_LOADED, 60).await;
     assert_eq!(
         b.client.execute("return document.querySelector('#compare-class').checked", vec![]).await.unwrap(),
         json!(true)
@@ -1304,12 +1303,7 @@ async fn with_the_class_band_off_a_students_sweep_shows_plain_figures_and_no_com
     let b = Browser::start(1280, 1000).await;
     b.sign_in(&app.base, &alice).await;
     b.client.goto(&app.url(&format!("/#/sweep/{sweep}"))).await.unwrap();
-    b.until(
-        "the plain figure",
-        "document.querySelector('#sweep-figure') && document.querySelector('#sweep-figure').naturalWidth > 0",
-        60,
-    )
-    .await;
+    b.until("the plain figure", SWEEP_FIGURE_LOADED, 60).await;
     assert_eq!(
         b.client
             .execute("return document.querySelector('#compare-class').closest('.check-box').hidden", vec![])
