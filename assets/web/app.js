@@ -1338,18 +1338,23 @@ async function viewSubmit(query) {
     return { body: new RawJson(`{"preset": ${JSON.stringify(which)}, "overrides": {${overrides}}${lrSearch}}`) };
   };
   // How long the assignment would take here, from the queue's estimates, as one types.
+  // N.B.: as the search's: an answer that a later edit's has overtaken is dropped, else a slow
+  // answer to the form as it was overwrites the one to the form as it is.
   let costTimer = null;
+  let costSeq = 0;
   const showCost = async () => {
+    const seq = ++costSeq;
     const p = presetBody("cifar10-assignment");
     if (p.error) { presetCost.textContent = ""; return; }
     try {
       const c = await api("POST", "/sweeps/check", p.body);
+      if (seq !== costSeq) return;
       const n = c.jobs.length;
       presetCost.textContent = c.estimated_seconds !== null
         ? `The assignment is ${n} jobs: about ${waited(c.estimated_seconds)} on this box (${c.workers} worker${c.workers === 1 ? "" : "s"}, from the epochs of jobs like them that ran here).`
         : `The assignment is ${n} jobs; no time estimate yet: ${c.without_estimate} of them are like no job that has run on this box.`;
       if (!c.accepted) presetCost.textContent += " " + c.errors.map((e) => `${e.field}: ${e.message}`).join(" ");
-    } catch (e) { presetCost.textContent = e.message; }
+    } catch (e) { if (seq === costSeq) presetCost.textContent = e.message; }
   };
   preset.addEventListener("input", () => { clearTimeout(costTimer); costTimer = setTimeout(showCost, 300); });
   showCost();
