@@ -91,15 +91,29 @@ impl Browser {
         Err(last)
     }
 
+    /// The rendered text of the first element `css` finds ("" when none), read in one step in
+    /// the page: a live view that redraws the element between a find and a read leaves no
+    /// stale reference behind.
     async fn text(&self, css: &str) -> String {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+        let read = format!("return document.querySelector({css:?})?.innerText ?? '';");
+        match self.client.execute(&read, vec![]).await {
+            Ok(Value::String(t)) => t,
+            _ => String::new(),
         }
     }
 
+    /// Clicks the first element `css` finds; found again when the page redrew it between the
+    /// find and the click (a live list does, as events arrive).
     async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        for attempt in 0.. {
+            let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            match e.click().await {
+                Ok(_) => return,
+                Err(fantoccini::error::CmdError::Standard(w))
+                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference && attempt < 5 => {}
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
