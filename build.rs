@@ -33,6 +33,7 @@ fn native() {
     cc::Build::new()
         .cpp(true)
         .file("src/train/native/conv.cpp")
+        .file("src/train/native/pool.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

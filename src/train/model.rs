@@ -16,7 +16,9 @@
 //! kernels for grouped convolutions with few channels per group are several times faster
 //! so (measured: BENCHMARKS.md, "Fused groups"), and a single model's larger ones are too. A
 //! single model's small ones (the tutorial CNN at batch ≤ 4) run libtorch's own im2col kernel
-//! on NCHW activations instead (`ConvPath`; BENCHMARKS.md, "Convolution paths").
+//! on NCHW activations instead (`ConvPath`; BENCHMARKS.md, "Convolution paths"). Max pooling
+//! runs a plain loop of ours on either layout (`native::max_pool2d`, the same values as
+//! libtorch's, several times faster on these shapes).
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the
@@ -383,9 +385,7 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                 xs => Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g)),
             }
         }
-        (&Layer::MaxPool { k, stride }, xs) => {
-            xs.map(|x| x.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false))
-        }
+        (&Layer::MaxPool { k, stride }, xs) => xs.map(|x| native::max_pool2d(x, k, stride)),
         (&Layer::AvgPool { k, stride }, xs) => {
             xs.map(|x| x.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>))
         }
@@ -488,7 +488,7 @@ fn member_block(layers: &[Layer], ps: &GroupParams, m: i64, mut xs: Tensor, chan
                 let b = ps.tensors[weight + 1].narrow(0, m * cout, cout);
                 xs.conv2d(&w, Some(&b), [stride, stride], [pad, pad], [1, 1], 1)
             }
-            Layer::MaxPool { k, stride } => xs.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false),
+            Layer::MaxPool { k, stride } => native::max_pool2d(&xs, k, stride),
             Layer::AvgPool { k, stride } => xs.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>),
             Layer::GlobalAvgPool => xs.adaptive_avg_pool2d([1, 1]),
             Layer::BatchNorm { weight, stats, channels } => {

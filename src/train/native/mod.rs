@@ -16,6 +16,27 @@ extern "C" {
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
+    fn trainyard_max_pool2d(
+        input: *mut std::ffi::c_void,
+        k: i64,
+        stride: i64,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
+}
+
+/// Runs `f` with a buffer for libtorch's message; `f` returns a new `at::Tensor*` (which the
+/// result then owns) or null with the message written. Panics with `op` and that message, as
+/// tch's own operations do on a bad shape.
+fn owned(op: &str, f: impl FnOnce(*mut std::ffi::c_char, usize) -> *mut std::ffi::c_void) -> Tensor {
+    let mut err = [0 as std::ffi::c_char; 512];
+    let out = f(err.as_mut_ptr(), err.len());
+    if out.is_null() {
+        // SAFETY: the C++ side wrote a NUL-terminated message into `err` (all zeros otherwise).
+        panic!("{op}: {}", unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy());
+    }
+    // SAFETY: a non-null result is a new `at::Tensor*` nobody else owns.
+    unsafe { Tensor::from_ptr(out as *mut _) }
 }
 
 /// A 2-d convolution by libtorch's own CPU kernel (`thnn_conv2d`: im2col and a matrix
@@ -24,28 +45,32 @@ extern "C" {
 /// operations do.
 pub fn thnn_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: i64, pad: i64) -> Tensor {
     let size = w.size();
-    let mut err = [0 as std::ffi::c_char; 512];
-    // SAFETY: tch's handles are `at::Tensor*`; the C++ side only reads them and returns a new
-    // handle (which `from_ptr` then owns) or null with its message written into `err`.
-    unsafe {
-        let out = trainyard_thnn_conv2d(
-            x.as_ptr() as *mut _,
-            w.as_ptr() as *mut _,
-            b.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut _),
-            size[2],
-            size[3],
-            stride,
-            stride,
-            pad,
-            pad,
-            err.as_mut_ptr(),
-            err.len(),
-        );
-        if out.is_null() {
-            panic!("thnn_conv2d: {}", std::ffi::CStr::from_ptr(err.as_ptr()).to_string_lossy());
+    owned("thnn_conv2d", |err, len| {
+        // SAFETY: tch's handles are `at::Tensor*`; the C++ side only reads them.
+        unsafe {
+            trainyard_thnn_conv2d(
+                x.as_ptr() as *mut _,
+                w.as_ptr() as *mut _,
+                b.map_or(std::ptr::null_mut(), |b| b.as_ptr() as *mut _),
+                size[2],
+                size[3],
+                stride,
+                stride,
+                pad,
+                pad,
+                err,
+                len,
+            )
         }
-        Tensor::from_ptr(out as *mut _)
-    }
+    })
+}
+
+/// `x.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false)`, bit for bit, forward and
+/// backward, by a plain loop over each window (pool.cpp) on a contiguous float CPU tensor,
+/// NCHW or channels-last (the result in the same layout); by libtorch's kernel otherwise.
+pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, err, len) })
 }
 
 #[cfg(test)]
@@ -81,5 +106,49 @@ mod tests {
         let r = std::panic::catch_unwind(|| thnn_conv2d(&Tensor::zeros([1, 2, 8, 8], opts), &w, None, 1, 0));
         let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
         assert!(msg.starts_with("thnn_conv2d: "), "{msg}");
+    }
+
+    /// Values, and the input's gradient for an upstream gradient `up`, by `pool`.
+    fn pool_and_grad(x: &Tensor, up: &Tensor, pool: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
+        let x = x.detach().set_requires_grad(true);
+        let y = pool(&x);
+        (&y * up).sum(Kind::Float).backward();
+        (y.detach(), x.grad())
+    }
+
+    #[test]
+    fn max_pooling_equals_libtorchs_bit_for_bit_in_both_layouts() {
+        let opts = (Kind::Float, tch::Device::Cpu);
+        tch::manual_seed(7);
+        // Ties (ReLU's zeros), -inf and NaN among the values.
+        let x = Tensor::randn([3, 5, 11, 13], opts).relu();
+        let _ = x.get(0).get(1).get(2).fill_(f64::NAN);
+        let _ = x.get(1).get(2).narrow(0, 0, 4).fill_(f64::NEG_INFINITY);
+        let big = Tensor::randn([64, 6, 28, 28], opts);
+        for input in [x, big] {
+            for (k, s) in [(2, 2), (3, 2), (3, 3), (1, 1), (2, 1)] {
+                let cl = input.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                for x in [input.contiguous(), cl, input.transpose(2, 3)] {
+                    let theirs = |x: &Tensor| x.max_pool2d([k, k], [s, s], [0, 0], [1, 1], false);
+                    let up = Tensor::randn(theirs(&x).size().as_slice(), opts);
+                    let (y0, g0) = pool_and_grad(&x, &up, theirs);
+                    let (y1, g1) = pool_and_grad(&x, &up, |x| max_pool2d(x, k, s));
+                    let what = format!("k {k} stride {s} on {:?} strides {:?}", x.size(), x.stride());
+                    assert_eq!(y1.size(), y0.size(), "{what}");
+                    assert_eq!(y1.stride(), y0.stride(), "{what}: the output keeps the input's layout");
+                    // Bit for bit: NaN where libtorch has NaN, the same value everywhere else.
+                    let same =
+                        |a: &Tensor, b: &Tensor| a.eq_tensor(b).logical_or(&a.isnan().logical_and(&b.isnan())).all();
+                    assert!(bool::try_from(same(&y1, &y0)).unwrap(), "{what}: values differ");
+                    assert!(bool::try_from(same(&g1, &g0)).unwrap(), "{what}: gradients differ");
+                    // Without autograd (evaluation), the same values.
+                    let y2 = tch::no_grad(|| max_pool2d(&x, k, s));
+                    assert!(bool::try_from(same(&y2, &y0)).unwrap(), "{what}: values without autograd differ");
+                }
+            }
+        }
+        let r = std::panic::catch_unwind(|| max_pool2d(&Tensor::zeros([1, 2, 3, 3], opts), 4, 1));
+        let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
+        assert!(msg.starts_with("max_pool2d: "), "{msg}");
     }
 }

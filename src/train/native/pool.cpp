@@ -1,0 +1,245 @@
+// Max pooling (no padding, no dilation, floor mode) on contiguous float CPU tensors, NCHW or
+// channels-last: libtorch's own CPU kernels spend 8–18 ns per output on the small planes and
+// few channels of a class's networks (the tutorial CNN's pools at batch 4; 6 channels last at
+// evaluation's batch 1000), several times what a plain loop over the window needs
+// (BENCHMARKS.md, "Max pooling").
+//
+// Same results as libtorch's, bit for bit: each output scans its window row by row, keeps the
+// first largest value and its index (ih·W + iw within its plane), and a NaN wins as in
+// libtorch (`val > max || isnan(val)`). The backward adds each output's gradient at its index,
+// outputs in the same order as libtorch's backward, so overlapping windows sum in its order.
+// Autograd records it as a custom function; anything else (another device, type, layout)
+// takes libtorch's `max_pool2d`.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+namespace {
+
+struct Shape {
+  int64_t n, c, h, w, oh, ow;
+};
+
+// Whether `v` replaces the window's running maximum `m`: larger, or NaN (libtorch's rule).
+// N.B.: branch-free selects below: on real activations the comparison goes either way at
+// random, and a mispredicted branch per tap cost more than the whole rest of the loop.
+inline bool takes(float v, float m) { return (v > m) | (v != v); }
+
+// Outputs are computed in runs of up to `RUN`: first each one's value and winning tap (0–3,
+// a 32-bit lane beside the value, so the loop vectorises), then, for autograd, the taps
+// turned into libtorch's 64-bit indices (ih·W + iw within the plane).
+constexpr int64_t RUN = 64;
+
+// Each output of a plane's rows from its 2×2 window (stride 2), taps in libtorch's order.
+template <bool Index>
+void forward_nchw(const float* x, float* y, int64_t* ind, const Shape& p, int64_t from, int64_t to) {
+  int32_t taps[RUN];
+  for (int64_t q = from; q < to; ++q) {
+    const float* xp = x + q * p.h * p.w;
+    for (int64_t oh = 0; oh < p.oh; ++oh) {
+      const int64_t base = 2 * oh * p.w;
+      const float* r0 = xp + base;
+      const float* r1 = r0 + p.w;
+      float* yr = y + (q * p.oh + oh) * p.ow;
+      for (int64_t o0 = 0; o0 < p.ow; o0 += RUN) {
+        const int64_t n = std::min(RUN, p.ow - o0);
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t ix = 2 * (o0 + j);
+          float m = r0[ix];
+          int32_t tap = 0;
+          bool t = takes(r0[ix + 1], m);
+          m = t ? r0[ix + 1] : m;
+          tap = t ? 1 : tap;
+          t = takes(r1[ix], m);
+          m = t ? r1[ix] : m;
+          tap = t ? 2 : tap;
+          t = takes(r1[ix + 1], m);
+          m = t ? r1[ix + 1] : m;
+          tap = t ? 3 : tap;
+          yr[o0 + j] = m;
+          taps[j] = tap;
+        }
+        if (Index) {
+          int64_t* ir = ind + (q * p.oh + oh) * p.ow + o0;
+          for (int64_t j = 0; j < n; ++j) ir[j] = base + 2 * (o0 + j) + (taps[j] >> 1) * p.w + (taps[j] & 1);
+        }
+      }
+    }
+  }
+}
+
+template <bool Index>
+void forward_cl(const float* x, float* y, int64_t* ind, const Shape& p, int64_t from, int64_t to) {
+  const int64_t c = p.c;
+  int32_t taps[RUN];
+  for (int64_t b = from; b < to; ++b) {
+    for (int64_t oh = 0; oh < p.oh; ++oh) {
+      for (int64_t ow = 0; ow < p.ow; ++ow) {
+        const int64_t o = ((b * p.oh + oh) * p.ow + ow) * c;
+        const int64_t at = 2 * oh * p.w + 2 * ow;
+        const float* pa = x + (b * p.h * p.w + at) * c;
+        const float* pb = pa + c;
+        const float* pc = pa + p.w * c;
+        const float* pd = pc + c;
+        for (int64_t c0 = 0; c0 < c; c0 += RUN) {
+          const int64_t n = std::min(RUN, c - c0);
+          for (int64_t j = 0; j < n; ++j) {
+            const int64_t ch = c0 + j;
+            float m = pa[ch];
+            int32_t tap = 0;
+            bool t = takes(pb[ch], m);
+            m = t ? pb[ch] : m;
+            tap = t ? 1 : tap;
+            t = takes(pc[ch], m);
+            m = t ? pc[ch] : m;
+            tap = t ? 2 : tap;
+            t = takes(pd[ch], m);
+            m = t ? pd[ch] : m;
+            tap = t ? 3 : tap;
+            y[o + ch] = m;
+            taps[j] = tap;
+          }
+          if (Index) {
+            for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = at + (taps[j] >> 1) * p.w + (taps[j] & 1);
+          }
+        }
+      }
+    }
+  }
+}
+
+void backward_nchw(const float* go, const int64_t* ind, float* gi, const Shape& p, int64_t from, int64_t to) {
+  const int64_t outs = p.oh * p.ow;
+  for (int64_t q = from; q < to; ++q) {
+    float* gp = gi + q * p.h * p.w;
+    for (int64_t o = 0; o < outs; ++o) gp[ind[q * outs + o]] += go[q * outs + o];
+  }
+}
+
+void backward_cl(const float* go, const int64_t* ind, float* gi, const Shape& p, int64_t from, int64_t to) {
+  const int64_t c = p.c;
+  for (int64_t b = from; b < to; ++b) {
+    for (int64_t o = 0; o < p.oh * p.ow; ++o) {
+      const int64_t at = (b * p.oh * p.ow + o) * c;
+      for (int64_t ch = 0; ch < c; ++ch) gi[(b * p.h * p.w + ind[at + ch]) * c + ch] += go[at + ch];
+    }
+  }
+}
+
+// `f(from, to)` over the planes (NCHW) or images (channels-last) of `p`, split across torch's
+// intra-op threads in chunks of at least about 32k outputs (a batch-4 step's pools run whole
+// on the calling thread). Planes, and images, are independent in both directions.
+template <typename F>
+void each_chunk(const Shape& p, bool cl, const F& f) {
+  const int64_t units = cl ? p.n : p.n * p.c;
+  const int64_t per_unit = std::max<int64_t>(1, cl ? p.oh * p.ow * p.c : p.oh * p.ow);
+  at::parallel_for(0, units, std::max<int64_t>(1, 32768 / per_unit), f);
+}
+
+// The layout this kernel runs on, if any: contiguous NCHW, or channels-last (not both: a
+// tensor with one channel or a 1×1 plane is both, and then NCHW's order is its order).
+enum class Layout { Nchw, ChannelsLast, Other };
+
+Layout layout_of(const at::Tensor& x) {
+  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || x.dim() != 4) return Layout::Other;
+  if (x.is_contiguous()) return Layout::Nchw;
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) return Layout::ChannelsLast;
+  return Layout::Other;
+}
+
+// A 2×2 window at stride 2: floor(H/2) × floor(W/2) outputs.
+Shape shape_of(const at::Tensor& x) {
+  const auto d = x.sizes();
+  return Shape{d[0], d[1], d[2], d[3], d[2] / 2, d[3] / 2};
+}
+
+at::MemoryFormat format_of(Layout l) {
+  return l == Layout::ChannelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+// Values and, with `Index`, indices of `x`'s pooling, in `x`'s layout.
+template <bool Index>
+std::pair<at::Tensor, at::Tensor> pool(const at::Tensor& x, Layout l) {
+  const Shape p = shape_of(x);
+  const auto opts = x.options().memory_format(format_of(l));
+  at::Tensor y = at::empty({p.n, p.c, p.oh, p.ow}, opts);
+  at::Tensor ind;
+  if (Index) ind = at::empty({p.n, p.c, p.oh, p.ow}, opts.dtype(at::kLong));
+  int64_t* ip = Index ? ind.data_ptr<int64_t>() : nullptr;
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const bool cl = l == Layout::ChannelsLast;
+  each_chunk(p, cl, [&](int64_t from, int64_t to) {
+    if (cl) {
+      forward_cl<Index>(xp, yp, ip, p, from, to);
+    } else {
+      forward_nchw<Index>(xp, yp, ip, p, from, to);
+    }
+  });
+  return {y, ind};
+}
+
+struct MaxPool : public torch::autograd::Function<MaxPool> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    const Layout l = layout_of(x);
+    auto [y, ind] = pool<true>(x, l);
+    ctx->save_for_backward({ind});
+    ctx->saved_data["shape"] = x.sizes();
+    ctx->saved_data["cl"] = l == Layout::ChannelsLast;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor ind = ctx->get_saved_variables()[0];
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    const Layout l = ctx->saved_data["cl"].toBool() ? Layout::ChannelsLast : Layout::Nchw;
+    const auto format = format_of(l);
+    const at::Tensor go = grads[0].contiguous(format);
+    // N.B.: `at::zeros` ignores a memory format in its options; `at::empty` keeps it.
+    at::Tensor gi = at::empty(shape, go.options().memory_format(format)).zero_();
+    const Shape p = shape_of(gi);
+    const float* gop = go.data_ptr<float>();
+    const int64_t* ip = ind.data_ptr<int64_t>();
+    float* gip = gi.data_ptr<float>();
+    const bool cl = l == Layout::ChannelsLast;
+    each_chunk(p, cl, [&](int64_t from, int64_t to) {
+      if (cl) {
+        backward_cl(gop, ip, gip, p, from, to);
+      } else {
+        backward_nchw(gop, ip, gip, p, from, to);
+      }
+    });
+    return {gi};
+  }
+};
+
+at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s) {
+  const Layout l = layout_of(x);
+  if (l == Layout::Other || k != 2 || s != 2 || x.size(2) < 2 || x.size(3) < 2) {
+    return at::max_pool2d(x, {k, k}, {s, s});
+  }
+  if (c10::GradMode::is_enabled() && x.requires_grad()) return MaxPool::apply(x);
+  return pool<false>(x, l).first;
+}
+
+}  // namespace
+
+// Tensors cross as tch's handles (`at::Tensor*`); the result is a new handle the caller owns,
+// or null with libtorch's message in `err`.
+extern "C" void* trainyard_max_pool2d(void* input, int64_t k, int64_t s, char* err, size_t err_len) {
+  try {
+    return new at::Tensor(max_pool(*static_cast<at::Tensor*>(input), k, s));
+  } catch (const std::exception& e) {
+    if (err_len > 0) {
+      std::strncpy(err, e.what(), err_len - 1);
+      err[err_len - 1] = '\0';
+    }
+    return nullptr;
+  }
+}
