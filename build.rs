@@ -34,6 +34,7 @@ fn native() {
         .cpp(true)
         .file("src/train/native/conv.cpp")
         .file("src/train/native/pool.cpp")
+        .file("src/train/native/linear.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

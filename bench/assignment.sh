@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The assignment preset (12 jobs) with "epochs": 1 through `trainyard serve` on real CIFAR-10:
 # seconds from the POST to the last job's end, for each set of serve flags given.
-# usage: bench/assignment.sh [FLAGS ...]   e.g. bench/assignment.sh "" "--max-group 1" "--cpu-workers 2 --threads-per-worker 1"
+# usage: bench/assignment.sh [FLAGS ...]   (TRAINYARD_BIN: another build) e.g. bench/assignment.sh "" "--max-group 1" "--cpu-workers 2 --threads-per-worker 1"
 #        (no argument: the default settings). `make bench-assignment` runs the table of BENCHMARKS.md.
 set -euo pipefail
 root=$(pwd)
-bin=$root/target/release/trainyard
+bin=${TRAINYARD_BIN:-$root/target/release/trainyard}
 . "$root/bench/cifar.sh"
 port=18081
 [[ $# -gt 0 ]] || set -- ""

@@ -445,11 +445,7 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
         (Layer::Flatten, xs @ Act::Dense(_)) => xs,
         (&Layer::Linear { weight, .. }, Act::Dense(x)) => {
             let (w, bias) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
-            if g == 1 {
-                Act::Dense(x.linear(w, Some(bias)))
-            } else {
-                Act::Dense(bias.baddbmm(&x, &w.transpose(1, 2), 1, 1))
-            }
+            Act::Dense(native::linear(&x, w, bias))
         }
         (&Layer::Act(a), xs) => xs.map(|x| activation(a, x)),
         (Layer::Residual { layers, .. }, xs) => {

@@ -16,6 +16,13 @@ extern "C" {
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
+    fn trainyard_linear(
+        input: *mut std::ffi::c_void,
+        weight: *mut std::ffi::c_void,
+        bias: *mut std::ffi::c_void,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
     fn trainyard_max_pool2d(
         input: *mut std::ffi::c_void,
         k: i64,
@@ -71,6 +78,17 @@ pub fn thnn_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: i64, pad:
 pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
     owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, err, len) })
+}
+
+/// A linear layer: `x.linear(w, b)` for x [B, in], w [out, in], b [out], or a fused group's
+/// `b.baddbmm(x, w^T)` for x [G, B, in], w [G, out, in], b [G, 1, out], whose backward writes
+/// the weight's gradient in the weight's own [out, in] order (linear.cpp) rather than
+/// transposed: the same sums of products, without a strided add over every weight.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("linear", |err, len| unsafe {
+        trainyard_linear(x.as_ptr() as *mut _, w.as_ptr() as *mut _, b.as_ptr() as *mut _, err, len)
+    })
 }
 
 #[cfg(test)]
@@ -150,5 +168,56 @@ mod tests {
         let r = std::panic::catch_unwind(|| max_pool2d(&Tensor::zeros([1, 2, 3, 3], opts), 4, 1));
         let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
         assert!(msg.starts_with("max_pool2d: "), "{msg}");
+    }
+
+    #[test]
+    fn a_linear_layer_computes_what_libtorchs_does_forward_and_backward() {
+        let opts = (Kind::Float, tch::Device::Cpu);
+        tch::manual_seed(3);
+        // A single model's layer, and a group of 3 members' (batch 4, 30 → 7).
+        for (x, w, b) in [
+            (Tensor::randn([4, 30], opts), Tensor::randn([7, 30], opts), Tensor::randn([7], opts)),
+            (Tensor::randn([3, 4, 30], opts), Tensor::randn([3, 7, 30], opts), Tensor::randn([3, 1, 7], opts)),
+        ] {
+            let theirs = |x: &Tensor, w: &Tensor, b: &Tensor| {
+                if w.dim() == 2 {
+                    x.linear(w, Some(b))
+                } else {
+                    b.baddbmm(x, &w.transpose(1, 2), 1, 1)
+                }
+            };
+            let run = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| {
+                let leaves: Vec<Tensor> = [&x, &w, &b].iter().map(|t| t.detach().set_requires_grad(true)).collect();
+                // Twice: the second backward adds into the gradients the first made (ours, in
+                // place by the matrix product).
+                for _ in 0..2 {
+                    let y = f(&leaves[0], &leaves[1], &leaves[2]);
+                    (&y * &y).sum(Kind::Float).backward();
+                }
+                let y = f(&leaves[0], &leaves[1], &leaves[2]);
+                let mut out = vec![y.detach()];
+                out.extend(leaves.iter().map(|t| t.grad()));
+                out
+            };
+            let (ours, libtorch) = (run(&|x, w, b| linear(x, w, b)), run(&theirs));
+            for (name, (a, e)) in ["output", "input's gradient", "weight's gradient", "bias's gradient"]
+                .iter()
+                .zip(ours.iter().zip(&libtorch))
+            {
+                assert_eq!(a.size(), e.size(), "{name}");
+                // The weight's gradient is in the weight's layout: nothing transposed is left.
+                assert!(a.is_contiguous(), "{name}");
+                let d = (a - e).abs().max().double_value(&[]);
+                assert!(d <= 1e-6 * (1.0 + e.abs().max().double_value(&[])), "{name} differs by {d}");
+            }
+            // Without autograd: libtorch's forward itself.
+            let y = tch::no_grad(|| linear(&x, &w, &b));
+            assert!(y.equal(&libtorch[0]));
+        }
+        let r = std::panic::catch_unwind(|| {
+            linear(&Tensor::zeros([2, 5], opts), &Tensor::zeros([3, 4], opts), &Tensor::zeros([3], opts))
+        });
+        let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
+        assert!(msg.starts_with("linear: "), "{msg}");
     }
 }

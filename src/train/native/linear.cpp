@@ -1,0 +1,88 @@
+// A linear layer whose backward writes the weight's gradient in the weight's own layout.
+//
+// libtorch's `linear` is `addmm(b, x, w.t())` (a fused group's, `baddbmm(b, x, w^T)`), and
+// autograd's gradient for `w.t()` is `x.t() @ grad`, an [in, out] matrix that reaches the
+// weight's [out, in] gradient transposed: accumulating it there is a strided add over every
+// weight (for the MLP's 3072→120 layer, 368,640 values read across rows each step). Here
+// the backward computes `grad.t() @ x` instead: the same sums of products, straight into
+// [out, in] order. The forward is libtorch's own.
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstring>
+#include <exception>
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// x [B, in], w [out, in], b [out]; or a group's x [G, B, in], w [G, out, in], b [G, 1, out].
+at::Tensor forward_of(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return w.dim() == 2 ? at::addmm(b, x, w.t()) : at::baddbmm(b, x, w.transpose(1, 2));
+}
+
+struct Linear : public torch::autograd::Function<Linear> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+    ctx->save_for_backward({x, w});
+    return forward_of(x, w, b);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &go = grads[0];
+    at::Tensor gx, gw, gb;
+    // A weight whose gradient already exists (the engine binds them to one buffer after the
+    // first step) gets the product added in place by the matrix product itself (beta = 1):
+    // no [out, in] temporary and no separate pass to add it. Autograd then has nothing to
+    // accumulate for it (an undefined gradient is a zero one).
+    at::Tensor into = ctx->needs_input_grad(1) ? w.grad() : at::Tensor();
+    const bool in_place = into.defined() && into.is_contiguous() && into.sizes() == w.sizes();
+    if (w.dim() == 2) {
+      if (ctx->needs_input_grad(0)) gx = go.mm(w);
+      if (in_place) {
+        into.addmm_(go.t(), x);
+      } else if (ctx->needs_input_grad(1)) {
+        gw = go.t().mm(x);
+      }
+      if (ctx->needs_input_grad(2)) gb = go.sum(0);
+    } else {
+      if (ctx->needs_input_grad(0)) gx = go.bmm(w);
+      if (in_place) {
+        into.baddbmm_(go.transpose(1, 2), x);
+      } else if (ctx->needs_input_grad(1)) {
+        gw = go.transpose(1, 2).bmm(x);
+      }
+      if (ctx->needs_input_grad(2)) gb = go.sum(1, true);
+    }
+    return {gx, gw, gb};
+  }
+};
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const bool shapes = (w.dim() == 2 && x.dim() == 2 && b.dim() == 1) || (w.dim() == 3 && x.dim() == 3 && b.dim() == 3);
+  if (!shapes) return w.dim() == 2 ? at::linear(x, w, b) : forward_of(x, w, b);
+  if (c10::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || b.requires_grad())) {
+    return Linear::apply(x, w, b);
+  }
+  return forward_of(x, w, b);
+}
+
+}  // namespace
+
+// Tensors cross as tch's handles (`at::Tensor*`); the result is a new handle the caller owns,
+// or null with libtorch's message in `err`.
+extern "C" void* trainyard_linear(void* input, void* weight, void* bias, char* err, size_t err_len) {
+  try {
+    const auto& x = *static_cast<at::Tensor*>(input);
+    const auto& w = *static_cast<at::Tensor*>(weight);
+    const auto& b = *static_cast<at::Tensor*>(bias);
+    return new at::Tensor(linear(x, w, b));
+  } catch (const std::exception& e) {
+    if (err_len > 0) {
+      std::strncpy(err, e.what(), err_len - 1);
+      err[err_len - 1] = '\0';
+    }
+    return nullptr;
+  }
+}
