@@ -16,6 +16,11 @@ use trainyard::train::data::Data;
 use trainyard::train::metrics::{EpochMetrics, VecSink};
 use trainyard::train::{self, CheckpointStore, GroupHost, GroupOptions, Outcome, TrainError, TrainOptions};
 
+/// jemalloc, as the trainyard binary links it (src/main.rs): the engine's allocations are
+/// libtorch's, and glibc's malloc churns on them (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }

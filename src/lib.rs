@@ -31,6 +31,7 @@
 //! - `device`: naming and checking torch devices.
 //! - `cli`: the `trainyard` command's subcommands.
 
+pub mod alloc;
 pub mod api;
 pub mod class;
 pub mod cli;

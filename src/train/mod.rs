@@ -137,6 +137,10 @@ pub fn train_group(first: Vec<(usize, Spec)>, data: &Data, opts: &GroupOptions, 
             engine.host.member_done(m.key, Err(TrainError::Torch(reason.clone())));
         }
     }
+    // The group's tensors are freed; what the allocator kept of them for the next batches goes
+    // back to the kernel now, not while the loop runs (src/alloc.rs).
+    drop(engine);
+    crate::alloc::release_freed_memory();
 }
 
 /// Makes this thread's float arithmetic treat denormal numbers (below 1.2e-38) as zero, as

@@ -18,7 +18,9 @@
 //! single model's small ones (the tutorial CNN at batch ≤ 4) run libtorch's own im2col kernel
 //! on NCHW activations instead (`ConvPath`; BENCHMARKS.md, "Convolution paths"). Max pooling
 //! runs a plain loop of ours on either layout (`native::max_pool2d`, the same values as
-//! libtorch's, several times faster on these shapes).
+//! libtorch's, several times faster on these shapes), and a linear layer's backward adds its
+//! weight's gradient in place in the weight's own order (`native::linear`; BENCHMARKS.md,
+//! "Max pooling and linear layers").
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the

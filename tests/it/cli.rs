@@ -106,6 +106,28 @@ fn the_binary_links_libtorch_cuda_and_needs_no_ld_library_path() {
     assert!(!text.contains("libtorch_cpu.so => not found"), "{text}");
 }
 
+/// The binary's jemalloc keeps freed pages for the next batch (`dirty_decay_ms:-1`, set in
+/// src/main.rs): its default decay handed them back within milliseconds and every batch
+/// faulted them in again. Asked to print its statistics at exit, jemalloc shows the options
+/// it runs with, and that an option given in `MALLOC_CONF` still applies over ours.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_allocator_keeps_freed_pages_for_the_next_batch() {
+    let out = trainyard().arg("--version").env("MALLOC_CONF", "stats_print:true,muzzy_decay_ms:5").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let option = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("opt.{name}: ")))
+            .unwrap_or_else(|| panic!("jemalloc printed no opt.{name}:\n{text}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(option("dirty_decay_ms"), "-1");
+    assert_eq!(option("muzzy_decay_ms"), "5");
+}
+
 #[test]
 fn serve_says_plainly_which_databases_it_takes() {
     let out = trainyard()
