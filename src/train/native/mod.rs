@@ -73,8 +73,9 @@ pub fn thnn_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: i64, pad:
 }
 
 /// `x.max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false)`, bit for bit, forward and
-/// backward, by a plain loop over each window (pool.cpp) on a contiguous float CPU tensor,
-/// NCHW or channels-last (the result in the same layout); by libtorch's kernel otherwise.
+/// backward: a 2×2 window at stride 2 on a contiguous float CPU tensor, NCHW or channels-last,
+/// by a branch-free loop of ours (pool.cpp; the result in the input's layout); anything else
+/// by libtorch's kernel.
 pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
     owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, err, len) })

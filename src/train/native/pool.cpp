@@ -1,15 +1,15 @@
-// Max pooling (no padding, no dilation, floor mode) on contiguous float CPU tensors, NCHW or
-// channels-last: libtorch's own CPU kernels spend 8–18 ns per output on the small planes and
+// Max pooling with a 2×2 window at stride 2 (no padding, no dilation, floor mode: the
+// tutorial's pool, and most students') on contiguous float CPU tensors, NCHW or
+// channels-last. libtorch's own CPU kernels spend 8–18 ns per output on the small planes and
 // few channels of a class's networks (the tutorial CNN's pools at batch 4; 6 channels last at
-// evaluation's batch 1000), several times what a plain loop over the window needs
-// (BENCHMARKS.md, "Max pooling").
+// evaluation's batch 1000), several times what a branch-free loop over the four taps needs
+// (BENCHMARKS.md, "Max pooling, linear layers and the allocator's decay").
 //
-// Same results as libtorch's, bit for bit: each output scans its window row by row, keeps the
-// first largest value and its index (ih·W + iw within its plane), and a NaN wins as in
-// libtorch (`val > max || isnan(val)`). The backward adds each output's gradient at its index,
-// outputs in the same order as libtorch's backward, so overlapping windows sum in its order.
-// Autograd records it as a custom function; anything else (another device, type, layout)
-// takes libtorch's `max_pool2d`.
+// Same results as libtorch's, bit for bit: each output takes its window's taps row by row,
+// keeps the first largest value and its index (ih·W + iw within its plane), and a NaN wins
+// as in libtorch (`val > max || isnan(val)`). The backward adds each output's gradient at its
+// index (the windows do not overlap). Autograd records it as a custom function; any other
+// window, device, type or layout takes libtorch's `max_pool2d`.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
