@@ -2,7 +2,7 @@
 //! (`trainyard::train::native::max_pool2d`), NCHW and channels-last, forward without autograd
 //! (evaluation) and forward with backward (training), µs per call on one torch thread, on the
 //! shapes of the tutorial CNN's two pools: solo at batch 4, a group of 8 members at batch 4,
-//! evaluation at batch 1000. `cargo bench --bench pool` (BENCHMARKS.md, "Max pooling").
+//! evaluation at batch 1000. `cargo bench --bench pool` (BENCHMARKS.md, "Max pooling, linear layers and the allocator's decay").
 
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

@@ -9,20 +9,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// (`dirty_decay_ms:-1`), only when a run ends (`trainyard::alloc::release_freed_memory`).
 /// Its default decay hands back part of each freed buffer within milliseconds, and a training
 /// loop allocates the same batch-sized buffers again at once: evaluation at batch 1000 spent
-/// half its time faulting fresh pages in (BENCHMARKS.md, "The allocator's decay").
+/// half its time faulting fresh pages in (BENCHMARKS.md, "Max pooling, linear layers and the allocator's decay").
 #[allow(non_upper_case_globals)]
 #[no_mangle]
-pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(&ALLOCATOR_OPTIONS[0]);
-static ALLOCATOR_OPTIONS: [std::ffi::c_char; 18] = {
-    let text = b"dirty_decay_ms:-1\0";
-    let mut out = [0; 18];
-    let mut i = 0;
-    while i < text.len() {
-        out[i] = text[i] as std::ffi::c_char;
-        i += 1;
-    }
-    out
-};
+// SAFETY: the first character of a 'static NUL-terminated string literal, which jemalloc only reads.
+pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(unsafe { &*c"dirty_decay_ms:-1".as_ptr() });
 
 fn main() -> std::process::ExitCode {
     // N.B.: a write past a file-size limit (`ulimit -f`, systemd's LimitFSIZE) must fail that

@@ -20,7 +20,7 @@
 //! runs a plain loop of ours on either layout (`native::max_pool2d`, the same values as
 //! libtorch's, several times faster on these shapes), and a linear layer's backward adds its
 //! weight's gradient in place in the weight's own order (`native::linear`; BENCHMARKS.md,
-//! "Max pooling and linear layers").
+//! "Max pooling, linear layers and the allocator's decay").
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the

@@ -9,8 +9,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstring>
-#include <exception>
+#include "handle.h"
 
 namespace {
 
@@ -70,19 +69,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 
 }  // namespace
 
-// Tensors cross as tch's handles (`at::Tensor*`); the result is a new handle the caller owns,
-// or null with libtorch's message in `err`.
 extern "C" void* trainyard_linear(void* input, void* weight, void* bias, char* err, size_t err_len) {
-  try {
-    const auto& x = *static_cast<at::Tensor*>(input);
-    const auto& w = *static_cast<at::Tensor*>(weight);
-    const auto& b = *static_cast<at::Tensor*>(bias);
-    return new at::Tensor(linear(x, w, b));
-  } catch (const std::exception& e) {
-    if (err_len > 0) {
-      std::strncpy(err, e.what(), err_len - 1);
-      err[err_len - 1] = '\0';
-    }
-    return nullptr;
-  }
+  return trainyard::guarded(err, err_len, [&] {
+    return linear(trainyard::tensor(input), trainyard::tensor(weight), trainyard::tensor(bias));
+  });
 }

@@ -15,9 +15,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <exception>
+
+#include "handle.h"
 
 namespace {
 
@@ -29,6 +28,27 @@ struct Shape {
 // N.B.: branch-free selects below: on real activations the comparison goes either way at
 // random, and a mispredicted branch per tap cost more than the whole rest of the loop.
 inline bool takes(float v, float m) { return (v > m) | (v != v); }
+
+// The largest of a 2×2 window's taps, given row by row (a b / c d), by libtorch's rule, and
+// which tap won (0–3).
+inline float window_max(float a, float b, float c, float d, int32_t& tap) {
+  float m = a;
+  int32_t won = 0;
+  const auto offer = [&](float v, int32_t k) {
+    const bool t = takes(v, m);
+    m = t ? v : m;
+    won = t ? k : won;
+  };
+  offer(b, 1);
+  offer(c, 2);
+  offer(d, 3);
+  tap = won;
+  return m;
+}
+
+// libtorch's index (ih·W + iw within the plane) of tap `tap` of the window whose first tap is
+// at `first`, in a plane `w` wide.
+inline int64_t tap_index(int64_t first, int32_t tap, int64_t w) { return first + (tap >> 1) * w + (tap & 1); }
 
 // Outputs are computed in runs of up to `RUN`: first each one's value and winning tap (0–3,
 // a 32-bit lane beside the value, so the loop vectorises), then, for autograd, the taps
@@ -50,23 +70,11 @@ void forward_nchw(const float* x, float* y, int64_t* ind, const Shape& p, int64_
         const int64_t n = std::min(RUN, p.ow - o0);
         for (int64_t j = 0; j < n; ++j) {
           const int64_t ix = 2 * (o0 + j);
-          float m = r0[ix];
-          int32_t tap = 0;
-          bool t = takes(r0[ix + 1], m);
-          m = t ? r0[ix + 1] : m;
-          tap = t ? 1 : tap;
-          t = takes(r1[ix], m);
-          m = t ? r1[ix] : m;
-          tap = t ? 2 : tap;
-          t = takes(r1[ix + 1], m);
-          m = t ? r1[ix + 1] : m;
-          tap = t ? 3 : tap;
-          yr[o0 + j] = m;
-          taps[j] = tap;
+          yr[o0 + j] = window_max(r0[ix], r0[ix + 1], r1[ix], r1[ix + 1], taps[j]);
         }
         if (Index) {
           int64_t* ir = ind + (q * p.oh + oh) * p.ow + o0;
-          for (int64_t j = 0; j < n; ++j) ir[j] = base + 2 * (o0 + j) + (taps[j] >> 1) * p.w + (taps[j] & 1);
+          for (int64_t j = 0; j < n; ++j) ir[j] = tap_index(base + 2 * (o0 + j), taps[j], p.w);
         }
       }
     }
@@ -90,22 +98,10 @@ void forward_cl(const float* x, float* y, int64_t* ind, const Shape& p, int64_t 
           const int64_t n = std::min(RUN, c - c0);
           for (int64_t j = 0; j < n; ++j) {
             const int64_t ch = c0 + j;
-            float m = pa[ch];
-            int32_t tap = 0;
-            bool t = takes(pb[ch], m);
-            m = t ? pb[ch] : m;
-            tap = t ? 1 : tap;
-            t = takes(pc[ch], m);
-            m = t ? pc[ch] : m;
-            tap = t ? 2 : tap;
-            t = takes(pd[ch], m);
-            m = t ? pd[ch] : m;
-            tap = t ? 3 : tap;
-            y[o + ch] = m;
-            taps[j] = tap;
+            y[o + ch] = window_max(pa[ch], pb[ch], pc[ch], pd[ch], taps[j]);
           }
           if (Index) {
-            for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = at + (taps[j] >> 1) * p.w + (taps[j] & 1);
+            for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = tap_index(at, taps[j], p.w);
           }
         }
       }
@@ -230,16 +226,6 @@ at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s) {
 
 }  // namespace
 
-// Tensors cross as tch's handles (`at::Tensor*`); the result is a new handle the caller owns,
-// or null with libtorch's message in `err`.
 extern "C" void* trainyard_max_pool2d(void* input, int64_t k, int64_t s, char* err, size_t err_len) {
-  try {
-    return new at::Tensor(max_pool(*static_cast<at::Tensor*>(input), k, s));
-  } catch (const std::exception& e) {
-    if (err_len > 0) {
-      std::strncpy(err, e.what(), err_len - 1);
-      err[err_len - 1] = '\0';
-    }
-    return nullptr;
-  }
+  return trainyard::guarded(err, err_len, [&] { return max_pool(trainyard::tensor(input), k, s); });
 }
