@@ -76,6 +76,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, api: bool) -> WorkerSet 
         retry: Duration::from_secs_f64(cfg.retry_seconds.clamp(0.1, 3600.0)),
         alive_every: cfg.alive_every(),
         max_datasets_in_memory: cfg.datasets_in_memory as usize,
+        workers: devices.len(),
         fetch: crate::fetch::Source {
             url: cfg.data_url.clone(),
             md5: cfg.data_md5.clone(),

@@ -378,6 +378,10 @@ pub struct ClaimTerms<'a> {
     /// datasets it cannot load now, and those it does not know (a lab's import on another
     /// machine): their jobs wait, the others go on.
     pub datasets: Option<&'a [&'static str]>,
+    /// Workers that share the queue's work (this process's): a new group takes at most its
+    /// share of the queued jobs of its key, ⌈queued ÷ share⌉, and leaves the rest for the
+    /// others. 1: no sharing (a group takes all it may).
+    pub share: usize,
 }
 
 /// Which job a claim takes.
@@ -450,8 +454,15 @@ async fn claim_in(
 
 /// Claims a group in one transaction: the next job by the fair order, then queued jobs of
 /// its group key, also in the fair order (so the per-owner running limit holds for each),
-/// up to `max_group(&head)` in all. Empty when nothing can be claimed. On PostgreSQL each
+/// up to `max_group(&head)` in all and no more than its share (`ClaimTerms::share`) of the
+/// jobs of its key that were queued. Empty when nothing can be claimed. On PostgreSQL each
 /// pick skips rows another claim holds, so no job lands in two groups.
+///
+/// N.B.: the share keeps the box busy where fusing gains little: the assignment's seven CNN
+/// batch-4 jobs as one group held one worker for twice as long as the other worker needed
+/// for all the rest (BENCHMARKS.md, "Sharing a key's jobs among workers"). A worker busy
+/// elsewhere leaves the rest queued, and they join a running group of their key at its next
+/// epoch boundary, or start one of their own.
 #[tracing::instrument(level = "debug", skip_all, fields(worker = %terms.worker, group.id = %group_id))]
 pub async fn claim_group(
     pool: &Pool,
@@ -467,6 +478,18 @@ pub async fn claim_group(
     let (key, cap) = (head.group_key.clone(), max_group(&head));
     let mut group = vec![head];
     if let Some(key) = key {
+        let cap = if terms.share > 1 && cap > 1 {
+            let more: i64 = on_db!(Tx, &mut tx, |c, d| sqlx::query_scalar(
+                &d.sql("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND group_key = ?")
+            )
+            .bind(&key)
+            .fetch_one(&mut **c)
+            .await?);
+            let queued = usize::try_from(more).unwrap_or(0).saturating_add(1);
+            cap.min(queued.div_ceil(terms.share))
+        } else {
+            cap
+        };
         claim_while(&mut tx, terms, Pick::NextOf(&key), group_id, cap, &mut group).await?;
     }
     tx.commit().await?;
@@ -520,7 +543,7 @@ pub async fn claim_next_job(
     lease_ms: i64,
     max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    let terms = ClaimTerms { worker, device, now, lease_ms, max_running, datasets: None };
+    let terms = ClaimTerms { worker, device, now, lease_ms, max_running, datasets: None, share: 1 };
     let id = uuid::Uuid::new_v4().to_string();
     Ok(claim_group(pool, &terms, |_| 1, &id).await?.pop())
 }

@@ -114,12 +114,15 @@ pub(super) struct GroupDb<'a> {
     /// When the epoch pass under way began (about: the previous epoch's end), and how far
     /// it had come at the last report.
     pass: (std::time::Instant, usize),
+    /// Whether an epoch pass has begun (joins wait for its end where workers share a key's
+    /// jobs: see `join`).
+    trained: bool,
 }
 
 impl<'a> GroupDb<'a> {
     pub(super) fn new(at: &'a Thread, group_id: String, group_key: Option<String>, leases: Leases) -> GroupDb<'a> {
         let (members, next_key, pass) = (HashMap::new(), 0, (std::time::Instant::now(), 0));
-        GroupDb { at, group_id, group_key, members, next_key, leases, pass }
+        GroupDb { at, group_id, group_key, members, next_key, leases, pass, trained: false }
     }
 
     /// The members still in the group.
@@ -365,6 +368,7 @@ impl GroupHost for GroupDb<'_> {
     }
 
     fn batch_done(&mut self, members: &[(usize, u32)], done: usize, total: usize) {
+        self.trained = true;
         let now = std::time::Instant::now();
         if done < self.pass.1 {
             self.pass.0 = now; // a new pass began without an epoch recorded (a member left)
@@ -412,6 +416,12 @@ impl GroupHost for GroupDb<'_> {
         if self.at.shared.shutting_down() || room == 0 {
             return Vec::new();
         }
+        // N.B.: where workers share a key's jobs, a new group took only its share and left
+        // the rest for the others: it does not take them back before its first epoch ends
+        // (the other worker may be free in a moment), only those still queued by then.
+        if self.at.shared.settings.workers > 1 && !self.trained {
+            return Vec::new();
+        }
         let device = crate::device::device_name(self.at.device);
         let s = &self.at.shared.settings;
         let terms = queue::ClaimTerms {
@@ -422,6 +432,8 @@ impl GroupHost for GroupDb<'_> {
             max_running: s.max_running_per_user,
             // N.B.: the group key holds the dataset, so a joiner trains on the group's.
             datasets: None,
+            // A joiner is the queue's next job anyway: the share is for new groups.
+            share: 1,
         };
         let claimed = match self.at.handle.block_on(queue::claim_joiners(
             &self.at.shared.pool,

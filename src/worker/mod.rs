@@ -60,6 +60,9 @@ pub struct WorkerSettings {
     pub alive_every: Duration,
     /// Datasets each device keeps in memory at once (the least recently used goes first).
     pub max_datasets_in_memory: usize,
+    /// Workers in this process: a new group takes at most its share of its key's queued
+    /// jobs (`queue::ClaimTerms::share`).
+    pub workers: usize,
 }
 
 /// Group sizes chosen by measurement (BENCHMARKS.md, "Fused groups").
@@ -154,6 +157,7 @@ impl Worker {
             lease_ms: s.settings.lease.as_millis() as i64,
             max_running: s.settings.max_running_per_user,
             datasets: Some(&datasets),
+            share: s.settings.workers.max(1),
         };
         let group_id = uuid::Uuid::new_v4().to_string();
         let cap = |head: &Claimed| s.settings.max_group_of(self.device, head);

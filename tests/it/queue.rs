@@ -229,7 +229,7 @@ async fn postgres_connections_can_require_tls() {
 }
 
 fn terms(worker: &str, now: i64, max_running: i64) -> queue::ClaimTerms<'_> {
-    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running, datasets: None }
+    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running, datasets: None, share: 1 }
 }
 
 fn ids(c: &[queue::Claimed]) -> Vec<&str> {
@@ -314,6 +314,35 @@ async fn a_group_holds_no_more_of_one_users_jobs_than_the_running_limit() {
     add_keyed(&pool2, "b-mlp", 2, "mlp@4", 10).await;
     let g = queue::claim_group(&pool2, &terms("w", 20, 0), |_| 8, "g1").await.unwrap();
     assert_eq!(g.len(), 7);
+}
+
+#[tokio::test]
+async fn a_new_group_takes_its_share_of_its_keys_queued_jobs_and_leaves_the_rest_to_the_other_workers() {
+    let (_d, pool) = pool().await;
+    // The assignment's seven CNN batch-4 jobs, then an MLP job.
+    for i in 0..7 {
+        add_keyed(&pool, &format!("a{i}"), 1, "cnn@4", i).await;
+    }
+    add_keyed(&pool, "a-mlp", 1, "mlp@4", 10).await;
+    let shared = |worker, now| queue::ClaimTerms { share: 2, ..terms(worker, now, 0) };
+    // Two workers: the first takes ⌈7 ÷ 2⌉, the second the next job, and a worker free again
+    // half of what is left of the key, then the last one.
+    let g = queue::claim_group(&pool, &shared("w1", 20), |_| 8, "g1").await.unwrap();
+    assert_eq!(ids(&g), ["a0", "a1", "a2", "a3"]);
+    let g = queue::claim_group(&pool, &shared("w2", 21), |_| 8, "g2").await.unwrap();
+    assert_eq!(ids(&g), ["a4", "a5"]);
+    let g = queue::claim_group(&pool, &shared("w2", 22), |_| 8, "g3").await.unwrap();
+    assert_eq!(ids(&g), ["a6"]);
+    let g = queue::claim_group(&pool, &shared("w1", 23), |_| 8, "g4").await.unwrap();
+    assert_eq!(ids(&g), ["a-mlp"]);
+    // The device's cap still holds below the share, and a worker alone takes all it may.
+    let (_d2, pool2) = self::pool().await;
+    for i in 0..20 {
+        add_keyed(&pool2, &format!("b{i:02}"), 1, "cnn@4", i).await;
+    }
+    assert_eq!(queue::claim_group(&pool2, &shared("w1", 30), |_| 8, "g1").await.unwrap().len(), 8);
+    assert_eq!(queue::claim_group(&pool2, &shared("w2", 31), |_| 8, "g2").await.unwrap().len(), 6);
+    assert_eq!(queue::claim_group(&pool2, &terms("w3", 32, 0), |_| 8, "g3").await.unwrap().len(), 6);
 }
 
 async fn pool_with_two_users() -> ((tempfile::TempDir, TestDb), Pool) {
