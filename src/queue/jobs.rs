@@ -460,9 +460,11 @@ async fn claim_in(
 ///
 /// N.B.: the share keeps the box busy where fusing gains little: the assignment's seven CNN
 /// batch-4 jobs as one group held one worker for twice as long as the other worker needed
-/// for all the rest (BENCHMARKS.md, "Sharing a key's jobs among workers"). A worker busy
-/// elsewhere leaves the rest queued, and they join a running group of their key at its next
-/// epoch boundary, or start one of their own.
+/// for all the rest (BENCHMARKS.md, "Sharing a key's jobs among workers"). The rest stay
+/// queued for the next free worker; those still queued when a running group of their key
+/// ends its first epoch join it there (`worker::group_db`'s `join`). The count is of every
+/// queued job of the key, those the claim would pass over (an owner at the running limit)
+/// included, so the share errs large.
 #[tracing::instrument(level = "debug", skip_all, fields(worker = %terms.worker, group.id = %group_id))]
 pub async fn claim_group(
     pool: &Pool,
