@@ -50,7 +50,9 @@ fn main() {
             let lrs: Vec<f64> = specs.iter().map(|s| s.lr).collect();
             let states = (0..g).map(|_| Default::default()).collect();
             let mut opt = optim::for_members(&arch, &params, &refs, &lrs, states);
-            // Gradients once (autograd leaves them in place); every step reuses them.
+            // Gradients once (autograd leaves them in place); every step reuses them. (SGD's
+            // one-pass step on a CPU zeroes them as it reads them, as `zero_grad` would: the
+            // later steps add zeros, in the same time.)
             let scale: f64 = env_or("GRAD_SCALE", "1e-2").parse().unwrap();
             let grads = Tensor::randn([params.flat.numel() as i64], (Kind::Float, device)) * scale;
             opt.zero_grad(&params);

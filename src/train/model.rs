@@ -183,6 +183,19 @@ impl GroupParams {
         buffer.narrow(0, self.offsets[i], t.numel() as i64).view(t.size().as_slice())
     }
 
+    /// Where each member's share of `flat` lies, in buffer order: `(start, len, member)` for
+    /// every parameter and member (a parameter's block is its members' values one after
+    /// another).
+    pub fn member_runs(&self) -> Vec<(usize, usize, usize)> {
+        let g = self.members.max(1) as usize;
+        let mut runs = Vec::with_capacity(self.tensors.len() * g);
+        for (t, &at) in self.tensors.iter().zip(&self.offsets) {
+            let each = t.numel() / g;
+            runs.extend((0..g).map(|m| (at as usize + m * each, each, m)));
+        }
+        runs
+    }
+
     /// Member `m`'s slice of a buffer laid out as `flat` (weights, gradients or an
     /// optimiser's state), as its own [P] tensor in parameter order.
     pub fn member(&self, arch: &Architecture, buffer: &Tensor, m: i64) -> Tensor {

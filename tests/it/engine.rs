@@ -568,6 +568,48 @@ fn our_sgd_matches_libtorchs_sgd_for_each_member_with_its_own_settings() {
     }
 }
 
+#[test]
+fn the_one_pass_sgd_step_equals_the_tensor_operations_bit_for_bit_and_leaves_the_gradients_zero() {
+    let s = spec(json!({"model": "cnn"}));
+    let arch = Architecture::of(&s);
+    let h = |lr, momentum, weight_decay, nesterov| MemberHyper { lr, momentum, weight_decay, nesterov };
+    let settings = [
+        // The assignment's: momentum 0.9, members at different rates.
+        vec![h(0.001, 0.9, 0.0, false), h(0.1, 0.9, 0.0, false), h(0.01, 0.9, 0.0, false)],
+        // Each member its own momentum, Nesterov flag and weight decay.
+        vec![h(0.05, 0.9, 0.01, true), h(0.2, 0.0, 0.0, false), h(0.01, 0.5, 1e-4, false)],
+        // All Nesterov, one setting.
+        vec![h(0.03, 0.8, 0.001, true), h(0.03, 0.8, 0.001, true), h(0.03, 0.8, 0.001, true)],
+        // No momentum at all.
+        vec![h(0.1, 0.0, 0.0, false), h(0.01, 0.0, 0.1, false), h(0.3, 0.0, 0.0, false)],
+    ];
+    let x = Tensor::randn([12, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    for hyper in settings {
+        let rows: Vec<Tensor> =
+            [1, 2, 3].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
+        let one_pass = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let by_ops = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let mut a = Sgd::from_hyper(&arch, &one_pass, &hyper);
+        let mut b = Sgd::from_hyper(&arch, &by_ops, &hyper);
+        for step in 0..5 {
+            for (ps, opt) in [(&one_pass, &mut a), (&by_ops, &mut b)] {
+                opt.zero_grad(ps);
+                let logits = model::forward(&arch, ps, &x, None);
+                logits.cross_entropy_for_logits(&y).backward();
+            }
+            a.step(&one_pass);
+            b.step_by_ops(&by_ops);
+            assert!(one_pass.flat.equal(&by_ops.flat), "{hyper:?}, step {step}: weights differ");
+            for t in &one_pass.tensors {
+                assert_eq!(t.grad().abs().max().double_value(&[]), 0.0, "{hyper:?}: a gradient left after the step");
+            }
+            assert_ne!(by_ops.tensors[0].grad().abs().max().double_value(&[]), 0.0);
+        }
+        assert!(!one_pass.flat.equal(&GroupParams::from_members(&arch, &rows, &[], Device::Cpu).flat));
+    }
+}
+
 fn load_err(dir: &Path) -> String {
     match Data::load(&CIFAR10, dir, Device::Cpu) {
         Ok(_) => panic!("{} loaded", dir.display()),
