@@ -3,8 +3,8 @@
 //! weight decay and Nesterov flag: a step is at most five tensor operations over the
 //! group's flat buffer, whatever the number of layers and members, or on a CPU one pass of
 //! ours over it that computes the same bit for bit and zeroes the gradients as it goes
-//! (`Sgd::fused_step`: 1.8–2.4× faster for a group of 8 tutorial CNNs; BENCHMARKS.md,
-//! "The optimiser's step in one pass").
+//! (`Sgd::fused_step`: the step of 8 tutorial CNNs 2.3× faster; BENCHMARKS.md, "The
+//! optimiser's step in one pass, and a third machine").
 //!
 //! N.B.: the momentum buffer starts at zero rather than "unset until the first step", as in
 //! PyTorch: 0·m + g is exactly g, so the first step agrees, and a member that joins a group
