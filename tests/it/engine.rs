@@ -11,8 +11,9 @@ use trainyard::train::augment::{self, AugmentParams, ImagePlan};
 use trainyard::train::data::{self, Data, DataError};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
 use trainyard::train::model::{self, GroupParams};
+use trainyard::train::optim::adam::Adam;
 use trainyard::train::optim::sgd::{MemberHyper, Sgd};
-use trainyard::train::optim::Optimizer;
+use trainyard::train::optim::{self, Optimizer};
 use trainyard::train::rng::EpochRng;
 use trainyard::train::{self, CheckpointStore, DirStore, Outcome, TrainError, TrainOptions};
 
@@ -605,6 +606,61 @@ fn the_one_pass_sgd_step_equals_the_tensor_operations_bit_for_bit_and_leaves_the
                 assert_eq!(t.grad().abs().max().double_value(&[]), 0.0, "{hyper:?}: a gradient left after the step");
             }
             assert_ne!(by_ops.tensors[0].grad().abs().max().double_value(&[]), 0.0);
+        }
+        assert!(!one_pass.flat.equal(&GroupParams::from_members(&arch, &rows, &[], Device::Cpu).flat));
+    }
+}
+
+#[test]
+fn the_one_pass_adam_step_equals_the_tensor_operations_bit_for_bit_and_leaves_the_gradients_zero() {
+    let arch = Architecture::of(&spec(json!({"model": "cnn"})));
+    let member = |v: serde_json::Value| spec(v);
+    let groups = [
+        // Adam, each member its own rate, betas (one above ½ for β1's lerp), eps and L2 decay.
+        vec![
+            member(json!({"optimizer": "adam", "lr": 0.001})),
+            member(json!({"optimizer": "adam", "lr": 0.01, "betas": [0.4, 0.99], "eps": 1e-6, "weight_decay": 0.01})),
+            member(json!({"optimizer": "adam", "lr": 0.003, "betas": [0.8, 0.9], "weight_decay": 0.001})),
+        ],
+        // AdamW, one setting for all.
+        vec![
+            member(json!({"optimizer": "adamw", "lr": 0.002})),
+            member(json!({"optimizer": "adamw", "lr": 0.002})),
+            member(json!({"optimizer": "adamw", "lr": 0.002})),
+        ],
+        // AdamW, decays of their own.
+        vec![
+            member(json!({"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.1})),
+            member(json!({"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0})),
+            member(json!({"optimizer": "adamw", "lr": 0.005, "betas": [0.5, 0.95]})),
+        ],
+    ];
+    let x = Tensor::randn([12, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    for (n, specs) in groups.iter().enumerate() {
+        let refs: Vec<&Spec> = specs.iter().collect();
+        let lrs: Vec<f64> = specs.iter().map(|s| s.lr).collect();
+        let rows: Vec<Tensor> =
+            [1, 2, 3].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
+        let one_pass = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let by_ops = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let adamw = specs[0].optimizer == trainyard::optimizer::OptimizerKind::Adamw;
+        let group = |params| optim::Group { arch: &arch, params, specs: &refs, lrs: &lrs, states: Vec::new() };
+        let mut a = Adam::new(group(&one_pass), adamw);
+        let mut b = Adam::new(group(&by_ops), adamw);
+        for step in 0..5 {
+            a.zero_grad(&one_pass);
+            b.zero_grad(&by_ops);
+            for ps in [&one_pass, &by_ops] {
+                model::forward(&arch, ps, &x, None).cross_entropy_for_logits(&y).backward();
+            }
+            a.step(&one_pass);
+            b.step_by_ops(&by_ops);
+            let diff = (&one_pass.flat - &by_ops.flat).abs().max().double_value(&[]);
+            assert!(one_pass.flat.equal(&by_ops.flat), "group {n}, step {step}: weights differ by up to {diff}");
+            for t in &one_pass.tensors {
+                assert_eq!(t.grad().abs().max().double_value(&[]), 0.0, "a gradient left after the step");
+            }
         }
         assert!(!one_pass.flat.equal(&GroupParams::from_members(&arch, &rows, &[], Device::Cpu).flat));
     }

@@ -240,11 +240,13 @@ impl Hyper {
 pub(crate) struct FlatGrads {
     pub(crate) grad: Tensor,
     bound: bool,
+    /// A one-pass step zeroed the gradients as it read them: `zero` has nothing to do.
+    pub(crate) zeroed: bool,
 }
 
 impl FlatGrads {
     pub(crate) fn new(params: &GroupParams) -> FlatGrads {
-        FlatGrads { grad: params.flat.zeros_like(), bound: false }
+        FlatGrads { grad: params.flat.zeros_like(), bound: false, zeroed: false }
     }
 
     /// Makes every parameter's `.grad` a view into the flat buffer (once, after the first
@@ -279,6 +281,9 @@ impl FlatGrads {
     }
 
     pub(crate) fn zero(&mut self, params: &GroupParams) {
+        if std::mem::take(&mut self.zeroed) {
+            return;
+        }
         if self.bound {
             let _ = self.grad.zero_();
         } else {
@@ -289,5 +294,49 @@ impl FlatGrads {
                 }
             }
         }
+    }
+}
+
+/// The flat buffers (weights, gradients, an optimiser's state: each [n]) as float32 slices,
+/// for a step of ours in one pass over them, on an x86-64 CPU with AVX2 and FMA (the
+/// kernels libtorch's elementwise operations run there, fused multiply-adds and all, so the
+/// pass can apply the same float32 operations); `None` elsewhere, or when a buffer is not a
+/// contiguous float32 CPU tensor of n values, or `runs` (`GroupParams::member_runs`) reach
+/// past n. `Some` also says the CPU has AVX2 and FMA.
+///
+/// # Safety
+/// The buffers must be distinct, and nothing else may read or write them while the slices
+/// live (autograd's pass has ended; the group trains on this thread alone).
+// N.B.: a tensor is a handle; the slices are its data, which the caller vouches is used by
+// nobody else meanwhile.
+#[allow(clippy::mut_from_ref)]
+pub(crate) unsafe fn one_pass_buffers<'a>(
+    buffers: &[&'a Tensor],
+    runs: &[(usize, usize, usize)],
+) -> Option<Vec<&'a mut [f32]>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return None;
+        }
+        let n = buffers.first()?.numel();
+        let fits = |t: &Tensor| {
+            t.device() == tch::Device::Cpu
+                && t.kind() == Kind::Float
+                && t.is_contiguous()
+                && t.dim() == 1
+                && t.numel() == n
+        };
+        if !buffers.iter().all(|t| fits(t)) || runs.last().is_some_and(|&(at, len, _)| at + len > n) {
+            return None;
+        }
+        // SAFETY: contiguous float32 CPU tensors of n values each (checked above); the
+        // caller vouches that they are distinct and used by nobody else meanwhile.
+        Some(buffers.iter().map(|t| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }).collect())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (buffers, runs);
+        None
     }
 }

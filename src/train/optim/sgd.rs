@@ -10,10 +10,10 @@
 //! PyTorch: 0·m + g is exactly g, so the first step agrees, and a member that joins a group
 //! later starts where it would alone.
 
-use super::{member_buffers, FlatGrads, Group, Hyper, MemberState, Optimizer};
+use super::{member_buffers, one_pass_buffers, FlatGrads, Group, Hyper, MemberState, Optimizer};
 use crate::network::Architecture;
 use crate::train::model::GroupParams;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 pub use crate::optimizer::MOMENTUM;
 
@@ -44,8 +44,6 @@ pub struct Sgd {
     each: EachMember,
     /// Where each member's values lie in the flat buffers (`GroupParams::member_runs`).
     runs: Vec<(usize, usize, usize)>,
-    /// The one-pass update left every gradient zero, so `zero_grad` has nothing to do.
-    zeroed: bool,
 }
 
 /// Each member's −lr, momentum, weight decay and Nesterov coefficients (a, b), in member
@@ -109,7 +107,6 @@ impl Sgd {
         Sgd {
             each,
             runs: params.member_runs(),
-            zeroed: false,
             grads: FlatGrads::new(params),
             buf,
             neg_lr: Hyper::new(arch, params, &lrs),
@@ -121,10 +118,15 @@ impl Sgd {
         }
     }
 
-    /// The update by libtorch's tensor operations over the flat buffers, on any device
-    /// (the gradients bound to them, and left as they are); on a CPU `fused_step` computes
-    /// the same bit for bit, which tests compare with this.
+    /// One step by libtorch's tensor operations over the flat buffers, on any device (the
+    /// gradients left as they are); on a CPU `step` computes the same bit for bit in one
+    /// pass, which tests compare with this.
     pub fn step_by_ops(&mut self, params: &GroupParams) {
+        self.steps.iter_mut().for_each(|s| *s += 1);
+        self.update_by_ops(params);
+    }
+
+    fn update_by_ops(&mut self, params: &GroupParams) {
         tch::no_grad(|| {
             self.grads.bind(params);
             let grad = &mut self.grads.grad;
@@ -153,7 +155,7 @@ impl Sgd {
         });
     }
 
-    /// The update of `step_by_ops` in one pass over the flat buffers, on an x86-64 CPU with
+    /// The update of `update_by_ops` in one pass over the flat buffers, on an x86-64 CPU with
     /// AVX2 and FMA: each value goes through the same float32 operations in the same order as
     /// libtorch's kernels take it there (so the weights are the same bit for bit; its
     /// `addcmul` is a fused multiply-add), and its gradient is zeroed as it is read. The tensor
@@ -162,36 +164,23 @@ impl Sgd {
     /// large. `false` (nothing done) elsewhere: another device or CPU, or buffers not
     /// contiguous float32.
     fn fused_step(&mut self, params: &GroupParams) -> bool {
+        let mut buffers = vec![&params.flat, &self.grads.grad];
+        buffers.extend(self.buf.as_ref());
+        // SAFETY: the group's own weights, gradients and momentum (distinct buffers), which
+        // nothing else touches while it steps.
+        let Some(mut slices) = (unsafe { one_pass_buffers(&buffers, &self.runs) }) else { return false };
+        let b = (slices.len() == 3).then(|| slices.pop()).flatten();
+        let g = slices.pop().expect("the gradients");
+        let w = slices.pop().expect("the weights");
+        // SAFETY: `one_pass_buffers` found AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
-        {
-            if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-                return false;
-            }
-            let fits =
-                |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.dim() == 1;
-            let n = params.flat.numel();
-            let buffers = [Some(&params.flat), Some(&self.grads.grad), self.buf.as_ref()];
-            if buffers.iter().flatten().any(|t| !fits(t) || t.numel() != n) {
-                return false;
-            }
-            if self.runs.last().is_some_and(|&(at, len, _)| at + len > n) {
-                return false;
-            }
-            // SAFETY: three distinct contiguous float32 CPU tensors of n values each (checked
-            // above), which nothing else reads or writes while the step runs: autograd's pass
-            // has ended and the group trains on this thread alone. The CPU has AVX2 and FMA.
-            unsafe {
-                let slice = |t: &Tensor| std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n);
-                let (w, g, b) = (slice(&params.flat), slice(&self.grads.grad), self.buf.as_ref().map(slice));
-                one_pass_fma(w, g, b, &self.runs, &self.each);
-            }
-            true
-        }
+        unsafe {
+            one_pass_fma(w, g, b, &self.runs, &self.each)
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = params;
-            false
-        }
+        let _ = (w, g, b);
+        self.grads.zeroed = true;
+        true
     }
 }
 
@@ -251,18 +240,14 @@ unsafe fn one_pass_fma(
 
 impl Optimizer for Sgd {
     fn zero_grad(&mut self, params: &GroupParams) {
-        if !std::mem::take(&mut self.zeroed) {
-            self.grads.zero(params);
-        }
+        self.grads.zero(params);
     }
 
     fn step(&mut self, params: &GroupParams) {
         self.steps.iter_mut().for_each(|s| *s += 1);
         tch::no_grad(|| self.grads.bind(params));
-        if self.fused_step(params) {
-            self.zeroed = true;
-        } else {
-            self.step_by_ops(params);
+        if !self.fused_step(params) {
+            self.update_by_ops(params);
         }
     }
 
