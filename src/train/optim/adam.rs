@@ -222,7 +222,9 @@ impl Adam {
         let _ = self.exp_avg_sq.sqrt_out(root);
         let buffers = [&params.flat, &self.exp_avg, &*root];
         // SAFETY: as above; the square root is written.
-        let Some(slices) = (unsafe { one_pass_buffers(&buffers, &self.runs) }) else { return true };
+        // N.B.: the moments are updated by now, so the weights must be too: the first check
+        // passed these buffers, and `root` is made as `exp_avg_sq` is.
+        let slices = unsafe { one_pass_buffers(&buffers, &self.runs) }.expect("the buffers the first pass took");
         let [w, m, root]: [&mut [f32]; 3] = slices.try_into().expect("three buffers");
         adam_update(w, m, root, &self.runs, &k);
         true
