@@ -1,10 +1,10 @@
-//! The optimiser step alone: one step of G tutorial-CNN members' SGD (momentum), Adam and
-//! Adadelta over the group's flat buffer, members with different settings, against
-//! torch.optim's own step over the same G models' tensors (`bench/optim_torch.py`, run
+//! The optimiser step alone: one step of G tutorial-CNN members' SGD (momentum), Adam,
+//! RMSprop, Adagrad and Adadelta over the group's flat buffer, members with different
+//! settings, against torch.optim's own step over the same G models' tensors (`bench/optim_torch.py`, run
 //! beside it). `cargo bench --bench optim` (BENCHMARKS.md, "Optimisers").
 //!
 //! Environment: GROUP_SIZES (default "1 8 32"), STEPS (default 200), THREADS (default 2),
-//! DEVICE (cpu or cuda, default cpu).
+//! DEVICE (cpu or cuda, default cpu), OPTIMIZERS (default "sgd adam rmsprop adagrad adadelta").
 
 use serde_json::json;
 use std::time::Instant;
@@ -29,9 +29,9 @@ fn main() {
         trainyard::device::device_name(device)
     );
     println!("{:<10} {:>4} {:>12} {:>16}", "optimizer", "G", "µs/step", "µs/step/member");
-    for (name, extra) in
-        [("sgd", json!({})), ("adam", json!({"optimizer": "adam"})), ("adadelta", json!({"optimizer": "adadelta"}))]
-    {
+    let chosen = env_or("OPTIMIZERS", "sgd adam rmsprop adagrad adadelta");
+    for name in chosen.split_whitespace() {
+        let extra = if name == "sgd" { json!({}) } else { json!({ "optimizer": name }) };
         for &g in &sizes {
             // Members differ as a class's do: their own weight decay (so per-element settings).
             let specs: Vec<Spec> = (0..g)

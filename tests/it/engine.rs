@@ -11,7 +11,10 @@ use trainyard::train::augment::{self, AugmentParams, ImagePlan};
 use trainyard::train::data::{self, Data, DataError};
 use trainyard::train::metrics::{EpochMetrics, MetricSink, VecSink};
 use trainyard::train::model::{self, GroupParams};
+use trainyard::train::optim::adadelta::Adadelta;
+use trainyard::train::optim::adagrad::Adagrad;
 use trainyard::train::optim::adam::Adam;
+use trainyard::train::optim::rmsprop::Rmsprop;
 use trainyard::train::optim::sgd::{MemberHyper, Sgd};
 use trainyard::train::optim::{self, Optimizer};
 use trainyard::train::rng::EpochRng;
@@ -613,7 +616,6 @@ fn the_one_pass_sgd_step_equals_the_tensor_operations_bit_for_bit_and_leaves_the
 
 #[test]
 fn the_one_pass_adam_step_equals_the_tensor_operations_bit_for_bit_and_leaves_the_gradients_zero() {
-    let arch = Architecture::of(&spec(json!({"model": "cnn"})));
     let member = |v: serde_json::Value| spec(v);
     let groups = [
         // Adam, each member its own rate, betas (one above ½ for β1's lerp), eps and L2 decay.
@@ -635,34 +637,99 @@ fn the_one_pass_adam_step_equals_the_tensor_operations_bit_for_bit_and_leaves_th
             member(json!({"optimizer": "adamw", "lr": 0.005, "betas": [0.5, 0.95]})),
         ],
     ];
+    for specs in &groups {
+        let adamw = specs[0].optimizer == trainyard::optimizer::OptimizerKind::Adamw;
+        passes_equal_the_tensor_operations(specs, |g| Adam::new(g, adamw), Adam::step_by_ops);
+    }
+}
+
+/// Five steps of a group of three tutorial CNNs with `specs`' optimiser, one copy stepped by
+/// `Optimizer::step` (on this CPU, passes of ours) and one by the tensor operations
+/// (`by_ops`): the same weights bit for bit after every step, and no gradient left.
+fn passes_equal_the_tensor_operations<O: Optimizer>(
+    specs: &[Spec],
+    make: impl Fn(optim::Group) -> O,
+    by_ops: impl Fn(&mut O, &GroupParams),
+) {
+    let arch = Architecture::of(&specs[0]);
+    let refs: Vec<&Spec> = specs.iter().collect();
+    let lrs: Vec<f64> = specs.iter().map(|s| s.lr).collect();
     let x = Tensor::randn([12, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
-    for (n, specs) in groups.iter().enumerate() {
-        let refs: Vec<&Spec> = specs.iter().collect();
-        let lrs: Vec<f64> = specs.iter().map(|s| s.lr).collect();
-        let rows: Vec<Tensor> =
-            [1, 2, 3].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
-        let one_pass = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
-        let by_ops = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
-        let adamw = specs[0].optimizer == trainyard::optimizer::OptimizerKind::Adamw;
-        let group = |params| optim::Group { arch: &arch, params, specs: &refs, lrs: &lrs, states: Vec::new() };
-        let mut a = Adam::new(group(&one_pass), adamw);
-        let mut b = Adam::new(group(&by_ops), adamw);
-        for step in 0..5 {
-            a.zero_grad(&one_pass);
-            b.zero_grad(&by_ops);
-            for ps in [&one_pass, &by_ops] {
-                model::forward(&arch, ps, &x, None).cross_entropy_for_logits(&y).backward();
-            }
-            a.step(&one_pass);
-            b.step_by_ops(&by_ops);
-            let diff = (&one_pass.flat - &by_ops.flat).abs().max().double_value(&[]);
-            assert!(one_pass.flat.equal(&by_ops.flat), "group {n}, step {step}: weights differ by up to {diff}");
-            for t in &one_pass.tensors {
-                assert_eq!(t.grad().abs().max().double_value(&[]), 0.0, "a gradient left after the step");
-            }
+    let rows: Vec<Tensor> =
+        [1, 2, 3].iter().map(|&seed| Tensor::from_slice(&model::initial_values(&arch, seed).unwrap())).collect();
+    let one_pass = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+    let reference = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+    let group = |params| optim::Group { arch: &arch, params, specs: &refs, lrs: &lrs, states: Vec::new() };
+    let (mut a, mut b) = (make(group(&one_pass)), make(group(&reference)));
+    for step in 0..5 {
+        a.zero_grad(&one_pass);
+        b.zero_grad(&reference);
+        for ps in [&one_pass, &reference] {
+            model::forward(&arch, ps, &x, None).cross_entropy_for_logits(&y).backward();
         }
-        assert!(!one_pass.flat.equal(&GroupParams::from_members(&arch, &rows, &[], Device::Cpu).flat));
+        a.step(&one_pass);
+        by_ops(&mut b, &reference);
+        let diff = (&one_pass.flat - &reference.flat).abs().max().double_value(&[]);
+        assert!(
+            one_pass.flat.equal(&reference.flat),
+            "{:?}, step {step}: weights differ by up to {diff}",
+            specs[0].optimizer
+        );
+        for t in &one_pass.tensors {
+            assert_eq!(t.grad().abs().max().double_value(&[]), 0.0, "a gradient left after the step");
+        }
+        let left: f64 = reference.tensors.iter().map(|t| t.grad().abs().max().double_value(&[])).sum();
+        assert_ne!(left, 0.0, "the tensor operations leave the gradients");
+    }
+    assert!(!one_pass.flat.equal(&GroupParams::from_members(&arch, &rows, &[], Device::Cpu).flat));
+}
+
+#[test]
+fn the_two_pass_rmsprop_adagrad_and_adadelta_steps_equal_the_tensor_operations_bit_for_bit() {
+    let members = |vs: [serde_json::Value; 3]| vs.map(spec);
+    // RMSprop: each member its own rate, alpha, eps, momentum (one without) and L2 decay;
+    // one setting for all without momentum; and all with momentum.
+    for specs in [
+        members([
+            json!({"optimizer": "rmsprop", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.01}),
+            json!({"optimizer": "rmsprop", "lr": 0.001, "alpha": 0.9, "eps": 1e-6}),
+            json!({"optimizer": "rmsprop", "lr": 0.003, "momentum": 0.5, "alpha": 0.95}),
+        ]),
+        members([
+            json!({"optimizer": "rmsprop", "lr": 0.002}),
+            json!({"optimizer": "rmsprop", "lr": 0.002}),
+            json!({"optimizer": "rmsprop", "lr": 0.002}),
+        ]),
+        members([
+            json!({"optimizer": "rmsprop", "momentum": 0.9}),
+            json!({"optimizer": "rmsprop", "momentum": 0.9}),
+            json!({"optimizer": "rmsprop", "momentum": 0.3, "lr": 0.05}),
+        ]),
+    ] {
+        passes_equal_the_tensor_operations(&specs, Rmsprop::new, Rmsprop::step_by_ops);
+    }
+    // Adagrad: rates, eps and L2 decay of their own; one setting for all.
+    for specs in [
+        members([
+            json!({"optimizer": "adagrad", "lr": 0.1, "weight_decay": 0.001}),
+            json!({"optimizer": "adagrad", "lr": 0.01, "eps": 1e-6}),
+            json!({"optimizer": "adagrad", "lr": 0.05}),
+        ]),
+        members([json!({"optimizer": "adagrad"}), json!({"optimizer": "adagrad"}), json!({"optimizer": "adagrad"})]),
+    ] {
+        passes_equal_the_tensor_operations(&specs, Adagrad::new, Adagrad::step_by_ops);
+    }
+    // Adadelta: the preset's lr 1.0; rho, eps and L2 decay of their own.
+    for specs in [
+        members([
+            json!({"optimizer": "adadelta", "lr": 1.0}),
+            json!({"optimizer": "adadelta", "lr": 0.5, "rho": 0.95, "eps": 1e-5, "weight_decay": 0.01}),
+            json!({"optimizer": "adadelta", "lr": 2.0, "rho": 0.3}),
+        ]),
+        members([json!({"optimizer": "adadelta"}), json!({"optimizer": "adadelta"}), json!({"optimizer": "adadelta"})]),
+    ] {
+        passes_equal_the_tensor_operations(&specs, Adadelta::new, Adadelta::step_by_ops);
     }
 }
 
