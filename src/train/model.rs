@@ -18,9 +18,10 @@
 //! single model's small ones (the tutorial CNN at batch ≤ 4) run libtorch's own im2col kernel
 //! on NCHW activations instead (`ConvPath`; BENCHMARKS.md, "Convolution paths"). Max pooling
 //! runs a plain loop of ours on either layout (`native::max_pool2d`, the same values as
-//! libtorch's, several times faster on these shapes), and a linear layer's backward adds its
-//! weight's gradient in place in the weight's own order (`native::linear`; BENCHMARKS.md,
-//! "Max pooling, linear layers and the allocator's decay").
+//! libtorch's, several times faster on these shapes; a ReLU before it runs in the same pass,
+//! `native::relu_max_pool2d`), and a linear layer's backward adds its weight's gradient in
+//! place in the weight's own order (`native::linear`; BENCHMARKS.md, "Max pooling, linear
+//! layers and the allocator's decay").
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the
@@ -382,10 +383,26 @@ pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor, keys: Opt
 }
 
 fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&Tensor>) -> Act {
-    for layer in layers {
-        xs = fused_layer(layer, ps, g, xs, keys);
+    let mut i = 0;
+    while i < layers.len() {
+        if let (Some((k, stride)), false) = (relu_then_max_pool(&layers[i..]), matches!(xs, Act::Dense(_))) {
+            xs = xs.map(|x| native::relu_max_pool2d(x, k, stride));
+            i += 2;
+            continue;
+        }
+        xs = fused_layer(&layers[i], ps, g, xs, keys);
+        i += 1;
     }
     xs
+}
+
+/// The window and stride of a max pooling that follows a ReLU at the head of `layers`: the
+/// two run as one pass (`native::relu_max_pool2d`, the same values and gradients bit for bit).
+fn relu_then_max_pool(layers: &[Layer]) -> Option<(i64, i64)> {
+    match layers {
+        [Layer::Act(ActKind::Relu), Layer::MaxPool { k, stride }, ..] => Some((*k, *stride)),
+        _ => None,
+    }
 }
 
 fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&Tensor>) -> Act {
@@ -488,7 +505,15 @@ pub fn forward_member(arch: &Architecture, ps: &GroupParams, m: i64, x: &Tensor)
 
 fn member_block(layers: &[Layer], ps: &GroupParams, m: i64, mut xs: Tensor, channels_last: &mut bool) -> Tensor {
     let g = ps.members;
-    for layer in layers {
+    let mut i = 0;
+    while i < layers.len() {
+        let layer = &layers[i];
+        i += 1;
+        if let (Some((k, stride)), 4) = (relu_then_max_pool(&layers[i - 1..]), xs.dim()) {
+            xs = native::relu_max_pool2d(&xs, k, stride);
+            i += 1;
+            continue;
+        }
         xs = match *layer {
             Layer::Conv2d { weight, cout, stride, pad, .. } => {
                 if !*channels_last {

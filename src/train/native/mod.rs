@@ -27,6 +27,7 @@ extern "C" {
         input: *mut std::ffi::c_void,
         k: i64,
         stride: i64,
+        relu: i32,
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
@@ -78,7 +79,16 @@ pub fn thnn_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: i64, pad:
 /// by libtorch's kernel.
 pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
-    owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, err, len) })
+    owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 0, err, len) })
+}
+
+/// `x.relu().max_pool2d([k, k], [stride, stride], [0, 0], [1, 1], false)`, bit for bit,
+/// forward and backward, in one pass where `max_pool2d` takes its loop (a ReLU is monotone:
+/// the window's largest value after it is its largest value's ReLU, from the same tap; pool.cpp
+/// says how the gradient follows), and as those two operations elsewhere.
+pub fn relu_max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 1, err, len) })
 }
 
 /// A linear layer: `x.linear(w, b)` for x [B, in], w [out, in], b [out], or a fused group's
@@ -136,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn max_pooling_equals_libtorchs_bit_for_bit_in_both_layouts() {
+    fn max_pooling_and_relu_then_max_pooling_equal_libtorchs_bit_for_bit_in_both_layouts() {
         let opts = (Kind::Float, tch::Device::Cpu);
         tch::manual_seed(7);
         // Ties (ReLU's zeros), -inf and NaN among the values.
@@ -144,25 +154,36 @@ mod tests {
         let _ = x.get(0).get(1).get(2).fill_(f64::NAN);
         let _ = x.get(1).get(2).narrow(0, 0, 4).fill_(f64::NEG_INFINITY);
         let big = Tensor::randn([64, 6, 28, 28], opts);
-        for input in [x, big] {
+        // Negative values (whole windows of them: a ReLU's zeros), NaN and -inf among them.
+        let signed = Tensor::randn([2, 3, 9, 10], opts) - 0.5;
+        let _ = signed.get(0).get(0).get(3).narrow(0, 2, 3).fill_(f64::NAN);
+        let _ = signed.get(1).get(2).narrow(0, 0, 4).fill_(f64::NEG_INFINITY);
+        for input in [x, big, signed] {
             for (k, s) in [(2, 2), (3, 2), (3, 3), (1, 1), (2, 1)] {
                 let cl = input.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
                 for x in [input.contiguous(), cl, input.transpose(2, 3)] {
-                    let theirs = |x: &Tensor| x.max_pool2d([k, k], [s, s], [0, 0], [1, 1], false);
-                    let up = Tensor::randn(theirs(&x).size().as_slice(), opts);
-                    let (y0, g0) = pool_and_grad(&x, &up, theirs);
-                    let (y1, g1) = pool_and_grad(&x, &up, |x| max_pool2d(x, k, s));
-                    let what = format!("k {k} stride {s} on {:?} strides {:?}", x.size(), x.stride());
-                    assert_eq!(y1.size(), y0.size(), "{what}");
-                    assert_eq!(y1.stride(), y0.stride(), "{what}: the output keeps the input's layout");
-                    // Bit for bit: NaN where libtorch has NaN, the same value everywhere else.
-                    let same =
-                        |a: &Tensor, b: &Tensor| a.eq_tensor(b).logical_or(&a.isnan().logical_and(&b.isnan())).all();
-                    assert!(bool::try_from(same(&y1, &y0)).unwrap(), "{what}: values differ");
-                    assert!(bool::try_from(same(&g1, &g0)).unwrap(), "{what}: gradients differ");
-                    // Without autograd (evaluation), the same values.
-                    let y2 = tch::no_grad(|| max_pool2d(&x, k, s));
-                    assert!(bool::try_from(same(&y2, &y0)).unwrap(), "{what}: values without autograd differ");
+                    for relu in [false, true] {
+                        let theirs = |x: &Tensor| {
+                            let x = if relu { x.relu() } else { x.shallow_clone() };
+                            x.max_pool2d([k, k], [s, s], [0, 0], [1, 1], false)
+                        };
+                        let ours = |x: &Tensor| if relu { relu_max_pool2d(x, k, s) } else { max_pool2d(x, k, s) };
+                        let up = Tensor::randn(theirs(&x).size().as_slice(), opts);
+                        let (y0, g0) = pool_and_grad(&x, &up, theirs);
+                        let (y1, g1) = pool_and_grad(&x, &up, ours);
+                        let what = format!("relu {relu}, k {k} stride {s} on {:?} strides {:?}", x.size(), x.stride());
+                        assert_eq!(y1.size(), y0.size(), "{what}");
+                        assert_eq!(y1.stride(), y0.stride(), "{what}: the output keeps the input's layout");
+                        // Bit for bit: NaN where libtorch has NaN, the same value everywhere else.
+                        let same = |a: &Tensor, b: &Tensor| {
+                            a.eq_tensor(b).logical_or(&a.isnan().logical_and(&b.isnan())).all()
+                        };
+                        assert!(bool::try_from(same(&y1, &y0)).unwrap(), "{what}: values differ");
+                        assert!(bool::try_from(same(&g1, &g0)).unwrap(), "{what}: gradients differ");
+                        // Without autograd (evaluation), the same values.
+                        let y2 = tch::no_grad(|| ours(&x));
+                        assert!(bool::try_from(same(&y2, &y0)).unwrap(), "{what}: values without autograd differ");
+                    }
                 }
             }
         }

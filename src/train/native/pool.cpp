@@ -10,11 +10,20 @@
 // as in libtorch (`val > max || isnan(val)`). The backward adds each output's gradient at its
 // index (the windows do not overlap). Autograd records it as a custom function; any other
 // window, device, type or layout takes libtorch's `max_pool2d`.
+//
+// With `relu`, it is a ReLU and then this pooling (the tutorial's `pool(F.relu(conv(x)))`) in
+// one pass, bit for bit as the two: ReLU is monotone, so the window's largest ReLU is the
+// ReLU of its largest value, won by the same tap (the first largest, or a NaN); and ReLU's
+// backward passes a gradient where its output is not ≤ 0, so the winning tap gets the
+// output's gradient where the window's maximum is > 0 or NaN, and no tap gets any otherwise.
+// Such a window's index is stored as -1, and its backward adds +0 at its plane's first
+// value (branch-free: which windows those are is as random as the signs of the activations).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "handle.h"
 
@@ -50,13 +59,41 @@ inline float window_max(float a, float b, float c, float d, int32_t& tap) {
 // at `first`, in a plane `w` wide.
 inline int64_t tap_index(int64_t first, int32_t tap, int64_t w) { return first + (tap >> 1) * w + (tap & 1); }
 
+// A window's maximum `m` after a ReLU, and whether its tap takes the gradient (ReLU's
+// backward: not where the output is ≤ 0; so where m > 0 or m is NaN).
+inline bool passes(float m) { return !(m <= 0.0f); }
+
+// The ReLU of a window's maximum `m`; a window whose tap takes no gradient gets tap -1.
+// N.B.: selects without branches, as in `window_max`: the signs are as random.
+inline float relu_of(float m, int32_t& tap) {
+  const bool p = passes(m);
+  tap |= -static_cast<int32_t>(!p);
+  return p ? m : 0.0f;
+}
+
+// A window's index, or -1 for tap -1 (all bits set either way: a branch-free select).
+inline int64_t index_of(int64_t first, int32_t tap, int64_t w) {
+  return tap_index(first, tap, w) | static_cast<int64_t>(tap >> 31);
+}
+
+// `to[i] += v` where i ≥ 0; for i = -1, `to[0] += +0` (a no-op but for a zero's sign), so the
+// scatter runs without a branch.
+inline void add_at(float* to, int64_t i, float v) {
+  const int64_t keep = ~(i >> 63);
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  bits &= static_cast<uint32_t>(keep);
+  std::memcpy(&v, &bits, sizeof v);
+  to[i & keep] += v;
+}
+
 // Outputs are computed in runs of up to `RUN`: first each one's value and winning tap (0–3,
 // a 32-bit lane beside the value, so the loop vectorises), then, for autograd, the taps
 // turned into libtorch's 64-bit indices (ih·W + iw within the plane).
 constexpr int64_t RUN = 64;
 
 // Each output of a plane's rows from its 2×2 window (stride 2), taps in libtorch's order.
-template <bool Index>
+template <bool Index, bool Relu>
 void forward_nchw(const float* x, float* y, int64_t* ind, const Shape& p, int64_t from, int64_t to) {
   int32_t taps[RUN];
   for (int64_t q = from; q < to; ++q) {
@@ -70,18 +107,19 @@ void forward_nchw(const float* x, float* y, int64_t* ind, const Shape& p, int64_
         const int64_t n = std::min(RUN, p.ow - o0);
         for (int64_t j = 0; j < n; ++j) {
           const int64_t ix = 2 * (o0 + j);
-          yr[o0 + j] = window_max(r0[ix], r0[ix + 1], r1[ix], r1[ix + 1], taps[j]);
+          const float m = window_max(r0[ix], r0[ix + 1], r1[ix], r1[ix + 1], taps[j]);
+          yr[o0 + j] = Relu ? relu_of(m, taps[j]) : m;
         }
         if (Index) {
           int64_t* ir = ind + (q * p.oh + oh) * p.ow + o0;
-          for (int64_t j = 0; j < n; ++j) ir[j] = tap_index(base + 2 * (o0 + j), taps[j], p.w);
+          for (int64_t j = 0; j < n; ++j) ir[j] = index_of(base + 2 * (o0 + j), taps[j], p.w);
         }
       }
     }
   }
 }
 
-template <bool Index>
+template <bool Index, bool Relu>
 void forward_cl(const float* x, float* y, int64_t* ind, const Shape& p, int64_t from, int64_t to) {
   const int64_t c = p.c;
   int32_t taps[RUN];
@@ -98,10 +136,11 @@ void forward_cl(const float* x, float* y, int64_t* ind, const Shape& p, int64_t 
           const int64_t n = std::min(RUN, c - c0);
           for (int64_t j = 0; j < n; ++j) {
             const int64_t ch = c0 + j;
-            y[o + ch] = window_max(pa[ch], pb[ch], pc[ch], pd[ch], taps[j]);
+            const float m = window_max(pa[ch], pb[ch], pc[ch], pd[ch], taps[j]);
+            y[o + ch] = Relu ? relu_of(m, taps[j]) : m;
           }
           if (Index) {
-            for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = tap_index(at, taps[j], p.w);
+            for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = index_of(at, taps[j], p.w);
           }
         }
       }
@@ -113,7 +152,7 @@ void backward_nchw(const float* go, const int64_t* ind, float* gi, const Shape& 
   const int64_t outs = p.oh * p.ow;
   for (int64_t q = from; q < to; ++q) {
     float* gp = gi + q * p.h * p.w;
-    for (int64_t o = 0; o < outs; ++o) gp[ind[q * outs + o]] += go[q * outs + o];
+    for (int64_t o = 0; o < outs; ++o) add_at(gp, ind[q * outs + o], go[q * outs + o]);
   }
 }
 
@@ -122,7 +161,12 @@ void backward_cl(const float* go, const int64_t* ind, float* gi, const Shape& p,
   for (int64_t b = from; b < to; ++b) {
     for (int64_t o = 0; o < p.oh * p.ow; ++o) {
       const int64_t at = (b * p.oh * p.ow + o) * c;
-      for (int64_t ch = 0; ch < c; ++ch) gi[(b * p.h * p.w + ind[at + ch]) * c + ch] += go[at + ch];
+      // N.B.: `add_at` with index -1 adds +0 at this image's first position, channel `ch`.
+      float* gb = gi + b * p.h * p.w * c;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t i = ind[at + ch];
+        add_at(gb + ch, (i * c) | (i >> 63), go[at + ch]);
+      }
     }
   }
 }
@@ -158,8 +202,9 @@ at::MemoryFormat format_of(Layout l) {
   return l == Layout::ChannelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
-// Values and, with `Index`, indices of `x`'s pooling, in `x`'s layout.
-template <bool Index>
+// Values and, with `Index`, indices of `x`'s pooling (after a ReLU, with `Relu`), in `x`'s
+// layout.
+template <bool Index, bool Relu>
 std::pair<at::Tensor, at::Tensor> pool(const at::Tensor& x, Layout l) {
   const Shape p = shape_of(x);
   const auto opts = x.options().memory_format(format_of(l));
@@ -172,18 +217,18 @@ std::pair<at::Tensor, at::Tensor> pool(const at::Tensor& x, Layout l) {
   const bool cl = l == Layout::ChannelsLast;
   each_chunk(p, cl, [&](int64_t from, int64_t to) {
     if (cl) {
-      forward_cl<Index>(xp, yp, ip, p, from, to);
+      forward_cl<Index, Relu>(xp, yp, ip, p, from, to);
     } else {
-      forward_nchw<Index>(xp, yp, ip, p, from, to);
+      forward_nchw<Index, Relu>(xp, yp, ip, p, from, to);
     }
   });
   return {y, ind};
 }
 
 struct MaxPool : public torch::autograd::Function<MaxPool> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, bool relu) {
     const Layout l = layout_of(x);
-    auto [y, ind] = pool<true>(x, l);
+    auto [y, ind] = relu ? pool<true, true>(x, l) : pool<true, false>(x, l);
     ctx->save_for_backward({ind});
     ctx->saved_data["shape"] = x.sizes();
     ctx->saved_data["cl"] = l == Layout::ChannelsLast;
@@ -211,21 +256,21 @@ struct MaxPool : public torch::autograd::Function<MaxPool> {
         backward_nchw(gop, ip, gip, p, from, to);
       }
     });
-    return {gi};
+    return {gi, at::Tensor()};
   }
 };
 
-at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s) {
+at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s, bool relu) {
   const Layout l = layout_of(x);
   if (l == Layout::Other || k != 2 || s != 2 || x.size(2) < 2 || x.size(3) < 2) {
-    return at::max_pool2d(x, {k, k}, {s, s});
+    return at::max_pool2d(relu ? at::relu(x) : x, {k, k}, {s, s});
   }
-  if (c10::GradMode::is_enabled() && x.requires_grad()) return MaxPool::apply(x);
-  return pool<false>(x, l).first;
+  if (c10::GradMode::is_enabled() && x.requires_grad()) return MaxPool::apply(x, relu);
+  return relu ? pool<false, true>(x, l).first : pool<false, false>(x, l).first;
 }
 
 }  // namespace
 
-extern "C" void* trainyard_max_pool2d(void* input, int64_t k, int64_t s, char* err, size_t err_len) {
-  return trainyard::guarded(err, err_len, [&] { return max_pool(trainyard::tensor(input), k, s); });
+extern "C" void* trainyard_max_pool2d(void* input, int64_t k, int64_t s, int32_t relu, char* err, size_t err_len) {
+  return trainyard::guarded(err, err_len, [&] { return max_pool(trainyard::tensor(input), k, s, relu != 0); });
 }
