@@ -2,7 +2,8 @@
 //! a group at once, each with its own lr, rho, eps and weight decay. A step is about a dozen
 //! tensor operations over the group's flat buffer, or on a CPU two passes of ours with
 //! libtorch's square root between them, which compute the same bit for bit
-//! (`Adadelta::fused_step`; BENCHMARKS.md, "RMSprop, Adagrad and Adadelta in passes of ours").
+//! (`Adadelta::fused_step`; BENCHMARKS.md, "The other optimisers' steps, ReLU and pooling in
+//! one pass").
 
 use super::{
     member_buffers, one_pass_buffers, rmsprop::SQUARE_AVG, Coef, FlatGrads, Group, MemberState, Optimizer, Spread,

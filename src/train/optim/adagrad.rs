@@ -2,7 +2,8 @@
 //! single-tensor update) for every member of a group at once, each with its own lr, eps
 //! and weight decay. On a CPU a step is two passes of ours with libtorch's square root
 //! between them, which compute what the tensor operations do bit for bit
-//! (`Adagrad::fused_step`; BENCHMARKS.md, "RMSprop, Adagrad and Adadelta in passes of ours").
+//! (`Adagrad::fused_step`; BENCHMARKS.md, "The other optimisers' steps, ReLU and pooling in
+//! one pass").
 
 use super::{member_buffers, one_pass_buffers, Coef, FlatGrads, Group, MemberState, Optimizer, Spread};
 use crate::network::Architecture;
