@@ -88,7 +88,7 @@ pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
 /// says how the gradient follows), and as those two operations elsewhere.
 pub fn relu_max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
-    owned("max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 1, err, len) })
+    owned("relu_max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 1, err, len) })
 }
 
 /// A linear layer: `x.linear(w, b)` for x [B, in], w [out, in], b [out], or a fused group's
@@ -158,6 +158,9 @@ mod tests {
         let signed = Tensor::randn([2, 3, 9, 10], opts) - 0.5;
         let _ = signed.get(0).get(0).get(3).narrow(0, 2, 3).fill_(f64::NAN);
         let _ = signed.get(1).get(2).narrow(0, 0, 4).fill_(f64::NEG_INFINITY);
+        // −0 first in windows of values ≤ 0 (the ReLU keeps it, and the pooling then too).
+        let _ = signed.get(0).get(1).narrow(0, 4, 2).fill_(-1.0);
+        let _ = signed.get(0).get(1).get(4).narrow(0, 0, 9).fill_(-0.0);
         for input in [x, big, signed] {
             for (k, s) in [(2, 2), (3, 2), (3, 3), (1, 1), (2, 1)] {
                 let cl = input.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
@@ -174,9 +177,11 @@ mod tests {
                         let what = format!("relu {relu}, k {k} stride {s} on {:?} strides {:?}", x.size(), x.stride());
                         assert_eq!(y1.size(), y0.size(), "{what}");
                         assert_eq!(y1.stride(), y0.stride(), "{what}: the output keeps the input's layout");
-                        // Bit for bit: NaN where libtorch has NaN, the same value everywhere else.
+                        // Bit for bit: NaN where libtorch has NaN, the same bits everywhere else (a zero's
+                        // sign too).
                         let same = |a: &Tensor, b: &Tensor| {
-                            a.eq_tensor(b).logical_or(&a.isnan().logical_and(&b.isnan())).all()
+                            let bits = |t: &Tensor| t.contiguous().view_dtype(Kind::Int);
+                            bits(a).eq_tensor(&bits(b)).logical_or(&a.isnan().logical_and(&b.isnan())).all()
                         };
                         assert!(bool::try_from(same(&y1, &y0)).unwrap(), "{what}: values differ");
                         assert!(bool::try_from(same(&g1, &g0)).unwrap(), "{what}: gradients differ");

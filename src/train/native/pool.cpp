@@ -63,12 +63,14 @@ inline int64_t tap_index(int64_t first, int32_t tap, int64_t w) { return first +
 // backward: not where the output is ≤ 0; so where m > 0 or m is NaN).
 inline bool passes(float m) { return !(m <= 0.0f); }
 
-// The ReLU of a window's maximum `m`; a window whose tap takes no gradient gets tap -1.
+// The ReLU of a window's maximum `m`, given its first tap `a`; a window whose tap takes no
+// gradient gets tap -1. Such a window's ReLUs are all zeros and the first wins, ReLU(a):
+// −0 where a is −0 (libtorch's ReLU keeps it), else +0.
 // N.B.: selects without branches, as in `window_max`: the signs are as random.
-inline float relu_of(float m, int32_t& tap) {
+inline float relu_of(float m, float a, int32_t& tap) {
   const bool p = passes(m);
   tap |= -static_cast<int32_t>(!p);
-  return p ? m : 0.0f;
+  return p ? m : (a == 0.0f ? a : 0.0f);
 }
 
 // A window's index, or -1 for tap -1 (all bits set either way: a branch-free select).
@@ -108,7 +110,7 @@ void forward_nchw(const float* x, float* y, int64_t* ind, const Shape& p, int64_
         for (int64_t j = 0; j < n; ++j) {
           const int64_t ix = 2 * (o0 + j);
           const float m = window_max(r0[ix], r0[ix + 1], r1[ix], r1[ix + 1], taps[j]);
-          yr[o0 + j] = Relu ? relu_of(m, taps[j]) : m;
+          yr[o0 + j] = Relu ? relu_of(m, r0[ix], taps[j]) : m;
         }
         if (Index) {
           int64_t* ir = ind + (q * p.oh + oh) * p.ow + o0;
@@ -137,7 +139,7 @@ void forward_cl(const float* x, float* y, int64_t* ind, const Shape& p, int64_t 
           for (int64_t j = 0; j < n; ++j) {
             const int64_t ch = c0 + j;
             const float m = window_max(pa[ch], pb[ch], pc[ch], pd[ch], taps[j]);
-            y[o + ch] = Relu ? relu_of(m, taps[j]) : m;
+            y[o + ch] = Relu ? relu_of(m, pa[ch], taps[j]) : m;
           }
           if (Index) {
             for (int64_t j = 0; j < n; ++j) ind[o + c0 + j] = index_of(at, taps[j], p.w);

@@ -30,7 +30,7 @@ pub struct Adadelta {
     /// Where each member's values lie in the flat buffers (`GroupParams::member_runs`).
     runs: Vec<(usize, usize, usize)>,
     /// [2n]: square_avg + eps, then acc_delta + eps, and their square roots by libtorch's
-    /// kernel, for the two-pass step (made at its first step).
+    /// kernel (each half on its own), for the two-pass step (made at its first step).
     roots: Option<Tensor>,
 }
 
@@ -110,14 +110,14 @@ impl Adadelta {
     /// there, the gradient zeroed as the second pass reads it. `false` (nothing done)
     /// elsewhere.
     fn fused_step(&mut self, params: &GroupParams) -> bool {
-        if params.flat.device() != tch::Device::Cpu {
+        if params.flat.device() != tch::Device::Cpu || !super::one_pass_cpu() {
             return false;
         }
         tch::no_grad(|| self.grads.bind(params));
         let n = params.flat.numel() as i64;
         let roots =
             self.roots.get_or_insert_with(|| Tensor::zeros([2 * n], (params.flat.kind(), params.flat.device())));
-        let (std, delta) = (roots.narrow(0, 0, n), roots.narrow(0, n, n));
+        let (mut std, mut delta) = (roots.narrow(0, 0, n), roots.narrow(0, n, n));
         let buffers = [&params.flat, &self.grads.grad, &self.square_avg, &self.acc_delta, &std, &delta];
         // SAFETY: the group's own weights, gradients and state, and the roots' two halves
         // (distinct buffers), which nothing else touches while it steps.
@@ -131,8 +131,10 @@ impl Adadelta {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (w, g, sq, acc, std_in, delta_in);
         // N.B.: libtorch's float square root is not always the correctly rounded one, so its
-        // own kernel takes it (as for Adam).
-        let _ = roots.sqrt_();
+        // own kernel takes it (as for Adam), over each half as over the n values the tensor
+        // operations root: its vector loop and scalar tail fall on the same positions.
+        let _ = std.sqrt_();
+        let _ = delta.sqrt_();
         let buffers = [&params.flat, &self.grads.grad, &self.acc_delta, &std, &delta];
         // SAFETY: as above. N.B.: square_avg is updated by now, so the rest must be: the
         // first check passed these buffers.

@@ -86,7 +86,7 @@ impl Adagrad {
     /// through the same float32 operations in the same order as libtorch's kernels there,
     /// the gradient zeroed as the second pass reads it. `false` (nothing done) elsewhere.
     fn fused_step(&mut self, params: &GroupParams) -> bool {
-        if params.flat.device() != tch::Device::Cpu {
+        if params.flat.device() != tch::Device::Cpu || !super::one_pass_cpu() {
             return false;
         }
         tch::no_grad(|| self.grads.bind(params));

@@ -297,6 +297,19 @@ impl FlatGrads {
     }
 }
 
+/// Whether this CPU can take the one-pass steps (`one_pass_buffers`): x86-64 with AVX2 and
+/// FMA. Elsewhere every optimiser steps by tensor operations.
+pub fn one_pass_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The flat buffers (weights, gradients, an optimiser's state: each [n]) as float32 slices,
 /// for a step of ours in one pass over them, on an x86-64 CPU with AVX2 and FMA (the
 /// kernels libtorch's elementwise operations run there, fused multiply-adds and all, so the
@@ -316,7 +329,7 @@ pub(crate) unsafe fn one_pass_buffers<'a>(
 ) -> Option<Vec<&'a mut [f32]>> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !one_pass_cpu() {
             return None;
         }
         let n = buffers.first()?.numel();

@@ -119,16 +119,19 @@ impl Rmsprop {
     /// through the same float32 operations in the same order as libtorch's kernels there,
     /// the gradient zeroed as the second pass reads it. `false` (nothing done) elsewhere.
     fn fused_step(&mut self, params: &GroupParams) -> bool {
-        if params.flat.device() != tch::Device::Cpu {
+        if params.flat.device() != tch::Device::Cpu || !super::one_pass_cpu() {
             return false;
         }
         tch::no_grad(|| self.grads.bind(params));
         let root = self.root.get_or_insert_with(|| self.square_avg.zeros_like());
-        let buffers = [&params.flat, &self.grads.grad, &self.square_avg, &*root];
+        // N.B.: the momentum buffer is checked here too, with the rest, before anything changes.
+        let mut buffers = vec![&params.flat, &self.grads.grad, &self.square_avg, &*root];
+        buffers.extend(self.buf.as_ref());
         // SAFETY: the group's own weights, gradients and state (distinct buffers), which
         // nothing else touches while it steps.
         let Some(slices) = (unsafe { one_pass_buffers(&buffers, &self.runs) }) else { return false };
-        let [w, g, sq, _]: [&mut [f32]; 4] = slices.try_into().expect("four buffers");
+        let mut slices = slices.into_iter();
+        let (w, g, sq) = (slices.next().expect("w"), slices.next().expect("g"), slices.next().expect("sq"));
         // SAFETY: `one_pass_buffers` found AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         unsafe {
@@ -136,13 +139,14 @@ impl Rmsprop {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (w, g, sq);
+        drop(slices);
         // N.B.: libtorch's float square root is not always the correctly rounded one, so its
         // own kernel takes it (as for Adam).
         let _ = self.square_avg.sqrt_out(root);
         let mut buffers = vec![&params.flat, &self.grads.grad, &*root];
         buffers.extend(self.buf.as_ref());
         // SAFETY: as above. N.B.: square_avg is updated by now, so the rest must be: the
-        // first check passed these buffers (and `root`, made as square_avg is).
+        // first check passed these buffers.
         let slices = unsafe { one_pass_buffers(&buffers, &self.runs) }.expect("the buffers the first pass took");
         let mut slices = slices.into_iter();
         let (w, g, root) = (slices.next().expect("w"), slices.next().expect("g"), slices.next().expect("root"));
