@@ -6,7 +6,8 @@
 //! one pass").
 
 use super::{
-    member_buffers, one_pass_buffers, rmsprop::SQUARE_AVG, Coef, FlatGrads, Group, MemberState, Optimizer, Spread,
+    member_buffers, one_pass_buffers, rmsprop::SQUARE_AVG, Coef, FlatGrads, Group, MemberState, NegLr, Optimizer,
+    Spread,
 };
 use crate::network::Architecture;
 use crate::train::model::GroupParams;
@@ -23,7 +24,7 @@ pub struct Adadelta {
     rho: Coef,
     one_minus_rho: Coef,
     eps: Coef,
-    neg_lr: Coef,
+    neg_lr: NegLr,
     weight_decay: Option<Coef>,
     /// Each member's settings as float32 numbers, for the two-pass step.
     each: Vec<Each>,
@@ -41,7 +42,6 @@ struct Each {
     rho: f32,
     one_minus_rho: f32,
     eps: f32,
-    neg_lr: f32,
     /// The L2 term's factor, when some member of the group decays (0 for one that does not).
     l2: Option<f32>,
 }
@@ -53,7 +53,7 @@ impl Adadelta {
         let wds = group.each(|s| s.weight_decay);
         let eps = group.each(|s| s.eps);
         let decays = wds.iter().any(|&w| w != 0.0);
-        let mut adadelta = Adadelta {
+        Adadelta {
             grads: FlatGrads::new(group.params),
             one_minus_rho: spread.coef(&rho.iter().map(|r| 1.0 - r).collect::<Vec<_>>()),
             rho: spread.coef(&rho),
@@ -68,22 +68,12 @@ impl Adadelta {
                     rho: rho[m] as f32,
                     one_minus_rho: (1.0 - rho[m]) as f32,
                     eps: eps[m] as f32,
-                    neg_lr: 0.0,
                     l2: decays.then_some(wds[m] as f32),
                 })
                 .collect(),
             runs: group.params.member_runs(),
             roots: None,
             spread,
-        };
-        adadelta.set_neg_lrs(group.lrs);
-        adadelta
-    }
-
-    fn set_neg_lrs(&mut self, lrs: &[f64]) {
-        self.neg_lr = self.spread.neg_lr(lrs);
-        for (e, lr) in self.each.iter_mut().zip(lrs) {
-            e.neg_lr = -lr as f32;
         }
     }
 
@@ -99,7 +89,7 @@ impl Adadelta {
             let _ = delta.sqrt_().g_div_(&std).g_mul_(grad);
             self.rho.scale(&mut self.acc_delta);
             let _ = self.acc_delta.addcmul_(&self.one_minus_rho.times(&delta), &delta);
-            let _ = flat.g_add_(&self.neg_lr.times(&delta));
+            let _ = flat.g_add_(&self.neg_lr.coef.times(&delta));
         });
         self.steps.iter_mut().for_each(|s| *s += 1);
     }
@@ -143,7 +133,7 @@ impl Adadelta {
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            adadelta_update_fma(w, g, acc, std, delta, &self.runs, &self.each)
+            adadelta_update_fma(w, g, acc, std, delta, &self.runs, &self.each, &self.neg_lr.each)
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (w, g, acc, std, delta);
@@ -165,7 +155,7 @@ impl Optimizer for Adadelta {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.set_neg_lrs(lrs);
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {
@@ -222,6 +212,7 @@ unsafe fn adadelta_sums_fma(
 /// The CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn adadelta_update_fma(
     w: &mut [f32],
     g: &mut [f32],
@@ -230,10 +221,11 @@ unsafe fn adadelta_update_fma(
     delta: &[f32],
     runs: &[(usize, usize, usize)],
     each: &[Each],
+    neg_lr: &[f32],
 ) {
     for &(at, len, i) in runs {
         let r = at..at + len;
-        let e = each[i];
+        let (e, neg_lr) = (each[i], neg_lr[i]);
         let (w, g, acc, std, delta) =
             (&mut w[r.clone()], &mut g[r.clone()], &mut acc[r.clone()], &std[r.clone()], &delta[r]);
         for ((((w, g), acc), s), d) in w.iter_mut().zip(g.iter_mut()).zip(acc.iter_mut()).zip(std).zip(delta) {
@@ -241,7 +233,7 @@ unsafe fn adadelta_update_fma(
             *g = 0.0;
             *acc *= e.rho;
             *acc = (e.one_minus_rho * step).mul_add(step, *acc);
-            *w += e.neg_lr * step;
+            *w += neg_lr * step;
         }
     }
 }

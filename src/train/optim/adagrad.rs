@@ -5,7 +5,7 @@
 //! (`Adagrad::fused_step`; BENCHMARKS.md, "The other optimisers' steps, ReLU and pooling in
 //! one pass").
 
-use super::{member_buffers, one_pass_buffers, Coef, FlatGrads, Group, MemberState, Optimizer, Spread};
+use super::{member_buffers, one_pass_buffers, Coef, FlatGrads, Group, MemberState, NegLr, Optimizer, Spread};
 use crate::network::Architecture;
 use crate::train::model::GroupParams;
 use tch::Tensor;
@@ -18,7 +18,7 @@ pub struct Adagrad {
     steps: Vec<u64>,
     sum: Tensor,
     eps: Coef,
-    neg_lr: Coef,
+    neg_lr: NegLr,
     weight_decay: Option<Coef>,
     /// Each member's settings as float32 numbers, for the two-pass step.
     each: Vec<Each>,
@@ -33,7 +33,6 @@ pub struct Adagrad {
 #[derive(Clone, Copy)]
 struct Each {
     eps: f32,
-    neg_lr: f32,
     /// The L2 term's factor, when some member of the group decays (0 for one that does not).
     l2: Option<f32>,
 }
@@ -44,28 +43,17 @@ impl Adagrad {
         let wds = group.each(|s| s.weight_decay);
         let eps = group.each(|s| s.eps);
         let decays = wds.iter().any(|&w| w != 0.0);
-        let mut adagrad = Adagrad {
+        Adagrad {
             grads: FlatGrads::new(group.params),
             eps: spread.coef(&eps),
             neg_lr: spread.neg_lr(group.lrs),
             weight_decay: decays.then(|| spread.coef(&wds)),
             sum: group.buffer(SUM),
             steps: group.steps(),
-            each: (0..eps.len())
-                .map(|m| Each { eps: eps[m] as f32, neg_lr: 0.0, l2: decays.then_some(wds[m] as f32) })
-                .collect(),
+            each: (0..eps.len()).map(|m| Each { eps: eps[m] as f32, l2: decays.then_some(wds[m] as f32) }).collect(),
             runs: group.params.member_runs(),
             root: None,
             spread,
-        };
-        adagrad.set_neg_lrs(group.lrs);
-        adagrad
-    }
-
-    fn set_neg_lrs(&mut self, lrs: &[f64]) {
-        self.neg_lr = self.spread.neg_lr(lrs);
-        for (e, lr) in self.each.iter_mut().zip(lrs) {
-            e.neg_lr = -lr as f32;
         }
     }
 
@@ -76,7 +64,7 @@ impl Adagrad {
             let _ = self.sum.addcmul_(&*grad, &*grad);
             let mut std = self.sum.sqrt();
             self.eps.add_to(&mut std);
-            let _ = flat.addcdiv_(&self.neg_lr.times(grad), &std);
+            let _ = flat.addcdiv_(&self.neg_lr.coef.times(grad), &std);
         });
         self.steps.iter_mut().for_each(|s| *s += 1);
     }
@@ -113,9 +101,9 @@ impl Adagrad {
         let [w, g, root]: [&mut [f32]; 3] = slices.try_into().expect("three buffers");
         for &(at, len, i) in &self.runs {
             let r = at..at + len;
-            let e = self.each[i];
+            let (e, neg_lr) = (self.each[i], self.neg_lr.each[i]);
             for ((w, g), root) in w[r.clone()].iter_mut().zip(&mut g[r.clone()]).zip(&root[r]) {
-                *w += (e.neg_lr * *g) / (*root + e.eps);
+                *w += (neg_lr * *g) / (*root + e.eps);
                 *g = 0.0;
             }
         }
@@ -137,7 +125,7 @@ impl Optimizer for Adagrad {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.set_neg_lrs(lrs);
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {

@@ -200,9 +200,10 @@ impl Spread {
         Coef::Each(Tensor::from_slice(&column).to_device(self.index.device()).index_select(0, &self.index))
     }
 
-    /// The members' rates, negated (a step adds −lr·direction), as a `Coef`.
-    pub(crate) fn neg_lr(&self, lrs: &[f64]) -> Coef {
-        self.coef(&lrs.iter().map(|l| -l).collect::<Vec<_>>())
+    /// The members' rates, negated (a step adds −lr·direction).
+    pub(crate) fn neg_lr(&self, lrs: &[f64]) -> NegLr {
+        let neg: Vec<f64> = lrs.iter().map(|l| -l).collect();
+        NegLr { each: neg.iter().map(|&l| l as f32).collect(), coef: self.coef(&neg) }
     }
 
     /// True where the member's flag is set, as a mask over the flat buffer.
@@ -210,6 +211,13 @@ impl Spread {
         let column: Vec<f32> = flags.iter().map(|&f| f32::from(u8::from(f))).collect();
         Tensor::from_slice(&column).to_device(self.index.device()).index_select(0, &self.index).to_kind(Kind::Bool)
     }
+}
+
+/// The members' rates, negated: as a `Coef` for the tensor operations, and as each member's
+/// float32 number (the one libtorch's kernels apply) for a pass of ours.
+pub(crate) struct NegLr {
+    pub(crate) coef: Coef,
+    pub(crate) each: Vec<f32>,
 }
 
 /// One hyperparameter over a group: a scalar when every member shares it, else a value per

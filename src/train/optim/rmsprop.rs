@@ -4,7 +4,9 @@
 //! compute what the tensor operations do bit for bit (`Rmsprop::fused_step`; BENCHMARKS.md,
 //! "The other optimisers' steps, ReLU and pooling in one pass").
 
-use super::{member_buffers, one_pass_buffers, sgd::MOMENTUM, Coef, FlatGrads, Group, MemberState, Optimizer, Spread};
+use super::{
+    member_buffers, one_pass_buffers, sgd::MOMENTUM, Coef, FlatGrads, Group, MemberState, NegLr, Optimizer, Spread,
+};
 use crate::network::Architecture;
 use crate::train::model::GroupParams;
 use tch::Tensor;
@@ -23,7 +25,7 @@ pub struct Rmsprop {
     one_minus_alpha: Coef,
     eps: Coef,
     momentum: Coef,
-    neg_lr: Coef,
+    neg_lr: NegLr,
     weight_decay: Option<Coef>,
     /// Each member's settings as float32 numbers, for the two-pass step.
     each: Vec<Each>,
@@ -41,7 +43,6 @@ struct Each {
     one_minus_alpha: f32,
     eps: f32,
     momentum: f32,
-    neg_lr: f32,
     /// The L2 term's factor, when some member of the group decays (0 for one that does not).
     l2: Option<f32>,
 }
@@ -54,7 +55,7 @@ impl Rmsprop {
         let wds = group.each(|s| s.weight_decay);
         let eps = group.each(|s| s.eps);
         let decays = wds.iter().any(|&w| w != 0.0);
-        let mut rmsprop = Rmsprop {
+        Rmsprop {
             grads: FlatGrads::new(group.params),
             one_minus_alpha: spread.coef(&alpha.iter().map(|a| 1.0 - a).collect::<Vec<_>>()),
             alpha: spread.coef(&alpha),
@@ -71,7 +72,6 @@ impl Rmsprop {
                     one_minus_alpha: (1.0 - alpha[m]) as f32,
                     eps: eps[m] as f32,
                     momentum: momenta[m] as f32,
-                    neg_lr: 0.0,
                     l2: decays.then_some(wds[m] as f32),
                 })
                 .collect(),
@@ -79,15 +79,6 @@ impl Rmsprop {
             root: None,
             momenta,
             spread,
-        };
-        rmsprop.set_neg_lrs(group.lrs);
-        rmsprop
-    }
-
-    fn set_neg_lrs(&mut self, lrs: &[f64]) {
-        self.neg_lr = self.spread.neg_lr(lrs);
-        for (e, lr) in self.each.iter_mut().zip(lrs) {
-            e.neg_lr = -lr as f32;
         }
     }
 
@@ -104,10 +95,10 @@ impl Rmsprop {
                 Some(buf) => {
                     self.momentum.scale(buf);
                     let _ = buf.addcdiv_(&*grad, &avg);
-                    let _ = flat.g_add_(&self.neg_lr.times(buf));
+                    let _ = flat.g_add_(&self.neg_lr.coef.times(buf));
                 }
                 None => {
-                    let _ = flat.addcdiv_(&self.neg_lr.times(grad), &avg);
+                    let _ = flat.addcdiv_(&self.neg_lr.coef.times(grad), &avg);
                 }
             }
         });
@@ -150,7 +141,7 @@ impl Rmsprop {
         let slices = unsafe { one_pass_buffers(&buffers, &self.runs) }.expect("the buffers the first pass took");
         let mut slices = slices.into_iter();
         let (w, g, root) = (slices.next().expect("w"), slices.next().expect("g"), slices.next().expect("root"));
-        rmsprop_update(w, g, root, slices.next(), &self.runs, &self.each);
+        rmsprop_update(w, g, root, slices.next(), &self.runs, &self.each, &self.neg_lr.each);
         self.grads.zeroed = true;
         self.steps.iter_mut().for_each(|s| *s += 1);
         true
@@ -169,7 +160,7 @@ impl Optimizer for Rmsprop {
     }
 
     fn set_lrs(&mut self, _arch: &Architecture, _params: &GroupParams, lrs: &[f64]) {
-        self.set_neg_lrs(lrs);
+        self.neg_lr = self.spread.neg_lr(lrs);
     }
 
     fn member_state(&self, arch: &Architecture, params: &GroupParams, m: i64) -> MemberState {
@@ -226,10 +217,11 @@ fn rmsprop_update(
     mut buf: Option<&mut [f32]>,
     runs: &[(usize, usize, usize)],
     each: &[Each],
+    neg_lr: &[f32],
 ) {
     for &(at, len, i) in runs {
         let r = at..at + len;
-        let e = each[i];
+        let (e, neg_lr) = (each[i], neg_lr[i]);
         let (w, g, root) = (&mut w[r.clone()], &mut g[r.clone()], &root[r.clone()]);
         match buf.as_deref_mut() {
             Some(buf) => {
@@ -238,13 +230,13 @@ fn rmsprop_update(
                     *b *= e.momentum;
                     *b += *g / avg;
                     *g = 0.0;
-                    *w += e.neg_lr * *b;
+                    *w += neg_lr * *b;
                 }
             }
             None => {
                 for ((w, g), root) in w.iter_mut().zip(g.iter_mut()).zip(root) {
                     let avg = *root + e.eps;
-                    *w += (e.neg_lr * *g) / avg;
+                    *w += (neg_lr * *g) / avg;
                     *g = 0.0;
                 }
             }
