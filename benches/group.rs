@@ -111,7 +111,11 @@ fn main() {
         let mut host = Collect::default();
         let first: Vec<(usize, Spec)> = (0..g).map(|i| (i, member(i, limit, &model, batch))).collect();
         let t = Instant::now();
-        train::train_group(first, &data, &GroupOptions { threads: Some(threads), max_members: g }, &mut host);
+        // LEND=1: a second worker lies idle, so the group may borrow its core (train::cores).
+        let cores = train::cores::Cores::new(2);
+        let _idle = (std::env::var("LEND").as_deref() == Ok("1")).then(|| cores.idle());
+        let lent = _idle.is_some().then_some(&cores);
+        train::train_group(first, &data, &GroupOptions { threads: Some(threads), max_members: g, lent }, &mut host);
         let wall = t.elapsed().as_secs_f64();
         let train_s = host.epochs[0].train_seconds;
         let per_member = limit as f64 / train_s;

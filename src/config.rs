@@ -28,7 +28,8 @@ pub struct ServeConfig {
     /// measured best for a class's many small jobs: BENCHMARKS.md].
     #[arg(long, env = "TRAINYARD_CPU_WORKERS")]
     pub cpu_workers: Option<usize>,
-    /// torch's CPU threads per worker [default: the machine's cores shared among the CPU workers].
+    /// torch's CPU threads per worker [default: the machine's cores shared among the CPU workers,
+    /// and an idle CPU worker's lent to the groups still training where they measure faster].
     #[arg(long, env = "TRAINYARD_THREADS_PER_WORKER")]
     pub threads_per_worker: Option<i32>,
     /// Most compatible jobs (same model, batch size and data) one worker trains as one fused

@@ -643,6 +643,25 @@ impl Architecture {
         self.params.iter().map(ParamSpec::numel).sum()
     }
 
+    /// Multiply-adds of one image's forward pass through the convolutions and linear
+    /// layers, and the layers in all (those inside residual blocks included).
+    pub fn work_per_image(&self) -> (i64, i64) {
+        fn walk(layers: &[Layer], macs: &mut i64, count: &mut i64) {
+            for layer in layers {
+                *count += 1;
+                match layer {
+                    Layer::Conv2d { macs: m, .. } => *macs = macs.saturating_add(*m),
+                    Layer::Linear { inp, out, .. } => *macs = macs.saturating_add(inp.saturating_mul(*out)),
+                    Layer::Residual { layers, .. } => walk(layers, macs, count),
+                    _ => {}
+                }
+            }
+        }
+        let (mut macs, mut count) = (0, 0);
+        walk(&self.layers, &mut macs, &mut count);
+        (macs, count)
+    }
+
     /// Running statistics of one member.
     pub fn stats_numel(&self) -> i64 {
         self.stats.iter().map(ParamSpec::numel).sum()
@@ -958,6 +977,19 @@ mod tests {
             names[4..].iter().step_by(2).copied().collect::<Vec<_>>(),
             ["fc1.weight", "fc2.weight", "fc3.weight"]
         );
+    }
+
+    #[test]
+    fn the_tutorial_cnns_work_per_image_counts_its_multiply_adds_and_layers() {
+        let cnn = Architecture::of(&Spec::parse(&json!({"model": "cnn"})).unwrap());
+        // conv1 6·28·28·3·25, conv2 16·10·10·6·25, then 400·120 + 120·84 + 84·10.
+        let macs = 6 * 28 * 28 * 3 * 25 + 16 * 10 * 10 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10;
+        assert_eq!(cnn.work_per_image(), (macs, cnn.layers.len() as i64));
+        let a = planned(json!([{"conv2d": {"out": 4, "kernel": 3, "padding": 1}},
+            {"residual": [{"conv2d": {"out": 4, "kernel": 3, "padding": 1}}, "relu"]}, "flatten", {"linear": 10}]))
+        .unwrap();
+        // 3→4 and 4→4 channels at 3×3 on 32×32, then 4096→10; six layers, two inside the block.
+        assert_eq!(a.work_per_image(), (4 * 32 * 32 * 3 * 9 + 4 * 32 * 32 * 4 * 9 + 4096 * 10, 6));
     }
 
     #[test]

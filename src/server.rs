@@ -70,6 +70,7 @@ fn spawn_workers(cfg: &ServeConfig, pool: &queue::Pool, api: bool) -> WorkerSet 
         heartbeat: (lease / 3).min(Duration::from_secs(1)),
         max_attempts: cfg.max_attempts.max(1),
         threads,
+        lend_cores: cfg.threads_per_worker.is_none(),
         max_running_per_user: cfg.max_running_per_user,
         max_group: cfg.max_group.map(|g| g as usize),
         max_job_memory_mb: cfg.max_job_memory_mb,

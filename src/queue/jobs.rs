@@ -366,7 +366,7 @@ const FAIR_ORDER: &str = "j.priority DESC, \
     COALESCE(u.last_served_at, 0) ASC, j.seq ASC";
 
 /// Who claims, and on what terms.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ClaimTerms<'a> {
     pub worker: &'a str,
     pub device: &'a str,
@@ -382,6 +382,38 @@ pub struct ClaimTerms<'a> {
     /// share of the queued jobs of its key, ⌈queued ÷ share⌉, and leaves the rest for the
     /// others. 1: no sharing (a group takes all it may).
     pub share: usize,
+    /// Where workers share the queue's work, this sizes a new group instead of the even
+    /// share: from its head, its cap and the queued work by key (the head not included),
+    /// the most members it takes.
+    pub balance: Option<&'a Balance<'a>>,
+}
+
+/// Sizes a new group from its head, its cap and the queued work (`ClaimTerms::balance`).
+pub type Balance<'a> = dyn Fn(&Claimed, usize, &[QueuedKey]) -> usize + Sync + 'a;
+
+/// The queued jobs of one group key (a job without one is a key of its own).
+#[derive(Debug, Clone, FromRow)]
+pub struct QueuedKey {
+    pub key: String,
+    pub jobs: i64,
+    /// The epochs its jobs have left, in all.
+    pub epochs: i64,
+    /// One of its jobs' specs (the same shape for all; `None` when it does not parse).
+    #[sqlx(try_from = "String")]
+    pub spec: StoredSpec,
+}
+
+/// The queued work by group key.
+async fn queued_keys(tx: &mut Tx) -> Result<Vec<QueuedKey>, QueueError> {
+    Ok(on_db!(Tx, tx, |c, d| {
+        sqlx::query_as(&d.sql(
+        "SELECT COALESCE(group_key, id) AS key, COUNT(*) AS jobs, \
+           CAST(SUM(CASE WHEN epochs_total > epochs_done THEN epochs_total - epochs_done ELSE 0 END) AS BIGINT) AS epochs, \
+           MIN(spec) AS spec FROM jobs WHERE status = 'queued' GROUP BY COALESCE(group_key, id)"
+    ))
+    .fetch_all(&mut **c)
+    .await?
+    }))
 }
 
 /// Which job a claim takes.
@@ -480,7 +512,9 @@ pub async fn claim_group(
     let (key, cap) = (head.group_key.clone(), max_group(&head));
     let mut group = vec![head];
     if let Some(key) = key {
-        let cap = if terms.share > 1 && cap > 1 {
+        let cap = if let (Some(balance), true) = (terms.balance, terms.share > 1 && cap > 1) {
+            balance(&group[0], cap, &queued_keys(&mut tx).await?).clamp(1, cap)
+        } else if terms.share > 1 && cap > 1 {
             let more: i64 = on_db!(Tx, &mut tx, |c, d| sqlx::query_scalar(
                 &d.sql("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND group_key = ?")
             )
@@ -545,7 +579,7 @@ pub async fn claim_next_job(
     lease_ms: i64,
     max_running: i64,
 ) -> Result<Option<Claimed>, QueueError> {
-    let terms = ClaimTerms { worker, device, now, lease_ms, max_running, datasets: None, share: 1 };
+    let terms = ClaimTerms { worker, device, now, lease_ms, max_running, datasets: None, share: 1, balance: None };
     let id = uuid::Uuid::new_v4().to_string();
     Ok(claim_group(pool, &terms, |_| 1, &id).await?.pop())
 }

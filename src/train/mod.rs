@@ -7,10 +7,12 @@
 //! it would alone — its own seed, data order, optimiser settings and learning-rate
 //! schedule, loss, augmentation and epochs — and leaves the group on its own (finished, stopped, or its
 //! writes refused) while the others go on; new members join at epoch boundaries. `train`
-//! runs a single spec as a group of one.
+//! runs a single spec as a group of one. A group on a CPU may borrow the threads of idle
+//! workers where they make its steps faster (`cores`).
 
 pub mod augment;
 pub mod checkpoint;
+pub mod cores;
 pub mod data;
 pub mod metrics;
 pub mod model;
@@ -107,11 +109,14 @@ pub trait GroupHost {
 
 /// How a group runs, apart from what it trains.
 #[derive(Debug, Clone, Copy)]
-pub struct GroupOptions {
+pub struct GroupOptions<'a> {
     /// torch's intra-op threads for this thread; `None` leaves torch's default.
     pub threads: Option<i32>,
     /// Most members at once (joins stop there).
     pub max_members: usize,
+    /// The cores idle workers lend (`cores`); `None`, or no `threads`: the group keeps its
+    /// threads.
+    pub lent: Option<&'a cores::Cores>,
 }
 
 /// Trains `first` and whoever joins as one group on `data`, until every member has left.
@@ -120,10 +125,14 @@ pub struct GroupOptions {
 /// instead of unwinding through the caller.
 pub fn train_group(first: Vec<(usize, Spec)>, data: &Data, opts: &GroupOptions, host: &mut dyn GroupHost) {
     if let Some(n) = opts.threads {
+        // N.B.: torch sets a thread's count from the process-wide last one set at the
+        // thread's first parallel operation; asking first makes that happen before ours.
+        let _ = tch::get_num_threads();
         tch::set_num_threads(n);
     }
     flush_denormals();
-    let mut engine = Engine { data, host, arch: None, members: Vec::new(), fused: None };
+    let tuner = cores::Tuner::new(opts.threads.and(opts.lent), opts.threads.unwrap_or(1));
+    let mut engine = Engine { data, host, arch: None, members: Vec::new(), fused: None, tuner };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(first, opts.max_members.max(1))));
     if let Err(panic) = run {
         let msg = panic
@@ -194,7 +203,8 @@ pub fn train(
         }
     }
     let mut solo = Solo { sink, stop, store: opts.checkpoints, result: None };
-    train_group(vec![(0, spec.clone())], data, &GroupOptions { threads: opts.threads, max_members: 1 }, &mut solo);
+    let group = GroupOptions { threads: opts.threads, max_members: 1, lent: None };
+    train_group(vec![(0, spec.clone())], data, &group, &mut solo);
     solo.result.unwrap_or_else(|| Err(TrainError::Torch("the run ended without a result".into())))
 }
 
@@ -301,6 +311,7 @@ struct Engine<'a> {
     members: Vec<Member>,
     /// `None` when membership changed since it was built.
     fused: Option<Fused>,
+    tuner: cores::Tuner<'a>,
 }
 
 impl Engine<'_> {
@@ -415,6 +426,9 @@ impl Engine<'_> {
     fn fuse(&mut self) -> (&Architecture, &mut Fused) {
         let arch = self.arch.as_ref().expect("a member set it");
         let device = self.data.device;
+        if self.fused.is_none() {
+            self.tuner.members_changed();
+        }
         let fused = self.fused.get_or_insert_with(|| {
             // N.B.: every row on the device first: a joiner's state is made (or read) on the
             // host, the others' are slices of the last fused buffer on the device.
@@ -520,6 +534,7 @@ impl Engine<'_> {
                 where_ = self.members.iter().map(|m| (m.key, m.next)).collect();
             }
             let Some(batch) = source.next() else { break };
+            self.tuner.before_step();
             let keys = (dropouts > 0).then(|| {
                 let keys: Vec<i64> = drop_rngs
                     .iter_mut()
@@ -554,6 +569,7 @@ impl Engine<'_> {
                 self.host.batch_done(&where_, done, total);
             }
         }
+        self.tuner.pass_ended();
         let train_seconds = started.elapsed().as_secs_f64();
         let n = samples.max(1) as f64;
         // Each batch's mean weighs by its size (the last one may be short).

@@ -194,6 +194,7 @@ mod tests {
             retry: std::time::Duration::from_secs(60),
             alive_every: std::time::Duration::from_secs(1),
             max_datasets_in_memory: max,
+            lend_cores: false,
             workers: 1,
         }
     }

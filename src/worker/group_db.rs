@@ -170,8 +170,10 @@ impl<'a> GroupDb<'a> {
         let _ = self.at.handle.block_on(queue::problems::clear_problem(pool, &format!("data@{host}")));
         let first = self.admit(first);
         let device = crate::device::device_name(self.at.device);
+        let shared = self.at.shared.clone();
         let opts = GroupOptions {
-            threads: self.at.shared.settings.threads,
+            threads: shared.settings.threads,
+            lent: shared.cores(self.at.device),
             max_members: first
                 .first()
                 .map_or(1, |(_, spec)| self.at.shared.settings.max_group_for(self.at.device, spec)),
@@ -434,6 +436,7 @@ impl GroupHost for GroupDb<'_> {
             datasets: None,
             // A joiner is the queue's next job anyway: the share is for new groups.
             share: 1,
+            balance: None,
         };
         let claimed = match self.at.handle.block_on(queue::claim_joiners(
             &self.at.shared.pool,

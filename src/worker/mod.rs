@@ -12,8 +12,11 @@
 //! - `group_db`: that thread's side of the queue (fenced writes with retries, members' ends,
 //!   joins), and `eta` the arithmetic of its progress reports;
 //! - `datasets`: the data every worker of a device shares, and the back-off, per dataset,
-//!   while one cannot be loaded.
+//!   while one cannot be loaded;
+//! - `balance`: how many of its key's queued jobs a new CPU group takes, by the queued
+//!   work's estimated seconds.
 
+mod balance;
 mod datasets;
 mod eta;
 mod group_db;
@@ -23,6 +26,7 @@ use crate::hub::Hub;
 use crate::job::Progress;
 use crate::queue::{self, Claimed, Lease, Pool};
 use crate::spec::Spec;
+use crate::train::cores::{Cores, Idle};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +48,9 @@ pub struct WorkerSettings {
     pub max_attempts: i64,
     /// torch's intra-op threads per worker; `None` leaves torch's default.
     pub threads: Option<i32>,
+    /// Whether idle CPU workers lend their threads to the groups still training
+    /// (`train::cores`); off where the threads per worker were set by hand.
+    pub lend_cores: bool,
     /// Most running jobs per user (0: no limit).
     pub max_running_per_user: i64,
     /// Where `trainyard data fetch` gets the archive when the data directory is empty.
@@ -107,11 +114,20 @@ pub struct Shared {
     /// Stop flags, the idle workers' wake-up, and word of every change to a job.
     pub hub: Arc<Hub>,
     datasets: datasets::Datasets,
+    /// The CPU workers' cores, lent while they are idle.
+    cores: Cores,
 }
 
 impl Shared {
     pub fn new(pool: Pool, settings: WorkerSettings, hub: Arc<Hub>) -> Arc<Shared> {
-        Arc::new(Shared { pool, settings, hub, datasets: Default::default() })
+        let cores = Cores::new(settings.workers);
+        Arc::new(Shared { pool, settings, hub, datasets: Default::default(), cores })
+    }
+
+    /// The cores this worker's groups may borrow, and lend while it is idle: CPU workers', where
+    /// lending is on.
+    fn cores(&self, device: Device) -> Option<&Cores> {
+        (device == Device::Cpu && self.settings.lend_cores).then_some(&self.cores)
     }
 
     fn shutting_down(&self) -> bool {
@@ -134,8 +150,13 @@ impl Worker {
     }
 
     /// Claims and trains at most one group; false when the queue had nothing.
-    #[instrument(level = "debug", skip_all, fields(worker = %self.name))]
     pub async fn run_once(&self) -> Result<bool, queue::QueueError> {
+        self.claim_and_train(&mut None).await
+    }
+
+    /// As `run_once`; an idle spell in `idle` ends once a group is claimed.
+    #[instrument(level = "debug", skip_all, fields(worker = %self.name))]
+    async fn claim_and_train(&self, idle: &mut Option<Idle<'_>>) -> Result<bool, queue::QueueError> {
         let s = &self.shared;
         // N.B.: while the database is in trouble, and for a lease after, an expired lease may
         // be a live worker's whose heartbeats could not land: nobody is charged for it then.
@@ -150,6 +171,10 @@ impl Worker {
         if datasets.is_empty() {
             return Ok(false);
         }
+        let (workers, lent) = (s.settings.workers, s.cores(self.device).is_some());
+        let balance = move |head: &Claimed, cap: usize, queued: &[queue::QueuedKey]| {
+            balance::for_head(head, cap, queued, workers, lent)
+        };
         let terms = queue::ClaimTerms {
             worker: &self.name,
             device: &device,
@@ -158,6 +183,7 @@ impl Worker {
             max_running: s.settings.max_running_per_user,
             datasets: Some(&datasets),
             share: s.settings.workers.max(1),
+            balance: (self.device == Device::Cpu).then_some(&balance),
         };
         let group_id = uuid::Uuid::new_v4().to_string();
         let cap = |head: &Claimed| s.settings.max_group_of(self.device, head);
@@ -165,6 +191,7 @@ impl Worker {
         if claimed.is_empty() {
             return Ok(false);
         }
+        idle.take();
         self.run_group(group_id, claimed).await;
         Ok(true)
     }
@@ -229,6 +256,9 @@ impl Worker {
             warn!(error = %e, "registering the worker failed");
         }
         let mut last_seen = std::time::Instant::now();
+        // N.B.: idle from a claim that found nothing until one that finds a group, so a
+        // lent core is not taken back for each look at the queue.
+        let mut lent: Option<Idle<'_>> = None;
         loop {
             if self.shared.shutting_down() {
                 break;
@@ -247,7 +277,7 @@ impl Worker {
                 storage.outcome("checking the database takes writes", &queue::problems::probe_write(pool).await);
                 true
             } else {
-                match self.run_once().await {
+                match self.claim_and_train(&mut lent).await {
                     Ok(did) => !did,
                     Err(e) => {
                         storage.failed("claiming a job", &e);
@@ -256,6 +286,9 @@ impl Worker {
                 }
             };
             if idle {
+                if lent.is_none() {
+                    lent = self.shared.cores(self.device).map(Cores::idle);
+                }
                 tokio::select! {
                     _ = self.shared.hub.wait_queued() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -105,6 +105,7 @@ fn a_group_holds_no_more_members_than_fit_the_per_job_memory_budget_together() {
         retry: std::time::Duration::from_secs(60),
         alive_every: std::time::Duration::from_secs(1),
         max_datasets_in_memory: 3,
+        lend_cores: false,
         workers: 1,
     };
     let cnn = spec(json!({"model": "cnn"}));

@@ -100,7 +100,7 @@ impl GroupHost for Host {
 }
 
 fn run_group(members: Vec<(usize, Spec)>, data: &Data, host: &mut Host) {
-    train::train_group(members, data, &GroupOptions { threads: Some(1), max_members: 16 }, host);
+    train::train_group(members, data, &GroupOptions { threads: Some(1), max_members: 16, lent: None }, host);
 }
 
 /// Trains `specs` as one group (keys in order) and checks that each finished with the

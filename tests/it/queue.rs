@@ -229,7 +229,16 @@ async fn postgres_connections_can_require_tls() {
 }
 
 fn terms(worker: &str, now: i64, max_running: i64) -> queue::ClaimTerms<'_> {
-    queue::ClaimTerms { worker, device: "cpu", now, lease_ms: LEASE, max_running, datasets: None, share: 1 }
+    queue::ClaimTerms {
+        worker,
+        device: "cpu",
+        now,
+        lease_ms: LEASE,
+        max_running,
+        datasets: None,
+        share: 1,
+        balance: None,
+    }
 }
 
 fn ids(c: &[queue::Claimed]) -> Vec<&str> {
@@ -343,6 +352,44 @@ async fn a_new_group_takes_its_share_of_its_keys_queued_jobs_and_leaves_the_rest
     assert_eq!(queue::claim_group(&pool2, &shared("w1", 30), |_| 8, "g1").await.unwrap().len(), 8);
     assert_eq!(queue::claim_group(&pool2, &shared("w2", 31), |_| 8, "g2").await.unwrap().len(), 6);
     assert_eq!(queue::claim_group(&pool2, &terms("w3", 32, 0), |_| 8, "g3").await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn a_balance_sizes_a_new_group_from_the_queued_work_by_key_the_head_left_out() {
+    let ((_dir, db), pool) = pool().await;
+    for i in 0..5 {
+        add_keyed(&pool, &format!("c{i}"), 1, "cnn@4", i).await;
+    }
+    add_keyed(&pool, "m0", 1, "mlp@4", 10).await;
+    add_keyed(&pool, "m1", 1, "mlp@4", 11).await;
+    // A job whose stored key is unknown counts as a key of its own.
+    let mut old = new_job("x", 1, "", 12);
+    old.epochs_total = 5;
+    assert!(matches!(queue::create_job(&pool, old, 1000).await.unwrap(), Created::New(_)));
+    db.execute("UPDATE jobs SET group_key = NULL WHERE id = 'x'").await;
+    // The MLP jobs' specs as the queue stores them; the others' (`{}`, no seed) do not parse.
+    db.execute(r#"UPDATE jobs SET spec = '{"model": "mlp", "seed": 1}' WHERE group_key = 'mlp@4'"#).await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let balance = |head: &queue::Claimed, cap: usize, queued: &[queue::QueuedKey]| {
+        let mut keys: Vec<(String, i64, i64, bool)> =
+            queued.iter().map(|k| (k.key.clone(), k.jobs, k.epochs, k.spec.0.is_some())).collect();
+        keys.sort();
+        seen.lock().unwrap().push((head.id.clone(), cap, keys));
+        3
+    };
+    let balanced = queue::ClaimTerms { share: 2, balance: Some(&balance), ..terms("w1", 20, 0) };
+    let g = queue::claim_group(&pool, &balanced, |_| 8, "g1").await.unwrap();
+    assert_eq!(ids(&g), ["c0", "c1", "c2"], "the balance's answer sizes the group");
+    let seen = seen.into_inner().unwrap();
+    let want =
+        vec![("cnn@4".to_string(), 4, 12, false), ("mlp@4".to_string(), 2, 6, true), ("x".to_string(), 1, 5, false)];
+    assert_eq!(seen, [("c0".to_string(), 8, want)]);
+    // A worker alone, or a cap of one, asks nothing.
+    let never = |_: &queue::Claimed, _: usize, _: &[queue::QueuedKey]| -> usize { panic!("asked") };
+    let alone = queue::ClaimTerms { share: 1, balance: Some(&never), ..terms("w2", 21, 0) };
+    assert_eq!(ids(&queue::claim_group(&pool, &alone, |_| 8, "g2").await.unwrap()), ["c3", "c4"]);
+    let capped = queue::ClaimTerms { share: 2, balance: Some(&never), ..terms("w3", 22, 0) };
+    assert_eq!(ids(&queue::claim_group(&pool, &capped, |_| 1, "g3").await.unwrap()), ["m0"]);
 }
 
 async fn pool_with_two_users() -> ((tempfile::TempDir, TestDb), Pool) {
