@@ -89,27 +89,43 @@ pub(super) struct Tuner<'a> {
     phase: Phase,
     /// Thread counts tried for the current members: whether each was faster, and when.
     verdicts: Vec<(i32, bool, Instant)>,
+    /// When the last pass ended, while a measurement is under way.
+    paused: Option<Instant>,
+}
+
+impl Drop for Tuner<'_> {
+    /// The training thread goes back to its own threads when the group ends.
+    fn drop(&mut self) {
+        if self.cores.is_some() {
+            self.set(self.base);
+        }
+    }
 }
 
 impl<'a> Tuner<'a> {
     /// `base` is the thread count the group was started with; no `cores`: it keeps it.
     pub fn new(cores: Option<&'a Cores>, base: i32) -> Tuner<'a> {
-        Tuner { cores, base, current: base, phase: Phase::Steady, verdicts: Vec::new() }
+        Tuner { cores, base, current: base, phase: Phase::Steady, verdicts: Vec::new(), paused: None }
     }
 
-    /// The members changed: what was measured no longer holds.
+    /// The members changed: what was measured no longer holds, and the group is back on its
+    /// own threads until it measures again.
     pub fn members_changed(&mut self) {
         self.verdicts.clear();
         self.phase = Phase::Steady;
+        self.paused = None;
+        self.set(self.base);
     }
 
-    /// A training pass ended (evaluation comes between passes): a measurement under way
-    /// starts again in the next pass.
+    /// A training pass ended (evaluation comes next): a trial's threads go back for the
+    /// evaluation, and so do kept ones once the lender has claimed work; a measurement under
+    /// way goes on in the next pass, the time between left out.
     pub fn pass_ended(&mut self) {
-        if let Phase::Trial { .. } = self.phase {
+        let Some(cores) = self.cores else { return };
+        if matches!(self.phase, Phase::Trial { .. }) || cores.threads_for(self.base) < self.current {
             self.set(self.base);
         }
-        self.phase = Phase::Steady;
+        self.paused = Some(Instant::now());
     }
 
     /// Called before each training step: sets the threads the step runs with.
@@ -117,6 +133,18 @@ impl<'a> Tuner<'a> {
         let Some(cores) = self.cores else { return };
         let want = cores.threads_for(self.base);
         let now = Instant::now();
+        if let Some(paused) = self.paused.take() {
+            // Resuming after an evaluation: a base measurement leaves the gap out; a trial
+            // takes its threads again and warms up again.
+            self.phase = match self.phase {
+                Phase::Base { threads, since, steps } => Phase::Base { threads, since: since + (now - paused), steps },
+                Phase::Trial { threads, base_step, .. } if threads == want => {
+                    self.set(threads);
+                    Phase::Trial { threads, base_step, since: now, steps: 0 }
+                }
+                phase => phase,
+            };
+        }
         self.phase = match self.phase {
             Phase::Base { threads, .. } | Phase::Trial { threads, .. } if threads != want => {
                 self.set(self.base);
@@ -224,6 +252,13 @@ mod tests {
         let ran = steps(&mut tuner, ms(4), ms(2), |t| !t.verdicts.is_empty());
         assert!(ran < 2000 && tuner.verdicts[0].1, "{:?}", tuner.verdicts);
         assert_eq!((tch::get_num_threads(), tuner.current), (2, 2));
+        // New members: back on its own threads, measured again.
+        tuner.members_changed();
+        assert_eq!((tch::get_num_threads(), tuner.verdicts.len()), (1, 0));
+        tuner.before_step();
+        assert!(matches!(tuner.phase, Phase::Base { threads: 2, .. }), "{:?}", tuner.phase);
+        let ran = steps(&mut tuner, ms(4), ms(2), |t| !t.verdicts.is_empty());
+        assert!(ran < 2000 && tch::get_num_threads() == 2);
         // The lender claims work: the threads go back at the next step.
         drop(idle);
         tuner.before_step();
@@ -237,6 +272,30 @@ mod tests {
         let n = std::cell::Cell::new(0);
         steps(&mut tuner, ms(1), ms(1), |_| n.replace(n.get() + 1) >= 200);
         assert_eq!((tch::get_num_threads(), tuner.verdicts.len()), (1, 1), "not tried again within {RETRY:?}");
+        drop(idle);
+    }
+
+    #[test]
+    fn a_measurement_goes_on_across_an_evaluation_and_the_group_ends_on_its_own_threads() {
+        let cores = Cores::new(2);
+        tch::set_num_threads(1);
+        let idle = cores.idle();
+        let mut tuner = Tuner::new(Some(&cores), 1);
+        let ms = Duration::from_millis;
+        // Into the trial, then a pass ends: its threads go back for the evaluation.
+        steps(&mut tuner, ms(4), ms(2), |t| matches!(t.phase, Phase::Trial { .. }));
+        assert_eq!(tch::get_num_threads(), 2);
+        tuner.pass_ended();
+        assert_eq!(tch::get_num_threads(), 1);
+        std::thread::sleep(ms(150));
+        // The next pass takes them again and finishes the trial; the evaluation's time is not
+        // counted against them.
+        tuner.before_step();
+        assert_eq!(tch::get_num_threads(), 2);
+        steps(&mut tuner, ms(4), ms(2), |t| !t.verdicts.is_empty());
+        assert!(tuner.verdicts[0].1, "{:?}", tuner.verdicts);
+        drop(tuner);
+        assert_eq!(tch::get_num_threads(), 1, "the group ended: back to its own threads");
         drop(idle);
     }
 }

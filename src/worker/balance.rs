@@ -85,8 +85,10 @@ pub fn group_size(
     f: impl Fn(usize) -> f64,
 ) -> usize {
     let workers = workers.max(1) as f64;
+    // N.B.: not the first n that fails: the allowance from `LENT_FROM` on can let a larger
+    // group fit where a smaller one did not.
     (1..=cap.min(queued))
-        .take_while(|&n| {
+        .filter(|&n| {
             let fused = n as f64 * c * f(n);
             let rest = others + (queued - n) as f64 * c;
             // N.B.: only where fusing pays: with AVX2 alone a group of 6 ran 1.1× its
