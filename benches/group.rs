@@ -6,7 +6,8 @@
 //! (images per epoch, default 5000), THREADS (torch threads, default 2), DEVICE (cpu or
 //! cuda, default cpu), MODEL (cnn, mlp or linear; default cnn), LAYERS (a JSON list of
 //! layers, instead of MODEL), BATCH (default 4), OPTIMIZER (default sgd: the members'
-//! optimiser at its own default rate, each member its own weight decay).
+//! optimiser at its own default rate, each member its own weight decay), LEND=1 (the fused
+//! group may borrow the core of a second worker that lies idle: `train::cores`).
 
 use serde_json::json;
 use std::sync::atomic::AtomicBool;
