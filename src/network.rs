@@ -643,6 +643,11 @@ impl Architecture {
         self.params.iter().map(ParamSpec::numel).sum()
     }
 
+    /// Whether it has a convolution (a 4-dimensional weight).
+    pub fn convolutional(&self) -> bool {
+        self.params.iter().any(|p| p.shape.len() == 4)
+    }
+
     /// Multiply-adds of one image's forward pass through the convolutions and linear
     /// layers, and the layers in all (those inside residual blocks included).
     pub fn work_per_image(&self) -> (i64, i64) {

@@ -168,7 +168,7 @@ impl<'a> Tuner<'a> {
                 if measured >= MEASURE_STEPS && now - since >= MEASURE_TIME {
                     let step = (now - since).as_secs_f64() / f64::from(measured);
                     let faster = step <= base_step * KEEP_BELOW;
-                    tracing::info!(threads, base = self.base, step, base_step, faster, "lent threads measured");
+                    tracing::debug!(threads, base = self.base, step, base_step, faster, "lent threads measured");
                     self.verdicts.retain(|v| v.0 != threads);
                     self.verdicts.push((threads, faster, now));
                     if !faster {

@@ -25,7 +25,11 @@ use crate::spec::Spec;
 /// 0.33 ns per parameter (the optimiser's pass over the weights). Only the ratios between
 /// jobs matter here.
 pub fn epoch_seconds(spec: &Spec) -> f64 {
-    let arch = Architecture::of(spec);
+    epoch_seconds_of(spec, &Architecture::of(spec))
+}
+
+/// `epoch_seconds` with the spec's network already planned.
+fn epoch_seconds_of(spec: &Spec, arch: &Architecture) -> f64 {
     let (macs, layers) = arch.work_per_image();
     let data = spec.data();
     let images = spec.train_limit.map_or(data.train_images, |l| u64::from(l).min(data.train_images)) as f64;
@@ -72,8 +76,7 @@ const LENT_FROM: usize = 4;
 
 /// The most jobs n ≤ min(`cap`, `queued`) with n·c·f(n) ≤ (n·c·f(n) + rest) ÷ `workers`
 /// (times `LENT_TAIL` for a group of `LENT_FROM` or more that fusing speeds up, f(n) < 1,
-/// where idle cores are `lent`), at
-/// least 1: `queued` jobs of the head's key (the head included) of `c` seconds each,
+/// where idle cores are `lent`), at least 1: `queued` jobs of the head's key (the head included) of `c` seconds each,
 /// `others` seconds of other queued work, the key's jobs left out counted alone.
 pub fn group_size(
     c: f64,
@@ -118,9 +121,9 @@ pub fn for_head(head: &Claimed, cap: usize, queued: &[QueuedKey], workers: usize
     let queued_here = mates.saturating_add(1);
     // A job's time alone: the key's mean epochs left, the head's included.
     let epochs = (mate_epochs.saturating_add(i64::from(spec.epochs)) as f64) / queued_here as f64;
-    let c = epoch_seconds(spec) * epochs;
-    let convolutional = Architecture::of(spec).params.iter().any(|p| p.shape.len() == 4);
-    group_size(c, queued_here, cap, others, workers, lent, |n| fused_part(n, convolutional))
+    let arch = Architecture::of(spec);
+    let c = epoch_seconds_of(spec, &arch) * epochs;
+    group_size(c, queued_here, cap, others, workers, lent, |n| fused_part(n, arch.convolutional()))
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl WorkerSettings {
     /// group share their shape, so they need the same memory each).
     pub fn max_group_for(&self, device: Device, spec: &Spec) -> usize {
         let arch = crate::network::Architecture::of(spec);
-        let convolutional = arch.params.iter().any(|p| p.shape.len() == 4);
+        let convolutional = arch.convolutional();
         // N.B.: on a CPU, convolutions at a large batch are arithmetic, not dispatch, and the
         // grouped kernel is slower than G plain ones (BENCHMARKS.md, "Networks as layer
         // lists": the CNN at batch 1000 fused 4 at a time trains at 0.70× of one after
