@@ -35,11 +35,14 @@ fn native() {
         .file("src/train/native/conv.cpp")
         .file("src/train/native/pool.cpp")
         .file("src/train/native/linear.cpp")
+        .file("src/train/native/data.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // N.B.: data.cpp rounds a product before a difference, as libtorch's two operations do.
+        .flag("-ffp-contract=off")
         .warnings(false)
         .compile("trainyard_native");
 }

@@ -3,6 +3,8 @@
 //! that turns them into normalised mini-batches in a seeded order.
 
 use super::augment::{self, AugmentParams};
+pub use super::model::Images;
+use super::native;
 use super::rng::EpochRng;
 use crate::dataset::Dataset;
 use std::path::Path;
@@ -24,6 +26,10 @@ pub struct Split {
     labels: Tensor,
     /// Whose images these are: how they are normalised.
     data: &'static Dataset,
+    /// The normalisation as a scale and a shift per channel ([C] float on the CPU):
+    /// (x/255 − mean)/std = x·scale − shift.
+    scale: Tensor,
+    shift: Tensor,
 }
 
 // SAFETY: see the N.B. above; the only `&self` methods read.
@@ -35,7 +41,8 @@ impl Split {
         assert_eq!(images.kind(), Kind::Uint8, "a split holds raw uint8 images");
         assert_eq!(images.size()[0], labels.size()[0], "one label per image");
         assert_eq!(&images.size()[1..], [data.channels, data.height, data.width], "{}'s image shape", data.title);
-        Split { images, labels, data }
+        let (scale, shift) = scale_and_shift(data);
+        Split { images, labels, data, scale, shift }
     }
 
     pub fn len(&self) -> usize {
@@ -51,8 +58,29 @@ impl Split {
     }
 
     /// The images at `rows` ([K] int64), normalised: [K, C, H, W] float.
+    ///
+    /// N.B.: on the CPU in one pass of ours (`native::normalised_rows`), the same bits as
+    /// `normalise` of the rows libtorch's `index_select` gathers.
     pub fn images_at(&self, rows: &Tensor) -> Tensor {
+        if self.device() == Device::Cpu {
+            return native::normalised_rows(&self.images, rows, &self.scale, &self.shift, 0);
+        }
         normalise(&self.images.index_select(0, rows), self.data)
+    }
+
+    /// The images at `rows` ([G·B] int64, member after member), normalised, with the `g`
+    /// members' channels side by side and channels last in memory: [B, G·C, H, W], as a fused
+    /// group's first convolution takes them (what `images_at` and a permute make, in one pass
+    /// on the CPU).
+    pub fn images_side_by_side(&self, rows: &Tensor, g: i64) -> Tensor {
+        if self.device() == Device::Cpu {
+            return native::normalised_rows(&self.images, rows, &self.scale, &self.shift, g);
+        }
+        let x = self.images_at(rows);
+        let s = x.size();
+        let b = s[0] / g;
+        let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
+        nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
     }
 
     /// `len` images from `start`, normalised.
@@ -82,7 +110,13 @@ impl Split {
 
     /// A copy on `device`.
     pub fn to_device(&self, device: Device) -> Split {
-        Split { images: self.images.to_device(device), labels: self.labels.to_device(device), data: self.data }
+        Split {
+            images: self.images.to_device(device),
+            labels: self.labels.to_device(device),
+            data: self.data,
+            scale: self.scale.shallow_clone(),
+            shift: self.shift.shallow_clone(),
+        }
     }
 }
 
@@ -117,6 +151,15 @@ fn read_split(data: &'static Dataset, dir: &Path, files: &[&str]) -> Result<Spli
     Ok(Split::new(images, Tensor::from_slice(&raw.labels), data))
 }
 
+/// `data`'s normalisation per channel as x·scale − shift, each a [C] float tensor on the CPU:
+/// scale 1/(255·std) and shift mean/std, rounded to float as libtorch rounds a scalar operand
+/// of a float tensor (`normalise`).
+fn scale_and_shift(data: &Dataset) -> (Tensor, Tensor) {
+    let per_channel =
+        |f: &dyn Fn(usize) -> f64| Tensor::from_slice(&(0..data.mean.len()).map(|c| f(c) as f32).collect::<Vec<_>>());
+    (per_channel(&|c| 1.0 / (255.0 * data.std[c])), per_channel(&|c| data.mean[c] / data.std[c]))
+}
+
 /// Turns uint8 images into `data`'s normalisation, (x/255 − mean)/std per channel, in float:
 /// for CIFAR-10 the tutorial's (x/255 − 0.5)/0.5.
 ///
@@ -144,8 +187,9 @@ fn normalise(images_u8: &Tensor, data: &Dataset) -> Tensor {
 /// One mini-batch for every member of a group, normalised (and augmented for the members
 /// that ask), on the training device.
 pub struct Batch {
-    /// Member after member: [G·len, C, H, W].
-    pub images: Tensor,
+    /// Member after member ([G·len, C, H, W]), or side by side where the group asked for it
+    /// (`GroupBatches::side_by_side`).
+    pub images: Images,
     /// [G·len], member after member.
     pub labels: Tensor,
     /// Where the batch starts in the epoch's order (see `GroupBatches::labels_in_order`).
@@ -174,6 +218,8 @@ pub struct GroupBatches<'a> {
     batch_size: usize,
     next: usize,
     members: Vec<MemberEpoch>,
+    /// Whether a batch of two or more members comes with their channels side by side.
+    side_by_side: bool,
 }
 
 impl<'a> GroupBatches<'a> {
@@ -183,7 +229,15 @@ impl<'a> GroupBatches<'a> {
         let g = members.len() as i64;
         let orders = Tensor::from_slice(&perms).to_device(split.device()).view([g, n as i64]);
         let labels = split.labels_at(&orders.view([-1])).view([g, n as i64]);
-        GroupBatches { split, orders, labels, n, batch_size, next: 0, members }
+        GroupBatches { split, orders, labels, n, batch_size, next: 0, members, side_by_side: false }
+    }
+
+    /// Batches of two or more members with their channels side by side, channels last
+    /// (`Images::SideBySide`, made in one pass), where no member augments: for a network whose
+    /// first layer is a convolution (`model::takes_side_by_side`).
+    pub fn side_by_side(mut self, yes: bool) -> Self {
+        self.side_by_side = yes;
+        self
     }
 
     pub fn batches(&self) -> usize {
@@ -219,7 +273,6 @@ impl Iterator for GroupBatches<'_> {
         let (start, len) = (self.next, self.batch_size.min(self.n - self.next));
         let idx = self.orders.narrow(1, start as i64, len as i64).reshape([-1]);
         self.next += len;
-        let mut images = self.split.images_at(&idx);
         let mut plans = Vec::new();
         let mut rows = Vec::new();
         for (g, m) in self.members.iter_mut().enumerate() {
@@ -228,13 +281,20 @@ impl Iterator for GroupBatches<'_> {
                 rows.extend((g * len) as i64..((g + 1) * len) as i64);
             }
         }
-        if rows.len() == images.size()[0] as usize {
-            images = augment::apply(&images, &plans);
-        } else if !rows.is_empty() {
-            let rows = Tensor::from_slice(&rows).to_device(images.device());
-            let augmented = augment::apply(&images.index_select(0, &rows), &plans);
-            let _ = images.index_copy_(0, &rows, &augmented);
-        }
+        let g = self.members.len();
+        let images = if rows.is_empty() && self.side_by_side && g > 1 {
+            Images::SideBySide(self.split.images_side_by_side(&idx, g as i64))
+        } else {
+            let mut images = self.split.images_at(&idx);
+            if rows.len() == images.size()[0] as usize {
+                images = augment::apply(&images, &plans);
+            } else if !rows.is_empty() {
+                let rows = Tensor::from_slice(&rows).to_device(images.device());
+                let augmented = augment::apply(&images.index_select(0, &rows), &plans);
+                let _ = images.index_copy_(0, &rows, &augmented);
+            }
+            Images::Stacked(images)
+        };
         let labels = self.labels.narrow(1, start as i64, len as i64).reshape([-1]);
         Some(Batch { images, labels, start, len })
     }
@@ -300,6 +360,54 @@ mod tests {
         let _ = split.labels_from(0, 2).fill_(0);
         assert_eq!(split.raw_images().int64_value(&[1, 2, 3, 4]), 7);
         assert_eq!(split.labels().int64_value(&[1]), 2);
+    }
+
+    /// The bits of `t` (a float tensor, contiguous as [numel]), to compare exactly.
+    fn bits(t: &Tensor) -> Vec<i32> {
+        Vec::<i32>::try_from(t.contiguous().view_dtype(Kind::Int).view([-1])).unwrap()
+    }
+
+    #[test]
+    fn a_batch_gathered_in_one_pass_has_the_bits_of_libtorchs_gather_and_normalisation_in_either_layout() {
+        static PER_CHANNEL: Dataset =
+            Dataset { mean: &[0.4914, 0.4822, 0.4465], std: &[0.247, 0.243, 0.261], ..crate::dataset::CIFAR10 };
+        let (n, len) = (9, 4);
+        // Every byte value, in every channel and position.
+        let values: Vec<u8> = (0..n * 3 * 32 * 32).map(|i| (i * 37 % 256) as u8).collect();
+        for data in [&crate::dataset::CIFAR10, &PER_CHANNEL] {
+            let split = Split::new(
+                Tensor::from_slice(&values).view([n, 3, 32, 32]),
+                Tensor::zeros([n], (Kind::Int64, Device::Cpu)),
+                data,
+            );
+            for g in [1i64, 2, 3] {
+                // Member after member, rows repeated and out of order.
+                let rows: Vec<i64> = (0..g * len).map(|i| (i * 5 + 3) % n).collect();
+                let rows = Tensor::from_slice(&rows);
+                let libtorch = normalise(&split.images.index_select(0, &rows), data);
+                let stacked = split.images_at(&rows);
+                assert_eq!(stacked.size(), [g * len, 3, 32, 32]);
+                assert!(stacked.is_contiguous());
+                assert_eq!(bits(&stacked), bits(&libtorch), "{} stacked, {g} members", data.name);
+                // Side by side: member m's channel c at m·3 + c, channels last in memory.
+                let side = split.images_side_by_side(&rows, g);
+                let want = libtorch.view([g, len, 3, 32, 32]).permute([1, 0, 2, 3, 4]).reshape([len, g * 3, 32, 32]);
+                assert_eq!(side.size(), [len, g * 3, 32, 32]);
+                assert!(side.permute([0, 2, 3, 1]).is_contiguous(), "channels last");
+                assert_eq!(bits(&side), bits(&want), "{} side by side, {g} members", data.name);
+            }
+        }
+        // A row past the split is an error that says so, not a read past the images.
+        let split = Split::new(
+            Tensor::zeros([2, 3, 32, 32], (Kind::Uint8, Device::Cpu)),
+            Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
+            &crate::dataset::CIFAR10,
+        );
+        for rows in [[0i64, 2], [-1, 0]] {
+            let r = std::panic::catch_unwind(|| split.images_at(&Tensor::from_slice(&rows)));
+            let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
+            assert!(msg.contains("out of range for 2 images"), "{msg}");
+        }
     }
 
     #[test]

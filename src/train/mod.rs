@@ -501,7 +501,8 @@ impl Engine<'_> {
                 }),
             })
             .collect();
-        let mut source = GroupBatches::new(&data.train, limit, full, epochs);
+        let side_by_side = self.arch.as_ref().is_some_and(model::takes_side_by_side);
+        let mut source = GroupBatches::new(&data.train, limit, full, epochs).side_by_side(side_by_side);
         // Each member's dropout keys come from a stream of its own (seed, epoch), one per
         // dropout layer and step, whatever group it trains in.
         let dropouts = self.arch.as_ref().map_or(0, |a| a.dropouts);
@@ -544,7 +545,7 @@ impl Engine<'_> {
             });
             let (arch, f) = self.fuse();
             f.optim.zero_grad(&f.params);
-            let logits = model::forward(arch, &f.params, &batch.images, keys.as_ref());
+            let logits = model::forward_images(arch, &f.params, &batch.images, keys.as_ref());
             let g = f.params.members;
             let means = f.losses.batch_means(&logits, &batch.labels, g);
             if g == 1 {

@@ -21,7 +21,8 @@
 //! libtorch's, several times faster on these shapes; a ReLU before it runs in the same pass,
 //! `native::relu_max_pool2d`), and a linear layer's backward adds its weight's gradient in
 //! place in the weight's own order (`native::linear`; BENCHMARKS.md, "Max pooling, linear
-//! layers and the allocator's decay").
+//! layers and the allocator's decay"; a ReLU after it runs in the same autograd node,
+//! `native::linear_relu`).
 //!
 //! N.B.: all weights live in one flat buffer laid out parameter by parameter, each
 //! parameter a contiguous [G, …] block, so a layer's fused weight is a view and the
@@ -370,12 +371,37 @@ pub fn dropout_mask(keys: &Tensor, n: i64, p: f64) -> Tensor {
     x.ge(threshold).to_kind(Kind::Float) * (1.0 / (1.0 - p))
 }
 
+/// A mini-batch's images for every member of a group.
+pub enum Images {
+    /// Member after member: [G·B, C, H, W].
+    Stacked(Tensor),
+    /// The members' channels side by side, channels last in memory: [B, G·C, H, W], as a fused
+    /// group's convolution takes them (a group of two or more whose first layer is one:
+    /// `takes_side_by_side`).
+    SideBySide(Tensor),
+}
+
+/// Whether a fused group's first layer takes its images with the members' channels side by
+/// side (a convolution), so that its batches can come so (`Images::SideBySide`).
+pub fn takes_side_by_side(arch: &Architecture) -> bool {
+    matches!(arch.layers.first(), Some(Layer::Conv2d { .. }))
+}
+
 /// Logits of every member, member after member: [G·B, classes], from each member's own
 /// images, member after member: [G·B, C, H, W]. `keys` ([G, dropouts] int64) are this
 /// step's dropout keys, one per member and dropout layer.
 pub fn forward(arch: &Architecture, ps: &GroupParams, images: &Tensor, keys: Option<&Tensor>) -> Tensor {
+    forward_images(arch, ps, &Images::Stacked(images.shallow_clone()), keys)
+}
+
+/// `forward` of images in either layout.
+pub fn forward_images(arch: &Architecture, ps: &GroupParams, images: &Images, keys: Option<&Tensor>) -> Tensor {
     let g = ps.members;
-    match block(&arch.layers, ps, g, Act::Stacked(images.shallow_clone()), keys) {
+    let xs = match images {
+        Images::Stacked(x) => Act::Stacked(x.shallow_clone()),
+        Images::SideBySide(x) => Act::Channels(x.shallow_clone()),
+    };
+    match block(&arch.layers, ps, g, xs, keys) {
         Act::Dense(x) if g == 1 => x,
         Act::Dense(x) => x.reshape([-1, x.size()[2]]),
         _ => panic!("a model must end in features"),
@@ -387,6 +413,12 @@ fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&
     while i < layers.len() {
         if let (Some((k, stride)), false) = (relu_then_max_pool(&layers[i..]), matches!(xs, Act::Dense(_))) {
             xs = xs.map(|x| native::relu_max_pool2d(x, k, stride));
+            i += 2;
+            continue;
+        }
+        if let ([Layer::Linear { weight, .. }, Layer::Act(ActKind::Relu), ..], Act::Dense(x)) = (&layers[i..], &xs) {
+            // One autograd node for both (`native::linear_relu`, the same bits).
+            xs = Act::Dense(native::linear_relu(x, &ps.tensors[*weight], &ps.tensors[*weight + 1]));
             i += 2;
             continue;
         }

@@ -6,6 +6,10 @@
 // weight (for the MLP's 3072→120 layer, 368,640 values read across rows each step). Here
 // the backward computes `grad.t() @ x` instead: the same sums of products, straight into
 // [out, in] order. The forward is libtorch's own.
+//
+// With `relu`, a ReLU follows in the same node (the tutorial's `F.relu(fc(x))`): libtorch's
+// `relu_` on the product, and in the backward its `threshold_backward(grad, output, 0)` first,
+// as ReLU's own autograd node computes it: the same bits, one node and one tensor fewer.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -22,14 +26,23 @@ at::Tensor forward_of(const at::Tensor& x, const at::Tensor& w, const at::Tensor
 }
 
 struct Linear : public torch::autograd::Function<Linear> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-    ctx->save_for_backward({x, w});
-    return forward_of(x, w, b);
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                            bool relu) {
+    auto y = forward_of(x, w, b);
+    ctx->saved_data["relu"] = relu;
+    if (relu) {
+      at::relu_(y);
+      ctx->save_for_backward({x, w, y});
+    } else {
+      ctx->save_for_backward({x, w});
+    }
+    return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &w = saved[1], &go = grads[0];
+    const at::Tensor &x = saved[0], &w = saved[1];
+    const at::Tensor go = ctx->saved_data["relu"].toBool() ? at::threshold_backward(grads[0], saved[2], 0) : grads[0];
     at::Tensor gx, gw, gb;
     // A weight whose gradient already exists (the engine binds them to one buffer after the
     // first step) gets the product added in place by the matrix product itself (beta = 1):
@@ -54,23 +67,27 @@ struct Linear : public torch::autograd::Function<Linear> {
       }
       if (ctx->needs_input_grad(2)) gb = go.sum(1, true);
     }
-    return {gx, gw, gb};
+    return {gx, gw, gb, at::Tensor()};
   }
 };
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool relu) {
   const bool shapes = (w.dim() == 2 && x.dim() == 2 && b.dim() == 1) || (w.dim() == 3 && x.dim() == 3 && b.dim() == 3);
-  if (!shapes) return w.dim() == 2 ? at::linear(x, w, b) : forward_of(x, w, b);
-  if (c10::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || b.requires_grad())) {
-    return Linear::apply(x, w, b);
+  if (!shapes) {
+    auto y = w.dim() == 2 ? at::linear(x, w, b) : forward_of(x, w, b);
+    return relu ? at::relu(y) : y;
   }
-  return forward_of(x, w, b);
+  if (c10::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || b.requires_grad())) {
+    return Linear::apply(x, w, b, relu);
+  }
+  auto y = forward_of(x, w, b);
+  return relu ? at::relu_(y) : y;
 }
 
 }  // namespace
 
-extern "C" void* trainyard_linear(void* input, void* weight, void* bias, char* err, size_t err_len) {
+extern "C" void* trainyard_linear(void* input, void* weight, void* bias, int32_t relu, char* err, size_t err_len) {
   return trainyard::guarded(err, err_len, [&] {
-    return linear(trainyard::tensor(input), trainyard::tensor(weight), trainyard::tensor(bias));
+    return linear(trainyard::tensor(input), trainyard::tensor(weight), trainyard::tensor(bias), relu != 0);
   });
 }

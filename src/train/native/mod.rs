@@ -20,6 +20,16 @@ extern "C" {
         input: *mut std::ffi::c_void,
         weight: *mut std::ffi::c_void,
         bias: *mut std::ffi::c_void,
+        relu: i32,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
+    fn trainyard_normalised_rows(
+        images: *mut std::ffi::c_void,
+        rows: *mut std::ffi::c_void,
+        scale: *mut std::ffi::c_void,
+        shift: *mut std::ffi::c_void,
+        members: i64,
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
@@ -96,9 +106,40 @@ pub fn relu_max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
 /// the weight's gradient in the weight's own [out, in] order (linear.cpp) rather than
 /// transposed: the same sums of products, without a strided add over every weight.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    linear_maybe_relu(x, w, b, false)
+}
+
+/// `linear(x, w, b).relu()`, bit for bit, forward and backward, as one autograd node (ReLU's
+/// backward, `threshold_backward`, runs first in the linear layer's own).
+pub fn linear_relu(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    linear_maybe_relu(x, w, b, true)
+}
+
+fn linear_maybe_relu(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
     owned("linear", |err, len| unsafe {
-        trainyard_linear(x.as_ptr() as *mut _, w.as_ptr() as *mut _, b.as_ptr() as *mut _, err, len)
+        trainyard_linear(x.as_ptr() as *mut _, w.as_ptr() as *mut _, b.as_ptr() as *mut _, relu.into(), err, len)
+    })
+}
+
+/// `images` ([N, C, H, W] uint8, contiguous, on the CPU) at `rows` ([K] int64), in float and
+/// normalised per channel, fl(fl(x·scale[c]) − shift[c]) (`scale`, `shift`: [C] float), in one
+/// pass (data.cpp): bit for bit what `index_select`, `to_kind(Float)`, `g_mul_` and `g_sub_`
+/// make. `members` 0: [K, C, H, W] contiguous; `members` g ≥ 1: the rows member after member,
+/// as [K/g, g·C, H, W] with the members' channels side by side, channels last in memory (a
+/// fused group's first convolution's input). Panics with the reason on a bad row or shape.
+pub fn normalised_rows(images: &Tensor, rows: &Tensor, scale: &Tensor, shift: &Tensor, members: i64) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("normalised_rows", |err, len| unsafe {
+        trainyard_normalised_rows(
+            images.as_ptr() as *mut _,
+            rows.as_ptr() as *mut _,
+            scale.as_ptr() as *mut _,
+            shift.as_ptr() as *mut _,
+            members,
+            err,
+            len,
+        )
     })
 }
 
@@ -195,6 +236,40 @@ mod tests {
         let r = std::panic::catch_unwind(|| max_pool2d(&Tensor::zeros([1, 2, 3, 3], opts), 4, 1));
         let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
         assert!(msg.starts_with("max_pool2d: "), "{msg}");
+    }
+
+    #[test]
+    fn a_linear_layer_with_its_relu_in_one_node_equals_the_two_bit_for_bit() {
+        let opts = (Kind::Float, tch::Device::Cpu);
+        tch::manual_seed(5);
+        // Small integers, so that many outputs are exactly 0 (ReLU's edge) and many negative.
+        let int = |shape: &[i64]| Tensor::randint_low(-3, 4, shape, opts);
+        for (x, w, b) in
+            [(int(&[4, 30]), int(&[7, 30]), int(&[7])), (int(&[3, 4, 30]), int(&[3, 7, 30]), int(&[3, 1, 7]))]
+        {
+            let run = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| {
+                let leaves: Vec<Tensor> = [&x, &w, &b].iter().map(|t| t.detach().set_requires_grad(true)).collect();
+                for _ in 0..2 {
+                    let y = f(&leaves[0], &leaves[1], &leaves[2]);
+                    (&y * &y.sin()).sum(Kind::Float).backward();
+                }
+                let y = f(&leaves[0], &leaves[1], &leaves[2]);
+                let mut out = vec![y.detach()];
+                out.extend(leaves.iter().map(|t| t.grad()));
+                out
+            };
+            let one = run(&|x, w, b| linear_relu(x, w, b));
+            let two = run(&|x, w, b| linear(x, w, b).relu());
+            assert!(one[0].eq(0.0).sum(Kind::Int64).int64_value(&[]) > 0, "some outputs at ReLU's edge");
+            for (name, (a, e)) in
+                ["output", "input's gradient", "weight's gradient", "bias's gradient"].iter().zip(one.iter().zip(&two))
+            {
+                assert_eq!(a.size(), e.size(), "{name}");
+                assert!(a.equal(e), "{name} differs");
+            }
+            let y = tch::no_grad(|| linear_relu(&x, &w, &b));
+            assert!(y.equal(&two[0]), "without autograd");
+        }
     }
 
     #[test]
