@@ -501,7 +501,8 @@ impl Engine<'_> {
                 }),
             })
             .collect();
-        let side_by_side = self.arch.as_ref().is_some_and(model::takes_side_by_side);
+        let members = self.members.len() as i64;
+        let side_by_side = self.arch.as_ref().is_some_and(|a| model::takes_side_by_side(a, members, data.device));
         let mut source = GroupBatches::new(&data.train, limit, full, epochs).side_by_side(side_by_side);
         // Each member's dropout keys come from a stream of its own (seed, epoch), one per
         // dropout layer and step, whatever group it trains in.

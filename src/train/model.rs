@@ -4,7 +4,9 @@
 //! `GroupParams` holds the weights (and running statistics) of G members of one
 //! architecture, and `forward` runs all of them at once (horizontal fusion, as HFTA):
 //! - a convolution is one grouped convolution over the members' channels side by side
-//!   (input [B, G·Cin, H, W], weight [G·Cout, Cin, k, k], groups = G);
+//!   (input [B, G·Cin, H, W], weight [G·Cout, Cin, k, k], groups = G) where oneDNN has its
+//!   AVX-512 kernels, and elsewhere one autograd node that runs each member's on libtorch's
+//!   own kernel, as alone (`GroupConv`);
 //! - batch normalisation is one op over the members' channels (or features) side by side,
 //!   so each member's statistics are its own;
 //! - a linear layer is one batched matmul (`baddbmm`, [G, B, in] × [G, in, out]);
@@ -325,6 +327,79 @@ impl ConvPath {
     }
 }
 
+/// How a fused group's training convolution runs on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupConv {
+    /// One grouped convolution over the members' channels side by side, channels last
+    /// (oneDNN's): several times faster than the alternatives where oneDNN has AVX-512.
+    Grouped,
+    /// Member by member on libtorch's own kernel, as one autograd node
+    /// (`native::members_conv2d`): each member's bits as alone. Without AVX-512, oneDNN's grouped
+    /// backward spends most of its time in an im2col for few input channels per member
+    /// (BENCHMARKS.md, "Fused groups member by member").
+    Members,
+}
+
+impl GroupConv {
+    /// The path on `device`: by `TRAINYARD_GROUP_CONV` (`grouped` or `members`, read once; for
+    /// benchmarks), else `Grouped` where oneDNN has its AVX-512 kernels (`onednn_avx512`) and
+    /// `Members` elsewhere on the CPU (measured on both kinds of machine: BENCHMARKS.md,
+    /// "Fused groups member by member"); off the CPU always `Grouped`.
+    pub fn on(device: Device) -> GroupConv {
+        static FORCED: std::sync::OnceLock<Option<GroupConv>> = std::sync::OnceLock::new();
+        let forced = *FORCED.get_or_init(|| match std::env::var("TRAINYARD_GROUP_CONV").as_deref() {
+            Ok("grouped") => Some(GroupConv::Grouped),
+            Ok("members") => Some(GroupConv::Members),
+            _ => None,
+        });
+        match (device, forced) {
+            (Device::Cpu, Some(path)) => path,
+            (Device::Cpu, None) if !onednn_avx512() => GroupConv::Members,
+            _ => GroupConv::Grouped,
+        }
+    }
+}
+
+/// Whether oneDNN runs convolutions with its AVX-512 kernels here: the CPU has AVX-512 and
+/// `ONEDNN_MAX_CPU_ISA` (oneDNN's own limit) does not hold it to less.
+pub fn onednn_avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        let limit = std::env::var("ONEDNN_MAX_CPU_ISA").unwrap_or_default().to_ascii_uppercase();
+        avx512 && (limit.is_empty() || limit.contains("AVX512") || limit.contains("AVX10") || limit == "ALL")
+    })
+}
+
+/// A group of `g`'s convolution by `path`: `Grouped` gives the members' channels side by side
+/// (`Act::Channels`), `Members` member after member (`Act::Stacked`).
+fn group_conv(path: GroupConv, xs: Act, w: &Tensor, b: &Tensor, g: i64, stride: i64, pad: i64) -> Act {
+    match path {
+        GroupConv::Members => {
+            Act::Stacked(native::members_conv2d(&to_stacked(xs, g).contiguous(), w, b, g, stride, pad))
+        }
+        GroupConv::Grouped => {
+            Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g))
+        }
+    }
+}
+
+/// An image activation member after member: [G·B, C, H, W].
+fn to_stacked(xs: Act, g: i64) -> Tensor {
+    match xs {
+        Act::Stacked(x) => x,
+        Act::Channels(x) => {
+            let s = x.size();
+            let c = s[1] / g;
+            x.reshape([s[0], g, c, s[2], s[3]]).transpose(0, 1).reshape([g * s[0], c, s[2], s[3]])
+        }
+        Act::Dense(_) => panic!("an image layer after a flatten"),
+    }
+}
+
 /// An image activation with the members' channels side by side, channels last in memory.
 fn to_channels(xs: Act, g: i64) -> Tensor {
     match xs {
@@ -381,10 +456,11 @@ pub enum Images {
     SideBySide(Tensor),
 }
 
-/// Whether a fused group's first layer takes its images with the members' channels side by
-/// side (a convolution), so that its batches can come so (`Images::SideBySide`).
-pub fn takes_side_by_side(arch: &Architecture) -> bool {
-    matches!(arch.layers.first(), Some(Layer::Conv2d { .. }))
+/// Whether a group of `g` on `device` takes its images with the members' channels side by
+/// side, so that its batches can come so (`Images::SideBySide`): where its first layer is a
+/// convolution that runs grouped (`GroupConv`).
+pub fn takes_side_by_side(arch: &Architecture, g: i64, device: Device) -> bool {
+    g > 1 && matches!(arch.layers.first(), Some(Layer::Conv2d { .. })) && GroupConv::on(device) == GroupConv::Grouped
 }
 
 /// Logits of every member, member after member: [G·B, classes], from each member's own
@@ -446,7 +522,7 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                 Act::Stacked(x) | Act::Channels(x) if g == 1 && ConvPath::of(&x, macs) == ConvPath::Libtorch => {
                     Act::Stacked(native::thnn_conv2d(&x.contiguous(), w, Some(b), stride, pad))
                 }
-                xs => Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g)),
+                xs => group_conv(GroupConv::on(w.device()), xs, w, b, g, stride, pad),
             }
         }
         (&Layer::MaxPool { k, stride }, xs) => xs.map(|x| native::max_pool2d(x, k, stride)),
@@ -518,6 +594,7 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                 (Act::Channels(y), Act::Channels(x)) => Act::Channels(y + x),
                 (Act::Channels(y), x @ Act::Stacked(_)) => Act::Channels(y + to_channels(x, g)),
                 (Act::Stacked(y), Act::Stacked(x)) => Act::Stacked(y + x),
+                (y @ Act::Stacked(_), Act::Channels(x)) => Act::Channels(to_channels(y, g) + x),
                 (Act::Dense(y), Act::Dense(x)) => Act::Dense(y + x),
                 _ => panic!("a residual block changed its layout"),
             }
@@ -598,6 +675,73 @@ mod tests {
     fn conv_macs(spec: serde_json::Value) -> Vec<i64> {
         let arch = Architecture::of(&Spec::parse(&spec).unwrap());
         arch.layers.iter().filter_map(|l| if let Layer::Conv2d { macs, .. } = l { Some(*macs) } else { None }).collect()
+    }
+
+    /// A group's convolution by `path` from `x` (member after member, laid out by `layout`),
+    /// with `up` as the gradient of its output (member after member): the output member after
+    /// member and the gradients of x, w and b.
+    fn conv_and_grads(path: GroupConv, x: &Tensor, side: bool, w: &Tensor, b: &Tensor, up: &Tensor) -> [Tensor; 4] {
+        let g = 3;
+        let leaves: Vec<Tensor> = [x, w, b].iter().map(|t| t.detach().set_requires_grad(true)).collect();
+        let input = if side {
+            Act::Channels(to_channels(Act::Stacked(leaves[0].shallow_clone()), g))
+        } else {
+            Act::Stacked(leaves[0].shallow_clone())
+        };
+        let y = to_stacked(group_conv(path, input, &leaves[1], &leaves[2], g, 2, 1), g);
+        (&y * up).sum(Kind::Float).backward();
+        [y.detach(), leaves[0].grad(), leaves[1].grad(), leaves[2].grad()]
+    }
+
+    #[test]
+    fn a_groups_convolution_member_by_member_gives_each_member_its_solo_bits_and_the_grouped_values() {
+        let opts = (Kind::Float, Device::Cpu);
+        tch::manual_seed(11);
+        let (g, batch, cout) = (3, 2, 4);
+        let x = Tensor::randn([g * batch, 5, 9, 9], opts);
+        let w = Tensor::randn([g * cout, 5, 3, 3], opts);
+        let b = Tensor::randn([g * cout], opts);
+        let up = Tensor::randn([g * batch, cout, 5, 5], opts);
+        let grouped = conv_and_grads(GroupConv::Grouped, &x, false, &w, &b, &up);
+        for side in [false, true] {
+            let members = conv_and_grads(GroupConv::Members, &x, side, &w, &b, &up);
+            for (name, (a, e)) in ["output", "input's gradient", "weight's gradient", "bias's gradient"]
+                .iter()
+                .zip(members.iter().zip(&grouped))
+            {
+                assert_eq!(a.size(), e.size(), "{name}");
+                let d = (a - e).abs().max().double_value(&[]);
+                assert!(
+                    d <= 1e-5 * (1.0 + e.abs().max().double_value(&[])),
+                    "{name} differs from the grouped one by {d}"
+                );
+            }
+            // Each member's slice: the bits of its own `thnn_conv2d`, alone.
+            for m in 0..g {
+                let own = |t: &Tensor, n: i64| t.narrow(0, m * n, n).detach().set_requires_grad(true);
+                let (xm, wm, bm) = (own(&x, batch), own(&w, cout), own(&b, cout));
+                let y = native::thnn_conv2d(&xm, &wm, Some(&bm), 2, 1);
+                (&y * up.narrow(0, m * batch, batch)).sum(Kind::Float).backward();
+                let alone = [y.detach(), xm.grad(), wm.grad(), bm.grad()];
+                for (i, n) in [batch, batch, cout, cout].into_iter().enumerate() {
+                    assert!(
+                        members[i].narrow(0, m * n, n).equal(&alone[i]),
+                        "member {m}'s {i}th result differs from alone"
+                    );
+                }
+            }
+        }
+        // An input without a gradient (a group's images) gets none.
+        let y = group_conv(
+            GroupConv::Members,
+            Act::Stacked(x.shallow_clone()),
+            &w.detach().set_requires_grad(true),
+            &b,
+            g,
+            1,
+            0,
+        );
+        assert_eq!(to_stacked(y, g).size(), [g * batch, cout, 7, 7]);
     }
 
     #[test]

@@ -53,18 +53,9 @@ pub fn fused_part(n: usize, convolutional: bool) -> f64 {
     }
 }
 
-/// Whether oneDNN runs grouped convolutions with its AVX-512 kernels here: the CPU has
-/// AVX-512 and `ONEDNN_MAX_CPU_ISA` (oneDNN's own limit) does not hold it to less.
+/// Whether oneDNN runs grouped convolutions with its AVX-512 kernels here.
 fn grouped_convolutions_pay() -> bool {
-    static PAYS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PAYS.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = false;
-        let limit = std::env::var("ONEDNN_MAX_CPU_ISA").unwrap_or_default().to_ascii_uppercase();
-        avx512 && (limit.is_empty() || limit.contains("AVX512") || limit.contains("AVX10") || limit == "ALL")
-    })
+    crate::train::model::onednn_avx512()
 }
 
 /// How far past an even part of the work a fused group of at least `LENT_FROM` may run where

@@ -16,3 +16,71 @@ extern "C" void* trainyard_thnn_conv2d(void* input, void* weight, void* bias, in
     return at::thnn_conv2d(trainyard::tensor(input), trainyard::tensor(weight), {kh, kw}, b, {sh, sw}, {ph, pw});
   });
 }
+
+// A fused group's convolution member by member on libtorch's own kernel, as one autograd node:
+// x [G·B, Cin, H, W] (member after member), w [G·Cout, Cin, kh, kw], b [G·Cout] → [G·B, Cout,
+// OH, OW]. Each member's forward and backward are the `_slow_conv2d` calls its solo run makes
+// (`thnn_conv2d`), on its own slices: the same bits as alone. Without AVX-512, oneDNN's grouped
+// convolution computes its weights' gradient through an im2col that costs more than the whole
+// of these for few input channels per member (BENCHMARKS.md, "Fused groups member by member").
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct MembersConv : public torch::autograd::Function<MembersConv> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                            int64_t g, int64_t stride, int64_t pad) {
+    const auto& xc = x;
+    const int64_t batch = xc.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
+    const int64_t oh = (xc.size(2) + 2 * pad - kh) / stride + 1, ow = (xc.size(3) + 2 * pad - kw) / stride + 1;
+    auto out = at::empty({xc.size(0), cout, oh, ow}, xc.options());
+    for (int64_t m = 0; m < g; m++) {
+      auto o = out.narrow(0, m * batch, batch);
+      at::_slow_conv2d_forward_out(o, xc.narrow(0, m * batch, batch), w.narrow(0, m * cout, cout), {kh, kw},
+                                   b.narrow(0, m * cout, cout), {stride, stride}, {pad, pad});
+    }
+    ctx->save_for_backward({xc, w});
+    ctx->saved_data["g"] = g;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["pad"] = pad;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1];
+    const int64_t g = ctx->saved_data["g"].toInt(), stride = ctx->saved_data["stride"].toInt(),
+                  pad = ctx->saved_data["pad"].toInt();
+    const auto go = grads[0].contiguous();
+    const int64_t batch = x.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
+    std::vector<at::Tensor> gx, gw, gb;
+    for (int64_t m = 0; m < g; m++) {
+      auto [i, wt, bs] =
+          at::_slow_conv2d_backward(go.narrow(0, m * batch, batch), x.narrow(0, m * batch, batch),
+                                    w.narrow(0, m * cout, cout), {kh, kw}, {stride, stride}, {pad, pad}, mask);
+      if (mask[0]) gx.push_back(i);
+      if (mask[1]) gw.push_back(wt);
+      if (mask[2]) gb.push_back(bs);
+    }
+    const auto joined = [](const std::vector<at::Tensor>& parts) { return parts.empty() ? at::Tensor() : at::cat(parts); };
+    return {joined(gx), joined(gw), joined(gb), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" void* trainyard_members_conv2d(void* input, void* weight, void* bias, int64_t g, int64_t stride, int64_t pad,
+                                          char* err, size_t err_len) {
+  return trainyard::guarded(err, err_len, [&] {
+    const auto &x = trainyard::tensor(input), &w = trainyard::tensor(weight), &b = trainyard::tensor(bias);
+    TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && b.dim() == 1 && x.size(0) % g == 0 && w.size(0) % g == 0 &&
+                    b.size(0) == w.size(0) && x.is_contiguous(),
+                "members_conv2d takes a contiguous x [G·B, Cin, H, W], w [G·Cout, Cin, kh, kw] and b [G·Cout] for G = ", g);
+    return MembersConv::apply(x, w, b, g, stride, pad);
+  });
+}

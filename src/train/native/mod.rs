@@ -16,6 +16,16 @@ extern "C" {
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
+    fn trainyard_members_conv2d(
+        input: *mut std::ffi::c_void,
+        weight: *mut std::ffi::c_void,
+        bias: *mut std::ffi::c_void,
+        g: i64,
+        stride: i64,
+        pad: i64,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
     fn trainyard_linear(
         input: *mut std::ffi::c_void,
         weight: *mut std::ffi::c_void,
@@ -80,6 +90,26 @@ pub fn thnn_conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: i64, pad:
                 len,
             )
         }
+    })
+}
+
+/// A fused group's convolution member by member on libtorch's own kernel, as one autograd
+/// node (conv.cpp): x [G·B, Cin, H, W] (member after member, contiguous), w [G·Cout, Cin, k,
+/// k], b [G·Cout] → [G·B, Cout, OH, OW], each member's values and gradients the bits of its
+/// `thnn_conv2d` alone.
+pub fn members_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: i64, stride: i64, pad: i64) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("members_conv2d", |err, len| unsafe {
+        trainyard_members_conv2d(
+            x.as_ptr() as *mut _,
+            w.as_ptr() as *mut _,
+            b.as_ptr() as *mut _,
+            g,
+            stride,
+            pad,
+            err,
+            len,
+        )
     })
 }
 
