@@ -334,7 +334,8 @@ pub enum GroupConv {
     /// (oneDNN's): several times faster than the alternatives where oneDNN has AVX-512.
     Grouped,
     /// Member by member on libtorch's own kernel, as one autograd node
-    /// (`native::members_conv2d`): each member's bits as alone. Without AVX-512, oneDNN's grouped
+    /// (`native::members_conv2d`): each member's bits as alone where its solo run takes
+    /// libtorch's own kernel too (`ConvPath`: the tutorial CNN at batch ≤ 4). Without AVX-512, oneDNN's grouped
     /// backward spends most of its time in an im2col for few input channels per member
     /// (BENCHMARKS.md, "Fused groups member by member").
     Members,
@@ -522,6 +523,8 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                 Act::Stacked(x) | Act::Channels(x) if g == 1 && ConvPath::of(&x, macs) == ConvPath::Libtorch => {
                     Act::Stacked(native::thnn_conv2d(&x.contiguous(), w, Some(b), stride, pad))
                 }
+                // A single model's larger convolution: oneDNN's (`ConvPath`), never member by member.
+                xs if g == 1 => group_conv(GroupConv::Grouped, xs, w, b, g, stride, pad),
                 xs => group_conv(GroupConv::on(w.device()), xs, w, b, g, stride, pad),
             }
         }
@@ -731,17 +734,31 @@ mod tests {
                 }
             }
         }
-        // An input without a gradient (a group's images) gets none.
-        let y = group_conv(
-            GroupConv::Members,
-            Act::Stacked(x.shallow_clone()),
-            &w.detach().set_requires_grad(true),
-            &b,
-            g,
-            1,
-            0,
-        );
-        assert_eq!(to_stacked(y, g).size(), [g * batch, cout, 7, 7]);
+        // An input without a gradient (a group's images) gets none; the weights theirs.
+        let (wl, bl) = (w.detach().set_requires_grad(true), b.detach().set_requires_grad(true));
+        let y = to_stacked(group_conv(GroupConv::Members, Act::Stacked(x.shallow_clone()), &wl, &bl, g, 1, 0), g);
+        assert_eq!(y.size(), [g * batch, cout, 7, 7]);
+        y.sum(Kind::Float).backward();
+        assert!(!x.grad().defined());
+        assert_eq!((wl.grad().size(), bl.grad().size()), (w.size(), b.size()));
+        // A stride of 0 is an error, not a division by zero.
+        let r = std::panic::catch_unwind(|| native::members_conv2d(&x, &w, &b, g, 0, 0));
+        let msg = r.err().and_then(|e| e.downcast_ref::<String>().cloned()).unwrap_or_default();
+        assert!(msg.starts_with("members_conv2d: "), "{msg}");
+    }
+
+    #[test]
+    fn a_groups_images_side_by_side_give_the_logits_of_its_images_member_after_member() {
+        let arch = Architecture::of(&Spec::parse(&json!({"model": "cnn"})).unwrap());
+        let rows: Vec<Tensor> = (0..3).map(|s| Tensor::from_slice(&initial_values(&arch, s).unwrap())).collect();
+        let ps = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        tch::manual_seed(2);
+        let x = Tensor::randn([3 * 4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let side =
+            x.view([3, 4, 3, 32, 32]).permute([1, 3, 4, 0, 2]).contiguous().view([4, 32, 32, 9]).permute([0, 3, 1, 2]);
+        let stacked = forward(&arch, &ps, &x, None);
+        assert_eq!(stacked.size(), [12, 10]);
+        assert!(stacked.equal(&forward_images(&arch, &ps, &Images::SideBySide(side), None)));
     }
 
     #[test]

@@ -20,9 +20,11 @@ extern "C" void* trainyard_thnn_conv2d(void* input, void* weight, void* bias, in
 // A fused group's convolution member by member on libtorch's own kernel, as one autograd node:
 // x [G·B, Cin, H, W] (member after member), w [G·Cout, Cin, kh, kw], b [G·Cout] → [G·B, Cout,
 // OH, OW]. Each member's forward and backward are the `_slow_conv2d` calls its solo run makes
-// (`thnn_conv2d`), on its own slices: the same bits as alone. Without AVX-512, oneDNN's grouped
-// convolution computes its weights' gradient through an im2col that costs more than the whole
-// of these for few input channels per member (BENCHMARKS.md, "Fused groups member by member").
+// (`thnn_conv2d`), on its own slices: the same bits as alone where the solo run takes that
+// kernel too (the tutorial CNN at batch ≤ 4; a larger solo convolution runs oneDNN's).
+// Without AVX-512, oneDNN's grouped convolution computes its weights' gradient through an
+// im2col that costs more than the whole of these for few input channels per member
+// (BENCHMARKS.md, "Fused groups member by member").
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -79,8 +81,9 @@ extern "C" void* trainyard_members_conv2d(void* input, void* weight, void* bias,
   return trainyard::guarded(err, err_len, [&] {
     const auto &x = trainyard::tensor(input), &w = trainyard::tensor(weight), &b = trainyard::tensor(bias);
     TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && b.dim() == 1 && x.size(0) % g == 0 && w.size(0) % g == 0 &&
-                    b.size(0) == w.size(0) && x.is_contiguous(),
-                "members_conv2d takes a contiguous x [G·B, Cin, H, W], w [G·Cout, Cin, kh, kw] and b [G·Cout] for G = ", g);
+                    b.size(0) == w.size(0) && x.is_contiguous() && x.size(1) == w.size(1) && stride >= 1 && pad >= 0,
+                "members_conv2d takes a contiguous x [G·B, Cin, H, W], w [G·Cout, Cin, kh, kw] and b [G·Cout] for G = ", g,
+                ", a stride of at least 1 and a padding of at least 0");
     return MembersConv::apply(x, w, b, g, stride, pad);
   });
 }
