@@ -76,11 +76,7 @@ impl Split {
         if self.device() == Device::Cpu {
             return native::normalised_rows(&self.images, rows, &self.scale, &self.shift, g);
         }
-        let x = self.images_at(rows);
-        let s = x.size();
-        let b = s[0] / g;
-        let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
-        nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
+        super::model::side_by_side(&self.images_at(rows), g)
     }
 
     /// `len` images from `start`, normalised.

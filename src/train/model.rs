@@ -406,15 +406,18 @@ fn to_channels(xs: Act, g: i64) -> Tensor {
     match xs {
         Act::Channels(x) => x,
         Act::Stacked(x) if g == 1 => x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
-        Act::Stacked(x) => {
-            // [G·B, C, H, W] → [B, G·C, H, W] with the channels last in memory.
-            let s = x.size();
-            let b = s[0] / g;
-            let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
-            nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
-        }
+        Act::Stacked(x) => side_by_side(&x, g),
         Act::Dense(_) => panic!("an image layer after a flatten"),
     }
+}
+
+/// Images or activations member after member, [G·B, C, H, W] (contiguous), as [B, G·C, H, W]
+/// with the members' channels side by side and the channels last in memory.
+pub fn side_by_side(x: &Tensor, g: i64) -> Tensor {
+    let s = x.size();
+    let b = s[0] / g;
+    let nhwc = x.view([g, b, s[1], s[2], s[3]]).permute([1, 3, 4, 0, 2]).contiguous();
+    nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
 }
 
 fn activation(a: ActKind, x: &Tensor) -> Tensor {
