@@ -4,8 +4,9 @@
 //!
 //! Fusing pays on some CPUs and not on others: a group of 7 tutorial CNNs at batch 4 takes
 //! 0.77 of its members' solo time where oneDNN has AVX-512 kernels for grouped
-//! convolutions, and all of it (or more) with AVX2 only (BENCHMARKS.md, "Idle workers lend
-//! their cores, and groups sized by the work"). An even share of the key's jobs per worker
+//! convolutions, and about all of it with AVX2 only, grouped or member by member
+//! (BENCHMARKS.md, "Idle workers lend their cores, and groups sized by the work", "Fused
+//! groups member by member"). An even share of the key's jobs per worker
 //! (⌈queued ÷ workers⌉) splits the assignment's seven CNN jobs 4 + 2 + 1 on both, and the
 //! group of 2 gains nothing; one group of seven holds one worker far longer than the rest of
 //! the queue holds the other where fusing does not pay. So the group takes the most jobs n
@@ -17,6 +18,7 @@
 use crate::network::Architecture;
 use crate::queue::{Claimed, QueuedKey};
 use crate::spec::Spec;
+use crate::train::model::{onednn_avx512, GroupConv};
 
 /// A job's estimated seconds per epoch alone on one CPU thread. A model fitted to the
 /// assignment's jobs on a 2-core AMD EPYC (linear, MLP and CNN at batch 4, the CNN at batch 1
@@ -39,11 +41,14 @@ fn epoch_seconds_of(spec: &Spec, arch: &Architecture) -> f64 {
     (images + data.test_images as f64 / 3.0) * per_image + steps * per_step
 }
 
-/// What a fused group of `n` CPU members takes of its members' time alone: less where the
-/// CPU has oneDNN's AVX-512 kernels for grouped convolutions (measured: 0.93 of it for 2
-/// tutorial CNNs at batch 4, 0.72–0.77 for 4 to 8), all of it otherwise and for networks
-/// without convolutions (measured 0.86–1.0 for MLPs: counted as 1, which errs toward smaller
-/// groups).
+/// What a fused group of `n` CPU members takes of its members' time alone, by the path its
+/// convolutions take here (`GroupConv::on`, so `TRAINYARD_GROUP_CONV` counts too): grouped
+/// where oneDNN has its AVX-512 kernels, less (measured: 0.93 of it for 2 tutorial CNNs at
+/// batch 4, 0.72–0.77 for 4 to 8); all of it otherwise and for networks without
+/// convolutions. Member by member on a CPU with AVX2 only a group of 2 to 8 trained 0.72–1.4×
+/// as fast as its members one after another, from one run to the next on the same box
+/// (BENCHMARKS.md, "Fused groups member by member"), grouped there 0.91–1.0×, MLPs 0.86–1.0×:
+/// each counted as 1, which errs toward smaller groups.
 pub fn fused_part(n: usize, convolutional: bool) -> f64 {
     match n {
         _ if !convolutional || !grouped_convolutions_pay() => 1.0,
@@ -53,9 +58,10 @@ pub fn fused_part(n: usize, convolutional: bool) -> f64 {
     }
 }
 
-/// Whether oneDNN runs grouped convolutions with its AVX-512 kernels here.
+/// Whether a CPU group's convolutions run grouped on oneDNN's AVX-512 kernels here: the path
+/// (`GroupConv::on`) is `Grouped` and oneDNN has those kernels.
 fn grouped_convolutions_pay() -> bool {
-    crate::train::model::onednn_avx512()
+    GroupConv::on(tch::Device::Cpu) == GroupConv::Grouped && onednn_avx512()
 }
 
 /// How far past an even part of the work a fused group of at least `LENT_FROM` may run where
@@ -163,10 +169,13 @@ mod tests {
     }
 
     #[test]
-    fn fusing_convolutions_saves_only_where_the_grouped_kernels_pay() {
+    fn fusing_convolutions_saves_only_where_the_groups_run_on_grouped_avx512_kernels() {
         assert_eq!(fused_part(1, true), 1.0);
         assert_eq!(fused_part(8, false), 1.0);
         let pays = grouped_convolutions_pay();
+        // Only oneDNN's AVX-512 grouped kernels, and not where a group is forced member by member.
+        let forced_members = std::env::var("TRAINYARD_GROUP_CONV").as_deref() == Ok("members");
+        assert_eq!(pays, crate::train::model::onednn_avx512() && !forced_members);
         assert_eq!(fused_part(8, true) < 1.0, pays);
         assert_eq!(fused_part(2, true) < 1.0, pays);
     }
