@@ -425,7 +425,11 @@ async fn broken_data_keeps_jobs_queued_with_the_reason_and_they_run_once_it_is_f
     for id in &ids {
         // N.B.: with two workers, the other may still hold its claim when the first has found
         // the data broken; its own load fails as well, and it hands the job back.
-        let j = poll(&client, &server.url(&format!("/jobs/{id}")), 20, |j| j["status"] == "queued").await;
+        // N.B.: a job not claimed yet is queued too, without the reason: wait for the reason.
+        let j = poll(&client, &server.url(&format!("/jobs/{id}")), 20, |j| {
+            j["status"] == "queued" && j["waiting_for"].is_string()
+        })
+        .await;
         assert_eq!((j["status"].as_str(), j["attempt"].as_u64()), (Some("queued"), Some(0)), "{j}");
         assert!(j["waiting_for"].as_str().unwrap().contains("data_batch_1.bin"), "{j}");
     }
