@@ -11,6 +11,7 @@
 //! workers where they make its steps faster (`cores`).
 
 pub mod augment;
+pub mod backprop;
 pub mod checkpoint;
 pub mod cores;
 pub mod data;
@@ -277,6 +278,16 @@ impl Losses {
             Losses::Mixed(mask) => mse().where_self(mask, &ce()),
         }
     }
+}
+
+/// The parameters' gradients, where this step can run its backward pass by hand
+/// (`backprop::supports`) and a first step through autograd has made every one.
+fn by_hand(arch: &Architecture, ps: &GroupParams, device: Device, batch: usize) -> Option<Vec<Tensor>> {
+    if !backprop::supports(arch, ps.members, device, batch as i64) {
+        return None;
+    }
+    let grads: Vec<Tensor> = ps.tensors.iter().map(|t| t.grad()).collect();
+    grads.iter().all(|g| g.defined()).then_some(grads)
 }
 
 /// Keeps the items at `keep` (indices), in their order: per-member lists follow the members
@@ -546,14 +557,25 @@ impl Engine<'_> {
             });
             let (arch, f) = self.fuse();
             f.optim.zero_grad(&f.params);
-            let logits = model::forward_images(arch, &f.params, &batch.images, keys.as_ref());
             let g = f.params.members;
-            let means = f.losses.batch_means(&logits, &batch.labels, g);
-            if g == 1 {
-                means.backward();
-            } else {
-                means.sum(Kind::Float).backward();
-            }
+            let (logits, means) = match (by_hand(arch, &f.params, device, full), &batch.images) {
+                (Some(grads), model::Images::Stacked(images)) => {
+                    let losses = &f.losses;
+                    backprop::step(arch, &f.params, images, keys.as_ref(), &grads, |z| {
+                        losses.batch_means(z, &batch.labels, g)
+                    })
+                }
+                _ => {
+                    let logits = model::forward_images(arch, &f.params, &batch.images, keys.as_ref());
+                    let means = f.losses.batch_means(&logits, &batch.labels, g);
+                    if g == 1 {
+                        means.backward();
+                    } else {
+                        means.sum(Kind::Float).backward();
+                    }
+                    (logits, means)
+                }
+            };
             f.optim.step(&f.params);
             tch::no_grad(|| {
                 let (at, len) = (batch.start as i64, batch.len as i64);

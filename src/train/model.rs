@@ -304,16 +304,21 @@ impl ConvPath {
     /// `macs` multiply-adds per image (`Layer::Conv2d`): by `TRAINYARD_CONV_PATH` (`onednn` or
     /// `libtorch`, read once; for benchmarks) or else `by_size`, on CPU.
     pub fn of(x: &Tensor, macs: i64) -> ConvPath {
+        ConvPath::on(x.device(), x.size()[0], macs)
+    }
+
+    /// `of` for a batch of `batch` images on `device`.
+    pub fn on(device: Device, batch: i64, macs: i64) -> ConvPath {
         static FORCED: std::sync::OnceLock<Option<ConvPath>> = std::sync::OnceLock::new();
         let forced = *FORCED.get_or_init(|| match std::env::var("TRAINYARD_CONV_PATH").as_deref() {
             Ok("onednn") => Some(ConvPath::OneDnn),
             Ok("libtorch") => Some(ConvPath::Libtorch),
             _ => None,
         });
-        if x.device() != Device::Cpu {
+        if device != Device::Cpu {
             return ConvPath::OneDnn;
         }
-        forced.unwrap_or_else(|| ConvPath::by_size(x.size()[0], macs))
+        forced.unwrap_or_else(|| ConvPath::by_size(batch, macs))
     }
 
     /// libtorch's own kernel for at most `LIBTORCH_CONV_MAX_MACS` multiply-adds a step, else
@@ -420,7 +425,7 @@ pub fn side_by_side(x: &Tensor, g: i64) -> Tensor {
     nhwc.view([b, s[2], s[3], g * s[1]]).permute([0, 3, 1, 2])
 }
 
-fn activation(a: ActKind, x: &Tensor) -> Tensor {
+pub(crate) fn activation(a: ActKind, x: &Tensor) -> Tensor {
     match a {
         ActKind::Relu => x.relu(),
         ActKind::LeakyRelu => x.leaky_relu(),
@@ -510,7 +515,7 @@ fn block(layers: &[Layer], ps: &GroupParams, g: i64, mut xs: Act, keys: Option<&
 
 /// The window and stride of a max pooling that follows a ReLU at the head of `layers`: the
 /// two run as one pass (`native::relu_max_pool2d`, the same values and gradients bit for bit).
-fn relu_then_max_pool(layers: &[Layer]) -> Option<(i64, i64)> {
+pub(crate) fn relu_then_max_pool(layers: &[Layer]) -> Option<(i64, i64)> {
     match layers {
         [Layer::Act(ActKind::Relu), Layer::MaxPool { k, stride }, ..] => Some((*k, *stride)),
         _ => None,

@@ -33,19 +33,25 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Each member's `_slow_conv2d_forward` on its own slices.
+at::Tensor members_forward(const at::Tensor& xc, const at::Tensor& w, const at::Tensor& b, int64_t g, int64_t stride,
+                           int64_t pad) {
+  const int64_t batch = xc.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
+  const int64_t oh = (xc.size(2) + 2 * pad - kh) / stride + 1, ow = (xc.size(3) + 2 * pad - kw) / stride + 1;
+  auto out = at::empty({xc.size(0), cout, oh, ow}, xc.options());
+  for (int64_t m = 0; m < g; m++) {
+    auto o = out.narrow(0, m * batch, batch);
+    at::_slow_conv2d_forward_out(o, xc.narrow(0, m * batch, batch), w.narrow(0, m * cout, cout), {kh, kw},
+                                 b.narrow(0, m * cout, cout), {stride, stride}, {pad, pad});
+  }
+  return out;
+}
+
 struct MembersConv : public torch::autograd::Function<MembersConv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                             int64_t g, int64_t stride, int64_t pad) {
-    const auto& xc = x;
-    const int64_t batch = xc.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
-    const int64_t oh = (xc.size(2) + 2 * pad - kh) / stride + 1, ow = (xc.size(3) + 2 * pad - kw) / stride + 1;
-    auto out = at::empty({xc.size(0), cout, oh, ow}, xc.options());
-    for (int64_t m = 0; m < g; m++) {
-      auto o = out.narrow(0, m * batch, batch);
-      at::_slow_conv2d_forward_out(o, xc.narrow(0, m * batch, batch), w.narrow(0, m * cout, cout), {kh, kw},
-                                   b.narrow(0, m * cout, cout), {stride, stride}, {pad, pad});
-    }
-    ctx->save_for_backward({xc, w});
+    auto out = members_forward(x, w, b, g, stride, pad);
+    ctx->save_for_backward({x, w});
     ctx->saved_data["g"] = g;
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["pad"] = pad;
@@ -84,6 +90,42 @@ extern "C" void* trainyard_members_conv2d(void* input, void* weight, void* bias,
                     b.size(0) == w.size(0) && x.is_contiguous() && x.size(1) == w.size(1) && stride >= 1 && pad >= 0,
                 "members_conv2d takes a contiguous x [G·B, Cin, H, W], w [G·Cout, Cin, kh, kw] and b [G·Cout] for G = ", g,
                 ", a stride of at least 1 and a padding of at least 0");
+    if (!c10::GradMode::is_enabled()) return members_forward(x, w, b, g, stride, pad);
     return MembersConv::apply(x, w, b, g, stride, pad);
+  });
+}
+
+// A convolution's backward without autograd (src/train/backprop.rs): for a single model (g = 1)
+// or a fused group member by member, each member's `_slow_conv2d_backward` on its own slices
+// (the call autograd makes for `thnn_conv2d` and `MembersConv`), its weight's and bias's
+// gradients added into `gw` and `gb` (as autograd accumulates them into `.grad`). Returns the
+// input's gradient with `want_gx`, else an undefined tensor.
+extern "C" void* trainyard_conv2d_backward(void* grad_out, void* input, void* weight, void* grad_weight,
+                                           void* grad_bias, int64_t g, int64_t stride, int64_t pad, int32_t want_gx,
+                                           char* err, size_t err_len) {
+  return trainyard::guarded(err, err_len, [&]() -> at::Tensor {
+    const auto &x = trainyard::tensor(input), &w = trainyard::tensor(weight);
+    at::Tensor gw = trainyard::tensor(grad_weight), gb = trainyard::tensor(grad_bias);
+    const auto go = trainyard::tensor(grad_out).contiguous();
+    TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && go.dim() == 4 && x.size(0) % g == 0 &&
+                    w.size(0) % g == 0 && go.size(0) == x.size(0) && go.size(1) * g == w.size(0) &&
+                    gw.sizes() == w.sizes() && gb.dim() == 1 && gb.size(0) == w.size(0) && x.is_contiguous() &&
+                    stride >= 1 && pad >= 0,
+                "conv2d_backward takes a contiguous x [G·B, Cin, H, W], w and its gradient [G·Cout, Cin, kh, kw], "
+                "the bias's gradient [G·Cout] and the output's [G·B, Cout, OH, OW] for G = ",
+                g, ", a stride of at least 1 and a padding of at least 0");
+    const int64_t batch = x.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
+    const std::array<bool, 3> mask{want_gx != 0, true, true};
+    at::Tensor gx = want_gx != 0 && g > 1 ? at::empty(x.sizes(), x.options()) : at::Tensor();
+    for (int64_t m = 0; m < g; m++) {
+      auto [i, wt, bs] =
+          at::_slow_conv2d_backward(go.narrow(0, m * batch, batch), x.narrow(0, m * batch, batch),
+                                    w.narrow(0, m * cout, cout), {kh, kw}, {stride, stride}, {pad, pad}, mask);
+      if (want_gx != 0 && g == 1) gx = i;
+      if (want_gx != 0 && g > 1) gx.narrow(0, m * batch, batch).copy_(i);
+      gw.narrow(0, m * cout, cout).add_(wt);
+      gb.narrow(0, m * cout, cout).add_(bs);
+    }
+    return gx;
   });
 }

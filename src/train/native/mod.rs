@@ -51,6 +51,33 @@ extern "C" {
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
+    fn trainyard_max_pool2d_indexed(
+        input: *mut std::ffi::c_void,
+        relu: i32,
+        indices: *mut *mut std::ffi::c_void,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
+    fn trainyard_max_pool2d_backward(
+        grad_out: *mut std::ffi::c_void,
+        indices: *mut std::ffi::c_void,
+        input: *mut std::ffi::c_void,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
+    fn trainyard_conv2d_backward(
+        grad_out: *mut std::ffi::c_void,
+        input: *mut std::ffi::c_void,
+        weight: *mut std::ffi::c_void,
+        grad_weight: *mut std::ffi::c_void,
+        grad_bias: *mut std::ffi::c_void,
+        g: i64,
+        stride: i64,
+        pad: i64,
+        want_gx: i32,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
 }
 
 /// Runs `f` with a buffer for libtorch's message; `f` returns a new `at::Tensor*` (which the
@@ -129,6 +156,70 @@ pub fn max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
 pub fn relu_max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     // SAFETY: as for `thnn_conv2d`.
     owned("relu_max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 1, err, len) })
+}
+
+/// Without autograd (`crate::train::backprop`): a 2×2 max pooling at stride 2 of a contiguous
+/// float CPU tensor [N, C, H, W] (after a ReLU, with `relu`), by `max_pool2d`'s loop, and its
+/// indices for `max_pool2d_backward`.
+pub fn max_pool2d_indexed(x: &Tensor, relu: bool) -> (Tensor, Tensor) {
+    let mut indices: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: as for `thnn_conv2d`; on success the C++ side wrote a new `at::Tensor*` into
+    // `indices`, which nobody else owns.
+    let values = owned("max_pool2d_indexed", |err, len| unsafe {
+        trainyard_max_pool2d_indexed(x.as_ptr() as *mut _, relu.into(), &mut indices, err, len)
+    });
+    (values, unsafe { Tensor::from_ptr(indices as *mut _) })
+}
+
+/// The gradient of `max_pool2d_indexed`'s input `x` from its output's gradient and indices:
+/// what `max_pool2d`'s autograd node computes.
+pub fn max_pool2d_backward(grad: &Tensor, indices: &Tensor, x: &Tensor) -> Tensor {
+    // SAFETY: as for `thnn_conv2d`.
+    owned("max_pool2d_backward", |err, len| unsafe {
+        trainyard_max_pool2d_backward(
+            grad.as_ptr() as *mut _,
+            indices.as_ptr() as *mut _,
+            x.as_ptr() as *mut _,
+            err,
+            len,
+        )
+    })
+}
+
+/// Without autograd (`crate::train::backprop`): the backward of `thnn_conv2d` (g = 1) or
+/// `members_conv2d` (g members) of `x` by `w`, from the output's gradient: each member's
+/// `_slow_conv2d_backward`, as autograd calls it, its weight's and bias's gradients added into
+/// `gw` and `gb` (as autograd accumulates into `.grad`). Returns the input's gradient when
+/// `want_gx`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    grad: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    gw: &Tensor,
+    gb: &Tensor,
+    g: i64,
+    stride: i64,
+    pad: i64,
+    want_gx: bool,
+) -> Option<Tensor> {
+    // SAFETY: as for `thnn_conv2d`; the C++ side writes into `gw` and `gb` only.
+    let gx = owned("conv2d_backward", |err, len| unsafe {
+        trainyard_conv2d_backward(
+            grad.as_ptr() as *mut _,
+            x.as_ptr() as *mut _,
+            w.as_ptr() as *mut _,
+            gw.as_ptr() as *mut _,
+            gb.as_ptr() as *mut _,
+            g,
+            stride,
+            pad,
+            want_gx.into(),
+            err,
+            len,
+        )
+    });
+    want_gx.then_some(gx)
 }
 
 /// A linear layer: `x.linear(w, b)` for x [B, in], w [out, in], b [out], or a fused group's

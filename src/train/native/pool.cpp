@@ -227,6 +227,28 @@ std::pair<at::Tensor, at::Tensor> pool(const at::Tensor& x, Layout l) {
   return {y, ind};
 }
 
+// The gradient of the input of shape `shape` (in layout `l`) from the output's gradient and
+// the forward's indices: each output's gradient added at its window's winning tap.
+at::Tensor pool_backward(const at::Tensor& grad, const at::Tensor& ind, at::IntArrayRef shape, Layout l) {
+  const auto format = format_of(l);
+  const at::Tensor go = grad.contiguous(format);
+  // N.B.: `at::zeros` ignores a memory format in its options; `at::empty` keeps it.
+  at::Tensor gi = at::empty(shape, go.options().memory_format(format)).zero_();
+  const Shape p = shape_of(gi);
+  const float* gop = go.data_ptr<float>();
+  const int64_t* ip = ind.data_ptr<int64_t>();
+  float* gip = gi.data_ptr<float>();
+  const bool cl = l == Layout::ChannelsLast;
+  each_chunk(p, cl, [&](int64_t from, int64_t to) {
+    if (cl) {
+      backward_cl(gop, ip, gip, p, from, to);
+    } else {
+      backward_nchw(gop, ip, gip, p, from, to);
+    }
+  });
+  return gi;
+}
+
 struct MaxPool : public torch::autograd::Function<MaxPool> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, bool relu) {
     const Layout l = layout_of(x);
@@ -242,29 +264,18 @@ struct MaxPool : public torch::autograd::Function<MaxPool> {
     const at::Tensor ind = ctx->get_saved_variables()[0];
     const auto shape = ctx->saved_data["shape"].toIntVector();
     const Layout l = ctx->saved_data["cl"].toBool() ? Layout::ChannelsLast : Layout::Nchw;
-    const auto format = format_of(l);
-    const at::Tensor go = grads[0].contiguous(format);
-    // N.B.: `at::zeros` ignores a memory format in its options; `at::empty` keeps it.
-    at::Tensor gi = at::empty(shape, go.options().memory_format(format)).zero_();
-    const Shape p = shape_of(gi);
-    const float* gop = go.data_ptr<float>();
-    const int64_t* ip = ind.data_ptr<int64_t>();
-    float* gip = gi.data_ptr<float>();
-    const bool cl = l == Layout::ChannelsLast;
-    each_chunk(p, cl, [&](int64_t from, int64_t to) {
-      if (cl) {
-        backward_cl(gop, ip, gip, p, from, to);
-      } else {
-        backward_nchw(gop, ip, gip, p, from, to);
-      }
-    });
-    return {gi, at::Tensor()};
+    return {pool_backward(grads[0], ind, shape, l), at::Tensor()};
   }
 };
 
+// Whether this kernel takes `x` with a `k`×`k` window at stride `s`.
+bool fits(const at::Tensor& x, Layout l, int64_t k, int64_t s) {
+  return l != Layout::Other && k == 2 && s == 2 && x.size(2) >= 2 && x.size(3) >= 2;
+}
+
 at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s, bool relu) {
   const Layout l = layout_of(x);
-  if (l == Layout::Other || k != 2 || s != 2 || x.size(2) < 2 || x.size(3) < 2) {
+  if (!fits(x, l, k, s)) {
     return at::max_pool2d(relu ? at::relu(x) : x, {k, k}, {s, s});
   }
   if (c10::GradMode::is_enabled() && x.requires_grad()) return MaxPool::apply(x, relu);
@@ -275,4 +286,30 @@ at::Tensor max_pool(const at::Tensor& x, int64_t k, int64_t s, bool relu) {
 
 extern "C" void* trainyard_max_pool2d(void* input, int64_t k, int64_t s, int32_t relu, char* err, size_t err_len) {
   return trainyard::guarded(err, err_len, [&] { return max_pool(trainyard::tensor(input), k, s, relu != 0); });
+}
+
+// Without autograd (src/train/backprop.rs): the values of a 2×2 pooling at stride 2 (after a
+// ReLU, with `relu`), its indices written to `*indices` as a new handle the caller owns.
+extern "C" void* trainyard_max_pool2d_indexed(void* input, int32_t relu, void** indices, char* err, size_t err_len) {
+  return trainyard::guarded(err, err_len, [&] {
+    const auto& x = trainyard::tensor(input);
+    const Layout l = layout_of(x);
+    TORCH_CHECK(fits(x, l, 2, 2), "max_pool2d_indexed takes a contiguous float CPU tensor [N, C, H, W], H and W at least 2");
+    auto [y, ind] = relu != 0 ? pool<true, true>(x, l) : pool<true, false>(x, l);
+    *indices = new at::Tensor(ind);
+    return y;
+  });
+}
+
+// The input's gradient of `max_pool2d_indexed` of `input`, from the output's gradient and the
+// indices.
+extern "C" void* trainyard_max_pool2d_backward(void* grad_out, void* indices, void* input, char* err, size_t err_len) {
+  return trainyard::guarded(err, err_len, [&] {
+    const auto &x = trainyard::tensor(input), &ind = trainyard::tensor(indices), &go = trainyard::tensor(grad_out);
+    const Layout l = layout_of(x);
+    TORCH_CHECK(fits(x, l, 2, 2) && ind.scalar_type() == at::kLong && go.sizes() == ind.sizes() &&
+                    go.size(2) == x.size(2) / 2 && go.size(3) == x.size(3) / 2,
+                "max_pool2d_backward takes the input of max_pool2d_indexed, its indices and a gradient of its output's shape");
+    return pool_backward(go, ind, x.sizes(), l);
+  });
 }

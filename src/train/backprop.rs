@@ -1,0 +1,373 @@
+//! A training step's backward pass written out by hand, without autograd's graph.
+//!
+//! On a CPU at the small batches of a class's runs, a step is dispatch bound: autograd records
+//! a node per operation, packs the tensors each saves, runs its engine over the graph and
+//! accumulates every gradient through a node of its own. For a plain chain of layers all of
+//! that is known in advance, so `step` runs the forward pass without recording (keeping what
+//! each layer's backward needs in a tape), and then each layer's backward in reverse: the very
+//! kernels autograd's nodes call, in the same order on the same values, each weight's gradient
+//! added into its `.grad` as autograd accumulates it. So a step's every gradient has autograd's
+//! bits (tests compare them), and a fused member still equals its solo run.
+//!
+//! Measured: BENCHMARKS.md, "A backward pass without autograd". The loss (a few operations on
+//! the logits) still runs through autograd, on a leaf made of the logits: whatever the loss,
+//! the logits' gradient is the one autograd would give them.
+//!
+//! It takes the layer lists whose every layer it knows (`supports`): convolutions on
+//! libtorch's own kernel (a single model's small ones, `ConvPath::Libtorch`, and a group's
+//! member by member, `GroupConv::Members`), 2×2 max pooling at stride 2 (after a ReLU or not),
+//! activations, dropout, flatten and linear layers. Anything else (batch normalisation,
+//! average pooling, residual blocks, oneDNN's convolutions on channels-last activations, a
+//! GPU) trains through autograd as before. `TRAINYARD_BACKWARD=autograd` turns it off (for
+//! benchmarks).
+
+use super::model::{self, ConvPath, GroupConv, GroupParams};
+use super::native;
+use crate::network::{ActKind, Architecture, Layer};
+use tch::{Device, Kind, Tensor};
+
+/// Whether `step` can train `arch` as a group of `g` on `device` at batches of at most
+/// `batch` images per member, and `TRAINYARD_BACKWARD` (read once) does not say `autograd`.
+pub fn supports(arch: &Architecture, g: i64, device: Device, batch: i64) -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let off = *OFF.get_or_init(|| std::env::var("TRAINYARD_BACKWARD").as_deref() == Ok("autograd"));
+    !off && layers_supported(arch, g, device, batch)
+}
+
+/// `supports`, whatever the environment says.
+pub fn layers_supported(arch: &Architecture, g: i64, device: Device, batch: i64) -> bool {
+    device == Device::Cpu
+        && g >= 1
+        && arch.layers.iter().all(|layer| match *layer {
+            // A smaller batch (an epoch's last) has fewer multiply-adds, so takes the same path.
+            Layer::Conv2d { macs, .. } if g == 1 => ConvPath::on(device, batch, macs) == ConvPath::Libtorch,
+            Layer::Conv2d { .. } => GroupConv::on(device) == GroupConv::Members,
+            Layer::MaxPool { k, stride } => k == 2 && stride == 2,
+            Layer::Act(_) | Layer::Dropout { .. } | Layer::Flatten | Layer::Linear { .. } => true,
+            Layer::AvgPool { .. } | Layer::GlobalAvgPool | Layer::BatchNorm { .. } | Layer::Residual { .. } => false,
+        })
+}
+
+/// What a layer's backward needs from its forward.
+enum Saved {
+    /// A convolution (member by member for a group): its input, and whether that needs a
+    /// gradient (the images do not).
+    Conv { x: Tensor, weight: usize, stride: i64, pad: i64, needs_gx: bool },
+    /// A 2×2 max pooling (after a ReLU or not): its input and indices.
+    Pool { x: Tensor, indices: Tensor },
+    /// An activation: its output (ReLU, tanh, sigmoid) or input (leaky ReLU, GELU), as
+    /// PyTorch's derivative of it reads.
+    Act { kind: ActKind, saved: Tensor },
+    /// A dropout's scaled mask.
+    Dropout { mask: Tensor },
+    /// A flatten: the input's shape.
+    Reshape { shape: Vec<i64> },
+    /// A linear layer (and the ReLU after it, with its output): its input.
+    Linear { x: Tensor, weight: usize, relu: Option<Tensor>, needs_gx: bool },
+}
+
+/// One training step's forward and backward of a group whose layers `supports` takes, from
+/// its images member after member ([G·B, C, H, W]): each member's gradients added into its
+/// parameters' `.grad` (all defined: a first step through autograd makes them). `loss` maps
+/// the logits ([G·B, classes], member after member; a leaf that requires a gradient) to what
+/// the engine records and backpropagates: each member's mean loss ([G], summed for the
+/// backward pass; a scalar for a group of one). Returns the logits (without a graph) and
+/// `loss`'s result.
+pub fn step(
+    arch: &Architecture,
+    ps: &GroupParams,
+    images: &Tensor,
+    keys: Option<&Tensor>,
+    grads: &[Tensor],
+    loss: impl FnOnce(&Tensor) -> Tensor,
+) -> (Tensor, Tensor) {
+    let g = ps.members;
+    let mut tape = Vec::with_capacity(arch.layers.len());
+    let out = tch::no_grad(|| forward(&arch.layers, ps, g, images, keys, &mut tape));
+    // [G, B, classes] → [G·B, classes], as `model::forward_images` gives them.
+    let logits = if g == 1 { out.shallow_clone() } else { out.reshape([-1, out.size()[2]]) };
+    let leaf = logits.detach().set_requires_grad(true);
+    let means = loss(&leaf);
+    if g == 1 {
+        means.backward();
+    } else {
+        means.sum(Kind::Float).backward();
+    }
+    let up = leaf.grad().view(out.size().as_slice());
+    tch::no_grad(|| backward(&tape, ps, g, up, grads));
+    (logits, means)
+}
+
+/// The layers' forward pass without a graph, recording in `tape` what the backward needs.
+/// Returns the logits as the last layer leaves them ([G, B, classes], or [B, classes] for a
+/// group of one).
+fn forward(
+    layers: &[Layer],
+    ps: &GroupParams,
+    g: i64,
+    images: &Tensor,
+    keys: Option<&Tensor>,
+    tape: &mut Vec<Saved>,
+) -> Tensor {
+    let mut x = images.shallow_clone();
+    // Whether `x` depends on a weight: before the first layer with weights, nothing needs a
+    // gradient.
+    let mut needs = false;
+    let mut i = 0;
+    while i < layers.len() {
+        if let Some((k, stride)) = model::relu_then_max_pool(&layers[i..]) {
+            debug_assert!(k == 2 && stride == 2);
+            let xc = x.contiguous();
+            let (y, indices) = native::max_pool2d_indexed(&xc, true);
+            if needs {
+                tape.push(Saved::Pool { x: xc, indices });
+            }
+            x = y;
+            i += 2;
+            continue;
+        }
+        match (&layers[i], layers.get(i + 1)) {
+            (&Layer::Linear { weight, .. }, next) => {
+                let relu = matches!(next, Some(Layer::Act(ActKind::Relu)));
+                let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+                let y = if relu { native::linear_relu(&x, w, b) } else { native::linear(&x, w, b) };
+                tape.push(Saved::Linear { x, weight, relu: relu.then(|| y.shallow_clone()), needs_gx: needs });
+                x = y;
+                needs = true;
+                i += if relu { 2 } else { 1 };
+                continue;
+            }
+            (&Layer::Conv2d { weight, stride, pad, .. }, _) => {
+                let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+                let xc = x.contiguous();
+                let y = if g == 1 {
+                    native::thnn_conv2d(&xc, w, Some(b), stride, pad)
+                } else {
+                    native::members_conv2d(&xc, w, b, g, stride, pad)
+                };
+                tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: needs });
+                x = y;
+                needs = true;
+            }
+            (&Layer::MaxPool { .. }, _) => {
+                let xc = x.contiguous();
+                let (y, indices) = native::max_pool2d_indexed(&xc, false);
+                if needs {
+                    tape.push(Saved::Pool { x: xc, indices });
+                }
+                x = y;
+            }
+            (&Layer::Act(kind), _) => {
+                let y = model::activation(kind, &x);
+                if needs {
+                    let saved = match kind {
+                        ActKind::Relu | ActKind::Tanh | ActKind::Sigmoid => y.shallow_clone(),
+                        ActKind::LeakyRelu | ActKind::Gelu => x,
+                    };
+                    tape.push(Saved::Act { kind, saved });
+                }
+                x = y;
+            }
+            (&Layer::Dropout { p, slot }, _) if p > 0.0 => {
+                let keys = keys.expect("dropout keys").select(1, slot as i64);
+                let mask = model::dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice());
+                x = &x * &mask;
+                if needs {
+                    tape.push(Saved::Dropout { mask });
+                }
+            }
+            (Layer::Dropout { .. }, _) => {}
+            (Layer::Flatten, _) if x.dim() == 4 => {
+                let shape = x.size();
+                x = if g == 1 { x.flatten(1, -1) } else { x.view([g, shape[0] / g, -1]) };
+                if needs {
+                    tape.push(Saved::Reshape { shape });
+                }
+            }
+            (Layer::Flatten, _) => {}
+            (layer, _) => panic!("backprop::step does not take {layer:?} (see `supports`)"),
+        }
+        i += 1;
+    }
+    x
+}
+
+/// Each layer's backward in reverse, from the gradient of the last one's output: the kernels
+/// autograd's nodes call for it, each weight's gradient added into `grads`.
+fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[Tensor]) {
+    for saved in tape.iter().rev() {
+        up = match saved {
+            Saved::Conv { x, weight, stride, pad, needs_gx } => {
+                let (w, gw, gb) = (&ps.tensors[*weight], &grads[*weight], &grads[*weight + 1]);
+                match native::conv2d_backward(&up, x, w, gw, gb, g, *stride, *pad, *needs_gx) {
+                    Some(gx) => gx,
+                    None => return,
+                }
+            }
+            Saved::Pool { x, indices } => native::max_pool2d_backward(&up, indices, x),
+            Saved::Act { kind, saved } => match kind {
+                ActKind::Relu => saved.threshold_backward(&up, 0),
+                ActKind::LeakyRelu => saved.leaky_relu_backward(&up, 0.01, false),
+                ActKind::Tanh => Tensor::tanh_backward(&up, saved),
+                ActKind::Sigmoid => Tensor::sigmoid_backward(&up, saved),
+                ActKind::Gelu => saved.gelu_backward(&up, "none"),
+            },
+            Saved::Dropout { mask } => &up * mask,
+            Saved::Reshape { shape } => up.reshape(shape.as_slice()),
+            Saved::Linear { x, weight, relu, needs_gx } => {
+                let up = match relu {
+                    Some(y) => y.threshold_backward(&up, 0),
+                    None => up,
+                };
+                let w = &ps.tensors[*weight];
+                let (mut gw, mut gb) = (grads[*weight].shallow_clone(), grads[*weight + 1].shallow_clone());
+                // As linear.cpp's backward: x's gradient, the weight's product added in place
+                // in its own order, the bias's sum.
+                let gx = needs_gx.then(|| if w.dim() == 2 { up.mm(w) } else { up.bmm(w) });
+                if w.dim() == 2 {
+                    let _ = gw.addmm_(&up.tr(), x);
+                    let _ = gb.g_add_(&up.sum_dim_intlist(0, false, None));
+                } else {
+                    let _ = gw.baddbmm_(&up.transpose(1, 2), x);
+                    let _ = gb.g_add_(&up.sum_dim_intlist(1, true, None));
+                }
+                match gx {
+                    Some(gx) => gx,
+                    None => return,
+                }
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Spec;
+    use crate::train::model::{forward, initial_values};
+    use serde_json::json;
+    use tch::Reduction;
+
+    /// Each member's mean loss, as the engine's: cross-entropy or MSE against one-hot labels.
+    fn means(z: &Tensor, labels: &Tensor, g: i64, mse: bool) -> Tensor {
+        match (g, mse) {
+            (1, false) => z.cross_entropy_for_logits(labels),
+            (1, true) => z.mse_loss(&labels.one_hot(10).to_kind(Kind::Float), Reduction::Mean),
+            (_, false) => z
+                .cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -100, 0.0)
+                .view([g, -1])
+                .mean_dim(1, false, None),
+            (_, true) => z
+                .mse_loss(&labels.one_hot(10).to_kind(Kind::Float), Reduction::None)
+                .view([g, -1])
+                .mean_dim(1, false, None),
+        }
+    }
+
+    /// A group of `g` members of `layers` (seeds 0…g−1), trained two steps through autograd
+    /// and by hand from the same weights: the logits, losses and every gradient of each step
+    /// must be the same bits.
+    fn same_bits(layers: serde_json::Value, g: i64, batch: i64, mse: bool) {
+        let arch = Architecture::of(&Spec::parse(&json!({ "layers": layers })).unwrap());
+        assert!(
+            layers_supported(&arch, g, Device::Cpu, batch),
+            "{layers} for {g}: the engine trains it through autograd"
+        );
+        let rows: Vec<Tensor> = (0..g as u64).map(|s| Tensor::from_slice(&initial_values(&arch, s).unwrap())).collect();
+        let by_autograd = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let by_hand = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        // The engine's first step makes the gradients; here a zero one does.
+        for t in &by_hand.tensors {
+            (t * 0.0).sum(Kind::Float).backward();
+        }
+        tch::manual_seed(5);
+        for step_no in 0..2 {
+            let images = Tensor::randn([g * batch, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let labels = Tensor::randint(10, [g * batch], (Kind::Int64, Device::Cpu));
+            let keys = (arch.dropouts > 0)
+                .then(|| Tensor::randint(1 << 32, [g, arch.dropouts as i64], (Kind::Int64, Device::Cpu)));
+            for ps in [&by_autograd, &by_hand] {
+                for t in &ps.tensors {
+                    let mut gr = t.grad();
+                    if gr.defined() {
+                        let _ = gr.zero_();
+                    }
+                }
+            }
+            let logits = forward(&arch, &by_autograd, &images, keys.as_ref());
+            let expected = means(&logits, &labels, g, mse);
+            if g == 1 {
+                expected.backward()
+            } else {
+                expected.sum(Kind::Float).backward()
+            }
+            let grads: Vec<Tensor> = by_hand.tensors.iter().map(|t| t.grad()).collect();
+            let (z, got) = step(&arch, &by_hand, &images, keys.as_ref(), &grads, |z| means(z, &labels, g, mse));
+            let at = format!("{layers} for {g} at batch {batch}, step {step_no}");
+            assert!(z.equal(&logits.detach()), "{at}: logits");
+            assert!(got.detach().equal(&expected.detach()), "{at}: losses");
+            for (i, (a, e)) in grads.iter().zip(&by_autograd.tensors).enumerate() {
+                let e = e.grad();
+                assert!(a.equal(&e), "{at}: parameter {i}'s gradient differs by {}", (a - &e).abs().max());
+                assert!(e.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{at}: parameter {i} has no gradient");
+            }
+        }
+    }
+
+    fn cnn() -> serde_json::Value {
+        json!([{"conv2d": {"out": 6, "kernel": 5}}, "relu", {"maxpool2d": 2}, {"conv2d": {"out": 16, "kernel": 5}},
+               "relu", {"maxpool2d": 2}, "flatten", {"linear": 120}, "relu", {"linear": 84}, "relu", {"linear": 10}])
+    }
+
+    #[test]
+    fn the_tutorial_cnns_step_by_hand_has_autograds_bits() {
+        for batch in [1, 4, 3] {
+            same_bits(cnn(), 1, batch, false);
+        }
+        same_bits(cnn(), 1, 4, true);
+        if GroupConv::on(Device::Cpu) == GroupConv::Members {
+            same_bits(cnn(), 3, 4, false);
+            same_bits(cnn(), 2, 1, true);
+        }
+    }
+
+    #[test]
+    fn every_activation_dropout_and_plain_pooling_by_hand_have_autograds_bits() {
+        let mlp = json!(["flatten", {"linear": 32}, "tanh", {"linear": 24}, "sigmoid", {"linear": 20}, "gelu",
+                         {"linear": 16}, "leaky_relu", {"dropout": 0.3}, {"linear": 16}, "relu", {"linear": 10}]);
+        // Pooling and dropout on the images come before any weight: nothing to backpropagate.
+        let convs = json!([{"dropout": 0.2}, {"maxpool2d": 2}, {"conv2d": {"out": 5, "kernel": 3, "stride": 2, "padding": 1}},
+                           {"maxpool2d": 2}, "tanh", {"dropout": 0.5}, {"conv2d": {"out": 4, "kernel": 3, "padding": "same"}},
+                           "gelu", "flatten", {"dropout": 0.1}, {"linear": 10}]);
+        for g in [1, 3] {
+            same_bits(mlp.clone(), g, 4, false);
+            same_bits(json!(["flatten", {"linear": 10}]), g, 2, g == 3);
+            if g == 1 || GroupConv::on(Device::Cpu) == GroupConv::Members {
+                same_bits(convs.clone(), g, 4, false);
+            }
+        }
+    }
+
+    #[test]
+    fn layers_autograd_trains_are_left_to_it() {
+        let arch = |layers: serde_json::Value| Architecture::of(&Spec::parse(&json!({ "layers": layers })).unwrap());
+        let cnn = arch(cnn());
+        assert!(layers_supported(&cnn, 1, Device::Cpu, 4));
+        // A single model's larger convolutions run oneDNN's on channels-last activations.
+        assert_eq!(
+            layers_supported(&cnn, 1, Device::Cpu, 64),
+            ConvPath::on(Device::Cpu, 64, 6 * 28 * 28 * 75) == ConvPath::Libtorch
+        );
+        assert_eq!(layers_supported(&cnn, 8, Device::Cpu, 4), GroupConv::on(Device::Cpu) == GroupConv::Members);
+        assert!(!layers_supported(&cnn, 1, Device::Cuda(0), 4));
+        for other in [
+            json!([{"conv2d": {"out": 4, "kernel": 3}}, "batchnorm", "flatten", {"linear": 10}]),
+            json!([{"avgpool2d": 2}, "flatten", {"linear": 10}]),
+            json!([{"maxpool2d": 3}, "flatten", {"linear": 10}]),
+            json!([{"conv2d": {"out": 4, "kernel": 3}}, "global_avgpool", "flatten", {"linear": 10}]),
+            json!([{"conv2d": {"out": 3, "kernel": 3, "padding": 1}}, {"residual": [{"conv2d": {"out": 3, "kernel": 3, "padding": 1}}]}, "flatten", {"linear": 10}]),
+        ] {
+            assert!(!layers_supported(&arch(other.clone()), 1, Device::Cpu, 4), "{other}");
+        }
+    }
+}
