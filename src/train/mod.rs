@@ -2,7 +2,8 @@
 //!
 //! One engine trains a group of G same-shaped models as one (`train_group`): a batch source
 //! that gives each member its own batches (`data`), a fused model (`model`, from the plan in
-//! `crate::network`), one optimiser step for all members (`optim`), metrics and checkpoints
+//! `crate::network`; on a CPU its backward pass written out by hand where it knows every layer,
+//! `backprop`), one optimiser step for all members (`optim`), metrics and checkpoints
 //! per member. Every member trains as
 //! it would alone — its own seed, data order, optimiser settings and learning-rate
 //! schedule, loss, augmentation and epochs — and leaves the group on its own (finished, stopped, or its
