@@ -36,6 +36,7 @@ fn native() {
         .file("src/train/native/pool.cpp")
         .file("src/train/native/linear.cpp")
         .file("src/train/native/data.cpp")
+        .file("src/train/native/norm.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -16,10 +16,11 @@
 //! It takes the layer lists whose every layer it knows (`supports`): convolutions on
 //! libtorch's own kernel (a single model's small ones, `ConvPath::Libtorch`, and a group's
 //! member by member, `GroupConv::Members`), 2×2 max pooling at stride 2 (after a ReLU or not),
-//! activations, dropout, flatten and linear layers. Anything else (batch normalisation,
-//! average pooling, residual blocks, oneDNN's convolutions on channels-last activations, a
-//! GPU) trains through autograd as before. `TRAINYARD_BACKWARD=autograd` turns it off (for
-//! benchmarks).
+//! average and global average pooling, batch normalisation (a group's on features only),
+//! activations, dropout, flatten, linear layers and residual blocks of these. Anything else
+//! (oneDNN's convolutions on channels-last activations, a group's normalisation of images,
+//! which puts its members' channels side by side, a GPU) trains through autograd as before.
+//! `TRAINYARD_BACKWARD=autograd` turns it off (for benchmarks).
 
 use super::model::{self, ConvPath, GroupConv, GroupParams};
 use super::native;
@@ -36,16 +37,29 @@ pub fn supports(arch: &Architecture, g: i64, device: Device, batch: i64) -> bool
 
 /// `supports`, whatever the environment says.
 pub fn layers_supported(arch: &Architecture, g: i64, device: Device, batch: i64) -> bool {
-    device == Device::Cpu
-        && g >= 1
-        && arch.layers.iter().all(|layer| match *layer {
-            // A smaller batch (an epoch's last) has fewer multiply-adds, so takes the same path.
-            Layer::Conv2d { macs, .. } if g == 1 => ConvPath::on(device, batch, macs) == ConvPath::Libtorch,
-            Layer::Conv2d { .. } => GroupConv::on(device) == GroupConv::Members,
-            Layer::MaxPool { k, stride } => k == 2 && stride == 2,
-            Layer::Act(_) | Layer::Dropout { .. } | Layer::Flatten | Layer::Linear { .. } => true,
-            Layer::AvgPool { .. } | Layer::GlobalAvgPool | Layer::BatchNorm { .. } | Layer::Residual { .. } => false,
-        })
+    device == Device::Cpu && g >= 1 && chain_supported(&arch.layers, g, device, batch, &mut false)
+}
+
+/// Whether every layer of `layers` is one `step` takes; `flat`: whether the activations are
+/// features by then (a flatten came before).
+fn chain_supported(layers: &[Layer], g: i64, device: Device, batch: i64, flat: &mut bool) -> bool {
+    layers.iter().all(|layer| match layer {
+        // A smaller batch (an epoch's last) has fewer multiply-adds, so takes the same path.
+        &Layer::Conv2d { macs, .. } if g == 1 => ConvPath::on(device, batch, macs) == ConvPath::Libtorch,
+        Layer::Conv2d { .. } => GroupConv::on(device) == GroupConv::Members,
+        &Layer::MaxPool { k, stride } => k == 2 && stride == 2,
+        // A group's normalisation of images puts the members' channels side by side, channels
+        // last (as oneDNN's grouped convolutions take them): that layout stays with autograd.
+        Layer::BatchNorm { .. } => g == 1 || *flat,
+        Layer::Flatten => {
+            *flat = true;
+            true
+        }
+        Layer::Act(_) | Layer::Dropout { .. } | Layer::Linear { .. } | Layer::AvgPool { .. } | Layer::GlobalAvgPool => {
+            true
+        }
+        Layer::Residual { layers, .. } => chain_supported(layers, g, device, batch, flat),
+    })
 }
 
 /// What a layer's backward needs from its forward.
@@ -55,6 +69,13 @@ enum Saved {
     Conv { x: Tensor, weight: usize, stride: i64, pad: i64, needs_gx: bool },
     /// A 2×2 max pooling (after a ReLU or not): its input and indices.
     Pool { x: Tensor, indices: Tensor },
+    /// An average pooling: its input.
+    AvgPool { x: Tensor, k: i64, stride: i64 },
+    /// A global average pooling (a mean over each plane): its input's shape.
+    Mean { shape: Vec<i64> },
+    /// Batch normalisation: its input as the kernel took it (a group's features: [B, G·F], the
+    /// members' side by side, from [G, B, F]), the batch's mean and inverse deviation.
+    Norm { x: Tensor, weight: usize, stats: usize, saved: [Tensor; 2], grouped: Option<[i64; 3]>, needs_gx: bool },
     /// An activation: its output (ReLU, tanh, sigmoid) or input (leaky ReLU, GELU), as
     /// PyTorch's derivative of it reads.
     Act { kind: ActKind, saved: Tensor },
@@ -64,15 +85,17 @@ enum Saved {
     Reshape { shape: Vec<i64> },
     /// A linear layer (and the ReLU after it, with its output): its input.
     Linear { x: Tensor, weight: usize, relu: Option<Tensor>, needs_gx: bool },
+    /// A residual block: its layers' tape; its input's gradient is theirs plus the output's.
+    Residual { tape: Vec<Saved>, needs_gx: bool },
 }
 
 /// One training step's forward and backward of a group whose layers `supports` takes, from
 /// its images member after member ([G·B, C, H, W]): each member's gradients added into its
-/// parameters' `.grad` (all defined: a first step through autograd makes them). `loss` maps
-/// the logits ([G·B, classes], member after member; a leaf that requires a gradient) to what
-/// the engine records and backpropagates: each member's mean loss ([G], summed for the
-/// backward pass; a scalar for a group of one). Returns the logits (without a graph) and
-/// `loss`'s result.
+/// parameters' `.grad` (all defined: a first step through autograd makes them), and its
+/// running statistics updated. `loss` maps the logits ([G·B, classes], member after member; a
+/// leaf that requires a gradient) to what the engine records and backpropagates: each
+/// member's mean loss ([G], summed for the backward pass; a scalar for a group of one).
+/// Returns the logits (without a graph) and `loss`'s result.
 pub fn step(
     arch: &Architecture,
     ps: &GroupParams,
@@ -83,7 +106,7 @@ pub fn step(
 ) -> (Tensor, Tensor) {
     let g = ps.members;
     let mut tape = Vec::with_capacity(arch.layers.len());
-    let out = tch::no_grad(|| forward(&arch.layers, ps, g, images, keys, &mut tape));
+    let out = tch::no_grad(|| forward(&arch.layers, ps, g, images.shallow_clone(), keys, &mut tape, &mut false));
     // [G, B, classes] → [G·B, classes], as `model::forward_images` gives them.
     let logits = if g == 1 { out.shallow_clone() } else { out.reshape([-1, out.size()[2]]) };
     let leaf = logits.detach().set_requires_grad(true);
@@ -94,32 +117,33 @@ pub fn step(
         means.sum(Kind::Float).backward();
     }
     let up = leaf.grad().view(out.size().as_slice());
-    tch::no_grad(|| backward(&tape, ps, g, up, grads));
+    tch::no_grad(|| {
+        backward(&tape, ps, g, up, grads);
+    });
     (logits, means)
 }
 
-/// The layers' forward pass without a graph, recording in `tape` what the backward needs.
-/// Returns the logits as the last layer leaves them ([G, B, classes], or [B, classes] for a
-/// group of one).
+/// The layers' forward pass without a graph, from `x`, recording in `tape` what the backward
+/// needs. `needs`: whether `x` depends on a weight (before the first layer with weights,
+/// nothing needs a gradient); updated for the output. Returns the output as the autograd path
+/// (`model::forward_images`) lays it out: for the last layer, logits [G, B, classes], or
+/// [B, classes] for a group of one.
 fn forward(
     layers: &[Layer],
     ps: &GroupParams,
     g: i64,
-    images: &Tensor,
+    mut x: Tensor,
     keys: Option<&Tensor>,
     tape: &mut Vec<Saved>,
+    needs: &mut bool,
 ) -> Tensor {
-    let mut x = images.shallow_clone();
-    // Whether `x` depends on a weight: before the first layer with weights, nothing needs a
-    // gradient.
-    let mut needs = false;
     let mut i = 0;
     while i < layers.len() {
-        if let Some((k, stride)) = model::relu_then_max_pool(&layers[i..]) {
+        if let (Some((k, stride)), 4) = (model::relu_then_max_pool(&layers[i..]), x.dim()) {
             debug_assert!(k == 2 && stride == 2);
             let xc = x.contiguous();
             let (y, indices) = native::max_pool2d_indexed(&xc, true);
-            if needs {
+            if *needs {
                 tape.push(Saved::Pool { x: xc, indices });
             }
             x = y;
@@ -131,9 +155,9 @@ fn forward(
                 let relu = matches!(next, Some(Layer::Act(ActKind::Relu)));
                 let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
                 let y = if relu { native::linear_relu(&x, w, b) } else { native::linear(&x, w, b) };
-                tape.push(Saved::Linear { x, weight, relu: relu.then(|| y.shallow_clone()), needs_gx: needs });
+                tape.push(Saved::Linear { x, weight, relu: relu.then(|| y.shallow_clone()), needs_gx: *needs });
                 x = y;
-                needs = true;
+                *needs = true;
                 i += if relu { 2 } else { 1 };
                 continue;
             }
@@ -145,21 +169,64 @@ fn forward(
                 } else {
                     native::members_conv2d(&xc, w, b, g, stride, pad)
                 };
-                tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: needs });
+                tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: *needs });
                 x = y;
-                needs = true;
+                *needs = true;
             }
             (&Layer::MaxPool { .. }, _) => {
                 let xc = x.contiguous();
                 let (y, indices) = native::max_pool2d_indexed(&xc, false);
-                if needs {
+                if *needs {
                     tape.push(Saved::Pool { x: xc, indices });
                 }
                 x = y;
             }
+            (&Layer::AvgPool { k, stride }, _) => {
+                let y = x.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>);
+                if *needs {
+                    tape.push(Saved::AvgPool { x, k, stride });
+                }
+                x = y;
+            }
+            (Layer::GlobalAvgPool, _) => {
+                let y = x.adaptive_avg_pool2d([1, 1]);
+                if *needs {
+                    tape.push(Saved::Mean { shape: x.size() });
+                }
+                x = y;
+            }
+            (&Layer::BatchNorm { weight, stats, .. }, _) => {
+                let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
+                let (rm, rv) = (&ps.stats[stats], &ps.stats[stats + 1]);
+                // A group's features [G, B, F] → [B, G·F], the members' side by side (as
+                // `model`'s fused layer).
+                let grouped = (g > 1).then(|| {
+                    let s = x.size();
+                    [s[0], s[1], s[2]]
+                });
+                let input = match grouped {
+                    Some([_, b, f]) => x.transpose(0, 1).reshape([b, g * f]),
+                    None => x,
+                };
+                let (y, mean, invstd) = input.native_batch_norm(
+                    Some(w),
+                    Some(b),
+                    Some(rm),
+                    Some(rv),
+                    true,
+                    model::BN_MOMENTUM,
+                    model::BN_EPS,
+                );
+                x = match grouped {
+                    Some([_, b, f]) => y.view([b, g, f]).transpose(0, 1),
+                    None => y,
+                };
+                tape.push(Saved::Norm { x: input, weight, stats, saved: [mean, invstd], grouped, needs_gx: *needs });
+                *needs = true;
+            }
             (&Layer::Act(kind), _) => {
                 let y = model::activation(kind, &x);
-                if needs {
+                if *needs {
                     let saved = match kind {
                         ActKind::Relu | ActKind::Tanh | ActKind::Sigmoid => y.shallow_clone(),
                         ActKind::LeakyRelu | ActKind::Gelu => x,
@@ -172,7 +239,7 @@ fn forward(
                 let keys = keys.expect("dropout keys").select(1, slot as i64);
                 let mask = model::dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice());
                 x = &x * &mask;
-                if needs {
+                if *needs {
                     tape.push(Saved::Dropout { mask });
                 }
             }
@@ -180,12 +247,20 @@ fn forward(
             (Layer::Flatten, _) if x.dim() == 4 => {
                 let shape = x.size();
                 x = if g == 1 { x.flatten(1, -1) } else { x.view([g, shape[0] / g, -1]) };
-                if needs {
+                if *needs {
                     tape.push(Saved::Reshape { shape });
                 }
             }
             (Layer::Flatten, _) => {}
-            (layer, _) => panic!("backprop::step does not take {layer:?} (see `supports`)"),
+            (Layer::Residual { layers, .. }, _) => {
+                let needs_gx = *needs;
+                let mut inner = Vec::with_capacity(layers.len());
+                let y = forward(layers, ps, g, x.shallow_clone(), keys, &mut inner, needs);
+                x = y + x;
+                if *needs {
+                    tape.push(Saved::Residual { tape: inner, needs_gx });
+                }
+            }
         }
         i += 1;
     }
@@ -193,18 +268,35 @@ fn forward(
 }
 
 /// Each layer's backward in reverse, from the gradient of the last one's output: the kernels
-/// autograd's nodes call for it, each weight's gradient added into `grads`.
-fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[Tensor]) {
+/// autograd's nodes call for it, each weight's gradient added into `grads`. Returns the
+/// gradient of the first layer's input, where that needs one.
+fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[Tensor]) -> Option<Tensor> {
     for saved in tape.iter().rev() {
         up = match saved {
             Saved::Conv { x, weight, stride, pad, needs_gx } => {
                 let (w, gw, gb) = (&ps.tensors[*weight], &grads[*weight], &grads[*weight + 1]);
-                match native::conv2d_backward(&up, x, w, gw, gb, g, *stride, *pad, *needs_gx) {
-                    Some(gx) => gx,
-                    None => return,
-                }
+                native::conv2d_backward(&up, x, w, gw, gb, g, *stride, *pad, *needs_gx)?
             }
             Saved::Pool { x, indices } => native::max_pool2d_backward(&up, indices, x),
+            Saved::AvgPool { x, k, stride } => {
+                x.avg_pool2d_backward(&up, [*k, *k], [*stride, *stride], [0, 0], false, true, None::<i64>)
+            }
+            // A mean's backward: the gradient spread over the plane, divided by its size.
+            Saved::Mean { shape } => up.expand(shape.as_slice(), false) / (shape[2] * shape[3]),
+            Saved::Norm { x, weight, stats, saved, grouped, needs_gx } => {
+                let up = match grouped {
+                    Some([_, b, f]) => up.transpose(0, 1).reshape([*b, g * f]),
+                    None => up,
+                };
+                let stats = [&ps.stats[*stats], &ps.stats[*stats + 1]];
+                let (w, gw, gb) = (&ps.tensors[*weight], &grads[*weight], &grads[*weight + 1]);
+                let saved = [&saved[0], &saved[1]];
+                let gx = native::batch_norm_backward(&up, x, w, stats, saved, model::BN_EPS, gw, gb, *needs_gx)?;
+                match grouped {
+                    Some([_, b, f]) => gx.view([*b, g, *f]).transpose(0, 1),
+                    None => gx,
+                }
+            }
             Saved::Act { kind, saved } => match kind {
                 ActKind::Relu => saved.threshold_backward(&up, 0),
                 ActKind::LeakyRelu => saved.leaky_relu_backward(&up, 0.01, false),
@@ -231,20 +323,29 @@ fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[T
                     let _ = gw.baddbmm_(&up.transpose(1, 2), x);
                     let _ = gb.g_add_(&up.sum_dim_intlist(1, true, None));
                 }
-                match gx {
-                    Some(gx) => gx,
-                    None => return,
+                gx?
+            }
+            Saved::Residual { tape, needs_gx } => {
+                let through = backward(tape, ps, g, up.shallow_clone(), grads);
+                if !needs_gx {
+                    return None;
+                }
+                // The skip's gradient and the block's, summed as autograd sums a tensor's two.
+                match through {
+                    Some(t) => t + up,
+                    None => up,
                 }
             }
         };
     }
+    Some(up)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::Spec;
-    use crate::train::model::{forward, initial_values};
+    use crate::train::model::{forward, initial_stats, initial_values};
     use serde_json::json;
     use tch::Reduction;
 
@@ -274,8 +375,9 @@ mod tests {
             "{layers} for {g}: the engine trains it through autograd"
         );
         let rows: Vec<Tensor> = (0..g as u64).map(|s| Tensor::from_slice(&initial_values(&arch, s).unwrap())).collect();
-        let by_autograd = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
-        let by_hand = GroupParams::from_members(&arch, &rows, &[], Device::Cpu);
+        let stats: Vec<Tensor> = (0..g).map(|_| initial_stats(&arch)).collect();
+        let by_autograd = GroupParams::from_members(&arch, &rows, &stats, Device::Cpu);
+        let by_hand = GroupParams::from_members(&arch, &rows, &stats, Device::Cpu);
         // The engine's first step makes the gradients; here a zero one does.
         for t in &by_hand.tensors {
             (t * 0.0).sum(Kind::Float).backward();
@@ -306,6 +408,7 @@ mod tests {
             let at = format!("{layers} for {g} at batch {batch}, step {step_no}");
             assert!(z.equal(&logits.detach()), "{at}: logits");
             assert!(got.detach().equal(&expected.detach()), "{at}: losses");
+            assert!(by_hand.stats_flat.equal(&by_autograd.stats_flat), "{at}: running statistics");
             for (i, (a, e)) in grads.iter().zip(&by_autograd.tensors).enumerate() {
                 let e = e.grad();
                 assert!(a.equal(&e), "{at}: parameter {i}'s gradient differs by {}", (a - &e).abs().max());
@@ -349,25 +452,50 @@ mod tests {
     }
 
     #[test]
+    fn normalisation_average_pooling_and_residual_blocks_by_hand_have_autograds_bits() {
+        let conv = |out: i64| json!({"conv2d": {"out": out, "kernel": 3, "padding": 1}});
+        // A small ResNet: normalised convolutions, blocks with a skip, average pooling.
+        let resnet = json!([conv(4), "batchnorm", "relu",
+            {"residual": [conv(4), "batchnorm", "relu", conv(4), "batchnorm"]}, "relu", {"avgpool2d": 2},
+            {"residual": [conv(4), "tanh"]}, "global_avgpool", "flatten", {"linear": 10}]);
+        same_bits(resnet, 1, 4, false);
+        // A block and an average pooling before any weight; normalised features.
+        let mixed = json!([{"residual": ["relu", {"avgpool2d": {"kernel": 1, "stride": 1}}]}, {"avgpool2d": 4},
+            "flatten", {"linear": 24}, "batchnorm", "relu", {"residual": [{"linear": 24}, "batchnorm", "gelu"]},
+            {"dropout": 0.2}, {"linear": 10}]);
+        for g in [1, 3] {
+            same_bits(mixed.clone(), g, 4, g == 3);
+        }
+        if GroupConv::on(Device::Cpu) == GroupConv::Members {
+            let blocks = json!([conv(3), "relu", {"residual": [conv(3), "relu", conv(3)]}, {"maxpool2d": 2},
+                {"avgpool2d": 2}, "global_avgpool", "flatten", {"linear": 10}]);
+            same_bits(blocks, 3, 2, false);
+        }
+    }
+
+    #[test]
     fn layers_autograd_trains_are_left_to_it() {
         let arch = |layers: serde_json::Value| Architecture::of(&Spec::parse(&json!({ "layers": layers })).unwrap());
         let cnn = arch(cnn());
         assert!(layers_supported(&cnn, 1, Device::Cpu, 4));
         // A single model's larger convolutions run oneDNN's on channels-last activations.
-        assert_eq!(
-            layers_supported(&cnn, 1, Device::Cpu, 64),
-            ConvPath::on(Device::Cpu, 64, 6 * 28 * 28 * 75) == ConvPath::Libtorch
-        );
-        assert_eq!(layers_supported(&cnn, 8, Device::Cpu, 4), GroupConv::on(Device::Cpu) == GroupConv::Members);
+        let small = ConvPath::on(Device::Cpu, 64, 6 * 28 * 28 * 75) == ConvPath::Libtorch;
+        assert_eq!(layers_supported(&cnn, 1, Device::Cpu, 64), small);
+        let members = GroupConv::on(Device::Cpu) == GroupConv::Members;
+        assert_eq!(layers_supported(&cnn, 8, Device::Cpu, 4), members);
         assert!(!layers_supported(&cnn, 1, Device::Cuda(0), 4));
-        for other in [
-            json!([{"conv2d": {"out": 4, "kernel": 3}}, "batchnorm", "flatten", {"linear": 10}]),
-            json!([{"avgpool2d": 2}, "flatten", {"linear": 10}]),
-            json!([{"maxpool2d": 3}, "flatten", {"linear": 10}]),
-            json!([{"conv2d": {"out": 4, "kernel": 3}}, "global_avgpool", "flatten", {"linear": 10}]),
-            json!([{"conv2d": {"out": 3, "kernel": 3, "padding": 1}}, {"residual": [{"conv2d": {"out": 3, "kernel": 3, "padding": 1}}]}, "flatten", {"linear": 10}]),
-        ] {
-            assert!(!layers_supported(&arch(other.clone()), 1, Device::Cpu, 4), "{other}");
-        }
+        // A group's normalisation of images lays its channels side by side: autograd's.
+        let normalised = arch(json!([{"conv2d": {"out": 4, "kernel": 3}}, "batchnorm", "flatten", {"linear": 10}]));
+        assert!(layers_supported(&normalised, 1, Device::Cpu, 4));
+        assert!(!layers_supported(&normalised, 2, Device::Cpu, 4));
+        let in_a_block = arch(
+            json!([{"residual": [{"conv2d": {"out": 3, "kernel": 3, "padding": 1}}, "batchnorm"]}, "flatten", {"linear": 10}]),
+        );
+        assert!(layers_supported(&in_a_block, 1, Device::Cpu, 4));
+        assert!(!layers_supported(&in_a_block, 2, Device::Cpu, 4));
+        let features = arch(json!(["flatten", {"linear": 8}, "batchnorm", {"linear": 10}]));
+        assert!(layers_supported(&features, 5, Device::Cpu, 4));
+        // A pooling other than 2×2 at stride 2 takes libtorch's kernel, through autograd.
+        assert!(!layers_supported(&arch(json!([{"maxpool2d": 3}, "flatten", {"linear": 10}])), 1, Device::Cpu, 4));
     }
 }

@@ -39,8 +39,8 @@ use crate::network::{ActKind, Architecture, Init, Layer, ParamSpec};
 use tch::{Device, Kind, Tensor};
 
 /// Batch normalisation's PyTorch defaults.
-const BN_MOMENTUM: f64 = 0.1;
-const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f64 = 0.1;
+pub(crate) const BN_EPS: f64 = 1e-5;
 
 /// PyTorch's default init: Linear and Conv2d weights and biases uniform in ±1/sqrt(fan_in)
 /// (kaiming_uniform with a = sqrt(5)), drawn from the seed's stream 0 in parameter order;

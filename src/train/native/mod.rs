@@ -65,6 +65,21 @@ extern "C" {
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
+    fn trainyard_batch_norm_backward(
+        grad_out: *mut std::ffi::c_void,
+        input: *mut std::ffi::c_void,
+        weight: *mut std::ffi::c_void,
+        running_mean: *mut std::ffi::c_void,
+        running_var: *mut std::ffi::c_void,
+        save_mean: *mut std::ffi::c_void,
+        save_invstd: *mut std::ffi::c_void,
+        eps: f64,
+        grad_weight: *mut std::ffi::c_void,
+        grad_bias: *mut std::ffi::c_void,
+        want_gx: i32,
+        err: *mut std::ffi::c_char,
+        err_len: usize,
+    ) -> *mut std::ffi::c_void;
     fn trainyard_conv2d_backward(
         grad_out: *mut std::ffi::c_void,
         input: *mut std::ffi::c_void,
@@ -168,6 +183,7 @@ pub fn max_pool2d_indexed(x: &Tensor, relu: bool) -> (Tensor, Tensor) {
     let values = owned("max_pool2d_indexed", |err, len| unsafe {
         trainyard_max_pool2d_indexed(x.as_ptr() as *mut _, relu.into(), &mut indices, err, len)
     });
+    // SAFETY: `owned` returned, so the C++ side succeeded and `indices` is its new handle.
     (values, unsafe { Tensor::from_ptr(indices as *mut _) })
 }
 
@@ -214,6 +230,44 @@ pub fn conv2d_backward(
             g,
             stride,
             pad,
+            want_gx.into(),
+            err,
+            len,
+        )
+    });
+    want_gx.then_some(gx)
+}
+
+/// Without autograd (`crate::train::backprop`): batch normalisation's backward in training, as
+/// autograd's node for `native_batch_norm` computes it (norm.cpp), from the output's gradient,
+/// the input, the weight, the running statistics and the batch's `save_mean` and `save_invstd`
+/// (what `native_batch_norm` returned): the weight's and bias's gradients added into `gw` and
+/// `gb`. Returns the input's gradient when `want_gx`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    grad: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    stats: [&Tensor; 2],
+    saved: [&Tensor; 2],
+    eps: f64,
+    gw: &Tensor,
+    gb: &Tensor,
+    want_gx: bool,
+) -> Option<Tensor> {
+    // SAFETY: as for `thnn_conv2d`; the C++ side writes into `gw` and `gb` only.
+    let gx = owned("batch_norm_backward", |err, len| unsafe {
+        trainyard_batch_norm_backward(
+            grad.as_ptr() as *mut _,
+            x.as_ptr() as *mut _,
+            w.as_ptr() as *mut _,
+            stats[0].as_ptr() as *mut _,
+            stats[1].as_ptr() as *mut _,
+            saved[0].as_ptr() as *mut _,
+            saved[1].as_ptr() as *mut _,
+            eps,
+            gw.as_ptr() as *mut _,
+            gb.as_ptr() as *mut _,
             want_gx.into(),
             err,
             len,
