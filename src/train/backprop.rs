@@ -111,16 +111,22 @@ pub fn step(
     let logits = if g == 1 { out.shallow_clone() } else { out.reshape([-1, out.size()[2]]) };
     let leaf = logits.detach().set_requires_grad(true);
     let means = loss(&leaf);
-    if g == 1 {
-        means.backward();
-    } else {
-        means.sum(Kind::Float).backward();
-    }
+    backward_of_means(&means, g);
     let up = leaf.grad().view(out.size().as_slice());
     tch::no_grad(|| {
         backward(&tape, ps, g, up, grads);
     });
     (logits, means)
+}
+
+/// Autograd's backward pass from each member's mean loss (`step`'s `loss`): a group of one's
+/// scalar, or the sum of a group's [G], so that each member gets the gradients of its own.
+pub fn backward_of_means(means: &Tensor, g: i64) {
+    if g == 1 {
+        means.backward();
+    } else {
+        means.sum(Kind::Float).backward();
+    }
 }
 
 /// The layers' forward pass without a graph, from `x`, recording in `tape` what the backward
@@ -398,11 +404,7 @@ mod tests {
             }
             let logits = forward(&arch, &by_autograd, &images, keys.as_ref());
             let expected = means(&logits, &labels, g, mse);
-            if g == 1 {
-                expected.backward()
-            } else {
-                expected.sum(Kind::Float).backward()
-            }
+            backward_of_means(&expected, g);
             let grads: Vec<Tensor> = by_hand.tensors.iter().map(|t| t.grad()).collect();
             let (z, got) = step(&arch, &by_hand, &images, keys.as_ref(), &grads, |z| means(z, &labels, g, mse));
             let at = format!("{layers} for {g} at batch {batch}, step {step_no}");

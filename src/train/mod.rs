@@ -569,11 +569,7 @@ impl Engine<'_> {
                 _ => {
                     let logits = model::forward_images(arch, &f.params, &batch.images, keys.as_ref());
                     let means = f.losses.batch_means(&logits, &batch.labels, g);
-                    if g == 1 {
-                        means.backward();
-                    } else {
-                        means.sum(Kind::Float).backward();
-                    }
+                    backprop::backward_of_means(&means, g);
                     (logits, means)
                 }
             };

@@ -47,6 +47,20 @@ at::Tensor members_forward(const at::Tensor& xc, const at::Tensor& w, const at::
   return out;
 }
 
+// Each member's `_slow_conv2d_backward` on its own slices of `go`, `x` and `w` (the call
+// autograd makes for `thnn_conv2d`), handed to `each(m, batch, cout, gx, gw, gb)` in member order.
+template <typename F>
+void members_backward(const at::Tensor& go, const at::Tensor& x, const at::Tensor& w, int64_t g, int64_t stride,
+                      int64_t pad, std::array<bool, 3> mask, F&& each) {
+  const int64_t batch = x.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
+  for (int64_t m = 0; m < g; m++) {
+    auto [i, wt, bs] = at::_slow_conv2d_backward(go.narrow(0, m * batch, batch), x.narrow(0, m * batch, batch),
+                                                 w.narrow(0, m * cout, cout), {kh, kw}, {stride, stride},
+                                                 {pad, pad}, mask);
+    each(m, batch, cout, i, wt, bs);
+  }
+}
+
 struct MembersConv : public torch::autograd::Function<MembersConv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                             int64_t g, int64_t stride, int64_t pad) {
@@ -63,18 +77,14 @@ struct MembersConv : public torch::autograd::Function<MembersConv> {
     const at::Tensor &x = saved[0], &w = saved[1];
     const int64_t g = ctx->saved_data["g"].toInt(), stride = ctx->saved_data["stride"].toInt(),
                   pad = ctx->saved_data["pad"].toInt();
-    const auto go = grads[0].contiguous();
-    const int64_t batch = x.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
     const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)};
     std::vector<at::Tensor> gx, gw, gb;
-    for (int64_t m = 0; m < g; m++) {
-      auto [i, wt, bs] =
-          at::_slow_conv2d_backward(go.narrow(0, m * batch, batch), x.narrow(0, m * batch, batch),
-                                    w.narrow(0, m * cout, cout), {kh, kw}, {stride, stride}, {pad, pad}, mask);
-      if (mask[0]) gx.push_back(i);
-      if (mask[1]) gw.push_back(wt);
-      if (mask[2]) gb.push_back(bs);
-    }
+    members_backward(grads[0].contiguous(), x, w, g, stride, pad, mask,
+                     [&](int64_t, int64_t, int64_t, const at::Tensor& i, const at::Tensor& wt, const at::Tensor& bs) {
+                       if (mask[0]) gx.push_back(i);
+                       if (mask[1]) gw.push_back(wt);
+                       if (mask[2]) gb.push_back(bs);
+                     });
     const auto joined = [](const std::vector<at::Tensor>& parts) { return parts.empty() ? at::Tensor() : at::cat(parts); };
     return {joined(gx), joined(gw), joined(gb), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -114,18 +124,15 @@ extern "C" void* trainyard_conv2d_backward(void* grad_out, void* input, void* we
                 "conv2d_backward takes a contiguous x [G·B, Cin, H, W], w and its gradient [G·Cout, Cin, kh, kw], "
                 "the bias's gradient [G·Cout] and the output's [G·B, Cout, OH, OW] for G = ",
                 g, ", a stride of at least 1 and a padding of at least 0");
-    const int64_t batch = x.size(0) / g, cout = w.size(0) / g, kh = w.size(2), kw = w.size(3);
-    const std::array<bool, 3> mask{want_gx != 0, true, true};
     at::Tensor gx = want_gx != 0 && g > 1 ? at::empty(x.sizes(), x.options()) : at::Tensor();
-    for (int64_t m = 0; m < g; m++) {
-      auto [i, wt, bs] =
-          at::_slow_conv2d_backward(go.narrow(0, m * batch, batch), x.narrow(0, m * batch, batch),
-                                    w.narrow(0, m * cout, cout), {kh, kw}, {stride, stride}, {pad, pad}, mask);
-      if (want_gx != 0 && g == 1) gx = i;
-      if (want_gx != 0 && g > 1) gx.narrow(0, m * batch, batch).copy_(i);
-      gw.narrow(0, m * cout, cout).add_(wt);
-      gb.narrow(0, m * cout, cout).add_(bs);
-    }
+    members_backward(go, x, w, g, stride, pad, {want_gx != 0, true, true},
+                     [&](int64_t m, int64_t batch, int64_t cout, const at::Tensor& i, const at::Tensor& wt,
+                         const at::Tensor& bs) {
+                       if (want_gx != 0 && g == 1) gx = i;
+                       if (want_gx != 0 && g > 1) gx.narrow(0, m * batch, batch).copy_(i);
+                       gw.narrow(0, m * cout, cout).add_(wt);
+                       gb.narrow(0, m * cout, cout).add_(bs);
+                     });
     return gx;
   });
 }
