@@ -15,14 +15,15 @@
 //!
 //! It takes the layer lists whose every layer it knows (`supports`): convolutions on
 //! libtorch's own kernel (a single model's small ones, `ConvPath::Libtorch`, and a group's
-//! member by member, `GroupConv::Members`), 2×2 max pooling at stride 2 (after a ReLU or not),
-//! average and global average pooling, batch normalisation (a group's on features only),
-//! activations, dropout, flatten, linear layers and residual blocks of these. Anything else
-//! (oneDNN's convolutions on channels-last activations, a group's normalisation of images,
-//! which puts its members' channels side by side, a GPU) trains through autograd as before.
+//! member by member, `GroupConv::Members`) and a group's grouped ones (`GroupConv::Grouped`:
+//! oneDNN's, the members' channels side by side, channels last), 2×2 max pooling at stride 2
+//! (after a ReLU or not), average and global average pooling, batch normalisation (a group's
+//! on features only), activations, dropout, flatten, linear layers and residual blocks of
+//! these. Anything else (a single model's larger convolutions, oneDNN's on channels-last
+//! activations; a group's normalisation of images; a GPU) trains through autograd as before.
 //! `TRAINYARD_BACKWARD=autograd` turns it off (for benchmarks).
 
-use super::model::{self, ConvPath, GroupConv, GroupParams};
+use super::model::{self, ConvPath, GroupConv, GroupParams, Images};
 use super::native;
 use crate::network::{ActKind, Architecture, Layer};
 use tch::{Device, Kind, Tensor};
@@ -46,7 +47,9 @@ fn chain_supported(layers: &[Layer], g: i64, device: Device, batch: i64, flat: &
     layers.iter().all(|layer| match layer {
         // A smaller batch (an epoch's last) has fewer multiply-adds, so takes the same path.
         &Layer::Conv2d { macs, .. } if g == 1 => ConvPath::on(device, batch, macs) == ConvPath::Libtorch,
-        Layer::Conv2d { .. } => GroupConv::on(device) == GroupConv::Members,
+        // A group's: member by member (`GroupConv::Members`) or grouped, the members' channels
+        // side by side (`GroupConv::Grouped`).
+        Layer::Conv2d { .. } => true,
         &Layer::MaxPool { k, stride } => k == 2 && stride == 2,
         // A group's normalisation of images puts the members' channels side by side, channels
         // last (as oneDNN's grouped convolutions take them): that layout stays with autograd.
@@ -64,9 +67,9 @@ fn chain_supported(layers: &[Layer], g: i64, device: Device, batch: i64, flat: &
 
 /// What a layer's backward needs from its forward.
 enum Saved {
-    /// A convolution (member by member for a group): its input, and whether that needs a
-    /// gradient (the images do not).
-    Conv { x: Tensor, weight: usize, stride: i64, pad: i64, needs_gx: bool },
+    /// A convolution (for a group member by member, or `grouped` with its members' channels
+    /// side by side): its input, and whether that needs a gradient (the images do not).
+    Conv { x: Tensor, weight: usize, stride: i64, pad: i64, needs_gx: bool, grouped: bool },
     /// A 2×2 max pooling (after a ReLU or not): its input and indices.
     Pool { x: Tensor, indices: Tensor },
     /// An average pooling: its input.
@@ -81,8 +84,8 @@ enum Saved {
     Act { kind: ActKind, saved: Tensor },
     /// A dropout's scaled mask.
     Dropout { mask: Tensor },
-    /// A flatten: the input's shape.
-    Reshape { shape: Vec<i64> },
+    /// A flatten: the input's shape, and whether its members' channels were side by side.
+    Reshape { shape: Vec<i64>, side: bool },
     /// A linear layer (and the ReLU after it, with its output): its input.
     Linear { x: Tensor, weight: usize, relu: Option<Tensor>, needs_gx: bool },
     /// A residual block: its layers' tape; its input's gradient is theirs plus the output's.
@@ -90,7 +93,7 @@ enum Saved {
 }
 
 /// One training step's forward and backward of a group whose layers `supports` takes, from
-/// its images member after member ([G·B, C, H, W]): each member's gradients added into its
+/// its images in either layout (`model::Images`): each member's gradients added into its
 /// parameters' `.grad` (all defined: a first step through autograd makes them), and its
 /// running statistics updated. `loss` maps the logits ([G·B, classes], member after member; a
 /// leaf that requires a gradient) to what the engine records and backpropagates: each
@@ -99,14 +102,19 @@ enum Saved {
 pub fn step(
     arch: &Architecture,
     ps: &GroupParams,
-    images: &Tensor,
+    images: &Images,
     keys: Option<&Tensor>,
     grads: &[Tensor],
     loss: impl FnOnce(&Tensor) -> Tensor,
 ) -> (Tensor, Tensor) {
     let g = ps.members;
     let mut tape = Vec::with_capacity(arch.layers.len());
-    let out = tch::no_grad(|| forward(&arch.layers, ps, g, images.shallow_clone(), keys, &mut tape, &mut false));
+    let (x, side) = match images {
+        Images::Stacked(x) => (x.shallow_clone(), false),
+        Images::SideBySide(x) => (x.shallow_clone(), true),
+    };
+    let mut flow = Flow { needs: false, side };
+    let out = tch::no_grad(|| forward(&arch.layers, ps, g, x, keys, &mut tape, &mut flow));
     // [G, B, classes] → [G·B, classes], as `model::forward_images` gives them.
     let logits = if g == 1 { out.shallow_clone() } else { out.reshape([-1, out.size()[2]]) };
     let leaf = logits.detach().set_requires_grad(true);
@@ -129,9 +137,19 @@ pub fn backward_of_means(means: &Tensor, g: i64) {
     }
 }
 
+/// What `forward` knows of its activations as it goes.
+struct Flow {
+    /// Whether they depend on a weight (before the first layer with weights, nothing needs a
+    /// gradient).
+    needs: bool,
+    /// Whether a group's images or activations are [B, G·C, H, W], its members' channels side
+    /// by side, channels last in memory (as a grouped convolution takes and gives them), rather
+    /// than member after member.
+    side: bool,
+}
+
 /// The layers' forward pass without a graph, from `x`, recording in `tape` what the backward
-/// needs. `needs`: whether `x` depends on a weight (before the first layer with weights,
-/// nothing needs a gradient); updated for the output. Returns the output as the autograd path
+/// needs, `flow` updated for the output. Returns the output as the autograd path
 /// (`model::forward_images`) lays it out: for the last layer, logits [G, B, classes], or
 /// [B, classes] for a group of one.
 fn forward(
@@ -141,15 +159,17 @@ fn forward(
     mut x: Tensor,
     keys: Option<&Tensor>,
     tape: &mut Vec<Saved>,
-    needs: &mut bool,
+    flow: &mut Flow,
 ) -> Tensor {
+    // Our pooling takes NCHW or channels-last; a grouped convolution's activations are the latter.
+    let contiguous = |x: Tensor, side: bool| if side { x } else { x.contiguous() };
     let mut i = 0;
     while i < layers.len() {
         if let (Some((k, stride)), 4) = (model::relu_then_max_pool(&layers[i..]), x.dim()) {
             debug_assert!(k == 2 && stride == 2);
-            let xc = x.contiguous();
+            let xc = contiguous(x, flow.side);
             let (y, indices) = native::max_pool2d_indexed(&xc, true);
-            if *needs {
+            if flow.needs {
                 tape.push(Saved::Pool { x: xc, indices });
             }
             x = y;
@@ -161,42 +181,54 @@ fn forward(
                 let relu = matches!(next, Some(Layer::Act(ActKind::Relu)));
                 let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
                 let y = if relu { native::linear_relu(&x, w, b) } else { native::linear(&x, w, b) };
-                tape.push(Saved::Linear { x, weight, relu: relu.then(|| y.shallow_clone()), needs_gx: *needs });
+                tape.push(Saved::Linear { x, weight, relu: relu.then(|| y.shallow_clone()), needs_gx: flow.needs });
                 x = y;
-                *needs = true;
+                flow.needs = true;
                 i += if relu { 2 } else { 1 };
                 continue;
             }
             (&Layer::Conv2d { weight, stride, pad, .. }, _) => {
                 let (w, b) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
-                let xc = x.contiguous();
-                let y = if g == 1 {
-                    native::thnn_conv2d(&xc, w, Some(b), stride, pad)
+                let grouped = g > 1 && GroupConv::on(Device::Cpu) == GroupConv::Grouped;
+                let (xc, y) = if grouped {
+                    // As `model`'s grouped convolution; only the images come member after
+                    // member (where a member augments them), and they need no gradient.
+                    debug_assert!(flow.side || !flow.needs);
+                    let xs = if flow.side { x } else { model::side_by_side(&x, g) };
+                    let y = xs.conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g);
+                    (xs, y)
+                } else if g == 1 {
+                    let xc = x.contiguous();
+                    let y = native::thnn_conv2d(&xc, w, Some(b), stride, pad);
+                    (xc, y)
                 } else {
-                    native::members_conv2d(&xc, w, b, g, stride, pad)
+                    let xc = x.contiguous();
+                    let y = native::members_conv2d(&xc, w, b, g, stride, pad);
+                    (xc, y)
                 };
-                tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: *needs });
+                tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: flow.needs, grouped });
                 x = y;
-                *needs = true;
+                flow.needs = true;
+                flow.side = grouped;
             }
             (&Layer::MaxPool { .. }, _) => {
-                let xc = x.contiguous();
+                let xc = contiguous(x, flow.side);
                 let (y, indices) = native::max_pool2d_indexed(&xc, false);
-                if *needs {
+                if flow.needs {
                     tape.push(Saved::Pool { x: xc, indices });
                 }
                 x = y;
             }
             (&Layer::AvgPool { k, stride }, _) => {
                 let y = x.avg_pool2d([k, k], [stride, stride], [0, 0], false, true, None::<i64>);
-                if *needs {
+                if flow.needs {
                     tape.push(Saved::AvgPool { x, k, stride });
                 }
                 x = y;
             }
             (Layer::GlobalAvgPool, _) => {
                 let y = x.adaptive_avg_pool2d([1, 1]);
-                if *needs {
+                if flow.needs {
                     tape.push(Saved::Mean { shape: x.size() });
                 }
                 x = y;
@@ -227,12 +259,19 @@ fn forward(
                     Some([_, b, f]) => y.view([b, g, f]).transpose(0, 1),
                     None => y,
                 };
-                tape.push(Saved::Norm { x: input, weight, stats, saved: [mean, invstd], grouped, needs_gx: *needs });
-                *needs = true;
+                tape.push(Saved::Norm {
+                    x: input,
+                    weight,
+                    stats,
+                    saved: [mean, invstd],
+                    grouped,
+                    needs_gx: flow.needs,
+                });
+                flow.needs = true;
             }
             (&Layer::Act(kind), _) => {
                 let y = model::activation(kind, &x);
-                if *needs {
+                if flow.needs {
                     let saved = match kind {
                         ActKind::Relu | ActKind::Tanh | ActKind::Sigmoid => y.shallow_clone(),
                         ActKind::LeakyRelu | ActKind::Gelu => x,
@@ -243,27 +282,40 @@ fn forward(
             }
             (&Layer::Dropout { p, slot }, _) if p > 0.0 => {
                 let keys = keys.expect("dropout keys").select(1, slot as i64);
-                let mask = model::dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice());
+                let mask = if flow.side {
+                    model::side_by_side_dropout_mask(&keys, &x.size(), g, p)
+                } else {
+                    model::dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice())
+                };
                 x = &x * &mask;
-                if *needs {
+                if flow.needs {
                     tape.push(Saved::Dropout { mask });
                 }
             }
             (Layer::Dropout { .. }, _) => {}
             (Layer::Flatten, _) if x.dim() == 4 => {
                 let shape = x.size();
-                x = if g == 1 { x.flatten(1, -1) } else { x.view([g, shape[0] / g, -1]) };
-                if *needs {
-                    tape.push(Saved::Reshape { shape });
+                x = match (g, flow.side) {
+                    (1, _) => x.flatten(1, -1),
+                    (_, false) => x.view([g, shape[0] / g, -1]),
+                    // As `model`'s: [B, G·C, H, W] → [G, B, C·H·W].
+                    (_, true) => x.reshape([shape[0], g, -1]).transpose(0, 1),
+                };
+                if flow.needs {
+                    tape.push(Saved::Reshape { shape, side: flow.side });
                 }
+                flow.side = false;
             }
             (Layer::Flatten, _) => {}
             (Layer::Residual { layers, .. }, _) => {
-                let needs_gx = *needs;
+                let (needs_gx, side) = (flow.needs, flow.side);
                 let mut inner = Vec::with_capacity(layers.len());
-                let y = forward(layers, ps, g, x.shallow_clone(), keys, &mut inner, needs);
-                x = y + x;
-                if *needs {
+                let y = forward(layers, ps, g, x.shallow_clone(), keys, &mut inner, flow);
+                // A block whose grouped convolution is a group's first puts its images side by
+                // side for the sum too, as `model`'s; they need no gradient.
+                debug_assert!(side || !flow.side || !needs_gx);
+                x = if flow.side && !side { y + model::side_by_side(&x, g) } else { y + x };
+                if flow.needs {
                     tape.push(Saved::Residual { tape: inner, needs_gx });
                 }
             }
@@ -279,9 +331,9 @@ fn forward(
 fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[Tensor]) -> Option<Tensor> {
     for saved in tape.iter().rev() {
         up = match saved {
-            Saved::Conv { x, weight, stride, pad, needs_gx } => {
+            Saved::Conv { x, weight, stride, pad, needs_gx, grouped } => {
                 let (w, gw, gb) = (&ps.tensors[*weight], &grads[*weight], &grads[*weight + 1]);
-                native::conv2d_backward(&up, x, w, gw, gb, g, *stride, *pad, *needs_gx)?
+                native::conv2d_backward(&up, x, w, gw, gb, g, *stride, *pad, *needs_gx, *grouped)?
             }
             Saved::Pool { x, indices } => native::max_pool2d_backward(&up, indices, x),
             Saved::AvgPool { x, k, stride } => {
@@ -311,7 +363,9 @@ fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[T
                 ActKind::Gelu => saved.gelu_backward(&up, "none"),
             },
             Saved::Dropout { mask } => &up * mask,
-            Saved::Reshape { shape } => up.reshape(shape.as_slice()),
+            // [G, B, C·H·W] → [B, G·C, H, W] for a group's members side by side.
+            Saved::Reshape { shape, side: true } => up.transpose(0, 1).reshape(shape.as_slice()),
+            Saved::Reshape { shape, side: false } => up.reshape(shape.as_slice()),
             Saved::Linear { x, weight, relu, needs_gx } => {
                 let up = match relu {
                     Some(y) => y.threshold_backward(&up, 0),
@@ -351,7 +405,7 @@ fn backward(tape: &[Saved], ps: &GroupParams, g: i64, mut up: Tensor, grads: &[T
 mod tests {
     use super::*;
     use crate::spec::Spec;
-    use crate::train::model::{forward, initial_stats, initial_values};
+    use crate::train::model::{forward_images, initial_stats, initial_values, side_by_side, takes_side_by_side};
     use serde_json::json;
     use tch::Reduction;
 
@@ -373,17 +427,26 @@ mod tests {
 
     /// A group of `g` members of `layers` (seeds 0…g−1), trained two steps through autograd
     /// and by hand from the same weights: the logits, losses and every gradient of each step
-    /// must be the same bits.
+    /// must be the same bits; from images member after member, and where a group takes them
+    /// so (`takes_side_by_side`), with its members' channels side by side.
     fn same_bits(layers: serde_json::Value, g: i64, batch: i64, mse: bool) {
         let arch = Architecture::of(&Spec::parse(&json!({ "layers": layers })).unwrap());
         assert!(
             layers_supported(&arch, g, Device::Cpu, batch),
             "{layers} for {g}: the engine trains it through autograd"
         );
-        let rows: Vec<Tensor> = (0..g as u64).map(|s| Tensor::from_slice(&initial_values(&arch, s).unwrap())).collect();
-        let stats: Vec<Tensor> = (0..g).map(|_| initial_stats(&arch)).collect();
-        let by_autograd = GroupParams::from_members(&arch, &rows, &stats, Device::Cpu);
-        let by_hand = GroupParams::from_members(&arch, &rows, &stats, Device::Cpu);
+        same_bits_from(&arch, &layers, g, batch, mse, false);
+        if takes_side_by_side(&arch, g, Device::Cpu) {
+            same_bits_from(&arch, &layers, g, batch, mse, true);
+        }
+    }
+
+    /// `same_bits` from images side by side (`side`) or member after member.
+    fn same_bits_from(arch: &Architecture, layers: &serde_json::Value, g: i64, batch: i64, mse: bool, side: bool) {
+        let rows: Vec<Tensor> = (0..g as u64).map(|s| Tensor::from_slice(&initial_values(arch, s).unwrap())).collect();
+        let stats: Vec<Tensor> = (0..g).map(|_| initial_stats(arch)).collect();
+        let by_autograd = GroupParams::from_members(arch, &rows, &stats, Device::Cpu);
+        let by_hand = GroupParams::from_members(arch, &rows, &stats, Device::Cpu);
         // The engine's first step makes the gradients; here a zero one does.
         for t in &by_hand.tensors {
             (t * 0.0).sum(Kind::Float).backward();
@@ -402,12 +465,13 @@ mod tests {
                     }
                 }
             }
-            let logits = forward(&arch, &by_autograd, &images, keys.as_ref());
+            let images = if side { Images::SideBySide(side_by_side(&images, g)) } else { Images::Stacked(images) };
+            let logits = forward_images(arch, &by_autograd, &images, keys.as_ref());
             let expected = means(&logits, &labels, g, mse);
             backward_of_means(&expected, g);
             let grads: Vec<Tensor> = by_hand.tensors.iter().map(|t| t.grad()).collect();
-            let (z, got) = step(&arch, &by_hand, &images, keys.as_ref(), &grads, |z| means(z, &labels, g, mse));
-            let at = format!("{layers} for {g} at batch {batch}, step {step_no}");
+            let (z, got) = step(arch, &by_hand, &images, keys.as_ref(), &grads, |z| means(z, &labels, g, mse));
+            let at = format!("{layers} for {g} at batch {batch} (side by side: {side}), step {step_no}");
             assert!(z.equal(&logits.detach()), "{at}: logits");
             assert!(got.detach().equal(&expected.detach()), "{at}: losses");
             assert!(by_hand.stats_flat.equal(&by_autograd.stats_flat), "{at}: running statistics");
@@ -424,16 +488,41 @@ mod tests {
                "relu", {"maxpool2d": 2}, "flatten", {"linear": 120}, "relu", {"linear": 84}, "relu", {"linear": 10}])
     }
 
+    /// Runs this module's test `name` again in a child process of this test binary, with
+    /// `TRAINYARD_GROUP_CONV` set to the path for a group's convolutions (`GroupConv`) that this
+    /// machine does not take, so that both are checked on every machine; in a process where
+    /// that is set already, does nothing.
+    fn and_on_the_other_group_path(name: &str) {
+        if std::env::var_os("TRAINYARD_GROUP_CONV").is_some() {
+            return;
+        }
+        let other = match GroupConv::on(Device::Cpu) {
+            GroupConv::Grouped => "members",
+            GroupConv::Members => "grouped",
+        };
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([format!("train::backprop::tests::{name}").as_str(), "--exact", "--test-threads=1"])
+            .env("TRAINYARD_GROUP_CONV", other)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{name} with TRAINYARD_GROUP_CONV={other}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn the_tutorial_cnns_step_by_hand_has_autograds_bits() {
         for batch in [1, 4, 3] {
             same_bits(cnn(), 1, batch, false);
         }
         same_bits(cnn(), 1, 4, true);
-        if GroupConv::on(Device::Cpu) == GroupConv::Members {
-            same_bits(cnn(), 3, 4, false);
-            same_bits(cnn(), 2, 1, true);
-        }
+        // A group's, member by member or grouped (this machine's path, then the other).
+        same_bits(cnn(), 3, 4, false);
+        same_bits(cnn(), 2, 1, true);
+        and_on_the_other_group_path("the_tutorial_cnns_step_by_hand_has_autograds_bits");
     }
 
     #[test]
@@ -447,10 +536,13 @@ mod tests {
         for g in [1, 3] {
             same_bits(mlp.clone(), g, 4, false);
             same_bits(json!(["flatten", {"linear": 10}]), g, 2, g == 3);
-            if g == 1 || GroupConv::on(Device::Cpu) == GroupConv::Members {
-                same_bits(convs.clone(), g, 4, false);
-            }
+            same_bits(convs.clone(), g, 4, false);
         }
+        // Pooling without a ReLU, average pooling and dropout after a group's convolution.
+        let pooled = json!([{"conv2d": {"out": 4, "kernel": 3}}, {"maxpool2d": 2}, "relu", {"dropout": 0.3},
+                            {"conv2d": {"out": 3, "kernel": 3}}, {"avgpool2d": 2}, "global_avgpool", "flatten", {"linear": 10}]);
+        same_bits(pooled, 2, 3, false);
+        and_on_the_other_group_path("every_activation_dropout_and_plain_pooling_by_hand_have_autograds_bits");
     }
 
     #[test]
@@ -468,11 +560,13 @@ mod tests {
         for g in [1, 3] {
             same_bits(mixed.clone(), g, 4, g == 3);
         }
-        if GroupConv::on(Device::Cpu) == GroupConv::Members {
-            let blocks = json!([conv(3), "relu", {"residual": [conv(3), "relu", conv(3)]}, {"maxpool2d": 2},
-                {"avgpool2d": 2}, "global_avgpool", "flatten", {"linear": 10}]);
-            same_bits(blocks, 3, 2, false);
-        }
+        // A group's blocks of convolutions; the first convolution in a block.
+        let blocks = json!([conv(3), "relu", {"residual": [conv(3), "relu", conv(3)]}, {"maxpool2d": 2},
+            {"avgpool2d": 2}, "global_avgpool", "flatten", {"linear": 10}]);
+        same_bits(blocks, 3, 2, false);
+        let first = json!([{"residual": [conv(3), "relu"]}, {"maxpool2d": 2}, "flatten", {"linear": 10}]);
+        same_bits(first, 2, 2, false);
+        and_on_the_other_group_path("normalisation_average_pooling_and_residual_blocks_by_hand_have_autograds_bits");
     }
 
     #[test]
@@ -483,8 +577,8 @@ mod tests {
         // A single model's larger convolutions run oneDNN's on channels-last activations.
         let small = ConvPath::on(Device::Cpu, 64, 6 * 28 * 28 * 75) == ConvPath::Libtorch;
         assert_eq!(layers_supported(&cnn, 1, Device::Cpu, 64), small);
-        let members = GroupConv::on(Device::Cpu) == GroupConv::Members;
-        assert_eq!(layers_supported(&cnn, 8, Device::Cpu, 4), members);
+        // A group's, member by member or grouped.
+        assert!(layers_supported(&cnn, 8, Device::Cpu, 4));
         assert!(!layers_supported(&cnn, 1, Device::Cuda(0), 4));
         // A group's normalisation of images lays its channels side by side: autograd's.
         let normalised = arch(json!([{"conv2d": {"out": 4, "kernel": 3}}, "batchnorm", "flatten", {"linear": 10}]));

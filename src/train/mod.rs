@@ -559,14 +559,14 @@ impl Engine<'_> {
             let (arch, f) = self.fuse();
             f.optim.zero_grad(&f.params);
             let g = f.params.members;
-            let (logits, means) = match (by_hand(arch, &f.params, device, full), &batch.images) {
-                (Some(grads), model::Images::Stacked(images)) => {
+            let (logits, means) = match by_hand(arch, &f.params, device, full) {
+                Some(grads) => {
                     let losses = &f.losses;
-                    backprop::step(arch, &f.params, images, keys.as_ref(), &grads, |z| {
+                    backprop::step(arch, &f.params, &batch.images, keys.as_ref(), &grads, |z| {
                         losses.batch_means(z, &batch.labels, g)
                     })
                 }
-                _ => {
+                None => {
                     let logits = model::forward_images(arch, &f.params, &batch.images, keys.as_ref());
                     let means = f.losses.batch_means(&logits, &batch.labels, g);
                     backprop::backward_of_means(&means, g);

@@ -455,6 +455,14 @@ pub fn dropout_mask(keys: &Tensor, n: i64, p: f64) -> Tensor {
     x.ge(threshold).to_kind(Kind::Float) * (1.0 / (1.0 - p))
 }
 
+/// `dropout_mask` for a group's activations of shape `s` with its members' channels side by
+/// side ([B, G·C, H, W]): each member's mask over its own [B, C, H, W], then side by side.
+pub(crate) fn side_by_side_dropout_mask(keys: &Tensor, s: &[i64], g: i64, p: f64) -> Tensor {
+    let c = s[1] / g;
+    let mask = dropout_mask(keys, s[0] * c * s[2] * s[3], p).view([g, s[0], c, s[2], s[3]]);
+    mask.permute([1, 0, 2, 3, 4]).reshape([s[0], g * c, s[2], s[3]])
+}
+
 /// A mini-batch's images for every member of a group.
 pub enum Images {
     /// Member after member: [G·B, C, H, W].
@@ -574,11 +582,7 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
                     xs.map(|x| x * dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice()))
                 }
                 Act::Channels(x) => {
-                    // Each member's mask over its own [B, C, H, W], then side by side.
-                    let s = x.size();
-                    let c = s[1] / g;
-                    let mask = dropout_mask(&keys, s[0] * c * s[2] * s[3], p).view([g, s[0], c, s[2], s[3]]);
-                    let mask = mask.permute([1, 0, 2, 3, 4]).reshape([s[0], g * c, s[2], s[3]]);
+                    let mask = side_by_side_dropout_mask(&keys, &x.size(), g, p);
                     Act::Channels(&x * mask)
                 }
             }

@@ -105,34 +105,66 @@ extern "C" void* trainyard_members_conv2d(void* input, void* weight, void* bias,
   });
 }
 
+namespace {
+
 // A convolution's backward without autograd (src/train/backprop.rs): for a single model (g = 1)
 // or a fused group member by member, each member's `_slow_conv2d_backward` on its own slices
 // (the call autograd makes for `thnn_conv2d` and `MembersConv`), its weight's and bias's
 // gradients added into `gw` and `gb` (as autograd accumulates them into `.grad`). Returns the
 // input's gradient with `want_gx`, else an undefined tensor.
+at::Tensor members_conv2d_backward(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& w, at::Tensor gw,
+                                   at::Tensor gb, int64_t g, int64_t stride, int64_t pad, int32_t want_gx) {
+  const auto go = grad_out.contiguous();
+  TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && go.dim() == 4 && x.size(0) % g == 0 &&
+                  w.size(0) % g == 0 && go.size(0) == x.size(0) && go.size(1) * g == w.size(0) &&
+                  gw.sizes() == w.sizes() && gb.dim() == 1 && gb.size(0) == w.size(0) && x.is_contiguous() &&
+                  stride >= 1 && pad >= 0,
+              "conv2d_backward takes a contiguous x [G·B, Cin, H, W], w and its gradient [G·Cout, Cin, kh, kw], "
+              "the bias's gradient [G·Cout] and the output's [G·B, Cout, OH, OW] for G = ",
+              g, ", a stride of at least 1 and a padding of at least 0");
+  at::Tensor gx = want_gx != 0 && g > 1 ? at::empty(x.sizes(), x.options()) : at::Tensor();
+  members_backward(go, x, w, g, stride, pad, {want_gx != 0, true, true},
+                   [&](int64_t m, int64_t batch, int64_t cout, const at::Tensor& i, const at::Tensor& wt,
+                       const at::Tensor& bs) {
+                     if (want_gx != 0 && g == 1) gx = i;
+                     if (want_gx != 0 && g > 1) gx.narrow(0, m * batch, batch).copy_(i);
+                     gw.narrow(0, m * cout, cout).add_(wt);
+                     gb.narrow(0, m * cout, cout).add_(bs);
+                   });
+  return gx;
+}
+
+// A fused group's grouped convolution's backward without autograd (src/train/backprop.rs):
+// `at::conv2d` of x [B, G·Cin, H, W] (the members' channels side by side, channels last) by w
+// [G·Cout, Cin, kh, kw] in g groups, oneDNN's where it has AVX-512. The call autograd's
+// `ConvolutionBackward0` node makes (`at::convolution_backward`, on the same tensors), the
+// weight's and bias's gradients added into `gw` and `gb` (as autograd accumulates them into
+// `.grad`). Returns the input's gradient with `want_gx`, else an undefined tensor.
+at::Tensor grouped_conv2d_backward(const at::Tensor& go, const at::Tensor& x, const at::Tensor& w, at::Tensor gw,
+                                   at::Tensor gb, int64_t g, int64_t stride, int64_t pad, int32_t want_gx) {
+  TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && go.dim() == 4 && w.size(0) % g == 0 &&
+                  x.size(1) == g * w.size(1) && go.size(0) == x.size(0) && go.size(1) == w.size(0) &&
+                  gw.sizes() == w.sizes() && gb.dim() == 1 && gb.size(0) == w.size(0) && stride >= 1 && pad >= 0,
+              "grouped_conv2d_backward takes x [B, G·Cin, H, W], w and its gradient [G·Cout, Cin, kh, kw], the "
+              "bias's gradient [G·Cout] and the output's [B, G·Cout, OH, OW] for G = ",
+              g, ", a stride of at least 1 and a padding of at least 0");
+  auto [gx, gwn, gbn] = at::convolution_backward(go, x, w, at::IntArrayRef{w.size(0)}, {stride, stride}, {pad, pad},
+                                                 {1, 1}, false, {0, 0}, g, {want_gx != 0, true, true});
+  gw.add_(gwn);
+  gb.add_(gbn);
+  return gx;
+}
+
+}  // namespace
+
+// The backward of a convolution without autograd: `grouped` says which of the two above.
 extern "C" void* trainyard_conv2d_backward(void* grad_out, void* input, void* weight, void* grad_weight,
                                            void* grad_bias, int64_t g, int64_t stride, int64_t pad, int32_t want_gx,
-                                           char* err, size_t err_len) {
+                                           int32_t grouped, char* err, size_t err_len) {
   return trainyard::guarded(err, err_len, [&]() -> at::Tensor {
-    const auto &x = trainyard::tensor(input), &w = trainyard::tensor(weight);
-    at::Tensor gw = trainyard::tensor(grad_weight), gb = trainyard::tensor(grad_bias);
-    const auto go = trainyard::tensor(grad_out).contiguous();
-    TORCH_CHECK(g >= 1 && x.dim() == 4 && w.dim() == 4 && go.dim() == 4 && x.size(0) % g == 0 &&
-                    w.size(0) % g == 0 && go.size(0) == x.size(0) && go.size(1) * g == w.size(0) &&
-                    gw.sizes() == w.sizes() && gb.dim() == 1 && gb.size(0) == w.size(0) && x.is_contiguous() &&
-                    stride >= 1 && pad >= 0,
-                "conv2d_backward takes a contiguous x [G·B, Cin, H, W], w and its gradient [G·Cout, Cin, kh, kw], "
-                "the bias's gradient [G·Cout] and the output's [G·B, Cout, OH, OW] for G = ",
-                g, ", a stride of at least 1 and a padding of at least 0");
-    at::Tensor gx = want_gx != 0 && g > 1 ? at::empty(x.sizes(), x.options()) : at::Tensor();
-    members_backward(go, x, w, g, stride, pad, {want_gx != 0, true, true},
-                     [&](int64_t m, int64_t batch, int64_t cout, const at::Tensor& i, const at::Tensor& wt,
-                         const at::Tensor& bs) {
-                       if (want_gx != 0 && g == 1) gx = i;
-                       if (want_gx != 0 && g > 1) gx.narrow(0, m * batch, batch).copy_(i);
-                       gw.narrow(0, m * cout, cout).add_(wt);
-                       gb.narrow(0, m * cout, cout).add_(bs);
-                     });
-    return gx;
+    const auto &go = trainyard::tensor(grad_out), &x = trainyard::tensor(input), &w = trainyard::tensor(weight);
+    const auto &gw = trainyard::tensor(grad_weight), &gb = trainyard::tensor(grad_bias);
+    return grouped != 0 ? grouped_conv2d_backward(go, x, w, gw, gb, g, stride, pad, want_gx)
+                        : members_conv2d_backward(go, x, w, gw, gb, g, stride, pad, want_gx);
   });
 }

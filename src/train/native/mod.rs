@@ -90,6 +90,7 @@ extern "C" {
         stride: i64,
         pad: i64,
         want_gx: i32,
+        grouped: i32,
         err: *mut std::ffi::c_char,
         err_len: usize,
     ) -> *mut std::ffi::c_void;
@@ -204,9 +205,11 @@ pub fn max_pool2d_backward(grad: &Tensor, indices: &Tensor, x: &Tensor) -> Tenso
 
 /// Without autograd (`crate::train::backprop`): the backward of `thnn_conv2d` (g = 1) or
 /// `members_conv2d` (g members) of `x` by `w`, from the output's gradient: each member's
-/// `_slow_conv2d_backward`, as autograd calls it, its weight's and bias's gradients added into
-/// `gw` and `gb` (as autograd accumulates into `.grad`). Returns the input's gradient when
-/// `want_gx`.
+/// `_slow_conv2d_backward`, as autograd calls it; with `grouped`, of a grouped `conv2d` in g
+/// groups of `x` [B, G·Cin, H, W] (a group's members side by side, oneDNN's on channels-last
+/// activations): `convolution_backward`, as autograd's node calls it. The weight's and bias's
+/// gradients are added into `gw` and `gb` (as autograd accumulates into `.grad`). Returns the
+/// input's gradient when `want_gx`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     grad: &Tensor,
@@ -218,6 +221,7 @@ pub fn conv2d_backward(
     stride: i64,
     pad: i64,
     want_gx: bool,
+    grouped: bool,
 ) -> Option<Tensor> {
     // SAFETY: as for `thnn_conv2d`; the C++ side writes into `gw` and `gb` only.
     let gx = owned("conv2d_backward", |err, len| unsafe {
@@ -231,6 +235,7 @@ pub fn conv2d_backward(
             stride,
             pad,
             want_gx.into(),
+            grouped.into(),
             err,
             len,
         )
