@@ -174,9 +174,9 @@ pub fn relu_max_pool2d(x: &Tensor, k: i64, stride: i64) -> Tensor {
     owned("relu_max_pool2d", |err, len| unsafe { trainyard_max_pool2d(x.as_ptr() as *mut _, k, stride, 1, err, len) })
 }
 
-/// Without autograd (`crate::train::backprop`): a 2×2 max pooling at stride 2 of a contiguous
-/// float CPU tensor [N, C, H, W] (after a ReLU, with `relu`), by `max_pool2d`'s loop, and its
-/// indices for `max_pool2d_backward`.
+/// Without autograd (`crate::train::backprop`): a 2×2 max pooling at stride 2 of a float CPU
+/// tensor [N, C, H, W], contiguous or channels-last (after a ReLU, with `relu`), by
+/// `max_pool2d`'s loop, in `x`'s layout, and its indices for `max_pool2d_backward`.
 pub fn max_pool2d_indexed(x: &Tensor, relu: bool) -> (Tensor, Tensor) {
     let mut indices: *mut std::ffi::c_void = std::ptr::null_mut();
     // SAFETY: as for `thnn_conv2d`; on success the C++ side wrote a new `at::Tensor*` into

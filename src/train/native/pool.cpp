@@ -294,7 +294,9 @@ extern "C" void* trainyard_max_pool2d_indexed(void* input, int32_t relu, void** 
   return trainyard::guarded(err, err_len, [&] {
     const auto& x = trainyard::tensor(input);
     const Layout l = layout_of(x);
-    TORCH_CHECK(fits(x, l, 2, 2), "max_pool2d_indexed takes a contiguous float CPU tensor [N, C, H, W], H and W at least 2");
+    TORCH_CHECK(fits(x, l, 2, 2),
+                "max_pool2d_indexed takes a float CPU tensor [N, C, H, W], contiguous or channels-last, H and W at "
+                "least 2");
     auto [y, ind] = relu != 0 ? pool<true, true>(x, l) : pool<true, false>(x, l);
     *indices = new at::Tensor(ind);
     return y;
