@@ -196,15 +196,15 @@ fn forward(
                     // need no gradient.
                     debug_assert!(flow.side || !flow.needs);
                     let xs = if flow.side { x } else { model::side_by_side(&x, g) };
-                    let y = xs.conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g);
+                    let y = model::grouped_conv2d(&xs, w, b, g, stride, pad);
                     (xs, y)
-                } else if g == 1 {
-                    let xc = x.contiguous();
-                    let y = native::thnn_conv2d(&xc, w, Some(b), stride, pad);
-                    (xc, y)
                 } else {
                     let xc = x.contiguous();
-                    let y = native::members_conv2d(&xc, w, b, g, stride, pad);
+                    let y = if g == 1 {
+                        native::thnn_conv2d(&xc, w, Some(b), stride, pad)
+                    } else {
+                        native::members_conv2d(&xc, w, b, g, stride, pad)
+                    };
                     (xc, y)
                 };
                 tape.push(Saved::Conv { x: xc, weight, stride, pad, needs_gx: flow.needs, grouped });
@@ -283,11 +283,7 @@ fn forward(
             }
             (&Layer::Dropout { p, slot }, _) if p > 0.0 => {
                 let keys = keys.expect("dropout keys").select(1, slot as i64);
-                let mask = if flow.side {
-                    model::side_by_side_dropout_mask(&keys, &x.size(), g, p)
-                } else {
-                    model::dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice())
-                };
+                let mask = model::dropout_mask_like(&keys, &x, g, p, flow.side);
                 x = &x * &mask;
                 if flow.needs {
                     tape.push(Saved::Dropout { mask });
@@ -296,12 +292,7 @@ fn forward(
             (Layer::Dropout { .. }, _) => {}
             (Layer::Flatten, _) if x.dim() == 4 => {
                 let shape = x.size();
-                x = match (g, flow.side) {
-                    (1, _) => x.flatten(1, -1),
-                    (_, false) => x.view([g, shape[0] / g, -1]),
-                    // As `model`'s: [B, G·C, H, W] → [G, B, C·H·W].
-                    (_, true) => x.reshape([shape[0], g, -1]).transpose(0, 1),
-                };
+                x = model::flatten_images(&x, g, flow.side);
                 if flow.needs {
                     tape.push(Saved::Reshape { shape, side: flow.side });
                 }

@@ -387,9 +387,25 @@ fn group_conv(path: GroupConv, xs: Act, w: &Tensor, b: &Tensor, g: i64, stride: 
         GroupConv::Members => {
             Act::Stacked(native::members_conv2d(&to_stacked(xs, g).contiguous(), w, b, g, stride, pad))
         }
-        GroupConv::Grouped => {
-            Act::Channels(to_channels(xs, g).conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g))
-        }
+        GroupConv::Grouped => Act::Channels(grouped_conv2d(&to_channels(xs, g), w, b, g, stride, pad)),
+    }
+}
+
+/// A group's grouped convolution of `x` ([B, G·Cin, H, W], its members' channels side by side,
+/// channels last) by `w` ([G·Cout, Cin, kh, kw]) in g groups: oneDNN's. `backprop`'s step
+/// makes the same call, and its backward the call autograd's node makes for it.
+pub(crate) fn grouped_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: i64, stride: i64, pad: i64) -> Tensor {
+    x.conv2d(w, Some(b), [stride, stride], [pad, pad], [1, 1], g)
+}
+
+/// A group's image activation `x` as features, as a flatten gives them: [B, F] for a group of
+/// one, else [G, B, F], from [G·B, C, H, W] member after member or, with `side`, from
+/// [B, G·C, H, W] with its members' channels side by side.
+pub(crate) fn flatten_images(x: &Tensor, g: i64, side: bool) -> Tensor {
+    match (g, side) {
+        (1, _) => x.flatten(1, -1),
+        (_, false) => x.view([g, x.size()[0] / g, -1]),
+        (_, true) => x.reshape([x.size()[0], g, -1]).transpose(0, 1),
     }
 }
 
@@ -455,9 +471,15 @@ pub fn dropout_mask(keys: &Tensor, n: i64, p: f64) -> Tensor {
     x.ge(threshold).to_kind(Kind::Float) * (1.0 / (1.0 - p))
 }
 
-/// `dropout_mask` for a group's activations of shape `s` with its members' channels side by
-/// side ([B, G·C, H, W]): each member's mask over its own [B, C, H, W], then side by side.
-pub(crate) fn side_by_side_dropout_mask(keys: &Tensor, s: &[i64], g: i64, p: f64) -> Tensor {
+/// Each member's `dropout_mask` for a group's activation `x`, laid out as `x`: member after
+/// member ([G·B, …] or [G, B, F]), each member's mask in its own order, as is; or, with `side`,
+/// [B, G·C, H, W] with its members' channels side by side: each member's mask over its own
+/// [B, C, H, W], then side by side.
+pub(crate) fn dropout_mask_like(keys: &Tensor, x: &Tensor, g: i64, p: f64, side: bool) -> Tensor {
+    let s = x.size();
+    if !side {
+        return dropout_mask(keys, x.numel() as i64 / g, p).view(s.as_slice());
+    }
     let c = s[1] / g;
     let mask = dropout_mask(keys, s[0] * c * s[2] * s[3], p).view([g, s[0], c, s[2], s[3]]);
     mask.permute([1, 0, 2, 3, 4]).reshape([s[0], g * c, s[2], s[3]])
@@ -576,27 +598,12 @@ fn fused_layer(layer: &Layer, ps: &GroupParams, g: i64, xs: Act, keys: Option<&T
         }
         (&Layer::Dropout { p, slot }, xs) if p > 0.0 => {
             let keys = keys.expect("dropout keys").select(1, slot as i64);
-            match xs {
-                // Member after member already: each member's mask in its own order, as is.
-                xs @ (Act::Stacked(_) | Act::Dense(_)) => {
-                    xs.map(|x| x * dropout_mask(&keys, x.numel() as i64 / g, p).view(x.size().as_slice()))
-                }
-                Act::Channels(x) => {
-                    let mask = side_by_side_dropout_mask(&keys, &x.size(), g, p);
-                    Act::Channels(&x * mask)
-                }
-            }
+            let side = matches!(xs, Act::Channels(_));
+            xs.map(|x| x * dropout_mask_like(&keys, x, g, p, side))
         }
         (Layer::Dropout { .. }, xs) => xs,
-        (Layer::Flatten, Act::Stacked(x) | Act::Channels(x)) if g == 1 => Act::Dense(x.flatten(1, -1)),
-        (Layer::Flatten, Act::Stacked(x)) => {
-            let b = x.size()[0] / g;
-            Act::Dense(x.view([g, b, -1]))
-        }
-        (Layer::Flatten, Act::Channels(x)) => {
-            let b = x.size()[0];
-            Act::Dense(x.reshape([b, g, -1]).transpose(0, 1))
-        }
+        (Layer::Flatten, Act::Stacked(x)) => Act::Dense(flatten_images(&x, g, false)),
+        (Layer::Flatten, Act::Channels(x)) => Act::Dense(flatten_images(&x, g, true)),
         (Layer::Flatten, xs @ Act::Dense(_)) => xs,
         (&Layer::Linear { weight, .. }, Act::Dense(x)) => {
             let (w, bias) = (&ps.tensors[weight], &ps.tensors[weight + 1]);
